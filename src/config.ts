@@ -1,0 +1,112 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Engine } from './db/migrate';
+
+/** Everything the server reads from its environment, parsed and checked once at start-up. */
+export interface Config {
+  port: number;
+  host: string;
+  production: boolean;
+  database: { engine: Engine; url: string };
+  secretKey: string;
+  tokenExpireMinutes: number;
+  gemini: { apiKey: string | undefined; model: string; baseUrl: string | undefined; timeoutMs: number };
+  limits: {
+    /** `/ws` messages per second per socket; 0 turns the limit off. */
+    wsRatePerSecond: number;
+    /** `/bot` asks per minute per user; 0 turns the limit off. */
+    botPerMinute: number;
+    /** Failed logins per minute per username and per client address; 0 turns the limit off. */
+    loginFailuresPerMinute: number;
+  };
+  bot: { contextMessages: number; contextChars: number; maxConcurrentCalls: number };
+}
+
+/** A configuration problem: start-up stops and prints this message, which says the fix. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Env = Record<string, string | undefined>;
+
+const MIN_PRODUCTION_SECRET_BYTES = 32;
+
+export function loadConfig(env: Env = process.env): Config {
+  const production = env.NODE_ENV === 'production';
+  const database = parseDatabaseUrl(env.DATABASE_URL ?? 'file:./gemini_coop.db');
+  return {
+    port: integer(env, 'PORT', 8000, { min: 0, max: 65535 }),
+    host: env.HOST || '0.0.0.0',
+    production,
+    database,
+    secretKey: secretKey(env.SECRET_KEY, production, database),
+    tokenExpireMinutes: integer(env, 'TOKEN_EXPIRE_MINUTES', 1440, { min: 1 }),
+    gemini: {
+      apiKey: env.GEMINI_API_KEY || undefined,
+      model: env.GEMINI_MODEL || 'gemini-2.5-flash',
+      baseUrl: env.GEMINI_BASE_URL || undefined,
+      timeoutMs: integer(env, 'GEMINI_TIMEOUT_MS', 60_000, { min: 1 }),
+    },
+    limits: {
+      wsRatePerSecond: integer(env, 'WS_RATE_LIMIT', 20, { min: 0 }),
+      botPerMinute: integer(env, 'BOT_RATE_LIMIT', 10, { min: 0 }),
+      loginFailuresPerMinute: integer(env, 'LOGIN_RATE_LIMIT', 10, { min: 0 }),
+    },
+    bot: {
+      contextMessages: integer(env, 'BOT_CONTEXT_MESSAGES', 50, { min: 1 }),
+      contextChars: integer(env, 'BOT_CONTEXT_CHARS', 24_000, { min: 1 }),
+      maxConcurrentCalls: integer(env, 'BOT_MAX_CONCURRENT_CALLS', 8, { min: 1 }),
+    },
+  };
+}
+
+function integer(env: Env, name: string, fallback: number, { min, max = Number.MAX_SAFE_INTEGER }: { min: number; max?: number }) {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name}=${raw} is not valid: set it to a whole number from ${min} to ${max}, or unset it for ${fallback}.`);
+  }
+  return value;
+}
+
+/**
+ * Accepts Prisma's `file:` URLs, the original service's SQLAlchemy form (`sqlite:///./x.db`,
+ * `sqlite:////abs/x.db`) and PostgreSQL URLs.
+ */
+export function parseDatabaseUrl(url: string): Config['database'] {
+  if (url.startsWith('file:')) return { engine: 'sqlite', url };
+  const sqlalchemy = /^sqlite:\/\/\/(.+)$/.exec(url);
+  if (sqlalchemy) return { engine: 'sqlite', url: `file:${sqlalchemy[1]}` };
+  if (/^postgres(ql)?:\/\//.test(url)) return { engine: 'postgres', url };
+  throw new ConfigError(
+    `DATABASE_URL=${url} is not supported: use file:./gemini_coop.db (or sqlite:///./gemini_coop.db) for SQLite, or postgresql://user@host:5432/db for PostgreSQL.`,
+  );
+}
+
+export function sqliteFilePath(url: string): string {
+  return resolve(url.slice('file:'.length));
+}
+
+function secretKey(given: string | undefined, production: boolean, database: Config['database']): string {
+  if (given) {
+    if (production && Buffer.byteLength(given) < MIN_PRODUCTION_SECRET_BYTES) {
+      throw new ConfigError(
+        `SECRET_KEY is ${Buffer.byteLength(given)} bytes; production needs at least ${MIN_PRODUCTION_SECRET_BYTES}. Generate one with: openssl rand -hex 32`,
+      );
+    }
+    return given;
+  }
+  if (production) {
+    throw new ConfigError('SECRET_KEY is not set. In production it is required: set SECRET_KEY to the output of `openssl rand -hex 32`.');
+  }
+  // Outside production a generated key is kept beside the database, so tokens survive a restart.
+  const keyFile = database.engine === 'sqlite' ? `${sqliteFilePath(database.url)}.secret` : resolve('.gemini_coop.secret');
+  if (existsSync(keyFile)) return readFileSync(keyFile, 'utf8').trim();
+  const generated = randomBytes(32).toString('hex');
+  writeFileSync(keyFile, generated, { mode: 0o600 });
+  console.warn(`SECRET_KEY is not set: generated one and kept it in ${keyFile}. Set SECRET_KEY before going to production.`);
+  return generated;
+}
+

@@ -1,0 +1,140 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import type { SqlDriverAdapter, SqlMigrationAwareDriverAdapterFactory } from '@prisma/driver-adapter-utils';
+import { bindMigrationAwareSqlAdapterFactory } from '@prisma/driver-adapter-utils';
+import type { MigrationList, SchemaEngine } from '@prisma/schema-engine-wasm';
+
+export type Engine = 'sqlite' | 'postgres';
+
+const projectRoot = resolve(import.meta.dir, '../..');
+export const engineDir = (engine: Engine) => join(projectRoot, 'prisma', engine);
+
+/**
+ * Prisma's schema engine as WebAssembly, driven through our own driver adapter.
+ * The CLI's native engine is a separate download; this one ships in an npm package,
+ * so migrations apply at start-up with no network.
+ */
+async function withSchemaEngine<T>(
+  engine: Engine,
+  adapterFactory: SqlMigrationAwareDriverAdapterFactory,
+  run: (schemaEngine: SchemaEngine) => Promise<T>,
+): Promise<T> {
+  const wasmBindings = await (loadedBindings ??= loadBindings());
+  // The engine never disposes the connections it opens; left open, a SQLite one keeps its lock.
+  const opened: SqlDriverAdapter[] = [];
+  const track = async (connection: Promise<SqlDriverAdapter>) => {
+    opened.push(await connection);
+    return opened.at(-1)!;
+  };
+  const trackingFactory: SqlMigrationAwareDriverAdapterFactory = {
+    provider: adapterFactory.provider,
+    adapterName: adapterFactory.adapterName,
+    connect: () => track(adapterFactory.connect()),
+    connectToShadowDb: () => track(adapterFactory.connectToShadowDb()),
+  };
+  const schemaEngine = await wasmBindings.SchemaEngine.new(
+    { datamodels: await readDatamodels(engine) },
+    () => {},
+    bindMigrationAwareSqlAdapterFactory(trackingFactory),
+  );
+  try {
+    return await run(schemaEngine);
+  } finally {
+    schemaEngine.free();
+    await Promise.all(opened.map((connection) => connection.dispose()));
+    // bun:sqlite really closes a file only when its statements are finalized, and the adapter leaves
+    // those to the GC: collect now, or the next connection finds the file locked.
+    if (adapterFactory.provider === 'sqlite') Bun.gc(true);
+  }
+}
+
+let loadedBindings: Promise<typeof import('@prisma/schema-engine-wasm/schema_engine_bg')> | undefined;
+
+async function loadBindings() {
+  // The engine reports panics through this global; without it a panic surfaces as an unrelated TypeError.
+  (globalThis as { PRISMA_WASM_PANIC_REGISTRY?: unknown }).PRISMA_WASM_PANIC_REGISTRY = {
+    set_message(message: string) {
+      console.error(`prisma schema engine panicked: ${message}`);
+    },
+  };
+  const bg = await import('@prisma/schema-engine-wasm/schema_engine_bg');
+  const wasmPath = join(dirname(require.resolve('@prisma/schema-engine-wasm')), 'schema_engine_bg.wasm');
+  const { instance } = await WebAssembly.instantiate(await readFile(wasmPath), {
+    './schema_engine_bg.js': bg as unknown as WebAssembly.ModuleImports,
+  });
+  const exports = instance.exports as WebAssembly.Exports & { __wbindgen_start: () => void };
+  bg.__wbg_set_wasm(exports);
+  exports.__wbindgen_start();
+  return bg;
+}
+
+export async function readDatamodels(engine: Engine): Promise<[string, string][]> {
+  const dir = engineDir(engine);
+  const files = (await readdir(dir)).filter((name) => name.endsWith('.prisma')).sort();
+  return Promise.all(
+    files.map(async (name): Promise<[string, string]> => [name, await readFile(join(dir, name), 'utf8')]),
+  );
+}
+
+export async function readMigrations(engine: Engine): Promise<MigrationList> {
+  const baseDir = join(engineDir(engine), 'migrations');
+  const entries = await readdir(baseDir, { withFileTypes: true });
+  const lockPath = join(baseDir, 'migration_lock.toml');
+  return {
+    baseDir,
+    lockfile: { path: lockPath, content: await readFile(lockPath, 'utf8').catch(() => null) },
+    shadowDbInitScript: '',
+    migrationDirectories: await Promise.all(
+      entries
+        .filter((entry) => entry.isDirectory())
+        .map((entry) => entry.name)
+        .sort()
+        .map(async (path) => ({
+          path,
+          migrationFile: {
+            path: 'migration.sql',
+            content: await readFile(join(baseDir, path, 'migration.sql'), 'utf8').then(
+              (ok) => ({ tag: 'ok' as const, value: ok }),
+              (error: Error) => ({ tag: 'error' as const, value: error.message }),
+            ),
+          },
+        })),
+    ),
+  };
+}
+
+const noFilters = { externalTables: [], externalEnums: [] };
+
+/** Applies the committed migrations that the database has not seen yet; returns their names. */
+export async function applyMigrations(
+  engine: Engine,
+  adapterFactory: SqlMigrationAwareDriverAdapterFactory,
+): Promise<string[]> {
+  const migrationsList = await readMigrations(engine);
+  return withSchemaEngine(engine, adapterFactory, async (schemaEngine) => {
+    const { appliedMigrationNames } = await schemaEngine.applyMigrations({ migrationsList, filters: noFilters });
+    return appliedMigrationNames;
+  });
+}
+
+/**
+ * The SQL that would bring the committed migrations up to the models. Empty when they are in step:
+ * a test asserts that, so a model change without its migration fails the suite.
+ */
+export async function pendingMigrationSql(
+  engine: Engine,
+  adapterFactory: SqlMigrationAwareDriverAdapterFactory,
+): Promise<string> {
+  const migrations = await readMigrations(engine);
+  const files = (await readDatamodels(engine)).map(([path, content]) => ({ path, content }));
+  return withSchemaEngine(engine, adapterFactory, async (schemaEngine) => {
+    const { stdout } = await schemaEngine.diff({
+      from: { tag: 'migrations', ...migrations },
+      to: { tag: 'schemaDatamodel', files },
+      script: true,
+      exitCode: null,
+      filters: noFilters,
+    });
+    return stdout ?? '';
+  });
+}

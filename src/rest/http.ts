@@ -1,0 +1,38 @@
+import { AppError } from '../services/errors';
+import type { ValidationIssue } from '../services/validation';
+
+/** Seed-compatible JSON responses and the REST edge's mapping of the error family. */
+export const json = (body: unknown, status = 200, headers: HeadersInit = {}) =>
+  Response.json(body, { status, headers });
+
+export function errorResponse(error: unknown, requestId: string): Response {
+  if (error instanceof AppError) {
+    const headers: Record<string, string> = {};
+    if (error.status === 401) headers['WWW-Authenticate'] = 'Bearer';
+    if (error.retryAfterSeconds !== undefined) headers['Retry-After'] = String(Math.max(1, error.retryAfterSeconds));
+    const detail = error.code === 'BAD_USER_INPUT' && error.detail ? error.detail : error.message;
+    return json({ detail }, error.status, headers);
+  }
+  console.error(`[${requestId}] unhandled error`, error);
+  return json({ detail: 'Internal server error' }, 500, { 'X-Request-Id': requestId });
+}
+
+const MAX_BODY_BYTES = 1_048_576;
+
+/** A JSON (or, for OAuth2 clients, form-encoded) body; malformed input is FastAPI's 422. */
+export async function readBody(request: Request, { acceptForm = false } = {}): Promise<unknown> {
+  const length = Number(request.headers.get('content-length') ?? 0);
+  if (length > MAX_BODY_BYTES) throw new AppError('PAYLOAD_TOO_LARGE', 'Request body too large');
+  const type = request.headers.get('content-type') ?? '';
+  const text = await request.text();
+  if (text.length > MAX_BODY_BYTES) throw new AppError('PAYLOAD_TOO_LARGE', 'Request body too large');
+  if (acceptForm && type.startsWith('application/x-www-form-urlencoded')) {
+    return Object.fromEntries(new URLSearchParams(text));
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    const issue: ValidationIssue = { type: 'json_invalid', loc: ['body', 0], msg: 'JSON decode error' };
+    throw new AppError('BAD_USER_INPUT', 'JSON decode error', [issue]);
+  }
+}

@@ -1,0 +1,61 @@
+import type { PublicUser } from '../services/auth.service';
+import { bearerToken } from '../services/auth.service';
+import type { Services } from '../services';
+import { json, readBody } from './http';
+import { chatJson, messageJson, userJson } from './serializers';
+
+export interface RouteContext {
+  request: Request;
+  url: URL;
+  params: Record<string, string>;
+  services: Services;
+  clientAddress: string | null;
+}
+
+type Handler = (context: RouteContext) => Promise<Response> | Response;
+
+const authenticated =
+  (handler: (context: RouteContext, user: PublicUser) => Promise<Response>): Handler =>
+  async (context) =>
+    handler(context, await context.services.auth.authenticate(bearerToken(context.request.headers.get('authorization'))));
+
+/** The original FastAPI service's routes, path for path. */
+export const routes: [method: string, path: string, handler: Handler][] = [
+  ['GET', '/health', () => json({ status: 'healthy' })],
+
+  ['POST', '/api/auth/register', async ({ request, services }) => json(userJson(await services.auth.register(await readBody(request))))],
+  [
+    'POST',
+    '/api/auth/login',
+    async ({ request, services, clientAddress }) => {
+      const { token } = await services.auth.login(await readBody(request, { acceptForm: true }), clientAddress);
+      return json({ access_token: token, token_type: 'bearer' });
+    },
+  ],
+  ['GET', '/api/auth/me', authenticated(async (_context, user) => json(userJson(user)))],
+
+  ['POST', '/api/chats', authenticated(async ({ request, services }, user) => json(chatJson(await services.chats.create(user, await readBody(request)))))],
+  ['GET', '/api/chats', authenticated(async ({ services }, user) => json((await services.chats.listFor(user)).map(chatJson)))],
+  ['GET', '/api/chats/:id', authenticated(async ({ params, services }, user) => json(chatJson(await services.chats.get(user, params.id))))],
+  [
+    'POST',
+    '/api/chats/:id/invite',
+    authenticated(async ({ request, params, services }, user) => {
+      const invitee = await services.chats.invite(user, params.id, await readBody(request));
+      return json({ message: `User ${invitee.username} invited to chat` });
+    }),
+  ],
+  [
+    'GET',
+    '/api/chats/:id/messages',
+    authenticated(async ({ url, params, services }, user) =>
+      json((await services.messages.history(user, params.id, Object.fromEntries(url.searchParams))).map(messageJson)),
+    ),
+  ],
+  [
+    'POST',
+    '/api/chats/:id/messages',
+    authenticated(async ({ request, params, services }, user) => json(messageJson(await services.messages.send(user, params.id, await readBody(request))))),
+  ],
+  ['GET', '/api/chats/:id/participants', authenticated(async ({ params, services }, user) => json((await services.chats.participants(user, params.id)).map(userJson)))],
+];

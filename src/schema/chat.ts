@@ -1,0 +1,22 @@
+import { publicUserSelect } from '../services/auth.service';
+import { builder } from './builder';
+import { UserRef } from './user';
+
+const MESSAGES_PAGE = { defaultSize: 50, maxSize: 200 };
+
+export const ChatRef = builder.prismaObject('Chat', {
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    name: t.exposeString('name', { nullable: true }),
+    isGroup: t.exposeBoolean('isGroup'),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    owner: t.relation('owner'),
+    participants: t.field({
+      type: [UserRef],
+      select: { participants: { orderBy: { id: 'asc' }, select: { user: { select: publicUserSelect } } } },
+      resolve: (chat) => chat.participants.map((participant) => participant.user),
+    }),
+    // Relay connection ordered by id: `last`/`before` pages back from the newest, newest last.
+    messages: t.relatedConnection('messages', { cursor: 'id', ...MESSAGES_PAGE }),
+  }),
+});

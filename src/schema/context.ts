@@ -1,0 +1,17 @@
+import type { PublicUser } from '../services/auth.service';
+import type { Services } from '../services';
+
+/** Request-scoped: the caller and the service layer, nothing else. */
+export interface Context {
+  services: Services;
+  /** The client's address, for per-address login throttling; null where unknown. */
+  clientAddress: string | null;
+  /** The authenticated caller; rejects with UNAUTHENTICATED when the request carried no valid token. */
+  viewer: () => Promise<PublicUser>;
+}
+
+/** A `viewer` that authenticates `token` once, on first use, so public operations never pay for it. */
+export function lazyViewer(services: Services, token: string | null): Context['viewer'] {
+  let viewer: Promise<PublicUser> | undefined;
+  return () => (viewer ??= services.auth.authenticate(token));
+}

@@ -1,0 +1,91 @@
+import type { Database } from '../db/client';
+import type { Prisma } from '../generated/sqlite/client';
+import type { PublicUser } from './auth.service';
+import { publicUserSelect } from './auth.service';
+import { ChatNotFoundError, NotAuthorizedError, UserNotFoundError } from './errors';
+import type { PubSub } from './pubsub';
+import { createChatInput, idSchema, inviteInput, parseInput } from './validation';
+
+/** A Prisma selection handed down by a GraphQL resolver, so a query loads only what it asks for. */
+export type ChatQuery = Omit<Prisma.ChatFindUniqueArgs, 'where'>;
+
+export class ChatService {
+  constructor(
+    private readonly db: Database,
+    private readonly pubsub: PubSub,
+  ) {}
+
+  /** Creates a chat owned by `owner`, who becomes its first participant. */
+  create(owner: PublicUser, input: unknown, query: ChatQuery = {}) {
+    const { name, is_group } = parseInput(createChatInput, input);
+    return this.db.chat.create({
+      ...query,
+      data: { name, isGroup: is_group, ownerId: owner.id, participants: { create: { userId: owner.id } } },
+    });
+  }
+
+  /** The chats `user` takes part in, oldest first. */
+  listFor(user: PublicUser, query: Omit<Prisma.ChatFindManyArgs, 'where' | 'orderBy'> = {}) {
+    return this.db.chat.findMany({ ...query, where: { participants: { some: { userId: user.id } } }, orderBy: { id: 'asc' } });
+  }
+
+  /** A chat its participant may read: 404 when it does not exist, then 403 for anyone else. */
+  async get(user: PublicUser, chatId: unknown, query: ChatQuery = {}) {
+    const id = parseInput(idSchema, chatId, 'path');
+    await this.requireParticipant(user.id, id);
+    return this.db.chat.findUniqueOrThrow({ ...query, where: { id } });
+  }
+
+  /**
+   * Adds `username` to the chat; any participant may invite, and inviting a member again
+   * changes nothing. The invitee's open sockets hear of it.
+   */
+  async invite(inviter: PublicUser, chatId: unknown, input: unknown) {
+    const id = parseInput(idSchema, chatId, 'path');
+    const { username } = parseInput(inviteInput, input);
+    const chat = await this.requireParticipant(inviter.id, id);
+    const invitee = await this.db.user.findUnique({ where: { username }, select: { id: true, username: true } });
+    if (!invitee) throw new UserNotFoundError();
+    await this.db.chatParticipant.upsert({
+      where: { chatId_userId: { chatId: id, userId: invitee.id } },
+      create: { chatId: id, userId: invitee.id },
+      update: {},
+    });
+    this.pubsub.publish('user:invited', invitee.id, { chatId: id, chatName: chat.name, invitedBy: inviter.username });
+    return invitee;
+  }
+
+  async participants(user: PublicUser, chatId: unknown): Promise<PublicUser[]> {
+    const id = parseInput(idSchema, chatId, 'path');
+    await this.requireParticipant(user.id, id);
+    const rows = await this.db.chatParticipant.findMany({
+      where: { chatId: id },
+      orderBy: { id: 'asc' },
+      select: { user: { select: publicUserSelect } },
+    });
+    return rows.map((row) => row.user);
+  }
+
+  /**
+   * The one membership rule: 404 when the chat does not exist, 403 when `userId` is not in it.
+   * Positive answers are cached, since every message and join asks it; nobody is removed from
+   * a chat, so a cached "yes" never goes stale.
+   */
+  async requireParticipant(userId: number, chatId: number): Promise<{ id: number; name: string | null }> {
+    const cached = this.memberships.get(membershipKey(userId, chatId));
+    if (cached) return cached;
+    const chat = await this.db.chat.findUnique({
+      where: { id: chatId },
+      select: { id: true, name: true, participants: { where: { userId }, select: { id: true } } },
+    });
+    if (!chat) throw new ChatNotFoundError();
+    if (chat.participants.length === 0) throw new NotAuthorizedError();
+    const membership = { id: chat.id, name: chat.name };
+    this.memberships.set(membershipKey(userId, chatId), membership);
+    return membership;
+  }
+
+  private readonly memberships = new Map<string, { id: number; name: string | null }>();
+}
+
+const membershipKey = (userId: number, chatId: number) => `${userId}:${chatId}`;

@@ -1,0 +1,76 @@
+/**
+ * The one family of domain errors. Each adapter maps `code` at its edge: GraphQL to
+ * `extensions.code`, REST to `status` and `{"detail": message}`, `/ws` to an error frame.
+ * Anything that is not an AppError is unexpected: logged, and masked for the client.
+ */
+export type ErrorCode =
+  | 'UNAUTHENTICATED'
+  | 'FORBIDDEN'
+  | 'NOT_FOUND'
+  | 'BAD_USER_INPUT'
+  | 'CONFLICT'
+  | 'RATE_LIMITED'
+  | 'PAYLOAD_TOO_LARGE';
+
+const statusByCode: Record<ErrorCode, number> = {
+  UNAUTHENTICATED: 401,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  BAD_USER_INPUT: 422,
+  CONFLICT: 400, // the original answers duplicate usernames and emails with 400
+  RATE_LIMITED: 429,
+  PAYLOAD_TOO_LARGE: 413,
+};
+
+export class AppError extends Error {
+  override name = 'AppError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    /** Structured detail for clients that want more than the message (e.g. FastAPI's 422 list). */
+    readonly detail?: unknown,
+    readonly retryAfterSeconds?: number,
+  ) {
+    super(message);
+  }
+
+  get status(): number {
+    return statusByCode[this.code];
+  }
+}
+
+export class NotAuthenticatedError extends AppError {
+  constructor(message = 'Not authenticated') {
+    super('UNAUTHENTICATED', message);
+  }
+}
+
+export class InvalidCredentialsError extends AppError {
+  constructor() {
+    super('UNAUTHENTICATED', 'Invalid authentication credentials');
+  }
+}
+
+export class ChatNotFoundError extends AppError {
+  constructor() {
+    super('NOT_FOUND', 'Chat not found');
+  }
+}
+
+export class UserNotFoundError extends AppError {
+  constructor() {
+    super('NOT_FOUND', 'User not found');
+  }
+}
+
+export class NotAuthorizedError extends AppError {
+  constructor() {
+    super('FORBIDDEN', 'Not authorized');
+  }
+}
+
+export class RateLimitedError extends AppError {
+  constructor(message: string, retryAfterSeconds: number) {
+    super('RATE_LIMITED', message, undefined, retryAfterSeconds);
+  }
+}

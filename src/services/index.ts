@@ -1,0 +1,28 @@
+import type { Config } from '../config';
+import type { Database } from '../db/client';
+import { AuthService } from './auth.service';
+import { ChatService } from './chat.service';
+import { LoginThrottle } from './login-throttle';
+import { MessageService } from './message.service';
+import type { PubSub } from './pubsub';
+
+/** The service layer every transport adapts: rules and data live here and nowhere else. */
+export interface Services {
+  /** For the GraphQL Prisma plugin's relation loader only: rules go through the services below. */
+  db: Database;
+  auth: AuthService;
+  chats: ChatService;
+  messages: MessageService;
+  pubsub: PubSub;
+}
+
+export function createServices(db: Database, config: Config, pubsub: PubSub): Services {
+  const chats = new ChatService(db, pubsub);
+  return {
+    db,
+    auth: new AuthService(db, config, new LoginThrottle(config.limits.loginFailuresPerMinute)),
+    chats,
+    messages: new MessageService(db, chats, pubsub),
+    pubsub,
+  };
+}

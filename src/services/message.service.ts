@@ -1,0 +1,55 @@
+import type { Database } from '../db/client';
+import type { PublicUser } from './auth.service';
+import type { ChatService } from './chat.service';
+import type { MessageEvent, PubSub } from './pubsub';
+import { historyQuery, idSchema, parseInput, sendMessageInput } from './validation';
+
+const messageSelect = {
+  id: true,
+  chatId: true,
+  userId: true,
+  content: true,
+  isBot: true,
+  createdAt: true,
+  user: { select: { username: true } },
+} as const;
+
+type MessageRow = { id: number; chatId: number; userId: number | null; content: string; isBot: boolean; createdAt: Date; user: { username: string } | null };
+
+const toEvent = (row: MessageRow): MessageEvent => ({ ...row, username: row.user?.username ?? null });
+
+export class MessageService {
+  constructor(
+    private readonly db: Database,
+    private readonly chats: ChatService,
+    private readonly pubsub: PubSub,
+  ) {}
+
+  /**
+   * The one write path for a user's message, whatever the transport: checks, persists,
+   * then publishes one `chat:message` event.
+   */
+  async send(author: PublicUser, chatId: unknown, input: unknown): Promise<MessageEvent> {
+    const id = parseInput(idSchema, chatId, 'path');
+    const { content } = parseInput(sendMessageInput, input);
+    await this.chats.requireParticipant(author.id, id);
+    const row = await this.db.message.create({ data: { chatId: id, userId: author.id, content }, select: messageSelect });
+    const event = toEvent(row);
+    this.pubsub.publish('chat:message', id, event);
+    return event;
+  }
+
+  /** The newest `limit` messages older than `before`, in chronological order. */
+  async history(reader: PublicUser, chatId: unknown, query: unknown): Promise<MessageEvent[]> {
+    const id = parseInput(idSchema, chatId, 'path');
+    const { limit, before } = parseInput(historyQuery, query, 'query');
+    await this.chats.requireParticipant(reader.id, id);
+    const rows = await this.db.message.findMany({
+      where: { chatId: id, ...(before ? { id: { lt: before } } : {}) },
+      orderBy: { id: 'desc' },
+      take: limit,
+      select: messageSelect,
+    });
+    return rows.reverse().map(toEvent);
+  }
+}

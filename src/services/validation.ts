@@ -1,0 +1,85 @@
+import { z } from 'zod';
+import { AppError } from './errors';
+
+/**
+ * Every input rule, declared once. REST bodies, GraphQL arguments and `/ws` frames are all
+ * checked with these schemas through `parseInput`, so the transports cannot disagree.
+ */
+const MAX_ID = 2_147_483_647; // ids are 32-bit integers in both engines
+
+export const idSchema = z.coerce
+  .number({ error: 'Input should be a valid integer' })
+  .int('Input should be a valid integer')
+  .min(1, 'Input should be greater than or equal to 1')
+  .max(MAX_ID, `Input should be less than or equal to ${MAX_ID}`);
+
+export const usernameSchema = z
+  .string()
+  .trim()
+  .min(3, 'String should have at least 3 characters')
+  .max(32, 'String should have at most 32 characters')
+  .regex(/^[A-Za-z0-9_.-]+$/, 'Username may contain only letters, digits, "_", "." and "-"');
+
+export const passwordSchema = z
+  .string()
+  .min(8, 'String should have at least 8 characters')
+  .max(128, 'String should have at most 128 characters');
+
+export const emailSchema = z
+  .string()
+  .trim()
+  .max(254, 'String should have at most 254 characters')
+  .pipe(z.email('value is not a valid email address'))
+  .transform((email) => email.toLowerCase());
+
+export const registerInput = z.object({ username: usernameSchema, email: emailSchema, password: passwordSchema });
+
+// Login does not re-validate the username's shape: an unknown name is an ordinary failed login.
+export const loginInput = z.object({ username: z.string().max(128), password: z.string().max(128) });
+
+export const createChatInput = z.object({
+  name: z.string().trim().max(100, 'String should have at most 100 characters').nullish().transform((name) => name || null),
+  is_group: z.boolean().default(false),
+});
+
+export const inviteInput = z.object({ username: z.string().max(128) });
+
+export const MAX_CONTENT_LENGTH = 10_000;
+
+export const contentSchema = z
+  .string()
+  .refine((content) => content.trim().length > 0, 'Message content must not be empty')
+  .refine((content) => content.length <= MAX_CONTENT_LENGTH, `Message content must be at most ${MAX_CONTENT_LENGTH} characters`);
+
+export const sendMessageInput = z.object({ content: contentSchema });
+
+export const historyQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  before: idSchema.optional(),
+});
+
+/** One entry of FastAPI's 422 body: `{"detail": [{type, loc, msg}]}`. */
+export interface ValidationIssue {
+  type: string;
+  loc: (string | number)[];
+  msg: string;
+}
+
+/** Parses `input` or throws BAD_USER_INPUT whose detail is FastAPI's list, located under `location`. */
+export function parseInput<T extends z.ZodType>(schema: T, input: unknown, location: 'body' | 'query' | 'path' = 'body'): z.output<T> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const issues: ValidationIssue[] = result.error.issues.map((issue) => ({
+    type: issueType(issue),
+    loc: [location, ...issue.path.map((key) => (typeof key === 'symbol' ? String(key) : key))],
+    msg: issue.code === 'invalid_type' && issue.input === undefined ? 'Field required' : issue.message,
+  }));
+  throw new AppError('BAD_USER_INPUT', issues.map((issue) => `${issue.loc.slice(1).join('.') || location}: ${issue.msg}`).join('; '), issues);
+}
+
+function issueType(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'invalid_type') return issue.input === undefined ? 'missing' : `${issue.expected}_type`;
+  if (issue.code === 'too_small') return 'too_short';
+  if (issue.code === 'too_big') return 'too_long';
+  return 'value_error';
+}

@@ -1,0 +1,62 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { App, AppOptions } from '../../src/app';
+import { createApp } from '../../src/app';
+import type { Config } from '../../src/config';
+import { loadConfig } from '../../src/config';
+
+/**
+ * A whole app on its own temporary SQLite file, configured as a user would through the
+ * environment (`env` overrides). Call `cleanup()` in afterAll.
+ */
+export async function createTestApp(env: Record<string, string> = {}, options: AppOptions = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'gemini-coop-test-'));
+  const config: Config = loadConfig({
+    DATABASE_URL: `file:${join(dir, 'test.db')}`,
+    SECRET_KEY: 'test-secret-key-that-is-long-enough-0123456789',
+    WS_RATE_LIMIT: '0',
+    BOT_RATE_LIMIT: '0',
+    LOGIN_RATE_LIMIT: '0',
+    ...env,
+  });
+  const app = await createApp(config, options);
+  return {
+    app,
+    config,
+    dir,
+    /** Sends a request to the app in-process; `path` is relative to http://test. */
+    request(path: string, init: RequestInit & { json?: unknown; token?: string } = {}) {
+      const headers = new Headers(init.headers);
+      if (init.json !== undefined) headers.set('content-type', 'application/json');
+      if (init.token) headers.set('authorization', `Bearer ${init.token}`);
+      const body = init.json !== undefined ? JSON.stringify(init.json) : init.body;
+      return app.fetch(new Request(`http://test${path}`, { ...init, headers, body }));
+    },
+    async cleanup() {
+      await app.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export type TestApp = Awaited<ReturnType<typeof createTestApp>>;
+
+let counter = 0;
+/** Registers a fresh user through the public API and returns its id, name and token. */
+export async function signUp(test: TestApp, name = `user${++counter}_${Math.random().toString(36).slice(2, 8)}`) {
+  const password = 'password123';
+  const registered = await test.request('/api/auth/register', {
+    method: 'POST',
+    json: { username: name, email: `${name}@example.com`, password },
+  });
+  if (registered.status !== 200) throw new Error(`register failed: ${registered.status} ${await registered.text()}`);
+  const user = (await registered.json()) as { id: number; username: string };
+  const login = await test.request('/api/auth/login', { method: 'POST', json: { username: name, password } });
+  const { access_token } = (await login.json()) as { access_token: string };
+  return { id: user.id, username: user.username, token: access_token, password };
+}
+
+export type TestUser = Awaited<ReturnType<typeof signUp>>;
+
+export type { App };

@@ -1,0 +1,273 @@
+/**
+ * Local stand-in for the Gemini REST API (`streamGenerateContent?alt=sse`), speaking the wire
+ * format `@google/genai` expects. For tests and benchmarks only — it never touches the network.
+ *
+ * In-process:  `const fake = await startFakeGemini();
+ *               new GoogleGenAI({ apiKey: fake.apiKey, httpOptions: { baseUrl: fake.url } })`
+ * Standalone:  `bun test/support/fake-gemini.ts --port 8787 --chunks 500 --chunk-delay-ms 0 [--api-key K]`
+ *              prints `listening on http://127.0.0.1:8787`; every request gets `--chunks` deltas "tok<i> ".
+ */
+import { parseArgs } from 'node:util';
+
+/** What the fake answers to the next request. */
+export type FakeGeminiReply =
+  /** Streams each chunk as a text delta (`delayMs` between chunks); the last frame carries finishReason STOP + usageMetadata. */
+  | { kind: 'text'; chunks: string[]; delayMs?: number }
+  /** Answers an HTTP error with Gemini's JSON error body, before any stream. */
+  | { kind: 'http-error'; status: number; message: string }
+  /** Sends the chunks, then drops the connection abruptly (no finishReason, truncated body). */
+  | { kind: 'fail-mid-stream'; chunks: string[] }
+  /** Accepts the request and never sends anything, not even headers, until the client aborts or the fake stops. */
+  | { kind: 'hang' }
+  /** Sends the chunks (200 + SSE frames), then goes silent until the client aborts or the fake stops. */
+  | { kind: 'hang-after'; chunks: string[] }
+  /** A prompt block: a single frame with `promptFeedback.blockReason = "SAFETY"` and no candidates. */
+  | { kind: 'safety-block' }
+  /** 200 text/event-stream whose data lines are not JSON. */
+  | { kind: 'garbage' };
+
+/** A reply, or a function choosing one from the request it answers. */
+export type FakeGeminiReplySource = FakeGeminiReply | ((req: FakeGeminiRequest) => FakeGeminiReply);
+
+/** One request received by the fake. */
+export interface FakeGeminiRequest {
+  /** Model id from the URL path, e.g. "gemini-2.5-flash". */
+  model: string;
+  /** The `x-goog-api-key` header (or `?key=`), null when absent. */
+  apiKey: string | null;
+  /** Parsed JSON body (`contents`, `systemInstruction`, `generationConfig`, ...); null if it was not JSON. */
+  body: any;
+  /** Flips to true when the client aborted / closed the connection before the reply was complete. */
+  aborted: boolean;
+  /** Resolves when the exchange is over: reply fully sent, connection dropped by the fake, client gone, or fake stopped. */
+  closed: Promise<void>;
+}
+
+export interface FakeGemini {
+  /** Base URL to pass as the SDK's `httpOptions.baseUrl`, e.g. http://127.0.0.1:PORT */
+  url: string;
+  /** The only key it accepts; a missing key gets 403, a wrong one 400 (as real Gemini does). */
+  apiKey: string;
+  /** Every request received, in order — including rejected ones. */
+  requests: FakeGeminiRequest[];
+  /** Queues a reply (FIFO) for the next authorised request; when the queue is empty the default is used. */
+  reply(next: FakeGeminiReplySource): void;
+  /** Replaces the default reply (initially: text echo of the last user turn, chunks ["Echo: ", text]). */
+  setDefault(reply: FakeGeminiReplySource): void;
+  /** Resolves with the next request to arrive after this call. */
+  nextRequest(): Promise<FakeGeminiRequest>;
+  /** Closes the server and every open connection; pending hangs end. */
+  stop(): Promise<void>;
+}
+
+export const DEFAULT_FAKE_GEMINI_API_KEY = 'fake-gemini-key';
+const MODEL_VERSION = 'gemini-2.5-flash';
+const ROUTE = /^\/v1(?:beta)?\/models\/([^/:]+):streamGenerateContent$/;
+const STATUS_NAMES: Record<number, string> = {
+  400: 'INVALID_ARGUMENT',
+  401: 'UNAUTHENTICATED',
+  403: 'PERMISSION_DENIED',
+  404: 'NOT_FOUND',
+  409: 'ABORTED',
+  429: 'RESOURCE_EXHAUSTED',
+  499: 'CANCELLED',
+  500: 'INTERNAL',
+  501: 'NOT_IMPLEMENTED',
+  503: 'UNAVAILABLE',
+  504: 'DEADLINE_EXCEEDED',
+};
+
+const encoder = new TextEncoder();
+const frame = (data: unknown): Uint8Array =>
+  encoder.encode(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\r\n\r\n`);
+
+function errorResponse(status: number, message: string, details?: unknown[]): Response {
+  const error = { code: status, message, status: STATUS_NAMES[status] ?? 'UNKNOWN', ...(details && { details }) };
+  return Response.json({ error }, { status });
+}
+
+function textOf(content: unknown): string {
+  const parts = (content as { parts?: { text?: unknown }[] } | undefined)?.parts ?? [];
+  return parts.map((p) => (typeof p.text === 'string' ? p.text : '')).join('');
+}
+
+/** Default reply: echoes the last user turn. */
+export function echoReply(req: FakeGeminiRequest): FakeGeminiReply {
+  const contents: unknown[] = Array.isArray(req.body?.contents) ? req.body.contents : [];
+  const lastUser = contents.findLast((c) => (c as { role?: string }).role !== 'model');
+  return { kind: 'text', chunks: ['Echo: ', textOf(lastUser)] };
+}
+
+const tokens = (text: string) => Math.ceil(text.length / 4);
+
+export async function startFakeGemini(options: { apiKey?: string; port?: number } = {}): Promise<FakeGemini> {
+  const apiKey = options.apiKey ?? DEFAULT_FAKE_GEMINI_API_KEY;
+  const requests: FakeGeminiRequest[] = [];
+  const queue: FakeGeminiReplySource[] = [];
+  let fallback: FakeGeminiReplySource = echoReply;
+  let waiters: ((req: FakeGeminiRequest) => void)[] = [];
+  /** Ends every exchange still open (hangs, slow streams) when the fake stops. */
+  const open = new Set<() => void>();
+
+  /**
+   * Ties an exchange's lifecycle to the client's abort signal and to stop(); `end` settles it once
+   * (`req.aborted` records whether the client went away first) and runs `onEnd`.
+   */
+  function track(req: FakeGeminiRequest, signal: AbortSignal, onEnd?: () => void) {
+    let ended = false;
+    let settle!: () => void;
+    req.closed = new Promise<void>((resolve) => (settle = resolve));
+    const end = (aborted: boolean) => {
+      if (ended) return;
+      ended = true;
+      req.aborted = aborted;
+      open.delete(onStop);
+      signal.removeEventListener('abort', onAbort);
+      onEnd?.();
+      settle();
+    };
+    const onStop = () => end(false);
+    const onAbort = () => end(true);
+    open.add(onStop);
+    signal.addEventListener('abort', onAbort);
+    return { end, ended: () => ended };
+  }
+
+  /** An SSE response sending `frames` (`delayMs` apart), then closing, dropping the connection, or hanging. */
+  function stream(req: FakeGeminiRequest, signal: AbortSignal, frames: Uint8Array[], then: 'close' | 'drop' | 'hang', delayMs = 0): Response {
+    const exchange = track(req, signal);
+    let next = 0;
+    // highWaterMark 0: pull() runs only when the client side wants more, so frames go out at the
+    // reader's pace and everything before a drop has been handed to the socket.
+    const body = new ReadableStream<Uint8Array>(
+      {
+        async pull(controller) {
+          if (next > 0 && next < frames.length && delayMs > 0) await Bun.sleep(delayMs);
+          if (exchange.ended()) return;
+          if (next < frames.length) return controller.enqueue(frames[next++]!);
+          if (then === 'close') controller.close();
+          else if (then === 'drop') controller.error(new Error('fake-gemini: connection dropped'));
+          else return req.closed; // hang: stay silent until the client leaves or the fake stops
+          exchange.end(false);
+        },
+        cancel: () => exchange.end(true),
+      },
+      { highWaterMark: 0 },
+    );
+    return new Response(body, { headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' } });
+  }
+
+  function answer(req: FakeGeminiRequest, signal: AbortSignal, reply: FakeGeminiReply): Response | Promise<Response> {
+    const model = req.model;
+    const delta = (text: string) => ({
+      candidates: [{ content: { parts: [{ text }], role: 'model' }, index: 0 }],
+      modelVersion: model,
+    });
+    const prompt = tokens(((req.body?.contents ?? []) as unknown[]).map(textOf).join(''));
+    switch (reply.kind) {
+      case 'text': {
+        const chunks = reply.chunks.length ? reply.chunks : [''];
+        const out = tokens(chunks.join(''));
+        const frames = chunks.map((text, i) => {
+          if (i < chunks.length - 1) return frame(delta(text));
+          const last = delta(text);
+          return frame({
+            ...last,
+            candidates: [{ ...last.candidates[0], finishReason: 'STOP' }],
+            usageMetadata: { promptTokenCount: prompt, candidatesTokenCount: out, totalTokenCount: prompt + out },
+          });
+        });
+        return stream(req, signal, frames, 'close', reply.delayMs);
+      }
+      case 'fail-mid-stream':
+        return stream(req, signal, reply.chunks.map((t) => frame(delta(t))), 'drop');
+      case 'hang-after':
+        return stream(req, signal, reply.chunks.map((t) => frame(delta(t))), 'hang');
+      case 'safety-block':
+        return stream(req, signal, [frame({
+          promptFeedback: { blockReason: 'SAFETY', safetyRatings: [{ category: 'HARM_CATEGORY_HARASSMENT', probability: 'HIGH', blocked: true }] },
+          usageMetadata: { promptTokenCount: prompt, totalTokenCount: prompt },
+          modelVersion: model,
+        })], 'close');
+      case 'garbage':
+        return stream(req, signal, [frame('this is not json'), frame('{"candidates": [')], 'close');
+      case 'http-error':
+        return errorResponse(reply.status, reply.message);
+      case 'hang':
+        return new Promise<Response>((resolve) => track(req, signal, () => resolve(new Response(null, { status: 499 }))));
+    }
+  }
+
+  const server = Bun.serve({
+    port: options.port ?? 0,
+    hostname: '127.0.0.1',
+    idleTimeout: 0, // hangs must last until the client gives up
+    async fetch(httpReq) {
+      const url = new URL(httpReq.url);
+      const route = ROUTE.exec(url.pathname);
+      const text = await httpReq.text();
+      let body: unknown = null;
+      try {
+        body = JSON.parse(text);
+      } catch {}
+      const req: FakeGeminiRequest = {
+        model: decodeURIComponent(route?.[1] ?? ''),
+        apiKey: httpReq.headers.get('x-goog-api-key') ?? url.searchParams.get('key'),
+        body,
+        aborted: false,
+        closed: Promise.resolve(),
+      };
+      requests.push(req);
+      const notify = waiters;
+      waiters = [];
+      for (const w of notify) w(req);
+
+      if (!route || httpReq.method !== 'POST') return errorResponse(404, `Method not found: ${httpReq.method} ${url.pathname}`);
+      if (req.apiKey === null) {
+        return errorResponse(403, 'Method doesn\'t allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.');
+      }
+      if (req.apiKey !== apiKey) {
+        return errorResponse(400, 'API key not valid. Please pass a valid API key.', [
+          { '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: 'API_KEY_INVALID', domain: 'googleapis.com' },
+        ]);
+      }
+      if (body === null) return errorResponse(400, `Invalid JSON payload received. Unexpected token.`);
+      if (!Array.isArray(req.body.contents) || req.body.contents.length === 0) {
+        return errorResponse(400, '* GenerateContentRequest.contents: contents is not specified');
+      }
+      const source = queue.shift() ?? fallback;
+      return answer(req, httpReq.signal, typeof source === 'function' ? source(req) : source);
+    },
+  });
+
+  return {
+    url: `http://127.0.0.1:${server.port}`,
+    apiKey,
+    requests,
+    reply: (next) => void queue.push(next),
+    setDefault: (reply) => void (fallback = reply),
+    nextRequest: () => new Promise((resolve) => waiters.push(resolve)),
+    async stop() {
+      for (const end of [...open]) end();
+      await server.stop(true);
+    },
+  };
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    options: {
+      port: { type: 'string', default: '0' },
+      chunks: { type: 'string', default: '100' },
+      'chunk-delay-ms': { type: 'string', default: '0' },
+      'api-key': { type: 'string' },
+    },
+  });
+  const count = Number(values.chunks);
+  const delayMs = Number(values['chunk-delay-ms']);
+  const fake = await startFakeGemini({ port: Number(values.port), apiKey: values['api-key'] });
+  const reply: FakeGeminiReply = { kind: 'text', chunks: Array.from({ length: count }, (_, i) => `tok${i} `), delayMs };
+  // Nobody reads the request log in a benchmark: keep memory flat.
+  fake.setDefault(() => ((fake.requests.length = 0), reply));
+  console.log(`listening on ${fake.url}`);
+}
