@@ -1,6 +1,7 @@
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { GraphQLError } from 'graphql';
 import { createYoga } from 'graphql-yoga';
+import type { Server, WebSocketHandler } from 'bun';
 import type { Config } from './config';
 import type { Database } from './db/client';
 import { openDatabase } from './db/client';
@@ -13,10 +14,19 @@ import { createServices } from './services';
 import { bearerToken } from './services/auth.service';
 import { AppError } from './services/errors';
 import { createEventBus } from './services/pubsub';
+import type { SocketData } from './ws';
+import { createWebSocketHandler } from './ws';
+import { ChatSocketHub } from './ws/chat-socket';
+import type { GraphqlSocketData, GraphqlWsServerContext } from './ws/graphql-socket';
+import { createGraphqlSocketHandler } from './ws/graphql-socket';
 
 export interface App {
-  /** Answers one HTTP request: REST, GraphQL, or 404. `server` gives client addresses when present. */
-  fetch: (request: Request, server?: { requestIP(request: Request): { address: string } | null }) => Promise<Response>;
+  /**
+   * Answers one HTTP request: REST, GraphQL, or 404; with a `server`, also upgrades `/ws` and
+   * graphql-ws sockets and knows client addresses.
+   */
+  fetch: (request: Request, server?: Server<SocketData>) => Promise<Response | undefined>;
+  websocket: WebSocketHandler<SocketData>;
   services: Services;
   close: () => Promise<void>;
 }
@@ -31,27 +41,43 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const db: Database = await openDatabase(config.database, { log: options.logQuery });
   const services = createServices(db, config, createEventBus());
 
-  const yoga = createYoga<{ clientAddress: string | null }, Context>({
+  const yoga = createYoga<GraphqlWsServerContext, Context>({
     schema,
     graphqlEndpoint: '/graphql',
     graphiql: !config.production,
     renderGraphiQL,
     landingPage: false,
     logging: config.production ? 'warn' : 'info',
-    context: ({ request, clientAddress }) => ({
+    context: ({ request, clientAddress, socketUser }) => ({
       services,
       clientAddress,
-      viewer: lazyViewer(services, bearerToken(request.headers.get('authorization'))),
+      // graphql-ws operations have no request: their user was authenticated at connection_init.
+      viewer: socketUser ? () => Promise.resolve(socketUser) : lazyViewer(services, bearerToken(request.headers.get('authorization'))),
     }),
     maskedErrors: { maskError: (error, message) => toGraphQLError(error, message) },
   });
 
+  const chatSockets = new ChatSocketHub(services, config.limits.wsRatePerSecond);
+  const websocket = createWebSocketHandler(chatSockets, createGraphqlSocketHandler(yoga, services));
+
   return {
     services,
+    websocket,
     async fetch(request, server) {
       const url = new URL(request.url);
       const clientAddress = server?.requestIP(request)?.address ?? null;
-      if (url.pathname === '/graphql') return yoga.fetch(request, { clientAddress });
+      const wantsSocket = request.headers.get('upgrade')?.toLowerCase() === 'websocket';
+      if (url.pathname === '/ws') {
+        if (!server || !wantsSocket) return Response.json({ detail: 'Upgrade Required' }, { status: 426 });
+        return chatSockets.upgrade(request, url, server);
+      }
+      if (url.pathname === '/graphql') {
+        if (server && wantsSocket) {
+          const data: GraphqlSocketData = { kind: 'graphql', user: null };
+          return server.upgrade(request, { data }) ? undefined : new Response('Upgrade Required', { status: 426 });
+        }
+        return yoga.fetch(request, { clientAddress });
+      }
       return (await handleRest(request, url, services, clientAddress)) ?? Response.json({ detail: 'Not Found' }, { status: 404 });
     },
     async close() {

@@ -10,6 +10,7 @@ async function main() {
     hostname: config.host,
     maxRequestBodySize: 1_048_576,
     fetch: (request, server) => app.fetch(request, server),
+    websocket: app.websocket,
   });
   console.log(`Gemini Coop listening on http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${server.port}`);
   const shutdown = async () => {

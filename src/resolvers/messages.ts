@@ -1,10 +1,34 @@
 import { builder } from '../schema/builder';
+import { TypingEventRef } from '../schema/events';
 import { MessageRef } from '../schema/message';
 
-builder.mutationField('sendMessage', (t) =>
-  t.prismaField({
+builder.mutationFields((t) => ({
+  sendMessage: t.prismaField({
     type: MessageRef,
     args: { chatId: t.arg.id({ required: true }), content: t.arg.string({ required: true }) },
     resolve: async (_query, _root, args, context) => context.services.messages.send(await context.viewer(), args.chatId, { content: args.content }),
   }),
-);
+  sendTyping: t.boolean({
+    description: 'Tells the room you are typing.',
+    args: { chatId: t.arg.id({ required: true }) },
+    resolve: async (_root, args, context) => {
+      await context.services.messages.typing(await context.viewer(), args.chatId);
+      return true;
+    },
+  }),
+}));
+
+builder.subscriptionFields((t) => ({
+  messageAdded: t.field({
+    type: MessageRef,
+    args: { chatId: t.arg.id({ required: true }) },
+    subscribe: async (_root, args, context) => context.services.messages.subscribe(await context.viewer(), args.chatId),
+    resolve: (event) => event,
+  }),
+  typing: t.field({
+    type: TypingEventRef,
+    args: { chatId: t.arg.id({ required: true }) },
+    subscribe: async (_root, args, context) => context.services.messages.subscribeTyping(await context.viewer(), args.chatId),
+    resolve: (event) => event,
+  }),
+}));

@@ -29,7 +29,7 @@ export async function handleRest(request: Request, url: URL, services: Services,
   const route = matching.find((candidate) => candidate.method === request.method);
   if (!route) return json({ detail: 'Method Not Allowed' }, 405, { Allow: matching.map((candidate) => candidate.method).join(', ') });
   const values = route.pattern.exec(url.pathname)!.slice(1);
-  const params = Object.fromEntries(route.names.map((name, index) => [name, decodeURIComponent(values[index]!)]));
+  const params = Object.fromEntries(route.names.map((name, index) => [name, decodeSegment(values[index]!)]));
   const requestId = crypto.randomUUID();
   try {
     return await route.handler({ request, url, params, services, clientAddress });
@@ -38,3 +38,11 @@ export async function handleRest(request: Request, url: URL, services: Services,
   }
 }
 
+/** A path segment, percent-decoded; a malformed escape stays as sent and fails validation (422), not the server. */
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}

@@ -1,4 +1,3 @@
-import { publicUserSelect } from '../services/auth.service';
 import { builder } from './builder';
 import { UserRef } from './user';
 
@@ -13,7 +12,11 @@ export const ChatRef = builder.prismaObject('Chat', {
     owner: t.relation('owner'),
     participants: t.field({
       type: [UserRef],
-      select: { participants: { orderBy: { id: 'asc' }, select: { user: { select: publicUserSelect } } } },
+      // `nestedSelection` plans the users' selection from the query, so the plugin knows the users
+      // are loaded; a fixed `select` here made it fetch every participant a second time.
+      select: (_args, _context, nestedSelection) => ({
+        participants: { orderBy: { id: 'asc' }, select: { user: nestedSelection(true) } },
+      }),
       resolve: (chat) => chat.participants.map((participant) => participant.user),
     }),
     // Relay connection ordered by id: `last`/`before` pages back from the newest, newest last.

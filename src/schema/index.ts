@@ -2,6 +2,7 @@ import { builder } from './builder';
 import './user';
 import './chat';
 import './message';
+import './events';
 import '../resolvers/auth';
 import '../resolvers/chats';
 import '../resolvers/messages';

@@ -39,6 +39,26 @@ export class MessageService {
     return event;
   }
 
+  /** Tells the room that `author` is typing; `socketId` is the `/ws` socket it came from, if any. */
+  async typing(author: PublicUser, chatId: unknown, socketId: string | null = null): Promise<void> {
+    const id = parseInput(idSchema, chatId, 'path');
+    await this.chats.requireParticipant(author.id, id);
+    this.pubsub.publish('chat:typing', id, { chatId: id, userId: author.id, username: author.username, socketId });
+  }
+
+  /** The room's new messages, for a participant only. */
+  async subscribe(reader: PublicUser, chatId: unknown) {
+    const id = parseInput(idSchema, chatId, 'path');
+    await this.chats.requireParticipant(reader.id, id);
+    return this.pubsub.subscribe('chat:message', id);
+  }
+
+  async subscribeTyping(reader: PublicUser, chatId: unknown) {
+    const id = parseInput(idSchema, chatId, 'path');
+    await this.chats.requireParticipant(reader.id, id);
+    return this.pubsub.subscribe('chat:typing', id);
+  }
+
   /** The newest `limit` messages older than `before`, in chronological order. */
   async history(reader: PublicUser, chatId: unknown, query: unknown): Promise<MessageEvent[]> {
     const id = parseInput(idSchema, chatId, 'path');

@@ -17,6 +17,8 @@ export interface TypingEvent {
   chatId: number;
   userId: number;
   username: string;
+  /** The `/ws` socket it came from, which does not hear its own typing; null from GraphQL. */
+  socketId: string | null;
 }
 
 /** One step of a bot answer: deltas while `isComplete` is false, then one completion. */
@@ -28,6 +30,14 @@ export interface BotStreamEvent {
   fullResponse?: string;
   error?: string;
   stopped?: boolean;
+}
+
+/** Someone's `/ws` socket joined or left a room; `socketId` lets that socket skip its own notice. */
+export interface PresenceEvent {
+  chatId: number;
+  username: string;
+  kind: 'joined' | 'left';
+  socketId: string;
 }
 
 export interface ChatInviteEvent {
@@ -43,6 +53,7 @@ export interface ChatInviteEvent {
 export type Events = {
   'chat:message': [chatId: number, event: MessageEvent];
   'chat:typing': [chatId: number, event: TypingEvent];
+  'chat:presence': [chatId: number, event: PresenceEvent];
   'chat:bot': [chatId: number, event: BotStreamEvent];
   'user:invited': [userId: number, event: ChatInviteEvent];
 };

@@ -54,9 +54,28 @@ export const contentSchema = z
 export const sendMessageInput = z.object({ content: contentSchema });
 
 export const historyQuery = z.object({
-  limit: z.coerce.number().int().min(1).max(200).default(50),
+  limit: z.coerce
+    .number({ error: 'Input should be a valid integer' })
+    .int('Input should be a valid integer')
+    .min(1, 'Input should be greater than or equal to 1')
+    .max(200, 'Input should be less than or equal to 200')
+    .default(50),
   before: idSchema.optional(),
 });
+
+/** Frames a `/ws` client may send: the original protocol, plus `stop` for a running bot answer. */
+export const wsFrame = z.discriminatedUnion(
+  'type',
+  [
+    z.object({ type: z.literal('join'), chat_id: idSchema, after: idSchema.optional() }),
+    z.object({ type: z.literal('message'), chat_id: idSchema, content: contentSchema }),
+    z.object({ type: z.literal('typing'), chat_id: idSchema }),
+    z.object({ type: z.literal('leave'), chat_id: idSchema }),
+    z.object({ type: z.literal('stop'), chat_id: idSchema }),
+  ],
+  { error: 'Unknown message type' },
+);
+export type WsFrame = z.output<typeof wsFrame>;
 
 /** One entry of FastAPI's 422 body: `{"detail": [{type, loc, msg}]}`. */
 export interface ValidationIssue {
@@ -67,14 +86,29 @@ export interface ValidationIssue {
 
 /** Parses `input` or throws BAD_USER_INPUT whose detail is FastAPI's list, located under `location`. */
 export function parseInput<T extends z.ZodType>(schema: T, input: unknown, location: 'body' | 'query' | 'path' = 'body'): z.output<T> {
-  const result = schema.safeParse(input);
+  // Zod leaves `input` out of issues unless asked; without it every wrong type would read as "missing".
+  const result = schema.safeParse(input, { reportInput: true });
   if (result.success) return result.data;
   const issues: ValidationIssue[] = result.error.issues.map((issue) => ({
     type: issueType(issue),
     loc: [location, ...issue.path.map((key) => (typeof key === 'symbol' ? String(key) : key))],
-    msg: issue.code === 'invalid_type' && issue.input === undefined ? 'Field required' : issue.message,
+    msg: issueMessage(issue),
   }));
   throw new AppError('BAD_USER_INPUT', issues.map((issue) => `${issue.loc.slice(1).join('.') || location}: ${issue.msg}`).join('; '), issues);
+}
+
+// Pydantic's wording for a value of the wrong type, as the original's 422 bodies said it.
+const wrongTypeMessages: Record<string, string> = {
+  string: 'Input should be a valid string',
+  number: 'Input should be a valid integer',
+  boolean: 'Input should be a valid boolean',
+  object: 'Input should be a valid dictionary or object to extract fields from',
+};
+
+function issueMessage(issue: z.core.$ZodIssue): string {
+  if (issue.code !== 'invalid_type') return issue.message;
+  if (issue.input === undefined) return 'Field required';
+  return wrongTypeMessages[issue.expected] ?? issue.message;
 }
 
 function issueType(issue: z.core.$ZodIssue): string {

@@ -26,12 +26,18 @@ export async function createTestApp(env: Record<string, string> = {}, options: A
     config,
     dir,
     /** Sends a request to the app in-process; `path` is relative to http://test. */
-    request(path: string, init: RequestInit & { json?: unknown; token?: string } = {}) {
+    async request(path: string, init: RequestInit & { json?: unknown; token?: string } = {}): Promise<Response> {
       const headers = new Headers(init.headers);
       if (init.json !== undefined) headers.set('content-type', 'application/json');
       if (init.token) headers.set('authorization', `Bearer ${init.token}`);
       const body = init.json !== undefined ? JSON.stringify(init.json) : init.body;
-      return app.fetch(new Request(`http://test${path}`, { ...init, headers, body }));
+      const response = await app.fetch(new Request(`http://test${path}`, { ...init, headers, body }));
+      if (!response) throw new Error('the app upgraded an in-process request');
+      return response;
+    },
+    /** Serves the app on a real port, for protocols that need sockets. */
+    listen() {
+      return Bun.serve({ port: 0, hostname: '127.0.0.1', fetch: (request, server) => app.fetch(request, server), websocket: app.websocket });
     },
     async cleanup() {
       await app.close();

@@ -1,0 +1,215 @@
+import type { Server, ServerWebSocket } from 'bun';
+import type { Services } from '../services';
+import type { PublicUser } from '../services/auth.service';
+import { AppError, RateLimitedError } from '../services/errors';
+import type { BotStreamEvent, MessageEvent } from '../services/pubsub';
+import { TokenBucket } from '../services/rate-limit';
+import type { WsFrame } from '../services/validation';
+import { parseInput, wsFrame } from '../services/validation';
+import { listen } from './listen';
+
+/** What a `/ws` socket carries from its upgrade: the authenticated user, or null to refuse it. */
+export interface ChatSocketData {
+  kind: 'chat';
+  user: PublicUser | null;
+  socketId: string;
+  rooms: Set<number>;
+  bucket: TokenBucket;
+  /** Settles when this socket's last join or leave has; later frames wait for it. */
+  membershipChange: Promise<unknown>;
+}
+
+type ChatSocket = ServerWebSocket<ChatSocketData>;
+
+const roomTopic = (chatId: number) => `chat:${chatId}`;
+
+/** The original service's frames, built once per event and shared by every socket in the room. */
+export const frames = {
+  message: (event: MessageEvent) =>
+    JSON.stringify({
+      type: 'message',
+      chat_id: event.chatId,
+      message_id: event.id,
+      username: event.username,
+      content: event.content,
+      is_bot: event.isBot,
+      created_at: event.createdAt.toISOString(),
+    }),
+  botStream: (event: BotStreamEvent) =>
+    JSON.stringify({
+      type: 'bot_stream',
+      chat_id: event.chatId,
+      message_id: event.messageId,
+      chunk: event.chunk,
+      is_complete: event.isComplete,
+      ...(event.isComplete ? { full_response: event.fullResponse ?? '' } : {}),
+      ...(event.error ? { error: event.error } : {}),
+      ...(event.stopped ? { stopped: true } : {}),
+    }),
+  error: (error: string) => JSON.stringify({ type: 'error', error }),
+};
+
+interface Room {
+  sockets: Set<ChatSocket>;
+  stop: () => void;
+}
+
+/**
+ * The `/ws` protocol of the original service. A room's pub/sub topics are bridged once per
+ * process while any socket here has joined it; messages and bot streams go out through Bun's
+ * native topic publish, serialized once per event.
+ */
+export class ChatSocketHub {
+  private readonly rooms = new Map<number, Room>();
+  private readonly invitees = new Map<number, { sockets: Set<ChatSocket>; stop: () => void }>();
+  private server: Server<unknown> | undefined;
+
+  constructor(
+    private readonly services: Services,
+    private readonly rateLimitPerSecond: number,
+  ) {}
+
+  /** Authenticates `?token=` before upgrading; a bad token still upgrades, to be closed with 1008. */
+  async upgrade(request: Request, url: URL, server: Server<unknown>): Promise<Response | undefined> {
+    this.server ??= server;
+    const user = await this.services.auth.authenticate(url.searchParams.get('token')).catch(() => null);
+    const data: ChatSocketData = {
+      kind: 'chat',
+      user,
+      socketId: crypto.randomUUID(),
+      rooms: new Set(),
+      membershipChange: Promise.resolve(),
+      bucket: new TokenBucket(this.rateLimitPerSecond, Math.max(1, this.rateLimitPerSecond)),
+    };
+    return server.upgrade(request, { data }) ? undefined : new Response('Upgrade Required', { status: 426 });
+  }
+
+  open(ws: ChatSocket): void {
+    const { user } = ws.data;
+    if (!user) {
+      ws.close(1008, 'Invalid authentication credentials');
+      return;
+    }
+    let invitee = this.invitees.get(user.id);
+    if (!invitee) {
+      const sockets = new Set<ChatSocket>();
+      const stop = listen(this.services.pubsub.subscribe('user:invited', user.id), (event) => {
+        const frame = JSON.stringify({ type: 'chat_invite', chat_id: event.chatId, chat_name: event.chatName, invited_by: event.invitedBy });
+        for (const socket of sockets) socket.send(frame);
+      });
+      invitee = { sockets, stop };
+      this.invitees.set(user.id, invitee);
+    }
+    invitee.sockets.add(ws);
+  }
+
+  async message(ws: ChatSocket, raw: string | Buffer): Promise<void> {
+    const user = ws.data.user;
+    if (!user) return;
+    try {
+      if (!ws.data.bucket.take()) {
+        throw new RateLimitedError('Rate limit exceeded: slow down', ws.data.bucket.secondsUntilNext());
+      }
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(String(raw));
+      } catch {
+        throw new AppError('BAD_USER_INPUT', 'Invalid JSON');
+      }
+      const frame = parseInput(wsFrame, parsed);
+      // Bun does not wait for one frame before the next: a `message` sent right after `join` must
+      // still see the join done, while messages themselves may overlap.
+      const previous = ws.data.membershipChange;
+      const handled = previous.then(() => this.handle(ws, user, frame));
+      if (frame.type === 'join' || frame.type === 'leave') ws.data.membershipChange = handled.catch(() => {});
+      await handled;
+    } catch (error) {
+      if (error instanceof AppError) {
+        ws.send(frames.error(error.message));
+      } else {
+        console.error('/ws frame failed', error);
+        ws.send(frames.error('Internal server error'));
+      }
+    }
+  }
+
+  close(ws: ChatSocket): void {
+    const { user } = ws.data;
+    if (!user) return;
+    for (const chatId of ws.data.rooms) this.leave(ws, user, chatId);
+    const invitee = this.invitees.get(user.id);
+    invitee?.sockets.delete(ws);
+    if (invitee?.sockets.size === 0) {
+      invitee.stop();
+      this.invitees.delete(user.id);
+    }
+  }
+
+  private async handle(ws: ChatSocket, user: PublicUser, frame: WsFrame): Promise<void> {
+    switch (frame.type) {
+      case 'join':
+        await this.services.chats.requireParticipant(user.id, frame.chat_id);
+        if (ws.data.rooms.has(frame.chat_id)) return;
+        this.join(ws, user, frame.chat_id);
+        return;
+      case 'leave':
+        if (ws.data.rooms.has(frame.chat_id)) this.leave(ws, user, frame.chat_id);
+        return;
+      case 'message':
+        await this.services.messages.send(user, frame.chat_id, { content: frame.content });
+        return;
+      case 'typing':
+        await this.services.messages.typing(user, frame.chat_id, ws.data.socketId);
+        return;
+      case 'stop':
+        throw new AppError('BAD_USER_INPUT', 'No bot answer is running in this chat');
+    }
+  }
+
+  private join(ws: ChatSocket, user: PublicUser, chatId: number): void {
+    ws.data.rooms.add(chatId);
+    this.roomFor(chatId).sockets.add(ws);
+    ws.subscribe(roomTopic(chatId));
+    this.services.pubsub.publish('chat:presence', chatId, { chatId, username: user.username, kind: 'joined', socketId: ws.data.socketId });
+  }
+
+  private leave(ws: ChatSocket, user: PublicUser, chatId: number): void {
+    ws.data.rooms.delete(chatId);
+    // A closing socket has already left its Bun topics.
+    if (ws.readyState === WebSocket.OPEN) ws.unsubscribe(roomTopic(chatId));
+    const room = this.rooms.get(chatId);
+    room?.sockets.delete(ws);
+    this.services.pubsub.publish('chat:presence', chatId, { chatId, username: user.username, kind: 'left', socketId: ws.data.socketId });
+    if (room?.sockets.size === 0) {
+      room.stop();
+      this.rooms.delete(chatId);
+    }
+  }
+
+  private roomFor(chatId: number): Room {
+    const existing = this.rooms.get(chatId);
+    if (existing) return existing;
+    const sockets = new Set<ChatSocket>();
+    const { pubsub } = this.services;
+    const topic = roomTopic(chatId);
+    // Everyone in the room, the sender included: one serialization, Bun's native fan-out.
+    const toRoom = (frame: string) => this.server?.publish(topic, frame);
+    // Everyone but the socket the event came from.
+    const toOthers = (frame: string, socketId: string | null) => {
+      for (const socket of sockets) if (socket.data.socketId !== socketId) socket.send(frame);
+    };
+    const stops = [
+      listen(pubsub.subscribe('chat:message', chatId), (event) => toRoom(frames.message(event))),
+      listen(pubsub.subscribe('chat:bot', chatId), (event) => toRoom(frames.botStream(event))),
+      listen(pubsub.subscribe('chat:typing', chatId), (event) =>
+        toOthers(JSON.stringify({ type: 'typing', chat_id: chatId, username: event.username }), event.socketId),
+      ),
+      listen(pubsub.subscribe('chat:presence', chatId), (event) =>
+        toOthers(JSON.stringify({ type: event.kind === 'joined' ? 'user_joined' : 'user_left', chat_id: chatId, username: event.username }), event.socketId),
+      ),
+    ];
+    const room = { sockets, stop: () => stops.forEach((stop) => stop()) };
+    this.rooms.set(chatId, room);
+    return room;
+  }
+}

@@ -1,0 +1,82 @@
+import type { ServerWebSocket } from 'bun';
+import type { ExecutionArgs } from 'graphql';
+import { GraphQLError } from 'graphql';
+import type { YogaServerInstance } from 'graphql-yoga';
+import { makeHandler } from 'graphql-ws/use/bun';
+import type { Context } from '../schema/context';
+import type { Services } from '../services';
+import type { PublicUser } from '../services/auth.service';
+import { bearerToken } from '../services/auth.service';
+
+/** What a graphql-ws socket carries: its user once `connection_init` authenticated it. */
+export interface GraphqlSocketData {
+  kind: 'graphql';
+  user: PublicUser | null;
+}
+
+export interface GraphqlWsServerContext {
+  socketUser?: PublicUser;
+  clientAddress: string | null;
+}
+
+// graphql-ws types its Bun socket without our upgrade data.
+const socketOf = (context: { extra: { socket: ServerWebSocket } }) => context.extra.socket as unknown as ServerWebSocket<GraphqlSocketData>;
+
+type EnvelopedArgs = ExecutionArgs & {
+  rootValue: { execute: (args: ExecutionArgs) => unknown; subscribe: (args: ExecutionArgs) => unknown };
+};
+
+/**
+ * graphql-ws on Bun, running every operation through Yoga's envelop so WebSocket and HTTP share
+ * plugins. Auth comes from `connectionParams` (`{authorization: "Bearer …"}` or `{token}`);
+ * a bad token closes the socket with 4403.
+ */
+export function createGraphqlSocketHandler(yoga: YogaServerInstance<GraphqlWsServerContext, Context>, services: Services) {
+  return makeHandler<Record<string, unknown> | undefined>({
+    async onConnect(context) {
+      const params = context.connectionParams ?? {};
+      const token =
+        typeof params.authorization === 'string'
+          ? bearerToken(params.authorization)
+          : typeof params.token === 'string'
+            ? params.token
+            : null;
+      try {
+        socketOf(context).data.user = await services.auth.authenticate(token);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    async onSubscribe(context, _id, payload) {
+      const socket = socketOf(context);
+      const user = socket.data.user ?? undefined;
+      const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
+        socketUser: user,
+        clientAddress: socket.remoteAddress ?? null,
+        params: payload,
+      });
+      let document: ExecutionArgs['document'];
+      try {
+        document = parse(payload.query);
+      } catch (error) {
+        // A syntax error is the client's: answer it as an error, not by closing the socket.
+        if (error instanceof GraphQLError) return [error];
+        throw error;
+      }
+      const args: EnvelopedArgs = {
+        schema,
+        operationName: payload.operationName,
+        document,
+        variableValues: payload.variables,
+        contextValue: await contextFactory(),
+        rootValue: { execute, subscribe },
+      };
+      const errors = validate(args.schema, args.document);
+      if (errors.length > 0) return errors;
+      return args;
+    },
+    execute: (args) => (args as EnvelopedArgs).rootValue.execute(args) as never,
+    subscribe: (args) => (args as EnvelopedArgs).rootValue.subscribe(args) as never,
+  });
+}
