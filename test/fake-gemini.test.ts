@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { ApiError, GoogleGenAI, type GenerateContentResponse } from '@google/genai';
-import { startFakeGemini, type FakeGemini } from './support/fake-gemini';
+import { ApiError, BlockedReason, FinishReason, GoogleGenAI, type GenerateContentResponse } from '@google/genai';
+import { DEFAULT_FAKE_GEMINI_API_KEY, startFakeGemini, type FakeGemini } from './support/fake-gemini';
 
 const MODEL = 'gemini-2.5-flash';
 let fake: FakeGemini;
@@ -51,7 +51,7 @@ describe('fake Gemini via @google/genai', () => {
     expect(error).toBeUndefined();
     expect(texts(chunks)).toEqual(['Hel', 'lo', ' world']);
     const last = chunks.at(-1)!;
-    expect(last.candidates?.[0]?.finishReason).toBe('STOP');
+    expect(last.candidates?.[0]?.finishReason).toBe(FinishReason.STOP);
     expect(last.usageMetadata?.totalTokenCount).toBeGreaterThan(0);
 
     const req = await received;
@@ -147,7 +147,7 @@ describe('fake Gemini via @google/genai', () => {
     const { chunks, error } = await drain(await generate(ai, 'something bad'));
     expect(error).toBeUndefined();
     expect(chunks).toHaveLength(1);
-    expect(chunks[0]!.promptFeedback?.blockReason).toBe('SAFETY');
+    expect(chunks[0]!.promptFeedback?.blockReason).toBe(BlockedReason.SAFETY);
     expect(chunks[0]!.text).toBeUndefined();
   });
 
@@ -171,7 +171,7 @@ describe('fake Gemini via @google/genai', () => {
       body: JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'hi' }] }] }),
     });
     expect(res.status).toBe(403);
-    expect((await res.json()).error.status).toBe('PERMISSION_DENIED');
+    expect(((await res.json()) as { error: { status: string } }).error.status).toBe('PERMISSION_DENIED');
   });
 
   test('a queued reply is not consumed by a rejected request', async () => {
@@ -192,5 +192,21 @@ describe('fake Gemini via @google/genai', () => {
     await req.closed;
     expect(req.aborted).toBe(false);
     expect(await call).toBeInstanceOf(Error);
+  });
+
+  test('runs standalone for benchmarks', async () => {
+    const proc = Bun.spawn([process.execPath, `${import.meta.dir}/support/fake-gemini.ts`, '--port', '0', '--chunks', '3'], {
+      stdout: 'pipe',
+    });
+    try {
+      const { value } = await proc.stdout.getReader().read();
+      const url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(new TextDecoder().decode(value))?.[1];
+      expect(url).toBeDefined();
+      const client = new GoogleGenAI({ apiKey: DEFAULT_FAKE_GEMINI_API_KEY, httpOptions: { baseUrl: url } });
+      expect(texts((await drain(await generate(client, 'hi'))).chunks)).toEqual(['tok0 ', 'tok1 ', 'tok2 ']);
+    } finally {
+      proc.kill();
+      await proc.exited;
+    }
   });
 });

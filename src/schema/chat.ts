@@ -1,3 +1,4 @@
+import { VISIBLE_STATUSES } from '../services/message.service';
 import { builder } from './builder';
 import { UserRef } from './user';
 
@@ -20,6 +21,6 @@ export const ChatRef = builder.prismaObject('Chat', {
       resolve: (chat) => chat.participants.map((participant) => participant.user),
     }),
     // Relay connection ordered by id: `last`/`before` pages back from the newest, newest last.
-    messages: t.relatedConnection('messages', { cursor: 'id', ...MESSAGES_PAGE }),
+    messages: t.relatedConnection('messages', { cursor: 'id', ...MESSAGES_PAGE, query: { where: { status: { in: VISIBLE_STATUSES } } } }),
   }),
 });

@@ -6,5 +6,6 @@ import './events';
 import '../resolvers/auth';
 import '../resolvers/chats';
 import '../resolvers/messages';
+import '../resolvers/bot';
 
 export const schema = builder.toSchema({ sortSchema: true });

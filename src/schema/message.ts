@@ -6,6 +6,7 @@ export const MessageRef = builder.prismaObject('Message', {
     chatId: t.exposeID('chatId'),
     content: t.exposeString('content'),
     isBot: t.exposeBoolean('isBot'),
+    status: t.exposeString('status', { description: 'complete, or stopped for a bot answer cut short on request.' }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     user: t.relation('user', { nullable: true }),
     username: t.string({

@@ -1,6 +1,7 @@
 import type { Config } from '../config';
 import type { Database } from '../db/client';
 import { AuthService } from './auth.service';
+import { BotService } from './bot.service';
 import { ChatService } from './chat.service';
 import { LoginThrottle } from './login-throttle';
 import { MessageService } from './message.service';
@@ -13,16 +14,19 @@ export interface Services {
   auth: AuthService;
   chats: ChatService;
   messages: MessageService;
+  bot: BotService;
   pubsub: PubSub;
 }
 
 export function createServices(db: Database, config: Config, pubsub: PubSub): Services {
   const chats = new ChatService(db, pubsub);
+  const bot = new BotService(db, chats, pubsub, config);
   return {
     db,
     auth: new AuthService(db, config, new LoginThrottle(config.limits.loginFailuresPerMinute)),
     chats,
-    messages: new MessageService(db, chats, pubsub),
+    messages: new MessageService(db, chats, pubsub, bot),
+    bot,
     pubsub,
   };
 }

@@ -1,8 +1,13 @@
 import type { Database } from '../db/client';
 import type { PublicUser } from './auth.service';
+import type { BotService } from './bot.service';
+import { botPrompt } from './bot.service';
 import type { ChatService } from './chat.service';
 import type { MessageEvent, PubSub } from './pubsub';
 import { historyQuery, idSchema, parseInput, sendMessageInput } from './validation';
+
+/** History shows finished messages: not an answer still streaming, nor one that failed. */
+export const VISIBLE_STATUSES = ['complete', 'stopped'];
 
 const messageSelect = {
   id: true,
@@ -10,11 +15,13 @@ const messageSelect = {
   userId: true,
   content: true,
   isBot: true,
+  status: true,
+  replyToId: true,
   createdAt: true,
   user: { select: { username: true } },
 } as const;
 
-type MessageRow = { id: number; chatId: number; userId: number | null; content: string; isBot: boolean; createdAt: Date; user: { username: string } | null };
+type MessageRow = Omit<MessageEvent, 'username'>;
 
 const toEvent = (row: MessageRow): MessageEvent => ({ ...row, username: row.user?.username ?? null });
 
@@ -23,6 +30,7 @@ export class MessageService {
     private readonly db: Database,
     private readonly chats: ChatService,
     private readonly pubsub: PubSub,
+    private readonly bot: BotService,
   ) {}
 
   /**
@@ -33,9 +41,12 @@ export class MessageService {
     const id = parseInput(idSchema, chatId, 'path');
     const { content } = parseInput(sendMessageInput, input);
     await this.chats.requireParticipant(author.id, id);
+    const prompt = botPrompt(content);
+    if (prompt !== null) this.bot.admit(author, prompt);
     const row = await this.db.message.create({ data: { chatId: id, userId: author.id, content }, select: messageSelect });
     const event = toEvent(row);
     this.pubsub.publish('chat:message', id, event);
+    if (prompt !== null) void this.bot.answer(id, event.id, author);
     return event;
   }
 
@@ -65,7 +76,7 @@ export class MessageService {
     const { limit, before } = parseInput(historyQuery, query, 'query');
     await this.chats.requireParticipant(reader.id, id);
     const rows = await this.db.message.findMany({
-      where: { chatId: id, ...(before ? { id: { lt: before } } : {}) },
+      where: { chatId: id, status: { in: VISIBLE_STATUSES }, ...(before ? { id: { lt: before } } : {}) },
       orderBy: { id: 'desc' },
       take: limit,
       select: messageSelect,

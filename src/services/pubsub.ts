@@ -10,6 +10,8 @@ export interface MessageEvent {
   user: { username: string } | null;
   content: string;
   isBot: boolean;
+  status: string;
+  replyToId: number | null;
   createdAt: Date;
 }
 

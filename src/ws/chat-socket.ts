@@ -51,6 +51,8 @@ export const frames = {
 
 interface Room {
   sockets: Set<ChatSocket>;
+  /** Text of the running bot answer as published to this room so far, by message id. */
+  answers: Map<number, string>;
   stop: () => void;
 }
 
@@ -162,13 +164,19 @@ export class ChatSocketHub {
         await this.services.messages.typing(user, frame.chat_id, ws.data.socketId);
         return;
       case 'stop':
-        throw new AppError('BAD_USER_INPUT', 'No bot answer is running in this chat');
+        await this.services.bot.stop(user, frame.chat_id);
+        return;
     }
   }
 
   private join(ws: ChatSocket, user: PublicUser, chatId: number): void {
     ws.data.rooms.add(chatId);
-    this.roomFor(chatId).sockets.add(ws);
+    const room = this.roomFor(chatId);
+    room.sockets.add(ws);
+    // Someone joining mid-answer first gets the text so far, then the live deltas: both in this tick.
+    for (const [messageId, text] of room.answers) {
+      ws.send(frames.botStream({ chatId, messageId, chunk: text, isComplete: false }));
+    }
     ws.subscribe(roomTopic(chatId));
     this.services.pubsub.publish('chat:presence', chatId, { chatId, username: user.username, kind: 'joined', socketId: ws.data.socketId });
   }
@@ -190,6 +198,9 @@ export class ChatSocketHub {
     const existing = this.rooms.get(chatId);
     if (existing) return existing;
     const sockets = new Set<ChatSocket>();
+    const answers = new Map<number, string>();
+    const running = this.services.bot.progress(chatId);
+    if (running) answers.set(running.messageId, running.text);
     const { pubsub } = this.services;
     const topic = roomTopic(chatId);
     // Everyone in the room, the sender included: one serialization, Bun's native fan-out.
@@ -200,7 +211,11 @@ export class ChatSocketHub {
     };
     const stops = [
       listen(pubsub.subscribe('chat:message', chatId), (event) => toRoom(frames.message(event))),
-      listen(pubsub.subscribe('chat:bot', chatId), (event) => toRoom(frames.botStream(event))),
+      listen(pubsub.subscribe('chat:bot', chatId), (event) => {
+        if (event.isComplete) answers.delete(event.messageId);
+        else answers.set(event.messageId, (answers.get(event.messageId) ?? '') + event.chunk);
+        toRoom(frames.botStream(event));
+      }),
       listen(pubsub.subscribe('chat:typing', chatId), (event) =>
         toOthers(JSON.stringify({ type: 'typing', chat_id: chatId, username: event.username }), event.socketId),
       ),
@@ -208,7 +223,7 @@ export class ChatSocketHub {
         toOthers(JSON.stringify({ type: event.kind === 'joined' ? 'user_joined' : 'user_left', chat_id: chatId, username: event.username }), event.socketId),
       ),
     ];
-    const room = { sockets, stop: () => stops.forEach((stop) => stop()) };
+    const room = { sockets, answers, stop: () => stops.forEach((stop) => stop()) };
     this.rooms.set(chatId, room);
     return room;
   }

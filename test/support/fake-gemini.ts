@@ -15,8 +15,12 @@ export type FakeGeminiReply =
   | { kind: 'text'; chunks: string[]; delayMs?: number }
   /** Answers an HTTP error with Gemini's JSON error body, before any stream. */
   | { kind: 'http-error'; status: number; message: string }
-  /** Sends the chunks, then drops the connection abruptly (no finishReason, truncated body). */
-  | { kind: 'fail-mid-stream'; chunks: string[] }
+  /**
+   * Sends the chunks (`delayMs` apart), waits `dropAfterMs` (default 50), then resets the connection: no finishReason,
+   * truncated chunked body. The wait matters: Bun's fetch throws away body bytes the client had received but not yet
+   * read when the socket resets, so a consumer slower than `dropAfterMs` per chunk would see the error but lose chunks.
+   */
+  | { kind: 'fail-mid-stream'; chunks: string[]; delayMs?: number; dropAfterMs?: number }
   /** Accepts the request and never sends anything, not even headers, until the client aborts or the fake stops. */
   | { kind: 'hang' }
   /** Sends the chunks (200 + SSE frames), then goes silent until the client aborts or the fake stops. */
@@ -61,7 +65,6 @@ export interface FakeGemini {
 }
 
 export const DEFAULT_FAKE_GEMINI_API_KEY = 'fake-gemini-key';
-const MODEL_VERSION = 'gemini-2.5-flash';
 const ROUTE = /^\/v1(?:beta)?\/models\/([^/:]+):streamGenerateContent$/;
 const STATUS_NAMES: Record<number, string> = {
   400: 'INVALID_ARGUMENT',
@@ -92,7 +95,7 @@ function textOf(content: unknown): string {
 }
 
 /** Default reply: echoes the last user turn. */
-export function echoReply(req: FakeGeminiRequest): FakeGeminiReply {
+function echoReply(req: FakeGeminiRequest): FakeGeminiReply {
   const contents: unknown[] = Array.isArray(req.body?.contents) ? req.body.contents : [];
   const lastUser = contents.findLast((c) => (c as { role?: string }).role !== 'model');
   return { kind: 'text', chunks: ['Echo: ', textOf(lastUser)] };
@@ -134,26 +137,26 @@ export async function startFakeGemini(options: { apiKey?: string; port?: number 
   }
 
   /** An SSE response sending `frames` (`delayMs` apart), then closing, dropping the connection, or hanging. */
-  function stream(req: FakeGeminiRequest, signal: AbortSignal, frames: Uint8Array[], then: 'close' | 'drop' | 'hang', delayMs = 0): Response {
+  function stream(req: FakeGeminiRequest, signal: AbortSignal, frames: Uint8Array[], then: 'close' | 'drop' | 'hang', delayMs = 0, dropAfterMs = 0): Response {
     const exchange = track(req, signal);
     let next = 0;
-    // highWaterMark 0: pull() runs only when the client side wants more, so frames go out at the
-    // reader's pace and everything before a drop has been handed to the socket.
-    const body = new ReadableStream<Uint8Array>(
-      {
-        async pull(controller) {
-          if (next > 0 && next < frames.length && delayMs > 0) await Bun.sleep(delayMs);
-          if (exchange.ended()) return;
-          if (next < frames.length) return controller.enqueue(frames[next++]!);
-          if (then === 'close') controller.close();
-          else if (then === 'drop') controller.error(new Error('fake-gemini: connection dropped'));
-          else return req.closed; // hang: stay silent until the client leaves or the fake stops
-          exchange.end(false);
-        },
-        cancel: () => exchange.end(true),
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (next > 0 && next < frames.length && delayMs > 0) await Bun.sleep(delayMs);
+        if (exchange.ended()) return;
+        if (next < frames.length) return controller.enqueue(frames[next++]!);
+        if (then === 'hang') return req.closed; // stay silent until the client leaves or the fake stops
+        if (then === 'close') return void (exchange.end(false), controller.close());
+        // Drop: erroring the body resets the socket, and the client's fetch then discards whatever it
+        // received but had not read yet — so give the client a moment to read the frames first.
+        // A falsy reason keeps Bun from logging the error.
+        await Bun.sleep(dropAfterMs);
+        if (exchange.ended()) return;
+        exchange.end(false);
+        controller.error(undefined);
       },
-      { highWaterMark: 0 },
-    );
+      cancel: () => exchange.end(true),
+    });
     return new Response(body, { headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' } });
   }
 
@@ -180,7 +183,7 @@ export async function startFakeGemini(options: { apiKey?: string; port?: number 
         return stream(req, signal, frames, 'close', reply.delayMs);
       }
       case 'fail-mid-stream':
-        return stream(req, signal, reply.chunks.map((t) => frame(delta(t))), 'drop');
+        return stream(req, signal, reply.chunks.map((t) => frame(delta(t))), 'drop', reply.delayMs, reply.dropAfterMs ?? 50);
       case 'hang-after':
         return stream(req, signal, reply.chunks.map((t) => frame(delta(t))), 'hang');
       case 'safety-block':
@@ -263,9 +266,9 @@ if (import.meta.main) {
       'api-key': { type: 'string' },
     },
   });
-  const count = Number(values.chunks);
-  const delayMs = Number(values['chunk-delay-ms']);
-  const fake = await startFakeGemini({ port: Number(values.port), apiKey: values['api-key'] });
+  const [port, count, delayMs] = [values.port, values.chunks, values['chunk-delay-ms']].map(Number) as [number, number, number];
+  if (![port, count, delayMs].every((n) => Number.isInteger(n) && n >= 0)) throw new Error('--port, --chunks and --chunk-delay-ms take non-negative integers');
+  const fake = await startFakeGemini({ port, apiKey: values['api-key'] });
   const reply: FakeGeminiReply = { kind: 'text', chunks: Array.from({ length: count }, (_, i) => `tok${i} `), delayMs };
   // Nobody reads the request log in a benchmark: keep memory flat.
   fake.setDefault(() => ((fake.requests.length = 0), reply));

@@ -37,6 +37,8 @@ CREATE TABLE "messages" (
     "user_id" INTEGER,
     "content" TEXT NOT NULL,
     "is_bot" BOOLEAN NOT NULL DEFAULT false,
+    "status" TEXT NOT NULL DEFAULT 'complete',
+    "reply_to_id" INTEGER,
     "created_at" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
 
     CONSTRAINT "messages_pkey" PRIMARY KEY ("id")
@@ -56,6 +58,9 @@ CREATE UNIQUE INDEX "chat_participants_chat_id_user_id_key" ON "chat_participant
 
 -- CreateIndex
 CREATE INDEX "messages_chat_id_id_idx" ON "messages"("chat_id", "id");
+
+-- CreateIndex
+CREATE INDEX "messages_status_idx" ON "messages"("status");
 
 -- AddForeignKey
 ALTER TABLE "chats" ADD CONSTRAINT "chats_owner_id_fkey" FOREIGN KEY ("owner_id") REFERENCES "users"("id") ON DELETE RESTRICT ON UPDATE CASCADE;

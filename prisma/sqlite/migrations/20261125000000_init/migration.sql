@@ -34,6 +34,8 @@ CREATE TABLE "messages" (
     "user_id" INTEGER,
     "content" TEXT NOT NULL,
     "is_bot" BOOLEAN NOT NULL DEFAULT false,
+    "status" TEXT NOT NULL DEFAULT 'complete',
+    "reply_to_id" INTEGER,
     "created_at" DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
     CONSTRAINT "messages_chat_id_fkey" FOREIGN KEY ("chat_id") REFERENCES "chats" ("id") ON DELETE CASCADE ON UPDATE CASCADE,
     CONSTRAINT "messages_user_id_fkey" FOREIGN KEY ("user_id") REFERENCES "users" ("id") ON DELETE SET NULL ON UPDATE CASCADE
@@ -53,3 +55,6 @@ CREATE UNIQUE INDEX "chat_participants_chat_id_user_id_key" ON "chat_participant
 
 -- CreateIndex
 CREATE INDEX "messages_chat_id_id_idx" ON "messages"("chat_id", "id");
+
+-- CreateIndex
+CREATE INDEX "messages_status_idx" ON "messages"("status");

@@ -1,0 +1,255 @@
+import type { Content } from '@google/genai';
+import { ApiError, GoogleGenAI } from '@google/genai';
+import type { Config } from '../config';
+import type { Database } from '../db/client';
+import type { PublicUser } from './auth.service';
+import { buildContents, systemInstruction } from './bot-context';
+import type { ChatService } from './chat.service';
+import { AppError, RateLimitedError } from './errors';
+import type { BotStreamEvent, PubSub } from './pubsub';
+import { TokenBucket } from './rate-limit';
+import { idSchema, parseInput } from './validation';
+
+const BOT_PREFIX = /^\/bot(?:\s|$)/;
+
+/** The question of a `/bot …` message, '' for a bare `/bot`, or null when it is no bot command. */
+export function botPrompt(content: string): string | null {
+  return BOT_PREFIX.test(content) ? content.slice(4).trim() : null;
+}
+
+/** The part of a running answer already published, for members who join mid-answer. */
+export interface AnswerInProgress {
+  messageId: number;
+  text: string;
+}
+
+interface RunningAnswer extends AnswerInProgress {
+  controller: AbortController;
+}
+
+/** Why an answer ended without the model finishing it; the message is what members see. */
+class AnswerFailure extends Error {}
+
+/**
+ * The room's AI. `/bot` asks are answered one at a time per room, in order; rooms run in
+ * parallel up to a per-process cap on model calls. Each answer gets its message id when it starts,
+ * streams deltas to the room's `chat:bot` topic, and is stored whole whoever is still listening.
+ */
+export class BotService {
+  private readonly gemini: GoogleGenAI | null;
+  private readonly roomQueues = new Map<number, Promise<void>>();
+  private readonly running = new Map<number, RunningAnswer>();
+  private readonly askBuckets = new Map<number, TokenBucket>();
+  private readonly waitingForSlot: (() => void)[] = [];
+  private activeCalls = 0;
+
+  constructor(
+    private readonly db: Database,
+    private readonly chats: ChatService,
+    private readonly pubsub: PubSub,
+    private readonly config: Pick<Config, 'gemini' | 'bot' | 'limits'>,
+  ) {
+    const { apiKey, baseUrl } = config.gemini;
+    this.gemini = apiKey ? new GoogleGenAI({ apiKey, httpOptions: baseUrl ? { baseUrl } : undefined }) : null;
+  }
+
+  /**
+   * Checks a `/bot` ask before its message is stored: a question is required, and each user has
+   * `BOT_RATE_LIMIT` asks a minute.
+   */
+  admit(asker: PublicUser, prompt: string): void {
+    if (prompt === '') throw new AppError('BAD_USER_INPUT', 'Ask the bot something: /bot <question>');
+    const perMinute = this.config.limits.botPerMinute;
+    if (perMinute === 0) return;
+    let bucket = this.askBuckets.get(asker.id);
+    if (!bucket) {
+      bucket = new TokenBucket(perMinute / 60, perMinute);
+      this.askBuckets.set(asker.id, bucket);
+    }
+    if (!bucket.take()) {
+      throw new RateLimitedError(`Too many /bot requests: at most ${perMinute} a minute`, bucket.secondsUntilNext());
+    }
+  }
+
+  /** Queues the answer to a stored `/bot` message; it runs after the room's earlier asks. */
+  answer(chatId: number, askMessageId: number, asker: PublicUser): Promise<void> {
+    const previous = this.roomQueues.get(chatId) ?? Promise.resolve();
+    const next = previous
+      .then(() => this.withCallSlot(() => this.run(chatId, askMessageId, asker)))
+      .catch((error: unknown) => console.error(`bot answer to message ${askMessageId} could not run`, error));
+    this.roomQueues.set(chatId, next);
+    void next.finally(() => {
+      if (this.roomQueues.get(chatId) === next) this.roomQueues.delete(chatId);
+    });
+    return next;
+  }
+
+  /** Stops the room's running answer: the model call is aborted and what was written is kept. */
+  async stop(user: PublicUser, chatId: unknown): Promise<void> {
+    const id = parseInput(idSchema, chatId, 'path');
+    await this.chats.requireParticipant(user.id, id);
+    const running = this.running.get(id);
+    if (!running) throw new AppError('BAD_USER_INPUT', 'No bot answer is running in this chat');
+    running.controller.abort(new AnswerStopped());
+  }
+
+  progress(chatId: number): AnswerInProgress | null {
+    const running = this.running.get(chatId);
+    return running ? { messageId: running.messageId, text: running.text } : null;
+  }
+
+  /** Bot stream events for a participant, starting with the text so far of a running answer. */
+  async subscribe(reader: PublicUser, chatId: unknown): Promise<AsyncIterable<BotStreamEvent>> {
+    const id = parseInput(idSchema, chatId, 'path');
+    await this.chats.requireParticipant(reader.id, id);
+    const iterator = this.pubsub.subscribe('chat:bot', id)[Symbol.asyncIterator]();
+    // Asking for the first event starts the subscription; the snapshot taken in the same tick then
+    // holds exactly what it will not receive.
+    const first = iterator.next();
+    const snapshot = this.progress(id);
+    return (async function* () {
+      try {
+        if (snapshot) yield { chatId: id, messageId: snapshot.messageId, chunk: snapshot.text, isComplete: false };
+        for (let next = await first; !next.done; next = await iterator.next()) yield next.value;
+      } finally {
+        await iterator.return?.();
+      }
+    })();
+  }
+
+  /** Settles when every queued answer has finished: for shutdown and tests. */
+  async idle(): Promise<void> {
+    while (this.roomQueues.size > 0) await Promise.all(this.roomQueues.values());
+  }
+
+  /** Aborts every running answer (they are stored as failed) and waits for them to settle. */
+  async shutdown(): Promise<void> {
+    for (const running of this.running.values()) running.controller.abort(new AnswerFailure('The server is shutting down'));
+    await this.idle();
+  }
+
+  private async withCallSlot<T>(run: () => Promise<T>): Promise<T> {
+    if (this.activeCalls >= this.config.bot.maxConcurrentCalls) {
+      await new Promise<void>((resolve) => this.waitingForSlot.push(resolve));
+    }
+    this.activeCalls++;
+    try {
+      return await run();
+    } finally {
+      this.activeCalls--;
+      this.waitingForSlot.shift()?.();
+    }
+  }
+
+  private async run(chatId: number, askMessageId: number, asker: PublicUser): Promise<void> {
+    const chat = await this.db.chat.findUnique({ where: { id: chatId }, select: { name: true } });
+    const history = await this.history(chatId, askMessageId);
+    const { id: messageId } = await this.db.message.create({
+      data: { chatId, isBot: true, content: '', status: 'streaming', replyToId: askMessageId },
+      select: { id: true },
+    });
+    const answer: RunningAnswer = { messageId, text: '', controller: new AbortController() };
+    this.running.set(chatId, answer);
+    const publish = (event: Omit<BotStreamEvent, 'chatId' | 'messageId'>) => this.pubsub.publish('chat:bot', chatId, { chatId, messageId, ...event });
+
+    let status: 'complete' | 'stopped' | 'failed' = 'complete';
+    let error: string | undefined;
+    try {
+      for await (const chunk of this.stream(buildContents(history, this.budget), systemInstruction(chat?.name ?? null, asker.username), answer.controller)) {
+        answer.text += chunk;
+        publish({ chunk, isComplete: false });
+      }
+    } catch (caught) {
+      const reason = answer.controller.signal.reason;
+      if (reason instanceof AnswerStopped) status = 'stopped';
+      else {
+        status = 'failed';
+        error = describeFailure(reason instanceof AnswerFailure ? reason : caught);
+        if (!(caught instanceof AnswerFailure) && !(caught instanceof ApiError)) console.error(`bot answer ${messageId} failed`, caught);
+      }
+    } finally {
+      this.running.delete(chatId);
+    }
+    await this.db.message.update({ where: { id: messageId }, data: { content: answer.text, status } });
+    publish({ chunk: '', isComplete: true, fullResponse: answer.text, error, stopped: status === 'stopped' || undefined });
+  }
+
+  private get budget() {
+    return { messages: this.config.bot.contextMessages, chars: this.config.bot.contextChars };
+  }
+
+  /**
+   * The room up to the asking message, oldest first. Each earlier answer sits right after the ask
+   * it replied to, wherever its id fell, so queued answers keep the conversation's order.
+   */
+  private async history(chatId: number, askMessageId: number) {
+    const rows = await this.db.message.findMany({
+      where: {
+        chatId,
+        status: { in: ['complete', 'stopped'] },
+        OR: [{ isBot: false, id: { lte: askMessageId } }, { isBot: true, replyToId: { lt: askMessageId } }],
+      },
+      orderBy: { id: 'desc' },
+      take: this.config.bot.contextMessages * 2,
+      select: { id: true, content: true, isBot: true, replyToId: true, user: { select: { username: true } } },
+    });
+    const position = (row: (typeof rows)[number]) => (row.isBot && row.replyToId !== null ? row.replyToId + 0.5 : row.id);
+    return rows
+      .sort((a, b) => position(a) - position(b))
+      .map((row) => ({ id: row.id, content: row.content, isBot: row.isBot, username: row.user?.username ?? null }));
+  }
+
+  /** The answer's text deltas; throws AnswerFailure with a readable reason when there is none to give. */
+  private async *stream(contents: Content[], instruction: string, controller: AbortController): AsyncGenerator<string> {
+    if (!this.gemini) throw new AnswerFailure('Gemini is not configured: set GEMINI_API_KEY');
+    const { timeoutMs } = this.config.gemini;
+    let silence: Timer | undefined;
+    // The timeout bounds each silence (before the first chunk and between chunks), not the answer.
+    const armSilenceTimer = () => {
+      clearTimeout(silence);
+      silence = setTimeout(() => controller.abort(new AnswerFailure(`Gemini did not answer within ${timeoutMs / 1000}s`)), timeoutMs);
+    };
+    armSilenceTimer();
+    try {
+      const response = await this.gemini.models.generateContentStream({
+        model: this.config.gemini.model,
+        contents,
+        config: { systemInstruction: instruction, abortSignal: controller.signal },
+      });
+      for await (const chunk of response) {
+        armSilenceTimer();
+        const blocked = chunk.promptFeedback?.blockReason ?? blockedFinish(chunk.candidates?.[0]?.finishReason);
+        if (blocked) throw new AnswerFailure(`Gemini declined to answer (${blocked})`);
+        const text = chunk.text;
+        if (text) yield text;
+      }
+    } finally {
+      clearTimeout(silence);
+    }
+  }
+}
+
+class AnswerStopped extends Error {}
+
+const BLOCKING_FINISH_REASONS = new Set(['SAFETY', 'RECITATION', 'BLOCKLIST', 'PROHIBITED_CONTENT', 'SPII']);
+const blockedFinish = (reason: string | undefined) => (reason && BLOCKING_FINISH_REASONS.has(reason) ? reason : undefined);
+
+function describeFailure(error: unknown): string {
+  if (error instanceof AnswerFailure) return error.message;
+  if (error instanceof ApiError) return `Gemini answered with an error (HTTP ${error.status}): ${geminiMessage(error.message)}`;
+  return 'Gemini could not be reached or sent an unreadable answer';
+}
+
+/** Gemini's own error text, out of the JSON body the SDK puts in its message. */
+function geminiMessage(raw: string): string {
+  const json = raw.indexOf('{');
+  if (json >= 0) {
+    try {
+      const body = JSON.parse(raw.slice(json)) as { error?: { message?: string } };
+      if (body.error?.message) return body.error.message;
+    } catch {
+      // not JSON: fall through to the raw text
+    }
+  }
+  return raw.slice(0, 200);
+}

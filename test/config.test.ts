@@ -1,0 +1,224 @@
+import { afterAll, beforeAll, describe, expect, spyOn, test } from 'bun:test';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, loadConfig, parseDatabaseUrl } from '../src/config';
+
+/** `loadConfig(env)`: the environment, parsed and checked once at start-up. */
+
+// A key for tests that are not about the key, so nothing is generated in the working directory.
+const SECRET = 'config-test-secret-key-that-is-long-enough-0123';
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'gemini-coop-config-'));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** The ConfigError `run` throws; fails the test when it throws nothing or something else. */
+function configError(run: () => unknown): ConfigError {
+  try {
+    run();
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return error as ConfigError;
+  }
+  throw new Error('expected a ConfigError, but nothing was thrown');
+}
+
+/** Silences the "generated a key" warning while `run` runs, returning what was warned. */
+function quietly<T>(run: () => T): { result: T; warnings: string[] } {
+  const warn = spyOn(console, 'warn').mockImplementation(() => {});
+  try {
+    const result = run();
+    return { result, warnings: warn.mock.calls.map((call) => String(call[0])) };
+  } finally {
+    warn.mockRestore();
+  }
+}
+
+describe('defaults', () => {
+  test('an environment with only a secret gives the documented defaults', () => {
+    const config = loadConfig({ SECRET_KEY: SECRET });
+    expect(config.port).toBe(8000);
+    expect(config.host).toBe('0.0.0.0');
+    expect(config.production).toBe(false);
+    expect(config.database).toEqual({ engine: 'sqlite', url: 'file:./gemini_coop.db' });
+    expect(config.tokenExpireMinutes).toBe(1440);
+    expect(config.gemini.model).toBe('gemini-2.5-flash');
+    expect(config.secretKey).toBe(SECRET);
+  });
+
+  test('a missing GEMINI_API_KEY is fine: the server starts without it', () => {
+    const config = loadConfig({ SECRET_KEY: SECRET });
+    expect(config.gemini.apiKey).toBeUndefined();
+    expect(loadConfig({ SECRET_KEY: SECRET, GEMINI_API_KEY: '' }).gemini.apiKey).toBeUndefined();
+    expect(loadConfig({ SECRET_KEY: SECRET, GEMINI_API_KEY: 'abc123' }).gemini.apiKey).toBe('abc123');
+  });
+
+  test('empty integer settings fall back to their defaults', () => {
+    const config = loadConfig({ SECRET_KEY: SECRET, PORT: '', TOKEN_EXPIRE_MINUTES: '' });
+    expect(config.port).toBe(8000);
+    expect(config.tokenExpireMinutes).toBe(1440);
+  });
+});
+
+describe('settings from the environment', () => {
+  test('PORT, HOST, TOKEN_EXPIRE_MINUTES, GEMINI_MODEL and the limits are read', () => {
+    const config = loadConfig({
+      SECRET_KEY: SECRET,
+      PORT: '9001',
+      HOST: '127.0.0.1',
+      TOKEN_EXPIRE_MINUTES: '30',
+      GEMINI_MODEL: 'gemini-2.5-pro',
+      LOGIN_RATE_LIMIT: '0',
+      WS_RATE_LIMIT: '5',
+    });
+    expect(config.port).toBe(9001);
+    expect(config.host).toBe('127.0.0.1');
+    expect(config.tokenExpireMinutes).toBe(30);
+    expect(config.gemini.model).toBe('gemini-2.5-pro');
+    expect(config.limits.loginFailuresPerMinute).toBe(0);
+    expect(config.limits.wsRatePerSecond).toBe(5);
+  });
+
+  test('NODE_ENV=production marks the config as production', () => {
+    expect(loadConfig({ SECRET_KEY: SECRET, NODE_ENV: 'production' }).production).toBe(true);
+    expect(loadConfig({ SECRET_KEY: SECRET, NODE_ENV: 'development' }).production).toBe(false);
+  });
+});
+
+describe('DATABASE_URL', () => {
+  test("Prisma's file: URL is SQLite, unchanged", () => {
+    expect(loadConfig({ SECRET_KEY: SECRET, DATABASE_URL: 'file:./data/chat.db' }).database).toEqual({ engine: 'sqlite', url: 'file:./data/chat.db' });
+  });
+
+  test("the original's sqlite:///./gemini_coop.db maps to file:./gemini_coop.db", () => {
+    expect(loadConfig({ SECRET_KEY: SECRET, DATABASE_URL: 'sqlite:///./gemini_coop.db' }).database).toEqual({
+      engine: 'sqlite',
+      url: 'file:./gemini_coop.db',
+    });
+  });
+
+  test('an absolute SQLAlchemy path (four slashes) stays absolute', () => {
+    expect(parseDatabaseUrl('sqlite:////var/lib/coop/chat.db')).toEqual({ engine: 'sqlite', url: 'file:/var/lib/coop/chat.db' });
+  });
+
+  test('postgresql:// and postgres:// URLs select PostgreSQL and are kept whole', () => {
+    const url = 'postgresql://coop:pw@db.internal:5432/coop?sslmode=require';
+    expect(loadConfig({ SECRET_KEY: SECRET, DATABASE_URL: url }).database).toEqual({ engine: 'postgres', url });
+    expect(parseDatabaseUrl('postgres://coop@localhost/coop')).toEqual({ engine: 'postgres', url: 'postgres://coop@localhost/coop' });
+  });
+
+  test('an unsupported URL is a ConfigError that names the value and the accepted forms', () => {
+    for (const url of ['mysql://root@localhost/coop', 'gemini_coop.db', 'sqlite://', 'http://example.com/db']) {
+      const error = configError(() => loadConfig({ SECRET_KEY: SECRET, DATABASE_URL: url }));
+      expect(error.message).toContain('DATABASE_URL');
+      expect(error.message).toContain(url);
+      expect(error.message).toContain('file:');
+      expect(error.message).toContain('postgresql://');
+    }
+  });
+});
+
+describe('integer settings', () => {
+  const bad: [name: string, value: string][] = [
+    ['PORT', 'abc'],
+    ['PORT', '80.5'],
+    ['PORT', '70000'],
+    ['PORT', '-1'],
+    ['PORT', '0x50'],
+    ['PORT', '8e3'],
+    ['TOKEN_EXPIRE_MINUTES', '0'],
+    ['TOKEN_EXPIRE_MINUTES', 'forever'],
+    ['LOGIN_RATE_LIMIT', '-3'],
+    ['WS_RATE_LIMIT', 'ten'],
+  ];
+  for (const [name, value] of bad) {
+    test(`${name}=${value} is a ConfigError saying what to set`, () => {
+      const error = configError(() => loadConfig({ SECRET_KEY: SECRET, [name]: value }));
+      expect(error.message).toContain(`${name}=${value}`);
+      expect(error.message).toContain('whole number');
+      expect(error.message).toMatch(/set it to|unset it/);
+    });
+  }
+
+  test('the bounds themselves are accepted', () => {
+    expect(loadConfig({ SECRET_KEY: SECRET, PORT: '65535' }).port).toBe(65535);
+    expect(loadConfig({ SECRET_KEY: SECRET, PORT: '0' }).port).toBe(0);
+    expect(loadConfig({ SECRET_KEY: SECRET, TOKEN_EXPIRE_MINUTES: '1' }).tokenExpireMinutes).toBe(1);
+  });
+});
+
+describe('SECRET_KEY in production', () => {
+  test('a missing key is a ConfigError that says how to make one, and nothing is written', () => {
+    const database = join(dir, 'prod-missing.db');
+    const error = configError(() => loadConfig({ NODE_ENV: 'production', DATABASE_URL: `file:${database}` }));
+    expect(error.message).toContain('SECRET_KEY');
+    expect(error.message).toContain('openssl rand -hex 32');
+    expect(existsSync(`${database}.secret`)).toBe(false);
+  });
+
+  test('an empty key counts as missing', () => {
+    configError(() => loadConfig({ NODE_ENV: 'production', SECRET_KEY: '', DATABASE_URL: `file:${join(dir, 'prod-empty.db')}` }));
+  });
+
+  test('a key shorter than 32 bytes is a ConfigError that gives the length needed', () => {
+    const error = configError(() => loadConfig({ NODE_ENV: 'production', SECRET_KEY: 'x'.repeat(31) }));
+    expect(error.message).toContain('SECRET_KEY');
+    expect(error.message).toContain('32');
+    expect(error.message).toContain('openssl rand -hex 32');
+  });
+
+  test('a key of 32 bytes or more is used as given', () => {
+    const key = 'k'.repeat(32);
+    expect(loadConfig({ NODE_ENV: 'production', SECRET_KEY: key }).secretKey).toBe(key);
+  });
+
+  test('outside production a short key is tolerated', () => {
+    expect(loadConfig({ SECRET_KEY: 'short' }).secretKey).toBe('short');
+  });
+});
+
+describe('SECRET_KEY outside production', () => {
+  test('a missing key is generated once, kept beside the database, and reused', () => {
+    const database = join(dir, 'dev.db');
+    const env = { DATABASE_URL: `file:${database}` };
+    const first = quietly(() => loadConfig(env));
+    const keyFile = `${database}.secret`;
+    expect(existsSync(keyFile)).toBe(true);
+    expect(first.result.secretKey.length).toBeGreaterThanOrEqual(32);
+    expect(readFileSync(keyFile, 'utf8').trim()).toBe(first.result.secretKey);
+    expect(first.warnings.join('\n')).toContain(keyFile);
+    expect(statSync(keyFile).mode & 0o077).toBe(0);
+
+    const second = quietly(() => loadConfig(env));
+    expect(second.result.secretKey).toBe(first.result.secretKey);
+    expect(second.warnings).toEqual([]);
+  });
+
+  test("the original's sqlite:/// URL keeps its key beside the same file", () => {
+    const database = join(dir, 'seed.db');
+    const { result } = quietly(() => loadConfig({ DATABASE_URL: `sqlite:///${database}` }));
+    expect(readFileSync(`${database}.secret`, 'utf8').trim()).toBe(result.secretKey);
+  });
+
+  test('different databases get different keys', () => {
+    const a = quietly(() => loadConfig({ DATABASE_URL: `file:${join(dir, 'a.db')}` })).result.secretKey;
+    const b = quietly(() => loadConfig({ DATABASE_URL: `file:${join(dir, 'b.db')}` })).result.secretKey;
+    expect(a).not.toBe(b);
+  });
+
+  test('an existing key file is read, not replaced', () => {
+    const database = join(dir, 'kept.db');
+    writeFileSync(`${database}.secret`, 'a-key-someone-kept-from-before\n');
+    expect(loadConfig({ DATABASE_URL: `file:${database}` }).secretKey).toBe('a-key-someone-kept-from-before');
+    expect(readFileSync(`${database}.secret`, 'utf8')).toBe('a-key-someone-kept-from-before\n');
+  });
+
+  test('a given key wins over a generated one and writes nothing', () => {
+    const database = join(dir, 'given.db');
+    expect(loadConfig({ DATABASE_URL: `file:${database}`, SECRET_KEY: SECRET }).secretKey).toBe(SECRET);
+    expect(existsSync(`${database}.secret`)).toBe(false);
+  });
+});

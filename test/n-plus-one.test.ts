@@ -1,0 +1,80 @@
+import { afterAll, beforeAll, expect, test } from 'bun:test';
+import { createTestApp, signUp, type TestApp, type TestUser } from './support/app';
+
+/**
+ * Listing chats with their participants and messages costs a fixed number of SQL statements,
+ * whatever the number of chats: relations load in one batched query each, never one per chat.
+ */
+const QUERY = '{ chats { participants { username } messages(last: 20) { edges { node { content } } } } }';
+const PARTICIPANTS_PER_CHAT = 3;
+const MESSAGES_PER_CHAT = 4;
+/** viewer, chats, participants, their users, messages: one statement each, never one per chat. */
+const MAX_QUERIES = 5;
+
+let queries: string[] = [];
+let t: TestApp;
+beforeAll(async () => {
+  t = await createTestApp({}, { logQuery: (query) => queries.push(query) });
+});
+afterAll(() => t.cleanup());
+
+/** A fresh owner with `count` chats, each with PARTICIPANTS_PER_CHAT members and MESSAGES_PER_CHAT messages. */
+async function seed(count: number): Promise<TestUser> {
+  const [owner, ...guests] = await Promise.all(Array.from({ length: PARTICIPANTS_PER_CHAT }, () => signUp(t)));
+  for (let n = 0; n < count; n++) {
+    const chat = await graphql(`mutation { createChat(name: "chat ${n}", isGroup: true) { id } }`, owner!.token);
+    const chatId = chat.createChat.id;
+    for (const guest of guests) {
+      await graphql('mutation ($chatId: ID!, $username: String!) { inviteUser(chatId: $chatId, username: $username) { id } }', owner!.token, {
+        chatId,
+        username: guest.username,
+      });
+    }
+    for (let i = 0; i < MESSAGES_PER_CHAT; i++) {
+      const author = [owner!, ...guests][i % PARTICIPANTS_PER_CHAT]!;
+      await graphql('mutation ($chatId: ID!, $content: String!) { sendMessage(chatId: $chatId, content: $content) { id } }', author.token, {
+        chatId,
+        content: `chat ${n} message ${i}`,
+      });
+    }
+  }
+  return owner!;
+}
+
+async function graphql(query: string, token: string, variables: Record<string, unknown> = {}) {
+  const response = await t.request('/graphql', { method: 'POST', json: { query, variables }, token });
+  const body = (await response.json()) as { data?: any; errors?: unknown[] };
+  expect(body.errors).toBeUndefined();
+  return body.data;
+}
+
+/** Runs QUERY as `owner` and returns the SQL it caused, plus the data to check it really loaded. */
+async function measure(owner: TestUser) {
+  queries = [];
+  const data = await graphql(QUERY, owner.token);
+  return { count: queries.length, statements: [...queries], chats: data.chats as any[] };
+}
+
+test('chats with participants and messages cost the same SQL for 2 chats as for 10', async () => {
+  const few = await measure(await seed(2));
+  const many = await measure(await seed(10));
+
+  // The data is really there, so the counts measure real loading.
+  for (const [result, count] of [
+    [few, 2],
+    [many, 10],
+  ] as const) {
+    expect(result.chats).toHaveLength(count);
+    for (const [n, chat] of result.chats.entries()) {
+      expect(chat.participants).toHaveLength(PARTICIPANTS_PER_CHAT);
+      expect(chat.messages.edges.map((edge: any) => edge.node.content)).toEqual(
+        Array.from({ length: MESSAGES_PER_CHAT }, (_, i) => `chat ${n} message ${i}`),
+      );
+    }
+  }
+
+  console.log(`N+1 check: ${few.count} SQL statements for 2 chats, ${many.count} for 10 chats`);
+  if (many.count !== few.count || many.count > MAX_QUERIES) console.log(many.statements.join('\n'));
+  expect(many.count).toBe(few.count);
+  expect(many.count).toBeLessThanOrEqual(MAX_QUERIES);
+});
