@@ -39,7 +39,8 @@ export interface AppOptions {
 /** Builds the whole server over one service layer; `Bun.serve` (src/server.ts) only hosts it. */
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
   const db: Database = await openDatabase(config.database, { log: options.logQuery });
-  const services = createServices(db, config, createEventBus());
+  const bus = await createEventBus(config.redisUrl, config.redisPrefix);
+  const services = createServices(db, config, bus.pubsub);
 
   const yoga = createYoga<GraphqlWsServerContext, Context>({
     schema,
@@ -81,6 +82,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       return (await handleRest(request, url, services, clientAddress)) ?? Response.json({ detail: 'Not Found' }, { status: 404 });
     },
     async close() {
+      await bus.close();
       await db.$disconnect();
     },
   };

@@ -9,6 +9,10 @@ export interface Config {
   host: string;
   production: boolean;
   database: { engine: Engine; url: string };
+  /** Redis for the pub/sub (and the cluster-wide bot lock) when several instances run; null for one process. */
+  redisUrl: string | null;
+  /** Prefixes every Redis channel and key, so deployments (or test runs) can share one Redis. */
+  redisPrefix: string;
   secretKey: string;
   tokenExpireMinutes: number;
   gemini: { apiKey: string | undefined; model: string; baseUrl: string | undefined; timeoutMs: number };
@@ -40,6 +44,8 @@ export function loadConfig(env: Env = process.env): Config {
     host: env.HOST || '0.0.0.0',
     production,
     database,
+    redisUrl: redisUrl(env.REDIS_URL),
+    redisPrefix: env.REDIS_PREFIX ?? 'gemini-coop:',
     secretKey: secretKey(env.SECRET_KEY, production, database),
     tokenExpireMinutes: integer(env, 'TOKEN_EXPIRE_MINUTES', 1440, { min: 1 }),
     gemini: {
@@ -86,6 +92,14 @@ export function parseDatabaseUrl(url: string): Config['database'] {
   );
 }
 
+function redisUrl(url: string | undefined): string | null {
+  if (!url) return null;
+  if (!/^rediss?:\/\//.test(url)) {
+    throw new ConfigError(`REDIS_URL=${url} is not supported: use redis://host:6379 (or rediss:// for TLS), or unset it to run as one process.`);
+  }
+  return url;
+}
+
 export function sqliteFilePath(url: string): string {
   return resolve(url.slice('file:'.length));
 }
@@ -111,3 +125,6 @@ function secretKey(given: string | undefined, production: boolean, database: Con
   return generated;
 }
 
+
+/** A URL with its password replaced, safe for a log line or an error message. */
+export const redact = (url: string) => url.replace(/(\/\/[^:/@]+:)[^@]*@/, '$1***@');

@@ -1,7 +1,7 @@
 import { PrismaPg } from '@prisma/adapter-pg';
 import { PrismaBunSqlite } from 'prisma-adapter-bun-sqlite';
 import type { Config } from '../config';
-import { ConfigError } from '../config';
+import { ConfigError, redact } from '../config';
 import { PrismaClient as PostgresClient } from '../generated/postgres/client';
 import { PrismaClient } from '../generated/sqlite/client';
 import { applyMigrations } from './migrate';
@@ -31,6 +31,3 @@ export async function openDatabase(database: Config['database'], options: { log?
   }
   return client;
 }
-
-/** A URL with its password replaced, safe for a log line or an error message. */
-export const redact = (url: string) => url.replace(/(\/\/[^:/@]+:)[^@]*@/, '$1***@');

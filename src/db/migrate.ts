@@ -118,18 +118,14 @@ export async function applyMigrations(
 }
 
 /**
- * The SQL that would bring the committed migrations up to the models. Empty when they are in step:
- * a test asserts that, so a model change without its migration fails the suite.
+ * The SQL that creates the models' schema from nothing. Tests apply it beside the committed
+ * migrations and compare the two databases, so a model change without its migration fails.
  */
-export async function pendingMigrationSql(
-  engine: Engine,
-  adapterFactory: SqlMigrationAwareDriverAdapterFactory,
-): Promise<string> {
-  const migrations = await readMigrations(engine);
+export async function modelsSql(engine: Engine, adapterFactory: SqlMigrationAwareDriverAdapterFactory): Promise<string> {
   const files = (await readDatamodels(engine)).map(([path, content]) => ({ path, content }));
   return withSchemaEngine(engine, adapterFactory, async (schemaEngine) => {
     const { stdout } = await schemaEngine.diff({
-      from: { tag: 'migrations', ...migrations },
+      from: { tag: 'empty' },
       to: { tag: 'schemaDatamodel', files },
       script: true,
       exitCode: null,

@@ -4,7 +4,7 @@ import type { PublicUser } from './auth.service';
 import { publicUserSelect } from './auth.service';
 import { ChatNotFoundError, NotAuthorizedError, UserNotFoundError } from './errors';
 import type { PubSub } from './pubsub';
-import { createChatInput, idSchema, inviteInput, parseInput } from './validation';
+import { createChatInput, inviteInput, parseChatId, parseInput } from './validation';
 
 /** A Prisma selection handed down by a GraphQL resolver, so a query loads only what it asks for. */
 export type ChatQuery = Omit<Prisma.ChatFindUniqueArgs, 'where'>;
@@ -31,7 +31,7 @@ export class ChatService {
 
   /** A chat its participant may read: 404 when it does not exist, then 403 for anyone else. */
   async get(user: PublicUser, chatId: unknown, query: ChatQuery = {}) {
-    const id = parseInput(idSchema, chatId, 'path');
+    const id = parseChatId(chatId);
     await this.requireParticipant(user.id, id);
     return this.db.chat.findUniqueOrThrow({ ...query, where: { id } });
   }
@@ -41,7 +41,7 @@ export class ChatService {
    * changes nothing. The invitee's open sockets hear of it.
    */
   async invite(inviter: PublicUser, chatId: unknown, input: unknown) {
-    const id = parseInput(idSchema, chatId, 'path');
+    const id = parseChatId(chatId);
     const { username } = parseInput(inviteInput, input);
     const chat = await this.requireParticipant(inviter.id, id);
     const invitee = await this.db.user.findUnique({ where: { username }, select: { id: true, username: true } });
@@ -56,7 +56,7 @@ export class ChatService {
   }
 
   async participants(user: PublicUser, chatId: unknown): Promise<PublicUser[]> {
-    const id = parseInput(idSchema, chatId, 'path');
+    const id = parseChatId(chatId);
     await this.requireParticipant(user.id, id);
     const rows = await this.db.chatParticipant.findMany({
       where: { chatId: id },

@@ -4,7 +4,7 @@ import type { BotService } from './bot.service';
 import { botPrompt } from './bot.service';
 import type { ChatService } from './chat.service';
 import type { MessageEvent, PubSub } from './pubsub';
-import { historyQuery, idSchema, parseInput, sendMessageInput } from './validation';
+import { historyQuery, parseChatId, parseInput, sendMessageInput } from './validation';
 
 /** History shows finished messages: not an answer still streaming, nor one that failed. */
 export const VISIBLE_STATUSES = ['complete', 'stopped'];
@@ -38,7 +38,7 @@ export class MessageService {
    * then publishes one `chat:message` event.
    */
   async send(author: PublicUser, chatId: unknown, input: unknown): Promise<MessageEvent> {
-    const id = parseInput(idSchema, chatId, 'path');
+    const id = parseChatId(chatId);
     const { content } = parseInput(sendMessageInput, input);
     await this.chats.requireParticipant(author.id, id);
     const prompt = botPrompt(content);
@@ -52,27 +52,27 @@ export class MessageService {
 
   /** Tells the room that `author` is typing; `socketId` is the `/ws` socket it came from, if any. */
   async typing(author: PublicUser, chatId: unknown, socketId: string | null = null): Promise<void> {
-    const id = parseInput(idSchema, chatId, 'path');
+    const id = parseChatId(chatId);
     await this.chats.requireParticipant(author.id, id);
     this.pubsub.publish('chat:typing', id, { chatId: id, userId: author.id, username: author.username, socketId });
   }
 
   /** The room's new messages, for a participant only. */
   async subscribe(reader: PublicUser, chatId: unknown) {
-    const id = parseInput(idSchema, chatId, 'path');
+    const id = parseChatId(chatId);
     await this.chats.requireParticipant(reader.id, id);
     return this.pubsub.subscribe('chat:message', id);
   }
 
   async subscribeTyping(reader: PublicUser, chatId: unknown) {
-    const id = parseInput(idSchema, chatId, 'path');
+    const id = parseChatId(chatId);
     await this.chats.requireParticipant(reader.id, id);
     return this.pubsub.subscribe('chat:typing', id);
   }
 
   /** The newest `limit` messages older than `before`, in chronological order. */
   async history(reader: PublicUser, chatId: unknown, query: unknown): Promise<MessageEvent[]> {
-    const id = parseInput(idSchema, chatId, 'path');
+    const id = parseChatId(chatId);
     const { limit, before } = parseInput(historyQuery, query, 'query');
     await this.chats.requireParticipant(reader.id, id);
     const rows = await this.db.message.findMany({

@@ -77,6 +77,9 @@ export const wsFrame = z.discriminatedUnion(
 );
 export type WsFrame = z.output<typeof wsFrame>;
 
+/** The one id rule for a chat named in a path or an argument; errors locate it as `chat_id`. */
+export const parseChatId = (value: unknown): number => parseInput(z.object({ chat_id: idSchema }), { chat_id: value }, 'path').chat_id;
+
 /** One entry of FastAPI's 422 body: `{"detail": [{type, loc, msg}]}`. */
 export interface ValidationIssue {
   type: string;

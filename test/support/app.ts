@@ -7,13 +7,43 @@ import type { Config } from '../../src/config';
 import { loadConfig } from '../../src/config';
 
 /**
- * A whole app on its own temporary SQLite file, configured as a user would through the
- * environment (`env` overrides). Call `cleanup()` in afterAll.
+ * A database of its own for one test app: a temporary SQLite file by default, or, when
+ * TEST_DATABASE_URL names a PostgreSQL server, a fresh database there (dropped at cleanup).
+ */
+export async function createTestDatabase(dir: string): Promise<{ url: string; drop: () => Promise<void> }> {
+  const server = process.env.TEST_DATABASE_URL;
+  if (!server) return { url: `file:${join(dir, 'test.db')}`, drop: async () => {} };
+  const name = `gemini_coop_test_${process.pid}_${crypto.randomUUID().slice(0, 8)}`;
+  const admin = new Bun.SQL(server);
+  await admin.unsafe(`CREATE DATABASE "${name}"`);
+  const url = new URL(server);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    drop: async () => {
+      await admin.unsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+      await admin.close();
+    },
+  };
+}
+
+/** Settings that put a test app on Redis when TEST_REDIS_URL is set, under a prefix of its own. */
+export function testRedisEnv(): Record<string, string> {
+  const redis = process.env.TEST_REDIS_URL;
+  return redis ? { REDIS_URL: redis, REDIS_PREFIX: `gemini-coop-test:${crypto.randomUUID()}:` } : {};
+}
+
+/**
+ * A whole app on its own database, configured as a user would through the environment
+ * (`env` overrides). Runs on SQLite, or on PostgreSQL + Redis when TEST_DATABASE_URL and
+ * TEST_REDIS_URL are set. Call `cleanup()` in afterAll.
  */
 export async function createTestApp(env: Record<string, string> = {}, options: AppOptions = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'gemini-coop-test-'));
+  const database = await createTestDatabase(dir);
   const config: Config = loadConfig({
-    DATABASE_URL: `file:${join(dir, 'test.db')}`,
+    DATABASE_URL: database.url,
+    ...testRedisEnv(),
     SECRET_KEY: 'test-secret-key-that-is-long-enough-0123456789',
     WS_RATE_LIMIT: '0',
     BOT_RATE_LIMIT: '0',
@@ -41,6 +71,7 @@ export async function createTestApp(env: Record<string, string> = {}, options: A
     },
     async cleanup() {
       await app.close();
+      await database.drop();
       rmSync(dir, { recursive: true, force: true });
     },
   };
