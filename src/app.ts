@@ -15,7 +15,7 @@ import { bearerToken } from './services/auth.service';
 import { AppError } from './services/errors';
 import { createEventBus } from './services/pubsub';
 import type { SocketData } from './ws';
-import { createWebSocketHandler } from './ws';
+import { createWebSockets } from './ws';
 import { ChatSocketHub } from './ws/chat-socket';
 import type { GraphqlSocketData, GraphqlWsServerContext } from './ws/graphql-socket';
 import { createGraphqlSocketHandler } from './ws/graphql-socket';
@@ -28,6 +28,11 @@ export interface App {
   fetch: (request: Request, server?: Server<SocketData>) => Promise<Response | undefined>;
   websocket: WebSocketHandler<SocketData>;
   services: Services;
+  /**
+   * For a graceful stop, once the server accepts nothing new: running bot answers get `graceMs` to
+   * finish (then are stopped and stored as failed), and every socket is closed with 1001.
+   */
+  drain: (graceMs: number) => Promise<void>;
   close: () => Promise<void>;
 }
 
@@ -40,7 +45,7 @@ export interface AppOptions {
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
   const db: Database = await openDatabase(config.database, { log: options.logQuery });
   const bus = await createEventBus(config.redisUrl, config.redisPrefix);
-  const services = createServices(db, config, bus.pubsub);
+  const services = createServices(db, config, bus);
 
   const yoga = createYoga<GraphqlWsServerContext, Context>({
     schema,
@@ -59,11 +64,11 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   });
 
   const chatSockets = new ChatSocketHub(services, config.limits.wsRatePerSecond);
-  const websocket = createWebSocketHandler(chatSockets, createGraphqlSocketHandler(yoga, services));
+  const sockets = createWebSockets(chatSockets, createGraphqlSocketHandler(yoga, services));
 
   return {
     services,
-    websocket,
+    websocket: sockets.handler,
     async fetch(request, server) {
       const url = new URL(request.url);
       const clientAddress = server?.requestIP(request)?.address ?? null;
@@ -80,6 +85,10 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         return yoga.fetch(request, { clientAddress });
       }
       return (await handleRest(request, url, services, clientAddress)) ?? Response.json({ detail: 'Not Found' }, { status: 404 });
+    },
+    async drain(graceMs) {
+      await services.bot.shutdown(graceMs);
+      sockets.closeAll(1001, 'Server shutting down');
     },
     async close() {
       await bus.close();

@@ -1,6 +1,8 @@
 import { createApp } from './app';
 import { ConfigError, loadConfig } from './config';
 
+const SHUTDOWN_GRACE_MS = 10_000;
+
 /** `npm start`: reads the configuration, opens the database (migrating it), and serves. */
 async function main() {
   const config = loadConfig();
@@ -13,8 +15,13 @@ async function main() {
     websocket: app.websocket,
   });
   console.log(`Gemini Coop listening on http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${server.port}`);
+  // SIGTERM drains: accept nothing new, let running answers finish (or store them as failed),
+  // close sockets with 1001 so clients reconnect elsewhere, then release the database.
   const shutdown = async () => {
-    await server.stop();
+    console.log('Shutting down: draining');
+    void server.stop();
+    await app.drain(SHUTDOWN_GRACE_MS);
+    await server.stop(true);
     await app.close();
     process.exit(0);
   };

@@ -91,11 +91,11 @@ async function postMessage(user: TestUser, chatId: number, content: string) {
 }
 
 describe('GET /health', () => {
-  test('answers {"status":"healthy"} without authentication', async () => {
+  test('answers {"status":"healthy"} without authentication, with each dependency\'s state', async () => {
     const response = await t.request('/health');
     expect(response.status).toBe(200);
     expect(response.headers.get('content-type')).toContain('application/json');
-    expect(await response.json()).toEqual({ status: 'healthy' });
+    expect(await response.json()).toEqual({ status: 'healthy', database: 'ok', pubsub: process.env.TEST_REDIS_URL ? 'ready' : 'local' });
   });
 });
 
@@ -898,5 +898,20 @@ describe('LoginThrottle', () => {
     const { throttle } = throttleAt(0);
     for (let index = 0; index < 50; index++) throttle.recordFailure('jane', '10.0.0.1');
     expect(rateLimit(() => throttle.check('jane', '10.0.0.1'))).toBeUndefined();
+  });
+});
+
+describe('GET /health when a dependency is down', () => {
+  test('answers 503 "unhealthy" naming the database', async () => {
+    const t = await createTestApp();
+    try {
+      // A disconnected Prisma client reconnects on demand; make the probe fail as a dead database would.
+      t.app.services.db.$queryRaw = (() => Promise.reject(new Error('database unreachable'))) as never;
+      const response = await t.request('/health');
+      expect(response.status).toBe(503);
+      expect(await response.json()).toMatchObject({ status: 'unhealthy', database: 'unreachable' });
+    } finally {
+      await t.cleanup();
+    }
   });
 });

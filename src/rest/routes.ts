@@ -21,7 +21,14 @@ const authenticated =
 
 /** The original FastAPI service's routes, path for path. */
 export const routes: [method: string, path: string, handler: Handler][] = [
-  ['GET', '/health', () => json({ status: 'healthy' })],
+  [
+    'GET',
+    '/health',
+    async ({ services }) => {
+      const { healthy, ...dependencies } = await services.health();
+      return json({ status: healthy ? 'healthy' : 'unhealthy', ...dependencies }, healthy ? 200 : 503);
+    },
+  ],
 
   ['POST', '/api/auth/register', async ({ request, services }) => json(userJson(await services.auth.register(await readBody(request))))],
   [

@@ -8,7 +8,7 @@ import type { ChatService } from './chat.service';
 import { AppError, RateLimitedError } from './errors';
 import type { BotStreamEvent, PubSub } from './pubsub';
 import { TokenBucket } from './rate-limit';
-import { idSchema, parseInput } from './validation';
+import { parseChatId } from './validation';
 
 const BOT_PREFIX = /^\/bot(?:\s|$)/;
 
@@ -42,6 +42,7 @@ export class BotService {
   private readonly askBuckets = new Map<number, TokenBucket>();
   private readonly waitingForSlot: (() => void)[] = [];
   private activeCalls = 0;
+  private shuttingDown = false;
 
   constructor(
     private readonly db: Database,
@@ -58,6 +59,7 @@ export class BotService {
    * `BOT_RATE_LIMIT` asks a minute.
    */
   admit(asker: PublicUser, prompt: string): void {
+    if (this.shuttingDown) throw new AppError('SERVICE_UNAVAILABLE', 'The server is shutting down: ask again in a moment');
     if (prompt === '') throw new AppError('BAD_USER_INPUT', 'Ask the bot something: /bot <question>');
     const perMinute = this.config.limits.botPerMinute;
     if (perMinute === 0) return;
@@ -86,7 +88,7 @@ export class BotService {
 
   /** Stops the room's running answer: the model call is aborted and what was written is kept. */
   async stop(user: PublicUser, chatId: unknown): Promise<void> {
-    const id = parseInput(idSchema, chatId, 'path');
+    const id = parseChatId(chatId);
     await this.chats.requireParticipant(user.id, id);
     const running = this.running.get(id);
     if (!running) throw new AppError('BAD_USER_INPUT', 'No bot answer is running in this chat');
@@ -100,7 +102,7 @@ export class BotService {
 
   /** Bot stream events for a participant, starting with the text so far of a running answer. */
   async subscribe(reader: PublicUser, chatId: unknown): Promise<AsyncIterable<BotStreamEvent>> {
-    const id = parseInput(idSchema, chatId, 'path');
+    const id = parseChatId(chatId);
     await this.chats.requireParticipant(reader.id, id);
     const iterator = this.pubsub.subscribe('chat:bot', id)[Symbol.asyncIterator]();
     // Asking for the first event starts the subscription; the snapshot taken in the same tick then
@@ -123,7 +125,12 @@ export class BotService {
   }
 
   /** Aborts every running answer (they are stored as failed) and waits for them to settle. */
-  async shutdown(): Promise<void> {
+  async shutdown(graceMs: number): Promise<void> {
+    this.shuttingDown = true;
+    let timer: Timer | undefined;
+    const graceOver = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+    await Promise.race([this.idle(), graceOver]);
+    clearTimeout(timer);
     for (const running of this.running.values()) running.controller.abort(new AnswerFailure('The server is shutting down'));
     await this.idle();
   }

@@ -5,7 +5,7 @@ import { BotService } from './bot.service';
 import { ChatService } from './chat.service';
 import { LoginThrottle } from './login-throttle';
 import { MessageService } from './message.service';
-import type { PubSub } from './pubsub';
+import type { EventBus, PubSub } from './pubsub';
 
 /** The service layer every transport adapts: rules and data live here and nowhere else. */
 export interface Services {
@@ -16,9 +16,12 @@ export interface Services {
   messages: MessageService;
   bot: BotService;
   pubsub: PubSub;
+  /** What `/health` reports: each dependency's state; `healthy` only when all are usable. */
+  health: () => Promise<{ healthy: boolean; database: string; pubsub: string }>;
 }
 
-export function createServices(db: Database, config: Config, pubsub: PubSub): Services {
+export function createServices(db: Database, config: Config, bus: EventBus): Services {
+  const { pubsub } = bus;
   const chats = new ChatService(db, pubsub);
   const bot = new BotService(db, chats, pubsub, config);
   return {
@@ -28,5 +31,13 @@ export function createServices(db: Database, config: Config, pubsub: PubSub): Se
     messages: new MessageService(db, chats, pubsub, bot),
     bot,
     pubsub,
+    async health() {
+      const database = await db.$queryRaw`SELECT 1`.then(
+        () => 'ok',
+        () => 'unreachable',
+      );
+      const pubsub = bus.state();
+      return { healthy: database === 'ok' && (pubsub === 'local' || pubsub === 'ready'), database, pubsub };
+    },
   };
 }
