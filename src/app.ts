@@ -1,6 +1,6 @@
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { GraphQLError } from 'graphql';
-import { createYoga } from 'graphql-yoga';
+import { createLogger, createYoga } from 'graphql-yoga';
 import type { Server, WebSocketHandler } from 'bun';
 import type { Config } from './config';
 import type { Database } from './db/client';
@@ -53,7 +53,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     graphiql: !config.production,
     renderGraphiQL,
     landingPage: false,
-    logging: config.production ? 'warn' : 'info',
+    logging: quietAboutDomainErrors(createLogger(config.production ? 'warn' : 'info')),
     context: ({ request, clientAddress, socketUser }) => ({
       services,
       clientAddress,
@@ -110,6 +110,18 @@ function toGraphQLError(error: unknown, maskedMessage: string): Error {
     });
   }
   if (error instanceof GraphQLError && !error.originalError) return error;
-  console.error('unhandled GraphQL error', original);
+  // Yoga's logger reports the original error; the client sees only the masked message.
   return new GraphQLError(maskedMessage, { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+}
+
+/** Yoga logs every error it masks; a domain error (a wrong password, a 403) is not worth a log line. */
+function quietAboutDomainErrors(logger: ReturnType<typeof createLogger>): ReturnType<typeof createLogger> {
+  const isDomainError = (value: unknown) =>
+    value instanceof AppError || (value instanceof GraphQLError && value.originalError instanceof AppError);
+  return {
+    ...logger,
+    error: (...args: unknown[]) => {
+      if (!args.some(isDomainError)) logger.error(...args);
+    },
+  };
 }

@@ -21,8 +21,9 @@ builder.mutationFields((t) => ({
 builder.subscriptionFields((t) => ({
   messageAdded: t.field({
     type: MessageRef,
-    args: { chatId: t.arg.id({ required: true }) },
-    subscribe: async (_root, args, context) => context.services.messages.subscribe(await context.viewer(), args.chatId),
+    description: 'New messages in a chat. With `after` (the last message id you have), missed messages come first.',
+    args: { chatId: t.arg.id({ required: true }), after: t.arg.id() },
+    subscribe: async (_root, args, context) => context.services.messages.subscribe(await context.viewer(), args.chatId, args.after),
     resolve: (event) => event,
   }),
   typing: t.field({

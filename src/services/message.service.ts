@@ -4,10 +4,13 @@ import type { BotService } from './bot.service';
 import { botPrompt } from './bot.service';
 import type { ChatService } from './chat.service';
 import type { MessageEvent, PubSub } from './pubsub';
-import { historyQuery, parseChatId, parseInput, sendMessageInput } from './validation';
+import { historyQuery, idSchema, parseChatId, parseInput, sendMessageInput } from './validation';
 
 /** History shows finished messages: not an answer still streaming, nor one that failed. */
 export const VISIBLE_STATUSES = ['complete', 'stopped'];
+
+/** At most this many missed messages are replayed on reconnect; older ones are in the history. */
+export const CATCH_UP_LIMIT = 1000;
 
 const messageSelect = {
   id: true,
@@ -57,11 +60,42 @@ export class MessageService {
     this.pubsub.publish('chat:typing', id, { chatId: id, userId: author.id, username: author.username, socketId });
   }
 
-  /** The room's new messages, for a participant only. */
-  async subscribe(reader: PublicUser, chatId: unknown) {
+  /**
+   * The room's new messages, for a participant only. With `after` (a message id the client has),
+   * the messages it missed come first, then live ones: in id order, no duplicates, no gaps.
+   */
+  async subscribe(reader: PublicUser, chatId: unknown, after?: unknown): Promise<AsyncIterable<MessageEvent>> {
     const id = parseChatId(chatId);
+    const afterId = after === undefined || after === null ? null : parseInput(idSchema, after, 'query');
     await this.chats.requireParticipant(reader.id, id);
-    return this.pubsub.subscribe('chat:message', id);
+    const live = this.pubsub.subscribe('chat:message', id);
+    if (afterId === null) return live;
+    const iterator = live[Symbol.asyncIterator]();
+    // Listening starts before the missed messages are read, so one published in between is in
+    // either list (or both: the id check drops the copy), never in neither.
+    const firstLive = iterator.next();
+    const missed = await this.db.message.findMany({
+      where: { chatId: id, id: { gt: afterId }, status: { in: VISIBLE_STATUSES } },
+      orderBy: { id: 'asc' },
+      take: CATCH_UP_LIMIT,
+      select: messageSelect,
+    });
+    return (async function* () {
+      let lastSent = afterId;
+      try {
+        for (const row of missed) {
+          lastSent = row.id;
+          yield toEvent(row);
+        }
+        for (let next = await firstLive; !next.done; next = await iterator.next()) {
+          if (next.value.id <= lastSent) continue;
+          lastSent = next.value.id;
+          yield next.value;
+        }
+      } finally {
+        await iterator.return?.();
+      }
+    })();
   }
 
   async subscribeTyping(reader: PublicUser, chatId: unknown) {

@@ -92,12 +92,28 @@ export function parseInput<T extends z.ZodType>(schema: T, input: unknown, locat
   // Zod leaves `input` out of issues unless asked; without it every wrong type would read as "missing".
   const result = schema.safeParse(input, { reportInput: true });
   if (result.success) return result.data;
-  const issues: ValidationIssue[] = result.error.issues.map((issue) => ({
-    type: issueType(issue),
-    loc: [location, ...issue.path.map((key) => (typeof key === 'symbol' ? String(key) : key))],
-    msg: issueMessage(issue),
-  }));
-  throw new AppError('BAD_USER_INPUT', issues.map((issue) => `${issue.loc.slice(1).join('.') || location}: ${issue.msg}`).join('; '), issues);
+  const issues: ValidationIssue[] = result.error.issues.map((issue) => {
+    const path = issue.path.map((key) => (typeof key === 'symbol' ? String(key) : key));
+    // Judged on the input itself: coercing schemas turn a missing value into NaN before reporting.
+    // A frame's missing `type` keeps the union's own "Unknown message type".
+    const missing = issue.code !== 'invalid_union' && valueAt(input, path) === undefined;
+    return {
+      type: missing ? 'missing' : issueType(issue),
+      loc: [location, ...path],
+      msg: missing ? 'Field required' : issueMessage(issue),
+    };
+  });
+  const summary = issues.map((issue) => (issue.loc.length > 1 ? `${issue.loc.slice(1).join('.')}: ${issue.msg}` : issue.msg)).join('; ');
+  throw new AppError('BAD_USER_INPUT', summary, issues);
+}
+
+function valueAt(input: unknown, path: (string | number)[]): unknown {
+  let value = input;
+  for (const key of path) {
+    if (value === null || typeof value !== 'object') return undefined;
+    value = (value as Record<string | number, unknown>)[key];
+  }
+  return value;
 }
 
 // Pydantic's wording for a value of the wrong type, as the original's 422 bodies said it.
@@ -110,12 +126,11 @@ const wrongTypeMessages: Record<string, string> = {
 
 function issueMessage(issue: z.core.$ZodIssue): string {
   if (issue.code !== 'invalid_type') return issue.message;
-  if (issue.input === undefined) return 'Field required';
   return wrongTypeMessages[issue.expected] ?? issue.message;
 }
 
 function issueType(issue: z.core.$ZodIssue): string {
-  if (issue.code === 'invalid_type') return issue.input === undefined ? 'missing' : `${issue.expected}_type`;
+  if (issue.code === 'invalid_type') return `${issue.expected}_type`;
   if (issue.code === 'too_small') return 'too_short';
   if (issue.code === 'too_big') return 'too_long';
   return 'value_error';

@@ -15,13 +15,18 @@ export interface ChatSocketData {
   socketId: string;
   rooms: Set<number>;
   bucket: TokenBucket;
+  /** Stops the catch-up stream of each room joined with `after`. */
+  catchUps: Map<number, () => void>;
   /** Settles when this socket's last join or leave has; later frames wait for it. */
   membershipChange: Promise<unknown>;
 }
 
 type ChatSocket = ServerWebSocket<ChatSocketData>;
 
-const roomTopic = (chatId: number) => `chat:${chatId}`;
+// Bun topics of a room: messages and bot streams apart, since a reconnecting socket takes its
+// messages from a catch-up stream instead.
+const messagesTopic = (chatId: number) => `chat:${chatId}:messages`;
+const botTopic = (chatId: number) => `chat:${chatId}:bot`;
 
 /** The original service's frames, built once per event and shared by every socket in the room. */
 export const frames = {
@@ -81,6 +86,7 @@ export class ChatSocketHub {
       socketId: crypto.randomUUID(),
       rooms: new Set(),
       membershipChange: Promise.resolve(),
+      catchUps: new Map(),
       bucket: new TokenBucket(this.rateLimitPerSecond, Math.max(1, this.rateLimitPerSecond)),
     };
     return server.upgrade(request, { data }) ? undefined : new Response('Upgrade Required', { status: 426 });
@@ -151,8 +157,12 @@ export class ChatSocketHub {
     switch (frame.type) {
       case 'join':
         await this.services.chats.requireParticipant(user.id, frame.chat_id);
-        if (ws.data.rooms.has(frame.chat_id)) return;
+        // A socket that closed while the check ran has already left its rooms: joining now would
+        // announce a user who is gone and keep the room bridged for a dead socket forever.
+        if (ws.readyState !== WebSocket.OPEN || ws.data.rooms.has(frame.chat_id)) return;
         this.join(ws, user, frame.chat_id);
+        if (frame.after !== undefined) await this.catchUp(ws, user, frame.chat_id, frame.after);
+        else ws.subscribe(messagesTopic(frame.chat_id));
         return;
       case 'leave':
         if (ws.data.rooms.has(frame.chat_id)) this.leave(ws, user, frame.chat_id);
@@ -177,14 +187,19 @@ export class ChatSocketHub {
     for (const [messageId, text] of room.answers) {
       ws.send(frames.botStream({ chatId, messageId, chunk: text, isComplete: false }));
     }
-    ws.subscribe(roomTopic(chatId));
+    ws.subscribe(botTopic(chatId));
     this.services.pubsub.publish('chat:presence', chatId, { chatId, username: user.username, kind: 'joined', socketId: ws.data.socketId });
   }
 
   private leave(ws: ChatSocket, user: PublicUser, chatId: number): void {
     ws.data.rooms.delete(chatId);
     // A closing socket has already left its Bun topics.
-    if (ws.readyState === WebSocket.OPEN) ws.unsubscribe(roomTopic(chatId));
+    if (ws.readyState === WebSocket.OPEN) {
+      ws.unsubscribe(messagesTopic(chatId));
+      ws.unsubscribe(botTopic(chatId));
+    }
+    ws.data.catchUps.get(chatId)?.();
+    ws.data.catchUps.delete(chatId);
     const room = this.rooms.get(chatId);
     room?.sockets.delete(ws);
     this.services.pubsub.publish('chat:presence', chatId, { chatId, username: user.username, kind: 'left', socketId: ws.data.socketId });
@@ -192,6 +207,16 @@ export class ChatSocketHub {
       room.stop();
       this.rooms.delete(chatId);
     }
+  }
+
+  /**
+   * A join with `after`: the messages the socket missed, then live ones, from one deduplicated
+   * stream of its own (the service's rule, shared with GraphQL's `messageAdded(after)`).
+   */
+  private async catchUp(ws: ChatSocket, user: PublicUser, chatId: number, after: number): Promise<void> {
+    const events = await this.services.messages.subscribe(user, chatId, after);
+    if (!ws.data.rooms.has(chatId)) return;
+    ws.data.catchUps.set(chatId, listen(events, (event) => ws.send(frames.message(event))));
   }
 
   private roomFor(chatId: number): Room {
@@ -202,19 +227,18 @@ export class ChatSocketHub {
     const running = this.services.bot.progress(chatId);
     if (running) answers.set(running.messageId, running.text);
     const { pubsub } = this.services;
-    const topic = roomTopic(chatId);
     // Everyone in the room, the sender included: one serialization, Bun's native fan-out.
-    const toRoom = (frame: string) => this.server?.publish(topic, frame);
+    const toRoom = (topic: string, frame: string) => this.server?.publish(topic, frame);
     // Everyone but the socket the event came from.
     const toOthers = (frame: string, socketId: string | null) => {
       for (const socket of sockets) if (socket.data.socketId !== socketId) socket.send(frame);
     };
     const stops = [
-      listen(pubsub.subscribe('chat:message', chatId), (event) => toRoom(frames.message(event))),
+      listen(pubsub.subscribe('chat:message', chatId), (event) => toRoom(messagesTopic(chatId), frames.message(event))),
       listen(pubsub.subscribe('chat:bot', chatId), (event) => {
         if (event.isComplete) answers.delete(event.messageId);
         else answers.set(event.messageId, (answers.get(event.messageId) ?? '') + event.chunk);
-        toRoom(frames.botStream(event));
+        toRoom(botTopic(chatId), frames.botStream(event));
       }),
       listen(pubsub.subscribe('chat:typing', chatId), (event) =>
         toOthers(JSON.stringify({ type: 'typing', chat_id: chatId, username: event.username }), event.socketId),
