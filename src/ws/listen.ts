@@ -4,10 +4,12 @@
  */
 export function listen<T>(events: AsyncIterable<T>, onEvent: (event: T) => void): () => void {
   const iterator = events[Symbol.asyncIterator]();
+  let stopped = false;
   void (async () => {
     for (;;) {
       const next = await iterator.next();
-      if (next.done) return;
+      // An async generator answers `return()` only after its pending `next()`: drop that event.
+      if (next.done || stopped) return;
       try {
         onEvent(next.value);
       } catch (error) {
@@ -15,5 +17,8 @@ export function listen<T>(events: AsyncIterable<T>, onEvent: (event: T) => void)
       }
     }
   })();
-  return () => void iterator.return?.();
+  return () => {
+    stopped = true;
+    void iterator.return?.();
+  };
 }
