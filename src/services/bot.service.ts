@@ -136,15 +136,19 @@ export class BotService {
   }
 
   private async withCallSlot<T>(run: () => Promise<T>): Promise<T> {
+    // A freed slot is handed straight to the longest waiter, still counted as taken: were it given
+    // back first, an ask arriving before the waiter resumes could take it too and exceed the cap.
     if (this.activeCalls >= this.config.bot.maxConcurrentCalls) {
       await new Promise<void>((resolve) => this.waitingForSlot.push(resolve));
+    } else {
+      this.activeCalls++;
     }
-    this.activeCalls++;
     try {
       return await run();
     } finally {
-      this.activeCalls--;
-      this.waitingForSlot.shift()?.();
+      const next = this.waitingForSlot.shift();
+      if (next) next();
+      else this.activeCalls--;
     }
   }
 
