@@ -46,6 +46,9 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const db: Database = await openDatabase(config.database, { log: options.logQuery });
   const bus = await createEventBus(config.redisUrl, config.redisPrefix);
   const services = createServices(db, config, bus);
+  // Alone, this process knows no answer is running anywhere; with Redis, other instances may be
+  // streaming, and the room lock's holder clears what a dead one left instead.
+  if (!bus.redis) await services.bot.failInterruptedAnswers();
 
   const yoga = createYoga<GraphqlWsServerContext, Context>({
     schema,

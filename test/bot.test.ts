@@ -824,10 +824,13 @@ describe('order and fairness', () => {
     const s = await setup();
     const other = await s.createChat(s.bob, [s.alice], 'Other room');
     s.fake.setDefault({ kind: 'hang-after', chunks: ['Thinking…'] });
+    // Stopped answers keep their text only once they have some: wait for each room's first delta.
+    const firstDeltas = [s.chatId, other].map((chat) => s.t.app.services.pubsub.subscribe('chat:bot', chat)[Symbol.asyncIterator]().next());
     await s.say(s.alice, '/bot room one?');
     await s.say(s.bob, '/bot room two?', other);
     // Both requests arrive while both answers are still running.
     const [r1, r2] = await requestsArrived(s.fake, 2);
+    await within(Promise.all(firstDeltas), 'the first delta of both answers');
     expect(s.t.app.services.bot.progress(s.chatId)).not.toBeNull();
     expect(s.t.app.services.bot.progress(other)).not.toBeNull();
     expect([textOf(r1!.body.contents.at(-1)), textOf(r2!.body.contents.at(-1))].sort()).toEqual(['alice: /bot room one?', 'bob: /bot room two?']);
@@ -858,7 +861,7 @@ describe('order and fairness', () => {
 
   test('the cap holds when a call slot frees up just as another room asks', async () => {
     const s = await setup({ env: { BOT_MAX_CONCURRENT_CALLS: '1' } });
-    const { bot, pubsub, db, auth } = s.t.app.services;
+    const { bot, pubsub, db } = s.t.app.services;
     const [roomB, roomC] = [await s.createChat(s.alice, [], 'Room B'), await s.createChat(s.alice, [], 'Room C')];
     const rooms = [s.chatId, roomB, roomC];
     // How many answers are running each time a Gemini request arrives: with one slot, only its own.
@@ -869,15 +872,14 @@ describe('order and fairness', () => {
     });
     // Room C's ask reaches the service in the very microtask window in which room A's answer
     // releases its slot to room B, which is already waiting for it.
-    const alice = await auth.authenticate(s.alice.token);
-    const askC = await db.message.create({ data: { chatId: roomC, userId: s.alice.id, content: '/bot C' } });
+    await db.message.create({ data: { chatId: roomC, userId: s.alice.id, content: '/bot C' } });
     const publish = pubsub.publish;
     pubsub.publish = ((...args: Parameters<typeof publish>) => {
       publish.apply(pubsub, args);
       const [topic, chat, event] = args as [string, number, BotStreamEvent];
       if (topic === 'chat:bot' && chat === s.chatId && event.isComplete) {
         pubsub.publish = publish;
-        queueMicrotask(() => void bot.answer(roomC, askC.id, alice));
+        queueMicrotask(() => void bot.answer(roomC));
       }
     }) as typeof publish;
     cleanups.push(async () => void (pubsub.publish = publish));

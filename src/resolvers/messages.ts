@@ -3,10 +3,11 @@ import { TypingEventRef } from '../schema/events';
 import { MessageRef } from '../schema/message';
 
 builder.mutationFields((t) => ({
-  sendMessage: t.prismaField({
+  // The service returns the stored message with its author: no selection to pass down.
+  sendMessage: t.field({
     type: MessageRef,
     args: { chatId: t.arg.id({ required: true }), content: t.arg.string({ required: true }) },
-    resolve: async (_query, _root, args, context) => context.services.messages.send(await context.viewer(), args.chatId, { content: args.content }),
+    resolve: async (_root, args, context) => context.services.messages.send(await context.viewer(), args.chatId, { content: args.content }),
   }),
   sendTyping: t.boolean({
     description: 'Tells the room you are typing.',

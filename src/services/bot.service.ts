@@ -8,6 +8,9 @@ import type { ChatService } from './chat.service';
 import { AppError, RateLimitedError } from './errors';
 import type { BotStreamEvent, PubSub } from './pubsub';
 import { TokenBucket } from './rate-limit';
+import { listen } from './listen';
+import type { RoomLock } from './room-lock';
+import { publicUserSelect } from './auth.service';
 import { parseChatId } from './validation';
 
 const BOT_PREFIX = /^\/bot(?:\s|$)/;
@@ -49,6 +52,7 @@ export class BotService {
     private readonly chats: ChatService,
     private readonly pubsub: PubSub,
     private readonly config: Pick<Config, 'gemini' | 'bot' | 'limits'>,
+    private readonly roomLock: RoomLock,
   ) {
     const { apiKey, baseUrl } = config.gemini;
     this.gemini = apiKey ? new GoogleGenAI({ apiKey, httpOptions: baseUrl ? { baseUrl } : undefined }) : null;
@@ -73,12 +77,16 @@ export class BotService {
     }
   }
 
-  /** Queues the answer to a stored `/bot` message; it runs after the room's earlier asks. */
-  answer(chatId: number, askMessageId: number, asker: PublicUser): Promise<void> {
+  /**
+   * Makes sure the room's stored `/bot` asks get answered, after its earlier ones. Whoever holds
+   * the room's lock (on any instance) answers every unanswered ask in id order, so each is
+   * answered once and in order however the asks were spread over instances.
+   */
+  answer(chatId: number): Promise<void> {
     const previous = this.roomQueues.get(chatId) ?? Promise.resolve();
     const next = previous
-      .then(() => this.withCallSlot(() => this.run(chatId, askMessageId, asker)))
-      .catch((error: unknown) => console.error(`bot answer to message ${askMessageId} could not run`, error));
+      .then(() => this.roomLock.withLock(chatId, () => this.answerPending(chatId)))
+      .catch((error: unknown) => console.error(`bot answers in chat ${chatId} could not run`, error));
     this.roomQueues.set(chatId, next);
     void next.finally(() => {
       if (this.roomQueues.get(chatId) === next) this.roomQueues.delete(chatId);
@@ -86,13 +94,35 @@ export class BotService {
     return next;
   }
 
-  /** Stops the room's running answer: the model call is aborted and what was written is kept. */
+  /**
+   * Stops the room's running answer: the model call is aborted and what was written is kept.
+   * The answer may run on another instance, so the request travels over the pub/sub.
+   */
   async stop(user: PublicUser, chatId: unknown): Promise<void> {
     const id = parseChatId(chatId);
     await this.chats.requireParticipant(user.id, id);
-    const running = this.running.get(id);
-    if (!running) throw new AppError('BAD_USER_INPUT', 'No bot answer is running in this chat');
-    running.controller.abort(new AnswerStopped());
+    const streaming = await this.db.message.findFirst({ where: { chatId: id, status: 'streaming' }, select: { id: true } });
+    if (!streaming) throw new AppError('BAD_USER_INPUT', 'No bot answer is running in this chat');
+    this.pubsub.publish('chat:stop', id, { chatId: id, messageId: streaming.id });
+  }
+
+  /** At start of a single instance, no answer can still be running: any marked streaming died with a process. */
+  async failInterruptedAnswers(chatId?: number): Promise<void> {
+    const interrupted = await this.db.message.findMany({
+      where: { status: 'streaming', ...(chatId === undefined ? {} : { chatId }) },
+      select: { id: true, chatId: true, content: true },
+    });
+    for (const message of interrupted) {
+      await this.db.message.update({ where: { id: message.id }, data: { status: 'failed' } });
+      this.pubsub.publish('chat:bot', message.chatId, {
+        chatId: message.chatId,
+        messageId: message.id,
+        chunk: '',
+        isComplete: true,
+        fullResponse: message.content,
+        error: 'The answer was interrupted: the server running it stopped',
+      });
+    }
   }
 
   progress(chatId: number): AnswerInProgress | null {
@@ -111,7 +141,7 @@ export class BotService {
     const snapshot = this.progress(id);
     return (async function* () {
       try {
-        if (snapshot) yield { chatId: id, messageId: snapshot.messageId, chunk: snapshot.text, isComplete: false };
+        if (snapshot?.text) yield { chatId: id, messageId: snapshot.messageId, chunk: snapshot.text, isComplete: false };
         for (let next = await first; !next.done; next = await iterator.next()) yield next.value;
       } finally {
         await iterator.return?.();
@@ -152,6 +182,33 @@ export class BotService {
     }
   }
 
+  /** Under the room's lock: clears an answer a dead instance left, then answers every unanswered ask in order. */
+  private async answerPending(chatId: number): Promise<void> {
+    await this.failInterruptedAnswers(chatId);
+    for (;;) {
+      const ask = await this.nextUnansweredAsk(chatId);
+      if (!ask) return;
+      await this.withCallSlot(() => this.run(chatId, ask.id, ask.asker));
+    }
+  }
+
+  /** The oldest `/bot` ask after the room's last answered one. */
+  private async nextUnansweredAsk(chatId: number): Promise<{ id: number; asker: PublicUser } | null> {
+    const lastAnswer = await this.db.message.findFirst({
+      where: { chatId, isBot: true, replyToId: { not: null } },
+      orderBy: { replyToId: 'desc' },
+      select: { replyToId: true },
+    });
+    const candidates = await this.db.message.findMany({
+      where: { chatId, isBot: false, id: { gt: lastAnswer?.replyToId ?? 0 }, content: { startsWith: '/bot' } },
+      orderBy: { id: 'asc' },
+      take: 50,
+      select: { id: true, content: true, user: { select: publicUserSelect } },
+    });
+    const ask = candidates.find((candidate) => candidate.user && botPrompt(candidate.content));
+    return ask ? { id: ask.id, asker: ask.user! } : null;
+  }
+
   private async run(chatId: number, askMessageId: number, asker: PublicUser): Promise<void> {
     const chat = await this.db.chat.findUnique({ where: { id: chatId }, select: { name: true } });
     const history = await this.history(chatId, askMessageId);
@@ -161,6 +218,9 @@ export class BotService {
     });
     const answer: RunningAnswer = { messageId, text: '', controller: new AbortController() };
     this.running.set(chatId, answer);
+    const stopRequests = listen(this.pubsub.subscribe('chat:stop', chatId), (request) => {
+      if (request.messageId === messageId) answer.controller.abort(new AnswerStopped());
+    });
     const publish = (event: Omit<BotStreamEvent, 'chatId' | 'messageId'>) => this.pubsub.publish('chat:bot', chatId, { chatId, messageId, ...event });
 
     let status: 'complete' | 'stopped' | 'failed' = 'complete';
@@ -180,7 +240,10 @@ export class BotService {
       }
     } finally {
       this.running.delete(chatId);
+      stopRequests();
     }
+    // Stopped before a word was written: nothing to keep in the history.
+    if (status === 'stopped' && answer.text === '') status = 'failed';
     await this.db.message.update({ where: { id: messageId }, data: { content: answer.text, status } });
     publish({ chunk: '', isComplete: true, fullResponse: answer.text, error, stopped: status === 'stopped' || undefined });
   }

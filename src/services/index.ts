@@ -2,6 +2,7 @@ import type { Config } from '../config';
 import type { Database } from '../db/client';
 import { AuthService } from './auth.service';
 import { BotService } from './bot.service';
+import { localRoomLock, redisRoomLock } from './room-lock';
 import { ChatService } from './chat.service';
 import { LoginThrottle } from './login-throttle';
 import { MessageService } from './message.service';
@@ -23,7 +24,9 @@ export interface Services {
 export function createServices(db: Database, config: Config, bus: EventBus): Services {
   const { pubsub } = bus;
   const chats = new ChatService(db, pubsub);
-  const bot = new BotService(db, chats, pubsub, config);
+  // Several instances share Redis, and with it the lock that keeps one answer per room at a time.
+  const roomLock = bus.redis ? redisRoomLock(bus.redis, config.redisPrefix) : localRoomLock;
+  const bot = new BotService(db, chats, pubsub, config, roomLock);
   return {
     db,
     auth: new AuthService(db, config, new LoginThrottle(config.limits.loginFailuresPerMinute)),

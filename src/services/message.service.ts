@@ -49,7 +49,7 @@ export class MessageService {
     const row = await this.db.message.create({ data: { chatId: id, userId: author.id, content }, select: messageSelect });
     const event = toEvent(row);
     this.pubsub.publish('chat:message', id, event);
-    if (prompt !== null) void this.bot.answer(id, event.id, author);
+    if (prompt !== null) void this.bot.answer(id);
     return event;
   }
 

@@ -60,6 +60,8 @@ export type Events = {
   'chat:typing': [chatId: number, event: TypingEvent];
   'chat:presence': [chatId: number, event: PresenceEvent];
   'chat:bot': [chatId: number, event: BotStreamEvent];
+  /** Asks whichever instance runs that answer to stop it. */
+  'chat:stop': [chatId: number, request: { chatId: number; messageId: number }];
   'user:invited': [userId: number, event: ChatInviteEvent];
 };
 

@@ -6,7 +6,7 @@ import type { BotStreamEvent, MessageEvent } from '../services/pubsub';
 import { TokenBucket } from '../services/rate-limit';
 import type { WsFrame } from '../services/validation';
 import { parseInput, wsFrame } from '../services/validation';
-import { listen } from './listen';
+import { listen } from '../services/listen';
 
 /** What a `/ws` socket carries from its upgrade: the authenticated user, or null to refuse it. */
 export interface ChatSocketData {
@@ -225,7 +225,7 @@ export class ChatSocketHub {
     const sockets = new Set<ChatSocket>();
     const answers = new Map<number, string>();
     const running = this.services.bot.progress(chatId);
-    if (running) answers.set(running.messageId, running.text);
+    if (running?.text) answers.set(running.messageId, running.text);
     const { pubsub } = this.services;
     // Everyone in the room, the sender included: one serialization, Bun's native fan-out.
     const toRoom = (topic: string, frame: string) => this.server?.publish(topic, frame);

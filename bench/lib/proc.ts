@@ -1,0 +1,216 @@
+import type { Subprocess } from 'bun';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const BUN = process.execPath;
+const ROOT = join(import.meta.dir, '..', '..');
+
+/** Every child this bench started and has not yet seen exit: stopped if the bench itself is interrupted. */
+const children = new Set<Subprocess>();
+const killChildren = () => {
+  for (const child of children) child.kill('SIGKILL');
+};
+process.once('exit', killChildren);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    killChildren();
+    process.exit(130);
+  });
+}
+
+/** A loopback port nobody is listening on right now (tiny race, harmless on a quiet machine). */
+export function freePort(): number {
+  const probe = Bun.serve({ port: 0, hostname: '127.0.0.1', fetch: () => new Response() });
+  const port = probe.port!;
+  probe.stop(true);
+  return port;
+}
+
+/** Resident set size now and its high-water mark, in bytes, from /proc (Linux only). */
+export function memoryOf(pid: number): { rss: number; hwm: number } | null {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
+    return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+  } catch {
+    return null;
+  }
+}
+
+/** User + system CPU seconds a process has used so far, from /proc/<pid>/stat (clock ticks of 1/100 s). */
+export function cpuSecondsOf(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name may hold spaces; the numeric fields start after its closing parenthesis.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime (fields 14 and 15 of stat)
+  } catch {
+    return null;
+  }
+}
+
+/** This (client) process's CPU seconds. */
+export const clientCpuSeconds = () => {
+  const usage = process.cpuUsage();
+  return (usage.user + usage.system) / 1e6;
+};
+
+/** CPU seconds the whole machine has been busy (all cores, all processes), from /proc/stat. */
+export function machineBusySeconds(): number | null {
+  try {
+    const [, user, nice, system, , , irq, softirq, steal] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).map(Number);
+    return (user! + nice! + system! + irq! + softirq! + steal!) / 100;
+  } catch {
+    return null;
+  }
+}
+
+export interface CpuShares {
+  /** The server under test, in cores (1.0 = one core busy the whole window). */
+  serverCores: number | null;
+  /** This bench process. */
+  clientCores: number | null;
+  /** Everything else on the machine: other work competing for the same cores makes figures noisy. */
+  otherCores: number | null;
+}
+
+/**
+ * CPU shares over a window: shows which side — server, client, or someone else — was busy, since the
+ * client shares the machine's cores with the server.
+ */
+export class CpuWindow {
+  private start_ = { server: NaN, client: NaN, machine: NaN, at: 0 };
+  result: CpuShares = { serverCores: null, clientCores: null, otherCores: null };
+
+  constructor(private readonly pid: number) {}
+
+  start(): void {
+    this.start_ = { server: cpuSecondsOf(this.pid) ?? NaN, client: clientCpuSeconds(), machine: machineBusySeconds() ?? NaN, at: performance.now() };
+  }
+
+  stop(): void {
+    const wall = (performance.now() - this.start_.at) / 1000;
+    const share = (value: number) => (Number.isFinite(value) ? Math.max(0, value / wall) : null);
+    const server = (cpuSecondsOf(this.pid) ?? NaN) - this.start_.server;
+    const client = clientCpuSeconds() - this.start_.client;
+    const machine = (machineBusySeconds() ?? NaN) - this.start_.machine;
+    this.result = { serverCores: share(server), clientCores: share(client), otherCores: share(machine - server - client) };
+  }
+}
+
+export interface ServerProcess {
+  proc: Subprocess;
+  pid: number;
+  url: string;
+  wsUrl: string;
+  /** Highest VmRSS seen by the 200 ms poller, in bytes (VmHWM is folded in at stop). */
+  peakRss: () => number;
+  /** SIGTERM, then wait (SIGKILL after 10 s); returns the exit code. */
+  stop: () => Promise<number | null>;
+  /** The last lines the process wrote, for error reports. */
+  logTail: () => string;
+}
+
+export interface SpawnOptions {
+  /** Script to run with Bun, relative to the repository root. */
+  script: string;
+  args?: string[];
+  env: Record<string, string>;
+  /** Where stdout/stderr go (files in the run's temp dir). */
+  logDir: string;
+  name: string;
+  /** Path answering 200 once the process is ready. */
+  healthPath?: string;
+  /** Ready as soon as the path answers with any status (for servers without a health route). */
+  anyStatus?: boolean;
+  port: number;
+}
+
+/**
+ * Runs a server as a child process (Bun directly, not through npm, so signals reach it), waits for
+ * its health check, and polls its RSS every 200 ms so the peak is known whatever happens later.
+ */
+export async function spawnServer(options: SpawnOptions): Promise<ServerProcess> {
+  const outPath = join(options.logDir, `${options.name}.out.log`);
+  const errPath = join(options.logDir, `${options.name}.err.log`);
+  const proc = Bun.spawn([BUN, options.script, ...(options.args ?? [])], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...options.env },
+    stdout: Bun.file(outPath),
+    stderr: Bun.file(errPath),
+    stdin: 'ignore',
+  });
+  children.add(proc);
+  void proc.exited.then(() => children.delete(proc));
+  const url = `http://127.0.0.1:${options.port}`;
+  let peak = 0;
+  const poll = setInterval(() => {
+    const memory = memoryOf(proc.pid);
+    if (memory && memory.rss > peak) peak = memory.rss;
+  }, 200);
+  const logTail = () =>
+    [outPath, errPath]
+      .filter((path) => existsSync(path))
+      .map((path) => readFileSync(path, 'utf8').split('\n').slice(-20).join('\n'))
+      .join('\n');
+
+  const server: ServerProcess = {
+    proc,
+    pid: proc.pid,
+    url,
+    wsUrl: `ws://127.0.0.1:${options.port}`,
+    peakRss: () => Math.max(peak, memoryOf(proc.pid)?.hwm ?? 0),
+    logTail,
+    async stop() {
+      const memory = memoryOf(proc.pid);
+      if (memory) peak = Math.max(peak, memory.hwm, memory.rss);
+      clearInterval(poll);
+      if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
+      proc.kill('SIGTERM');
+      const killer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+      const code = await proc.exited;
+      clearTimeout(killer);
+      return code;
+    },
+  };
+
+  // Bounded wait: 30 s is far more than migrations + start-up take.
+  const deadline = performance.now() + 30_000;
+  for (;;) {
+    if (proc.exitCode !== null) {
+      clearInterval(poll);
+      throw new Error(`${options.name} exited during start-up (code ${proc.exitCode}):\n${logTail()}`);
+    }
+    try {
+      const response = await fetch(url + (options.healthPath ?? '/health'));
+      if (response.ok || options.anyStatus) break;
+    } catch {
+      // not listening yet
+    }
+    if (performance.now() > deadline) {
+      await server.stop();
+      throw new Error(`${options.name} did not become healthy within 30 s:\n${logTail()}`);
+    }
+    await Bun.sleep(50);
+  }
+  return server;
+}
+
+/**
+ * The local Gemini stand-in as a child process. Its port is chosen here and passed in, so there is no
+ * need to parse its "listening on" line; health is "answers HTTP at all" (it 404s unknown paths).
+ */
+export async function spawnFakeGemini(options: { logDir: string; chunks: number; delayMs: number; apiKey: string }): Promise<ServerProcess & { baseUrl: string }> {
+  const port = freePort();
+  const fake = await spawnServer({
+    name: 'fake-gemini',
+    script: 'test/support/fake-gemini.ts',
+    args: ['--port', String(port), '--chunks', String(options.chunks), '--chunk-delay-ms', String(options.delayMs), '--api-key', options.apiKey],
+    env: {},
+    logDir: options.logDir,
+    port,
+    healthPath: '/',
+    anyStatus: true,
+  });
+  return { ...fake, baseUrl: fake.url };
+}

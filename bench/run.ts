@@ -1,0 +1,279 @@
+/**
+ * `npm run bench`: capacity of the project's server on loopback, scenario by scenario, each against a
+ * fresh server process on a fresh SQLite file. See `bun bench/run.ts --help`.
+ *
+ * Every loop is bounded (fixed durations, bounded waits), every child process is stopped at the end,
+ * and the figures go to stdout as tables and to bench/results/latest.json.
+ */
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { BenchContext, RATE_LIMITS_OFF } from './lib/context';
+import type { CpuShares } from './lib/proc';
+import { ratio } from './lib/stats';
+import { num, table } from './lib/table';
+import type { BotResult } from './scenarios/bot';
+import { runBot } from './scenarios/bot';
+import type { FanoutConfig, FanoutResult } from './scenarios/fanout';
+import { runFanout } from './scenarios/fanout';
+import type { HttpLoad } from './scenarios/http';
+import { GRAPHQL_QUERY, runHttp } from './scenarios/http';
+import type { IdleResult } from './scenarios/idle';
+import { runIdle } from './scenarios/idle';
+
+const SCENARIOS = ['ws', 'gql', 'bot', 'idle', 'http'] as const;
+type Scenario = (typeof SCENARIOS)[number];
+
+interface Settings extends FanoutConfig {
+  only: Scenario[];
+  listeners: number;
+  chunks: number;
+  chunkDelayMs: number;
+  idleSockets: number;
+  httpSeconds: number;
+  keep: boolean;
+}
+
+const FULL = { rooms: 20, members: 10, inflight: 4, seconds: 10, warmup: 2, listeners: 1000, chunks: 500, 'chunk-delay-ms': 2, 'idle-sockets': 10_000, 'http-seconds': 5 };
+const QUICK: typeof FULL = { rooms: 4, members: 5, inflight: 4, seconds: 2, warmup: 1, listeners: 100, chunks: 100, 'chunk-delay-ms': 2, 'idle-sockets': 500, 'http-seconds': 2 };
+
+const HELP = `bun bench/run.ts [flags]   (npm run bench -- [flags])
+
+  --only=ws,gql,bot,idle,http   scenarios to run (default: all)
+  --quick                        small sizes for a smoke run (explicit flags still win)
+  --rooms N --members N          /ws and graphql-ws fan-out shape (default ${FULL.rooms} × ${FULL.members})
+  --inflight N                   messages each room's sender keeps in flight (default ${FULL.inflight})
+  --seconds N --warmup N         measured window and warm-up before it (default ${FULL.seconds} s, ${FULL.warmup} s)
+  --listeners N                  /ws listeners in the bot room (default ${FULL.listeners})
+  --chunks N --chunk-delay-ms N  the fake Gemini's answer (default ${FULL.chunks} × ${FULL['chunk-delay-ms']} ms)
+  --idle-sockets N               idle authenticated /ws sockets (default ${FULL['idle-sockets']})
+  --http-seconds N               duration of each HTTP load (default ${FULL['http-seconds']} s)
+  --keep                         keep the temp dir (databases, server logs)`;
+
+function settings(): Settings {
+  const numeric = Object.keys(FULL) as (keyof typeof FULL)[];
+  const { values } = parseArgs({
+    options: {
+      ...Object.fromEntries(numeric.map((name) => [name, { type: 'string' as const }])),
+      only: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      keep: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(HELP);
+    process.exit(0);
+  }
+  const defaults = values.quick ? QUICK : FULL;
+  const pick = (name: keyof typeof FULL): number => {
+    const raw = (values as Record<string, unknown>)[name] as string | undefined;
+    if (raw === undefined) return defaults[name];
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < (name === 'warmup' ? 0 : 1)) throw new Error(`--${name}=${raw}: expected a positive whole number`);
+    return value;
+  };
+  const only = (values.only ?? SCENARIOS.join(',')).split(',').map((s) => s.trim()) as Scenario[];
+  const unknown = only.filter((s) => !SCENARIOS.includes(s));
+  if (unknown.length) throw new Error(`--only: unknown scenario ${unknown.join(', ')} (choose from ${SCENARIOS.join(', ')})`);
+  return {
+    only,
+    rooms: pick('rooms'),
+    members: pick('members'),
+    inflight: pick('inflight'),
+    seconds: pick('seconds'),
+    warmupSeconds: pick('warmup'),
+    listeners: pick('listeners'),
+    chunks: pick('chunks'),
+    chunkDelayMs: pick('chunk-delay-ms'),
+    idleSockets: pick('idle-sockets'),
+    httpSeconds: pick('http-seconds'),
+    keep: values.keep ?? false,
+  };
+}
+
+const ms = (value: number | null | undefined) => num(value, 2);
+const mb = (value: number | null | undefined) => num(value, 1);
+const times = (value: number | null) => (value === null ? '—' : `${num(value, 3)}×`);
+const cores = ({ cpu }: { cpu: CpuShares }) => `${num(cpu.serverCores, 2)} / ${num(cpu.clientCores, 2)} / ${num(cpu.otherCores, 2)}`;
+
+function fanoutRows(results: FanoutResult[]): (string | number | null)[][] {
+  const each = <T>(f: (r: FanoutResult) => T) => results.map(f);
+  return [
+    ['deliveries/s', ...each((r) => num(r.deliveriesPerSecond, 0))],
+    ['messages/s (acknowledged)', ...each((r) => num(r.messagesPerSecond, 0))],
+    ['delivery latency p50 ms', ...each((r) => ms(r.latencyMs.p50))],
+    ['delivery latency p99 ms', ...each((r) => ms(r.latencyMs.p99))],
+    ['delivery latency max ms', ...each((r) => ms(r.latencyMs.max))],
+    ['sent / acknowledged (run)', ...each((r) => `${num(r.sent, 0)} / ${num(r.acknowledged, 0)}`)],
+    ['stored (SELECT count(*))', ...each((r) => num(r.stored, 0))],
+    ['delivered / expected (run)', ...each((r) => `${num(r.delivered, 0)} / ${num(r.expectedDeliveries, 0)}`)],
+    ['error frames', ...each((r) => r.errorFrames)],
+    ['unexpected socket closes', ...each((r) => r.unexpectedCloses)],
+    ['server peak RSS MB', ...each((r) => mb(r.peakRssMb))],
+    ['CPU cores server / client / other', ...each(cores)],
+    ['setup s (REST, argon2-bound)', ...each((r) => num(r.setupSeconds, 1))],
+  ];
+}
+
+/** Rounds every number of the JSON dump to 3 decimals: the precision the figures have. */
+const rounded = (value: unknown): unknown =>
+  typeof value === 'number'
+    ? Math.round(value * 1000) / 1000
+    : Array.isArray(value)
+      ? value.map(rounded)
+      : value && typeof value === 'object'
+        ? Object.fromEntries(Object.entries(value).map(([k, v]) => [k, rounded(v)]))
+        : value;
+
+async function main() {
+  const config = settings();
+  const started = performance.now();
+  const startedAt = new Date().toISOString();
+  const tmpRoot = mkdtempSync(join(tmpdir(), 'gemini-coop-bench-'));
+  const context = new BenchContext(tmpRoot);
+  const machine = { cores: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', bun: Bun.version, platform: `${process.platform}-${process.arch}`, loadAverageAtStart: loadavg()[0] ?? 0 };
+  const results: Record<string, unknown> = {};
+  const failures: string[] = [];
+
+  console.log('Gemini Coop bench — capacity on loopback (127.0.0.1)');
+  console.log(`  Rate limits are turned OFF on the server under test (${Object.entries(RATE_LIMITS_OFF).map(([k, v]) => `${k}=${v}`).join(' ')}):`);
+  console.log('  this measures capacity, not the limits (with them on, one /ws socket may send 20 frames/s).');
+  console.log(`  Machine: ${machine.cores} cores (${machine.cpu}), Bun ${machine.bun}. The bench client runs on the same cores as the`);
+  console.log('  server and can itself be the bottleneck: "CPU cores server / client / other" shows who was busy during each');
+  console.log('  window (1.00 = one core); "other" is the rest of the machine, which makes figures noisy when it is not ~0.');
+  console.log('  Latencies are measured in the client process: send time embedded in the message → receive time.');
+  if (machine.loadAverageAtStart > 0.5) {
+    console.log(`  NOTE: the machine was already busy at start (load average ${num(machine.loadAverageAtStart, 2)}): expect noisy figures.`);
+  }
+
+  /** Runs a scenario; a failure is reported and the others still run. */
+  const scenario = async (name: Scenario, title: string, run: () => Promise<void>) => {
+    if (!config.only.includes(name)) return;
+    console.log(`\n${title}`);
+    const t = performance.now();
+    try {
+      await run();
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      failures.push(`${name}: ${message}`);
+      results[name] = { error: message };
+      console.log(`  FAILED: ${message}`);
+    }
+    console.log(`  (scenario took ${num((performance.now() - t) / 1000, 0)} s)`);
+  };
+
+  const fanout: FanoutConfig = config;
+  const shape = `${config.rooms} rooms × ${config.members} members, ${config.inflight} in flight per room, ${config.seconds} s after ${config.warmupSeconds} s warm-up`;
+
+  await scenario('ws', `1. /ws fan-out vs baseline — ${shape}`, async () => {
+    const project = await runFanout(context, fanout, { target: 'project', receivers: 'ws' });
+    const baseline = await runFanout(context, fanout, { target: 'baseline', receivers: 'ws' });
+    const ratios = {
+      deliveriesPerSecond: ratio(project.deliveriesPerSecond, baseline.deliveriesPerSecond),
+      p50: ratio(project.latencyMs.p50, baseline.latencyMs.p50),
+      p99: ratio(project.latencyMs.p99, baseline.latencyMs.p99),
+    };
+    results.ws = { project, baseline, ratios };
+    const rows = fanoutRows([project, baseline]);
+    rows[0]!.push(times(ratios.deliveriesPerSecond));
+    rows[2]!.push(times(ratios.p50));
+    rows[3]!.push(times(ratios.p99));
+    console.log(table(['', 'project', 'baseline', 'project/baseline'], rows));
+    console.log('  baseline = bench/baseline-server.ts: bare Bun.serve, same frames, bun:sqlite WAL insert + server.publish;');
+    console.log('  no auth, membership check, validation, ORM, pub/sub layer or GraphQL.');
+  });
+
+  await scenario('gql', `2. graphql-ws fan-out — ${shape}; receivers are messageAdded subscribers, senders on /ws`, async () => {
+    const gql = await runFanout(context, fanout, { target: 'project', receivers: 'graphql-ws' });
+    results.gql = gql;
+    console.log(table(['', 'project graphql-ws'], fanoutRows([gql])));
+    console.log('  Receivers use graphql-ws createClient, which JSON-parses every frame: heavier on the client than /ws.');
+  });
+
+  await scenario('bot', `3. Bot fan-out — 1 room, ${config.listeners} /ws listeners, fake Gemini ${config.chunks} chunks × ${config.chunkDelayMs} ms`, async () => {
+    const bot: BotResult = await runBot(context, { listeners: config.listeners, chunks: config.chunks, delayMs: config.chunkDelayMs });
+    results.bot = bot;
+    console.log(
+      table(
+        ['', 'value'],
+        [
+          ['listeners completed / with every chunk', `${bot.completedListeners} / ${bot.allChunksListeners} of ${bot.listeners}`],
+          ['per-chunk spread mean ms (last − first listener)', ms(bot.spreadMs.mean)],
+          ['per-chunk spread p50 ms', ms(bot.spreadMs.p50)],
+          ['per-chunk spread p99 ms', ms(bot.spreadMs.p99)],
+          ['per-chunk spread max ms', ms(bot.spreadMs.max)],
+          ['first chunk after /bot go ms', ms(bot.firstChunkMs)],
+          ['end-to-end ms (/bot go → last listener complete)', ms(bot.endToEndMs)],
+          [`fake's pacing ms (${bot.chunks} × ${bot.delayMs})`, ms(bot.pacingMs)],
+          ['added per chunk ms ((end-to-end − pacing) / chunks)', ms(bot.overheadPerChunkMs)],
+          ['bot error', bot.botError ?? 'none'],
+          ['error frames', bot.errorFrames],
+          ['server peak RSS MB', mb(bot.peakRssMb)],
+          ['CPU cores server / client / other', cores(bot)],
+        ],
+      ),
+    );
+    console.log(`  The spread includes the client handling ${config.listeners} frames per chunk on a shared core; listeners are`);
+    console.log('  seeded straight into SQLite (registering them through argon2id would take minutes); their sockets still authenticate.');
+    console.log('  The pacing is a floor: the fake sleeps at least the delay between chunks.');
+  });
+
+  await scenario('idle', `4. Idle sockets — ${config.idleSockets} authenticated /ws sockets, one user each, against a fresh server`, async () => {
+    const idle: IdleResult = await runIdle(context, config.idleSockets);
+    results.idle = idle;
+    console.log(
+      table(
+        ['', 'value'],
+        [
+          ['sockets requested / opened / still open', `${idle.requested} / ${idle.opened} / ${idle.stillOpen}`],
+          ['time to open s (500 at a time)', num(idle.openSeconds, 1)],
+          ['server RSS before MB', mb(idle.rssBeforeMb)],
+          ['server RSS after MB', mb(idle.rssAfterMb)],
+          ['per socket KB', num(idle.perSocketKb, 1)],
+        ],
+      ),
+    );
+    if (idle.note) console.log(`  NOTE: ${idle.note}`);
+    console.log('  "After" is read 3 s after the last socket opened; it may include upgrade garbage not yet collected.');
+  });
+
+  await scenario('http', `5. HTTP — closed loop, ${config.httpSeconds} s each`, async () => {
+    const loads: HttpLoad[] = await runHttp(context, { seconds: config.httpSeconds, loginConcurrency: 8, graphqlConcurrency: 32, chats: 5, membersPerChat: 10 });
+    results.http = loads;
+    console.log(
+      table(
+        ['', 'concurrency', 'requests/s', 'p50 ms', 'p99 ms', 'failures', 'CPU server / client / other'],
+        loads.map((l) => [l.name, l.concurrency, num(l.requestsPerSecond, 1), ms(l.latencyMs.p50), ms(l.latencyMs.p99), l.failures, cores(l)]),
+      ),
+    );
+    console.log('  login: argon2id (19 MiB, t=2) verification dominates by design; the last row is that ceiling measured alone');
+    console.log('  (its "CPU server" is the idle server, its "client" the hashing).');
+    console.log(`  GraphQL: ${GRAPHQL_QUERY} as a member of 5 chats × 10 participants, with a Bearer token.`);
+  });
+
+  const durationSeconds = (performance.now() - started) / 1000;
+  const resultsDir = join(import.meta.dir, 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  const outFile = join(resultsDir, 'latest.json');
+  writeFileSync(
+    outFile,
+    JSON.stringify(
+      rounded({ startedAt, durationSeconds, machine, config, rateLimits: RATE_LIMITS_OFF, notes: { measures: 'capacity (rate limits off), loopback, client and server on the same cores' }, results, failures }),
+      null,
+      2,
+    ) + '\n',
+  );
+  console.log(`\nTotal run time ${num(durationSeconds, 0)} s. JSON: ${outFile}`);
+  if (config.keep || failures.length) console.log(`Databases and server logs kept in ${tmpRoot}`);
+  else rmSync(tmpRoot, { recursive: true, force: true });
+  if (failures.length) {
+    console.log(`${failures.length} scenario(s) failed:\n  ${failures.join('\n  ')}`);
+    process.exit(1);
+  }
+  // Client sockets and keep-alive connections may hold the event loop: the report is complete.
+  process.exit(0);
+}
+
+await main();

@@ -1,0 +1,297 @@
+import type { Client } from 'graphql-ws';
+import { createClient } from 'graphql-ws';
+import type { BenchUser } from '../lib/api';
+import { countMessages, setupRooms } from '../lib/api';
+import type { BenchContext } from '../lib/context';
+import { progress } from '../lib/context';
+import type { CpuShares } from '../lib/proc';
+import { CpuWindow } from '../lib/proc';
+import { closeAll, openMany, until } from '../lib/sockets';
+import type { Summary } from '../lib/stats';
+import { Samples } from '../lib/stats';
+
+export interface FanoutConfig {
+  rooms: number;
+  members: number;
+  /** Messages each room's sender keeps in flight. */
+  inflight: number;
+  seconds: number;
+  warmupSeconds: number;
+}
+
+/** Who serves, and who receives: `/ws` sockets or graphql-ws `messageAdded` subscribers. */
+export type FanoutMode = { target: 'project'; receivers: 'ws' | 'graphql-ws' } | { target: 'baseline'; receivers: 'ws' };
+
+export interface FanoutResult {
+  target: 'project' | 'baseline';
+  receivers: 'ws' | 'graphql-ws';
+  /** Registering users, creating rooms, inviting (REST, argon2-bound); 0 for the baseline. */
+  setupSeconds: number;
+  deliveriesPerSecond: number;
+  /** Messages acknowledged (echoed to their sender) per second in the window. */
+  messagesPerSecond: number;
+  /** Send (client clock, embedded in the content) → receive by a member, in ms. */
+  latencyMs: Summary;
+  /** Whole run, warm-up and probes included. */
+  sent: number;
+  acknowledged: number;
+  stored: number | null;
+  /** Deliveries of load messages over the whole run, against acknowledged load messages × members. */
+  delivered: number;
+  expectedDeliveries: number;
+  errorFrames: number;
+  unexpectedCloses: number;
+  peakRssMb: number;
+  /** CPU used during the window, in cores: server, this client, everything else. */
+  cpu: CpuShares;
+}
+
+/** Marks load messages; the send time (client's performance.now()) follows, so receivers need no JSON.parse. */
+const MARK = '"content":"b|';
+const MESSAGE_PREFIX = '{"type":"message"';
+const ERROR_PREFIX = '{"type":"error"';
+
+/** Shared tallies, kept flat so the receive path does as little as possible. */
+class Tally {
+  measuring = false;
+  windowDeliveries = 0;
+  windowAcks = 0;
+  delivered = 0;
+  errors = 0;
+  unexpectedCloses = 0;
+  latency = new Samples();
+
+  /** One load message reached a member at `now`. */
+  delivery(sentAt: number, now: number): void {
+    this.delivered++;
+    if (this.measuring) {
+      this.windowDeliveries++;
+      this.latency.push(now - sentAt);
+    }
+  }
+}
+
+/** One room's sender: keeps `inflight` messages outstanding, sending the next when one of its own echoes returns. */
+class Sender {
+  inflight = 0;
+  sent = 0;
+  acked = 0;
+  loadAcked = 0;
+  running = false;
+  private readonly head: string;
+
+  constructor(
+    readonly socket: WebSocket,
+    readonly chatId: number,
+    private readonly window: number,
+    private readonly tally: Tally,
+  ) {
+    this.head = `{"type":"message","chat_id":${chatId},"content":"b|`;
+  }
+
+  fill(): void {
+    while (this.running && this.inflight < this.window) {
+      this.socket.send(this.head + performance.now() + '"}');
+      this.inflight++;
+      this.sent++;
+    }
+  }
+
+  probe(): void {
+    this.socket.send(`{"type":"message","chat_id":${this.chatId},"content":"probe"}`);
+    this.sent++;
+  }
+
+  /** Its own message came back (every message in its room is its own: one sender per room). */
+  echo(isLoad: boolean): void {
+    this.acked++;
+    if (!isLoad) return;
+    this.loadAcked++;
+    if (this.tally.measuring) this.tally.windowAcks++;
+    this.inflight--;
+    this.fill();
+  }
+
+  /** An error frame answers one of its messages: do not let the window stall on it. */
+  failed(): void {
+    if (this.inflight > 0) {
+      this.inflight--;
+      this.fill();
+    }
+  }
+}
+
+interface Receiver {
+  seen: boolean;
+}
+
+/**
+ * R rooms × M members; one sender per room keeps W messages in flight for the window after a warm-up.
+ * Deliveries and latencies count only what arrives inside the window.
+ */
+export async function runFanout(context: BenchContext, config: FanoutConfig, mode: FanoutMode): Promise<FanoutResult> {
+  const label = mode.target === 'baseline' ? 'baseline /ws' : `project ${mode.receivers}`;
+  const { server, dbPath } = mode.target === 'baseline' ? await context.startBaseline() : await context.startProject(`fanout-${mode.receivers}`);
+  const tally = new Tally();
+  const sockets: WebSocket[] = [];
+  const clients: Client[] = [];
+  let shuttingDown = false;
+  try {
+    // Rooms and members: through the REST API for the project, synthetic for the baseline (it checks nothing).
+    const setupStart = performance.now();
+    let rooms: { chatId: number; members: BenchUser[] }[];
+    if (mode.target === 'baseline') {
+      rooms = Array.from({ length: config.rooms }, (_, r) => ({
+        chatId: r + 1,
+        members: Array.from({ length: config.members }, (_, m) => ({ id: 0, username: `r${r}m${m}`, token: `r${r}m${m}` })),
+      }));
+    } else {
+      progress(`${label}: registering ${config.rooms * config.members} users (argon2id, 8 at a time)`);
+      rooms = await setupRooms(server.url, config.rooms, config.members);
+    }
+    const setupSeconds = mode.target === 'baseline' ? 0 : (performance.now() - setupStart) / 1000;
+
+    const receivers: Receiver[] = [];
+    const senders: Sender[] = [];
+    const watchClose = (ws: WebSocket) =>
+      ws.addEventListener('close', () => {
+        if (!shuttingDown) tally.unexpectedCloses++;
+      });
+    const joinFrame = (chatId: number) => `{"type":"join","chat_id":${chatId}}`;
+
+    progress(`${label}: opening sockets and joining rooms`);
+    for (const room of rooms) {
+      if (mode.receivers === 'ws') {
+        // Every member a /ws socket; member 0's also sends.
+        const roomSockets = await openMany(room.members.length, (m) => `${server.wsUrl}/ws?token=${room.members[m]!.token}`, 100);
+        sockets.push(...roomSockets);
+        roomSockets.forEach((ws, m) => {
+          const receiver: Receiver = { seen: false };
+          receivers.push(receiver);
+          const sender = m === 0 ? new Sender(ws, room.chatId, config.inflight, tally) : null;
+          if (sender) senders.push(sender);
+          ws.onmessage = (event) => {
+            const data = event.data as string;
+            if (!data.startsWith(MESSAGE_PREFIX)) {
+              if (data.startsWith(ERROR_PREFIX)) {
+                tally.errors++;
+                sender?.failed();
+              }
+              return; // presence notices and the like
+            }
+            receiver.seen = true;
+            const at = data.indexOf(MARK);
+            if (at >= 0) tally.delivery(parseFloat(data.substring(at + MARK.length, at + MARK.length + 24)), performance.now());
+            sender?.echo(at >= 0);
+          };
+          watchClose(ws);
+          ws.send(joinFrame(room.chatId));
+        });
+      } else {
+        // Receivers are graphql-ws subscribers; the sender still speaks /ws (its echoes pace it).
+        const [ws] = await openMany(1, () => `${server.wsUrl}/ws?token=${room.members[0]!.token}`);
+        sockets.push(ws!);
+        const sender = new Sender(ws!, room.chatId, config.inflight, tally);
+        senders.push(sender);
+        ws!.onmessage = (event) => {
+          const data = event.data as string;
+          if (data.startsWith(MESSAGE_PREFIX)) sender.echo(data.includes(MARK));
+          else if (data.startsWith(ERROR_PREFIX)) {
+            tally.errors++;
+            sender.failed();
+          }
+        };
+        watchClose(ws!);
+        ws!.send(joinFrame(room.chatId));
+        for (const member of room.members) {
+          const receiver: Receiver = { seen: false };
+          receivers.push(receiver);
+          const client = createClient({
+            url: `${server.wsUrl}/graphql`,
+            webSocketImpl: WebSocket,
+            connectionParams: { authorization: `Bearer ${member.token}` },
+            retryAttempts: 0,
+            on: {
+              closed: () => {
+                if (!shuttingDown) tally.unexpectedCloses++;
+              },
+            },
+          });
+          clients.push(client);
+          client.subscribe<{ messageAdded: { id: string; content: string } }>(
+            { query: 'subscription($c: ID!){ messageAdded(chatId: $c){ id content } }', variables: { c: String(room.chatId) } },
+            {
+              next: (result) => {
+                receiver.seen = true;
+                const content = result.data?.messageAdded.content;
+                if (content?.startsWith('b|')) tally.delivery(parseFloat(content.slice(2)), performance.now());
+                if (result.errors) tally.errors++;
+              },
+              error: () => void tally.errors++,
+              complete: () => {},
+            },
+          );
+        }
+      }
+    }
+
+    // Joins and subscriptions have no acknowledgement: probe until every member has seen a message.
+    await until(
+      () => receivers.every((r) => r.seen),
+      () => senders.forEach((s) => s.probe()),
+      `all ${receivers.length} members to receive a probe`,
+    );
+
+    progress(`${label}: load for ${config.warmupSeconds} s warm-up + ${config.seconds} s`);
+    const cpu = new CpuWindow(server.pid);
+    for (const sender of senders) {
+      sender.running = true;
+      sender.fill();
+    }
+    await Bun.sleep(config.warmupSeconds * 1000);
+    tally.measuring = true;
+    cpu.start();
+    const windowStart = performance.now();
+    await Bun.sleep(config.seconds * 1000);
+    tally.measuring = false;
+    const windowSeconds = (performance.now() - windowStart) / 1000;
+    cpu.stop();
+
+    // Stop and drain (bounded): outstanding echoes, then the deliveries they imply.
+    for (const sender of senders) sender.running = false;
+    const drainUntil = performance.now() + 10_000;
+    while (senders.some((s) => s.inflight > 0) && performance.now() < drainUntil) await Bun.sleep(20);
+    const loadAcked = () => senders.reduce((n, s) => n + s.loadAcked, 0);
+    while (tally.delivered < loadAcked() * config.members && performance.now() < drainUntil) await Bun.sleep(20);
+
+    const result = {
+      target: mode.target,
+      receivers: mode.receivers,
+      setupSeconds,
+      deliveriesPerSecond: tally.windowDeliveries / windowSeconds,
+      messagesPerSecond: tally.windowAcks / windowSeconds,
+      latencyMs: tally.latency.summary(),
+      sent: senders.reduce((n, s) => n + s.sent, 0),
+      acknowledged: senders.reduce((n, s) => n + s.acked, 0),
+      stored: null as number | null,
+      delivered: tally.delivered,
+      expectedDeliveries: loadAcked() * config.members,
+      errorFrames: tally.errors,
+      unexpectedCloses: tally.unexpectedCloses,
+      peakRssMb: 0,
+      cpu: cpu.result,
+    };
+    shuttingDown = true;
+    await Promise.all([closeAll(sockets), ...clients.map((c) => c.dispose())]);
+    await server.stop();
+    result.peakRssMb = server.peakRss() / 2 ** 20;
+    result.stored = countMessages(dbPath);
+    return result;
+  } finally {
+    shuttingDown = true;
+    for (const ws of sockets) ws.close();
+    for (const client of clients) void client.dispose();
+    await server.stop();
+  }
+}
+

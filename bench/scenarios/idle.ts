@@ -1,0 +1,98 @@
+import { readFileSync } from 'node:fs';
+import { registerAndLogin, seedUsers } from '../lib/api';
+import type { BenchContext } from '../lib/context';
+import { progress } from '../lib/context';
+import { memoryOf } from '../lib/proc';
+import { closeAll, openMany, openSocket } from '../lib/sockets';
+
+export interface IdleResult {
+  requested: number;
+  opened: number;
+  /** Still open after the settle time (the server closes sockets it cannot authenticate). */
+  stillOpen: number;
+  note: string | null;
+  openSeconds: number;
+  rssBeforeMb: number;
+  rssAfterMb: number;
+  perSocketKb: number | null;
+}
+
+/** Descriptors kept free for everything else a process opens (database, logs, HTTP). */
+const FD_HEADROOM = 256;
+
+/** Soft "Max open files" of a process, from /proc/<pid>/limits. */
+function openFileLimit(pid: number | 'self'): number {
+  const limits = readFileSync(`/proc/${pid}/limits`, 'utf8');
+  const soft = /^Max open files\s+(\S+)/m.exec(limits)?.[1];
+  return soft === undefined || soft === 'unlimited' ? Number.POSITIVE_INFINITY : Number(soft);
+}
+
+/** Every loopback connection takes one ephemeral port on the client side. */
+function ephemeralPorts(): number {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    return high! - low! + 1;
+  } catch {
+    return Number.POSITIVE_INFINITY;
+  }
+}
+
+/**
+ * N authenticated `/ws` sockets that do nothing, against a fresh server: the server's RSS before and after,
+ * and the difference per socket. Each socket is its own user (seeded, see seedUsers), as in real use.
+ */
+export async function runIdle(context: BenchContext, requested: number): Promise<IdleResult> {
+  const { server, dbPath } = await context.startProject('idle');
+  const sockets: WebSocket[] = [];
+  try {
+    const limit = Math.min(openFileLimit('self'), openFileLimit(server.pid)) - FD_HEADROOM;
+    const ports = ephemeralPorts() - FD_HEADROOM;
+    let count = requested;
+    let note: string | null = null;
+    if (count > Math.min(limit, ports)) {
+      count = Math.max(1, Math.min(limit, ports));
+      note =
+        limit <= ports
+          ? `ulimit -n allows ${limit + FD_HEADROOM} open files: reduced to ${count} sockets (raise it with \`ulimit -n ${requested + 1024}\`)`
+          : `only ${ports + FD_HEADROOM} ephemeral ports: reduced to ${count} sockets`;
+      progress(`idle: ${note}`);
+    }
+
+    const template = await registerAndLogin(server.url, 'idle-template');
+    progress(`idle: seeding ${count} users`);
+    const users = await seedUsers(dbPath, template, 'idle', count, context.secretKey);
+    // One socket opened and closed first, so code paths loaded on first use are in "before".
+    (await openSocket(`${server.wsUrl}/ws?token=${template.token}`)).close();
+    await Bun.sleep(1_000);
+    const rssBefore = memoryOf(server.pid)!.rss;
+
+    progress(`idle: opening ${count} sockets, 500 at a time`);
+    const openStart = performance.now();
+    let closedEarly = 0;
+    const opened = await openMany(count, (i) => `${server.wsUrl}/ws?token=${users[i]!.token}`, 500, (n) => {
+      if (n % 2_000 === 0) progress(`idle: ${n} open`);
+    });
+    const openSeconds = (performance.now() - openStart) / 1000;
+    sockets.push(...opened);
+    for (const ws of opened) ws.addEventListener('close', () => closedEarly++);
+    // Let the upgrade garbage settle a little; the server cannot be asked to collect it.
+    await Bun.sleep(3_000);
+    const rssAfter = memoryOf(server.pid)!.rss;
+    const stillOpen = opened.length - closedEarly;
+
+    await closeAll(sockets, 10_000);
+    return {
+      requested,
+      opened: opened.length,
+      stillOpen,
+      note,
+      openSeconds,
+      rssBeforeMb: rssBefore / 2 ** 20,
+      rssAfterMb: rssAfter / 2 ** 20,
+      perSocketKb: stillOpen > 0 ? (rssAfter - rssBefore) / 1024 / stillOpen : null,
+    };
+  } finally {
+    for (const ws of sockets) ws.close();
+    await server.stop();
+  }
+}
