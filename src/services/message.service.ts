@@ -3,6 +3,7 @@ import type { PublicUser } from './auth.service';
 import type { BotService } from './bot.service';
 import { botPrompt } from './bot.service';
 import type { ChatService } from './chat.service';
+import { MessageWriter } from './message-writer';
 import type { MessageEvent, PubSub } from './pubsub';
 import { historyQuery, idSchema, parseChatId, parseInput, sendMessageInput } from './validation';
 
@@ -29,12 +30,16 @@ type MessageRow = Omit<MessageEvent, 'username'>;
 const toEvent = (row: MessageRow): MessageEvent => ({ ...row, username: row.user?.username ?? null });
 
 export class MessageService {
+  private readonly writer: MessageWriter;
+
   constructor(
     private readonly db: Database,
     private readonly chats: ChatService,
     private readonly pubsub: PubSub,
     private readonly bot: BotService,
-  ) {}
+  ) {
+    this.writer = new MessageWriter(db);
+  }
 
   /**
    * The one write path for a user's message, whatever the transport: checks, persists,
@@ -46,8 +51,18 @@ export class MessageService {
     await this.chats.requireParticipant(author.id, id);
     const prompt = botPrompt(content);
     if (prompt !== null) this.bot.admit(author, prompt);
-    const row = await this.db.message.create({ data: { chatId: id, userId: author.id, content }, select: messageSelect });
-    const event = toEvent(row);
+    const stored = await this.writer.write({ chatId: id, userId: author.id, content });
+    const event: MessageEvent = {
+      ...stored,
+      chatId: id,
+      userId: author.id,
+      username: author.username,
+      user: { username: author.username },
+      content,
+      isBot: false,
+      status: 'complete',
+      replyToId: null,
+    };
     this.pubsub.publish('chat:message', id, event);
     if (prompt !== null) void this.bot.answer(id);
     return event;
