@@ -133,7 +133,9 @@ export interface SpawnOptions {
 export async function spawnServer(options: SpawnOptions): Promise<ServerProcess> {
   const outPath = join(options.logDir, `${options.name}.out.log`);
   const errPath = join(options.logDir, `${options.name}.err.log`);
-  const proc = Bun.spawn([BUN, options.script, ...(options.args ?? [])], {
+  // BENCH_PROFILE_DIR=<dir> writes a CPU profile of the project server (markdown) there on exit.
+  const profile = process.env.BENCH_PROFILE_DIR && options.name === 'server' ? ['--cpu-prof-md', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [];
+  const proc = Bun.spawn([BUN, ...profile, options.script, ...(options.args ?? [])], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...options.env },
     stdout: Bun.file(outPath),

@@ -23,12 +23,15 @@ export class MessageWriter {
   write(data: PendingWrite['data']): Promise<{ id: number; createdAt: Date }> {
     return new Promise((resolve, reject) => {
       this.pending.push({ data, resolve, reject });
-      if (!this.flushing) void this.flush();
+      if (!this.flushing) {
+        this.flushing = true;
+        // Wait out the current turn of the event loop, so frames read in it share one insert.
+        setImmediate(() => void this.flush());
+      }
     });
   }
 
   private async flush(): Promise<void> {
-    this.flushing = true;
     while (this.pending.length > 0) {
       const batch = this.pending;
       this.pending = [];
