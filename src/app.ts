@@ -1,10 +1,13 @@
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { GraphQLError } from 'graphql';
+import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
+import { useDisableIntrospection } from '@graphql-yoga/plugin-disable-introspection';
 import { createLogger, createYoga } from 'graphql-yoga';
 import type { Server, WebSocketHandler } from 'bun';
 import type { Config } from './config';
 import type { Database } from './db/client';
 import { openDatabase } from './db/client';
+import { bodyTooLarge, preflight, secure } from './http-edge';
 import { handleRest } from './rest/router';
 import { schema } from './schema';
 import type { Context } from './schema/context';
@@ -41,6 +44,9 @@ export interface AppOptions {
   logQuery?: (query: string) => void;
 }
 
+/** The GraphQL limits, explicit so clients and tests know them. */
+export const GRAPHQL_LIMITS = { depth: 8, aliases: 15, tokens: 1000, directives: 10, cost: 5000 } as const;
+
 /** Builds the whole server over one service layer; `Bun.serve` (src/server.ts) only hosts it. */
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
   const db: Database = await openDatabase(config.database, { log: options.logQuery });
@@ -64,30 +70,53 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       viewer: socketUser ? () => Promise.resolve(socketUser) : lazyViewer(services, bearerToken(request.headers.get('authorization'))),
     }),
     maskedErrors: { maskError: (error, message) => toGraphQLError(error, message) },
+    // One CORS policy for REST and GraphQL, applied at the HTTP edge (src/http-edge.ts).
+    cors: false,
+    // Explicit limits, each tested just under and just over (test/graphql-limits.test.ts).
+    plugins: [
+      EnvelopArmorPlugin({
+        maxDepth: { n: GRAPHQL_LIMITS.depth },
+        maxAliases: { n: GRAPHQL_LIMITS.aliases },
+        maxTokens: { n: GRAPHQL_LIMITS.tokens },
+        maxDirectives: { n: GRAPHQL_LIMITS.directives },
+        costLimit: { maxCost: GRAPHQL_LIMITS.cost },
+        blockFieldSuggestion: { enabled: config.production },
+      }),
+      config.production ? useDisableIntrospection() : {},
+    ],
   });
 
   const chatSockets = new ChatSocketHub(services, config.limits.wsRatePerSecond);
   const sockets = createWebSockets(chatSockets, createGraphqlSocketHandler(yoga, services));
 
+  /** Sends a request to its adapter: `/ws`, GraphQL (HTTP or graphql-ws), or REST. */
+  async function route(request: Request, server: Server<SocketData> | undefined): Promise<Response | undefined> {
+    if (bodyTooLarge(request)) return Response.json({ detail: 'Request body too large' }, { status: 413 });
+    const url = new URL(request.url);
+    const clientAddress = server?.requestIP(request)?.address ?? null;
+    const wantsSocket = request.headers.get('upgrade')?.toLowerCase() === 'websocket';
+    if (url.pathname === '/ws') {
+      if (!server || !wantsSocket) return Response.json({ detail: 'Upgrade Required' }, { status: 426 });
+      return chatSockets.upgrade(request, url, server);
+    }
+    if (url.pathname === '/graphql') {
+      if (server && wantsSocket) {
+        const data: GraphqlSocketData = { kind: 'graphql', user: null };
+        return server.upgrade(request, { data }) ? undefined : new Response('Upgrade Required', { status: 426 });
+      }
+      return yoga.fetch(request, { clientAddress });
+    }
+    return (await handleRest(request, url, services, clientAddress)) ?? Response.json({ detail: 'Not Found' }, { status: 404 });
+  }
+
   return {
     services,
     websocket: sockets.handler,
     async fetch(request, server) {
-      const url = new URL(request.url);
-      const clientAddress = server?.requestIP(request)?.address ?? null;
-      const wantsSocket = request.headers.get('upgrade')?.toLowerCase() === 'websocket';
-      if (url.pathname === '/ws') {
-        if (!server || !wantsSocket) return Response.json({ detail: 'Upgrade Required' }, { status: 426 });
-        return chatSockets.upgrade(request, url, server);
-      }
-      if (url.pathname === '/graphql') {
-        if (server && wantsSocket) {
-          const data: GraphqlSocketData = { kind: 'graphql', user: null };
-          return server.upgrade(request, { data }) ? undefined : new Response('Upgrade Required', { status: 426 });
-        }
-        return yoga.fetch(request, { clientAddress });
-      }
-      return (await handleRest(request, url, services, clientAddress)) ?? Response.json({ detail: 'Not Found' }, { status: 404 });
+      const preflightResponse = preflight(request, config.cors);
+      if (preflightResponse) return preflightResponse;
+      const response = await route(request, server);
+      return response && secure(response, request, config.cors);
     },
     async drain(graceMs) {
       await services.bot.shutdown(graceMs);

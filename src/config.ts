@@ -14,6 +14,8 @@ export interface Config {
   /** Prefixes every Redis channel and key, so deployments (or test runs) can share one Redis. */
   redisPrefix: string;
   secretKey: string;
+  /** Origins allowed to call the API from a browser: '*' or a list; none by default in production. */
+  cors: { origins: '*' | string[] };
   tokenExpireMinutes: number;
   gemini: { apiKey: string | undefined; model: string; baseUrl: string | undefined; timeoutMs: number };
   limits: {
@@ -47,6 +49,7 @@ export function loadConfig(env: Env = process.env): Config {
     redisUrl: redisUrl(env.REDIS_URL),
     redisPrefix: env.REDIS_PREFIX ?? 'gemini-coop:',
     secretKey: secretKey(env.SECRET_KEY, production, database),
+    cors: { origins: corsOrigins(env.CORS_ORIGINS, production) },
     tokenExpireMinutes: integer(env, 'TOKEN_EXPIRE_MINUTES', 1440, { min: 1 }),
     gemini: {
       apiKey: env.GEMINI_API_KEY || undefined,
@@ -90,6 +93,18 @@ export function parseDatabaseUrl(url: string): Config['database'] {
   throw new ConfigError(
     `DATABASE_URL=${url} is not supported: use file:./gemini_coop.db (or sqlite:///./gemini_coop.db) for SQLite, or postgresql://user@host:5432/db for PostgreSQL.`,
   );
+}
+
+function corsOrigins(raw: string | undefined, production: boolean): '*' | string[] {
+  if (raw === undefined) return production ? [] : '*';
+  if (raw.trim() === '*') return '*';
+  const origins = raw.split(',').map((origin) => origin.trim()).filter(Boolean);
+  for (const origin of origins) {
+    if (!/^https?:\/\/[^/\s]+$/.test(origin)) {
+      throw new ConfigError(`CORS_ORIGINS has "${origin}": list origins like https://chat.example.com (scheme and host, no path), comma-separated, or *.`);
+    }
+  }
+  return origins;
 }
 
 function redisUrl(url: string | undefined): string | null {

@@ -1,5 +1,6 @@
 import { createApp } from './app';
 import { ConfigError, loadConfig } from './config';
+import { MAX_BODY_BYTES } from './http-edge';
 
 const SHUTDOWN_GRACE_MS = 10_000;
 
@@ -10,7 +11,7 @@ async function main() {
   const server = Bun.serve({
     port: config.port,
     hostname: config.host,
-    maxRequestBodySize: 1_048_576,
+    maxRequestBodySize: MAX_BODY_BYTES,
     fetch: (request, server) => app.fetch(request, server),
     websocket: app.websocket,
   });

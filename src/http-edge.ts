@@ -1,0 +1,60 @@
+/**
+ * What every HTTP response passes through, whichever adapter made it: CORS (one policy for REST
+ * and GraphQL), the usual security headers, and the request body cap.
+ */
+
+export const MAX_BODY_BYTES = 1_048_576;
+
+export interface CorsPolicy {
+  /** '*' for any origin, else the exact origins allowed; empty means no cross-origin access. */
+  origins: '*' | string[];
+}
+
+const SECURITY_HEADERS: Record<string, string> = {
+  'X-Content-Type-Options': 'nosniff',
+  'X-Frame-Options': 'DENY',
+  'Referrer-Policy': 'no-referrer',
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Resource-Policy': 'same-site',
+};
+// JSON needs no scripts, styles or frames; GraphiQL's page (development only) does, so HTML is spared.
+const API_CSP = "default-src 'none'; frame-ancestors 'none'";
+
+function allowedOrigin(policy: CorsPolicy, origin: string | null): string | null {
+  if (!origin) return null;
+  if (policy.origins === '*') return '*';
+  return policy.origins.includes(origin) ? origin : null;
+}
+
+/** Answers a CORS preflight, or null when the request is not one. */
+export function preflight(request: Request, policy: CorsPolicy): Response | null {
+  if (request.method !== 'OPTIONS' || !request.headers.get('access-control-request-method')) return null;
+  const origin = allowedOrigin(policy, request.headers.get('origin'));
+  const headers = new Headers();
+  if (origin) {
+    headers.set('Access-Control-Allow-Origin', origin);
+    headers.set('Access-Control-Allow-Methods', 'GET, POST, OPTIONS');
+    headers.set('Access-Control-Allow-Headers', 'Authorization, Content-Type');
+    headers.set('Access-Control-Max-Age', '600');
+    if (origin !== '*') headers.set('Vary', 'Origin');
+  }
+  return secure(new Response(null, { status: 204, headers }), request, policy);
+}
+
+/** Adds the security headers, and CORS headers when the request's origin is allowed. */
+export function secure(response: Response, request: Request, policy: CorsPolicy): Response {
+  const headers = response.headers;
+  for (const [name, value] of Object.entries(SECURITY_HEADERS)) headers.set(name, value);
+  if (!headers.get('content-type')?.startsWith('text/html')) headers.set('Content-Security-Policy', API_CSP);
+  const origin = allowedOrigin(policy, request.headers.get('origin'));
+  if (origin) {
+    headers.set('Access-Control-Allow-Origin', origin);
+    if (origin !== '*') headers.append('Vary', 'Origin');
+  }
+  return response;
+}
+
+/** A declared body over the cap is refused before anything reads it. */
+export function bodyTooLarge(request: Request): boolean {
+  return Number(request.headers.get('content-length') ?? 0) > MAX_BODY_BYTES;
+}
