@@ -14,6 +14,8 @@ import { publicUserSelect } from './auth.service';
 import { parseChatId } from './validation';
 
 const BOT_PREFIX = /^\/bot(?:\s|$)/;
+// How far back a lock holder looks for unanswered asks; the per-user rate limit keeps a room's backlog far below it.
+const RECENT_ASKS = 100;
 
 /** The question of a `/bot …` message, '' for a bare `/bot`, or null when it is no bot command. */
 export function botPrompt(content: string): string | null {
@@ -192,20 +194,25 @@ export class BotService {
     }
   }
 
-  /** The oldest `/bot` ask after the room's last answered one. */
+  /**
+   * The oldest of the room's recent `/bot` asks that no answer replies to. Judged by replies, not by
+   * "after the last answered id": on PostgreSQL two asks can commit out of id order, and the later
+   * id answered first must not hide the earlier one.
+   */
   private async nextUnansweredAsk(chatId: number): Promise<{ id: number; asker: PublicUser } | null> {
-    const lastAnswer = await this.db.message.findFirst({
-      where: { chatId, isBot: true, replyToId: { not: null } },
-      orderBy: { replyToId: 'desc' },
-      select: { replyToId: true },
-    });
-    const candidates = await this.db.message.findMany({
-      where: { chatId, isBot: false, id: { gt: lastAnswer?.replyToId ?? 0 }, content: { startsWith: '/bot' } },
-      orderBy: { id: 'asc' },
-      take: 50,
+    const recentAsks = await this.db.message.findMany({
+      where: { chatId, isBot: false, content: { startsWith: '/bot' } },
+      orderBy: { id: 'desc' },
+      take: RECENT_ASKS,
       select: { id: true, content: true, user: { select: publicUserSelect } },
     });
-    const ask = candidates.find((candidate) => candidate.user && botPrompt(candidate.content));
+    if (recentAsks.length === 0) return null;
+    const answered = await this.db.message.findMany({
+      where: { chatId, isBot: true, replyToId: { in: recentAsks.map((ask) => ask.id) } },
+      select: { replyToId: true },
+    });
+    const answeredIds = new Set(answered.map((answer) => answer.replyToId));
+    const ask = recentAsks.reverse().find((candidate) => !answeredIds.has(candidate.id) && candidate.user && botPrompt(candidate.content));
     return ask ? { id: ask.id, asker: ask.user! } : null;
   }
 
