@@ -1,4 +1,5 @@
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
+import type { ValidationContext } from 'graphql';
 import { GraphQLError } from 'graphql';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { useDisableIntrospection } from '@graphql-yoga/plugin-disable-introspection';
@@ -49,6 +50,12 @@ export interface AppOptions {
 // dozen fields on each chat costs 22,345 (measured); the limit admits that and refuses wider or nested pages.
 export const GRAPHQL_LIMITS = { depth: 8, aliases: 15, tokens: 1000, directives: 10, cost: 50_000 } as const;
 
+/** Armor's refusals reported as validation errors: a 400 with GRAPHQL_VALIDATION_FAILED, like any other. */
+const asValidationError = {
+  propagateOnRejection: false,
+  onReject: [(context: ValidationContext | null, error: GraphQLError) => context?.reportError(error)],
+};
+
 /** Builds the whole server over one service layer; `Bun.serve` (src/server.ts) only hosts it. */
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
   const db: Database = await openDatabase(config.database, { log: options.logQuery });
@@ -64,7 +71,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     graphiql: !config.production,
     renderGraphiQL,
     landingPage: false,
-    logging: quietAboutDomainErrors(createLogger(config.production ? 'warn' : 'info')),
+    logging: quietAboutClientErrors(createLogger(config.production ? 'warn' : 'info')),
     context: ({ request, clientAddress, socketUser }) => ({
       services,
       clientAddress,
@@ -77,11 +84,11 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     // Explicit limits, each tested just under and just over (test/graphql-limits.test.ts).
     plugins: [
       EnvelopArmorPlugin({
-        maxDepth: { n: GRAPHQL_LIMITS.depth },
-        maxAliases: { n: GRAPHQL_LIMITS.aliases },
+        maxDepth: { n: GRAPHQL_LIMITS.depth, ...asValidationError },
+        maxAliases: { n: GRAPHQL_LIMITS.aliases, ...asValidationError },
         maxTokens: { n: GRAPHQL_LIMITS.tokens },
-        maxDirectives: { n: GRAPHQL_LIMITS.directives },
-        costLimit: { maxCost: GRAPHQL_LIMITS.cost },
+        maxDirectives: { n: GRAPHQL_LIMITS.directives, ...asValidationError },
+        costLimit: { maxCost: GRAPHQL_LIMITS.cost, ...asValidationError },
         blockFieldSuggestion: { enabled: config.production },
       }),
       config.production ? useDisableIntrospection() : {},
@@ -133,29 +140,52 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
 
 /** The GraphQL edge of the error family: domain errors keep their code, anything else is masked. */
 function toGraphQLError(error: unknown, maskedMessage: string): Error {
-  const original = error instanceof GraphQLError ? error.originalError : error;
-  if (original instanceof AppError) {
-    return new GraphQLError(original.message, {
+  const domain = causes(error).find((cause) => cause instanceof AppError);
+  if (domain) {
+    return new GraphQLError(domain.message, {
       extensions: {
-        code: original.code,
-        ...(original.code === 'BAD_USER_INPUT' && original.detail ? { issues: original.detail } : {}),
-        ...(original.retryAfterSeconds !== undefined ? { retryAfterSeconds: original.retryAfterSeconds } : {}),
+        code: domain.code,
+        ...(domain.code === 'BAD_USER_INPUT' && domain.detail ? { issues: domain.detail } : {}),
+        ...(domain.retryAfterSeconds !== undefined ? { retryAfterSeconds: domain.retryAfterSeconds } : {}),
       },
     });
   }
-  if (error instanceof GraphQLError && !error.originalError) return error;
+  // graphql-js and Pothos wrap a client's mistake (a mistyped variable, a bad cursor) in another
+  // GraphQLError: a chain of GraphQL errors only is the client's, anything else in it is ours.
+  if (error instanceof GraphQLError && causes(error).every((cause) => cause instanceof GraphQLError)) {
+    // Returned as it is when there is nothing to strip: Yoga logs every error it sees replaced.
+    if (!error.originalError && !('originalError' in error.extensions)) return error;
+    const { originalError: _runtimeDetail, ...extensions } = error.extensions;
+    return new GraphQLError(error.message, {
+      nodes: error.nodes,
+      source: error.source,
+      positions: error.positions,
+      path: error.path,
+      extensions: { ...extensions, code: extensions.code ?? 'BAD_USER_INPUT' },
+    });
+  }
   // Yoga's logger reports the original error; the client sees only the masked message.
   return new GraphQLError(maskedMessage, { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
 }
 
-/** Yoga logs every error it masks; a domain error (a wrong password, a 403) is not worth a log line. */
-function quietAboutDomainErrors(logger: ReturnType<typeof createLogger>): ReturnType<typeof createLogger> {
-  const isDomainError = (value: unknown) =>
-    value instanceof AppError || (value instanceof GraphQLError && value.originalError instanceof AppError);
+/** An error and the errors it wraps, outermost first. */
+function causes(error: unknown): unknown[] {
+  const chain: unknown[] = [];
+  for (let current = error; current !== undefined && current !== null && chain.length < 10; ) {
+    chain.push(current);
+    current = current instanceof GraphQLError ? current.originalError : undefined;
+  }
+  return chain;
+}
+
+/** Yoga logs every error it replaces; a client's mistake (a 403, a mistyped variable) is not worth a log line. */
+function quietAboutClientErrors(logger: ReturnType<typeof createLogger>): ReturnType<typeof createLogger> {
+  const isClientError = (value: unknown) =>
+    value instanceof GraphQLError && causes(value).every((cause) => cause instanceof GraphQLError || cause instanceof AppError);
   return {
     ...logger,
     error: (...args: unknown[]) => {
-      if (!args.some(isDomainError)) logger.error(...args);
+      if (!args.some(isClientError)) logger.error(...args);
     },
   };
 }

@@ -36,7 +36,6 @@ export function preflight(request: Request, policy: CorsPolicy): Response | null
     headers.set('Access-Control-Allow-Methods', 'GET, POST, OPTIONS');
     headers.set('Access-Control-Allow-Headers', 'Authorization, Content-Type');
     headers.set('Access-Control-Max-Age', '600');
-    if (origin !== '*') headers.set('Vary', 'Origin');
   }
   return secure(new Response(null, { status: 204, headers }), request, policy);
 }
@@ -47,11 +46,17 @@ export function secure(response: Response, request: Request, policy: CorsPolicy)
   for (const [name, value] of Object.entries(SECURITY_HEADERS)) headers.set(name, value);
   if (!headers.get('content-type')?.startsWith('text/html')) headers.set('Content-Security-Policy', API_CSP);
   const origin = allowedOrigin(policy, request.headers.get('origin'));
-  if (origin) {
-    headers.set('Access-Control-Allow-Origin', origin);
-    if (origin !== '*') headers.append('Vary', 'Origin');
-  }
+  if (origin) headers.set('Access-Control-Allow-Origin', origin);
+  // With a list, the answer depends on the Origin header whether or not this one is allowed: a cache
+  // must not hand a response made for one origin (with or without ACAO) to another.
+  if (policy.origins !== '*' && policy.origins.length > 0) varyOnOrigin(headers);
   return response;
+}
+
+function varyOnOrigin(headers: Headers): void {
+  const vary = headers.get('vary');
+  if (!vary) headers.set('Vary', 'Origin');
+  else if (!vary.split(',').some((name) => ['origin', '*'].includes(name.trim().toLowerCase()))) headers.set('Vary', `${vary}, Origin`);
 }
 
 /** A declared body over the cap is refused before anything reads it. */

@@ -7,11 +7,32 @@ import { AppError } from './errors';
  */
 const MAX_ID = 2_147_483_647; // ids are 32-bit integers in both engines
 
-export const idSchema = z.coerce
-  .number({ error: 'Input should be a valid integer' })
-  .int('Input should be a valid integer')
-  .min(1, 'Input should be greater than or equal to 1')
-  .max(MAX_ID, `Input should be less than or equal to ${MAX_ID}`);
+/**
+ * A whole number from a JSON number or a string of decimal digits (path segments, query strings
+ * and GraphQL IDs are strings). Nothing else is read as one: `true`, `[1]`, `"0x1"`, `"1e3"`,
+ * `" 1"` or `"1.0"` is a wrong type, not chat 1, as `z.coerce` would have it.
+ */
+const integer = (min: number, max: number) =>
+  z.preprocess(
+    (value) => (typeof value === 'string' && /^[+-]?\d+$/.test(value) ? Number(value) : value),
+    z
+      .number({ error: 'Input should be a valid integer' })
+      .int('Input should be a valid integer')
+      .min(min, `Input should be greater than or equal to ${min}`)
+      .max(max, `Input should be less than or equal to ${max}`),
+  );
+
+export const idSchema = integer(1, MAX_ID);
+
+/**
+ * Text that every engine stores exactly as sent. A lone surrogate is stored as U+FFFD, so the live
+ * event (built from the input) and the history would disagree; PostgreSQL refuses NUL outright, in
+ * a stored value or a lookup. Both are refused here, the same on every transport.
+ */
+const storable = (schema: z.ZodString) =>
+  schema
+    .refine((text) => text.isWellFormed(), 'String should not contain unpaired surrogates')
+    .refine((text) => !text.includes('\0'), 'String should not contain NUL characters');
 
 export const usernameSchema = z
   .string()
@@ -20,10 +41,9 @@ export const usernameSchema = z
   .max(32, 'String should have at most 32 characters')
   .regex(/^[A-Za-z0-9_.-]+$/, 'Username may contain only letters, digits, "_", "." and "-"');
 
-export const passwordSchema = z
-  .string()
-  .min(8, 'String should have at least 8 characters')
-  .max(128, 'String should have at most 128 characters');
+export const passwordSchema = storable(
+  z.string().min(8, 'String should have at least 8 characters').max(128, 'String should have at most 128 characters'),
+);
 
 export const emailSchema = z
   .string()
@@ -35,31 +55,27 @@ export const emailSchema = z
 export const registerInput = z.object({ username: usernameSchema, email: emailSchema, password: passwordSchema });
 
 // Login does not re-validate the username's shape: an unknown name is an ordinary failed login.
-export const loginInput = z.object({ username: z.string().max(128), password: z.string().max(128) });
+export const loginInput = z.object({ username: storable(z.string().max(128)), password: storable(z.string().max(128)) });
 
 export const createChatInput = z.object({
-  name: z.string().trim().max(100, 'String should have at most 100 characters').nullish().transform((name) => name || null),
+  name: storable(z.string().trim().max(100, 'String should have at most 100 characters'))
+    .nullish()
+    .transform((name) => name || null),
   is_group: z.boolean().default(false),
 });
 
-export const inviteInput = z.object({ username: z.string().max(128) });
+export const inviteInput = z.object({ username: storable(z.string().max(128)) });
 
 export const MAX_CONTENT_LENGTH = 10_000;
 
-export const contentSchema = z
-  .string()
+export const contentSchema = storable(z.string())
   .refine((content) => content.trim().length > 0, 'Message content must not be empty')
   .refine((content) => content.length <= MAX_CONTENT_LENGTH, `Message content must be at most ${MAX_CONTENT_LENGTH} characters`);
 
 export const sendMessageInput = z.object({ content: contentSchema });
 
 export const historyQuery = z.object({
-  limit: z.coerce
-    .number({ error: 'Input should be a valid integer' })
-    .int('Input should be a valid integer')
-    .min(1, 'Input should be greater than or equal to 1')
-    .max(200, 'Input should be less than or equal to 200')
-    .default(50),
+  limit: integer(1, 200).default(50),
   before: idSchema.optional(),
 });
 

@@ -23,6 +23,8 @@ export interface ChatSocketData {
 
 type ChatSocket = ServerWebSocket<ChatSocketData>;
 
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
 // Bun topics of a room: messages and bot streams apart, since a reconnecting socket takes its
 // messages from a catch-up stream instead.
 const messagesTopic = (chatId: number) => `chat:${chatId}:messages`;
@@ -120,7 +122,9 @@ export class ChatSocketHub {
       }
       let parsed: unknown;
       try {
-        parsed = JSON.parse(String(raw));
+        // A binary frame is read as UTF-8 JSON too, strictly: invalid bytes are refused, never
+        // stored as U+FFFD in their place.
+        parsed = JSON.parse(typeof raw === 'string' ? raw : strictUtf8.decode(raw));
       } catch {
         throw new AppError('BAD_USER_INPUT', 'Invalid JSON');
       }
