@@ -50,6 +50,23 @@ export interface AppOptions {
 // dozen fields on each chat costs 22,345 (measured); the limit admits that and refuses wider or nested pages.
 export const GRAPHQL_LIMITS = { depth: 8, aliases: 15, tokens: 1000, directives: 10, cost: 50_000 } as const;
 
+/**
+ * The request with its body checked as UTF-8, as REST bodies are (src/rest/http.ts): otherwise a
+ * stray byte would be stored as U+FFFD, unlike what the client sent. A 400 response when it is not.
+ */
+async function withStrictUtf8Body(request: Request): Promise<Request | Response> {
+  if (request.method !== 'POST') return request;
+  const bytes = await request.arrayBuffer();
+  try {
+    strictUtf8.decode(bytes);
+  } catch {
+    return Response.json({ errors: [{ message: 'Invalid UTF-8 in request body', extensions: { code: 'BAD_REQUEST' } }] }, { status: 400 });
+  }
+  return new Request(request, { body: bytes });
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
 /** Armor's refusals reported as validation errors: a 400 with GRAPHQL_VALIDATION_FAILED, like any other. */
 const asValidationError = {
   propagateOnRejection: false,
@@ -113,7 +130,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         const data: GraphqlSocketData = { kind: 'graphql', user: null };
         return server.upgrade(request, { data }) ? undefined : new Response('Upgrade Required', { status: 426 });
       }
-      return yoga.fetch(request, { clientAddress });
+      const checked = await withStrictUtf8Body(request);
+      return checked instanceof Response ? checked : yoga.fetch(checked, { clientAddress });
     }
     return (await handleRest(request, url, services, clientAddress)) ?? Response.json({ detail: 'Not Found' }, { status: 404 });
   }
@@ -149,6 +167,14 @@ function toGraphQLError(error: unknown, maskedMessage: string): Error {
         ...(domain.retryAfterSeconds !== undefined ? { retryAfterSeconds: domain.retryAfterSeconds } : {}),
       },
     });
+  }
+  // Only a client-made cursor reaches Prisma unchecked (every other input passes zod first).
+  if (causes(error).some((cause) => cause instanceof Error && cause.name === 'PrismaClientValidationError')) {
+    return new GraphQLError('Invalid cursor', { extensions: { code: 'BAD_USER_INPUT' } });
+  }
+  // Yoga parses GET `variables` and `extensions` itself and lets a JSON SyntaxError through.
+  if (causes(error).some((cause) => cause instanceof SyntaxError)) {
+    return new GraphQLError('Invalid JSON in request parameters', { extensions: { code: 'BAD_REQUEST', http: { status: 400 } } });
   }
   // graphql-js and Pothos wrap a client's mistake (a mistyped variable, a bad cursor) in another
   // GraphQLError: a chain of GraphQL errors only is the client's, anything else in it is ours.

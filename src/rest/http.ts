@@ -21,7 +21,10 @@ export function errorResponse(error: unknown, requestId: string): Response {
 /** A JSON (or, for OAuth2 clients, form-encoded) body; malformed input is FastAPI's 422. */
 export async function readBody(request: Request, { acceptForm = false } = {}): Promise<unknown> {
   const type = request.headers.get('content-type') ?? '';
-  const bytes = await request.arrayBuffer();
+  // Bun stops reading an undeclared (chunked) body at the server's cap and throws here.
+  const bytes = await request.arrayBuffer().catch(() => {
+    throw new AppError('PAYLOAD_TOO_LARGE', 'Request body too large');
+  });
   // A declared length over the cap was refused at the edge; this catches an undeclared one.
   if (bytes.byteLength > MAX_BODY_BYTES) throw new AppError('PAYLOAD_TOO_LARGE', 'Request body too large');
   const text = decodeUtf8(bytes);

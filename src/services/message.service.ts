@@ -5,7 +5,7 @@ import { botPrompt } from './bot.service';
 import type { ChatService } from './chat.service';
 import { MessageWriter } from './message-writer';
 import type { MessageEvent, PubSub } from './pubsub';
-import { historyQuery, idSchema, parseChatId, parseInput, sendMessageInput } from './validation';
+import { cursorSchema, historyQuery, parseChatId, parseInput, sendMessageInput } from './validation';
 
 /** History shows finished messages: not an answer still streaming, nor one that failed. */
 export const VISIBLE_STATUSES = ['complete', 'stopped'];
@@ -81,7 +81,7 @@ export class MessageService {
    */
   async subscribe(reader: PublicUser, chatId: unknown, after?: unknown): Promise<AsyncIterable<MessageEvent>> {
     const id = parseChatId(chatId);
-    const afterId = after === undefined || after === null ? null : parseInput(idSchema, after, 'query');
+    const afterId = after === undefined || after === null ? null : parseInput(cursorSchema, after, 'query');
     await this.chats.requireParticipant(reader.id, id);
     const live = this.pubsub.subscribe('chat:message', id);
     if (afterId === null) return live;

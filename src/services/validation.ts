@@ -23,6 +23,8 @@ const integer = (min: number, max: number) =>
   );
 
 export const idSchema = integer(1, MAX_ID);
+/** A catch-up cursor: the last message id a client has, 0 for everything from the start. */
+export const cursorSchema = integer(0, MAX_ID);
 
 /**
  * Text that every engine stores exactly as sent. A lone surrogate is stored as U+FFFD, so the live
@@ -83,7 +85,7 @@ export const historyQuery = z.object({
 export const wsFrame = z.discriminatedUnion(
   'type',
   [
-    z.object({ type: z.literal('join'), chat_id: idSchema, after: idSchema.optional() }),
+    z.object({ type: z.literal('join'), chat_id: idSchema, after: cursorSchema.optional() }),
     z.object({ type: z.literal('message'), chat_id: idSchema, content: contentSchema }),
     z.object({ type: z.literal('typing'), chat_id: idSchema }),
     z.object({ type: z.literal('leave'), chat_id: idSchema }),
