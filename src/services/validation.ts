@@ -96,7 +96,9 @@ export const wsFrame = z.discriminatedUnion(
 export type WsFrame = z.output<typeof wsFrame>;
 
 /** The one id rule for a chat named in a path or an argument; errors locate it as `chat_id`. */
-export const parseChatId = (value: unknown): number => parseInput(z.object({ chat_id: idSchema }), { chat_id: value }, 'path').chat_id;
+// Built once: zod compiles an object schema on first use, and this one is on every message's path.
+const chatIdInput = z.object({ chat_id: idSchema });
+export const parseChatId = (value: unknown): number => parseInput(chatIdInput, { chat_id: value }, 'path').chat_id;
 
 /** One entry of FastAPI's 422 body: `{"detail": [{type, loc, msg}]}`. */
 export interface ValidationIssue {
