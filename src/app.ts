@@ -8,7 +8,7 @@ import type { Server, WebSocketHandler } from 'bun';
 import type { Config } from './config';
 import type { Database } from './db/client';
 import { openDatabase } from './db/client';
-import { bodyTooLarge, preflight, secure } from './http-edge';
+import { bodyTooLarge, MAX_BODY_BYTES, preflight, secure } from './http-edge';
 import { handleRest } from './rest/router';
 import { schema } from './schema';
 import type { Context } from './schema/context';
@@ -51,12 +51,15 @@ export interface AppOptions {
 export const GRAPHQL_LIMITS = { depth: 8, aliases: 15, tokens: 1000, directives: 10, cost: 50_000 } as const;
 
 /**
- * The request with its body checked as UTF-8, as REST bodies are (src/rest/http.ts): otherwise a
- * stray byte would be stored as U+FFFD, unlike what the client sent. A 400 response when it is not.
+ * The request with its body checked as REST bodies are (src/rest/http.ts): within the size cap, and
+ * valid UTF-8, as otherwise a stray byte would be stored as U+FFFD, unlike what the client sent.
+ * A 413 or 400 response when it is not.
  */
 async function withStrictUtf8Body(request: Request): Promise<Request | Response> {
   if (request.method !== 'POST') return request;
-  const bytes = await request.arrayBuffer();
+  const bytes = await request.arrayBuffer().catch(() => null);
+  // An undeclared length is counted here (Bun's own cap stops a chunked body on the real server).
+  if (!bytes || bytes.byteLength > MAX_BODY_BYTES) return Response.json({ detail: 'Request body too large' }, { status: 413 });
   try {
     strictUtf8.decode(bytes);
   } catch {

@@ -786,8 +786,8 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, () => {
           if (response.status < 400) findings.add(kase.label, `status ${response.status}, not JSON: ${text.slice(0, 200)}`, input);
           continue;
         }
-        // A read may succeed; a mutation never may.
-        if (!body.errors?.length && /mutation/.test(input)) findings.add(kase.label, `accepted: ${text.slice(0, 200)}`, input);
+        // A read may succeed; a mutation never may (a 4xx refusal, such as 413, need not be GraphQL-shaped).
+        if (response.status < 400 && !body.errors?.length && /mutation/.test(input)) findings.add(kase.label, `accepted: ${text.slice(0, 200)}`, input);
         const masked = (body.errors ?? []).filter((error) => error.extensions?.code === 'INTERNAL_SERVER_ERROR');
         if (masked.length === 0) continue;
         const causes = logged.flat().map((value) => (value instanceof Error ? `${value.message} ${String((value as { originalError?: unknown }).originalError ?? '')}` : String(value)));
