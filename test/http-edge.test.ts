@@ -447,7 +447,7 @@ describe('error responses leak nothing', () => {
     const chats = prod.app.services.chats;
     const original = chats.listFor;
     chats.listFor = () => {
-      throw new Error(`argon2 failed with ${secretKey}\n    at listFor (/work/main/node_modules/x/index.js:1:1)`);
+      throw new Error(`argon2 failed with ${secretKey}\n    at listFor (/srv/app/node_modules/x/index.js:1:1)`);
     };
     try {
       const rest = await prod.request('/api/chats', { token: prodUser.token });
