@@ -8,7 +8,7 @@ import type { Server, WebSocketHandler } from 'bun';
 import type { Config } from './config';
 import type { Database } from './db/client';
 import { openDatabase } from './db/client';
-import { bodyTooLarge, MAX_BODY_BYTES, preflight, secure } from './http-edge';
+import { bodyTooLarge, preflight, readBodyText, secure } from './http-edge';
 import { handleRest } from './rest/router';
 import { schema } from './schema';
 import type { Context } from './schema/context';
@@ -50,25 +50,17 @@ export interface AppOptions {
 // dozen fields on each chat costs 22,345 (measured); the limit admits that and refuses wider or nested pages.
 export const GRAPHQL_LIMITS = { depth: 8, aliases: 15, tokens: 1000, directives: 10, cost: 50_000 } as const;
 
-/**
- * The request with its body checked as REST bodies are (src/rest/http.ts): within the size cap, and
- * valid UTF-8, as otherwise a stray byte would be stored as U+FFFD, unlike what the client sent.
- * A 413 or 400 response when it is not.
- */
-async function withStrictUtf8Body(request: Request): Promise<Request | Response> {
+/** The request with its body read as REST reads bodies (`readBodyText`); a 413 or 400 when that refuses it. */
+async function withCheckedBody(request: Request): Promise<Request | Response> {
   if (request.method !== 'POST') return request;
-  const bytes = await request.arrayBuffer().catch(() => null);
-  // An undeclared length is counted here (Bun's own cap stops a chunked body on the real server).
-  if (!bytes || bytes.byteLength > MAX_BODY_BYTES) return Response.json({ detail: 'Request body too large' }, { status: 413 });
   try {
-    strictUtf8.decode(bytes);
-  } catch {
-    return Response.json({ errors: [{ message: 'Invalid UTF-8 in request body', extensions: { code: 'BAD_REQUEST' } }] }, { status: 400 });
+    return new Request(request, { body: await readBodyText(request) });
+  } catch (error) {
+    if (!(error instanceof AppError)) throw error;
+    if (error.code === 'PAYLOAD_TOO_LARGE') return Response.json({ detail: error.message }, { status: 413 });
+    return Response.json({ errors: [{ message: error.message, extensions: { code: 'BAD_REQUEST' } }] }, { status: 400 });
   }
-  return new Request(request, { body: bytes });
 }
-
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** Armor's refusals reported as validation errors: a 400 with GRAPHQL_VALIDATION_FAILED, like any other. */
 const asValidationError = {
@@ -133,7 +125,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         const data: GraphqlSocketData = { kind: 'graphql', user: null };
         return server.upgrade(request, { data }) ? undefined : new Response('Upgrade Required', { status: 426 });
       }
-      const checked = await withStrictUtf8Body(request);
+      const checked = await withCheckedBody(request);
       return checked instanceof Response ? checked : yoga.fetch(checked, { clientAddress });
     }
     return (await handleRest(request, url, services, clientAddress)) ?? Response.json({ detail: 'Not Found' }, { status: 404 });

@@ -1,3 +1,6 @@
+import { AppError } from './services/errors';
+import type { ValidationIssue } from './services/validation';
+
 /**
  * What every HTTP response passes through, whichever adapter made it: CORS (one policy for REST
  * and GraphQL), the usual security headers, and the request body cap.
@@ -57,6 +60,25 @@ function varyOnOrigin(headers: Headers): void {
   const vary = headers.get('vary');
   if (!vary) headers.set('Vary', 'Origin');
   else if (!vary.split(',').some((name) => ['origin', '*'].includes(name.trim().toLowerCase()))) headers.set('Vary', `${vary}, Origin`);
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * A request's body as text, read the one way REST and GraphQL both read it: within the cap (Bun
+ * stops an undeclared, chunked body at the server's cap and throws; in-process it is counted here),
+ * and strictly as UTF-8, refusing invalid bytes instead of storing U+FFFD in their place.
+ * Throws PAYLOAD_TOO_LARGE, or BAD_USER_INPUT with FastAPI's `json_invalid` issue.
+ */
+export async function readBodyText(request: Request): Promise<string> {
+  const bytes = await request.arrayBuffer().catch(() => null);
+  if (!bytes || bytes.byteLength > MAX_BODY_BYTES) throw new AppError('PAYLOAD_TOO_LARGE', 'Request body too large');
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    const issue: ValidationIssue = { type: 'json_invalid', loc: ['body', 0], msg: 'Invalid UTF-8 in request body' };
+    throw new AppError('BAD_USER_INPUT', 'Invalid UTF-8 in request body', [issue]);
+  }
 }
 
 /** A declared body over the cap is refused before anything reads it. */

@@ -1,4 +1,4 @@
-import { MAX_BODY_BYTES } from '../http-edge';
+import { readBodyText } from '../http-edge';
 import { AppError } from '../services/errors';
 import type { ValidationIssue } from '../services/validation';
 
@@ -21,13 +21,7 @@ export function errorResponse(error: unknown, requestId: string): Response {
 /** A JSON (or, for OAuth2 clients, form-encoded) body; malformed input is FastAPI's 422. */
 export async function readBody(request: Request, { acceptForm = false } = {}): Promise<unknown> {
   const type = request.headers.get('content-type') ?? '';
-  // Bun stops reading an undeclared (chunked) body at the server's cap and throws here.
-  const bytes = await request.arrayBuffer().catch(() => {
-    throw new AppError('PAYLOAD_TOO_LARGE', 'Request body too large');
-  });
-  // A declared length over the cap was refused at the edge; this catches an undeclared one.
-  if (bytes.byteLength > MAX_BODY_BYTES) throw new AppError('PAYLOAD_TOO_LARGE', 'Request body too large');
-  const text = decodeUtf8(bytes);
+  const text = await readBodyText(request);
   if (acceptForm && type.startsWith('application/x-www-form-urlencoded')) {
     return Object.fromEntries(new URLSearchParams(text));
   }
@@ -36,20 +30,5 @@ export async function readBody(request: Request, { acceptForm = false } = {}): P
   } catch {
     const issue: ValidationIssue = { type: 'json_invalid', loc: ['body', 0], msg: 'JSON decode error' };
     throw new AppError('BAD_USER_INPUT', 'JSON decode error', [issue]);
-  }
-}
-
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
-
-/**
- * The body as UTF-8, refusing invalid bytes (422) instead of storing U+FFFD in their place, as
- * `request.text()` would: the original's JSON parser refused them too.
- */
-function decodeUtf8(bytes: ArrayBuffer): string {
-  try {
-    return strictUtf8.decode(bytes);
-  } catch {
-    const issue: ValidationIssue = { type: 'json_invalid', loc: ['body', 0], msg: 'Invalid UTF-8 in request body' };
-    throw new AppError('BAD_USER_INPUT', 'Invalid UTF-8 in request body', [issue]);
   }
 }
