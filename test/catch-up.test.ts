@@ -68,12 +68,18 @@ describe('/ws join with after', () => {
 
   test('leave stops the catch-up stream', async () => {
     const seen = await send('before leave test');
+    // Alice stays in the room: once her socket has the next message, this process has delivered it
+    // (over Redis, delivery can otherwise trail the HTTP answer and land after bob's rejoin).
+    const witness = kit.chat(alice.token);
+    await witness.opened;
+    await witness.join(chatId);
     const socket = kit.chat(bob.token);
     await socket.opened;
     socket.send({ type: 'join', chat_id: chatId, after: seen });
     await socket.sync();
     await socket.leave(chatId);
     const unseen = await send('after leaving');
+    await witness.next((frame) => frame.type === 'message' && frame.message_id === unseen);
     await socket.join(chatId);
     const marker = await send('after rejoining');
     await socket.next((frame) => frame.type === 'message' && frame.message_id === marker);
