@@ -8,7 +8,7 @@ import type { ChatService } from './chat.service';
 import { AppError, RateLimitedError } from './errors';
 import type { BotStreamEvent, PubSub } from './pubsub';
 import { TokenBucket } from './rate-limit';
-import { listen } from './listen';
+import { listen, replayThenLive } from './listen';
 import type { RoomLock } from './room-lock';
 import { publicUserSelect } from './auth.service';
 import { parseChatId } from './validation';
@@ -136,19 +136,11 @@ export class BotService {
   async subscribe(reader: PublicUser, chatId: unknown): Promise<AsyncIterable<BotStreamEvent>> {
     const id = parseChatId(chatId);
     await this.chats.requireParticipant(reader.id, id);
-    const iterator = this.pubsub.subscribe('chat:bot', id)[Symbol.asyncIterator]();
-    // Asking for the first event starts the subscription; the snapshot taken in the same tick then
-    // holds exactly what it will not receive.
-    const first = iterator.next();
-    const snapshot = this.progress(id);
-    return (async function* () {
-      try {
-        if (snapshot?.text) yield { chatId: id, messageId: snapshot.messageId, chunk: snapshot.text, isComplete: false };
-        for (let next = await first; !next.done; next = await iterator.next()) yield next.value;
-      } finally {
-        await iterator.return?.();
-      }
-    })();
+    // The snapshot is taken in the tick listening starts: it holds exactly what the stream will not.
+    return replayThenLive(this.pubsub.subscribe('chat:bot', id), () => {
+      const snapshot = this.progress(id);
+      return snapshot?.text ? [{ chatId: id, messageId: snapshot.messageId, chunk: snapshot.text, isComplete: false }] : [];
+    });
   }
 
   /** Settles when every queued answer has finished: for shutdown and tests. */

@@ -3,6 +3,7 @@ import type { PublicUser } from './auth.service';
 import type { BotService } from './bot.service';
 import { botPrompt } from './bot.service';
 import type { ChatService } from './chat.service';
+import { replayThenLive } from './listen';
 import { MessageWriter } from './message-writer';
 import type { MessageEvent, PubSub } from './pubsub';
 import { cursorSchema, historyQuery, parseChatId, parseInput, sendMessageInput } from './validation';
@@ -85,32 +86,17 @@ export class MessageService {
     await this.chats.requireParticipant(reader.id, id);
     const live = this.pubsub.subscribe('chat:message', id);
     if (afterId === null) return live;
-    const iterator = live[Symbol.asyncIterator]();
-    // Listening starts before the missed messages are read, so one published in between is in
-    // either list (or both: the id check drops the copy), never in neither.
-    const firstLive = iterator.next();
-    const missed = await this.db.message.findMany({
-      where: { chatId: id, id: { gt: afterId }, status: { in: VISIBLE_STATUSES } },
-      orderBy: { id: 'asc' },
-      take: CATCH_UP_LIMIT,
-      select: messageSelect,
-    });
-    return (async function* () {
-      let lastSent = afterId;
-      try {
-        for (const row of missed) {
-          lastSent = row.id;
-          yield toEvent(row);
-        }
-        for (let next = await firstLive; !next.done; next = await iterator.next()) {
-          if (next.value.id <= lastSent) continue;
-          lastSent = next.value.id;
-          yield next.value;
-        }
-      } finally {
-        await iterator.return?.();
-      }
-    })();
+    const missed = () =>
+      this.db.message
+        .findMany({
+          where: { chatId: id, id: { gt: afterId }, status: { in: VISIBLE_STATUSES } },
+          orderBy: { id: 'asc' },
+          take: CATCH_UP_LIMIT,
+          select: messageSelect,
+        })
+        .then((rows) => rows.map(toEvent));
+    // A live message the replay already held is dropped by id.
+    return replayThenLive(live, missed, (event, replayed) => event.id > (replayed.at(-1)?.id ?? afterId));
   }
 
   async subscribeTyping(reader: PublicUser, chatId: unknown) {
