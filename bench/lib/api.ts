@@ -78,8 +78,8 @@ export async function seedUsers(dbPath: string, template: BenchUser, prefix: str
   try {
     db.exec('PRAGMA busy_timeout = 10000');
     const insert = db.prepare<{ id: number }, [string, string, number]>(
-      `INSERT INTO users (username, email, hashed_password, created_at)
-       SELECT ?1, ?2, hashed_password, created_at FROM users WHERE id = ?3 RETURNING id`,
+      `INSERT INTO users (username, username_key, email, hashed_password, created_at)
+       SELECT ?1, lower(?1), ?2, hashed_password, created_at FROM users WHERE id = ?3 RETURNING id`,
     );
     const rows = db.transaction(() =>
       Array.from({ length: count }, (_, i) => {

@@ -39,7 +39,8 @@ export class AuthService {
    */
   async register(input: unknown): Promise<PublicUser> {
     const { username, email, password } = parseInput(registerInput, input);
-    if (await this.db.user.findUnique({ where: { username }, select: { id: true } })) {
+    const usernameKey = username.toLowerCase();
+    if (await this.db.user.findUnique({ where: { usernameKey }, select: { id: true } })) {
       throw new AppError('CONFLICT', 'Username already registered');
     }
     if (await this.db.user.findUnique({ where: { email }, select: { id: true } })) {
@@ -47,7 +48,7 @@ export class AuthService {
     }
     const hashedPassword = await Bun.password.hash(password, HASH_OPTIONS);
     try {
-      return await this.db.user.create({ data: { username, email, hashedPassword }, select: publicUserSelect });
+      return await this.db.user.create({ data: { username, usernameKey, email, hashedPassword }, select: publicUserSelect });
     } catch (error) {
       // Two registrations raced past the checks above; the unique index decided.
       if (isUniqueViolation(error)) throw new AppError('CONFLICT', 'Username already registered');
@@ -59,7 +60,7 @@ export class AuthService {
   async login(input: unknown, clientAddress: string | null): Promise<{ user: PublicUser; token: string }> {
     const { username, password } = parseInput(loginInput, input);
     this.throttle.check(username, clientAddress);
-    const found = await this.db.user.findUnique({ where: { username: username.trim() } });
+    const found = await this.db.user.findUnique({ where: { usernameKey: username.trim().toLowerCase() } });
     const valid = await Bun.password.verify(password, found?.hashedPassword ?? (await this.decoyHash));
     if (!found || !valid) {
       this.throttle.recordFailure(username, clientAddress);

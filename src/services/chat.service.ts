@@ -44,7 +44,7 @@ export class ChatService {
     const id = parseChatId(chatId);
     const { username } = parseInput(inviteInput, input);
     const chat = await this.requireParticipant(inviter.id, id);
-    const invitee = await this.db.user.findUnique({ where: { username }, select: { id: true, username: true } });
+    const invitee = await this.db.user.findUnique({ where: { usernameKey: username.trim().toLowerCase() }, select: { id: true, username: true } });
     if (!invitee) throw new UserNotFoundError();
     await this.db.chatParticipant.upsert({
       where: { chatId_userId: { chatId: id, userId: invitee.id } },
