@@ -8,6 +8,7 @@ import type { TestApp, TestUser } from './support/app';
 import { createTestApp, signUp } from './support/app';
 import type { FakeGemini, FakeGeminiReply, FakeGeminiRequest } from './support/fake-gemini';
 import { startFakeGemini } from './support/fake-gemini';
+import { watchSubscriptions } from './support/sockets';
 
 /**
  * `/bot` end to end: a real server on a port, the fake Gemini speaking the real wire format,
@@ -158,21 +159,10 @@ interface GqlBotEvent {
   stopped: boolean;
 }
 
-/** Resolves once the app has created a pub/sub subscription to (`topic`, `id`): graphql-ws has no ack for subscriptions. */
+/** Resolves once the app has registered (and the bus confirmed) a listener of (`topic`, `id`): graphql-ws has no ack for subscriptions. */
 function subscriptionCreated(t: TestApp, topic: string, id: number): Promise<void> {
-  const pubsub = t.app.services.pubsub;
-  const original = pubsub.subscribe;
-  const created = new Promise<void>((resolve) => {
-    pubsub.subscribe = ((...args: Parameters<typeof original>) => {
-      const subscription = original.apply(pubsub, args);
-      if (args[0] === topic && args[1] === id) {
-        pubsub.subscribe = original;
-        resolve();
-      }
-      return subscription;
-    }) as typeof original;
-  });
-  return within(created, `a subscription to ${topic} ${id}`).finally(() => (pubsub.subscribe = original));
+  const watcher = watchSubscriptions(t.app.services);
+  return watcher.next(topic, id).finally(() => watcher.restore());
 }
 
 /** Every `chat:bot` event of a chat as the service publishes it, for ordering checks. */

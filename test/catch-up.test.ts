@@ -20,7 +20,7 @@ let chatId: number;
 beforeAll(async () => {
   t = await createTestApp();
   server = t.listen();
-  kit = socketKit(server, t.app.services.pubsub);
+  kit = socketKit(server, t.app.services);
   [alice, bob, outsider] = await Promise.all([signUp(t), signUp(t), signUp(t)]);
   const chat = await (await t.request('/api/chats', { method: 'POST', token: alice.token, json: { name: 'catch-up', is_group: true } })).json();
   chatId = chat.id;

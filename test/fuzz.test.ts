@@ -222,7 +222,7 @@ const counts = async () => {
 beforeAll(async () => {
   t = await createTestApp();
   server = t.listen();
-  kit = socketKit(server, t.app.services.pubsub);
+  kit = socketKit(server, t.app.services);
   [owner, stranger] = await Promise.all([signUp(t, `fuzz-owner-${crypto.randomUUID().slice(0, 8)}`), signUp(t, `fuzz-stranger-${crypto.randomUUID().slice(0, 8)}`)]);
   const created = await t.request('/api/chats', { method: 'POST', token: owner.token, json: { name: 'fuzz room', is_group: true } });
   room = ((await created.json()) as { id: number }).id;

@@ -35,7 +35,7 @@ const unique = (label: string) => `${label}-${++seq}-${Math.random().toString(36
 beforeAll(async () => {
   t = await createTestApp();
   server = t.listen();
-  kit = socketKit(server, t.app.services.pubsub);
+  kit = socketKit(server, t.app.services);
   [alice, bob, mallory] = await Promise.all([signUp(t), signUp(t), signUp(t)]);
   roomA = (await ok(await t.request('/api/chats', { method: 'POST', token: alice.token, json: { name: ROOM_A_NAME, is_group: true } }))).id;
   await ok(await t.request(`/api/chats/${roomA}/invite`, { method: 'POST', token: alice.token, json: { username: bob.username } }));

@@ -18,7 +18,7 @@ let kit: SocketKit;
 beforeAll(async () => {
   t = await createTestApp();
   server = t.listen();
-  kit = socketKit(server, t.app.services.pubsub);
+  kit = socketKit(server, t.app.services);
 });
 afterEach(() => kit.closeAll());
 afterAll(async () => {
@@ -450,7 +450,7 @@ describe('/ws rate limit', () => {
   beforeAll(async () => {
     limited = await createTestApp({ WS_RATE_LIMIT: '5' });
     limitedServer = limited.listen();
-    limitedKit = socketKit(limitedServer, limited.app.services.pubsub);
+    limitedKit = socketKit(limitedServer, limited.app.services);
   });
   afterEach(() => limitedKit.closeAll());
   afterAll(async () => {
@@ -656,7 +656,7 @@ describe('/ws disconnect during a join', () => {
       return result;
     };
     const ownServer = own.listen();
-    const ownKit = socketKit(ownServer, own.app.services.pubsub);
+    const ownKit = socketKit(ownServer, own.app.services);
     try {
       const alice = await signUp(own);
       const bob = await signUp(own);

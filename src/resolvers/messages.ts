@@ -1,4 +1,6 @@
+import { GraphQLError } from 'graphql';
 import { builder } from '../schema/builder';
+import { CATCH_UP_LIMIT, isHistoryGap } from '../services/message.service';
 import { TypingEventRef } from '../schema/events';
 import { MessageRef } from '../schema/message';
 
@@ -22,10 +24,19 @@ builder.mutationFields((t) => ({
 builder.subscriptionFields((t) => ({
   messageAdded: t.field({
     type: MessageRef,
-    description: 'New messages in a chat. With `after` (the last message id you have), missed messages come first.',
+    description:
+      'New messages in a chat. With `after` (the last message id you have), missed messages come first. When more than 1,000 were missed, ' +
+      'the first event is an error with code HISTORY_GAP and `extensions.before`: the messages between `after` and `before` are not replayed; page them from `chat.messages`.',
     args: { chatId: t.arg.id({ required: true }), after: t.arg.id() },
     subscribe: async (_root, args, context) => context.services.messages.subscribe(await context.viewer(), args.chatId, args.after),
-    resolve: (event) => event,
+    resolve: (event) => {
+      if (isHistoryGap(event)) {
+        throw new GraphQLError(`More than ${CATCH_UP_LIMIT} messages were missed: page the ones before ${event.before} from the history`, {
+          extensions: { code: 'HISTORY_GAP', after: String(event.after), before: String(event.before) },
+        });
+      }
+      return event;
+    },
   }),
   typing: t.field({
     type: TypingEventRef,

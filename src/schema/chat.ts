@@ -1,4 +1,4 @@
-import { VISIBLE_STATUSES } from '../services/message.service';
+import { VISIBLE_STATUSES } from '../services/room-feed';
 import { builder } from './builder';
 import { UserRef } from './user';
 

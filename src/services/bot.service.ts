@@ -7,8 +7,9 @@ import { buildContents, systemInstruction } from './bot-context';
 import type { ChatService } from './chat.service';
 import { AppError, RateLimitedError } from './errors';
 import type { BotStreamEvent, PubSub } from './pubsub';
+import { boundedRepeater } from './pubsub';
 import { TokenBucket } from './rate-limit';
-import { listen, replayThenLive } from './listen';
+import type { RoomFeeds } from './room-feed';
 import type { RoomLock } from './room-lock';
 import { publicUserSelect } from './auth.service';
 import { parseChatId } from './validation';
@@ -55,6 +56,7 @@ export class BotService {
     private readonly pubsub: PubSub,
     private readonly config: Pick<Config, 'gemini' | 'bot' | 'limits'>,
     private readonly roomLock: RoomLock,
+    private readonly feeds: RoomFeeds,
   ) {
     const { apiKey, baseUrl } = config.gemini;
     this.gemini = apiKey ? new GoogleGenAI({ apiKey, httpOptions: baseUrl ? { baseUrl } : undefined }) : null;
@@ -133,14 +135,10 @@ export class BotService {
   }
 
   /** Bot stream events for a participant, starting with the text so far of a running answer. */
-  async subscribe(reader: PublicUser, chatId: unknown): Promise<AsyncIterable<BotStreamEvent>> {
+  async subscribe(reader: PublicUser, chatId: unknown): Promise<AsyncIterableIterator<BotStreamEvent>> {
     const id = parseChatId(chatId);
     await this.chats.requireParticipant(reader.id, id);
-    // The snapshot is taken in the tick listening starts: it holds exactly what the stream will not.
-    return replayThenLive(this.pubsub.subscribe('chat:bot', id), () => {
-      const snapshot = this.progress(id);
-      return snapshot?.text ? [{ chatId: id, messageId: snapshot.messageId, chunk: snapshot.text, isComplete: false }] : [];
-    });
+    return boundedRepeater((onEvent) => this.feeds.onBot(id, onEvent, { textSoFar: true }));
   }
 
   /** Settles when every queued answer has finished: for shutdown and tests. */
@@ -217,7 +215,11 @@ export class BotService {
     });
     const answer: RunningAnswer = { messageId, text: '', controller: new AbortController() };
     this.running.set(chatId, answer);
-    const stopRequests = listen(this.pubsub.subscribe('chat:stop', chatId), (request) => {
+    // Keeps the room's feed open while the answer runs, so a reader arriving mid-answer (on any
+    // instance's bus) is given the text so far exactly as it was delivered, then the rest.
+    const roomFeed = this.feeds.onBot(chatId, () => {});
+    await roomFeed.ready.catch(() => {});
+    const stopRequests = this.pubsub.on('chat:stop', chatId, (request) => {
       if (request.messageId === messageId) answer.controller.abort(new AnswerStopped());
     });
     const publish = (event: Omit<BotStreamEvent, 'chatId' | 'messageId'>) => this.pubsub.publish('chat:bot', chatId, { chatId, messageId, ...event });
@@ -239,12 +241,16 @@ export class BotService {
       }
     } finally {
       this.running.delete(chatId);
-      stopRequests();
+      stopRequests.stop();
     }
-    // Stopped before a word was written: nothing to keep in the history.
-    if (status === 'stopped' && answer.text === '') status = 'failed';
-    await this.db.message.update({ where: { id: messageId }, data: { content: answer.text, status } });
-    publish({ chunk: '', isComplete: true, fullResponse: answer.text, error, stopped: status === 'stopped' || undefined });
+    try {
+      // Stopped before a word was written: nothing to keep in the history.
+      if (status === 'stopped' && answer.text === '') status = 'failed';
+      await this.db.message.update({ where: { id: messageId }, data: { content: answer.text, status } });
+      publish({ chunk: '', isComplete: true, fullResponse: answer.text, error, stopped: status === 'stopped' || undefined });
+    } finally {
+      roomFeed.stop();
+    }
   }
 
   private get budget() {

@@ -1,51 +1,56 @@
-/**
- * Runs `onEvent` for each event of a pub/sub subscription until the returned stop function is
- * called. Transports use it to bridge a topic to their sockets.
- */
-export function listen<T>(events: AsyncIterable<T>, onEvent: (event: T) => void): () => void {
-  const iterator = events[Symbol.asyncIterator]();
-  let stopped = false;
-  void (async () => {
-    for (;;) {
-      const next = await iterator.next();
-      // An async generator answers `return()` only after its pending `next()`: drop that event.
-      if (next.done || stopped) return;
-      try {
-        onEvent(next.value);
-      } catch (error) {
-        console.error('event delivery failed', error);
-      }
-    }
-  })();
-  return () => {
-    stopped = true;
-    void iterator.return?.();
-  };
-}
+import { Repeater } from 'graphql-yoga';
+import type { Listening } from './pubsub';
+import { SlowSubscriberError, SUBSCRIBER_QUEUE_LIMIT } from './pubsub';
 
 /**
  * A subscription that first yields what happened before it started, then live events, with no gap:
- * listening starts before `readEarlier` runs (synchronously at first), so an event published
- * meanwhile is in one list or both, never in neither; `keepLive` drops the live copy of what was
- * already yielded. Used for catch-up by cursor and for a bot answer joined mid-stream.
+ * listening starts (and, across instances, is confirmed) before `readEarlier` runs, so an event
+ * published meanwhile is in one list or both, never in neither. A live event whose `keyOf` matches
+ * one already yielded from the replay is dropped: de-duplicated by what was actually replayed, not
+ * by id order (PostgreSQL may commit a lower id after a higher one). Used for catch-up by cursor
+ * and for a bot answer joined mid-stream.
+ *
+ * Everything it acquires belongs to the returned Repeater: released when the reader returns (even
+ * before the first event), when the replay fails, or when the reader falls too far behind.
  */
-export async function replayThenLive<T>(
-  live: AsyncIterable<T>,
+export function replayThenLive<T>(
+  listen: (onEvent: (event: T) => void) => Listening,
   readEarlier: () => T[] | Promise<T[]>,
-  keepLive: (event: T, earlier: T[]) => boolean = () => true,
-): Promise<AsyncIterable<T>> {
-  const iterator = live[Symbol.asyncIterator]();
-  // Asking for the first event is what starts the subscription.
-  const firstLive = iterator.next();
-  const earlier = await readEarlier();
-  return (async function* () {
-    try {
-      yield* earlier;
-      for (let next = await firstLive; !next.done; next = await iterator.next()) {
-        if (keepLive(next.value, earlier)) yield next.value;
+  keyOf: (event: T) => unknown = () => undefined,
+): Repeater<T> {
+  return new Repeater<T>(async (push, stop) => {
+    let unread = 0;
+    let limit = SUBSCRIBER_QUEUE_LIMIT;
+    const send = (event: T) => {
+      if (unread >= limit) {
+        stop(new SlowSubscriberError());
+        return;
       }
+      unread++;
+      void push(event).then(() => unread--);
+    };
+    let replayed: Set<unknown> | null = null;
+    const heldDuringReplay: T[] = [];
+    const listening = listen((event) => {
+      if (replayed === null) {
+        if (heldDuringReplay.length >= SUBSCRIBER_QUEUE_LIMIT) stop(new SlowSubscriberError());
+        else heldDuringReplay.push(event);
+      } else if (!replayed.has(keyOf(event))) {
+        send(event);
+      }
+    });
+    try {
+      await listening.ready;
+      const earlier = await readEarlier();
+      limit += earlier.length;
+      for (const event of earlier) send(event);
+      replayed = new Set(earlier.map(keyOf).filter((key) => key !== undefined));
+      for (const event of heldDuringReplay.splice(0)) if (!replayed.has(keyOf(event))) send(event);
+      await stop;
+    } catch (error) {
+      stop(error);
     } finally {
-      await iterator.return?.();
+      listening.stop();
     }
-  })();
+  });
 }

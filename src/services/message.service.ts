@@ -3,32 +3,32 @@ import type { PublicUser } from './auth.service';
 import type { BotService } from './bot.service';
 import { botPrompt } from './bot.service';
 import type { ChatService } from './chat.service';
+import { AppError } from './errors';
 import { replayThenLive } from './listen';
 import { MessageWriter } from './message-writer';
-import type { MessageEvent, PubSub } from './pubsub';
+import type { EventBus, MessageEvent, PubSub } from './pubsub';
+import { boundedRepeater } from './pubsub';
+import type { RoomFeeds } from './room-feed';
+import { messageSelect, toMessageEvent, VISIBLE_STATUSES } from './room-feed';
 import { cursorSchema, historyQuery, parseChatId, parseInput, sendMessageInput } from './validation';
 
-/** History shows finished messages: not an answer still streaming, nor one that failed. */
-export const VISIBLE_STATUSES = ['complete', 'stopped'];
-
-/** At most this many missed messages are replayed on reconnect; older ones are in the history. */
+/** At most this many missed messages are replayed on reconnect; beyond, the client is told of the gap. */
 export const CATCH_UP_LIMIT = 1000;
 
-const messageSelect = {
-  id: true,
-  chatId: true,
-  userId: true,
-  content: true,
-  isBot: true,
-  status: true,
-  replyToId: true,
-  createdAt: true,
-  user: { select: { username: true } },
-} as const;
+/**
+ * Replaces the oldest missed messages when more than CATCH_UP_LIMIT were missed: those with
+ * `after < id < before` were not replayed, and the client pages them from the history.
+ */
+export interface HistoryGap {
+  chatId: number;
+  after: number;
+  before: number;
+  gap: true;
+}
 
-type MessageRow = Omit<MessageEvent, 'username'>;
+export type CatchUpEvent = MessageEvent | HistoryGap;
 
-const toEvent = (row: MessageRow): MessageEvent => ({ ...row, username: row.user?.username ?? null });
+export const isHistoryGap = (event: CatchUpEvent): event is HistoryGap => 'gap' in event;
 
 export class MessageService {
   private readonly writer: MessageWriter;
@@ -38,6 +38,8 @@ export class MessageService {
     private readonly chats: ChatService,
     private readonly pubsub: PubSub,
     private readonly bot: BotService,
+    private readonly feeds: RoomFeeds,
+    private readonly bus: Pick<EventBus, 'available'>,
   ) {
     this.writer = new MessageWriter(db);
   }
@@ -50,6 +52,8 @@ export class MessageService {
     const id = parseChatId(chatId);
     const { content } = parseInput(sendMessageInput, input);
     await this.chats.requireParticipant(author.id, id);
+    // Refused before storing while other instances cannot hear of it: the sender retries, nothing half-delivered.
+    if (!this.bus.available()) throw new AppError('SERVICE_UNAVAILABLE', 'Messages cannot be delivered right now (Redis is unreachable): try again shortly');
     const prompt = botPrompt(content);
     if (prompt !== null) this.bot.admit(author, prompt);
     const stored = await this.writer.write({ chatId: id, userId: author.id, content });
@@ -63,6 +67,7 @@ export class MessageService {
       isBot: false,
       status: 'complete',
       replyToId: null,
+      askPending: prompt !== null,
     };
     this.pubsub.publish('chat:message', id, event);
     if (prompt !== null) void this.bot.answer(id);
@@ -78,25 +83,29 @@ export class MessageService {
 
   /**
    * The room's new messages, for a participant only. With `after` (a message id the client has),
-   * the messages it missed come first, then live ones: in id order, no duplicates, no gaps.
+   * the messages it missed come first, then live ones: in id order, each once, none skipped; when
+   * more than CATCH_UP_LIMIT were missed, a HistoryGap comes first and the newest of them follow.
    */
-  async subscribe(reader: PublicUser, chatId: unknown, after?: unknown): Promise<AsyncIterable<MessageEvent>> {
+  async subscribe(reader: PublicUser, chatId: unknown, after?: unknown): Promise<AsyncIterableIterator<CatchUpEvent>> {
     const id = parseChatId(chatId);
     const afterId = after === undefined || after === null ? null : parseInput(cursorSchema, after, 'query');
     await this.chats.requireParticipant(reader.id, id);
-    const live = this.pubsub.subscribe('chat:message', id);
-    if (afterId === null) return live;
-    const missed = () =>
-      this.db.message
-        .findMany({
-          where: { chatId: id, id: { gt: afterId }, status: { in: VISIBLE_STATUSES } },
-          orderBy: { id: 'asc' },
-          take: CATCH_UP_LIMIT,
-          select: messageSelect,
-        })
-        .then((rows) => rows.map(toEvent));
-    // A live message the replay already held is dropped by id.
-    return replayThenLive(live, missed, (event, replayed) => event.id > (replayed.at(-1)?.id ?? afterId));
+    const listen = (onEvent: (event: MessageEvent) => void) => this.feeds.onMessage(id, onEvent);
+    if (afterId === null) return boundedRepeater(listen);
+    return replayThenLive<CatchUpEvent>(listen, () => this.missed(id, afterId), (event) => (isHistoryGap(event) ? undefined : event.id));
+  }
+
+  /** The messages after `afterId`, oldest first: all of them, or a gap and the newest CATCH_UP_LIMIT. */
+  private async missed(chatId: number, afterId: number): Promise<CatchUpEvent[]> {
+    const rows = await this.db.message.findMany({
+      where: { chatId, id: { gt: afterId }, status: { in: VISIBLE_STATUSES } },
+      orderBy: { id: 'desc' },
+      take: CATCH_UP_LIMIT + 1,
+      select: messageSelect,
+    });
+    const missed = rows.slice(0, CATCH_UP_LIMIT).reverse().map(toMessageEvent);
+    if (rows.length <= CATCH_UP_LIMIT) return missed;
+    return [{ chatId, after: afterId, before: missed[0]!.id, gap: true }, ...missed];
   }
 
   async subscribeTyping(reader: PublicUser, chatId: unknown) {
@@ -116,6 +125,6 @@ export class MessageService {
       take: limit,
       select: messageSelect,
     });
-    return rows.reverse().map(toEvent);
+    return rows.reverse().map(toMessageEvent);
   }
 }

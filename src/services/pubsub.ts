@@ -1,7 +1,7 @@
-import { createRedisEventTarget } from '@graphql-yoga/redis-event-target';
-import { createPubSub } from 'graphql-yoga';
+import { Repeater } from 'graphql-yoga';
 import { Redis } from 'ioredis';
-import { ConfigError, redact } from '../config';
+import { redact } from '../config';
+import { AppError } from './errors';
 
 /** A stored message as every transport delivers it. */
 export interface MessageEvent {
@@ -15,6 +15,8 @@ export interface MessageEvent {
   isBot: boolean;
   status: string;
   replyToId: number | null;
+  /** A `/bot` ask no answer has started for yet. */
+  askPending: boolean;
   createdAt: Date;
 }
 
@@ -65,57 +67,315 @@ export type Events = {
   'user:invited': [userId: number, event: ChatInviteEvent];
 };
 
-export type PubSub = ReturnType<typeof createPubSub<Events>>;
+export type Topic = keyof Events;
+export type Payload<K extends Topic> = Events[K][1];
+
+/** One listener's registration on a topic; `stop()` releases it and is safe to call twice. */
+export interface Listening {
+  /**
+   * Settles once the bus delivers to this listener: at once in memory; across instances once
+   * Redis has confirmed the SUBSCRIBE. Rejects while Redis is unreachable (the listener stays
+   * registered and is subscribed again when Redis returns).
+   */
+  ready: Promise<void>;
+  stop: () => void;
+}
+
+/** A subscriber that let this many events queue up unread is ended rather than allowed to grow memory. */
+export const SUBSCRIBER_QUEUE_LIMIT = 1000;
+
+/** Ends a subscription whose reader fell `SUBSCRIBER_QUEUE_LIMIT` events behind. */
+export class SlowSubscriberError extends Error {
+  override name = 'SlowSubscriberError';
+  constructor() {
+    super(`Subscription ended: more than ${SUBSCRIBER_QUEUE_LIMIT} events were waiting unread`);
+  }
+}
+
+/** Where events travel: memory for one process, Redis between instances. */
+interface Transport {
+  /** Sends `payload` to every instance's listeners of `channel` (this one's included). */
+  publish(channel: string, payload: unknown): void;
+  /** First local listener of `channel`: start receiving it. */
+  open(channel: string): Promise<void>;
+  /** Last local listener of `channel` gone. */
+  close(channel: string): void;
+}
+
+type Deliver = (channel: string, payload: unknown) => void;
+
+interface Channel {
+  listeners: Set<(payload: never) => void>;
+  ready: Promise<void>;
+}
+
+const unavailable = () => new AppError('SERVICE_UNAVAILABLE', 'Real-time delivery is unavailable right now (Redis is unreachable): try again shortly');
+
+/**
+ * The typed pub/sub. Every listener runs isolated (one that throws is logged, never stops the
+ * others or the publisher), and an iterator subscriber has a bounded queue, so neither a bug nor a
+ * reader that stopped reading can take the process down or grow its memory.
+ */
+export class PubSub {
+  private readonly channels = new Map<string, Channel>();
+  private readonly transport: Transport;
+
+  constructor(makeTransport: (deliver: Deliver) => Transport) {
+    this.transport = makeTransport((channel, payload) => this.deliver(channel, payload));
+  }
+
+  publish<K extends Topic>(topic: K, id: number, payload: Payload<K>): void {
+    this.transport.publish(`${topic}:${id}`, payload);
+  }
+
+  /**
+   * Hands `payload` to this process's listeners of the topic only, as if it had arrived from the
+   * bus: for events the bus missed while Redis was unreachable, replayed from the database.
+   */
+  deliverLocally<K extends Topic>(topic: K, id: number, payload: Payload<K>): void {
+    this.deliver(`${topic}:${id}`, payload);
+  }
+
+  /** Calls `listener` with each event of the topic until `stop()`. */
+  on<K extends Topic>(topic: K, id: number, listener: (payload: Payload<K>) => void): Listening {
+    const name = `${topic}:${id}`;
+    let channel = this.channels.get(name);
+    if (!channel) {
+      channel = { listeners: new Set(), ready: this.open(name) };
+      this.channels.set(name, channel);
+    }
+    const registered = channel;
+    registered.listeners.add(listener as (payload: never) => void);
+    let stopped = false;
+    return {
+      ready: registered.ready,
+      stop: () => {
+        if (stopped) return;
+        stopped = true;
+        registered.listeners.delete(listener as (payload: never) => void);
+        if (registered.listeners.size === 0 && this.channels.get(name) === registered) {
+          this.channels.delete(name);
+          this.transport.close(name);
+        }
+      },
+    };
+  }
+
+  /**
+   * The topic's events as an async iterator for GraphQL subscriptions. It listens from its first
+   * `next()` until `return()` (even one called before any event), and ends with
+   * SlowSubscriberError when its reader falls `SUBSCRIBER_QUEUE_LIMIT` events behind.
+   */
+  subscribe<K extends Topic>(topic: K, id: number): Repeater<Payload<K>> {
+    return boundedRepeater((push) => this.on(topic, id, push));
+  }
+
+  /** Subscribes again to every channel a listener holds, after Redis lost them; settles when all are confirmed. */
+  async resubscribeAll(): Promise<void> {
+    const channels = [...this.channels];
+    for (const [name, channel] of channels) channel.ready = this.open(name);
+    await Promise.all(channels.map(([, channel]) => channel.ready));
+  }
+
+  private open(name: string): Promise<void> {
+    const ready = this.transport.open(name).catch(() => {
+      throw unavailable();
+    });
+    // Reported to whoever awaits `ready`; the registration itself stands until Redis is back.
+    ready.catch(() => {});
+    return ready;
+  }
+
+  private deliver(channel: string, payload: unknown): void {
+    const listeners = this.channels.get(channel)?.listeners;
+    if (!listeners) return;
+    for (const listener of [...listeners]) {
+      try {
+        listener(payload as never);
+      } catch (error) {
+        console.error(`pub/sub: a listener of ${channel} failed`, error);
+      }
+    }
+  }
+}
+
+/**
+ * A Repeater fed by `listen`, whose registration it releases when the reader returns, throws or
+ * falls too far behind. Pushes beyond what the reader has taken are counted, not left to
+ * Repeater's own overflow error (which would throw inside the publisher).
+ */
+export function boundedRepeater<T>(listen: (push: (value: T) => void) => Listening): Repeater<T> {
+  return new Repeater<T>(async (push, stop) => {
+    let unread = 0;
+    const listening = listen((value) => {
+      if (unread >= SUBSCRIBER_QUEUE_LIMIT) {
+        stop(new SlowSubscriberError());
+        return;
+      }
+      unread++;
+      void push(value).then(() => unread--);
+    });
+    try {
+      await stop;
+    } finally {
+      listening.stop();
+    }
+  });
+}
+
+/** Events carry Dates (`createdAt`); JSON turns them into strings, so they are revived here. */
+const reviveDates = (key: string, value: unknown): unknown => (key === 'createdAt' && typeof value === 'string' ? new Date(value) : value);
+
+/** What `/health` says of the bus: `local` (one process), `ready`, or why Redis cannot be used. */
+export type BusState = 'local' | 'ready' | 'connecting' | 'unreachable';
 
 export interface EventBus {
   pubsub: PubSub;
   /** The Redis connection for commands (the cluster-wide bot lock), when there is one. */
   redis?: Redis;
-  /** 'local' for one process, or Redis's connection state. */
-  state: () => string;
+  state: () => BusState;
+  /** Whether an event published now reaches every instance. */
+  available: () => boolean;
+  /**
+   * Calls `listener` each time Redis is usable again after an outage, with the time the outage
+   * began (events published since may have been lost to this instance's listeners).
+   */
+  onResume: (listener: (since: Date) => void) => void;
   close: () => Promise<void>;
 }
+
+/** How often each instance checks that Redis answers: a stalled Redis is found within about this. */
+const HEARTBEAT_MS = 1_000;
+/** A Redis command that takes longer than this counts as Redis being unreachable. */
+const COMMAND_TIMEOUT_MS = 2_000;
 
 /**
  * In one process the pub/sub is in memory. With REDIS_URL it runs on Redis through two clients
  * (one is held in subscriber mode), so an event published on any instance reaches every instance.
+ * The server starts and serves while Redis is down (reported by `/health`), and joins the cluster
+ * when Redis answers.
  */
 export async function createEventBus(redisUrl: string | null, prefix: string): Promise<EventBus> {
-  if (!redisUrl) return { pubsub: createPubSub<Events>(), state: () => 'local', close: async () => {} };
-  const options = { lazyConnect: true, maxRetriesPerRequest: 3 };
-  const publishClient = new Redis(redisUrl, options);
-  const subscribeClient = new Redis(redisUrl, options);
-  try {
-    await Promise.all([publishClient.connect(), subscribeClient.connect()]);
-  } catch (error) {
-    publishClient.disconnect();
-    subscribeClient.disconnect();
-    throw new ConfigError(
-      `Cannot reach Redis at ${redact(redisUrl)} (${(error as Error).message}). Start Redis, fix REDIS_URL, or unset it to run as one process.`,
-    );
+  if (!redisUrl) {
+    const pubsub = new PubSub((deliver) => ({
+      publish: (channel, payload) => deliver(channel, payload),
+      open: () => Promise.resolve(),
+      close: () => {},
+    }));
+    return { pubsub, state: () => 'local', available: () => true, onResume: () => {}, close: async () => {} };
   }
-  const eventTarget = createRedisEventTarget<CustomEvent>({ publishClient, subscribeClient, serializer: { stringify: JSON.stringify, parse: parseWithDates } });
-  return {
-    pubsub: createPubSub<Events>({ eventTarget: prefixChannels(eventTarget, prefix) }),
-    redis: publishClient,
-    state: () => publishClient.status,
-    close: async () => {
-      await Promise.all([publishClient.quit(), subscribeClient.quit()]);
-    },
-  };
+  return redisEventBus(redisUrl, prefix);
 }
 
-/** Events carry Dates (`createdAt`); JSON over Redis turns them into strings, so they are revived here. */
-const parseWithDates = (text: string): unknown =>
-  JSON.parse(text, (key, value) => (key === 'createdAt' && typeof value === 'string' ? new Date(value) : value));
+async function redisEventBus(redisUrl: string, prefix: string): Promise<EventBus> {
+  // No offline queue: while Redis is down a command fails at once instead of waiting, unbounded, in memory.
+  const options = { enableOfflineQueue: false, autoResubscribe: false, commandTimeout: COMMAND_TIMEOUT_MS, maxRetriesPerRequest: 1 };
+  const publishClient = new Redis(redisUrl, options);
+  const subscribeClient = new Redis(redisUrl, options);
+  const where = redact(redisUrl);
+  let healthy = false;
+  let everHealthy = false;
+  let outageSince: Date | null = new Date();
+  let checking = false;
+  let closed = false;
+  const resumeListeners: ((since: Date) => void)[] = [];
 
-type AnyEventTarget = ReturnType<typeof createRedisEventTarget<CustomEvent>>;
+  const markDown = (reason: string) => {
+    if (closed) return;
+    if (healthy) console.error(`Redis at ${where} is unreachable (${reason}): cross-instance delivery paused`);
+    healthy = false;
+    outageSince ??= new Date(Date.now() - HEARTBEAT_MS);
+  };
+  // Both connections report errors; the heartbeat below decides what they mean.
+  publishClient.on('error', () => {});
+  subscribeClient.on('error', () => {});
+  publishClient.on('close', () => markDown('connection closed'));
+  subscribeClient.on('close', () => markDown('connection closed'));
 
-/** The same event target with every event type (a Redis channel) under `prefix`. */
-function prefixChannels(target: AnyEventTarget, prefix: string): AnyEventTarget {
+  const pubsub = new PubSub((deliver) => {
+    subscribeClient.on('message', (channel: string, text: string) => {
+      if (!channel.startsWith(prefix)) return;
+      let payload: unknown;
+      try {
+        payload = JSON.parse(text, reviveDates);
+      } catch (error) {
+        console.error(`pub/sub: unreadable event on ${channel}`, error);
+        return;
+      }
+      deliver(channel.slice(prefix.length), payload);
+    });
+    return {
+      publish: (channel, payload) => {
+        publishClient.publish(prefix + channel, JSON.stringify(payload)).catch((error: unknown) => markDown((error as Error).message));
+      },
+      open: async (channel) => {
+        await subscribeClient.subscribe(prefix + channel);
+      },
+      close: (channel) => {
+        subscribeClient.unsubscribe(prefix + channel).catch(() => {});
+      },
+    };
+  });
+
+  /** Pings both connections; after an outage, subscribes again to every channel before announcing the resume. */
+  const heartbeat = async () => {
+    if (checking || closed) return;
+    checking = true;
+    try {
+      await Promise.all([publishClient.ping(), subscribeClient.ping()]);
+      if (!healthy) {
+        await pubsub.resubscribeAll();
+        const since = outageSince ?? new Date();
+        healthy = true;
+        outageSince = null;
+        if (everHealthy) console.log(`Redis at ${where} is reachable again: cross-instance delivery running`);
+        everHealthy = true;
+        for (const listener of resumeListeners) {
+          try {
+            listener(since);
+          } catch (error) {
+            console.error('a Redis resume listener failed', error);
+          }
+        }
+      }
+    } catch (error) {
+      markDown((error as Error).message);
+    } finally {
+      checking = false;
+    }
+  };
+  // Start-up waits for the first connection attempt (bounded), so a reachable Redis is in use from the first request.
+  const connected = (client: Redis) =>
+    new Promise<void>((resolve) => {
+      if (client.status === 'ready') return resolve();
+      const settle = () => {
+        client.off('ready', settle);
+        client.off('error', settle);
+        resolve();
+      };
+      client.on('ready', settle);
+      client.on('error', settle);
+    });
+  let startTimer: Timer | undefined;
+  await Promise.race([
+    Promise.all([connected(publishClient), connected(subscribeClient)]),
+    new Promise<void>((resolve) => (startTimer = setTimeout(resolve, COMMAND_TIMEOUT_MS))),
+  ]);
+  clearTimeout(startTimer);
+  await heartbeat();
+  if (!healthy) console.error(`Redis at ${where} is unreachable: serving without cross-instance delivery until it answers (/health reports 503 meanwhile)`);
+  const timer = setInterval(() => void heartbeat(), HEARTBEAT_MS);
+
   return {
-    addEventListener: (type, listener, options) => target.addEventListener(prefix + type, listener, options),
-    removeEventListener: (type, listener, options) => target.removeEventListener(prefix + type, listener, options),
-    dispatchEvent: (event) => target.dispatchEvent(new CustomEvent(prefix + event.type, { detail: event.detail })),
+    pubsub,
+    redis: publishClient,
+    state: () => (healthy ? 'ready' : publishClient.status === 'ready' || publishClient.status === 'connecting' ? 'connecting' : 'unreachable'),
+    available: () => healthy,
+    onResume: (listener) => resumeListeners.push(listener),
+    close: async () => {
+      closed = true;
+      clearInterval(timer);
+      await Promise.all([publishClient.quit().catch(() => publishClient.disconnect()), subscribeClient.quit().catch(() => subscribeClient.disconnect())]);
+    },
   };
 }

@@ -2,11 +2,12 @@ import type { Server, ServerWebSocket } from 'bun';
 import type { Services } from '../services';
 import type { PublicUser } from '../services/auth.service';
 import { AppError, RateLimitedError } from '../services/errors';
-import type { BotStreamEvent, MessageEvent } from '../services/pubsub';
+import type { CatchUpEvent, HistoryGap } from '../services/message.service';
+import { isHistoryGap } from '../services/message.service';
+import type { BotStreamEvent, Listening, MessageEvent } from '../services/pubsub';
 import { TokenBucket } from '../services/rate-limit';
 import type { WsFrame } from '../services/validation';
 import { parseInput, wsFrame } from '../services/validation';
-import { listen } from '../services/listen';
 
 /** What a `/ws` socket carries from its upgrade: the authenticated user, or null to refuse it. */
 export interface ChatSocketData {
@@ -15,8 +16,10 @@ export interface ChatSocketData {
   socketId: string;
   rooms: Set<number>;
   bucket: TokenBucket;
-  /** Stops the catch-up stream of each room joined with `after`. */
-  catchUps: Map<number, () => void>;
+  /** The catch-up stream of each room joined with `after`, ended when the socket leaves the room. */
+  catchUps: Map<number, AsyncIterableIterator<CatchUpEvent>>;
+  /** Catch-ups waiting for the socket's send buffer to drain; resumed on drain, leave and close. */
+  drainWaiters: (() => void)[];
   /** Settles when this socket's last join or leave has; later frames wait for it. */
   membershipChange: Promise<unknown>;
 }
@@ -53,14 +56,18 @@ export const frames = {
       ...(event.error ? { error: event.error } : {}),
       ...(event.stopped ? { stopped: true } : {}),
     }),
+  historyGap: (gap: HistoryGap) => JSON.stringify({ type: 'history_gap', chat_id: gap.chatId, after: gap.after, before: gap.before }),
   error: (error: string) => JSON.stringify({ type: 'error', error }),
 };
 
+/** A catch-up pauses while this much is queued for its socket, instead of overrunning the backpressure limit. */
+const CATCH_UP_BUFFER_BYTES = 256 * 1024;
+
 interface Room {
   sockets: Set<ChatSocket>;
-  /** Text of the running bot answer as published to this room so far, by message id. */
-  answers: Map<number, string>;
-  stop: () => void;
+  registrations: Listening[];
+  /** Settles once every registration is confirmed by the bus. */
+  ready: Promise<unknown>;
 }
 
 /**
@@ -70,7 +77,7 @@ interface Room {
  */
 export class ChatSocketHub {
   private readonly rooms = new Map<number, Room>();
-  private readonly invitees = new Map<number, { sockets: Set<ChatSocket>; stop: () => void }>();
+  private readonly invitees = new Map<number, { sockets: Set<ChatSocket>; registration: Listening }>();
   private server: Server<unknown> | undefined;
 
   constructor(
@@ -89,6 +96,7 @@ export class ChatSocketHub {
       rooms: new Set(),
       membershipChange: Promise.resolve(),
       catchUps: new Map(),
+      drainWaiters: [],
       bucket: new TokenBucket(this.rateLimitPerSecond, Math.max(1, this.rateLimitPerSecond)),
     };
     return server.upgrade(request, { data }) ? undefined : new Response('Upgrade Required', { status: 426 });
@@ -103,11 +111,11 @@ export class ChatSocketHub {
     let invitee = this.invitees.get(user.id);
     if (!invitee) {
       const sockets = new Set<ChatSocket>();
-      const stop = listen(this.services.pubsub.subscribe('user:invited', user.id), (event) => {
+      const registration = this.services.pubsub.on('user:invited', user.id, (event) => {
         const frame = JSON.stringify({ type: 'chat_invite', chat_id: event.chatId, chat_name: event.chatName, invited_by: event.invitedBy });
         for (const socket of sockets) socket.send(frame);
       });
-      invitee = { sockets, stop };
+      invitee = { sockets, registration };
       this.invitees.set(user.id, invitee);
     }
     invitee.sockets.add(ws);
@@ -152,7 +160,7 @@ export class ChatSocketHub {
     const invitee = this.invitees.get(user.id);
     invitee?.sockets.delete(ws);
     if (invitee?.sockets.size === 0) {
-      invitee.stop();
+      invitee.registration.stop();
       this.invitees.delete(user.id);
     }
   }
@@ -167,6 +175,9 @@ export class ChatSocketHub {
         this.join(ws, user, frame.chat_id);
         if (frame.after !== undefined) await this.catchUp(ws, user, frame.chat_id, frame.after);
         else ws.subscribe(messagesTopic(frame.chat_id));
+        // Later frames of this socket wait for the join: across instances, until Redis confirmed
+        // the room's subscription. While Redis is down the join stands; the outage's repair covers it.
+        await this.rooms.get(frame.chat_id)?.ready.catch(() => {});
         return;
       case 'leave':
         if (ws.data.rooms.has(frame.chat_id)) this.leave(ws, user, frame.chat_id);
@@ -183,12 +194,17 @@ export class ChatSocketHub {
     }
   }
 
+  /** Resumes the catch-ups paused on this socket's send buffer. */
+  drain(ws: ChatSocket): void {
+    for (const resume of ws.data.drainWaiters.splice(0)) resume();
+  }
+
   private join(ws: ChatSocket, user: PublicUser, chatId: number): void {
     ws.data.rooms.add(chatId);
     const room = this.roomFor(chatId);
     room.sockets.add(ws);
     // Someone joining mid-answer first gets the text so far, then the live deltas: both in this tick.
-    for (const [messageId, text] of room.answers) {
+    for (const [messageId, text] of this.services.feeds.answersInProgress(chatId)) {
       ws.send(frames.botStream({ chatId, messageId, chunk: text, isComplete: false }));
     }
     ws.subscribe(botTopic(chatId));
@@ -202,56 +218,72 @@ export class ChatSocketHub {
       ws.unsubscribe(messagesTopic(chatId));
       ws.unsubscribe(botTopic(chatId));
     }
-    ws.data.catchUps.get(chatId)?.();
+    void ws.data.catchUps.get(chatId)?.return?.();
     ws.data.catchUps.delete(chatId);
+    this.drain(ws);
     const room = this.rooms.get(chatId);
     room?.sockets.delete(ws);
     this.services.pubsub.publish('chat:presence', chatId, { chatId, username: user.username, kind: 'left', socketId: ws.data.socketId });
     if (room?.sockets.size === 0) {
-      room.stop();
+      for (const registration of room.registrations) registration.stop();
       this.rooms.delete(chatId);
     }
   }
 
   /**
    * A join with `after`: the messages the socket missed, then live ones, from one deduplicated
-   * stream of its own (the service's rule, shared with GraphQL's `messageAdded(after)`).
+   * stream of its own (the service's rule, shared with GraphQL's `messageAdded(after)`). The stream
+   * belongs to the socket's room entry: leaving the room or closing the socket ends it.
    */
   private async catchUp(ws: ChatSocket, user: PublicUser, chatId: number, after: number): Promise<void> {
     const events = await this.services.messages.subscribe(user, chatId, after);
+    // Left (or closed) while the check ran: the stream never started, so there is nothing to release.
     if (!ws.data.rooms.has(chatId)) return;
-    ws.data.catchUps.set(chatId, listen(events, (event) => ws.send(frames.message(event))));
+    ws.data.catchUps.set(chatId, events);
+    void this.pump(ws, events);
+  }
+
+  /** Sends a catch-up stream's events to its socket, pausing while the socket's send buffer is full. */
+  private async pump(ws: ChatSocket, events: AsyncIterableIterator<CatchUpEvent>): Promise<void> {
+    try {
+      for await (const event of events) {
+        ws.send(isHistoryGap(event) ? frames.historyGap(event) : frames.message(event));
+        if (ws.getBufferedAmount() > CATCH_UP_BUFFER_BYTES && ws.readyState === WebSocket.OPEN) {
+          await new Promise<void>((resolve) => ws.data.drainWaiters.push(resolve));
+        }
+      }
+    } catch (error) {
+      if (ws.readyState !== WebSocket.OPEN) return;
+      if (error instanceof AppError) ws.send(frames.error(error.message));
+      else {
+        console.error('/ws catch-up failed', error);
+        ws.send(frames.error(error instanceof Error && error.name === 'SlowSubscriberError' ? error.message : 'Internal server error'));
+      }
+    }
   }
 
   private roomFor(chatId: number): Room {
     const existing = this.rooms.get(chatId);
     if (existing) return existing;
     const sockets = new Set<ChatSocket>();
-    const answers = new Map<number, string>();
-    const running = this.services.bot.progress(chatId);
-    if (running?.text) answers.set(running.messageId, running.text);
-    const { pubsub } = this.services;
+    const { pubsub, feeds } = this.services;
     // Everyone in the room, the sender included: one serialization, Bun's native fan-out.
     const toRoom = (topic: string, frame: string) => this.server?.publish(topic, frame);
     // Everyone but the socket the event came from.
     const toOthers = (frame: string, socketId: string | null) => {
       for (const socket of sockets) if (socket.data.socketId !== socketId) socket.send(frame);
     };
-    const stops = [
-      listen(pubsub.subscribe('chat:message', chatId), (event) => toRoom(messagesTopic(chatId), frames.message(event))),
-      listen(pubsub.subscribe('chat:bot', chatId), (event) => {
-        if (event.isComplete) answers.delete(event.messageId);
-        else answers.set(event.messageId, (answers.get(event.messageId) ?? '') + event.chunk);
-        toRoom(botTopic(chatId), frames.botStream(event));
-      }),
-      listen(pubsub.subscribe('chat:typing', chatId), (event) =>
+    const registrations = [
+      feeds.onMessage(chatId, (event: MessageEvent) => toRoom(messagesTopic(chatId), frames.message(event))),
+      feeds.onBot(chatId, (event: BotStreamEvent) => toRoom(botTopic(chatId), frames.botStream(event))),
+      pubsub.on('chat:typing', chatId, (event) =>
         toOthers(JSON.stringify({ type: 'typing', chat_id: chatId, username: event.username }), event.socketId),
       ),
-      listen(pubsub.subscribe('chat:presence', chatId), (event) =>
+      pubsub.on('chat:presence', chatId, (event) =>
         toOthers(JSON.stringify({ type: event.kind === 'joined' ? 'user_joined' : 'user_left', chat_id: chatId, username: event.username }), event.socketId),
       ),
     ];
-    const room = { sockets, answers, stop: () => stops.forEach((stop) => stop()) };
+    const room = { sockets, registrations, ready: Promise.all(registrations.map((registration) => registration.ready)) };
     this.rooms.set(chatId, room);
     return room;
   }

@@ -29,6 +29,7 @@ export function createWebSockets(chat: ChatSocketHub, graphql: WebSocketHandler<
         open.add(ws);
         return ws.data.kind === 'chat' ? chat.open(ws as never) : graphqlHandler.open?.(ws);
       },
+      drain: (ws) => (ws.data.kind === 'chat' ? chat.drain(ws as never) : undefined),
       message: (ws, message) => (ws.data.kind === 'chat' ? chat.message(ws as never, message) : graphqlHandler.message?.(ws, message)),
       close: (ws, code, reason) => {
         open.delete(ws);

@@ -1,8 +1,6 @@
 import type { Server, Subprocess } from 'bun';
-import { createPubSub } from 'graphql-yoga';
 import { Redis } from 'ioredis';
 import { resolve } from 'node:path';
-import type { PubSub } from '../../src/services/pubsub';
 import { socketKit } from './sockets';
 
 /**
@@ -127,7 +125,7 @@ export async function startInstance(name: string, env: Record<string, string>, {
     },
     // socketKit uses only the server's hostname and port for its URLs; its subscription watcher
     // wraps an in-process bus, which a remote process does not have: give it a bus of its own.
-    kit: socketKit({ hostname, port } as unknown as Server<unknown>, createPubSub() as unknown as PubSub),
+    kit: socketKit({ hostname, port } as unknown as Server<unknown>, null),
     async kill() {
       if (exitCode === null) proc.kill(9);
       await exited;

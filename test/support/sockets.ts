@@ -2,7 +2,8 @@ import type { Server } from 'bun';
 import type { ExecutionResult, FormattedExecutionResult, GraphQLFormattedError } from 'graphql';
 import type { Client } from 'graphql-ws';
 import { createClient } from 'graphql-ws';
-import type { PubSub } from '../../src/services/pubsub';
+import type { Services } from '../../src/services';
+import type { Listening, PubSub, Topic } from '../../src/services/pubsub';
 
 /**
  * Real-socket helpers for `/ws` and graphql-ws tests. Everything here synchronises on events
@@ -175,40 +176,47 @@ export interface GraphqlClient {
   subscribe<T = any>(query: string, variables: Record<string, unknown>, options: { field: string; ready?: [topic: string, id: number] }): GraphqlSubscription<T>;
 }
 
+/** The parts of the service layer where the app registers its listeners. */
+export type Listeners = Pick<Services, 'pubsub' | 'feeds'>;
+
 /**
- * Watches a pub/sub bus for subscriptions: `next(topic, id)` resolves when the next subscription
- * to that topic has registered its listener (a Repeater listens only once its first `next()` is
- * called). Call it before starting the subscription it waits for.
+ * Watches an app's listener registrations: `next(topic, id)` resolves when the next listener of
+ * that topic and id has registered and the bus confirmed it (a Repeater listens only once its
+ * first `next()` is called). Messages and bot streams register through the room feeds, everything
+ * else on the pub/sub. Call it before starting the subscription it waits for.
  */
-export function watchSubscriptions(pubsub: PubSub) {
+export function watchSubscriptions(listeners: Listeners | null) {
   const waiters: { key: string; resolve: () => void }[] = [];
-  const original = pubsub.subscribe;
   const notify = (key: string) => {
     const index = waiters.findIndex((waiter) => waiter.key === key);
     if (index !== -1) waiters.splice(index, 1)[0]!.resolve();
   };
-  pubsub.subscribe = ((topic: string, id: unknown) => {
-    const repeater = (original as (topic: string, id: unknown) => AsyncIterableIterator<unknown>).call(pubsub, topic, id);
-    const next = repeater.next.bind(repeater);
-    let started = false;
-    repeater.next = (...args: [] | [unknown]) => {
-      const result = next(...args);
-      if (!started) {
-        started = true;
-        notify(`${topic}:${id}`);
-      }
-      return result;
-    };
-    return repeater;
-  }) as PubSub['subscribe'];
+  const watched = (key: string, listening: Listening) => {
+    listening.ready.then(
+      () => notify(key),
+      () => {},
+    );
+    return listening;
+  };
+  const next = (topic: string, id: number): Promise<void> => {
+    const { promise, resolve } = deferred<void>();
+    waiters.push({ key: `${topic}:${id}`, resolve });
+    return withDeadline(promise, () => `no subscription to ${topic}:${id} started`);
+  };
+  // An app in another process cannot be watched: its subscriptions are confirmed by what they receive.
+  if (!listeners) return { next, restore: () => {} };
+  const { pubsub, feeds } = listeners;
+  const { on } = pubsub;
+  const { onMessage, onBot } = feeds;
+  pubsub.on = ((topic: Topic, id: number, listener: never) => watched(`${topic}:${id}`, on.call(pubsub, topic, id, listener))) as PubSub['on'];
+  feeds.onMessage = (chatId, listener) => watched(`chat:message:${chatId}`, onMessage.call(feeds, chatId, listener));
+  feeds.onBot = (chatId, listener, options) => watched(`chat:bot:${chatId}`, onBot.call(feeds, chatId, listener, options));
   return {
-    next(topic: string, id: number): Promise<void> {
-      const { promise, resolve } = deferred<void>();
-      waiters.push({ key: `${topic}:${id}`, resolve });
-      return withDeadline(promise, () => `no subscription to ${topic}:${id} started`);
-    },
+    next,
     restore() {
-      pubsub.subscribe = original;
+      pubsub.on = on;
+      feeds.onMessage = onMessage;
+      feeds.onBot = onBot;
     },
   };
 }
@@ -217,11 +225,11 @@ export function watchSubscriptions(pubsub: PubSub) {
  * Socket factory for one served app: `chat(token)` opens `/ws?token=…`, `graphql(token)` a
  * graphql-ws client. `closeAll()` closes everything opened so far (call it in afterEach).
  */
-export function socketKit(server: Server<unknown>, pubsub: PubSub) {
+export function socketKit(server: Server<unknown>, listeners: Listeners | null) {
   const base = `ws://${server.hostname}:${server.port}`;
   const chats = new Set<ChatClient>();
   const graphqls = new Set<{ client: Client; opened: () => boolean; closed: Promise<CloseInfo>; subscriptions: Set<GraphqlSubscription> }>();
-  const subscriptions = watchSubscriptions(pubsub);
+  const subscriptions = watchSubscriptions(listeners);
 
   function chat(token: string | null, { path = '/ws' }: { path?: string } = {}): ChatClient {
     const url = token === null ? `${base}${path}` : `${base}${path}?token=${encodeURIComponent(token)}`;

@@ -1,0 +1,188 @@
+import type { Database } from '../db/client';
+import type { BotStreamEvent, EventBus, Listening, MessageEvent, PubSub } from './pubsub';
+
+/** History shows finished messages: not an answer still streaming, nor one that failed. */
+export const VISIBLE_STATUSES = ['complete', 'stopped'];
+
+/** The columns of a message every transport delivers, with its author's name. */
+export const messageSelect = {
+  id: true,
+  chatId: true,
+  userId: true,
+  content: true,
+  isBot: true,
+  status: true,
+  replyToId: true,
+  askPending: true,
+  createdAt: true,
+  user: { select: { username: true } },
+} as const;
+
+export const toMessageEvent = (row: Omit<MessageEvent, 'username'>): MessageEvent => ({ ...row, username: row.user?.username ?? null });
+
+/** How many delivered ids a room remembers, to tell what an outage's repair must still deliver. */
+const REMEMBERED_IDS = 2048;
+/** Clocks of instances differ a little: the repair reads from this long before the outage began. */
+const CLOCK_SKEW_MS = 5_000;
+/** At most this many stored rows are read back after one outage. */
+const REPAIR_LIMIT = 10_000;
+
+interface Room {
+  messageListeners: Set<(event: MessageEvent) => void>;
+  botListeners: Set<(event: BotStreamEvent) => void>;
+  deliveredMessages: Set<number>;
+  completedAnswers: Set<number>;
+  /** Text so far of each answer seen streaming here and not yet completed, as delivered to this room's readers. */
+  openAnswers: Map<number, string>;
+  registrations: Listening[];
+  ready: Promise<unknown>;
+}
+
+/**
+ * This process's view of each room's messages and bot answers: one bus registration per room
+ * however many local readers (`/ws` rooms, GraphQL subscriptions, catch-up streams) it has, and
+ * the repair of what the bus lost. When Redis answers again after an outage, what was stored
+ * meanwhile is read back from the database and delivered to the readers that missed it, once.
+ */
+export class RoomFeeds {
+  private readonly rooms = new Map<number, Room>();
+
+  constructor(
+    private readonly db: Database,
+    private readonly pubsub: PubSub,
+    bus: Pick<EventBus, 'onResume'>,
+  ) {
+    bus.onResume((since) => {
+      this.repair(since).catch((error: unknown) => console.error('replaying what the outage missed failed', error));
+    });
+  }
+
+  /** Calls `listener` with each message stored in the room until `stop()`. */
+  onMessage(chatId: number, listener: (event: MessageEvent) => void): Listening {
+    return this.register(chatId, (room) => room.messageListeners, listener);
+  }
+
+  /**
+   * Calls `listener` with each bot stream event of the room until `stop()`; with `textSoFar`,
+   * first (in this call) with one delta holding the text so far of each running answer, so a
+   * reader who arrives mid-answer has it whole.
+   */
+  onBot(chatId: number, listener: (event: BotStreamEvent) => void, { textSoFar = false } = {}): Listening {
+    const listening = this.register(chatId, (room) => room.botListeners, listener);
+    if (textSoFar) {
+      for (const [messageId, text] of this.answersInProgress(chatId)) listener({ chatId, messageId, chunk: text, isComplete: false });
+    }
+    return listening;
+  }
+
+  /** The text so far of each answer running in the room, as this process's readers have received it. */
+  answersInProgress(chatId: number): [messageId: number, text: string][] {
+    return [...(this.rooms.get(chatId)?.openAnswers ?? [])].filter(([, text]) => text !== '');
+  }
+
+  private register<T>(chatId: number, listenersOf: (room: Room) => Set<(event: T) => void>, listener: (event: T) => void): Listening {
+    const room = this.rooms.get(chatId) ?? this.open(chatId);
+    const listeners = listenersOf(room);
+    listeners.add(listener);
+    let stopped = false;
+    return {
+      ready: room.ready.then(() => {}),
+      stop: () => {
+        if (stopped) return;
+        stopped = true;
+        listeners.delete(listener);
+        if (room.messageListeners.size === 0 && room.botListeners.size === 0 && this.rooms.get(chatId) === room) {
+          for (const registration of room.registrations) registration.stop();
+          this.rooms.delete(chatId);
+        }
+      },
+    };
+  }
+
+  private open(chatId: number): Room {
+    const room: Room = {
+      messageListeners: new Set(),
+      botListeners: new Set(),
+      deliveredMessages: new Set(),
+      completedAnswers: new Set(),
+      openAnswers: new Map(),
+      registrations: [],
+      ready: Promise.resolve(),
+    };
+    room.registrations = [
+      this.pubsub.on('chat:message', chatId, (event) => this.deliverMessage(room, event)),
+      this.pubsub.on('chat:bot', chatId, (event) => this.deliverBot(room, event)),
+    ];
+    room.ready = Promise.all(room.registrations.map((registration) => registration.ready));
+    this.rooms.set(chatId, room);
+    return room;
+  }
+
+  private deliverMessage(room: Room, event: MessageEvent): void {
+    if (room.deliveredMessages.has(event.id)) return;
+    remember(room.deliveredMessages, event.id);
+    for (const listener of [...room.messageListeners]) isolated(() => listener(event));
+  }
+
+  private deliverBot(room: Room, event: BotStreamEvent): void {
+    if (room.completedAnswers.has(event.messageId)) return;
+    if (event.isComplete) {
+      room.openAnswers.delete(event.messageId);
+      remember(room.completedAnswers, event.messageId);
+    } else {
+      room.openAnswers.set(event.messageId, (room.openAnswers.get(event.messageId) ?? '') + event.chunk);
+    }
+    for (const listener of [...room.botListeners]) isolated(() => listener(event));
+  }
+
+  /**
+   * After an outage: every message stored since it began, and every answer that finished since
+   * (or that was streaming here when it began), delivered to the rooms' readers unless they already
+   * had it. One query for all of this process's rooms.
+   */
+  private async repair(since: Date): Promise<void> {
+    if (this.rooms.size === 0) return;
+    const openAnswers = [...this.rooms.values()].flatMap((room) => [...room.openAnswers.keys()]);
+    const rows = await this.db.message.findMany({
+      where: {
+        chatId: { in: [...this.rooms.keys()] },
+        status: { not: 'streaming' },
+        OR: [{ createdAt: { gte: new Date(since.getTime() - CLOCK_SKEW_MS) } }, { id: { in: openAnswers } }],
+      },
+      orderBy: { id: 'asc' },
+      take: REPAIR_LIMIT,
+      select: messageSelect,
+    });
+    for (const row of rows) {
+      const room = this.rooms.get(row.chatId);
+      if (!room) continue;
+      if (!row.isBot) {
+        if (VISIBLE_STATUSES.includes(row.status)) this.deliverMessage(room, toMessageEvent(row));
+        continue;
+      }
+      this.deliverBot(room, {
+        chatId: row.chatId,
+        messageId: row.id,
+        chunk: '',
+        isComplete: true,
+        fullResponse: row.content,
+        ...(row.status === 'failed' ? { error: 'The answer failed while the server was reconnecting' } : {}),
+        ...(row.status === 'stopped' ? { stopped: true } : {}),
+      });
+    }
+  }
+}
+
+/** Adds `id`, forgetting the oldest once the set holds REMEMBERED_IDS. */
+function remember(ids: Set<number>, id: number): void {
+  ids.add(id);
+  if (ids.size > REMEMBERED_IDS) ids.delete(ids.values().next().value!);
+}
+
+function isolated(deliver: () => void): void {
+  try {
+    deliver();
+  } catch (error) {
+    console.error('delivering an event failed', error);
+  }
+}
