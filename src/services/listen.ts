@@ -39,9 +39,12 @@ export function replayThenLive<T>(
         send(event);
       }
     });
+    // A reader that leaves while the bus or the database is slow to answer must not wait for them.
+    const left = stop.then(() => null);
     try {
-      await listening.ready;
-      const earlier = await readEarlier();
+      if ((await Promise.race([listening.ready.then(() => true), left])) === null) return;
+      const earlier = await Promise.race([readEarlier(), left]);
+      if (earlier === null) return;
       limit += earlier.length;
       for (const event of earlier) send(event);
       replayed = new Set(earlier.map(keyOf).filter((key) => key !== undefined));

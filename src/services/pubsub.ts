@@ -170,6 +170,13 @@ export class PubSub {
     return boundedRepeater((push) => this.on(topic, id, push));
   }
 
+  /** How many listeners this process holds: what metrics report and what tests check is released. */
+  listenerCount(): number {
+    let count = 0;
+    for (const channel of this.channels.values()) count += channel.listeners.size;
+    return count;
+  }
+
   /** Subscribes again to every channel a listener holds, after Redis lost them; settles when all are confirmed. */
   async resubscribeAll(): Promise<void> {
     const channels = [...this.channels];
@@ -244,7 +251,7 @@ export interface EventBus {
   close: () => Promise<void>;
 }
 
-/** How often each instance checks that Redis answers: a stalled Redis is found within about this. */
+/** How often each instance checks that Redis answers, and how long it waits: a stalled Redis is found within twice this. */
 const HEARTBEAT_MS = 1_000;
 /** A Redis command that takes longer than this counts as Redis being unreachable. */
 const COMMAND_TIMEOUT_MS = 2_000;
@@ -322,7 +329,9 @@ async function redisEventBus(redisUrl: string, prefix: string): Promise<EventBus
     if (checking || closed) return;
     checking = true;
     try {
-      await Promise.all([publishClient.ping(), subscribeClient.ping()]);
+      let timer: Timer | undefined;
+      const stalled = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer to PING')), HEARTBEAT_MS)));
+      await Promise.race([Promise.all([publishClient.ping(), subscribeClient.ping()]), stalled]).finally(() => clearTimeout(timer));
       if (!healthy) {
         await pubsub.resubscribeAll();
         const since = outageSince ?? new Date();

@@ -106,7 +106,7 @@ function deferred<T>() {
 }
 
 /** Rejects with `message` if `promise` has not settled by the deadline. */
-function withDeadline<T>(promise: Promise<T>, message: () => string): Promise<T> {
+export function withDeadline<T>(promise: Promise<T>, message: () => string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`${message()} (after ${EVENT_DEADLINE_MS} ms)`)), EVENT_DEADLINE_MS);

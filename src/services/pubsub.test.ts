@@ -1,0 +1,77 @@
+import { afterEach, expect, spyOn, test } from 'bun:test';
+import type { MessageEvent } from './pubsub';
+import { createEventBus, SlowSubscriberError, SUBSCRIBER_QUEUE_LIMIT } from './pubsub';
+
+const message = (id: number): MessageEvent => ({
+  id,
+  chatId: 1,
+  userId: 1,
+  username: 'ana',
+  user: { username: 'ana' },
+  content: `message ${id}`,
+  isBot: false,
+  status: 'complete',
+  replyToId: null,
+  askPending: false,
+  createdAt: new Date(0),
+});
+
+const errorLog = spyOn(console, 'error').mockImplementation(() => {});
+afterEach(() => errorLog.mockClear());
+
+test('a listener that throws is logged and never stops the others nor the publisher', async () => {
+  const { pubsub } = await createEventBus(null, '');
+  const received: number[] = [];
+  pubsub.on('chat:message', 1, () => {
+    throw new Error('a broken listener');
+  });
+  pubsub.on('chat:message', 1, (event) => received.push(event.id));
+  pubsub.publish('chat:message', 1, message(1));
+  pubsub.publish('chat:message', 1, message(2));
+  expect(received).toEqual([1, 2]);
+  expect(errorLog).toHaveBeenCalledTimes(2);
+});
+
+test('a subscriber nobody reads is ended with SlowSubscriberError and released; the others get everything', async () => {
+  const { pubsub } = await createEventBus(null, '');
+  const unread = pubsub.subscribe('chat:message', 1);
+  const first = unread.next();
+  const received: number[] = [];
+  pubsub.on('chat:message', 1, (event) => received.push(event.id));
+  const total = SUBSCRIBER_QUEUE_LIMIT + 100;
+  for (let id = 1; id <= total; id++) pubsub.publish('chat:message', 1, message(id));
+  expect(received).toHaveLength(total);
+  // The one event it took, then the queue up to the limit, then the error.
+  expect((await first).value?.id).toBe(1);
+  let error: unknown;
+  try {
+    for (;;) if ((await unread.next()).done) break;
+  } catch (caught) {
+    error = caught;
+  }
+  expect(error).toBeInstanceOf(SlowSubscriberError);
+  expect(pubsub.listenerCount()).toBe(1);
+});
+
+test('a subscription returned before its first next() never listens; one returned after is released', async () => {
+  const { pubsub } = await createEventBus(null, '');
+  const neverStarted = pubsub.subscribe('chat:message', 1);
+  await neverStarted.return();
+  expect(pubsub.listenerCount()).toBe(0);
+
+  const started = pubsub.subscribe('chat:message', 1);
+  const pending = started.next();
+  expect(pubsub.listenerCount()).toBe(1);
+  await started.return();
+  expect((await pending).done).toBe(true);
+  expect(pubsub.listenerCount()).toBe(0);
+});
+
+test('stop() is idempotent and only removes its own listener', async () => {
+  const { pubsub } = await createEventBus(null, '');
+  const a = pubsub.on('chat:typing', 1, () => {});
+  pubsub.on('chat:typing', 1, () => {});
+  a.stop();
+  a.stop();
+  expect(pubsub.listenerCount()).toBe(1);
+});

@@ -1,0 +1,156 @@
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test';
+import type { App } from '../src/app';
+import { createApp } from '../src/app';
+import { loadConfig } from '../src/config';
+import { createTestApp, signUp, type TestApp, type TestUser } from './support/app';
+import type { PrivateRedis } from './support/redis-server';
+import { startPrivateRedis, startTcpProxy } from './support/redis-server';
+import { socketKit, withDeadline } from './support/sockets';
+
+/**
+ * Redis blinks, stalls and disappears: a Redis of the test's own (never the machine's shared one),
+ * stopped, frozen and cut off through a proxy. No instance may crash, report itself healthy while
+ * it cannot deliver, half-accept a message, or lose one that it stored.
+ */
+
+let redis: PrivateRedis;
+const cleanups: (() => unknown)[] = [];
+
+beforeAll(async () => {
+  redis = await startPrivateRedis();
+});
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  redis.thaw();
+  await redis.start();
+});
+afterAll(() => redis.stop());
+
+async function appOnRedis(url = redis.url, prefix = `faults:${crypto.randomUUID()}:`): Promise<TestApp> {
+  const t = await createTestApp({ REDIS_URL: url, REDIS_PREFIX: prefix });
+  cleanups.push(() => t.cleanup());
+  return t;
+}
+
+/** Polls `/health` (bounded) until it reports `status`: the heartbeat notices a change within about a second. */
+async function healthBecomes(t: TestApp, status: 'healthy' | 'unhealthy'): Promise<Record<string, string>> {
+  const polled = (async () => {
+    for (;;) {
+      const response = await t.request('/health');
+      const body = (await response.json()) as Record<string, string>;
+      if (body.status === status) {
+        expect(response.status).toBe(status === 'healthy' ? 200 : 503);
+        return body;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  })();
+  return withDeadline(polled, () => `/health never said ${status}`);
+}
+
+async function chatOf(t: TestApp, owner: TestUser, ...members: TestUser[]): Promise<number> {
+  const chat = await (await t.request('/api/chats', { method: 'POST', token: owner.token, json: { name: 'faults', is_group: true } })).json();
+  for (const member of members) await t.request(`/api/chats/${chat.id}/invite`, { method: 'POST', token: owner.token, json: { username: member.username } });
+  return chat.id as number;
+}
+
+const storedCount = async (t: TestApp, chatId: number, token: string) =>
+  ((await (await t.request(`/api/chats/${chatId}/messages?limit=200`, { token })).json()) as unknown[]).length;
+
+describe('Redis disappears', () => {
+  test('health says so, senders get a clear 503 on every transport and nothing is stored; all works again when Redis is back', async () => {
+    const t = await appOnRedis();
+    const ana = await signUp(t);
+    const chatId = await chatOf(t, ana);
+    const server = t.listen();
+    cleanups.push(() => server.stop(true));
+    const kit = socketKit(server, t.app.services);
+    cleanups.push(() => kit.dispose());
+    const socket = kit.chat(ana.token);
+    await socket.opened;
+    await socket.join(chatId);
+
+    await redis.stop();
+    expect((await healthBecomes(t, 'unhealthy')).pubsub).not.toBe('ready');
+    const refused = await t.request(`/api/chats/${chatId}/messages`, { method: 'POST', token: ana.token, json: { content: 'while Redis is down' } });
+    expect(refused.status).toBe(503);
+    expect((await refused.json()).detail).toContain('Redis is unreachable');
+    socket.send({ type: 'message', chat_id: chatId, content: 'over /ws while Redis is down' });
+    expect((await socket.nextError()).error).toContain('Redis is unreachable');
+    const graphql = await t.request('/graphql', {
+      method: 'POST',
+      token: ana.token,
+      json: { query: 'mutation ($chatId: ID!) { sendMessage(chatId: $chatId, content: "over GraphQL") { id } }', variables: { chatId } },
+    });
+    expect((await graphql.json()).errors[0].extensions.code).toBe('SERVICE_UNAVAILABLE');
+    expect(await storedCount(t, chatId, ana.token)).toBe(0);
+
+    await redis.start();
+    await healthBecomes(t, 'healthy');
+    socket.send({ type: 'message', chat_id: chatId, content: 'Redis is back' });
+    expect((await socket.next('message')).content).toBe('Redis is back');
+    expect(socket.isClosed()).toBe(false);
+  });
+
+  test('an instance starts while Redis is down, reports 503, and joins when Redis comes up', async () => {
+    await redis.stop();
+    const t = await appOnRedis();
+    expect(await healthBecomes(t, 'unhealthy')).toMatchObject({ database: 'ok' });
+    const ana = await signUp(t);
+    const chatId = await chatOf(t, ana);
+    await redis.start();
+    await healthBecomes(t, 'healthy');
+    const sent = await t.request(`/api/chats/${chatId}/messages`, { method: 'POST', token: ana.token, json: { content: 'hello' } });
+    expect(sent.status).toBe(200);
+  });
+
+  test('a stalled Redis is reported within the heartbeat and forgotten once it answers', async () => {
+    const t = await appOnRedis();
+    await healthBecomes(t, 'healthy');
+    redis.freeze();
+    await healthBecomes(t, 'unhealthy');
+    redis.thaw();
+    await healthBecomes(t, 'healthy');
+  });
+});
+
+describe('one instance loses Redis while another keeps it', () => {
+  test("messages stored meanwhile reach the cut-off instance's members once Redis is back, each once", async () => {
+    const prefix = `faults:${crypto.randomUUID()}:`;
+    const a = await appOnRedis(redis.url, prefix);
+    const proxy = startTcpProxy({ hostname: '127.0.0.1', port: Number(new URL(redis.url).port) });
+    cleanups.push(() => proxy.stop());
+    const b: App = await createApp(loadConfig({ ...process.env, DATABASE_URL: a.config.database.url, REDIS_URL: `redis://127.0.0.1:${proxy.port}`, REDIS_PREFIX: prefix, SECRET_KEY: a.config.secretKey, WS_RATE_LIMIT: '0', BOT_RATE_LIMIT: '0', LOGIN_RATE_LIMIT: '0' }));
+    cleanups.push(() => b.close());
+    const serverB = Bun.serve({ port: 0, hostname: '127.0.0.1', fetch: (request, server) => b.fetch(request, server), websocket: b.websocket });
+    cleanups.push(() => serverB.stop(true));
+    const kit = socketKit(serverB, b.services);
+    cleanups.push(() => kit.dispose());
+
+    const [ana, ben] = await Promise.all([signUp(a), signUp(a)]);
+    const chatId = await chatOf(a, ana, ben);
+    const member = kit.chat(ben.token);
+    await member.opened;
+    await member.join(chatId);
+    const post = async (content: string) =>
+      ((await (await a.request(`/api/chats/${chatId}/messages`, { method: 'POST', token: ana.token, json: { content } })).json()) as { id: number }).id;
+    const before = await post('before the cut');
+    await member.next((frame) => frame.type === 'message' && frame.message_id === before);
+
+    proxy.cut();
+    const healthB = async () => (await b.services.health()).healthy;
+    await withDeadline(
+      (async () => {
+        while (await healthB()) await new Promise((resolve) => setTimeout(resolve, 50));
+      })(),
+      () => 'instance B never noticed it lost Redis',
+    );
+    const missed = [await post('missed 1'), await post('missed 2')];
+    proxy.restore();
+    for (const id of missed) await member.next((frame) => frame.type === 'message' && frame.message_id === id);
+    const after = await post('after the repair');
+    await member.next((frame) => frame.type === 'message' && frame.message_id === after);
+    const ids = member.frames.filter((frame) => frame.type === 'message').map((frame) => frame.message_id);
+    expect(ids).toEqual([before, ...missed, after]);
+  });
+});

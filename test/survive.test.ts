@@ -1,0 +1,130 @@
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test';
+import type { Server } from 'bun';
+import type { PublicUser } from '../src/services/auth.service';
+import { CATCH_UP_LIMIT } from '../src/services/message.service';
+import { createTestApp, signUp, type TestApp, type TestUser } from './support/app';
+import { socketKit, withDeadline, type SocketKit } from './support/sockets';
+
+/**
+ * What hostile or unlucky clients do to subscriptions: leave before their replay is read,
+ * complete before the first event, ask for more history than a replay holds. Nothing may leak a
+ * listener (whose queue would overflow inside the publisher and take the process down), hold a
+ * replay for a reader that left, or skip a message silently.
+ */
+
+let t: TestApp;
+let server: Server<unknown>;
+let kit: SocketKit;
+let alice: TestUser;
+let bob: TestUser;
+
+beforeAll(async () => {
+  t = await createTestApp();
+  server = t.listen();
+  kit = socketKit(server, t.app.services);
+  [alice, bob] = await Promise.all([signUp(t), signUp(t)]);
+});
+afterEach(() => kit.closeAll());
+afterAll(async () => {
+  await kit.dispose();
+  await server.stop(true);
+  await t.cleanup();
+});
+
+async function room(name: string): Promise<number> {
+  const chat = await (await t.request('/api/chats', { method: 'POST', token: alice.token, json: { name, is_group: true } })).json();
+  await t.request(`/api/chats/${chat.id}/invite`, { method: 'POST', token: alice.token, json: { username: bob.username } });
+  return chat.id as number;
+}
+
+/** Stores `count` messages from alice at once (one group commit) and returns their ids in order. */
+async function fill(chatId: number, count: number, content = (i: number) => `message ${i}`): Promise<number[]> {
+  const author = (await t.app.services.auth.authenticate(alice.token)) as PublicUser;
+  const stored = await Promise.all(Array.from({ length: count }, (_, i) => t.app.services.messages.send(author, chatId, { content: content(i) })));
+  return stored.map((message) => message.id).sort((a, b) => a - b);
+}
+
+/** The server handles a client's close on its own schedule: wait (bounded) until its listeners are gone. */
+async function listenersBackTo(expected: number): Promise<void> {
+  const released = (async () => {
+    while (t.app.services.pubsub.listenerCount() !== expected) await new Promise((resolve) => setImmediate(resolve));
+  })();
+  await withDeadline(released, () => `listeners still held: ${t.app.services.pubsub.listenerCount()}, expected ${expected}`);
+}
+
+describe('subscriptions cannot leak', () => {
+  test('/ws clients that leave before their replay is read, and graphql-ws clients that complete before the first event, hold nothing; the room keeps working past a queue overflow', async () => {
+    const chatId = await room('hostile');
+    const [first] = await fill(chatId, 3);
+    const baseline = t.app.services.pubsub.listenerCount();
+    for (let i = 0; i < 3; i++) {
+      const hostile = kit.chat(bob.token);
+      await hostile.opened;
+      hostile.send({ type: 'join', chat_id: chatId, after: first });
+      await hostile.close();
+    }
+    for (let i = 0; i < 3; i++) {
+      const client = kit.graphql(bob.token);
+      const subscription = client.subscribe('subscription ($chatId: ID!) { messageAdded(chatId: $chatId, after: "0") { id } }', { chatId }, { field: 'messageAdded' });
+      subscription.unsubscribe();
+    }
+    await kit.closeAll();
+    await listenersBackTo(baseline);
+
+    const witness = kit.chat(alice.token);
+    await witness.opened;
+    await witness.join(chatId);
+    // Past graphql-yoga's per-subscriber buffer (1,024): a leaked reader would overflow inside publish.
+    const ids = await fill(chatId, 1100);
+    await witness.next((frame) => frame.type === 'message' && frame.message_id === ids.at(-1));
+    expect(witness.frames.filter((frame) => frame.type === 'message')).toHaveLength(1100);
+  });
+
+  test('a replay of a large room is released when its reader drops at once', async () => {
+    const chatId = await room('large');
+    await fill(chatId, 1000, (i) => `${i} `.padEnd(10_000, 'x'));
+    const baseline = t.app.services.pubsub.listenerCount();
+    await Promise.all(
+      Array.from({ length: 10 }, async () => {
+        const reader = kit.chat(bob.token);
+        await reader.opened;
+        reader.send({ type: 'join', chat_id: chatId, after: 0 });
+        // Dropped, not closed politely: a close handshake would queue behind the replay's 10 MB.
+        (reader.ws as WebSocket & { terminate: () => void }).terminate();
+        await reader.closed;
+      }),
+    );
+    await listenersBackTo(baseline);
+  });
+});
+
+describe('catch-up too far behind', () => {
+  test('/ws: a history_gap frame names what was not replayed, then the newest messages, then live ones', async () => {
+    const chatId = await room('gap ws');
+    const ids = await fill(chatId, CATCH_UP_LIMIT + 5);
+    const socket = kit.chat(bob.token);
+    await socket.opened;
+    socket.send({ type: 'join', chat_id: chatId, after: ids[0]! - 1 });
+    const gap = await socket.next('history_gap');
+    expect(gap).toEqual({ type: 'history_gap', chat_id: chatId, after: ids[0]! - 1, before: ids[5]! });
+    const [live] = await fill(chatId, 1);
+    await socket.next((frame) => frame.type === 'message' && frame.message_id === live);
+    const delivered = socket.frames.filter((frame) => frame.type === 'message').map((frame) => frame.message_id);
+    expect(delivered).toEqual([...ids.slice(5), live]);
+    // The frame comes before any replayed message.
+    expect(socket.frames.findIndex((frame) => frame.type === 'history_gap')).toBeLessThan(socket.frames.findIndex((frame) => frame.type === 'message'));
+  });
+
+  test('GraphQL: the first result is a HISTORY_GAP error with `before`, then the newest messages', async () => {
+    const chatId = await room('gap graphql');
+    const ids = await fill(chatId, CATCH_UP_LIMIT + 2);
+    const subscription = kit
+      .graphql(bob.token)
+      .subscribe<{ id: string }>('subscription ($chatId: ID!, $after: ID) { messageAdded(chatId: $chatId, after: $after) { id } }', { chatId, after: 0 }, { field: 'messageAdded' });
+    await subscription.next((event) => Number(event.id) === ids.at(-1));
+    expect(subscription.errors).toHaveLength(1);
+    expect(subscription.errors[0]!.extensions).toEqual({ code: 'HISTORY_GAP', after: '0', before: String(ids[2]) });
+    expect(subscription.results[0]!.errors?.[0]?.extensions?.code).toBe('HISTORY_GAP');
+    expect(subscription.events.map((event) => Number(event.id))).toEqual(ids.slice(2));
+  });
+});
