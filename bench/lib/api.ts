@@ -114,21 +114,32 @@ function mintToken(userId: number, key: Uint8Array): Promise<string> {
   return new SignJWT({}).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).setSubject(String(userId)).setIssuedAt().setExpirationTime('24h').sign(key);
 }
 
-/** `SELECT count(*) FROM messages` on a server's SQLite file once that server has exited. */
-export function countMessages(dbPath: string): number | null {
-  let db: Database | undefined;
+/**
+ * Runs `read` on a server's SQLite file and closes it again. Meant for after the server exited (or
+ * beside it: WAL lets a reader in); throws when the file cannot be read.
+ */
+export function readDatabase<T>(dbPath: string, read: (db: Database) => T): T {
+  const attempt = (options: { readonly: true } | { readwrite: true }) => {
+    const db = new Database(dbPath, options);
+    try {
+      return read(db);
+    } finally {
+      db.close();
+    }
+  };
   try {
-    db = new Database(dbPath, { readonly: true });
-    return db.query<{ n: number }, []>('SELECT count(*) AS n FROM messages').get()!.n;
+    return attempt({ readonly: true });
   } catch {
     // A read-only open can fail when the WAL's shared-memory file has to be created: retry writable.
-    try {
-      db = new Database(dbPath);
-      return db.query<{ n: number }, []>('SELECT count(*) AS n FROM messages').get()!.n;
-    } catch {
-      return null;
-    }
-  } finally {
-    db?.close();
+    return attempt({ readwrite: true });
+  }
+}
+
+/** `SELECT count(*) FROM messages` on a server's SQLite file once that server has exited; null if unreadable. */
+export function countMessages(dbPath: string): number | null {
+  try {
+    return readDatabase(dbPath, (db) => db.query<{ n: number }, []>('SELECT count(*) AS n FROM messages').get()!.n);
+  } catch {
+    return null;
   }
 }

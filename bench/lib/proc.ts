@@ -109,6 +109,8 @@ export interface ServerProcess {
   stop: () => Promise<number | null>;
   /** The last lines the process wrote, for error reports. */
   logTail: () => string;
+  /** Where its stderr goes, to be read whole after a long run. */
+  errorLogPath: string;
 }
 
 export interface SpawnOptions {
@@ -163,6 +165,7 @@ export async function spawnServer(options: SpawnOptions): Promise<ServerProcess>
     wsUrl: `ws://127.0.0.1:${options.port}`,
     peakRss: () => Math.max(peak, memoryOf(proc.pid)?.hwm ?? 0),
     logTail,
+    errorLogPath: errPath,
     async stop() {
       const memory = memoryOf(proc.pid);
       if (memory) peak = Math.max(peak, memory.hwm, memory.rss);

@@ -61,3 +61,24 @@ export const round = (value: number | null | undefined, digits = 2): number | nu
   value === null || value === undefined || !Number.isFinite(value) ? null : Math.round(value * 10 ** digits) / 10 ** digits;
 
 export const ratio = (a: number | null, b: number | null): number | null => (a === null || b === null || b === 0 ? null : a / b);
+
+/** Least-squares slope of `y` over `x`; null with fewer than two distinct `x`. */
+export function leastSquaresSlope(points: readonly { x: number; y: number }[]): number | null {
+  const n = points.length;
+  if (n < 2) return null;
+  let sumX = 0;
+  let sumY = 0;
+  for (const { x, y } of points) {
+    sumX += x;
+    sumY += y;
+  }
+  const meanX = sumX / n;
+  const meanY = sumY / n;
+  let covariance = 0;
+  let varianceX = 0;
+  for (const { x, y } of points) {
+    covariance += (x - meanX) * (y - meanY);
+    varianceX += (x - meanX) ** 2;
+  }
+  return varianceX === 0 ? null : covariance / varianceX;
+}
