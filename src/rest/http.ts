@@ -3,8 +3,7 @@ import { AppError } from '../services/errors';
 import type { ValidationIssue } from '../services/validation';
 
 /** Seed-compatible JSON responses and the REST edge's mapping of the error family. */
-export const json = (body: unknown, status = 200, headers: HeadersInit = {}) =>
-  Response.json(body, { status, headers });
+export const json = (body: unknown, status = 200, headers: HeadersInit = {}) => Response.json(body, { status, headers });
 
 export function errorResponse(error: unknown, requestId: string): Response {
   if (error instanceof AppError) {

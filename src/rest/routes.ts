@@ -15,7 +15,7 @@ export interface RouteContext {
 type Handler = (context: RouteContext) => Promise<Response> | Response;
 
 const authenticated =
-  (handler: (context: RouteContext, user: PublicUser) => Promise<Response>): Handler =>
+  (handler: (context: RouteContext, user: PublicUser) => Promise<Response> | Response): Handler =>
   async (context) =>
     handler(context, await context.services.auth.authenticate(bearerToken(context.request.headers.get('authorization'))));
 
@@ -39,7 +39,7 @@ export const routes: [method: string, path: string, handler: Handler][] = [
       return json({ access_token: token, token_type: 'bearer' });
     },
   ],
-  ['GET', '/api/auth/me', authenticated(async (_context, user) => json(userJson(user)))],
+  ['GET', '/api/auth/me', authenticated((_context, user) => json(userJson(user)))],
 
   ['POST', '/api/chats', authenticated(async ({ request, services }, user) => json(chatJson(await services.chats.create(user, await readBody(request)))))],
   ['GET', '/api/chats', authenticated(async ({ services }, user) => json((await services.chats.listFor(user)).map(chatJson)))],
@@ -64,5 +64,9 @@ export const routes: [method: string, path: string, handler: Handler][] = [
     '/api/chats/:id/messages',
     authenticated(async ({ request, params, services }, user) => json(messageJson(await services.messages.send(user, params.id, await readBody(request))))),
   ],
-  ['GET', '/api/chats/:id/participants', authenticated(async ({ params, services }, user) => json((await services.chats.participants(user, params.id)).map(userJson)))],
+  [
+    'GET',
+    '/api/chats/:id/participants',
+    authenticated(async ({ params, services }, user) => json((await services.chats.participants(user, params.id)).map(userJson))),
+  ],
 ];
