@@ -63,10 +63,10 @@ export function startTcpProxy(target: { hostname: string; port: number }) {
               for (const chunk of pair.pending.splice(0)) upstream.write(chunk);
             },
             data: (_upstream, data) => void client.write(data),
-            close: () => client.end(),
-            error: () => client.end(),
+            close: () => void client.end(),
+            error: () => void client.end(),
           },
-        }).catch(() => client.end());
+        }).catch(() => void client.end());
       },
       data(client, data) {
         if (client.data.upstream) client.data.upstream.write(data);
