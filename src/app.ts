@@ -108,7 +108,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   });
 
   const chatSockets = new ChatSocketHub(services, config.limits.wsRatePerSecond);
-  const sockets = createWebSockets(chatSockets, createGraphqlSocketHandler(yoga, services));
+  const sockets = createWebSockets(chatSockets, createGraphqlSocketHandler(yoga, services, (error) => toGraphQLError(error, 'Unexpected error.')));
 
   /** Sends a request to its adapter: `/ws`, GraphQL (HTTP or graphql-ws), or REST. */
   async function route(request: Request, server: Server<SocketData> | undefined): Promise<Response | undefined> {

@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test
 import type { Server } from 'bun';
 import type { PublicUser } from '../src/services/auth.service';
 import { CATCH_UP_LIMIT } from '../src/services/message.service';
+import { SlowSubscriberError } from '../src/services/pubsub';
 import { createTestApp, signUp, type TestApp, type TestUser } from './support/app';
 import { socketKit, withDeadline, type SocketKit } from './support/sockets';
 
@@ -96,6 +97,34 @@ describe('subscriptions cannot leak', () => {
     );
     await listenersBackTo(baseline);
   });
+});
+
+test('a graphql-ws subscription whose source fails ends with an error result; the socket and the process carry on', async () => {
+  const chatId = await room('failing source');
+  const { messages } = t.app.services;
+  const original = messages.subscribe;
+  // What a reader ended as too slow, or a replay whose query failed, looks like to graphql-ws.
+  messages.subscribe = async () =>
+    ({
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+      next: () => Promise.reject(new SlowSubscriberError()),
+      return: () => Promise.resolve({ done: true, value: undefined }),
+    }) as AsyncIterableIterator<never>;
+  try {
+    const client = kit.graphql(bob.token);
+    const failing = client.subscribe('subscription ($chatId: ID!) { messageAdded(chatId: $chatId) { id } }', { chatId }, { field: 'messageAdded' });
+    expect(await failing.done).toEqual({ kind: 'complete' });
+    expect(failing.errors.map((error) => error.extensions?.code)).toEqual(['SLOW_SUBSCRIBER']);
+    messages.subscribe = original;
+    const working = client.subscribe<{ id: string }>('subscription ($chatId: ID!) { messageAdded(chatId: $chatId) { id } }', { chatId }, { field: 'messageAdded', ready: ['chat:message', chatId] });
+    await working.ready;
+    const [id] = await fill(chatId, 1);
+    await working.next((event) => Number(event.id) === id);
+  } finally {
+    messages.subscribe = original;
+  }
 });
 
 describe('catch-up too far behind', () => {

@@ -11,7 +11,8 @@ export type ErrorCode =
   | 'CONFLICT'
   | 'RATE_LIMITED'
   | 'PAYLOAD_TOO_LARGE'
-  | 'SERVICE_UNAVAILABLE';
+  | 'SERVICE_UNAVAILABLE'
+  | 'SLOW_SUBSCRIBER';
 
 const statusByCode: Record<ErrorCode, number> = {
   UNAUTHENTICATED: 401,
@@ -22,6 +23,7 @@ const statusByCode: Record<ErrorCode, number> = {
   RATE_LIMITED: 429,
   PAYLOAD_TOO_LARGE: 413,
   SERVICE_UNAVAILABLE: 503,
+  SLOW_SUBSCRIBER: 429, // only ever a subscription's last event, never an HTTP answer
 };
 
 export class AppError extends Error {

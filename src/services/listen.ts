@@ -27,7 +27,11 @@ export function replayThenLive<T>(
         return;
       }
       unread++;
-      void push(event).then(() => unread--);
+      // The push settles when the reader takes the event, or rejects once the Repeater is stopped with an error.
+      push(event).then(
+        () => unread--,
+        () => {},
+      );
     };
     let replayed: Set<unknown> | null = null;
     const heldDuringReplay: T[] = [];

@@ -84,11 +84,11 @@ export interface Listening {
 /** A subscriber that let this many events queue up unread is ended rather than allowed to grow memory. */
 export const SUBSCRIBER_QUEUE_LIMIT = 1000;
 
-/** Ends a subscription whose reader fell `SUBSCRIBER_QUEUE_LIMIT` events behind. */
-export class SlowSubscriberError extends Error {
+/** Ends a subscription whose reader fell `SUBSCRIBER_QUEUE_LIMIT` events behind; it may resubscribe with `after`. */
+export class SlowSubscriberError extends AppError {
   override name = 'SlowSubscriberError';
   constructor() {
-    super(`Subscription ended: more than ${SUBSCRIBER_QUEUE_LIMIT} events were waiting unread`);
+    super('SLOW_SUBSCRIBER', `Subscription ended: more than ${SUBSCRIBER_QUEUE_LIMIT} events were waiting unread`);
   }
 }
 
@@ -220,7 +220,11 @@ export function boundedRepeater<T>(listen: (push: (value: T) => void) => Listeni
         return;
       }
       unread++;
-      void push(value).then(() => unread--);
+      // The push settles when the reader takes the value, or rejects once the Repeater is stopped with an error.
+      push(value).then(
+        () => unread--,
+        () => {},
+      );
     });
     try {
       await stop;

@@ -257,7 +257,7 @@ export class ChatSocketHub {
       if (error instanceof AppError) ws.send(frames.error(error.message));
       else {
         console.error('/ws catch-up failed', error);
-        ws.send(frames.error(error instanceof Error && error.name === 'SlowSubscriberError' ? error.message : 'Internal server error'));
+        ws.send(frames.error('Internal server error'));
       }
     }
   }

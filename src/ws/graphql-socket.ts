@@ -1,5 +1,5 @@
 import type { ServerWebSocket } from 'bun';
-import type { ExecutionArgs } from 'graphql';
+import type { ExecutionArgs, ExecutionResult } from 'graphql';
 import { GraphQLError } from 'graphql';
 import type { YogaServerInstance } from 'graphql-yoga';
 import { makeHandler } from 'graphql-ws/use/bun';
@@ -31,7 +31,11 @@ type EnvelopedArgs = ExecutionArgs & {
  * plugins. Auth comes from `connectionParams` (`{authorization: "Bearer …"}` or `{token}`);
  * a bad token closes the socket with 4403.
  */
-export function createGraphqlSocketHandler(yoga: YogaServerInstance<GraphqlWsServerContext, Context>, services: Services) {
+export function createGraphqlSocketHandler(
+  yoga: YogaServerInstance<GraphqlWsServerContext, Context>,
+  services: Services,
+  maskError: (error: unknown) => GraphQLError | Error,
+) {
   return makeHandler<Record<string, unknown> | undefined>({
     async onConnect(context) {
       const params = context.connectionParams ?? {};
@@ -77,6 +81,41 @@ export function createGraphqlSocketHandler(yoga: YogaServerInstance<GraphqlWsSer
       return args;
     },
     execute: (args) => (args as EnvelopedArgs).rootValue.execute(args) as never,
-    subscribe: (args) => (args as EnvelopedArgs).rootValue.subscribe(args) as never,
+    subscribe: async (args) => {
+      const result = (await (args as EnvelopedArgs).rootValue.subscribe(args)) as ExecutionResult | AsyncIterableIterator<ExecutionResult>;
+      return (Symbol.asyncIterator in result ? lastResultOnError(result, maskError) : result) as never;
+    },
   });
+}
+
+/**
+ * A subscription's results, where an error thrown by its source (a reader ended as too slow, a
+ * replay whose query failed) becomes one last result carrying the error, then the end. graphql-ws
+ * would otherwise let the error escape its message handler, which takes the whole process down.
+ */
+function lastResultOnError(
+  source: AsyncIterableIterator<ExecutionResult>,
+  maskError: (error: unknown) => GraphQLError | Error,
+): AsyncIterableIterator<ExecutionResult> {
+  let failed = false;
+  const done = (): IteratorResult<ExecutionResult> => ({ done: true, value: undefined });
+  return {
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+    async next() {
+      if (failed) return done();
+      try {
+        return await source.next();
+      } catch (error) {
+        failed = true;
+        const masked = maskError(error);
+        return { done: false, value: { errors: [masked instanceof GraphQLError ? masked : new GraphQLError(masked.message)] } };
+      }
+    },
+    async return() {
+      await source.return?.();
+      return done();
+    },
+  };
 }
