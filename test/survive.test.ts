@@ -127,6 +127,30 @@ test('a graphql-ws subscription whose source fails ends with an error result; th
   }
 });
 
+test.each([
+  ['live', {}],
+  ['catch-up', { after: 0 }],
+])('a %s graphql-ws subscriber that falls 1,000 events behind ends with SLOW_SUBSCRIBER; the process and the others carry on', async (_kind, args) => {
+  const chatId = await room('burst');
+  const [seen] = await fill(chatId, 1);
+  const client = kit.graphql(bob.token);
+  const slow = client.subscribe<{ id: string }>(
+    'subscription ($chatId: ID!, $after: ID) { messageAdded(chatId: $chatId, after: $after) { id } }',
+    { chatId, ...args },
+    { field: 'messageAdded', ready: ['chat:message', chatId] },
+  );
+  await slow.ready;
+  const witness = kit.chat(alice.token);
+  await witness.opened;
+  await witness.join(chatId);
+  // One synchronous burst: the subscriber cannot take any of it before the next burst arrives.
+  const event = (await t.app.services.messages.history(await t.app.services.auth.authenticate(alice.token), chatId, {}))[0]!;
+  for (let i = 1; i <= 1100; i++) t.app.services.pubsub.publish('chat:message', chatId, { ...event, id: seen! + i });
+  expect(await slow.done).toEqual({ kind: 'complete' });
+  expect(slow.errors.map((error) => error.extensions?.code)).toContain('SLOW_SUBSCRIBER');
+  await witness.next((frame) => frame.type === 'message' && frame.message_id === seen! + 1100);
+});
+
 describe('catch-up too far behind', () => {
   test('/ws: a history_gap frame names what was not replayed, then the newest messages, then live ones', async () => {
     const chatId = await room('gap ws');

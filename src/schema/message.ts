@@ -1,9 +1,6 @@
 import { builder } from './builder';
 
 export const MessageRef = builder.prismaObject('Message', {
-  // Loads the exposed columns only, so the services' MessageEvent (which has no bookkeeping columns
-  // such as askPending) is a valid parent for this type.
-  select: { id: true, chatId: true, content: true, isBot: true, status: true, createdAt: true },
   fields: (t) => ({
     id: t.exposeID('id'),
     chatId: t.exposeID('chatId'),

@@ -20,7 +20,7 @@ export function replayThenLive<T>(
 ): Repeater<T> {
   return new Repeater<T>(async (push, stop) => {
     let unread = 0;
-    let limit = SUBSCRIBER_QUEUE_LIMIT;
+    let limit: number = SUBSCRIBER_QUEUE_LIMIT;
     const send = (event: T) => {
       if (unread >= limit) {
         stop(new SlowSubscriberError());
@@ -49,7 +49,8 @@ export function replayThenLive<T>(
       if ((await Promise.race([listening.ready.then(() => true), left])) === null) return;
       const earlier = await Promise.race([readEarlier(), left]);
       if (earlier === null) return;
-      limit += earlier.length;
+      // The replay is queued whole (at most CATCH_UP_LIMIT and a gap marker): still below Repeater's own 1,024.
+      limit = Math.max(limit, earlier.length + 1);
       for (const event of earlier) send(event);
       replayed = new Set(earlier.map(keyOf).filter((key) => key !== undefined));
       for (const event of heldDuringReplay.splice(0)) if (!replayed.has(keyOf(event))) send(event);

@@ -114,7 +114,8 @@ function lastResultOnError(
       }
     },
     async return() {
-      await source.return?.();
+      // A source stopped with an error may reject here too; graphql-ws would not catch it either.
+      await source.return?.().catch(() => {});
       return done();
     },
   };
