@@ -91,7 +91,7 @@ export function parseDatabaseUrl(url: string): Config['database'] {
   if (sqlalchemy) return { engine: 'sqlite', url: `file:${sqlalchemy[1]}` };
   if (/^postgres(ql)?:\/\//.test(url)) return { engine: 'postgres', url };
   throw new ConfigError(
-    `DATABASE_URL=${url} is not supported: use file:./gemini_coop.db (or sqlite:///./gemini_coop.db) for SQLite, or postgresql://user@host:5432/db for PostgreSQL.`,
+    `DATABASE_URL=${redact(url)} is not supported: use file:./gemini_coop.db (or sqlite:///./gemini_coop.db) for SQLite, or postgresql://user@host:5432/db for PostgreSQL.`,
   );
 }
 
@@ -110,7 +110,7 @@ function corsOrigins(raw: string | undefined, production: boolean): '*' | string
 function redisUrl(url: string | undefined): string | null {
   if (!url) return null;
   if (!/^rediss?:\/\//.test(url)) {
-    throw new ConfigError(`REDIS_URL=${url} is not supported: use redis://host:6379 (or rediss:// for TLS), or unset it to run as one process.`);
+    throw new ConfigError(`REDIS_URL=${redact(url)} is not supported: use redis://host:6379 (or rediss:// for TLS), or unset it to run as one process.`);
   }
   return url;
 }
@@ -140,6 +140,15 @@ function secretKey(given: string | undefined, production: boolean, database: Con
   return generated;
 }
 
+// `scheme://user:password@` and `scheme://:password@` (Redis' form). The password runs to the last
+// `@` of the word, so one holding a raw `@` or `/` is hidden whole (at worst with some of the host).
+const URL_PASSWORD = /\b([a-z][a-z0-9+.-]*:\/\/[^\s:/?#@]*):\S*@/gi;
+// `?password=…`, `&sslpassword=…` and the like: any query parameter whose name says it is a secret.
+const SECRET_PARAMETER = /([?&][^\s=&#]*(?:pass|pwd|secret|token|key)[^\s=&#]*=)[^\s&#]*/gi;
 
-/** A URL with its password replaced, safe for a log line or an error message. */
-export const redact = (url: string) => url.replace(/(\/\/[^:/@]+:)[^@]*@/, '$1***@');
+/**
+ * `text` with every URL's password and secret query parameters replaced by `***`, safe for a log
+ * line or an error message. Works on a bare URL or on any message that quotes one.
+ * @example redact('redis://:hunter2@cache:6379') // 'redis://:***@cache:6379'
+ */
+export const redact = (text: string) => text.replace(URL_PASSWORD, '$1:***@').replace(SECRET_PARAMETER, '$1***');
