@@ -3,6 +3,7 @@ import type { Config } from '../config';
 import type { Database } from '../db/client';
 import { AppError, InvalidCredentialsError, NotAuthenticatedError } from './errors';
 import type { LoginThrottle } from './login-throttle';
+import { LruCache } from './lru-cache';
 import { loginInput, parseInput, registerInput } from './validation';
 
 /** The columns of a user that may leave the server: never the password hash. */
@@ -109,17 +110,13 @@ export class AuthService {
    */
   private async userById(id: number): Promise<PublicUser | null> {
     const cached = this.users.get(id);
-    if (cached && cached.expiresAt > Date.now()) return cached.user;
+    if (cached) return cached;
     const user = await this.db.user.findUnique({ where: { id }, select: publicUserSelect });
-    if (user) {
-      // Insertion order makes the first key the oldest: drop it when full.
-      if (this.users.size >= USER_CACHE_SIZE) this.users.delete(this.users.keys().next().value!);
-      this.users.set(id, { user, expiresAt: Date.now() + USER_CACHE_TTL_MS });
-    }
+    if (user) this.users.set(id, user);
     return user;
   }
 
-  private readonly users = new Map<number, { user: PublicUser; expiresAt: number }>();
+  private readonly users = new LruCache<number, PublicUser>(USER_CACHE_SIZE, USER_CACHE_TTL_MS);
 }
 
 const USER_CACHE_SIZE = 10_000;
