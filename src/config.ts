@@ -25,6 +25,9 @@ export interface Config {
     botPerMinute: number;
     /** Failed logins per minute per username and per client address; 0 turns the limit off. */
     loginFailuresPerMinute: number;
+    /** Messages per second per user, over every transport, in bursts of up to `messageBurst`; 0 turns the limit off. */
+    messagesPerSecond: number;
+    messageBurst: number;
   };
   bot: { contextMessages: number; contextChars: number; maxConcurrentCalls: number };
 }
@@ -61,6 +64,8 @@ export function loadConfig(env: Env = process.env): Config {
       wsRatePerSecond: integer(env, 'WS_RATE_LIMIT', 20, { min: 0 }),
       botPerMinute: integer(env, 'BOT_RATE_LIMIT', 10, { min: 0 }),
       loginFailuresPerMinute: integer(env, 'LOGIN_RATE_LIMIT', 10, { min: 0 }),
+      messagesPerSecond: integer(env, 'MESSAGE_RATE_LIMIT', 5, { min: 0 }),
+      messageBurst: integer(env, 'MESSAGE_BURST', 20, { min: 1 }),
     },
     bot: {
       contextMessages: integer(env, 'BOT_CONTEXT_MESSAGES', 50, { min: 1 }),

@@ -7,6 +7,7 @@ import { ChatService } from './chat.service';
 import { LoginThrottle } from './login-throttle';
 import { MessageService } from './message.service';
 import type { EventBus, PubSub } from './pubsub';
+import { KeyedRateLimiter } from './rate-limit';
 
 /** The service layer every transport adapts: rules and data live here and nowhere else. */
 export interface Services {
@@ -21,6 +22,12 @@ export interface Services {
   health: () => Promise<{ healthy: boolean; database: string; pubsub: string }>;
 }
 
+/** MESSAGE_RATE_LIMIT and MESSAGE_BURST, per user. */
+function messageLimit({ messagesPerSecond, messageBurst }: Config['limits']): KeyedRateLimiter<number> {
+  const message = `Too many messages: at most ${messagesPerSecond} a second (${messageBurst} at once)`;
+  return new KeyedRateLimiter({ ratePerSecond: messagesPerSecond, burst: messageBurst, message });
+}
+
 export function createServices(db: Database, config: Config, bus: EventBus): Services {
   const { pubsub } = bus;
   const chats = new ChatService(db, pubsub);
@@ -31,7 +38,7 @@ export function createServices(db: Database, config: Config, bus: EventBus): Ser
     db,
     auth: new AuthService(db, config, new LoginThrottle(config.limits.loginFailuresPerMinute)),
     chats,
-    messages: new MessageService(db, chats, pubsub, bot),
+    messages: new MessageService(db, chats, pubsub, bot, messageLimit(config.limits)),
     bot,
     pubsub,
     async health() {

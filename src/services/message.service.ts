@@ -6,6 +6,7 @@ import type { ChatService } from './chat.service';
 import { replayThenLive } from './listen';
 import { MessageWriter } from './message-writer';
 import type { MessageEvent, PubSub } from './pubsub';
+import type { KeyedRateLimiter } from './rate-limit';
 import { cursorSchema, historyQuery, parseChatId, parseInput, sendMessageInput } from './validation';
 
 /** History shows finished messages: not an answer still streaming, nor one that failed. */
@@ -38,6 +39,8 @@ export class MessageService {
     private readonly chats: ChatService,
     private readonly pubsub: PubSub,
     private readonly bot: BotService,
+    /** MESSAGE_RATE_LIMIT: per user, so more sockets or another transport buy no extra messages. */
+    private readonly sendLimit: KeyedRateLimiter<number>,
   ) {
     this.writer = new MessageWriter(db);
   }
@@ -47,6 +50,7 @@ export class MessageService {
    * then publishes one `chat:message` event.
    */
   async send(author: PublicUser, chatId: unknown, input: unknown): Promise<MessageEvent> {
+    this.sendLimit.take(author.id);
     const id = parseChatId(chatId);
     const { content } = parseInput(sendMessageInput, input);
     await this.chats.requireParticipant(author.id, id);
