@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import type { Engine } from './db/migrate';
 
@@ -28,6 +29,11 @@ export interface Config {
     /** Messages per second per user, over every transport, in bursts of up to `messageBurst`; 0 turns the limit off. */
     messagesPerSecond: number;
     messageBurst: number;
+    /** Registrations per hour per client address; 0 turns the limit off. */
+    registrationsPerHour: number;
+    /** Password hashes and checks running at once in this process, and how many may wait for a turn. */
+    passwordHashConcurrency: number;
+    passwordHashQueue: number;
   };
   bot: { contextMessages: number; contextChars: number; maxConcurrentCalls: number };
 }
@@ -66,6 +72,9 @@ export function loadConfig(env: Env = process.env): Config {
       loginFailuresPerMinute: integer(env, 'LOGIN_RATE_LIMIT', 10, { min: 0 }),
       messagesPerSecond: integer(env, 'MESSAGE_RATE_LIMIT', 5, { min: 0 }),
       messageBurst: integer(env, 'MESSAGE_BURST', 20, { min: 1 }),
+      registrationsPerHour: integer(env, 'REGISTER_RATE_LIMIT', 20, { min: 0 }),
+      passwordHashConcurrency: integer(env, 'PASSWORD_HASH_CONCURRENCY', availableParallelism(), { min: 1 }),
+      passwordHashQueue: integer(env, 'PASSWORD_HASH_QUEUE', 100, { min: 0 }),
     },
     bot: {
       contextMessages: integer(env, 'BOT_CONTEXT_MESSAGES', 50, { min: 1 }),

@@ -1,5 +1,6 @@
 import type { Config } from '../config';
 import type { Database } from '../db/client';
+import type { AuthGuards } from './auth.service';
 import { AuthService } from './auth.service';
 import { BotService } from './bot.service';
 import { localRoomLock, redisRoomLock } from './room-lock';
@@ -7,7 +8,8 @@ import { ChatService } from './chat.service';
 import { LoginThrottle } from './login-throttle';
 import { MessageService } from './message.service';
 import type { EventBus, PubSub } from './pubsub';
-import { KeyedRateLimiter } from './rate-limit';
+import { PasswordHasher } from './password-hasher';
+import { KeyedRateLimiter, WindowCounter } from './rate-limit';
 
 /** The service layer every transport adapts: rules and data live here and nowhere else. */
 export interface Services {
@@ -20,6 +22,18 @@ export interface Services {
   pubsub: PubSub;
   /** What `/health` reports: each dependency's state; `healthy` only when all are usable. */
   health: () => Promise<{ healthy: boolean; database: string; pubsub: string }>;
+}
+
+function authGuards(limits: Config['limits']): AuthGuards {
+  return {
+    logins: new LoginThrottle(limits.loginFailuresPerMinute),
+    registrations: new WindowCounter({
+      limit: limits.registrationsPerHour,
+      windowMs: 3_600_000,
+      message: 'Too many registrations from this address, try again later',
+    }),
+    passwords: new PasswordHasher({ concurrency: limits.passwordHashConcurrency, maxWaiting: limits.passwordHashQueue }),
+  };
 }
 
 /** MESSAGE_RATE_LIMIT and MESSAGE_BURST, per user. */
@@ -36,7 +50,7 @@ export function createServices(db: Database, config: Config, bus: EventBus): Ser
   const bot = new BotService(db, chats, pubsub, config, roomLock);
   return {
     db,
-    auth: new AuthService(db, config, new LoginThrottle(config.limits.loginFailuresPerMinute)),
+    auth: new AuthService(db, config, authGuards(config.limits)),
     chats,
     messages: new MessageService(db, chats, pubsub, bot, messageLimit(config.limits)),
     bot,

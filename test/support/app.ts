@@ -49,6 +49,7 @@ export async function createTestApp(env: Record<string, string> = {}, options: A
     BOT_RATE_LIMIT: '0',
     LOGIN_RATE_LIMIT: '0',
     MESSAGE_RATE_LIMIT: '0',
+    REGISTER_RATE_LIMIT: '0',
     ...env,
   });
   const app = await createApp(config, options);
