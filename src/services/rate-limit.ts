@@ -87,32 +87,40 @@ const UNCOUNTED: Attempt = { refund: () => {} };
  * Attempts per key in fixed windows of `windowMs`, each starting with its key's first attempt.
  * `reserve` counts an attempt before the work it guards, so attempts sent all at once cannot all
  * start before the first is counted; over `limit` it throws RATE_LIMITED with the seconds left.
- * A limit of 0 counts nothing.
- *
- * Memory stays bounded: all windows are equally long, so they end in the order they began; ended
- * ones are dropped from the front as new keys come, and past `maxKeys` the oldest goes first.
+ * A limit of 0 counts nothing. Memory stays bounded: a window is kept no longer than it lasts, and
+ * past `maxKeys` the least recently used go first.
  */
 export class WindowCounter {
-  private readonly windows = new Map<string, { count: number; resetAt: number }>();
+  private readonly windows: LruCache<string, { count: number; resetAt: number }>;
 
-  constructor(private readonly options: { limit: number; windowMs: number; message: string; maxKeys?: number; now?: () => number }) {}
+  constructor(private readonly options: { limit: number; windowMs: number; message: string; maxKeys?: number; now?: () => number }) {
+    const { windowMs, maxKeys = DEFAULT_MAX_KEYS, now = Date.now } = options;
+    this.windows = new LruCache(maxKeys, windowMs, now);
+  }
 
   /** Counts one attempt under every key, or none when one of them is already at the limit. */
   reserve(keys: string[]): Attempt {
-    const { limit, message, now = Date.now } = this.options;
+    const { limit, windowMs, message, now = Date.now } = this.options;
     if (limit === 0) return UNCOUNTED;
-    const open = keys.map((key) => this.current(key));
+    const open = keys.map((key) => this.windows.get(key));
     for (const window of open) {
       if (window && window.count >= limit) throw new RateLimitedError(message, Math.ceil((window.resetAt - now()) / 1000));
     }
-    const counted = keys.map((key, index) => open[index] ?? this.start(key));
+    const counted = keys.map((key, index) => {
+      const existing = open[index];
+      if (existing) return existing;
+      // Set once, when the window starts: the cache forgets it exactly when it ends.
+      const started = { count: 0, resetAt: now() + windowMs };
+      this.windows.set(key, started);
+      return started;
+    });
     for (const window of counted) window.count += 1;
     let refunded = false;
     return {
       refund: () => {
         if (refunded) return;
         refunded = true;
-        // A window that has ended since is gone from the map: giving back to it changes nothing.
+        // A window that has ended since is forgotten: giving back to it changes nothing.
         for (const window of counted) window.count -= 1;
       },
     };
@@ -121,26 +129,5 @@ export class WindowCounter {
   /** Keys with a window right now (at most `maxKeys`). */
   get size(): number {
     return this.windows.size;
-  }
-
-  private current(key: string) {
-    const window = this.windows.get(key);
-    if (window && window.resetAt <= (this.options.now ?? Date.now)()) {
-      this.windows.delete(key);
-      return undefined;
-    }
-    return window;
-  }
-
-  private start(key: string) {
-    const { windowMs, maxKeys = DEFAULT_MAX_KEYS, now = Date.now } = this.options;
-    const at = now();
-    for (const [oldest, window] of this.windows) {
-      if (window.resetAt > at && this.windows.size < maxKeys) break;
-      this.windows.delete(oldest);
-    }
-    const window = { count: 0, resetAt: at + windowMs };
-    this.windows.set(key, window);
-    return window;
   }
 }
