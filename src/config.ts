@@ -34,6 +34,8 @@ export interface Config {
     /** Password hashes and checks running at once in this process, and how many may wait for a turn. */
     passwordHashConcurrency: number;
     passwordHashQueue: number;
+    /** Open `/ws` and graphql-ws sockets per user in one process; 0 turns the cap off. */
+    socketsPerUser: number;
   };
   bot: { contextMessages: number; contextChars: number; maxConcurrentCalls: number };
 }
@@ -75,6 +77,7 @@ export function loadConfig(env: Env = process.env): Config {
       registrationsPerHour: integer(env, 'REGISTER_RATE_LIMIT', 20, { min: 0 }),
       passwordHashConcurrency: integer(env, 'PASSWORD_HASH_CONCURRENCY', availableParallelism(), { min: 1 }),
       passwordHashQueue: integer(env, 'PASSWORD_HASH_QUEUE', 100, { min: 0 }),
+      socketsPerUser: integer(env, 'MAX_SOCKETS_PER_USER', 20, { min: 0 }),
     },
     bot: {
       contextMessages: integer(env, 'BOT_CONTEXT_MESSAGES', 50, { min: 1 }),

@@ -114,23 +114,31 @@ export class AuthService {
    * `?token=` on `/ws`, `connectionParams` on graphql-ws.
    */
   async authenticate(token: string | null | undefined): Promise<PublicUser> {
+    return (await this.authenticateWithExpiry(token)).user;
+  }
+
+  /**
+   * `authenticate`, with the moment the token expires (ms since the epoch): a socket outlives the
+   * request that opened it, and is closed then. Only bad credentials are UNAUTHENTICATED; a failed
+   * user lookup (the database down) rejects with its own error.
+   */
+  async authenticateWithExpiry(token: string | null | undefined): Promise<{ user: PublicUser; expiresAt: number }> {
     if (!token) throw new NotAuthenticatedError();
-    let subject: string | undefined;
+    let claims: { sub?: string; exp?: number };
     try {
-      const { payload } = await jwtVerify(token, this.key, {
+      ({ payload: claims } = await jwtVerify(token, this.key, {
         algorithms: [ALGORITHM],
         requiredClaims: ['exp', 'sub'],
         clockTolerance: CLOCK_TOLERANCE_SECONDS,
-      });
-      subject = payload.sub;
+      }));
     } catch (error) {
       if (error instanceof joseErrors.JOSEError) throw new InvalidCredentialsError();
       throw error;
     }
-    const id = Number(subject);
+    const id = Number(claims.sub);
     const user = Number.isSafeInteger(id) ? await this.userById(id) : null;
     if (!user) throw new InvalidCredentialsError();
-    return user;
+    return { user, expiresAt: claims.exp! * 1000 };
   }
 
   /**

@@ -10,6 +10,7 @@ import { MessageService } from './message.service';
 import type { EventBus, PubSub } from './pubsub';
 import { PasswordHasher } from './password-hasher';
 import { KeyedRateLimiter, WindowCounter } from './rate-limit';
+import { SocketQuota } from './socket-quota';
 
 /** The service layer every transport adapts: rules and data live here and nowhere else. */
 export interface Services {
@@ -20,10 +21,13 @@ export interface Services {
   messages: MessageService;
   bot: BotService;
   pubsub: PubSub;
+  /** MAX_SOCKETS_PER_USER: open sockets per user, whichever protocol. */
+  sockets: SocketQuota;
   /** What `/health` reports: each dependency's state; `healthy` only when all are usable. */
   health: () => Promise<{ healthy: boolean; database: string; pubsub: string }>;
 }
 
+/** LOGIN_RATE_LIMIT, REGISTER_RATE_LIMIT (an hour's window per client address) and the password hashing limits. */
 function authGuards(limits: Config['limits']): AuthGuards {
   return {
     logins: new LoginThrottle(limits.loginFailuresPerMinute),
@@ -55,6 +59,7 @@ export function createServices(db: Database, config: Config, bus: EventBus): Ser
     messages: new MessageService(db, chats, pubsub, bot, messageLimit(config.limits)),
     bot,
     pubsub,
+    sockets: new SocketQuota(config.limits.socketsPerUser),
     async health() {
       const database = await db.$queryRaw`SELECT 1`.then(
         () => 'ok',
