@@ -451,15 +451,12 @@ describe('chats', () => {
       expect(await participantNames(kim, chat.id)).toEqual([owner.username, jane.username, kim.username]);
     });
 
-    test('inviting a member again is a 200 no-op', async () => {
+    test('inviting a member again is 400 "User is already a participant" and changes nothing', async () => {
       const jane = await signUp(t);
       const chat = await createChat(owner);
       expect((await invite(owner, chat.id, jane.username)).status).toBe(200);
-      const again = await invite(owner, chat.id, jane.username);
-      expect(again.status).toBe(200);
-      expect(await again.json()).toEqual({ message: `User ${jane.username} invited to chat` });
-      const self = await invite(owner, chat.id, owner.username);
-      expect(self.status).toBe(200);
+      await expectDetail(await invite(owner, chat.id, jane.username), 400, 'User is already a participant');
+      await expectDetail(await invite(owner, chat.id, owner.username), 400, 'User is already a participant');
       expect(await participantNames(owner, chat.id)).toEqual([owner.username, jane.username]);
     });
 

@@ -1,8 +1,8 @@
 import type { Database } from '../db/client';
 import type { Prisma } from '../generated/sqlite/client';
 import type { PublicUser } from './auth.service';
-import { publicUserSelect } from './auth.service';
-import { ChatNotFoundError, NotAuthorizedError, UserNotFoundError } from './errors';
+import { isUniqueViolation, publicUserSelect } from './auth.service';
+import { AppError, ChatNotFoundError, NotAuthorizedError, UserNotFoundError } from './errors';
 import { LruCache } from './lru-cache';
 import type { PubSub } from './pubsub';
 import { createChatInput, inviteInput, parseChatId, parseInput } from './validation';
@@ -41,8 +41,8 @@ export class ChatService {
   }
 
   /**
-   * Adds `username` to the chat; any participant may invite, and inviting a member again
-   * changes nothing. The invitee's open sockets hear of it.
+   * Adds `username` to the chat; any participant may invite. The invitee's open sockets hear of it,
+   * once: inviting someone already in the chat is refused ("User is already a participant").
    */
   async invite(inviter: PublicUser, chatId: unknown, input: unknown) {
     const id = parseChatId(chatId);
@@ -50,11 +50,13 @@ export class ChatService {
     const chat = await this.requireParticipant(inviter.id, id);
     const invitee = await this.db.user.findUnique({ where: { usernameKey: username.trim().toLowerCase() }, select: { id: true, username: true } });
     if (!invitee) throw new UserNotFoundError();
-    await this.db.chatParticipant.upsert({
-      where: { chatId_userId: { chatId: id, userId: invitee.id } },
-      create: { chatId: id, userId: invitee.id },
-      update: {},
-    });
+    try {
+      await this.db.chatParticipant.create({ data: { chatId: id, userId: invitee.id }, select: { id: true } });
+    } catch (error) {
+      // Already in the chat, or invited by someone else at this very moment: the unique index decides.
+      if (isUniqueViolation(error)) throw new AppError('CONFLICT', 'User is already a participant');
+      throw error;
+    }
     this.pubsub.publish('user:invited', invitee.id, { chatId: id, chatName: chat.name, invitedBy: inviter.username });
     return invitee;
   }
