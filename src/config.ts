@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import type { Engine } from './db/migrate';
 
@@ -25,6 +26,16 @@ export interface Config {
     botPerMinute: number;
     /** Failed logins per minute per username and per client address; 0 turns the limit off. */
     loginFailuresPerMinute: number;
+    /** Messages per second per user, over every transport, in bursts of up to `messageBurst`; 0 turns the limit off. */
+    messagesPerSecond: number;
+    messageBurst: number;
+    /** Registrations per hour per client address; 0 turns the limit off. */
+    registrationsPerHour: number;
+    /** Password hashes and checks running at once in this process, and how many may wait for a turn. */
+    passwordHashConcurrency: number;
+    passwordHashQueue: number;
+    /** Open `/ws` and graphql-ws sockets per user in one process; 0 turns the cap off. */
+    socketsPerUser: number;
   };
   bot: { contextMessages: number; contextChars: number; maxConcurrentCalls: number };
 }
@@ -61,6 +72,12 @@ export function loadConfig(env: Env = process.env): Config {
       wsRatePerSecond: integer(env, 'WS_RATE_LIMIT', 20, { min: 0 }),
       botPerMinute: integer(env, 'BOT_RATE_LIMIT', 10, { min: 0 }),
       loginFailuresPerMinute: integer(env, 'LOGIN_RATE_LIMIT', 10, { min: 0 }),
+      messagesPerSecond: integer(env, 'MESSAGE_RATE_LIMIT', 5, { min: 0 }),
+      messageBurst: integer(env, 'MESSAGE_BURST', 20, { min: 1 }),
+      registrationsPerHour: integer(env, 'REGISTER_RATE_LIMIT', 20, { min: 0 }),
+      passwordHashConcurrency: integer(env, 'PASSWORD_HASH_CONCURRENCY', availableParallelism(), { min: 1 }),
+      passwordHashQueue: integer(env, 'PASSWORD_HASH_QUEUE', 100, { min: 0 }),
+      socketsPerUser: integer(env, 'MAX_SOCKETS_PER_USER', 20, { min: 0 }),
     },
     bot: {
       contextMessages: integer(env, 'BOT_CONTEXT_MESSAGES', 50, { min: 1 }),
@@ -91,7 +108,7 @@ export function parseDatabaseUrl(url: string): Config['database'] {
   if (sqlalchemy) return { engine: 'sqlite', url: `file:${sqlalchemy[1]}` };
   if (/^postgres(ql)?:\/\//.test(url)) return { engine: 'postgres', url };
   throw new ConfigError(
-    `DATABASE_URL=${url} is not supported: use file:./gemini_coop.db (or sqlite:///./gemini_coop.db) for SQLite, or postgresql://user@host:5432/db for PostgreSQL.`,
+    `DATABASE_URL=${redact(url)} is not supported: use file:./gemini_coop.db (or sqlite:///./gemini_coop.db) for SQLite, or postgresql://user@host:5432/db for PostgreSQL.`,
   );
 }
 
@@ -110,7 +127,7 @@ function corsOrigins(raw: string | undefined, production: boolean): '*' | string
 function redisUrl(url: string | undefined): string | null {
   if (!url) return null;
   if (!/^rediss?:\/\//.test(url)) {
-    throw new ConfigError(`REDIS_URL=${url} is not supported: use redis://host:6379 (or rediss:// for TLS), or unset it to run as one process.`);
+    throw new ConfigError(`REDIS_URL=${redact(url)} is not supported: use redis://host:6379 (or rediss:// for TLS), or unset it to run as one process.`);
   }
   return url;
 }
@@ -140,6 +157,15 @@ function secretKey(given: string | undefined, production: boolean, database: Con
   return generated;
 }
 
+// `scheme://user:password@` and `scheme://:password@` (Redis' form). The password runs to the last
+// `@` of the word, so one holding a raw `@` or `/` is hidden whole (at worst with some of the host).
+const URL_PASSWORD = /\b([a-z][a-z0-9+.-]*:\/\/[^\s:/?#@]*):\S*@/gi;
+// `?password=…`, `&sslpassword=…` and the like: any query parameter whose name says it is a secret.
+const SECRET_PARAMETER = /([?&][^\s=&#]*(?:pass|pwd|secret|token|key)[^\s=&#]*=)[^\s&#]*/gi;
 
-/** A URL with its password replaced, safe for a log line or an error message. */
-export const redact = (url: string) => url.replace(/(\/\/[^:/@]+:)[^@]*@/, '$1***@');
+/**
+ * `text` with every URL's password and secret query parameters replaced by `***`, safe for a log
+ * line or an error message. Works on a bare URL or on any message that quotes one.
+ * @example redact('redis://:hunter2@cache:6379') // 'redis://:***@cache:6379'
+ */
+export const redact = (text: string) => text.replace(URL_PASSWORD, '$1:***@').replace(SECRET_PARAMETER, '$1***');

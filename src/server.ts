@@ -1,5 +1,5 @@
 import { createApp } from './app';
-import { ConfigError, loadConfig } from './config';
+import { ConfigError, loadConfig, redact } from './config';
 import { MAX_BODY_BYTES } from './http-edge';
 
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -32,8 +32,10 @@ async function main() {
 
 main().catch((error: unknown) => {
   if (error instanceof ConfigError) {
-    console.error(`Configuration error: ${error.message}`);
+    console.error(`Configuration error: ${redact(error.message)}`);
     process.exit(78);
   }
-  throw error;
+  // What failed may quote a connection URL: it is printed redacted, never as thrown.
+  console.error(`Start-up failed: ${redact(error instanceof Error ? (error.stack ?? error.message) : String(error))}`);
+  process.exit(1);
 });

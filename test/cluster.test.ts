@@ -46,6 +46,8 @@ if (process.env.TEST_DATABASE_URL && process.env.TEST_REDIS_URL) {
         WS_RATE_LIMIT: '0',
         BOT_RATE_LIMIT: '0',
         LOGIN_RATE_LIMIT: '0',
+        MESSAGE_RATE_LIMIT: '0',
+        REGISTER_RATE_LIMIT: '0',
       };
       // Both start at once on the fresh database, as a deployment's replicas would: both apply migrations.
       [a, b] = await Promise.all([startInstance('A', env), startInstance('B', env)]);

@@ -23,6 +23,7 @@ async function start(name: string, database: string) {
     DATABASE_URL: `file:${join(dir, database)}`,
     SECRET_KEY: 'durability-test-secret-key-0123456789abcdef',
     WS_RATE_LIMIT: '0',
+    MESSAGE_RATE_LIMIT: '0',
   });
   instances.push(instance);
   return instance;

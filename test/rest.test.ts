@@ -451,15 +451,12 @@ describe('chats', () => {
       expect(await participantNames(kim, chat.id)).toEqual([owner.username, jane.username, kim.username]);
     });
 
-    test('inviting a member again is a 200 no-op', async () => {
+    test('inviting a member again is 400 "User is already a participant" and changes nothing', async () => {
       const jane = await signUp(t);
       const chat = await createChat(owner);
       expect((await invite(owner, chat.id, jane.username)).status).toBe(200);
-      const again = await invite(owner, chat.id, jane.username);
-      expect(again.status).toBe(200);
-      expect(await again.json()).toEqual({ message: `User ${jane.username} invited to chat` });
-      const self = await invite(owner, chat.id, owner.username);
-      expect(self.status).toBe(200);
+      await expectDetail(await invite(owner, chat.id, jane.username), 400, 'User is already a participant');
+      await expectDetail(await invite(owner, chat.id, owner.username), 400, 'User is already a participant');
       expect(await participantNames(owner, chat.id)).toEqual([owner.username, jane.username]);
     });
 
@@ -816,13 +813,14 @@ describe('LoginThrottle', () => {
     }
   }
 
+  // A failed login keeps the attempt it reserved; a successful one gives it back.
+  const fail = (throttle: LoginThrottle, username: string, address: string | null = null) => rateLimit(() => throttle.reserve(username, address));
+  const succeed = (throttle: LoginThrottle, username: string, address: string | null = null) => rateLimit(() => throttle.reserve(username, address).refund());
+
   test('allows attempts until the limit of failures, then refuses with a 429 and the seconds left', () => {
     const { throttle } = throttleAt(3);
-    for (let index = 0; index < 3; index++) {
-      expect(rateLimit(() => throttle.check('jane', null))).toBeUndefined();
-      throttle.recordFailure('jane', null);
-    }
-    const error = rateLimit(() => throttle.check('jane', null));
+    for (let index = 0; index < 3; index++) expect(fail(throttle, 'jane')).toBeUndefined();
+    const error = fail(throttle, 'jane');
     expect(error).toBeInstanceOf(RateLimitedError);
     expect(error).toBeInstanceOf(AppError);
     expect(error!.status).toBe(429);
@@ -831,73 +829,85 @@ describe('LoginThrottle', () => {
 
   test('the seconds left count down with the clock', () => {
     const { clock, throttle } = throttleAt(3);
-    for (let index = 0; index < 3; index++) throttle.recordFailure('jane', null);
+    for (let index = 0; index < 3; index++) fail(throttle, 'jane');
     clock.now = T0 + 45_000;
-    expect(rateLimit(() => throttle.check('jane', null))?.retryAfterSeconds).toBe(15);
+    expect(succeed(throttle, 'jane')?.retryAfterSeconds).toBe(15);
     clock.now = T0 + 59_500;
-    expect(rateLimit(() => throttle.check('jane', null))?.retryAfterSeconds).toBe(1);
+    expect(succeed(throttle, 'jane')?.retryAfterSeconds).toBe(1);
   });
 
   test('the window ends 60 seconds after the first failure', () => {
     const { clock, throttle } = throttleAt(3);
-    for (let index = 0; index < 3; index++) throttle.recordFailure('jane', null);
+    for (let index = 0; index < 3; index++) fail(throttle, 'jane');
     clock.now = T0 + 59_999;
-    expect(rateLimit(() => throttle.check('jane', null))).toBeInstanceOf(RateLimitedError);
+    expect(succeed(throttle, 'jane')).toBeInstanceOf(RateLimitedError);
     clock.now = T0 + 60_000;
-    expect(rateLimit(() => throttle.check('jane', null))).toBeUndefined();
+    expect(succeed(throttle, 'jane')).toBeUndefined();
   });
 
-  test('failures during a lockout do not extend it', () => {
+  test('failures during a lockout are refused and do not extend it', () => {
     const { clock, throttle } = throttleAt(3);
-    for (let index = 0; index < 3; index++) throttle.recordFailure('jane', null);
+    for (let index = 0; index < 3; index++) fail(throttle, 'jane');
     for (const offset of [10_000, 30_000, 59_000]) {
       clock.now = T0 + offset;
-      throttle.recordFailure('jane', null);
+      expect(fail(throttle, 'jane')).toBeInstanceOf(RateLimitedError);
     }
     clock.now = T0 + 60_000;
-    expect(rateLimit(() => throttle.check('jane', null))).toBeUndefined();
+    expect(succeed(throttle, 'jane')).toBeUndefined();
   });
 
   test('a new window starts counting from zero', () => {
     const { clock, throttle } = throttleAt(3);
-    for (let index = 0; index < 3; index++) throttle.recordFailure('jane', null);
+    for (let index = 0; index < 3; index++) fail(throttle, 'jane');
     clock.now = T0 + 60_000;
-    throttle.recordFailure('jane', null);
-    throttle.recordFailure('jane', null);
-    expect(rateLimit(() => throttle.check('jane', null))).toBeUndefined();
-    throttle.recordFailure('jane', null);
-    expect(rateLimit(() => throttle.check('jane', null))?.retryAfterSeconds).toBe(60);
+    fail(throttle, 'jane');
+    fail(throttle, 'jane');
+    expect(succeed(throttle, 'jane')).toBeUndefined();
+    fail(throttle, 'jane');
+    expect(succeed(throttle, 'jane')?.retryAfterSeconds).toBe(60);
   });
 
-  test('checks (the path of every successful login) are never counted', () => {
+  test('successful logins (attempts given back) are never counted', () => {
     const { throttle } = throttleAt(3);
-    throttle.recordFailure('jane', null);
-    throttle.recordFailure('jane', null);
-    for (let index = 0; index < 100; index++) expect(rateLimit(() => throttle.check('jane', null))).toBeUndefined();
+    fail(throttle, 'jane');
+    fail(throttle, 'jane');
+    for (let index = 0; index < 100; index++) expect(succeed(throttle, 'jane')).toBeUndefined();
+  });
+
+  test('an attempt counts from the moment it is reserved: more at once than the limit are refused', () => {
+    const { throttle } = throttleAt(3);
+    const inFlight = [0, 1, 2].map(() => throttle.reserve('jane', '10.0.0.1'));
+    expect(fail(throttle, 'jane', '10.0.0.2')).toBeInstanceOf(RateLimitedError);
+    expect(fail(throttle, 'bob', '10.0.0.1')).toBeInstanceOf(RateLimitedError);
+    inFlight[0]!.refund();
+    inFlight[0]!.refund(); // given back once only
+    expect(succeed(throttle, 'jane', '10.0.0.1')).toBeUndefined();
+    expect(fail(throttle, 'jane', '10.0.0.1')).toBeUndefined();
+    expect(fail(throttle, 'jane', '10.0.0.1')).toBeInstanceOf(RateLimitedError);
   });
 
   test('usernames are counted apart, ignoring case and surrounding spaces', () => {
     const { throttle } = throttleAt(2);
-    throttle.recordFailure('Jane', null);
-    throttle.recordFailure(' jane ', null);
-    expect(rateLimit(() => throttle.check('jane', null))).toBeInstanceOf(RateLimitedError);
-    expect(rateLimit(() => throttle.check('bob', null))).toBeUndefined();
+    fail(throttle, 'Jane');
+    fail(throttle, ' jane ');
+    expect(succeed(throttle, 'jane')).toBeInstanceOf(RateLimitedError);
+    expect(succeed(throttle, 'bob')).toBeUndefined();
   });
 
   test('a client address is limited across usernames; other addresses are not', () => {
     const { throttle } = throttleAt(3);
-    throttle.recordFailure('a', '10.0.0.1');
-    throttle.recordFailure('b', '10.0.0.1');
-    throttle.recordFailure('c', '10.0.0.1');
-    expect(rateLimit(() => throttle.check('d', '10.0.0.1'))).toBeInstanceOf(RateLimitedError);
-    expect(rateLimit(() => throttle.check('d', '10.0.0.2'))).toBeUndefined();
-    expect(rateLimit(() => throttle.check('d', null))).toBeUndefined();
+    fail(throttle, 'a', '10.0.0.1');
+    fail(throttle, 'b', '10.0.0.1');
+    fail(throttle, 'c', '10.0.0.1');
+    expect(succeed(throttle, 'd', '10.0.0.1')).toBeInstanceOf(RateLimitedError);
+    expect(succeed(throttle, 'd', '10.0.0.2')).toBeUndefined();
+    expect(succeed(throttle, 'd', null)).toBeUndefined();
   });
 
   test('a limit of 0 turns throttling off', () => {
     const { throttle } = throttleAt(0);
-    for (let index = 0; index < 50; index++) throttle.recordFailure('jane', '10.0.0.1');
-    expect(rateLimit(() => throttle.check('jane', '10.0.0.1'))).toBeUndefined();
+    for (let index = 0; index < 50; index++) expect(fail(throttle, 'jane', '10.0.0.1')).toBeUndefined();
+    expect(throttle.size).toBe(0);
   });
 });
 

@@ -8,7 +8,7 @@ import { freePort, spawnServer } from './proc';
  * The rate limits the bench turns off: it measures capacity, not the limits' effect. With them on,
  * a /ws socket may send 20 frames a second and each user 10 /bot asks a minute.
  */
-export const RATE_LIMITS_OFF = { WS_RATE_LIMIT: '0', BOT_RATE_LIMIT: '0', LOGIN_RATE_LIMIT: '0' } as const;
+export const RATE_LIMITS_OFF = { WS_RATE_LIMIT: '0', BOT_RATE_LIMIT: '0', LOGIN_RATE_LIMIT: '0', MESSAGE_RATE_LIMIT: '0', REGISTER_RATE_LIMIT: '0' } as const;
 
 /** What every scenario shares: a temp directory for databases and logs, and the server's secret. */
 export class BenchContext {

@@ -3,6 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import type { SqlDriverAdapter, SqlMigrationAwareDriverAdapterFactory } from '@prisma/driver-adapter-utils';
 import { bindMigrationAwareSqlAdapterFactory } from '@prisma/driver-adapter-utils';
 import type { MigrationList, SchemaEngine } from '@prisma/schema-engine-wasm';
+import { redact } from '../config';
 
 export type Engine = 'sqlite' | 'postgres';
 
@@ -54,7 +55,7 @@ async function loadBindings() {
   // The engine reports panics through this global; without it a panic surfaces as an unrelated TypeError.
   (globalThis as { PRISMA_WASM_PANIC_REGISTRY?: unknown }).PRISMA_WASM_PANIC_REGISTRY = {
     set_message(message: string) {
-      console.error(`prisma schema engine panicked: ${message}`);
+      console.error(`prisma schema engine panicked: ${redact(message)}`);
     },
   };
   const bg = await import('@prisma/schema-engine-wasm/schema_engine_bg');

@@ -13,7 +13,7 @@ builder.mutationFields((t) => ({
     type: AuthPayloadRef,
     args: { username: t.arg.string({ required: true }), email: t.arg.string({ required: true }), password: t.arg.string({ required: true }) },
     resolve: async (_root, args, context) => {
-      const user = await context.services.auth.register(args);
+      const user = await context.services.auth.register(args, context.clientAddress);
       return { user, token: await context.services.auth.issueToken(user.id) };
     },
   }),

@@ -30,7 +30,11 @@ export const routes: [method: string, path: string, handler: Handler][] = [
     },
   ],
 
-  ['POST', '/api/auth/register', async ({ request, services }) => json(userJson(await services.auth.register(await readBody(request))))],
+  [
+    'POST',
+    '/api/auth/register',
+    async ({ request, services, clientAddress }) => json(userJson(await services.auth.register(await readBody(request), clientAddress))),
+  ],
   [
     'POST',
     '/api/auth/login',

@@ -3,6 +3,9 @@ import type { Config } from '../config';
 import type { Database } from '../db/client';
 import { AppError, InvalidCredentialsError, NotAuthenticatedError } from './errors';
 import type { LoginThrottle } from './login-throttle';
+import { LruCache } from './lru-cache';
+import type { PasswordHasher } from './password-hasher';
+import type { Attempt, WindowCounter } from './rate-limit';
 import { loginInput, parseInput, registerInput } from './validation';
 
 /** The columns of a user that may leave the server: never the password hash. */
@@ -16,8 +19,16 @@ export interface PublicUser {
 
 const ALGORITHM = 'HS256';
 const CLOCK_TOLERANCE_SECONDS = 5;
-// argon2id at OWASP's recommended floor (19 MiB, 2 passes): login's main cost, stated in the bench.
-const HASH_OPTIONS = { algorithm: 'argon2id', memoryCost: 19_456, timeCost: 2 } as const;
+
+/** What stands between a client and the password hashes: each is counted before any hash runs. */
+export interface AuthGuards {
+  /** LOGIN_RATE_LIMIT: failed logins per username and per client address. */
+  logins: LoginThrottle;
+  /** REGISTER_RATE_LIMIT: registrations per client address. */
+  registrations: WindowCounter;
+  /** PASSWORD_HASH_CONCURRENCY and PASSWORD_HASH_QUEUE: every hash and check in the process. */
+  passwords: PasswordHasher;
+}
 
 export class AuthService {
   private readonly key: Uint8Array;
@@ -27,18 +38,25 @@ export class AuthService {
   constructor(
     private readonly db: Database,
     private readonly config: Pick<Config, 'secretKey' | 'tokenExpireMinutes'>,
-    private readonly throttle: LoginThrottle,
+    private readonly guards: AuthGuards,
   ) {
     this.key = new TextEncoder().encode(config.secretKey);
-    this.decoyHash = Bun.password.hash(crypto.randomUUID(), HASH_OPTIONS);
+    this.decoyHash = guards.passwords.hash(crypto.randomUUID());
   }
 
   /**
-   * Creates an account. The username is checked before the email, as the original did.
-   * @example await auth.register({ username: 'jane', email: 'jane@example.com', password: 'password123' })
+   * Creates an account. The username is checked before the email, as the original did. Every
+   * valid attempt counts against the client address, a refused one too: registration would
+   * otherwise be a free way to learn which usernames exist.
+   * @example await auth.register({ username: 'jane', email: 'jane@example.com', password: 'password123' }, '203.0.113.7')
    */
-  async register(input: unknown): Promise<PublicUser> {
+  async register(input: unknown, clientAddress: string | null): Promise<PublicUser> {
     const { username, email, password } = parseInput(registerInput, input);
+    const attempt = this.guards.registrations.reserve(clientAddress ? [clientAddress] : []);
+    return refundOnServerFault(attempt, () => this.createUser(username, email, password));
+  }
+
+  private async createUser(username: string, email: string, password: string): Promise<PublicUser> {
     const usernameKey = username.toLowerCase();
     if (await this.db.user.findUnique({ where: { usernameKey }, select: { id: true } })) {
       throw new AppError('CONFLICT', 'Username already registered');
@@ -46,7 +64,7 @@ export class AuthService {
     if (await this.db.user.findUnique({ where: { email }, select: { id: true } })) {
       throw new AppError('CONFLICT', 'Email already registered');
     }
-    const hashedPassword = await Bun.password.hash(password, HASH_OPTIONS);
+    const hashedPassword = await this.guards.passwords.hash(password);
     try {
       return await this.db.user.create({ data: { username, usernameKey, email, hashedPassword }, select: publicUserSelect });
     } catch (error) {
@@ -56,18 +74,30 @@ export class AuthService {
     }
   }
 
-  /** Checks a password and returns the user with a fresh access token. */
+  /**
+   * Checks a password and returns the user with a fresh access token. The attempt is counted
+   * before the hash and given back on success, so guesses sent all at once are refused past
+   * LOGIN_RATE_LIMIT instead of all being checked.
+   */
   async login(input: unknown, clientAddress: string | null): Promise<{ user: PublicUser; token: string }> {
     const { username, password } = parseInput(loginInput, input);
-    this.throttle.check(username, clientAddress);
-    const found = await this.db.user.findUnique({ where: { usernameKey: username.trim().toLowerCase() } });
-    const valid = await Bun.password.verify(password, found?.hashedPassword ?? (await this.decoyHash));
-    if (!found || !valid) {
-      this.throttle.recordFailure(username, clientAddress);
-      throw new NotAuthenticatedError('Incorrect username or password');
-    }
-    const { hashedPassword: _hash, ...user } = found;
+    const attempt = this.guards.logins.reserve(username, clientAddress);
+    const user = await refundOnServerFault(attempt, () => this.checkPassword(username, password));
+    if (!user) throw new NotAuthenticatedError('Incorrect username or password');
+    attempt.refund();
     return { user, token: await this.issueToken(user.id) };
+  }
+
+  /** The user `username` names when `password` is theirs, else null; an unknown name costs a hash too (the decoy's). */
+  private async checkPassword(username: string, password: string): Promise<PublicUser | null> {
+    const found = await this.db.user.findUnique({
+      where: { usernameKey: username.trim().toLowerCase() },
+      select: { ...publicUserSelect, hashedPassword: true },
+    });
+    const valid = await this.guards.passwords.verify(password, found?.hashedPassword ?? (await this.decoyHash));
+    if (!found || !valid) return null;
+    const { hashedPassword: _hash, ...user } = found;
+    return user;
   }
 
   issueToken(userId: number): Promise<string> {
@@ -84,23 +114,31 @@ export class AuthService {
    * `?token=` on `/ws`, `connectionParams` on graphql-ws.
    */
   async authenticate(token: string | null | undefined): Promise<PublicUser> {
+    return (await this.authenticateWithExpiry(token)).user;
+  }
+
+  /**
+   * `authenticate`, with the moment the token expires (ms since the epoch): a socket outlives the
+   * request that opened it, and is closed then. Only bad credentials are UNAUTHENTICATED; a failed
+   * user lookup (the database down) rejects with its own error.
+   */
+  async authenticateWithExpiry(token: string | null | undefined): Promise<{ user: PublicUser; expiresAt: number }> {
     if (!token) throw new NotAuthenticatedError();
-    let subject: string | undefined;
+    let claims: { sub?: string; exp?: number };
     try {
-      const { payload } = await jwtVerify(token, this.key, {
+      ({ payload: claims } = await jwtVerify(token, this.key, {
         algorithms: [ALGORITHM],
         requiredClaims: ['exp', 'sub'],
         clockTolerance: CLOCK_TOLERANCE_SECONDS,
-      });
-      subject = payload.sub;
+      }));
     } catch (error) {
       if (error instanceof joseErrors.JOSEError) throw new InvalidCredentialsError();
       throw error;
     }
-    const id = Number(subject);
+    const id = Number(claims.sub);
     const user = Number.isSafeInteger(id) ? await this.userById(id) : null;
     if (!user) throw new InvalidCredentialsError();
-    return user;
+    return { user, expiresAt: claims.exp! * 1000 };
   }
 
   /**
@@ -109,21 +147,27 @@ export class AuthService {
    */
   private async userById(id: number): Promise<PublicUser | null> {
     const cached = this.users.get(id);
-    if (cached && cached.expiresAt > Date.now()) return cached.user;
+    if (cached) return cached;
     const user = await this.db.user.findUnique({ where: { id }, select: publicUserSelect });
-    if (user) {
-      // Insertion order makes the first key the oldest: drop it when full.
-      if (this.users.size >= USER_CACHE_SIZE) this.users.delete(this.users.keys().next().value!);
-      this.users.set(id, { user, expiresAt: Date.now() + USER_CACHE_TTL_MS });
-    }
+    if (user) this.users.set(id, user);
     return user;
   }
 
-  private readonly users = new Map<number, { user: PublicUser; expiresAt: number }>();
+  private readonly users = new LruCache<number, PublicUser>(USER_CACHE_SIZE, USER_CACHE_TTL_MS);
 }
 
 const USER_CACHE_SIZE = 10_000;
 const USER_CACHE_TTL_MS = 60_000;
+
+/** Runs `work` for a counted attempt; one the server failed (busy, database down) was not the client's, and is given back. */
+async function refundOnServerFault<T>(attempt: Attempt, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (!(error instanceof AppError) || error.code === 'SERVICE_UNAVAILABLE') attempt.refund();
+    throw error;
+  }
+}
 
 export function isUniqueViolation(error: unknown): boolean {
   return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 'P2002';

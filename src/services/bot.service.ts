@@ -5,10 +5,10 @@ import type { Database } from '../db/client';
 import type { PublicUser } from './auth.service';
 import { buildContents, systemInstruction } from './bot-context';
 import type { ChatService } from './chat.service';
-import { AppError, RateLimitedError } from './errors';
+import { AppError } from './errors';
 import type { BotStreamEvent, PubSub } from './pubsub';
 import { boundedRepeater } from './pubsub';
-import { TokenBucket } from './rate-limit';
+import { KeyedRateLimiter } from './rate-limit';
 import type { RoomFeeds } from './room-feed';
 import type { RoomLock } from './room-lock';
 import { publicUserSelect } from './auth.service';
@@ -45,7 +45,7 @@ export class BotService {
   private readonly gemini: GoogleGenAI | null;
   private readonly roomQueues = new Map<number, Promise<void>>();
   private readonly running = new Map<number, RunningAnswer>();
-  private readonly askBuckets = new Map<number, TokenBucket>();
+  private readonly askLimit: KeyedRateLimiter<number>;
   private readonly waitingForSlot: (() => void)[] = [];
   private activeCalls = 0;
   private shuttingDown = false;
@@ -60,6 +60,8 @@ export class BotService {
   ) {
     const { apiKey, baseUrl } = config.gemini;
     this.gemini = apiKey ? new GoogleGenAI({ apiKey, httpOptions: baseUrl ? { baseUrl } : undefined }) : null;
+    const perMinute = config.limits.botPerMinute;
+    this.askLimit = new KeyedRateLimiter({ ratePerSecond: perMinute / 60, burst: perMinute, message: `Too many /bot requests: at most ${perMinute} a minute` });
   }
 
   /**
@@ -69,16 +71,7 @@ export class BotService {
   admit(asker: PublicUser, prompt: string): void {
     if (this.shuttingDown) throw new AppError('SERVICE_UNAVAILABLE', 'The server is shutting down: ask again in a moment');
     if (prompt === '') throw new AppError('BAD_USER_INPUT', 'Ask the bot something: /bot <question>');
-    const perMinute = this.config.limits.botPerMinute;
-    if (perMinute === 0) return;
-    let bucket = this.askBuckets.get(asker.id);
-    if (!bucket) {
-      bucket = new TokenBucket(perMinute / 60, perMinute);
-      this.askBuckets.set(asker.id, bucket);
-    }
-    if (!bucket.take()) {
-      throw new RateLimitedError(`Too many /bot requests: at most ${perMinute} a minute`, bucket.secondsUntilNext());
-    }
+    this.askLimit.take(asker.id);
   }
 
   /**

@@ -1,13 +1,17 @@
 import type { Database } from '../db/client';
 import type { Prisma } from '../generated/sqlite/client';
 import type { PublicUser } from './auth.service';
-import { publicUserSelect } from './auth.service';
-import { ChatNotFoundError, NotAuthorizedError, UserNotFoundError } from './errors';
+import { isUniqueViolation, publicUserSelect } from './auth.service';
+import { AppError, ChatNotFoundError, NotAuthorizedError, UserNotFoundError } from './errors';
+import { LruCache } from './lru-cache';
 import type { PubSub } from './pubsub';
 import { createChatInput, inviteInput, parseChatId, parseInput } from './validation';
 
 /** A Prisma selection handed down by a GraphQL resolver, so a query loads only what it asks for. */
 export type ChatQuery = Omit<Prisma.ChatFindUniqueArgs, 'where'>;
+
+const MEMBERSHIP_CACHE_SIZE = 50_000;
+const MEMBERSHIP_CACHE_TTL_MS = 60_000;
 
 export class ChatService {
   constructor(
@@ -37,8 +41,8 @@ export class ChatService {
   }
 
   /**
-   * Adds `username` to the chat; any participant may invite, and inviting a member again
-   * changes nothing. The invitee's open sockets hear of it.
+   * Adds `username` to the chat; any participant may invite. The invitee's open sockets hear of it,
+   * once: inviting someone already in the chat is refused ("User is already a participant").
    */
   async invite(inviter: PublicUser, chatId: unknown, input: unknown) {
     const id = parseChatId(chatId);
@@ -46,11 +50,13 @@ export class ChatService {
     const chat = await this.requireParticipant(inviter.id, id);
     const invitee = await this.db.user.findUnique({ where: { usernameKey: username.trim().toLowerCase() }, select: { id: true, username: true } });
     if (!invitee) throw new UserNotFoundError();
-    await this.db.chatParticipant.upsert({
-      where: { chatId_userId: { chatId: id, userId: invitee.id } },
-      create: { chatId: id, userId: invitee.id },
-      update: {},
-    });
+    try {
+      await this.db.chatParticipant.create({ data: { chatId: id, userId: invitee.id }, select: { id: true } });
+    } catch (error) {
+      // Already in the chat, or invited by someone else at this very moment: the unique index decides.
+      if (isUniqueViolation(error)) throw new AppError('CONFLICT', 'User is already a participant');
+      throw error;
+    }
     this.pubsub.publish('user:invited', invitee.id, { chatId: id, chatName: chat.name, invitedBy: inviter.username });
     return invitee;
   }
@@ -68,12 +74,13 @@ export class ChatService {
 
   /**
    * The one membership rule: 404 when the chat does not exist, 403 when `userId` is not in it.
-   * Positive answers are cached, since every message and join asks it; nobody is removed from
-   * a chat, so a cached "yes" never goes stale.
+   * Positive answers are cached, since every message and join asks it. The cache is bounded, and
+   * an answer is kept a minute at most, so a removal made by another instance shows within it;
+   * one made here is seen at once through `forgetMemberships`.
    */
   async requireParticipant(userId: number, chatId: number): Promise<{ id: number; name: string | null }> {
     const cached = this.memberships.get(membershipKey(userId, chatId));
-    if (cached) return cached;
+    if (cached) return cached.chat;
     const chat = await this.db.chat.findUnique({
       where: { id: chatId },
       select: { id: true, name: true, participants: { where: { userId }, select: { id: true } } },
@@ -81,11 +88,24 @@ export class ChatService {
     if (!chat) throw new ChatNotFoundError();
     if (chat.participants.length === 0) throw new NotAuthorizedError();
     const membership = { id: chat.id, name: chat.name };
-    this.memberships.set(membershipKey(userId, chatId), membership);
+    this.memberships.set(membershipKey(userId, chatId), { userId, chat: membership });
     return membership;
   }
 
-  private readonly memberships = new Map<string, { id: number; name: string | null }>();
+  /**
+   * Drops the cached "yes" of one user in one chat, of a user in every chat, or of everyone in a
+   * chat: whatever removes people from chats (a leave, a kick, a deleted chat) calls it.
+   */
+  forgetMemberships(scope: { userId: number; chatId?: number } | { userId?: number; chatId: number }): void {
+    const { userId, chatId } = scope;
+    if (userId !== undefined && chatId !== undefined) this.memberships.delete(membershipKey(userId, chatId));
+    else this.memberships.deleteWhere((_key, cached) => cached.userId === userId || cached.chat.id === chatId);
+  }
+
+  private readonly memberships = new LruCache<string, { userId: number; chat: { id: number; name: string | null } }>(
+    MEMBERSHIP_CACHE_SIZE,
+    MEMBERSHIP_CACHE_TTL_MS,
+  );
 }
 
 const membershipKey = (userId: number, chatId: number) => `${userId}:${chatId}`;

@@ -1,5 +1,6 @@
 import type { Config } from '../config';
 import type { Database } from '../db/client';
+import type { AuthGuards } from './auth.service';
 import { AuthService } from './auth.service';
 import { BotService } from './bot.service';
 import { localRoomLock, redisRoomLock } from './room-lock';
@@ -8,6 +9,9 @@ import { LoginThrottle } from './login-throttle';
 import { MessageService } from './message.service';
 import type { EventBus, PubSub } from './pubsub';
 import { RoomFeeds } from './room-feed';
+import { PasswordHasher } from './password-hasher';
+import { KeyedRateLimiter, WindowCounter } from './rate-limit';
+import { SocketQuota } from './socket-quota';
 
 /** The service layer every transport adapts: rules and data live here and nowhere else. */
 export interface Services {
@@ -20,11 +24,32 @@ export interface Services {
   pubsub: PubSub;
   /** Each room's messages and bot answers for this process's readers, repaired after a Redis outage. */
   feeds: RoomFeeds;
+  /** MAX_SOCKETS_PER_USER: open sockets per user, whichever protocol. */
+  sockets: SocketQuota;
   /** What `/health` reports: each dependency's state; `healthy` only when all are usable. */
   health: () => Promise<{ healthy: boolean; database: string; pubsub: string }>;
 }
 
 const HEALTH_TIMEOUT_MS = 2_000;
+
+/** LOGIN_RATE_LIMIT, REGISTER_RATE_LIMIT (an hour's window per client address) and the password hashing limits. */
+function authGuards(limits: Config['limits']): AuthGuards {
+  return {
+    logins: new LoginThrottle(limits.loginFailuresPerMinute),
+    registrations: new WindowCounter({
+      limit: limits.registrationsPerHour,
+      windowMs: 3_600_000,
+      message: 'Too many registrations from this address, try again later',
+    }),
+    passwords: new PasswordHasher({ concurrency: limits.passwordHashConcurrency, maxWaiting: limits.passwordHashQueue }),
+  };
+}
+
+/** MESSAGE_RATE_LIMIT and MESSAGE_BURST, per user. */
+function messageLimit({ messagesPerSecond, messageBurst }: Config['limits']): KeyedRateLimiter<number> {
+  const message = `Too many messages: at most ${messagesPerSecond} a second (${messageBurst} at once)`;
+  return new KeyedRateLimiter({ ratePerSecond: messagesPerSecond, burst: messageBurst, message });
+}
 
 export function createServices(db: Database, config: Config, bus: EventBus): Services {
   const { pubsub } = bus;
@@ -35,12 +60,13 @@ export function createServices(db: Database, config: Config, bus: EventBus): Ser
   const bot = new BotService(db, chats, pubsub, config, roomLock, feeds);
   return {
     db,
-    auth: new AuthService(db, config, new LoginThrottle(config.limits.loginFailuresPerMinute)),
+    auth: new AuthService(db, config, authGuards(config.limits)),
     chats,
-    messages: new MessageService(db, chats, pubsub, bot, feeds, bus),
+    messages: new MessageService(db, chats, pubsub, bot, feeds, bus, messageLimit(config.limits)),
     bot,
     pubsub,
     feeds,
+    sockets: new SocketQuota(config.limits.socketsPerUser),
     async health() {
       // A stalled database must not stall the probe that is meant to report it.
       let timer: Timer | undefined;

@@ -10,6 +10,7 @@ import type { EventBus, MessageEvent, PubSub } from './pubsub';
 import { boundedRepeater } from './pubsub';
 import type { RoomFeeds } from './room-feed';
 import { messageSelect, toMessageEvent, VISIBLE_STATUSES } from './room-feed';
+import type { KeyedRateLimiter } from './rate-limit';
 import { cursorSchema, historyQuery, parseChatId, parseInput, sendMessageInput } from './validation';
 
 /** At most this many missed messages are replayed on reconnect; beyond, the client is told of the gap. */
@@ -40,6 +41,8 @@ export class MessageService {
     private readonly bot: BotService,
     private readonly feeds: RoomFeeds,
     private readonly bus: Pick<EventBus, 'available'>,
+    /** MESSAGE_RATE_LIMIT: per user, so more sockets or another transport buy no extra messages. */
+    private readonly sendLimit: KeyedRateLimiter<number>,
   ) {
     this.writer = new MessageWriter(db);
   }
@@ -49,6 +52,7 @@ export class MessageService {
    * then publishes one `chat:message` event.
    */
   async send(author: PublicUser, chatId: unknown, input: unknown): Promise<MessageEvent> {
+    this.sendLimit.take(author.id);
     const id = parseChatId(chatId);
     const { content } = parseInput(sendMessageInput, input);
     await this.chats.requireParticipant(author.id, id);

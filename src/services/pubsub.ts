@@ -128,14 +128,6 @@ export class PubSub {
     this.transport.publish(`${topic}:${id}`, payload);
   }
 
-  /**
-   * Hands `payload` to this process's listeners of the topic only, as if it had arrived from the
-   * bus: for events the bus missed while Redis was unreachable, replayed from the database.
-   */
-  deliverLocally<K extends Topic>(topic: K, id: number, payload: Payload<K>): void {
-    this.deliver(`${topic}:${id}`, payload);
-  }
-
   /** Calls `listener` with each event of the topic until `stop()`. */
   on<K extends Topic>(topic: K, id: number, listener: (payload: Payload<K>) => void): Listening {
     const name = `${topic}:${id}`;

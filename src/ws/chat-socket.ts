@@ -8,11 +8,19 @@ import type { BotStreamEvent, Listening, MessageEvent } from '../services/pubsub
 import { TokenBucket } from '../services/rate-limit';
 import type { WsFrame } from '../services/validation';
 import { parseInput, wsFrame } from '../services/validation';
+import type { SocketClose, SocketSession } from './socket-session';
+import { authenticateSocket, CLOSE, holdSocket } from './socket-session';
 
 /** What a `/ws` socket carries from its upgrade: the authenticated user, or null to refuse it. */
 export interface ChatSocketData {
   kind: 'chat';
   user: PublicUser | null;
+  /** When its token expires (ms since the epoch); the socket is closed then. */
+  expiresAt: number;
+  /** Why a socket without a user is closed as soon as it opens: bad credentials, or a server fault. */
+  refusal: SocketClose | null;
+  /** Gives back what the open socket holds (see `holdSocket`); called when it closes. */
+  release: (() => void) | null;
   socketId: string;
   rooms: Set<number>;
   bucket: TokenBucket;
@@ -85,13 +93,27 @@ export class ChatSocketHub {
     private readonly rateLimitPerSecond: number,
   ) {}
 
-  /** Authenticates `?token=` before upgrading; a bad token still upgrades, to be closed with 1008. */
+  /**
+   * Authenticates `?token=` before upgrading. A bad token still upgrades, to be closed with 1008;
+   * a token that could not be checked (the database down), with 1011.
+   */
   async upgrade(request: Request, url: URL, server: Server<unknown>): Promise<Response | undefined> {
     this.server ??= server;
-    const user = await this.services.auth.authenticate(url.searchParams.get('token')).catch(() => null);
+    let session: SocketSession | null = null;
+    let refusal: SocketClose | null = null;
+    try {
+      session = await authenticateSocket(this.services.auth, url.searchParams.get('token'));
+      if (!session) refusal = CLOSE.badCredentials;
+    } catch (error) {
+      console.error('/ws authentication failed', error);
+      refusal = CLOSE.internalError;
+    }
     const data: ChatSocketData = {
       kind: 'chat',
-      user,
+      user: session?.user ?? null,
+      expiresAt: session?.expiresAt ?? 0,
+      refusal,
+      release: null,
       socketId: crypto.randomUUID(),
       rooms: new Set(),
       membershipChange: Promise.resolve(),
@@ -103,11 +125,14 @@ export class ChatSocketHub {
   }
 
   open(ws: ChatSocket): void {
-    const { user } = ws.data;
+    const { user, expiresAt, refusal } = ws.data;
     if (!user) {
-      ws.close(1008, 'Invalid authentication credentials');
+      const { code, reason } = refusal ?? CLOSE.badCredentials;
+      ws.close(code, reason);
       return;
     }
+    ws.data.release = holdSocket(this.services.sockets, { user, expiresAt }, ws);
+    if (!ws.data.release) return;
     let invitee = this.invitees.get(user.id);
     if (!invitee) {
       const sockets = new Set<ChatSocket>();

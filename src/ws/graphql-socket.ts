@@ -7,11 +7,15 @@ import type { Context } from '../schema/context';
 import type { Services } from '../services';
 import type { PublicUser } from '../services/auth.service';
 import { bearerToken } from '../services/auth.service';
+import type { SocketSession } from './socket-session';
+import { authenticateSocket, CLOSE, holdSocket } from './socket-session';
 
 /** What a graphql-ws socket carries: its user once `connection_init` authenticated it. */
 export interface GraphqlSocketData {
   kind: 'graphql';
   user: PublicUser | null;
+  /** Gives back what the authenticated socket holds (see `holdSocket`); called when it closes. */
+  release: (() => void) | null;
 }
 
 export interface GraphqlWsServerContext {
@@ -28,8 +32,11 @@ type EnvelopedArgs = ExecutionArgs & {
 
 /**
  * graphql-ws on Bun, running every operation through Yoga's envelop so WebSocket and HTTP share
- * plugins. Auth comes from `connectionParams` (`{authorization: "Bearer …"}` or `{token}`);
- * a bad token closes the socket with 4403.
+ * plugins. Auth comes from `connectionParams` (`{authorization: "Bearer …"}` or `{token}`). The
+ * socket is closed with 4403 "Forbidden" for a bad token, 1011 when the token could not be checked
+ * (the database down), 4429 "Too many open sockets" over MAX_SOCKETS_PER_USER, and 4401
+ * "Token expired" when its token expires. graphql-ws's client retries after 4403 only; the
+ * other three end it.
  */
 export function createGraphqlSocketHandler(
   yoga: YogaServerInstance<GraphqlWsServerContext, Context>,
@@ -45,12 +52,22 @@ export function createGraphqlSocketHandler(
           : typeof params.token === 'string'
             ? params.token
             : null;
+      const socket = socketOf(context);
+      let session: SocketSession | null;
       try {
-        socketOf(context).data.user = await services.auth.authenticate(token);
-        return true;
-      } catch {
+        session = await authenticateSocket(services.auth, token);
+      } catch (error) {
+        console.error('graphql-ws authentication failed', error);
+        socket.close(CLOSE.internalError.code, CLOSE.internalError.reason);
         return false;
       }
+      // A socket that closed while the token was checked must not take a place it would never give back.
+      if (!session || socket.readyState !== WebSocket.OPEN) return false;
+      // Refused here, the socket is closed already with its own code: graphql-ws's 4403 then changes nothing.
+      socket.data.release = holdSocket(services.sockets, session, socket);
+      if (!socket.data.release) return false;
+      socket.data.user = session.user;
+      return true;
     },
     async onSubscribe(context, _id, payload) {
       const socket = socketOf(context);

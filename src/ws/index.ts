@@ -33,6 +33,8 @@ export function createWebSockets(chat: ChatSocketHub, graphql: WebSocketHandler<
       message: (ws, message) => (ws.data.kind === 'chat' ? chat.message(ws as never, message) : graphqlHandler.message?.(ws, message)),
       close: (ws, code, reason) => {
         open.delete(ws);
+        // Whichever side closed and why: the socket's quota place and expiry timer go with it.
+        ws.data.release?.();
         return ws.data.kind === 'chat' ? chat.close(ws as never) : graphqlHandler.close?.(ws, code, reason);
       },
     },

@@ -48,6 +48,8 @@ export async function createTestApp(env: Record<string, string> = {}, options: A
     WS_RATE_LIMIT: '0',
     BOT_RATE_LIMIT: '0',
     LOGIN_RATE_LIMIT: '0',
+    MESSAGE_RATE_LIMIT: '0',
+    REGISTER_RATE_LIMIT: '0',
     ...env,
   });
   const app = await createApp(config, options);

@@ -1,4 +1,4 @@
-import type { Server } from 'bun';
+import type { Server, WebSocketHandler } from 'bun';
 import type { ExecutionResult, FormattedExecutionResult, GraphQLFormattedError } from 'graphql';
 import type { Client } from 'graphql-ws';
 import { createClient } from 'graphql-ws';
@@ -166,6 +166,8 @@ export interface GraphqlSubscription<T = any> {
 
 export interface GraphqlClient {
   readonly client: Client;
+  /** The first time the server acknowledged `connection_init` (the client connects on its first subscription). */
+  readonly connected: Promise<void>;
   /** The first time the client's socket closed. */
   readonly closed: Promise<CloseInfo>;
   /**
@@ -217,6 +219,37 @@ export function watchSubscriptions(listeners: Listeners | null) {
       pubsub.on = on;
       feeds.onMessage = onMessage;
       feeds.onBot = onBot;
+    },
+  };
+}
+
+/**
+ * Counts the sockets the server has finished closing (its close handler ran), whoever closed them:
+ * install it on `app.websocket` before serving the app. `closed(n)` resolves once n have closed.
+ */
+export function watchServerCloses(handler: WebSocketHandler<any>) {
+  const original = handler.close!;
+  let count = 0;
+  const waiters = new Set<{ count: number; resolve: () => void }>();
+  handler.close = (...args) => {
+    const result = original(...args);
+    count++;
+    for (const waiter of waiters) {
+      if (count < waiter.count) continue;
+      waiters.delete(waiter);
+      waiter.resolve();
+    }
+    return result;
+  };
+  return {
+    get count() {
+      return count;
+    },
+    closed(total: number): Promise<void> {
+      if (count >= total) return Promise.resolve();
+      const { promise, resolve } = deferred<void>();
+      waiters.add({ count: total, resolve });
+      return withDeadline(promise, () => `the server closed ${count} sockets, not ${total}`);
     },
   };
 }
@@ -301,6 +334,8 @@ export function socketKit(server: Server<unknown>, listeners: Listeners | null) 
 
   function graphql(token: string | null, { connectionParams }: { connectionParams?: Record<string, unknown> } = {}): GraphqlClient {
     const closed = deferred<CloseInfo>();
+    const connected = deferred<void>();
+    connected.promise.catch(() => {});
     let isOpen = false;
     const client = createClient({
       url: `${base}/graphql`,
@@ -312,9 +347,11 @@ export function socketKit(server: Server<unknown>, listeners: Listeners | null) 
         opened: () => {
           isOpen = true;
         },
+        connected: () => connected.resolve(),
         closed: (event) => {
           isOpen = false;
           const { code, reason } = event as CloseEvent;
+          connected.reject(new Error(`graphql-ws socket closed ${code} ${JSON.stringify(reason)} before it was acknowledged`));
           closed.resolve({ code, reason });
         },
       },
@@ -324,6 +361,7 @@ export function socketKit(server: Server<unknown>, listeners: Listeners | null) 
 
     return {
       client,
+      connected: connected.promise,
       closed: closed.promise,
       subscribe<T>(query: string, variables: Record<string, unknown>, options: { field: string; ready?: [string, number] }) {
         const ready = options.ready ? subscriptions.next(...options.ready) : Promise.resolve();

@@ -1,0 +1,61 @@
+import { describe, expect, test } from 'bun:test';
+import { availableParallelism } from 'node:os';
+import { ConfigError, loadConfig } from '../src/config';
+
+/** The abuse limits' settings: defaults a normal client never meets, and a ConfigError saying the fix for a bad value. */
+
+const SECRET = 'limits-config-test-secret-key-long-enough-0123';
+
+describe('abuse limit settings', () => {
+  test('defaults', () => {
+    const { limits } = loadConfig({ SECRET_KEY: SECRET });
+    expect(limits).toMatchObject({
+      messagesPerSecond: 5,
+      messageBurst: 20,
+      registrationsPerHour: 20,
+      passwordHashConcurrency: availableParallelism(),
+      passwordHashQueue: 100,
+      socketsPerUser: 20,
+    });
+  });
+
+  test('each is read from its variable; 0 turns a rate or cap off', () => {
+    const { limits } = loadConfig({
+      SECRET_KEY: SECRET,
+      MESSAGE_RATE_LIMIT: '0',
+      MESSAGE_BURST: '7',
+      REGISTER_RATE_LIMIT: '0',
+      PASSWORD_HASH_CONCURRENCY: '4',
+      PASSWORD_HASH_QUEUE: '0',
+      MAX_SOCKETS_PER_USER: '0',
+    });
+    expect(limits).toMatchObject({
+      messagesPerSecond: 0,
+      messageBurst: 7,
+      registrationsPerHour: 0,
+      passwordHashConcurrency: 4,
+      passwordHashQueue: 0,
+      socketsPerUser: 0,
+    });
+  });
+
+  test.each([
+    ['MESSAGE_RATE_LIMIT', '-1'],
+    ['MESSAGE_RATE_LIMIT', '2.5'],
+    ['MESSAGE_BURST', '0'],
+    ['REGISTER_RATE_LIMIT', 'lots'],
+    ['PASSWORD_HASH_CONCURRENCY', '0'],
+    ['PASSWORD_HASH_QUEUE', '-5'],
+    ['MAX_SOCKETS_PER_USER', '1e3'],
+  ])('%s=%s is a ConfigError that names it and says what to set', (name, value) => {
+    let error: unknown;
+    try {
+      loadConfig({ SECRET_KEY: SECRET, [name]: value });
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as Error).message).toContain(`${name}=${value} is not valid`);
+    expect((error as Error).message).toContain('whole number');
+  });
+});
