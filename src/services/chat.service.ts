@@ -47,7 +47,7 @@ export class ChatService {
   async invite(inviter: PublicUser, chatId: unknown, input: unknown) {
     const id = parseChatId(chatId);
     const { username } = parseInput(inviteInput, input);
-    const chat = await this.requireParticipant(inviter.id, id);
+    await this.requireParticipant(inviter.id, id);
     const invitee = await this.db.user.findUnique({ where: { usernameKey: username.trim().toLowerCase() }, select: { id: true, username: true } });
     if (!invitee) throw new UserNotFoundError();
     try {
@@ -57,7 +57,8 @@ export class ChatService {
       if (isUniqueViolation(error)) throw new AppError('CONFLICT', 'User is already a participant');
       throw error;
     }
-    this.pubsub.publish('user:invited', invitee.id, { chatId: id, chatName: chat.name, invitedBy: inviter.username });
+    const summary = await this.db.chat.findUniqueOrThrow({ where: { id }, select: { id: true, name: true, ownerId: true, isGroup: true, createdAt: true } });
+    this.pubsub.publish('user:event', invitee.id, { type: 'chat_invite', chat: summary, invitedBy: inviter.username });
     return invitee;
   }
 

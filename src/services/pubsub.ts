@@ -47,11 +47,39 @@ export interface PresenceEvent {
   socketId: string;
 }
 
-export interface ChatInviteEvent {
-  chatId: number;
-  chatName: string | null;
-  invitedBy: string;
+/** A chat as user events carry it. */
+export interface ChatSummary {
+  id: number;
+  name: string | null;
+  ownerId: number;
+  isGroup: boolean;
+  createdAt: Date;
 }
+
+/** Who has read which of a chat's recent messages, by message id (as a string key), oldest read first. */
+export type ReadReceipts = Record<string, { userId: number; username: string; readAt: Date }[]>;
+
+/**
+ * Something that happened to one user's chats, published to that user's topic: every transport
+ * turns it into a push (a `/ws` frame, a GraphQL viewer event), and the `/ws` hub follows the
+ * user's memberships with it.
+ */
+export type UserEvent =
+  /** Added to a chat when it was created. */
+  | { type: 'chat_created'; chat: ChatSummary; addedBy: string }
+  | { type: 'chat_invite'; chat: ChatSummary; invitedBy: string }
+  /** Removed from the chat by its owner. */
+  | { type: 'removed_from_chat'; chatId: number; chatName: string | null; removedBy: string }
+  /** The user left the chat themselves (their other sockets stop receiving it). */
+  | { type: 'left_chat'; chatId: number }
+  | { type: 'chat_deleted'; chatId: number; chatName: string | null; deletedBy: string }
+  /** Someone else is no longer in one of the user's chats. */
+  | { type: 'user_left'; chatId: number; chatName: string | null; userId: number; username: string; how: 'removed' | 'left' }
+  | { type: 'read_receipts_updated'; chatId: number; receipts: ReadReceipts };
+
+/** The user events after which the user is no longer in `chatId`. */
+export const endsMembership = (event: UserEvent): number | null =>
+  event.type === 'removed_from_chat' || event.type === 'left_chat' || event.type === 'chat_deleted' ? event.chatId : null;
 
 /**
  * The typed topics every transport subscribes to, scoped by chat (or user) id. Services publish
@@ -64,7 +92,7 @@ export type Events = {
   'chat:bot': [chatId: number, event: BotStreamEvent];
   /** Asks whichever instance runs that answer to stop it. */
   'chat:stop': [chatId: number, request: { chatId: number; messageId: number }];
-  'user:invited': [userId: number, event: ChatInviteEvent];
+  'user:event': [userId: number, event: UserEvent];
 };
 
 export type Topic = keyof Events;
@@ -227,7 +255,8 @@ export function boundedRepeater<T>(listen: (push: (value: T) => void) => Listeni
 }
 
 /** Events carry Dates (`createdAt`); JSON turns them into strings, so they are revived here. */
-const reviveDates = (key: string, value: unknown): unknown => (key === 'createdAt' && typeof value === 'string' ? new Date(value) : value);
+const reviveDates = (key: string, value: unknown): unknown =>
+  (key === 'createdAt' || key === 'readAt') && typeof value === 'string' ? new Date(value) : value;
 
 /** What `/health` says of the bus: `local` (one process), `ready`, or why Redis cannot be used. */
 export type BusState = 'local' | 'ready' | 'connecting' | 'unreachable';

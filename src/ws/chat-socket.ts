@@ -136,8 +136,9 @@ export class ChatSocketHub {
     let invitee = this.invitees.get(user.id);
     if (!invitee) {
       const sockets = new Set<ChatSocket>();
-      const registration = this.services.pubsub.on('user:invited', user.id, (event) => {
-        const frame = JSON.stringify({ type: 'chat_invite', chat_id: event.chatId, chat_name: event.chatName, invited_by: event.invitedBy });
+      const registration = this.services.pubsub.on('user:event', user.id, (event) => {
+        if (event.type !== 'chat_invite') return;
+        const frame = JSON.stringify({ type: 'chat_invite', chat_id: event.chat.id, chat_name: event.chat.name, invited_by: event.invitedBy });
         for (const socket of sockets) socket.send(frame);
       });
       invitee = { sockets, registration };
