@@ -50,7 +50,7 @@ const server = Bun.serve<SocketData>({
     message(ws, raw) {
       let frame: { type?: unknown; chat_id?: unknown; content?: unknown };
       try {
-        frame = JSON.parse(String(raw));
+        frame = JSON.parse(String(raw)) as typeof frame;
       } catch {
         ws.send(errorFrame('Invalid JSON'));
         return;
@@ -76,7 +76,7 @@ const server = Bun.serve<SocketData>({
 console.log(`baseline listening on http://127.0.0.1:${server.port}`);
 
 const shutdown = () => {
-  server.stop(true);
+  void server.stop(true);
   db.close();
   process.exit(0);
 };

@@ -142,7 +142,7 @@ const validId = (text: string) => /^[+-]?\d+$|^[0-9.eE+-]+$/.test(text) && Numbe
 /** A value that is no chat id: wrong types, out of range, or strings that are not decimal digits. */
 function badId(rng: Rng): Json {
   const id = badIdCandidate(rng);
-  if (id instanceof Raw ? validId(id.raw) : typeof id === 'string' && validId(id)) return `${String(id instanceof Raw ? id.raw : id)}x`;
+  if (id instanceof Raw ? validId(id.raw) : typeof id === 'string' && validId(id)) return `${id instanceof Raw ? id.raw : (id as string)}x`;
   return id;
 }
 
@@ -320,7 +320,7 @@ const restGenerators: [weight: number, generate: (rng: Rng) => RestCase][] = [
         // A body valid but for invalid UTF-8 spliced into one field.
         const field = rng.pick(['username', 'email', 'password']);
         const text = encode(fields);
-        return { label: `register (invalid UTF-8 in ${field})`, method: 'POST', path: '/api/auth/register', contentType: 'application/json', body: withInvalidUtf8(rng, text, `"${field}":"${String(fields[field]).slice(0, 3)}`) };
+        return { label: `register (invalid UTF-8 in ${field})`, method: 'POST', path: '/api/auth/register', contentType: 'application/json', body: withInvalidUtf8(rng, text, `"${field}":"${JSON.stringify(fields[field]).slice(1, 4)}`) };
       }
       const broken = rng.pick(['username', 'email', 'password', 'missing']);
       if (broken === 'username') {
@@ -790,7 +790,7 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, () => {
         if (response.status < 400 && !body.errors?.length && /mutation/.test(input)) findings.add(kase.label, `accepted: ${text.slice(0, 200)}`, input);
         const masked = (body.errors ?? []).filter((error) => error.extensions?.code === 'INTERNAL_SERVER_ERROR');
         if (masked.length === 0) continue;
-        const causes = logged.flat().map((value) => (value instanceof Error ? `${value.message} ${String((value as { originalError?: unknown }).originalError ?? '')}` : String(value)));
+        const causes = logged.flat().map((value) => (value instanceof Error ? `${value.message} ${Bun.inspect((value as { originalError?: unknown }).originalError ?? '')}` : String(value)));
         findings.add(kase.label, `INTERNAL_SERVER_ERROR; logged ${causes.join(' | ').slice(0, 300)}`, input);
       }
     } finally {

@@ -346,7 +346,7 @@ describe(`request body cap (${MAX_BODY_BYTES} bytes)`, () => {
         await response.arrayBuffer();
       }
     } finally {
-      server.stop(true);
+      void server.stop(true);
       logged.mockRestore();
     }
   });

@@ -143,7 +143,7 @@ describe('MAX_SOCKETS_PER_USER=3', () => {
     await closes.closed((expectedCloses += 3));
     expect(sockets.openFor(alice.id)).toBe(3);
     await Promise.all(held.map((socket) => socket.close()));
-    await closes.closed((expectedCloses += 3));
+    await closes.closed(expectedCloses + 3);
     expect(sockets.openFor(alice.id)).toBe(0);
     expect(sockets.users).toBe(0);
   });

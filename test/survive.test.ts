@@ -1,6 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test';
 import type { Server } from 'bun';
-import type { PublicUser } from '../src/services/auth.service';
 import { CATCH_UP_LIMIT } from '../src/services/message.service';
 import { SlowSubscriberError } from '../src/services/pubsub';
 import { createTestApp, signUp, type TestApp, type TestUser } from './support/app';
@@ -40,7 +39,7 @@ async function room(name: string): Promise<number> {
 
 /** Stores `count` messages from alice at once (one group commit) and returns their ids in order. */
 async function fill(chatId: number, count: number, content = (i: number) => `message ${i}`): Promise<number[]> {
-  const author = (await t.app.services.auth.authenticate(alice.token)) as PublicUser;
+  const author = (await t.app.services.auth.authenticate(alice.token));
   const stored = await Promise.all(Array.from({ length: count }, (_, i) => t.app.services.messages.send(author, chatId, { content: content(i) })));
   return stored.map((message) => message.id).sort((a, b) => a - b);
 }

@@ -111,8 +111,8 @@ describe('usernames are unique whatever their case', () => {
 
   test('two registrations racing, differing only in case: one is stored', async () => {
     const [first, second] = await Promise.all([register('Bob_Race'), register('bOB_rACE')]);
-    expect([first!.status, second!.status].sort()).toEqual([200, 400]);
-    const refused = first!.status === 400 ? first! : second!;
+    expect([first.status, second.status].sort()).toEqual([200, 400]);
+    const refused = first.status === 400 ? first : second;
     expect(await refused.json()).toEqual({ detail: 'Username already registered' });
     expect(await t.app.services.db.user.count({ where: { usernameKey: 'bob_race' } })).toBe(1);
   });

@@ -92,7 +92,7 @@ export async function steady(server: ServerProcess, config: Settings, peak: numb
   const loops: Promise<void>[] = [];
   // Every loop ends within one of its steps once the run stops; the bound is for a stuck server.
   const loopsEnded = () => Promise.race([Promise.all(loops), Bun.sleep(30_000)]);
-  let steadySeconds = 0;
+  let steadySeconds: number;
   let unansweredAsks = 0;
   try {
     await Promise.all(senders.map((sender) => sender.connect()));

@@ -42,7 +42,7 @@ test('a subscriber nobody reads is ended with SlowSubscriberError and released; 
   for (let id = 1; id <= total; id++) pubsub.publish('chat:message', 1, message(id));
   expect(received).toHaveLength(total);
   // The one event it took, then the queue up to the limit, then the error.
-  expect((await first).value?.id).toBe(1);
+  expect(((await first).value as MessageEvent).id).toBe(1);
   let error: unknown;
   try {
     for (;;) if ((await unread.next()).done) break;

@@ -165,14 +165,14 @@ export class PubSub {
       this.channels.set(name, channel);
     }
     const registered = channel;
-    registered.listeners.add(listener as (payload: never) => void);
+    registered.listeners.add(listener);
     let stopped = false;
     return {
       ready: registered.ready,
       stop: () => {
         if (stopped) return;
         stopped = true;
-        registered.listeners.delete(listener as (payload: never) => void);
+        registered.listeners.delete(listener);
         if (registered.listeners.size === 0 && this.channels.get(name) === registered) {
           this.channels.delete(name);
           this.transport.close(name);

@@ -1,4 +1,4 @@
-import type { ServerWebSocket } from 'bun';
+import type { ServerWebSocket, WebSocketHandler } from 'bun';
 import type { ExecutionArgs, ExecutionResult } from 'graphql';
 import { GraphQLError } from 'graphql';
 import type { YogaServerInstance } from 'graphql-yoga';
@@ -26,6 +26,16 @@ export interface GraphqlWsServerContext {
 // graphql-ws types its Bun socket without our upgrade data.
 const socketOf = (context: { extra: { socket: ServerWebSocket } }) => context.extra.socket as unknown as ServerWebSocket<GraphqlSocketData>;
 
+/** What Yoga's envelop hands back, typed: its own typings leave these as `any`. */
+interface Enveloped {
+  schema: ExecutionArgs['schema'];
+  execute: (args: ExecutionArgs) => unknown;
+  subscribe: (args: ExecutionArgs) => unknown;
+  contextFactory: () => Promise<unknown>;
+  parse: (source: string) => ExecutionArgs['document'];
+  validate: (schema: ExecutionArgs['schema'], document: ExecutionArgs['document']) => readonly GraphQLError[];
+}
+
 type EnvelopedArgs = ExecutionArgs & {
   rootValue: { execute: (args: ExecutionArgs) => unknown; subscribe: (args: ExecutionArgs) => unknown };
 };
@@ -42,8 +52,9 @@ export function createGraphqlSocketHandler(
   yoga: YogaServerInstance<GraphqlWsServerContext, Context>,
   services: Services,
   maskError: (error: unknown) => GraphQLError | Error,
-) {
-  return makeHandler<Record<string, unknown> | undefined>({
+): WebSocketHandler<unknown> {
+  // graphql-ws's Bun types name Bun's handler without its type argument, which reads as an error type.
+  const handler: unknown = makeHandler<Record<string, unknown> | undefined>({
     async onConnect(context) {
       const params = context.connectionParams ?? {};
       const token =
@@ -76,7 +87,7 @@ export function createGraphqlSocketHandler(
         socketUser: user,
         clientAddress: socket.remoteAddress ?? null,
         params: payload,
-      });
+      }) as Enveloped;
       let document: ExecutionArgs['document'];
       try {
         document = parse(payload.query);
@@ -103,6 +114,7 @@ export function createGraphqlSocketHandler(
       return (Symbol.asyncIterator in result ? lastResultOnError(result, maskError) : result) as never;
     },
   });
+  return handler as WebSocketHandler<unknown>;
 }
 
 /**

@@ -3,7 +3,7 @@ import type { ExecutionResult, FormattedExecutionResult, GraphQLFormattedError }
 import type { Client } from 'graphql-ws';
 import { createClient } from 'graphql-ws';
 import type { Services } from '../../src/services';
-import type { Listening, PubSub, Topic } from '../../src/services/pubsub';
+import type { Listening, Topic } from '../../src/services/pubsub';
 
 /**
  * Real-socket helpers for `/ws` and graphql-ws tests. Everything here synchronises on events
@@ -210,7 +210,7 @@ export function watchSubscriptions(listeners: Listeners | null) {
   const { pubsub, feeds } = listeners;
   const { on } = pubsub;
   const { onMessage, onBot } = feeds;
-  pubsub.on = ((topic: Topic, id: number, listener: never) => watched(`${topic}:${id}`, on.call(pubsub, topic, id, listener))) as PubSub['on'];
+  pubsub.on = ((topic: Topic, id: number, listener: never) => watched(`${topic}:${id}`, on.call(pubsub, topic, id, listener)));
   feeds.onMessage = (chatId, listener) => watched(`chat:message:${chatId}`, onMessage.call(feeds, chatId, listener));
   feeds.onBot = (chatId, listener, options) => watched(`chat:bot:${chatId}`, onBot.call(feeds, chatId, listener, options));
   return {
