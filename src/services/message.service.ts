@@ -52,7 +52,7 @@ export class MessageService {
     await this.chats.requireParticipant(author.id, id);
     const prompt = botPrompt(content);
     if (prompt !== null) this.bot.admit(author, prompt);
-    const stored = await this.writer.write({ chatId: id, userId: author.id, content });
+    const stored = await this.writer.write({ chatId: id, userId: author.id, content, askPending: prompt !== null });
     const event: MessageEvent = {
       ...stored,
       chatId: id,
