@@ -76,6 +76,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   // Alone, this process knows no answer is running anywhere; with Redis, other instances may be
   // streaming, and the room lock's holder clears what a dead one left instead.
   if (!bus.redis) await services.bot.failInterruptedAnswers();
+  // Asks left pending by a stop or a crash, here or on an instance that is gone, are answered now.
+  await services.bot.answerAllPending();
 
   const yoga = createYoga<GraphqlWsServerContext, Context>({
     schema,

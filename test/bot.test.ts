@@ -887,11 +887,22 @@ describe('order and fairness', () => {
     const runningAtRequest: number[] = [];
     s.fake.setDefault(() => {
       runningAtRequest.push(rooms.filter((room) => bot.progress(room)).length);
-      return { kind: 'text', chunks: ['x ', 'y ', 'z'], delayMs: 40 };
+      // Room A's answer (the first) holds the slot until room B's answer waits for it.
+      return { kind: 'text', chunks: ['x ', 'y ', 'z'], holdAt: s.fake.requests.length === 1 ? 1 : undefined };
     });
+    // Room B's answer has found its ask: its next step is waiting for the slot.
+    const findFirst = db.message.findFirst;
+    const roomBLookedUp = new Promise<void>((resolve) => {
+      db.message.findFirst = ((args: Parameters<typeof findFirst>[0]) =>
+        findFirst.call(db.message, args).then((row) => {
+          if (args?.where?.chatId === roomB) resolve();
+          return row;
+        })) as typeof findFirst;
+    });
+    cleanups.push(async () => void (db.message.findFirst = findFirst));
     // Room C's ask reaches the service in the very microtask window in which room A's answer
     // releases its slot to room B, which is already waiting for it.
-    await db.message.create({ data: { chatId: roomC, userId: s.alice.id, content: '/bot C' } });
+    await db.message.create({ data: { chatId: roomC, userId: s.alice.id, content: '/bot C', askPending: true } });
     const publish = pubsub.publish;
     pubsub.publish = ((...args: Parameters<typeof publish>) => {
       publish.apply(pubsub, args);
@@ -904,8 +915,10 @@ describe('order and fairness', () => {
     cleanups.push(async () => void (pubsub.publish = publish));
 
     await s.say(s.alice, '/bot A');
-    await requestsArrived(s.fake, 1);
+    const [roomA] = await requestsArrived(s.fake, 1);
     await s.say(s.alice, '/bot B', roomB);
+    await within(roomBLookedUp, "room B's answer finding its ask");
+    roomA!.release();
     await requestsArrived(s.fake, 3);
     await bot.idle();
     expect(runningAtRequest).toEqual([1, 1, 1]);

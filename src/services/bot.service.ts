@@ -14,8 +14,6 @@ import { publicUserSelect } from './auth.service';
 import { parseChatId } from './validation';
 
 const BOT_PREFIX = /^\/bot(?:\s|$)/;
-// How far back a lock holder looks for unanswered asks; the per-user rate limit keeps a room's backlog far below it.
-const RECENT_ASKS = 100;
 
 /** The question of a `/bot …` message, '' for a bare `/bot`, or null when it is no bot command. */
 export function botPrompt(content: string): string | null {
@@ -81,7 +79,7 @@ export class BotService {
 
   /**
    * Makes sure the room's stored `/bot` asks get answered, after its earlier ones. Whoever holds
-   * the room's lock (on any instance) answers every unanswered ask in id order, so each is
+   * the room's lock (on any instance) answers every pending ask in id order, so each is
    * answered once and in order however the asks were spread over instances.
    */
   answer(chatId: number): Promise<void> {
@@ -108,14 +106,25 @@ export class BotService {
     this.pubsub.publish('chat:stop', id, { chatId: id, messageId: streaming.id });
   }
 
+  /**
+   * Answers every room with a pending ask: at start (asks a stopped or dead instance left) and
+   * when the lock's Redis is back. Resolves once they are queued; `idle()` waits for the answers.
+   */
+  async answerAllPending(): Promise<void> {
+    const rooms = await this.db.message.groupBy({ by: ['chatId'], where: { askPending: true } });
+    for (const { chatId } of rooms) void this.answer(chatId);
+  }
+
   /** At start of a single instance, no answer can still be running: any marked streaming died with a process. */
   async failInterruptedAnswers(chatId?: number): Promise<void> {
     const interrupted = await this.db.message.findMany({
       where: { status: 'streaming', ...(chatId === undefined ? {} : { chatId }) },
-      select: { id: true, chatId: true, content: true },
+      select: { id: true, chatId: true, content: true, replyToId: true },
     });
     for (const message of interrupted) {
       await this.db.message.update({ where: { id: message.id }, data: { status: 'failed' } });
+      // Its ask is answered, if by a failure: the process may have died before clearing its mark (see claim).
+      if (message.replyToId !== null) await this.clearPending(message.replyToId);
       this.pubsub.publish('chat:bot', message.chatId, {
         chatId: message.chatId,
         messageId: message.id,
@@ -176,45 +185,60 @@ export class BotService {
     }
   }
 
-  /** Under the room's lock: clears an answer a dead instance left, then answers every unanswered ask in order. */
+  /** Under the room's lock: clears an answer a dead instance left, then answers every pending ask in order. */
   private async answerPending(chatId: number): Promise<void> {
     await this.failInterruptedAnswers(chatId);
     for (;;) {
-      const ask = await this.nextUnansweredAsk(chatId);
+      const ask = await this.nextPendingAsk(chatId);
       if (!ask) return;
-      await this.withCallSlot(() => this.run(chatId, ask.id, ask.asker));
+      // An ask whose author is gone has nobody to answer: it stays in the history, unanswered.
+      if (!ask.user) await this.clearPending(ask.id);
+      else await this.withCallSlot(() => this.run(chatId, ask.id, ask.user!));
     }
   }
 
   /**
-   * The oldest of the room's recent `/bot` asks that no answer replies to. Judged by replies, not by
-   * "after the last answered id": on PostgreSQL two asks can commit out of id order, and the later
-   * id answered first must not hide the earlier one.
+   * The room's oldest pending ask: an index lookup (ask_pending, chat_id, id), whatever the room's
+   * history. By mark, not by "after the last answered id": on PostgreSQL two asks can commit out of
+   * id order, and the later id answered first must not hide the earlier one.
    */
-  private async nextUnansweredAsk(chatId: number): Promise<{ id: number; asker: PublicUser } | null> {
-    const recentAsks = await this.db.message.findMany({
-      where: { chatId, isBot: false, content: { startsWith: '/bot' } },
-      orderBy: { id: 'desc' },
-      take: RECENT_ASKS,
-      select: { id: true, content: true, user: { select: publicUserSelect } },
+  private nextPendingAsk(chatId: number) {
+    return this.db.message.findFirst({
+      where: { askPending: true, chatId },
+      orderBy: { id: 'asc' },
+      select: { id: true, user: { select: publicUserSelect } },
     });
-    if (recentAsks.length === 0) return null;
-    const answered = await this.db.message.findMany({
-      where: { chatId, isBot: true, replyToId: { in: recentAsks.map((ask) => ask.id) } },
-      select: { replyToId: true },
+  }
+
+  /**
+   * Creates the answer's row, then takes the ask's pending mark: the ask is answered by whoever
+   * took the mark (another instance, were this one's lock lost meanwhile), and a row that lost the
+   * race goes. Not one transaction: on SQLite every query of the process shares one connection, so
+   * a transaction would take in (and a rollback undo) other requests' writes made meanwhile. Should
+   * the process die between the two, the next lock holder marks the row failed and clears the mark.
+   * Returns the answer's id, or null when the ask was not pending any more.
+   */
+  private async claim(chatId: number, askMessageId: number): Promise<number | null> {
+    const { id } = await this.db.message.create({
+      data: { chatId, isBot: true, content: '', status: 'streaming', replyToId: askMessageId },
+      select: { id: true },
     });
-    const answeredIds = new Set(answered.map((answer) => answer.replyToId));
-    const ask = recentAsks.reverse().find((candidate) => !answeredIds.has(candidate.id) && candidate.user && botPrompt(candidate.content));
-    return ask ? { id: ask.id, asker: ask.user! } : null;
+    if (await this.clearPending(askMessageId)) return id;
+    await this.db.message.delete({ where: { id } });
+    return null;
+  }
+
+  /** Takes the ask's pending mark; false if it was already gone. */
+  private async clearPending(askMessageId: number): Promise<boolean> {
+    const { count } = await this.db.message.updateMany({ where: { id: askMessageId, askPending: true }, data: { askPending: false } });
+    return count === 1;
   }
 
   private async run(chatId: number, askMessageId: number, asker: PublicUser): Promise<void> {
     const chat = await this.db.chat.findUnique({ where: { id: chatId }, select: { name: true } });
     const history = await this.history(chatId, askMessageId);
-    const { id: messageId } = await this.db.message.create({
-      data: { chatId, isBot: true, content: '', status: 'streaming', replyToId: askMessageId },
-      select: { id: true },
-    });
+    const messageId = await this.claim(chatId, askMessageId);
+    if (messageId === null) return;
     const answer: RunningAnswer = { messageId, text: '', controller: new AbortController() };
     this.running.set(chatId, answer);
     const stopRequests = listen(this.pubsub.subscribe('chat:stop', chatId), (request) => {
