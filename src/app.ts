@@ -33,8 +33,9 @@ export interface App {
   websocket: WebSocketHandler<SocketData>;
   services: Services;
   /**
-   * For a graceful stop, once the server accepts nothing new: running bot answers get `graceMs` to
-   * finish (then are stopped and stored as failed), and every socket is closed with 1001.
+   * For a graceful stop, once the server accepts nothing new: no bot answer starts any more (queued
+   * asks stay pending), running ones get `graceMs` to finish (then are stopped and stored stopped or
+   * failed), and every socket is closed with 1001.
    */
   drain: (graceMs: number) => Promise<void>;
   close: () => Promise<void>;

@@ -55,8 +55,9 @@ describe('the Redis room lock', () => {
     await admin.set(key(2), 'someone else');
     const shutdown = new AbortController();
     let ran = false;
-    // Two SET NX attempts seen through MONITOR: it is retrying.
-    const monitor = await new Redis(server.url).monitor();
+    // Two SET NX attempts seen through MONITOR (a connection of its own): it is retrying.
+    const watcher = new Redis(server.url);
+    const monitor = await watcher.monitor();
     const retrying = new Promise<void>((resolve) => {
       let attempts = 0;
       monitor.on('monitor', (_time: string, args: string[]) => {
@@ -64,7 +65,10 @@ describe('the Redis room lock', () => {
       });
     });
     const waiting = lock.withLock(2, async () => void (ran = true), shutdown.signal);
-    await retrying.finally(() => monitor.disconnect());
+    await retrying.finally(() => {
+      monitor.disconnect();
+      watcher.disconnect();
+    });
     const reason = new Error('shutting down');
     shutdown.abort(reason);
     expect(await waiting.catch((error: unknown) => error)).toBe(reason);
