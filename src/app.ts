@@ -33,8 +33,9 @@ export interface App {
   websocket: WebSocketHandler<SocketData>;
   services: Services;
   /**
-   * For a graceful stop, once the server accepts nothing new: running bot answers get `graceMs` to
-   * finish (then are stopped and stored as failed), and every socket is closed with 1001.
+   * For a graceful stop, once the server accepts nothing new: no bot answer starts any more (queued
+   * asks stay pending), running ones get `graceMs` to finish (then are stopped and stored stopped or
+   * failed), and every socket is closed with 1001.
    */
   drain: (graceMs: number) => Promise<void>;
   close: () => Promise<void>;
@@ -76,6 +77,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   // Alone, this process knows no answer is running anywhere; with Redis, other instances may be
   // streaming, and the room lock's holder clears what a dead one left instead.
   if (!bus.redis) await services.bot.failInterruptedAnswers();
+  // Asks left pending by a stop or a crash, here or on an instance that is gone, are answered now.
+  await services.bot.answerAllPending();
 
   const yoga = createYoga<GraphqlWsServerContext, Context>({
     schema,

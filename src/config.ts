@@ -38,6 +38,8 @@ export interface Config {
     socketsPerUser: number;
   };
   bot: { contextMessages: number; contextChars: number; maxConcurrentCalls: number };
+  /** On SIGTERM, how long running bot answers get to finish; the process is gone within a second after. */
+  shutdownGraceMs: number;
 }
 
 /** A configuration problem: start-up stops and prints this message, which says the fix. */
@@ -84,6 +86,7 @@ export function loadConfig(env: Env = process.env): Config {
       contextChars: integer(env, 'BOT_CONTEXT_CHARS', 24_000, { min: 1 }),
       maxConcurrentCalls: integer(env, 'BOT_MAX_CONCURRENT_CALLS', 8, { min: 1 }),
     },
+    shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', 10_000, { min: 0 }),
   };
 }
 

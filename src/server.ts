@@ -2,7 +2,8 @@ import { createApp } from './app';
 import { ConfigError, loadConfig, redact } from './config';
 import { MAX_BODY_BYTES } from './http-edge';
 
-const SHUTDOWN_GRACE_MS = 10_000;
+/** After the grace period, storing the stopped answers and closing get this long; then the process exits regardless. */
+const EXIT_MARGIN_MS = 500;
 
 /** `npm start`: reads the configuration, opens the database (migrating it), and serves. */
 async function main() {
@@ -16,18 +17,29 @@ async function main() {
     websocket: app.websocket,
   });
   console.log(`Gemini Coop listening on http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${server.port}`);
-  // SIGTERM drains: accept nothing new, let running answers finish (or store them as failed),
-  // close sockets with 1001 so clients reconnect elsewhere, then release the database.
+  // SIGTERM drains: accept nothing new, give running answers SHUTDOWN_GRACE_MS to finish (then store
+  // them stopped or failed), close sockets with 1001 so clients reconnect elsewhere, then release the
+  // database. A hung database or Redis cannot keep the process past the deadline.
   const shutdown = async () => {
     console.log('Shutting down: draining');
+    const deadlineMs = config.shutdownGraceMs + EXIT_MARGIN_MS;
+    setTimeout(() => {
+      console.error(`Shutdown did not finish within ${deadlineMs} ms: exiting anyway`);
+      process.exit(1);
+    }, deadlineMs).unref();
     void server.stop();
-    await app.drain(SHUTDOWN_GRACE_MS);
+    await app.drain(config.shutdownGraceMs);
     await server.stop(true);
     await app.close();
     process.exit(0);
   };
-  process.once('SIGTERM', shutdown);
-  process.once('SIGINT', shutdown);
+  const onSignal = () =>
+    void shutdown().catch((error: unknown) => {
+      console.error('Shutdown failed', error);
+      process.exit(1);
+    });
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
 }
 
 main().catch((error: unknown) => {

@@ -537,7 +537,10 @@ describe('the context Gemini receives', () => {
     await s.say(s.bob, '/bot two');
     await a.completion(s.chatId);
     s.fake.reply({ kind: 'fail-mid-stream', chunks: ['Lost text'] });
+    const dropped = s.fake.nextRequest();
     await s.say(s.carol, '/bot three');
+    await a.receivedText(s.chatId, 'Lost text');
+    (await dropped).drop();
     await a.completion(s.chatId);
     await s.say(s.alice, '/bot four');
     await s.t.app.services.bot.idle();
@@ -581,7 +584,7 @@ describe('streaming to everyone', () => {
     const s = await setup();
     const [a, b] = [await s.ws(s.alice), await s.ws(s.bob)];
     const gql = await s.botStream(s.carol);
-    s.fake.reply({ kind: 'text', chunks: ['Hel', 'lo, ', 'wor', 'ld!'], delayMs: 5 });
+    s.fake.reply({ kind: 'text', chunks: ['Hel', 'lo, ', 'wor', 'ld!'] });
     a.send({ type: 'message', chat_id: s.chatId, content: '/bot greet us' });
 
     const ids = [];
@@ -612,25 +615,28 @@ describe('streaming to everyone', () => {
     const a = await s.ws(s.alice);
     const chunks = ['First part. ', 'Second part. ', 'Third part. ', 'Fourth part.'];
     const full = chunks.join('');
-    s.fake.reply({ kind: 'text', chunks, delayMs: 250 });
+    // Held after the first chunk until bob and carol are in.
+    s.fake.reply({ kind: 'text', chunks, holdAt: 1 });
+    const request = s.fake.nextRequest();
     await s.say(s.alice, '/bot tell a long story');
     await a.frames.next(isDelta(s.chatId), 'the first delta');
 
     // /ws: the room already exists (alice is in it); graphql-ws: the service's own snapshot.
     const b = await s.ws(s.bob);
     const gql = await s.botStream(s.carol);
+    (await request).release();
     const bobCompletion = await b.completion(s.chatId);
     const carolCompletion = await gql.completion();
 
     const bobFrames = b.botFrames(s.chatId);
-    expect(bobFrames[0]!.chunk.startsWith(chunks[0]!)).toBe(true);
-    expect(bobFrames.length).toBeGreaterThanOrEqual(3); // the text so far, at least one live delta, the completion
+    expect(bobFrames[0]!.chunk).toBe(chunks[0]!);
+    expect(bobFrames).toHaveLength(chunks.length + 1); // the text so far, each live delta, the completion
     expectStreamed(bobFrames, s.chatId, full);
     expect(bobCompletion.message_id).toBe(a.botFrames(s.chatId)[0]!.message_id);
 
     const carolEvents = gql.events.all;
-    expect(carolEvents[0]!.chunk.startsWith(chunks[0]!)).toBe(true);
-    expect(carolEvents.length).toBeGreaterThanOrEqual(3);
+    expect(carolEvents[0]!.chunk).toBe(chunks[0]!);
+    expect(carolEvents).toHaveLength(chunks.length + 1);
     expect(carolEvents.slice(0, -1).map((e) => e.chunk).join('')).toBe(full);
     expect(carolCompletion).toMatchObject({ messageId: String(bobCompletion.message_id), fullResponse: full });
   });
@@ -639,15 +645,17 @@ describe('streaming to everyone', () => {
     const s = await setup();
     const events = botEvents(s.t, s.chatId);
     const chunks = ['Alpha ', 'beta ', 'gamma ', 'delta'];
-    s.fake.reply({ kind: 'text', chunks, delayMs: 250 });
+    s.fake.reply({ kind: 'text', chunks, holdAt: 1 });
+    const request = s.fake.nextRequest();
     await s.say(s.alice, '/bot count');
     await events.next((e) => !e.isComplete, 'the first delta');
 
     const b = await s.ws(s.bob);
+    (await request).release();
     await b.completion(s.chatId);
     const frames = b.botFrames(s.chatId);
-    expect(frames[0]!.chunk.startsWith('Alpha ')).toBe(true);
-    expect(frames.length).toBeGreaterThanOrEqual(3);
+    expect(frames[0]!.chunk).toBe('Alpha ');
+    expect(frames).toHaveLength(chunks.length + 1);
     expectStreamed(frames, s.chatId, chunks.join(''));
   });
 });
@@ -658,7 +666,8 @@ describe('nothing is lost', () => {
     const [a, b] = [await s.ws(s.alice), await s.ws(s.bob)];
     const gql = await s.botStream(s.carol);
     const chunks = ['Still ', 'being ', 'written ', 'when ', 'everyone left.'];
-    s.fake.reply({ kind: 'text', chunks, delayMs: 40 });
+    // Held after the first chunk until everyone has left.
+    s.fake.reply({ kind: 'text', chunks, holdAt: 1 });
     const request = s.fake.nextRequest();
     await s.say(s.alice, 'before');
     a.send({ type: 'message', chat_id: s.chatId, content: '/bot keep going' });
@@ -667,9 +676,10 @@ describe('nothing is lost', () => {
     await a.close();
     await b.close();
     await gql.client.dispose();
+    const req = await request;
+    req.release();
     await s.t.app.services.bot.idle();
 
-    const req = await request;
     await req.closed;
     expect(req.aborted).toBe(false);
     const history = await s.history(s.bob);
@@ -696,7 +706,7 @@ describe('failures', () => {
       error: 'Gemini answered with an error (HTTP 503): The model is overloaded. Please try again later.',
       partial: '',
     },
-    { name: 'a connection dropped mid-stream', reply: { kind: 'fail-mid-stream', chunks: ['Half an ', 'answer'], delayMs: 5 }, error: unreadable, partial: 'Half an answer' },
+    { name: 'a connection dropped mid-stream', reply: { kind: 'fail-mid-stream', chunks: ['Half an ', 'answer'] }, error: unreadable, partial: 'Half an answer' },
     { name: 'no answer within GEMINI_TIMEOUT_MS', reply: { kind: 'hang' }, error: 'Gemini did not answer within 0.3s', partial: '', aborted: true },
     {
       name: 'silence between chunks longer than GEMINI_TIMEOUT_MS',
@@ -717,6 +727,11 @@ describe('failures', () => {
       s.fake.reply(failure.reply);
       const request = s.fake.nextRequest();
       a.send({ type: 'message', chat_id: s.chatId, content: '/bot tell me' });
+      if (failure.reply.kind === 'fail-mid-stream') {
+        // The connection drops once both members have the text, which the fake would otherwise drop with it.
+        for (const member of [a, b]) await member.receivedText(s.chatId, failure.partial);
+        (await request).drop();
+      }
 
       for (const member of [a, b]) {
         await member.completion(s.chatId);
@@ -780,12 +795,14 @@ describe('order and fairness', () => {
     // When each completion is published, how many requests had the fake seen?
     const seenAtCompletion: number[] = [];
     const events = botEvents(s.t, s.chatId, (event) => event.isComplete && seenAtCompletion.push(s.fake.requests.length));
-    s.fake.reply({ kind: 'text', chunks: ['One, ', 'two, ', 'three.'], delayMs: 60 });
+    // The first answer is held after its first chunk until both asks are stored.
+    s.fake.reply({ kind: 'text', chunks: ['One, ', 'two, ', 'three.'], holdAt: 1 });
     s.fake.reply({ kind: 'text', chunks: ['Second ', 'answer.'] });
     const first = await s.say(s.alice, '/bot first');
     const second = await s.say(s.bob, '/bot second');
     const [req1] = await requestsArrived(s.fake, 1);
     const secondArrival = within(s.fake.nextRequest(), 'the second Gemini request').then((req) => ({ req, stillRunning: s.t.app.services.bot.progress(s.chatId) }));
+    req1!.release();
     const { req: req2, stillRunning } = await secondArrival;
     // The first answer was over (stored, published) before the second request was made: what runs
     // now is the second answer, with no text yet.
@@ -837,11 +854,13 @@ describe('order and fairness', () => {
   test('BOT_MAX_CONCURRENT_CALLS=1 serialises calls across rooms', async () => {
     const s = await setup({ env: { BOT_MAX_CONCURRENT_CALLS: '1' } });
     const other = await s.createChat(s.bob, [s.alice], 'Other room');
-    s.fake.reply({ kind: 'text', chunks: ['Slow ', 'answer ', 'here.'], delayMs: 60 });
+    s.fake.reply({ kind: 'text', chunks: ['Slow ', 'answer ', 'here.'], holdAt: 1 });
     await s.say(s.alice, '/bot slow one');
-    await requestsArrived(s.fake, 1);
+    const [first] = await requestsArrived(s.fake, 1);
     await s.say(s.bob, '/bot waiting one', other);
-    const second = await within(s.fake.nextRequest(), 'the second Gemini request').then((req) => ({ req, firstRunning: s.t.app.services.bot.progress(s.chatId) }));
+    const secondArrival = within(s.fake.nextRequest(), 'the second Gemini request').then((req) => ({ req, firstRunning: s.t.app.services.bot.progress(s.chatId) }));
+    first!.release();
+    const second = await secondArrival;
     expect(second.firstRunning).toBeNull();
     expect(textOf(second.req.body.contents.at(-1))).toBe('bob: /bot waiting one');
     expect((await s.history(s.alice, s.chatId)).at(-1)).toMatchObject({ content: 'Slow answer here.', is_bot: true });
@@ -858,11 +877,22 @@ describe('order and fairness', () => {
     const runningAtRequest: number[] = [];
     s.fake.setDefault(() => {
       runningAtRequest.push(rooms.filter((room) => bot.progress(room)).length);
-      return { kind: 'text', chunks: ['x ', 'y ', 'z'], delayMs: 40 };
+      // Room A's answer (the first) holds the slot until room B's answer waits for it.
+      return { kind: 'text', chunks: ['x ', 'y ', 'z'], holdAt: s.fake.requests.length === 1 ? 1 : undefined };
     });
+    // Room B's answer has found its ask: its next step is waiting for the slot.
+    const findFirst = db.message.findFirst;
+    const roomBLookedUp = new Promise<void>((resolve) => {
+      db.message.findFirst = ((args: Parameters<typeof findFirst>[0]) =>
+        findFirst.call(db.message, args).then((row) => {
+          if (args?.where?.chatId === roomB) resolve();
+          return row;
+        })) as typeof findFirst;
+    });
+    cleanups.push(async () => void (db.message.findFirst = findFirst));
     // Room C's ask reaches the service in the very microtask window in which room A's answer
     // releases its slot to room B, which is already waiting for it.
-    await db.message.create({ data: { chatId: roomC, userId: s.alice.id, content: '/bot C' } });
+    await db.message.create({ data: { chatId: roomC, userId: s.alice.id, content: '/bot C', askPending: true } });
     const publish = pubsub.publish;
     pubsub.publish = ((...args: Parameters<typeof publish>) => {
       publish.apply(pubsub, args);
@@ -875,8 +905,10 @@ describe('order and fairness', () => {
     cleanups.push(async () => void (pubsub.publish = publish));
 
     await s.say(s.alice, '/bot A');
-    await requestsArrived(s.fake, 1);
+    const [roomA] = await requestsArrived(s.fake, 1);
     await s.say(s.alice, '/bot B', roomB);
+    await within(roomBLookedUp, "room B's answer finding its ask");
+    roomA!.release();
     await requestsArrived(s.fake, 3);
     await bot.idle();
     expect(runningAtRequest).toEqual([1, 1, 1]);

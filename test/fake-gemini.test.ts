@@ -35,7 +35,7 @@ const texts = (chunks: GenerateContentResponse[]) => chunks.map((c) => c.text ??
 
 describe('fake Gemini via @google/genai', () => {
   test('streams text deltas and records the request', async () => {
-    fake.reply({ kind: 'text', chunks: ['Hel', 'lo', ' world'], delayMs: 5 });
+    fake.reply({ kind: 'text', chunks: ['Hel', 'lo', ' world'] });
     const received = fake.nextRequest();
     const { chunks, error } = await drain(
       await ai.models.generateContentStream({
@@ -97,13 +97,44 @@ describe('fake Gemini via @google/genai', () => {
     });
   });
 
-  test('fail-mid-stream yields the chunks then throws during iteration', async () => {
+  test('fail-mid-stream yields the chunks, then throws during iteration once the test drops the connection', async () => {
     fake.reply({ kind: 'fail-mid-stream', chunks: ['par', 'tial'] });
-    const { chunks, error } = await drain(await generate(ai, 'hi'));
+    const received = fake.nextRequest();
+    const stream = await generate(ai, 'hi');
+    const req = await received;
+    const chunks: GenerateContentResponse[] = [];
+    const error = await (async () => {
+      try {
+        for await (const chunk of stream) {
+          chunks.push(chunk);
+          if (chunks.length === 2) req.drop(); // both read: nothing received is lost to the reset
+        }
+      } catch (e) {
+        return e;
+      }
+    })();
     expect(texts(chunks)).toEqual(['par', 'tial']);
     expect(error).toBeInstanceOf(Error);
     expect(error).not.toBeInstanceOf(ApiError);
     expect(chunks.some((c) => c.candidates?.[0]?.finishReason)).toBe(false);
+    await req.closed;
+    expect(req.aborted).toBe(false);
+  });
+
+  test('text with holdAt sends that many chunks, then the rest once the test releases it', async () => {
+    fake.reply({ kind: 'text', chunks: ['one ', 'two ', 'three'], holdAt: 1 });
+    const received = fake.nextRequest();
+    const stream = await generate(ai, 'hi');
+    const req = await received;
+    const first = await stream.next();
+    expect(first.value?.text).toBe('one ');
+    req.release();
+    const { chunks, error } = await drain(stream);
+    expect(error).toBeUndefined();
+    expect(texts(chunks)).toEqual(['two ', 'three']);
+    expect(chunks.at(-1)!.candidates?.[0]?.finishReason).toBe(FinishReason.STOP);
+    await req.closed;
+    expect(req.aborted).toBe(false);
   });
 
   test('hang: aborting the signal rejects the call and marks the request aborted', async () => {

@@ -5,6 +5,7 @@ import { loadConfig } from '../src/config';
 import { createTestApp, signUp, type TestApp, type TestUser } from './support/app';
 import type { PrivateRedis } from './support/redis-server';
 import { startPrivateRedis, startTcpProxy } from './support/redis-server';
+import { startFakeGemini } from './support/fake-gemini';
 import { socketKit, withDeadline } from './support/sockets';
 
 /**
@@ -111,6 +112,31 @@ describe('Redis disappears', () => {
     await healthBecomes(t, 'unhealthy');
     redis.thaw();
     await healthBecomes(t, 'healthy');
+  });
+});
+
+describe('a /bot ask caught by the outage', () => {
+  test('an ask stored just before Redis went away (its room lock could not be taken) is answered once Redis is back', async () => {
+    const fake = await startFakeGemini();
+    cleanups.push(() => fake.stop());
+    const t = await createTestApp({ REDIS_URL: redis.url, REDIS_PREFIX: `faults:${crypto.randomUUID()}:`, GEMINI_API_KEY: fake.apiKey, GEMINI_BASE_URL: fake.url });
+    cleanups.push(() => t.cleanup());
+    const ana = await signUp(t);
+    const chatId = await chatOf(t, ana);
+    await redis.stop();
+    await healthBecomes(t, 'unhealthy');
+    // Stored as the group-commit writer stores an ask; the lock is then out of reach.
+    const ask = await t.app.services.db.message.create({ data: { chatId, userId: ana.id, content: '/bot are you there?', askPending: true }, select: { id: true } });
+    await t.app.services.bot.answer(chatId);
+    expect(fake.requests).toHaveLength(0);
+
+    fake.reply({ kind: 'text', chunks: ['Here ', 'now.'] });
+    const request = fake.nextRequest();
+    await redis.start();
+    await request;
+    await t.app.services.bot.idle();
+    const answers = await t.app.services.db.message.findMany({ where: { chatId, replyToId: ask.id }, select: { content: true, status: true } });
+    expect(answers).toEqual([{ content: 'Here now.', status: 'complete' }]);
   });
 });
 

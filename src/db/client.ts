@@ -1,4 +1,6 @@
 import { PrismaPg } from '@prisma/adapter-pg';
+import type { SqlMigrationAwareDriverAdapterFactory } from '@prisma/driver-adapter-utils';
+import type { BunSqliteAdapter } from 'prisma-adapter-bun-sqlite';
 import { PrismaBunSqlite } from 'prisma-adapter-bun-sqlite';
 import type { Config } from '../config';
 import { ConfigError, redact } from '../config';
@@ -19,7 +21,7 @@ export async function openDatabase(database: Config['database'], options: { log?
       ? new PrismaBunSqlite({ url: database.url, wal: { enabled: true, synchronous: 'NORMAL', busyTimeout: 5_000 } })
       : new PrismaPg({ connectionString: database.url });
   try {
-    await applyMigrations(database.engine, adapter);
+    await applyMigrations(database.engine, database.engine === 'sqlite' ? sqliteMigrationAdapter(database.url) : adapter);
   } catch (error) {
     // The driver's own message may quote the URL too: the whole line is redacted.
     throw new ConfigError(redact(`Cannot open the database at ${database.url}: ${(error as Error).message.split('\n')[0]}. Check DATABASE_URL and that the server is reachable.`));
@@ -31,4 +33,24 @@ export async function openDatabase(database: Config['database'], options: { log?
     client.$on('query' as never, (event: { query: string }) => log(event.query));
   }
   return client;
+}
+
+/**
+ * The adapter SQLite migrations run on: its connections leave no statement behind, so closing one
+ * closes it. The adapter's own WAL set-up prepares a statement that only the GC finalizes, and a
+ * closed migration connection then lingered, holding the file, until the client's first connection
+ * failed with "database is locked". Here WAL is set with `run`, which finalizes at once.
+ */
+function sqliteMigrationAdapter(url: string): SqlMigrationAwareDriverAdapterFactory {
+  const factory = new PrismaBunSqlite({ url, wal: false });
+  return {
+    provider: factory.provider,
+    adapterName: factory.adapterName,
+    async connect() {
+      const connection = (await factory.connect()) as BunSqliteAdapter;
+      connection.getDatabase().run('PRAGMA journal_mode = WAL');
+      return connection;
+    },
+    connectToShadowDb: () => factory.connectToShadowDb(),
+  };
 }

@@ -15,8 +15,6 @@ import { publicUserSelect } from './auth.service';
 import { parseChatId } from './validation';
 
 const BOT_PREFIX = /^\/bot(?:\s|$)/;
-// How far back a lock holder looks for unanswered asks; the per-user rate limit keeps a room's backlog far below it.
-const RECENT_ASKS = 100;
 
 /** The question of a `/bot …` message, '' for a bare `/bot`, or null when it is no bot command. */
 export function botPrompt(content: string): string | null {
@@ -36,6 +34,13 @@ interface RunningAnswer extends AnswerInProgress {
 /** Why an answer ended without the model finishing it; the message is what members see. */
 class AnswerFailure extends Error {}
 
+/** An answer cut short: kept as stopped if it wrote anything. The message says why, '' when a member asked. */
+class AnswerStopped extends Error {}
+
+const SHUT_DOWN = 'The server shut down before the answer finished';
+const LOCK_LOST = 'The answer was interrupted: another server took over the room';
+const NOT_STORED = 'The answer could not be stored';
+
 /**
  * The room's AI. `/bot` asks are answered one at a time per room, in order; rooms run in
  * parallel up to a per-process cap on model calls. Each answer gets its message id when it starts,
@@ -46,9 +51,11 @@ export class BotService {
   private readonly roomQueues = new Map<number, Promise<void>>();
   private readonly running = new Map<number, RunningAnswer>();
   private readonly askLimit: KeyedRateLimiter<number>;
-  private readonly waitingForSlot: (() => void)[] = [];
+  /** Answers waiting for a model-call slot; each is told whether it got one (false: shutting down). */
+  private readonly waitingForSlot: ((granted: boolean) => void)[] = [];
   private activeCalls = 0;
-  private shuttingDown = false;
+  /** Aborts when shutdown begins: from then on no lock is waited for, no ask taken, no model call started. */
+  private readonly closing = new AbortController();
 
   constructor(
     private readonly db: Database,
@@ -69,21 +76,25 @@ export class BotService {
    * `BOT_RATE_LIMIT` asks a minute.
    */
   admit(asker: PublicUser, prompt: string): void {
-    if (this.shuttingDown) throw new AppError('SERVICE_UNAVAILABLE', 'The server is shutting down: ask again in a moment');
+    if (this.closing.signal.aborted) throw new AppError('SERVICE_UNAVAILABLE', 'The server is shutting down: ask again in a moment');
     if (prompt === '') throw new AppError('BAD_USER_INPUT', 'Ask the bot something: /bot <question>');
     this.askLimit.take(asker.id);
   }
 
   /**
    * Makes sure the room's stored `/bot` asks get answered, after its earlier ones. Whoever holds
-   * the room's lock (on any instance) answers every unanswered ask in id order, so each is
+   * the room's lock (on any instance) answers every pending ask in id order, so each is
    * answered once and in order however the asks were spread over instances.
    */
   answer(chatId: number): Promise<void> {
+    // Shutting down: the ask stays pending in the database, for the next start or another instance.
+    if (this.closing.signal.aborted) return Promise.resolve();
     const previous = this.roomQueues.get(chatId) ?? Promise.resolve();
     const next = previous
-      .then(() => this.roomLock.withLock(chatId, () => this.answerPending(chatId)))
-      .catch((error: unknown) => console.error(`bot answers in chat ${chatId} could not run`, error));
+      .then(() => this.roomLock.withLock(chatId, (lost) => this.answerPending(chatId, lost), this.closing.signal))
+      .catch((error: unknown) => {
+        if (error !== this.closing.signal.reason) console.error(`bot answers in chat ${chatId} could not run`, error);
+      });
     this.roomQueues.set(chatId, next);
     void next.finally(() => {
       if (this.roomQueues.get(chatId) === next) this.roomQueues.delete(chatId);
@@ -103,14 +114,25 @@ export class BotService {
     this.pubsub.publish('chat:stop', id, { chatId: id, messageId: streaming.id });
   }
 
+  /**
+   * Answers every room with a pending ask: at start (asks a stopped or dead instance left) and
+   * when the lock's Redis is back. Resolves once they are queued; `idle()` waits for the answers.
+   */
+  async answerAllPending(): Promise<void> {
+    const rooms = await this.db.message.groupBy({ by: ['chatId'], where: { askPending: true } });
+    for (const { chatId } of rooms) void this.answer(chatId);
+  }
+
   /** At start of a single instance, no answer can still be running: any marked streaming died with a process. */
   async failInterruptedAnswers(chatId?: number): Promise<void> {
     const interrupted = await this.db.message.findMany({
       where: { status: 'streaming', ...(chatId === undefined ? {} : { chatId }) },
-      select: { id: true, chatId: true, content: true },
+      select: { id: true, chatId: true, content: true, replyToId: true },
     });
     for (const message of interrupted) {
       await this.db.message.update({ where: { id: message.id }, data: { status: 'failed' } });
+      // Its ask is answered, if by a failure: the process may have died before clearing its mark (see claim).
+      if (message.replyToId !== null) await this.clearPending(message.replyToId);
       this.pubsub.publish('chat:bot', message.chatId, {
         chatId: message.chatId,
         messageId: message.id,
@@ -139,73 +161,102 @@ export class BotService {
     while (this.roomQueues.size > 0) await Promise.all(this.roomQueues.values());
   }
 
-  /** Aborts every running answer (they are stored as failed) and waits for them to settle. */
+  /**
+   * A bounded stop. At once: no lock is waited for, no ask taken and no model call started any
+   * more (queued asks stay pending, for the next start or another instance). Running answers get
+   * `graceMs` to finish, then are aborted and stored as stopped (if they wrote text) or failed.
+   * Settles once they are stored.
+   */
   async shutdown(graceMs: number): Promise<void> {
-    this.shuttingDown = true;
+    this.closing.abort(new Error('The bot is shutting down'));
+    for (const waiter of this.waitingForSlot.splice(0)) waiter(false);
     let timer: Timer | undefined;
     const graceOver = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
     await Promise.race([this.idle(), graceOver]);
     clearTimeout(timer);
-    for (const running of this.running.values()) running.controller.abort(new AnswerFailure('The server is shutting down'));
+    for (const running of this.running.values()) running.controller.abort(new AnswerStopped(SHUT_DOWN));
     await this.idle();
   }
 
-  private async withCallSlot<T>(run: () => Promise<T>): Promise<T> {
+  /** Runs `run` in a model-call slot, or not at all if shutdown begins while it waits for one. */
+  private async withCallSlot(run: () => Promise<void>): Promise<void> {
     // A freed slot is handed straight to the longest waiter, still counted as taken: were it given
     // back first, an ask arriving before the waiter resumes could take it too and exceed the cap.
     if (this.activeCalls >= this.config.bot.maxConcurrentCalls) {
-      await new Promise<void>((resolve) => this.waitingForSlot.push(resolve));
+      const granted = await new Promise<boolean>((resolve) => this.waitingForSlot.push(resolve));
+      if (!granted) return;
     } else {
       this.activeCalls++;
     }
     try {
-      return await run();
+      await run();
     } finally {
       const next = this.waitingForSlot.shift();
-      if (next) next();
+      if (next) next(true);
       else this.activeCalls--;
     }
   }
 
-  /** Under the room's lock: clears an answer a dead instance left, then answers every unanswered ask in order. */
-  private async answerPending(chatId: number): Promise<void> {
+  /**
+   * Under the room's lock: clears an answer a dead instance left, then answers every pending ask in
+   * order, until none is left, shutdown begins, or the lock is `lost` (its new holder goes on).
+   */
+  private async answerPending(chatId: number, lost: AbortSignal): Promise<void> {
     await this.failInterruptedAnswers(chatId);
-    for (;;) {
-      const ask = await this.nextUnansweredAsk(chatId);
+    while (!this.closing.signal.aborted && !lost.aborted) {
+      const ask = await this.nextPendingAsk(chatId);
       if (!ask) return;
-      await this.withCallSlot(() => this.run(chatId, ask.id, ask.asker));
+      // An ask whose author is gone has nobody to answer: it stays in the history, unanswered.
+      if (!ask.user) await this.clearPending(ask.id);
+      else await this.withCallSlot(() => this.run(chatId, ask.id, ask.user!, lost));
     }
   }
 
   /**
-   * The oldest of the room's recent `/bot` asks that no answer replies to. Judged by replies, not by
-   * "after the last answered id": on PostgreSQL two asks can commit out of id order, and the later
-   * id answered first must not hide the earlier one.
+   * The room's oldest pending ask: an index lookup (ask_pending, chat_id, id), whatever the room's
+   * history. By mark, not by "after the last answered id": on PostgreSQL two asks can commit out of
+   * id order, and the later id answered first must not hide the earlier one.
    */
-  private async nextUnansweredAsk(chatId: number): Promise<{ id: number; asker: PublicUser } | null> {
-    const recentAsks = await this.db.message.findMany({
-      where: { chatId, isBot: false, content: { startsWith: '/bot' } },
-      orderBy: { id: 'desc' },
-      take: RECENT_ASKS,
-      select: { id: true, content: true, user: { select: publicUserSelect } },
+  private nextPendingAsk(chatId: number) {
+    return this.db.message.findFirst({
+      where: { askPending: true, chatId },
+      orderBy: { id: 'asc' },
+      select: { id: true, user: { select: publicUserSelect } },
     });
-    if (recentAsks.length === 0) return null;
-    const answered = await this.db.message.findMany({
-      where: { chatId, isBot: true, replyToId: { in: recentAsks.map((ask) => ask.id) } },
-      select: { replyToId: true },
-    });
-    const answeredIds = new Set(answered.map((answer) => answer.replyToId));
-    const ask = recentAsks.reverse().find((candidate) => !answeredIds.has(candidate.id) && candidate.user && botPrompt(candidate.content));
-    return ask ? { id: ask.id, asker: ask.user! } : null;
   }
 
-  private async run(chatId: number, askMessageId: number, asker: PublicUser): Promise<void> {
-    const chat = await this.db.chat.findUnique({ where: { id: chatId }, select: { name: true } });
-    const history = await this.history(chatId, askMessageId);
-    const { id: messageId } = await this.db.message.create({
+  /**
+   * Creates the answer's row, then takes the ask's pending mark: the ask is answered by whoever
+   * took the mark (another instance, were this one's lock lost meanwhile), and a row that lost the
+   * race goes. Not one transaction: on SQLite every query of the process shares one connection, so
+   * a transaction would take in (and a rollback undo) other requests' writes made meanwhile. Should
+   * the process die between the two, the next lock holder marks the row failed and clears the mark.
+   * Returns the answer's id, or null when the ask was not pending any more.
+   */
+  private async claim(chatId: number, askMessageId: number): Promise<number | null> {
+    const { id } = await this.db.message.create({
       data: { chatId, isBot: true, content: '', status: 'streaming', replyToId: askMessageId },
       select: { id: true },
     });
+    if (await this.clearPending(askMessageId)) return id;
+    await this.db.message.delete({ where: { id } });
+    return null;
+  }
+
+  /** Takes the ask's pending mark; false if it was already gone. */
+  private async clearPending(askMessageId: number): Promise<boolean> {
+    const { count } = await this.db.message.updateMany({ where: { id: askMessageId, askPending: true }, data: { askPending: false } });
+    return count === 1;
+  }
+
+  /** Answers one ask: claims it, streams the model's answer to the room, stores it, and always publishes its completion. */
+  private async run(chatId: number, askMessageId: number, asker: PublicUser, lost: AbortSignal): Promise<void> {
+    const chat = await this.db.chat.findUnique({ where: { id: chatId }, select: { name: true } });
+    const history = await this.history(chatId, askMessageId);
+    // Shutdown began or the lock went while those were read: the ask stays pending.
+    if (this.closing.signal.aborted || lost.aborted) return;
+    const messageId = await this.claim(chatId, askMessageId);
+    if (messageId === null) return;
     const answer: RunningAnswer = { messageId, text: '', controller: new AbortController() };
     this.running.set(chatId, answer);
     // Keeps the room's feed open while the answer runs, so a reader arriving mid-answer (on any
@@ -215,6 +266,9 @@ export class BotService {
     const stopRequests = this.pubsub.on('chat:stop', chatId, (request) => {
       if (request.messageId === messageId) answer.controller.abort(new AnswerStopped());
     });
+    const onLockLost = () => answer.controller.abort(new AnswerFailure(LOCK_LOST));
+    if (lost.aborted) onLockLost();
+    else lost.addEventListener('abort', onLockLost, { once: true });
     const publish = (event: Omit<BotStreamEvent, 'chatId' | 'messageId'>) => this.pubsub.publish('chat:bot', chatId, { chatId, messageId, ...event });
 
     let status: 'complete' | 'stopped' | 'failed' = 'complete';
@@ -225,23 +279,31 @@ export class BotService {
         publish({ chunk, isComplete: false });
       }
     } catch (caught) {
-      const reason = answer.controller.signal.reason;
-      if (reason instanceof AnswerStopped) status = 'stopped';
-      else {
+      // An abort's reason says why; the SDK's own error only says that it was aborted.
+      const why: unknown = answer.controller.signal.aborted ? answer.controller.signal.reason : caught;
+      if (why instanceof AnswerStopped) {
+        // Stopped before a word was written: nothing to keep in the history.
+        status = answer.text === '' ? 'failed' : 'stopped';
+        error = why.message || undefined;
+      } else {
         status = 'failed';
-        error = describeFailure(reason instanceof AnswerFailure ? reason : caught);
-        if (!(caught instanceof AnswerFailure) && !(caught instanceof ApiError)) console.error(`bot answer ${messageId} failed`, caught);
+        error = describeFailure(why);
+        if (!(why instanceof AnswerFailure) && !(why instanceof ApiError)) console.error(`bot answer ${messageId} failed`, caught);
       }
     } finally {
       this.running.delete(chatId);
       stopRequests.stop();
+      lost.removeEventListener('abort', onLockLost);
     }
     try {
-      // Stopped before a word was written: nothing to keep in the history.
-      if (status === 'stopped' && answer.text === '') status = 'failed';
       await this.db.message.update({ where: { id: messageId }, data: { content: answer.text, status } });
-      publish({ chunk: '', isComplete: true, fullResponse: answer.text, error, stopped: status === 'stopped' || undefined });
+    } catch (storeError) {
+      // The room still learns that the answer is over, and that it is not in the history.
+      console.error(`bot answer ${messageId} could not be stored`, storeError);
+      status = 'failed';
+      error = NOT_STORED;
     } finally {
+      publish({ chunk: '', isComplete: true, fullResponse: answer.text, error, stopped: status === 'stopped' || undefined });
       roomFeed.stop();
     }
   }
@@ -274,6 +336,8 @@ export class BotService {
   /** The answer's text deltas; throws AnswerFailure with a readable reason when there is none to give. */
   private async *stream(contents: Content[], instruction: string, controller: AbortController): AsyncGenerator<string> {
     if (!this.gemini) throw new AnswerFailure('Gemini is not configured: set GEMINI_API_KEY');
+    // Shutdown began after this answer was claimed: no model call starts any more.
+    if (this.closing.signal.aborted) throw new AnswerStopped(SHUT_DOWN);
     const { timeoutMs } = this.config.gemini;
     let silence: Timer | undefined;
     // The timeout bounds each silence (before the first chunk and between chunks), not the answer.
@@ -300,8 +364,6 @@ export class BotService {
     }
   }
 }
-
-class AnswerStopped extends Error {}
 
 const BLOCKING_FINISH_REASONS = new Set(['SAFETY', 'RECITATION', 'BLOCKLIST', 'PROHIBITED_CONTENT', 'SPII']);
 const blockedFinish = (reason: string | undefined) => (reason && BLOCKING_FINISH_REASONS.has(reason) ? reason : undefined);

@@ -58,6 +58,10 @@ export function createServices(db: Database, config: Config, bus: EventBus): Ser
   const roomLock = bus.redis ? redisRoomLock(bus.redis, config.redisPrefix) : localRoomLock;
   const feeds = new RoomFeeds(db, pubsub, bus);
   const bot = new BotService(db, chats, pubsub, config, roomLock, feeds);
+  // Asks stored while Redis was away could not take their room's lock: they are answered once it is back.
+  bus.onResume(() => {
+    bot.answerAllPending().catch((error: unknown) => console.error('answering the asks left pending during the outage failed', error));
+  });
   return {
     db,
     auth: new AuthService(db, config, authGuards(config.limits)),

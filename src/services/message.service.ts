@@ -60,7 +60,7 @@ export class MessageService {
     if (!this.bus.available()) throw new AppError('SERVICE_UNAVAILABLE', 'Messages cannot be delivered right now (Redis is unreachable): try again shortly');
     const prompt = botPrompt(content);
     if (prompt !== null) this.bot.admit(author, prompt);
-    const stored = await this.writer.write({ chatId: id, userId: author.id, content });
+    const stored = await this.writer.write({ chatId: id, userId: author.id, content, askPending: prompt !== null });
     const event: MessageEvent = {
       ...stored,
       chatId: id,

@@ -11,16 +11,20 @@ import { parseArgs } from 'node:util';
 
 /** What the fake answers to the next request. */
 export type FakeGeminiReply =
-  /** Streams each chunk as a text delta (`delayMs` between chunks); the last frame carries finishReason STOP + usageMetadata. */
-  | { kind: 'text'; chunks: string[]; delayMs?: number }
+  /**
+   * Streams each chunk as a text delta; the last frame carries finishReason STOP + usageMetadata. With `holdAt`, the
+   * first `holdAt` chunks go out and the rest wait for the request's `release()`, so a test decides when the answer
+   * goes on. `delayMs` paces the chunks for benchmarks; tests hold and release instead of timing.
+   */
+  | { kind: 'text'; chunks: string[]; holdAt?: number; delayMs?: number }
   /** Answers an HTTP error with Gemini's JSON error body, before any stream. */
   | { kind: 'http-error'; status: number; message: string }
   /**
-   * Sends the chunks (`delayMs` apart), waits `dropAfterMs` (default 50), then resets the connection: no finishReason,
-   * truncated chunked body. The wait matters: Bun's fetch throws away body bytes the client had received but not yet
-   * read when the socket resets, so a consumer slower than `dropAfterMs` per chunk would see the error but lose chunks.
+   * Sends the chunks, then resets the connection (no finishReason, truncated chunked body) when the test calls the
+   * request's `drop()`. Drop only once the client has read the chunks (e.g. the deltas it published): Bun's fetch
+   * throws away body bytes the client had received but not yet read when the socket resets.
    */
-  | { kind: 'fail-mid-stream'; chunks: string[]; delayMs?: number; dropAfterMs?: number }
+  | { kind: 'fail-mid-stream'; chunks: string[] }
   /** Accepts the request and never sends anything, not even headers, until the client aborts or the fake stops. */
   | { kind: 'hang' }
   /** Sends the chunks (200 + SSE frames), then goes silent until the client aborts or the fake stops. */
@@ -45,6 +49,10 @@ export interface FakeGeminiRequest {
   aborted: boolean;
   /** Resolves when the exchange is over: reply fully sent, connection dropped by the fake, client gone, or fake stopped. */
   closed: Promise<void>;
+  /** Lets a `text` reply held at `holdAt` send the rest. */
+  release(): void;
+  /** Resets a `fail-mid-stream` reply's connection once its chunks are sent. */
+  drop(): void;
 }
 
 export interface FakeGemini {
@@ -103,6 +111,14 @@ function echoReply(req: FakeGeminiRequest): FakeGeminiReply {
 
 const tokens = (text: string) => Math.ceil(text.length / 4);
 
+/** A request's two test-driven events: `release()` (a held reply goes on) and `drop()` (the connection resets). */
+class Control {
+  release!: () => void;
+  drop!: () => void;
+  readonly released = new Promise<void>((resolve) => (this.release = resolve));
+  readonly dropped = new Promise<void>((resolve) => (this.drop = resolve));
+}
+
 export async function startFakeGemini(options: { apiKey?: string; port?: number } = {}): Promise<FakeGemini> {
   const apiKey = options.apiKey ?? DEFAULT_FAKE_GEMINI_API_KEY;
   const requests: FakeGeminiRequest[] = [];
@@ -136,21 +152,31 @@ export async function startFakeGemini(options: { apiKey?: string; port?: number 
     return { end, ended: () => ended };
   }
 
-  /** An SSE response sending `frames` (`delayMs` apart), then closing, dropping the connection, or hanging. */
-  function stream(req: FakeGeminiRequest, signal: AbortSignal, frames: Uint8Array[], then: 'close' | 'drop' | 'hang', delayMs = 0, dropAfterMs = 0): Response {
+  /**
+   * An SSE response sending `frames` (`delayMs` apart, the rest held after `holdAt` until `released`), then closing,
+   * dropping the connection once `dropped`, or hanging.
+   */
+  function stream(
+    req: FakeGeminiRequest,
+    signal: AbortSignal,
+    frames: Uint8Array[],
+    then: 'close' | 'drop' | 'hang',
+    gates: { holdAt?: number; released?: Promise<void>; dropped?: Promise<void>; delayMs?: number } = {},
+  ): Response {
     const exchange = track(req, signal);
     let next = 0;
+    // Every wait also ends when the exchange does (client gone, fake stopped).
+    const until = (event: Promise<void> | undefined) => Promise.race([event, req.closed]);
     const body = new ReadableStream<Uint8Array>({
       async pull(controller) {
-        if (next > 0 && next < frames.length && delayMs > 0) await Bun.sleep(delayMs);
+        if (next === gates.holdAt) await until(gates.released);
+        else if (next > 0 && next < frames.length && gates.delayMs) await Bun.sleep(gates.delayMs);
         if (exchange.ended()) return;
         if (next < frames.length) return controller.enqueue(frames[next++]!);
         if (then === 'hang') return req.closed; // stay silent until the client leaves or the fake stops
         if (then === 'close') return void (exchange.end(false), controller.close());
-        // Drop: erroring the body resets the socket, and the client's fetch then discards whatever it
-        // received but had not read yet — so give the client a moment to read the frames first.
-        // A falsy reason keeps Bun from logging the error.
-        await Bun.sleep(dropAfterMs);
+        // Drop: erroring the body resets the socket. A falsy reason keeps Bun from logging the error.
+        await until(gates.dropped);
         if (exchange.ended()) return;
         exchange.end(false);
         controller.error(undefined);
@@ -160,7 +186,7 @@ export async function startFakeGemini(options: { apiKey?: string; port?: number 
     return new Response(body, { headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' } });
   }
 
-  function answer(req: FakeGeminiRequest, signal: AbortSignal, reply: FakeGeminiReply): Response | Promise<Response> {
+  function answer(req: FakeGeminiRequest, signal: AbortSignal, reply: FakeGeminiReply, control: Control): Response | Promise<Response> {
     const model = req.model;
     const delta = (text: string) => ({
       candidates: [{ content: { parts: [{ text }], role: 'model' }, index: 0 }],
@@ -180,10 +206,10 @@ export async function startFakeGemini(options: { apiKey?: string; port?: number 
             usageMetadata: { promptTokenCount: prompt, candidatesTokenCount: out, totalTokenCount: prompt + out },
           });
         });
-        return stream(req, signal, frames, 'close', reply.delayMs);
+        return stream(req, signal, frames, 'close', { holdAt: reply.holdAt, released: control.released, delayMs: reply.delayMs });
       }
       case 'fail-mid-stream':
-        return stream(req, signal, reply.chunks.map((t) => frame(delta(t))), 'drop', reply.delayMs, reply.dropAfterMs ?? 50);
+        return stream(req, signal, reply.chunks.map((t) => frame(delta(t))), 'drop', { dropped: control.dropped });
       case 'hang-after':
         return stream(req, signal, reply.chunks.map((t) => frame(delta(t))), 'hang');
       case 'safety-block':
@@ -213,12 +239,15 @@ export async function startFakeGemini(options: { apiKey?: string; port?: number 
       try {
         body = JSON.parse(text);
       } catch {}
+      const control = new Control();
       const req: FakeGeminiRequest = {
         model: decodeURIComponent(route?.[1] ?? ''),
         apiKey: httpReq.headers.get('x-goog-api-key') ?? url.searchParams.get('key'),
         body,
         aborted: false,
         closed: Promise.resolve(),
+        release: control.release,
+        drop: control.drop,
       };
       requests.push(req);
       const notify = waiters;
@@ -239,7 +268,7 @@ export async function startFakeGemini(options: { apiKey?: string; port?: number 
         return errorResponse(400, '* GenerateContentRequest.contents: contents is not specified');
       }
       const source = queue.shift() ?? fallback;
-      return answer(req, httpReq.signal, typeof source === 'function' ? source(req) : source);
+      return answer(req, httpReq.signal, typeof source === 'function' ? source(req) : source, control);
     },
   });
 
