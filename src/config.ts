@@ -118,7 +118,10 @@ export function parseDatabaseUrl(url: string): Config['database'] {
 function corsOrigins(raw: string | undefined, production: boolean): '*' | string[] {
   if (raw === undefined) return production ? [] : '*';
   if (raw.trim() === '*') return '*';
-  const origins = raw.split(',').map((origin) => origin.trim()).filter(Boolean);
+  const origins = raw
+    .split(',')
+    .map((origin) => origin.trim())
+    .filter(Boolean);
   for (const origin of origins) {
     if (!/^https?:\/\/[^/\s]+$/.test(origin)) {
       throw new ConfigError(`CORS_ORIGINS has "${origin}": list origins like https://chat.example.com (scheme and host, no path), comma-separated, or *.`);

@@ -161,10 +161,13 @@ describe('PasswordHasher', () => {
   });
 
   test('a failed hash frees its turn too', async () => {
-    const hasher = new PasswordHasher({ concurrency: 1, maxWaiting: 0 }, {
-      hash: () => Promise.reject(new Error('argon2 failed')),
-      verify: () => Promise.resolve(true),
-    });
+    const hasher = new PasswordHasher(
+      { concurrency: 1, maxWaiting: 0 },
+      {
+        hash: () => Promise.reject(new Error('argon2 failed')),
+        verify: () => Promise.resolve(true),
+      },
+    );
     const failure = await hasher.hash('pw').catch((error: unknown) => error);
     expect((failure as Error).message).toBe('argon2 failed');
     expect(await hasher.verify('pw', 'hashed')).toBe(true);

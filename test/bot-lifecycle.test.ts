@@ -105,7 +105,10 @@ describe('a room lock lost mid-answer', () => {
       const admin = redisClient();
       // Two instances on one database and one Redis; renewals come fast, so a lost lock shows at once.
       const { pubsub } = await createEventBus(null, '');
-      const [first, second] = [instance(pubsub, redisRoomLock(redisClient(), prefix, { ttlMs: 10_000, renewEveryMs: 20 })), instance(pubsub, redisRoomLock(redisClient(), prefix, { ttlMs: 10_000, renewEveryMs: 20 }))];
+      const [first, second] = [
+        instance(pubsub, redisRoomLock(redisClient(), prefix, { ttlMs: 10_000, renewEveryMs: 20 })),
+        instance(pubsub, redisRoomLock(redisClient(), prefix, { ttlMs: 10_000, renewEveryMs: 20 })),
+      ];
       const events = botEvents(pubsub, chatId);
       const [one, two] = [await ask(chatId, '/bot one'), await ask(chatId, '/bot two')];
       const requestsBefore = fake.requests.length;
@@ -135,7 +138,11 @@ describe('a room lock lost mid-answer', () => {
       expect(fake.requests.length - requestsBefore).toBe(2);
       expect(lastUserLine(fake.requests.at(-1)!.body)).toBe(`${alice.username}: /bot two`);
 
-      const answers = await t.app.services.db.message.findMany({ where: { chatId, isBot: true }, orderBy: { id: 'asc' }, select: { id: true, replyToId: true, status: true, content: true } });
+      const answers = await t.app.services.db.message.findMany({
+        where: { chatId, isBot: true },
+        orderBy: { id: 'asc' },
+        select: { id: true, replyToId: true, status: true, content: true },
+      });
       expect(answers.map((answer) => [answer.replyToId, answer.status])).toEqual([
         [one.id, 'failed'],
         [two.id, 'complete'],

@@ -34,7 +34,9 @@ test('an answer left streaming by a dead process is marked failed at start, its 
     const row = await restarted.services.db.message.findUniqueOrThrow({ where: { id: orphan.id } });
     expect(row).toMatchObject({ status: 'failed', content: 'half an ans' });
     expect(await restarted.services.db.message.findUniqueOrThrow({ where: { id: ask.id } })).toMatchObject({ askPending: false });
-    const history = await (await restarted.fetch(new Request(`http://test/api/chats/${chat.id}/messages`, { headers: { authorization: `Bearer ${alice.token}` } })))!.json();
+    const history = await (await restarted.fetch(
+      new Request(`http://test/api/chats/${chat.id}/messages`, { headers: { authorization: `Bearer ${alice.token}` } }),
+    ))!.json();
     expect(history.map((message: { id: number }) => message.id)).toEqual([ask.id]);
 
     fake.reply({ kind: 'text', chunks: ['Yes', ', here.'] });
@@ -85,7 +87,10 @@ test('asks left pending by a stopped process are answered at the next start, in 
     const asked = fake.requests.slice(requestsBefore).map((request) => request.body.contents.at(-1).parts[0].text.split('\n').at(-1));
     expect(asked.toSorted()).toEqual([`${alice.username}: /bot elsewhere`, `${alice.username}: /bot first`, `${alice.username}: /bot second`]);
     expect(asked.indexOf(`${alice.username}: /bot first`)).toBeLessThan(asked.indexOf(`${alice.username}: /bot second`));
-    const answers = await db.message.findMany({ where: { isBot: true, replyToId: { in: pending.map((message) => message.id) } }, orderBy: { replyToId: 'asc' } });
+    const answers = await db.message.findMany({
+      where: { isBot: true, replyToId: { in: pending.map((message) => message.id) } },
+      orderBy: { replyToId: 'asc' },
+    });
     expect(answers.map((answer) => [answer.replyToId, answer.status])).toEqual(pending.map((message) => [message.id, 'complete']));
     expect(await db.message.count({ where: { askPending: true } })).toBe(0);
   } finally {

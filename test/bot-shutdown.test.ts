@@ -73,7 +73,8 @@ async function askRunning(instance: Instance, user: ClusterUser, chatId: number,
   return { ask, request: await request };
 }
 
-const isBot = (chatId: number, complete: boolean) => (frame: Frame) => frame.type === 'bot_stream' && frame.chat_id === chatId && frame.is_complete === complete;
+const isBot = (chatId: number, complete: boolean) => (frame: Frame) =>
+  frame.type === 'bot_stream' && frame.chat_id === chatId && frame.is_complete === complete;
 
 /** Each row of the file's messages table that answers or asks, read after the process is gone. */
 function rows(database: string) {
@@ -113,7 +114,11 @@ describe('SIGTERM with answers running and asks queued', () => {
     await member.next(isBot(roomA, false), "room A's first delta");
     const silent = await askRunning(instance, alice, roomB, '/bot think slowly', { kind: 'hang' });
     // Queued: behind each room's running answer, and room C waiting for a call slot.
-    const queued = [await post(instance, alice, roomA, '/bot next in A'), await post(instance, alice, roomB, '/bot next in B'), await post(instance, alice, roomC, '/bot only in C')];
+    const queued = [
+      await post(instance, alice, roomA, '/bot next in A'),
+      await post(instance, alice, roomB, '/bot next in B'),
+      await post(instance, alice, roomC, '/bot only in C'),
+    ];
     const requestsAtSignal = fake.requests.length;
     expect(requestsAtSignal).toBe(2);
 

@@ -29,9 +29,7 @@ test(`a burst is written ${MAX_BATCH_ROWS} rows per INSERT, the rest in the next
   const chatId = await newChat('burst');
   const count = 2 * MAX_BATCH_ROWS + 1;
   const before = statements;
-  const stored = await Promise.all(
-    Array.from({ length: count }, (_, i) => writer.write({ chatId, userId: alice.id, content: `m${i}`, askPending: i === 0 })),
-  );
+  const stored = await Promise.all(Array.from({ length: count }, (_, i) => writer.write({ chatId, userId: alice.id, content: `m${i}`, askPending: i === 0 })));
   expect(statements - before).toBe(3);
   const ids = stored.map((row) => row.id);
   expect(ids).toEqual([...ids].sort((a, b) => a - b));
@@ -59,6 +57,9 @@ test('a row that cannot be stored fails alone: its neighbours in the batch are s
 
   // The writer goes on: the next batch is one statement again.
   const next = statements;
-  await Promise.all([writer.write({ chatId: kept, userId: alice.id, content: 'after', askPending: false }), writer.write({ chatId: kept, userId: alice.id, content: 'after 2', askPending: false })]);
+  await Promise.all([
+    writer.write({ chatId: kept, userId: alice.id, content: 'after', askPending: false }),
+    writer.write({ chatId: kept, userId: alice.id, content: 'after 2', askPending: false }),
+  ]);
   expect(statements - next).toBe(1);
 });

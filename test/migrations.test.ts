@@ -31,7 +31,10 @@ describe('SQLite migrations', () => {
     expect(await applyMigrations('sqlite', adapter)).toEqual(['20261125000000_init', '20261206000000_survive']);
     expect(await applyMigrations('sqlite', adapter)).toEqual([]);
     const db = new Database(path, { readonly: true });
-    expect(db.query('SELECT migration_name FROM _prisma_migrations').all()).toEqual([{ migration_name: '20261125000000_init' }, { migration_name: '20261206000000_survive' }]);
+    expect(db.query('SELECT migration_name FROM _prisma_migrations').all()).toEqual([
+      { migration_name: '20261125000000_init' },
+      { migration_name: '20261206000000_survive' },
+    ]);
     db.close();
   });
 

@@ -67,9 +67,7 @@ test('chats with participants and messages cost the same SQL for 2 chats as for 
     expect(result.chats).toHaveLength(count);
     for (const [n, chat] of result.chats.entries()) {
       expect(chat.participants).toHaveLength(PARTICIPANTS_PER_CHAT);
-      expect(chat.messages.edges.map((edge: any) => edge.node.content)).toEqual(
-        Array.from({ length: MESSAGES_PER_CHAT }, (_, i) => `chat ${n} message ${i}`),
-      );
+      expect(chat.messages.edges.map((edge: any) => edge.node.content)).toEqual(Array.from({ length: MESSAGES_PER_CHAT }, (_, i) => `chat ${n} message ${i}`));
     }
   }
 

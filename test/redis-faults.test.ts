@@ -119,14 +119,22 @@ describe('a /bot ask caught by the outage', () => {
   test('an ask stored just before Redis went away (its room lock could not be taken) is answered once Redis is back', async () => {
     const fake = await startFakeGemini();
     cleanups.push(() => fake.stop());
-    const t = await createTestApp({ REDIS_URL: redis.url, REDIS_PREFIX: `faults:${crypto.randomUUID()}:`, GEMINI_API_KEY: fake.apiKey, GEMINI_BASE_URL: fake.url });
+    const t = await createTestApp({
+      REDIS_URL: redis.url,
+      REDIS_PREFIX: `faults:${crypto.randomUUID()}:`,
+      GEMINI_API_KEY: fake.apiKey,
+      GEMINI_BASE_URL: fake.url,
+    });
     cleanups.push(() => t.cleanup());
     const ana = await signUp(t);
     const chatId = await chatOf(t, ana);
     await redis.stop();
     await healthBecomes(t, 'unhealthy');
     // Stored as the group-commit writer stores an ask; the lock is then out of reach.
-    const ask = await t.app.services.db.message.create({ data: { chatId, userId: ana.id, content: '/bot are you there?', askPending: true }, select: { id: true } });
+    const ask = await t.app.services.db.message.create({
+      data: { chatId, userId: ana.id, content: '/bot are you there?', askPending: true },
+      select: { id: true },
+    });
     await t.app.services.bot.answer(chatId);
     expect(fake.requests).toHaveLength(0);
 
@@ -146,7 +154,18 @@ describe('one instance loses Redis while another keeps it', () => {
     const a = await appOnRedis(redis.url, prefix);
     const proxy = startTcpProxy({ hostname: '127.0.0.1', port: Number(new URL(redis.url).port) });
     cleanups.push(() => proxy.stop());
-    const b: App = await createApp(loadConfig({ ...process.env, DATABASE_URL: a.config.database.url, REDIS_URL: `redis://127.0.0.1:${proxy.port}`, REDIS_PREFIX: prefix, SECRET_KEY: a.config.secretKey, WS_RATE_LIMIT: '0', BOT_RATE_LIMIT: '0', LOGIN_RATE_LIMIT: '0' }));
+    const b: App = await createApp(
+      loadConfig({
+        ...process.env,
+        DATABASE_URL: a.config.database.url,
+        REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
+        REDIS_PREFIX: prefix,
+        SECRET_KEY: a.config.secretKey,
+        WS_RATE_LIMIT: '0',
+        BOT_RATE_LIMIT: '0',
+        LOGIN_RATE_LIMIT: '0',
+      }),
+    );
     cleanups.push(() => b.close());
     const serverB = Bun.serve({ port: 0, hostname: '127.0.0.1', fetch: (request, server) => b.fetch(request, server), websocket: b.websocket });
     cleanups.push(() => serverB.stop(true));

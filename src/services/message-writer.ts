@@ -57,9 +57,7 @@ export class MessageWriter {
   /** One INSERT of the rows, in order; returns each row's id and timestamp in the same order. */
   private async insert(batch: PendingWrite[]): Promise<{ id: number; createdAt: Date }[]> {
     const createdAt = new Date();
-    const values = Prisma.join(
-      batch.map(({ data }) => Prisma.sql`(${data.chatId}, ${data.userId}, ${data.content}, ${createdAt}, ${data.askPending})`),
-    );
+    const values = Prisma.join(batch.map(({ data }) => Prisma.sql`(${data.chatId}, ${data.userId}, ${data.content}, ${createdAt}, ${data.askPending})`));
     // Raw SQL, portable across both engines: a fraction of createManyAndReturn's cost per row
     // (measured: 18 µs against 77 µs a row in batches of ten), on this path that matters most.
     const rows = await this.db.$queryRaw<{ id: number; created_at: Date }[]>`

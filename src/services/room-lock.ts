@@ -89,10 +89,10 @@ export function redisRoomLock(redis: Redis, prefix: string, { ttlMs, renewEveryM
         if (stopped || lost.signal.aborted) return;
         console.error(`renewing ${key} failed`, error);
       }
-      renewal = setTimeout(renew, renewEveryMs);
+      renewal = setTimeout(() => void renew(), renewEveryMs);
     };
     expiresFrom(acquiredAt);
-    renewal = setTimeout(renew, renewEveryMs);
+    renewal = setTimeout(() => void renew(), renewEveryMs);
     return {
       lost: lost.signal,
       stop() {
@@ -125,7 +125,7 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     const onAbort = () => {
       clearTimeout(timer);
-      reject(signal.reason);
+      reject(signal.reason as Error);
     };
     const timer = setTimeout(() => {
       signal.removeEventListener('abort', onAbort);

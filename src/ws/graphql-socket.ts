@@ -57,12 +57,7 @@ export function createGraphqlSocketHandler(
   const handler: unknown = makeHandler<Record<string, unknown> | undefined>({
     async onConnect(context) {
       const params = context.connectionParams ?? {};
-      const token =
-        typeof params.authorization === 'string'
-          ? bearerToken(params.authorization)
-          : typeof params.token === 'string'
-            ? params.token
-            : null;
+      const token = typeof params.authorization === 'string' ? bearerToken(params.authorization) : typeof params.token === 'string' ? params.token : null;
       const socket = socketOf(context);
       let session: SocketSession | null;
       try {

@@ -89,8 +89,7 @@ const STATUS_NAMES: Record<number, string> = {
 };
 
 const encoder = new TextEncoder();
-const frame = (data: unknown): Uint8Array =>
-  encoder.encode(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\r\n\r\n`);
+const frame = (data: unknown): Uint8Array => encoder.encode(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\r\n\r\n`);
 
 function errorResponse(status: number, message: string, details?: unknown[]): Response {
   const error = { code: status, message, status: STATUS_NAMES[status] ?? 'UNKNOWN', ...(details && { details }) };
@@ -172,7 +171,7 @@ export async function startFakeGemini(options: { apiKey?: string; port?: number 
         if (next === gates.holdAt) await until(gates.released);
         else if (next > 0 && next < frames.length && gates.delayMs) await Bun.sleep(gates.delayMs);
         if (exchange.ended()) return;
-        if (next < frames.length) return controller.enqueue(frames[next++]!);
+        if (next < frames.length) return controller.enqueue(frames[next++]);
         if (then === 'hang') return req.closed; // stay silent until the client leaves or the fake stops
         if (then === 'close') return void (exchange.end(false), controller.close());
         // Drop: erroring the body resets the socket. A falsy reason keeps Bun from logging the error.
@@ -209,15 +208,33 @@ export async function startFakeGemini(options: { apiKey?: string; port?: number 
         return stream(req, signal, frames, 'close', { holdAt: reply.holdAt, released: control.released, delayMs: reply.delayMs });
       }
       case 'fail-mid-stream':
-        return stream(req, signal, reply.chunks.map((t) => frame(delta(t))), 'drop', { dropped: control.dropped });
+        return stream(
+          req,
+          signal,
+          reply.chunks.map((t) => frame(delta(t))),
+          'drop',
+          { dropped: control.dropped },
+        );
       case 'hang-after':
-        return stream(req, signal, reply.chunks.map((t) => frame(delta(t))), 'hang');
+        return stream(
+          req,
+          signal,
+          reply.chunks.map((t) => frame(delta(t))),
+          'hang',
+        );
       case 'safety-block':
-        return stream(req, signal, [frame({
-          promptFeedback: { blockReason: 'SAFETY', safetyRatings: [{ category: 'HARM_CATEGORY_HARASSMENT', probability: 'HIGH', blocked: true }] },
-          usageMetadata: { promptTokenCount: prompt, totalTokenCount: prompt },
-          modelVersion: model,
-        })], 'close');
+        return stream(
+          req,
+          signal,
+          [
+            frame({
+              promptFeedback: { blockReason: 'SAFETY', safetyRatings: [{ category: 'HARM_CATEGORY_HARASSMENT', probability: 'HIGH', blocked: true }] },
+              usageMetadata: { promptTokenCount: prompt, totalTokenCount: prompt },
+              modelVersion: model,
+            }),
+          ],
+          'close',
+        );
       case 'garbage':
         return stream(req, signal, [frame('this is not json'), frame('{"candidates": [')], 'close');
       case 'http-error':
@@ -238,7 +255,9 @@ export async function startFakeGemini(options: { apiKey?: string; port?: number 
       let body: unknown = null;
       try {
         body = JSON.parse(text);
-      } catch {}
+      } catch {
+        // Not JSON: the request is recorded with a null body and answered as the real API would.
+      }
       const control = new Control();
       const req: FakeGeminiRequest = {
         model: decodeURIComponent(route?.[1] ?? ''),
@@ -256,7 +275,10 @@ export async function startFakeGemini(options: { apiKey?: string; port?: number 
 
       if (!route || httpReq.method !== 'POST') return errorResponse(404, `Method not found: ${httpReq.method} ${url.pathname}`);
       if (req.apiKey === null) {
-        return errorResponse(403, 'Method doesn\'t allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.');
+        return errorResponse(
+          403,
+          "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.",
+        );
       }
       if (req.apiKey !== apiKey) {
         return errorResponse(400, 'API key not valid. Please pass a valid API key.', [

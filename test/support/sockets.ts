@@ -175,7 +175,11 @@ export interface GraphqlClient {
    * `ready` resolves once the server is listening to that pub/sub topic, so a publish after it
    * cannot be missed.
    */
-  subscribe<T = any>(query: string, variables: Record<string, unknown>, options: { field: string; ready?: [topic: string, id: number] }): GraphqlSubscription<T>;
+  subscribe<T = any>(
+    query: string,
+    variables: Record<string, unknown>,
+    options: { field: string; ready?: [topic: string, id: number] },
+  ): GraphqlSubscription<T>;
 }
 
 /** The parts of the service layer where the app registers its listeners. */
@@ -210,7 +214,7 @@ export function watchSubscriptions(listeners: Listeners | null) {
   const { pubsub, feeds } = listeners;
   const { on } = pubsub;
   const { onMessage, onBot } = feeds;
-  pubsub.on = ((topic: Topic, id: number, listener: never) => watched(`${topic}:${id}`, on.call(pubsub, topic, id, listener)));
+  pubsub.on = (topic: Topic, id: number, listener: never) => watched(`${topic}:${id}`, on.call(pubsub, topic, id, listener));
   feeds.onMessage = (chatId, listener) => watched(`chat:message:${chatId}`, onMessage.call(feeds, chatId, listener));
   feeds.onBot = (chatId, listener, options) => watched(`chat:bot:${chatId}`, onBot.call(feeds, chatId, listener, options));
   return {
