@@ -27,7 +27,15 @@ import { steady } from './soak/steady';
  * The limits stay on, as in production, so their code runs; they are set far above what the soak
  * sends, so nothing is refused (a sender socket sends a few hundred frames a second at most).
  */
-const HIGH_LIMITS = { WS_RATE_LIMIT: '100000', BOT_RATE_LIMIT: '100000', LOGIN_RATE_LIMIT: '100000' } as const;
+const HIGH_LIMITS = {
+  WS_RATE_LIMIT: '100000',
+  BOT_RATE_LIMIT: '100000',
+  LOGIN_RATE_LIMIT: '100000',
+  MESSAGE_RATE_LIMIT: '100000',
+  MESSAGE_BURST: '100000',
+  REGISTER_RATE_LIMIT: '100000',
+  MAX_SOCKETS_PER_USER: '1000',
+} as const;
 const FAKE_GEMINI_KEY = 'soak-fake-gemini-key';
 /** Setup (burst, registrations) and the final checks get this long on top of the steady phase before the watchdog fires. */
 const WATCHDOG_SLACK_SECONDS = 600;
