@@ -62,6 +62,12 @@ export class ChatService {
     return invitee;
   }
 
+  /** The ids of every chat `userId` takes part in: what their sockets receive messages from. */
+  async chatIdsOf(userId: number): Promise<number[]> {
+    const rows = await this.db.chatParticipant.findMany({ where: { userId }, select: { chatId: true } });
+    return rows.map((row) => row.chatId);
+  }
+
   async participants(user: PublicUser, chatId: unknown): Promise<PublicUser[]> {
     const id = parseChatId(chatId);
     await this.requireParticipant(user.id, id);

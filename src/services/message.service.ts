@@ -7,7 +7,7 @@ import { AppError } from './errors';
 import { replayThenLive } from './listen';
 import { MessageWriter } from './message-writer';
 import type { EventBus, MessageEvent, PubSub } from './pubsub';
-import { boundedRepeater } from './pubsub';
+import { boundedRepeater, whileMember } from './pubsub';
 import type { RoomFeeds } from './room-feed';
 import { messageSelect, toMessageEvent, VISIBLE_STATUSES } from './room-feed';
 import type { KeyedRateLimiter } from './rate-limit';
@@ -95,11 +95,13 @@ export class MessageService {
     const afterId = after === undefined || after === null ? null : parseInput(cursorSchema, after, 'query');
     await this.chats.requireParticipant(reader.id, id);
     const listen = (onEvent: (event: MessageEvent) => void) => this.feeds.onMessage(id, onEvent);
-    if (afterId === null) return boundedRepeater(listen);
+    const untilLeft = whileMember(this.pubsub, reader.id, id);
+    if (afterId === null) return boundedRepeater(listen, untilLeft);
     return replayThenLive<CatchUpEvent>(
       listen,
       () => this.missed(id, afterId),
       (event) => (isHistoryGap(event) ? undefined : event.id),
+      untilLeft,
     );
   }
 
@@ -119,7 +121,7 @@ export class MessageService {
   async subscribeTyping(reader: PublicUser, chatId: unknown) {
     const id = parseChatId(chatId);
     await this.chats.requireParticipant(reader.id, id);
-    return this.pubsub.subscribe('chat:typing', id);
+    return this.pubsub.subscribe('chat:typing', id, whileMember(this.pubsub, reader.id, id));
   }
 
   /** The newest `limit` messages older than `before`, in chronological order. */

@@ -27,9 +27,12 @@ const CLOCK_SKEW_MS = 5_000;
 /** At most this many stored rows are read back after one outage. */
 const REPAIR_LIMIT = 10_000;
 
+/** Hears each step of a room's bot answers, with the answer's whole text so far (the full text on completion). */
+export type BotListener = (event: BotStreamEvent, textSoFar: string) => void;
+
 interface Room {
   messageListeners: Set<(event: MessageEvent) => void>;
-  botListeners: Set<(event: BotStreamEvent) => void>;
+  botListeners: Set<BotListener>;
   deliveredMessages: Set<number>;
   completedAnswers: Set<number>;
   /** Text so far of each answer seen streaming here and not yet completed, as delivered to this room's readers. */
@@ -67,10 +70,10 @@ export class RoomFeeds {
    * first (in this call) with one delta holding the text so far of each running answer, so a
    * reader who arrives mid-answer has it whole.
    */
-  onBot(chatId: number, listener: (event: BotStreamEvent) => void, { textSoFar = false } = {}): Listening {
+  onBot(chatId: number, listener: BotListener, { textSoFar = false } = {}): Listening {
     const listening = this.register(chatId, (room) => room.botListeners, listener);
     if (textSoFar) {
-      for (const [messageId, text] of this.answersInProgress(chatId)) listener({ chatId, messageId, chunk: text, isComplete: false });
+      for (const [messageId, text] of this.answersInProgress(chatId)) listener({ chatId, messageId, chunk: text, isComplete: false }, text);
     }
     return listening;
   }
@@ -80,7 +83,7 @@ export class RoomFeeds {
     return [...(this.rooms.get(chatId)?.openAnswers ?? [])].filter(([, text]) => text !== '');
   }
 
-  private register<T>(chatId: number, listenersOf: (room: Room) => Set<(event: T) => void>, listener: (event: T) => void): Listening {
+  private register<L>(chatId: number, listenersOf: (room: Room) => Set<L>, listener: L): Listening {
     const room = this.rooms.get(chatId) ?? this.open(chatId);
     const listeners = listenersOf(room);
     listeners.add(listener);
@@ -126,13 +129,16 @@ export class RoomFeeds {
 
   private deliverBot(room: Room, event: BotStreamEvent): void {
     if (room.completedAnswers.has(event.messageId)) return;
+    let textSoFar: string;
     if (event.isComplete) {
+      textSoFar = event.fullResponse ?? room.openAnswers.get(event.messageId) ?? '';
       room.openAnswers.delete(event.messageId);
       remember(room.completedAnswers, event.messageId);
     } else {
-      room.openAnswers.set(event.messageId, (room.openAnswers.get(event.messageId) ?? '') + event.chunk);
+      textSoFar = (room.openAnswers.get(event.messageId) ?? '') + event.chunk;
+      room.openAnswers.set(event.messageId, textSoFar);
     }
-    for (const listener of [...room.botListeners]) isolated(() => listener(event));
+    for (const listener of [...room.botListeners]) isolated(() => listener(event, textSoFar));
   }
 
   /**
