@@ -370,19 +370,35 @@ async function gqlMessages(s: Setup, chat = s.chatId) {
   return result.data.chat.messages.edges.map((edge: { node: unknown }) => edge.node) as Frame[];
 }
 
-/** Checks one member's view of a whole answer: deltas, then exactly one completion, one message id. */
+/**
+ * Checks one member's view of a whole answer, as both generations of clients read it: the seed's
+ * deltas then exactly one completion under one message id, and the later nested `message` whose
+ * content is the whole text so far.
+ */
 function expectStreamed(frames: Frame[], chatId: number, full: string, extra: Frame = {}) {
   const completions = frames.filter((f) => f.is_complete);
   expect(completions).toHaveLength(1);
   const completion = completions[0]!;
   expect(frames.at(-1)).toBe(completion);
   const deltas = frames.slice(0, -1);
+  const nested = (content: string) => ({
+    id: completion.message_id,
+    chat_id: chatId,
+    user_id: null,
+    username: 'gemini-ai',
+    content,
+    is_bot: true,
+    created_at: expect.stringMatching(/^\d{4}-\d{2}-\d{2}T/),
+  });
+  let textSoFar = '';
   for (const delta of deltas) {
-    expect(Object.keys(delta).sort()).toEqual(['chat_id', 'chunk', 'is_complete', 'message_id', 'type']);
+    expect(Object.keys(delta).sort()).toEqual(['chat_id', 'chunk', 'is_complete', 'message', 'message_id', 'type']);
     expect(delta).toMatchObject({ type: 'bot_stream', chat_id: chatId, message_id: completion.message_id, is_complete: false });
     expect(delta.chunk).not.toBe('');
+    textSoFar += delta.chunk as string;
+    expect(delta.message).toEqual(nested(textSoFar));
   }
-  expect(deltas.map((d) => d.chunk).join('')).toBe(full);
+  expect(textSoFar).toBe(full);
   expect(completion).toEqual({
     type: 'bot_stream',
     chat_id: chatId,
@@ -391,6 +407,7 @@ function expectStreamed(frames: Frame[], chatId: number, full: string, extra: Fr
     is_complete: true,
     full_response: full,
     ...extra,
+    message: nested(full),
   });
   expect(Number.isInteger(completion.message_id)).toBe(true);
   return completion.message_id as number;

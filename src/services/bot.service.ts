@@ -127,7 +127,7 @@ export class BotService {
   async failInterruptedAnswers(chatId?: number): Promise<void> {
     const interrupted = await this.db.message.findMany({
       where: { status: 'streaming', ...(chatId === undefined ? {} : { chatId }) },
-      select: { id: true, chatId: true, content: true, replyToId: true },
+      select: { id: true, chatId: true, content: true, replyToId: true, createdAt: true },
     });
     for (const message of interrupted) {
       await this.db.message.update({ where: { id: message.id }, data: { status: 'failed' } });
@@ -140,6 +140,7 @@ export class BotService {
         isComplete: true,
         fullResponse: message.content,
         error: 'The answer was interrupted: the server running it stopped',
+        createdAt: message.createdAt,
       });
     }
   }
@@ -233,13 +234,13 @@ export class BotService {
    * the process die between the two, the next lock holder marks the row failed and clears the mark.
    * Returns the answer's id, or null when the ask was not pending any more.
    */
-  private async claim(chatId: number, askMessageId: number): Promise<number | null> {
-    const { id } = await this.db.message.create({
+  private async claim(chatId: number, askMessageId: number): Promise<{ id: number; createdAt: Date } | null> {
+    const answer = await this.db.message.create({
       data: { chatId, isBot: true, content: '', status: 'streaming', replyToId: askMessageId },
-      select: { id: true },
+      select: { id: true, createdAt: true },
     });
-    if (await this.clearPending(askMessageId)) return id;
-    await this.db.message.delete({ where: { id } });
+    if (await this.clearPending(askMessageId)) return answer;
+    await this.db.message.delete({ where: { id: answer.id } });
     return null;
   }
 
@@ -255,8 +256,9 @@ export class BotService {
     const history = await this.history(chatId, askMessageId);
     // Shutdown began or the lock went while those were read: the ask stays pending.
     if (this.closing.signal.aborted || lost.aborted) return;
-    const messageId = await this.claim(chatId, askMessageId);
-    if (messageId === null) return;
+    const claimed = await this.claim(chatId, askMessageId);
+    if (claimed === null) return;
+    const { id: messageId, createdAt } = claimed;
     const answer: RunningAnswer = { messageId, text: '', controller: new AbortController() };
     this.running.set(chatId, answer);
     // Keeps the room's feed open while the answer runs, so a reader arriving mid-answer (on any
@@ -269,7 +271,8 @@ export class BotService {
     const onLockLost = () => answer.controller.abort(new AnswerFailure(LOCK_LOST));
     if (lost.aborted) onLockLost();
     else lost.addEventListener('abort', onLockLost, { once: true });
-    const publish = (event: Omit<BotStreamEvent, 'chatId' | 'messageId'>) => this.pubsub.publish('chat:bot', chatId, { chatId, messageId, ...event });
+    const publish = (event: Omit<BotStreamEvent, 'chatId' | 'messageId' | 'createdAt'>) =>
+      this.pubsub.publish('chat:bot', chatId, { chatId, messageId, createdAt, ...event });
 
     let status: 'complete' | 'stopped' | 'failed' = 'complete';
     let error: string | undefined;

@@ -89,8 +89,14 @@ export class MessageService {
    * The room's new messages, for a participant only. With `after` (a message id the client has),
    * the messages it missed come first, then live ones: in id order, each once, none skipped; when
    * more than CATCH_UP_LIMIT were missed, a HistoryGap comes first and the newest of them follow.
+   * `alreadyDelivered`: ids the reader has had live already (a `/ws` socket of a participant), left out of the replay.
    */
-  async subscribe(reader: PublicUser, chatId: unknown, after?: unknown): Promise<AsyncIterableIterator<CatchUpEvent>> {
+  async subscribe(
+    reader: PublicUser,
+    chatId: unknown,
+    after?: unknown,
+    alreadyDelivered: ReadonlySet<number> = new Set(),
+  ): Promise<AsyncIterableIterator<CatchUpEvent>> {
     const id = parseChatId(chatId);
     const afterId = after === undefined || after === null ? null : parseInput(cursorSchema, after, 'query');
     await this.chats.requireParticipant(reader.id, id);
@@ -99,7 +105,7 @@ export class MessageService {
     if (afterId === null) return boundedRepeater(listen, untilLeft);
     return replayThenLive<CatchUpEvent>(
       listen,
-      () => this.missed(id, afterId),
+      async () => (await this.missed(id, afterId)).filter((event) => isHistoryGap(event) || !alreadyDelivered.has(event.id)),
       (event) => (isHistoryGap(event) ? undefined : event.id),
       untilLeft,
     );

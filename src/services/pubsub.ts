@@ -38,7 +38,7 @@ export interface BotStreamEvent {
   error?: string;
   stopped?: boolean;
   /** When the answer began (its message's `created_at`). */
-  createdAt?: Date;
+  createdAt: Date;
 }
 
 /** Someone's `/ws` socket joined or left a room; `socketId` lets that socket skip its own notice. */

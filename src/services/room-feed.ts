@@ -33,10 +33,13 @@ export type BotListener = (event: BotStreamEvent, textSoFar: string) => void;
 interface Room {
   messageListeners: Set<(event: MessageEvent) => void>;
   botListeners: Set<BotListener>;
-  deliveredMessages: Set<number>;
+  /** Delivered message ids with their delivery sequence number here, the newest REMEMBERED_IDS of them. */
+  deliveredMessages: Map<number, number>;
+  /** How many messages this room has delivered here. */
+  sequence: number;
   completedAnswers: Set<number>;
-  /** Text so far of each answer seen streaming here and not yet completed, as delivered to this room's readers. */
-  openAnswers: Map<number, string>;
+  /** Each answer seen streaming here and not yet completed: its text so far as delivered to this room's readers. */
+  openAnswers: Map<number, { text: string; createdAt: Date }>;
   registrations: Listening[];
   ready: Promise<unknown>;
 }
@@ -73,14 +76,28 @@ export class RoomFeeds {
   onBot(chatId: number, listener: BotListener, { textSoFar = false } = {}): Listening {
     const listening = this.register(chatId, (room) => room.botListeners, listener);
     if (textSoFar) {
-      for (const [messageId, text] of this.answersInProgress(chatId)) listener({ chatId, messageId, chunk: text, isComplete: false }, text);
+      for (const snapshot of this.answersInProgress(chatId)) listener(snapshot, snapshot.chunk);
     }
     return listening;
   }
 
-  /** The text so far of each answer running in the room, as this process's readers have received it. */
-  answersInProgress(chatId: number): [messageId: number, text: string][] {
-    return [...(this.rooms.get(chatId)?.openAnswers ?? [])].filter(([, text]) => text !== '');
+  /** Where the room's message deliveries stand now: what `deliveredSince` counts from. */
+  messageSequence(chatId: number): number {
+    return this.rooms.get(chatId)?.sequence ?? 0;
+  }
+
+  /** The ids of the messages the room delivered here after `sequence` (as far as it remembers). */
+  deliveredSince(chatId: number, sequence: number): Set<number> {
+    const delivered = new Set<number>();
+    for (const [id, at] of this.rooms.get(chatId)?.deliveredMessages ?? []) if (at > sequence) delivered.add(id);
+    return delivered;
+  }
+
+  /** A delta holding the text so far of each answer running in the room, as this process's readers have received it. */
+  answersInProgress(chatId: number): BotStreamEvent[] {
+    return [...(this.rooms.get(chatId)?.openAnswers ?? [])]
+      .filter(([, answer]) => answer.text !== '')
+      .map(([messageId, answer]) => ({ chatId, messageId, chunk: answer.text, isComplete: false, createdAt: answer.createdAt }));
   }
 
   private register<L>(chatId: number, listenersOf: (room: Room) => Set<L>, listener: L): Listening {
@@ -106,7 +123,8 @@ export class RoomFeeds {
     const room: Room = {
       messageListeners: new Set(),
       botListeners: new Set(),
-      deliveredMessages: new Set(),
+      deliveredMessages: new Map(),
+      sequence: 0,
       completedAnswers: new Set(),
       openAnswers: new Map(),
       registrations: [],
@@ -123,7 +141,8 @@ export class RoomFeeds {
 
   private deliverMessage(room: Room, event: MessageEvent): void {
     if (room.deliveredMessages.has(event.id)) return;
-    remember(room.deliveredMessages, event.id);
+    room.deliveredMessages.set(event.id, ++room.sequence);
+    if (room.deliveredMessages.size > REMEMBERED_IDS) room.deliveredMessages.delete(room.deliveredMessages.keys().next().value!);
     for (const listener of [...room.messageListeners]) isolated(() => listener(event));
   }
 
@@ -131,12 +150,12 @@ export class RoomFeeds {
     if (room.completedAnswers.has(event.messageId)) return;
     let textSoFar: string;
     if (event.isComplete) {
-      textSoFar = event.fullResponse ?? room.openAnswers.get(event.messageId) ?? '';
+      textSoFar = event.fullResponse ?? room.openAnswers.get(event.messageId)?.text ?? '';
       room.openAnswers.delete(event.messageId);
       remember(room.completedAnswers, event.messageId);
     } else {
-      textSoFar = (room.openAnswers.get(event.messageId) ?? '') + event.chunk;
-      room.openAnswers.set(event.messageId, textSoFar);
+      textSoFar = (room.openAnswers.get(event.messageId)?.text ?? '') + event.chunk;
+      room.openAnswers.set(event.messageId, { text: textSoFar, createdAt: event.createdAt });
     }
     for (const listener of [...room.botListeners]) isolated(() => listener(event, textSoFar));
   }
@@ -172,6 +191,7 @@ export class RoomFeeds {
         chunk: '',
         isComplete: true,
         fullResponse: row.content,
+        createdAt: row.createdAt,
         ...(row.status === 'failed' ? { error: 'The answer failed while the server was reconnecting' } : {}),
         ...(row.status === 'stopped' ? { stopped: true } : {}),
       });

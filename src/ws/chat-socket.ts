@@ -28,6 +28,8 @@ export interface ChatSocketData {
   /** The rooms it joined: their bot streams, typing and presence too. */
   rooms: Set<number>;
   bucket: TokenBucket;
+  /** For each chat, where its deliveries stood when this socket began receiving them (see RoomFeeds.deliveredSince). */
+  liveSince: Map<number, number>;
   /** When this socket last told each room its user is typing: keystrokes in between are coalesced. */
   typingAt: Map<number, number>;
   /** The catch-up stream of each room joined with `after`, ended when the socket leaves the room. */
@@ -106,7 +108,7 @@ export const frames = {
         username: botName,
         content: textSoFar,
         is_bot: true,
-        created_at: event.createdAt?.toISOString() ?? null,
+        created_at: event.createdAt.toISOString(),
       },
     }),
   historyGap: (gap: HistoryGap) => JSON.stringify({ type: 'history_gap', chat_id: gap.chatId, after: gap.after, before: gap.before }),
@@ -223,6 +225,7 @@ export class ChatSocketHub {
       drainWaiters: [],
       bucket: new TokenBucket(this.rateLimitPerSecond, Math.max(1, this.rateLimitPerSecond)),
       typingAt: new Map(),
+      liveSince: new Map(),
     };
     return server.upgrade(request, { data }) ? undefined : new Response('Upgrade Required', { status: 426 });
   }
@@ -371,12 +374,14 @@ export class ChatSocketHub {
     if (ws.data.memberships.has(chatId) || ws.readyState !== WebSocket.OPEN) return;
     ws.data.memberships.add(chatId);
     this.roomFor(chatId).members.add(ws);
+    ws.data.liveSince.set(chatId, this.services.feeds.messageSequence(chatId));
     ws.subscribe(messagesTopic(chatId));
   }
 
   private removeMembership(ws: ChatSocket, chatId: number): void {
     if (!ws.data.memberships.delete(chatId)) return;
     ws.data.typingAt.delete(chatId);
+    ws.data.liveSince.delete(chatId);
     // A closing socket has already left its Bun topics.
     if (ws.readyState === WebSocket.OPEN) ws.unsubscribe(messagesTopic(chatId));
     const room = this.rooms.get(chatId);
@@ -391,9 +396,7 @@ export class ChatSocketHub {
     ws.data.rooms.add(chatId);
     this.roomFor(chatId).joined.add(ws);
     // Someone joining mid-answer first gets the text so far, then the live deltas: both in this tick.
-    for (const [messageId, text] of this.services.feeds.answersInProgress(chatId)) {
-      ws.send(frames.botStream({ chatId, messageId, chunk: text, isComplete: false }, text, this.botName));
-    }
+    for (const snapshot of this.services.feeds.answersInProgress(chatId)) ws.send(frames.botStream(snapshot, snapshot.chunk, this.botName));
     ws.subscribe(botTopic(chatId));
     this.services.pubsub.publish('chat:presence', chatId, { chatId, username: user.username, kind: 'joined', socketId: ws.data.socketId });
   }
@@ -421,12 +424,23 @@ export class ChatSocketHub {
    * the chat or closing the socket ends it.
    */
   private async catchUp(ws: ChatSocket, user: PublicUser, chatId: number, after: number): Promise<void> {
-    const events = await this.services.messages.subscribe(user, chatId, after);
-    // Left (or closed) while the check ran: the stream never started, so there is nothing to release.
-    if (!ws.data.rooms.has(chatId) || ws.readyState !== WebSocket.OPEN) return;
-    ws.data.catchUps.set(chatId, events);
-    // In one tick: off the room's topic, onto the stream (which starts listening synchronously in `pump`).
+    // Off the room's topic now; what the topic already gave this socket is left out of its replay,
+    // and what is delivered until the stream listens is in the replay: each message once.
     ws.unsubscribe(messagesTopic(chatId));
+    const delivered = this.services.feeds.deliveredSince(chatId, ws.data.liveSince.get(chatId) ?? 0);
+    const backOnTopic = () => {
+      if (ws.readyState === WebSocket.OPEN && ws.data.memberships.has(chatId) && !ws.data.catchUps.has(chatId)) ws.subscribe(messagesTopic(chatId));
+    };
+    let events: AsyncIterableIterator<CatchUpEvent>;
+    try {
+      events = await this.services.messages.subscribe(user, chatId, after, delivered);
+    } catch (error) {
+      backOnTopic();
+      throw error;
+    }
+    // Left (or closed) while the check ran: the stream never started, so there is nothing to release.
+    if (!ws.data.rooms.has(chatId) || ws.readyState !== WebSocket.OPEN) return backOnTopic();
+    ws.data.catchUps.set(chatId, events);
     void this.pump(ws, events);
   }
 
