@@ -253,7 +253,8 @@ export class ChatSocketHub {
       .then((chatIds) => {
         if (ws.readyState !== WebSocket.OPEN) return;
         for (const chatId of chatIds) this.addMembership(ws, chatId);
-        return Promise.all(chatIds.map((chatId) => this.rooms.get(chatId)?.ready.catch(() => {})));
+        // Frames wait until Redis confirmed the rooms (or failed to: the outage's repair covers that).
+        return Promise.all(chatIds.map((chatId) => this.roomFor(chatId).ready.catch(() => {})));
       })
       .catch((error: unknown) => {
         console.error('/ws: loading the chats of a socket failed', error);
