@@ -17,8 +17,11 @@ builder.mutationFields((t) => ({
   createChat: t.prismaField({
     type: ChatRef,
     args: { name: t.arg.string(), isGroup: t.arg.boolean() },
-    resolve: async (query, _root, args, context) =>
-      context.services.chats.create(await context.viewer(), { name: args.name, is_group: args.isGroup ?? false }, query),
+    resolve: async (query, _root, args, context) => {
+      const viewer = await context.viewer();
+      const created = await context.services.chats.create(viewer, { name: args.name, is_group: args.isGroup ?? false });
+      return context.services.chats.get(viewer, created.id, query);
+    },
   }),
   inviteUser: t.prismaField({
     type: ChatRef,

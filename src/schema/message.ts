@@ -11,8 +11,9 @@ export const MessageRef = builder.prismaObject('Message', {
     user: t.relation('user', { nullable: true }),
     username: t.string({
       nullable: true,
+      description: "The author's username; for bot messages, the bot's name (BOT_NAME).",
       select: { user: { select: { username: true } } },
-      resolve: (message) => message.user?.username ?? null,
+      resolve: (message, _args, context) => (message.isBot ? context.services.messages.botName : (message.user?.username ?? null)),
     }),
   }),
 });
