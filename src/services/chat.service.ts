@@ -20,8 +20,6 @@ export const chatSummarySelect = { id: true, name: true, ownerId: true, isGroup:
 export const AI_CHAT_GREETING = "Hello! I'm your AI assistant. How can I help you today?";
 const AI_CHAT_DEFAULT_NAME = 'AI Chat';
 
-const isRecordNotFound = (error: unknown) => typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 'P2025';
-
 export class ChatService {
   constructor(
     private readonly db: Database,
@@ -49,7 +47,8 @@ export class ChatService {
         isGroup: is_group,
         ownerId: owner.id,
         // Everyone joins an empty chat: their read positions start at nothing, so nothing is unread.
-        participants: { create: [{ userId: owner.id }, ...added.map((user) => ({ userId: user.id }))] },
+        // One multi-row insert: participants keep the order they were named in, the owner first.
+        participants: { createMany: { data: [{ userId: owner.id }, ...added.map((user) => ({ userId: user.id }))] } },
         ...(is_ai_chat ? { messages: { create: { isBot: true, content: AI_CHAT_GREETING } } } : {}),
       },
       select: chatSummarySelect,
@@ -132,7 +131,8 @@ export class ChatService {
     const chat = await this.findChat(id);
     if (chat.ownerId !== owner.id) throw new AppError('FORBIDDEN', 'Only chat admin can remove participants');
     if (removedId === owner.id) throw new AppError('BAD_REQUEST', 'Cannot remove yourself. Use leave endpoint instead');
-    const removed = await this.deleteParticipation(id, removedId, 'User is not a participant');
+    await this.deleteParticipation(id, removedId, 'User is not a participant');
+    const removed = await this.db.user.findUniqueOrThrow({ where: { id: removedId }, select: { username: true } });
     const chatName = chat.name;
     this.publishTo([removedId], { type: 'removed_from_chat', chatId: id, chatName, removedBy: owner.username });
     this.publishTo(await this.participantIds(id), { type: 'user_left', chatId: id, chatName, userId: removedId, username: removed.username, how: 'removed' });
@@ -209,17 +209,11 @@ export class ChatService {
   }
 
   /** Takes `userId` out of the chat (404 `notParticipant` when not in it) and forgets the membership everywhere. */
-  private async deleteParticipation(chatId: number, userId: number, notParticipant: string): Promise<{ username: string }> {
-    let removed;
-    try {
-      removed = await this.db.chatParticipant.delete({ where: { chatId_userId: { chatId, userId } }, select: { user: { select: { username: true } } } });
-    } catch (error) {
-      // Not in the chat, or taken out of it by another request at this very moment.
-      if (isRecordNotFound(error)) throw new AppError('NOT_FOUND', notParticipant);
-      throw error;
-    }
+  private async deleteParticipation(chatId: number, userId: number, notParticipant: string): Promise<void> {
+    // Judged by the rows the statement deleted: of two removals at once, one succeeds.
+    const { count } = await this.db.chatParticipant.deleteMany({ where: { chatId, userId } });
+    if (count === 0) throw new AppError('NOT_FOUND', notParticipant);
     this.forgetMemberships({ userId, chatId });
-    return removed.user;
   }
 
   private async participantIds(chatId: number): Promise<number[]> {

@@ -6,6 +6,9 @@ import { parseInput, userSearchQuery } from './validation';
 /** Shorter queries match too much of the user table to be worth answering. */
 const MIN_QUERY_LENGTH = 2;
 
+/** `text` as a LIKE pattern that matches it literally anywhere: `%`, `_` and the escape itself are escaped. */
+const containing = (text: string) => `%${text.replace(/[\\%_]/g, (character) => `\\${character}`)}%`;
+
 export class UserService {
   constructor(private readonly db: Database) {}
 
@@ -17,14 +20,15 @@ export class UserService {
   async search(caller: PublicUser, input: unknown): Promise<PublicUser[]> {
     const { query, limit } = parseInput(userSearchQuery, input, 'query');
     if (query.length < MIN_QUERY_LENGTH) return [];
-    // Both columns hold lower case (the username's key, the email as stored), so a lower-case
-    // `contains` ignores case the same way on SQLite and PostgreSQL.
-    const needle = query.toLowerCase();
-    return this.db.user.findMany({
-      where: { id: { not: caller.id }, OR: [{ usernameKey: { contains: needle } }, { email: { contains: needle } }] },
-      orderBy: { usernameKey: 'asc' },
-      take: limit,
-      select: publicUserSelect,
-    });
+    // Both columns hold lower case (the username's key, the email as stored), so a lower-case pattern
+    // ignores case the same way on both engines. Raw SQL for the ESCAPE clause: Prisma's `contains`
+    // reads `%` and `_` as wildcards on SQLite.
+    const pattern = containing(query.toLowerCase());
+    const matches = await this.db.$queryRaw<{ id: number }[]>`
+      SELECT id FROM users
+      WHERE id <> ${caller.id} AND (username_key LIKE ${pattern} ESCAPE '\\' OR email LIKE ${pattern} ESCAPE '\\')
+      ORDER BY username_key LIMIT ${limit}`;
+    if (matches.length === 0) return [];
+    return this.db.user.findMany({ where: { id: { in: matches.map((match) => match.id) } }, orderBy: { usernameKey: 'asc' }, select: publicUserSelect });
   }
 }
