@@ -83,7 +83,10 @@ export class ChatService {
   async get(user: PublicUser, chatId: unknown, query: ChatQuery = {}) {
     const id = parseChatId(chatId);
     await this.requireParticipant(user.id, id);
-    return this.db.chat.findUniqueOrThrow({ ...query, where: { id } });
+    const chat = await this.db.chat.findUnique({ ...query, where: { id } });
+    // Deleted between the membership check and this read.
+    if (!chat) throw new ChatNotFoundError();
+    return chat;
   }
 
   /**
