@@ -37,10 +37,11 @@ export class ChatService {
   async create(owner: PublicUser, input: unknown): Promise<ChatSummary> {
     const { name, is_group, is_ai_chat, participant_usernames } = parseInput(createChatInput, input);
     const keys = [...new Set(participant_usernames.map((username) => username.trim().toLowerCase()))];
-    const added =
+    const found =
       keys.length === 0
         ? []
-        : await this.db.user.findMany({ where: { usernameKey: { in: keys }, id: { not: owner.id } }, orderBy: { id: 'asc' }, select: { id: true } });
+        : await this.db.user.findMany({ where: { usernameKey: { in: keys }, id: { not: owner.id } }, select: { id: true, usernameKey: true } });
+    const added = found.sort((a, b) => keys.indexOf(a.usernameKey) - keys.indexOf(b.usernameKey));
     const chat = await this.db.chat.create({
       data: {
         name: name ?? (is_ai_chat ? AI_CHAT_DEFAULT_NAME : null),
