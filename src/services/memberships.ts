@@ -26,13 +26,17 @@ export class Memberships {
   private readonly cache = new LruCache<string, CachedMembership>(MEMBERSHIP_CACHE_SIZE, MEMBERSHIP_CACHE_TTL_MS);
   /** Counts invalidations: a lookup that one overtook does not cache the "yes" it read before it. */
   private forgets = 0;
+  /** This instance's invalidations come back to it from the bus; already applied, they are skipped. */
+  private readonly origin = crypto.randomUUID();
 
   constructor(
     private readonly db: Database,
     private readonly pubsub: PubSub,
   ) {
     // Held for the life of the process: the cache it keeps honest lives as long.
-    pubsub.on('membership:forget', CLUSTER, (scope) => this.forgetHere(scope));
+    pubsub.on('membership:forget', CLUSTER, ({ origin, ...scope }) => {
+      if (origin !== this.origin) this.forgetHere(scope);
+    });
   }
 
   /** 404 "Chat not found" when the chat does not exist, then 403 "Not authorized" when `userId` is not in it. */
@@ -54,7 +58,7 @@ export class Memberships {
   /** Drops the cached answers `scope` covers on this instance at once, and on every other one. */
   forget(scope: MembershipScope): void {
     this.forgetHere(scope);
-    this.pubsub.publish('membership:forget', CLUSTER, scope);
+    this.pubsub.publish('membership:forget', CLUSTER, { ...scope, origin: this.origin });
   }
 
   private forgetHere({ userId, chatId }: { userId?: number; chatId?: number }): void {
