@@ -64,7 +64,15 @@ const server = Bun.serve<SocketData>({
         // Same keys in the same order as the project's frame, so clients parse both alike.
         server.publish(
           `chat:${chatId}`,
-          JSON.stringify({ type: 'message', chat_id: chatId, message_id: id, username: ws.data.username, content: frame.content, is_bot: false, created_at: createdAt }),
+          JSON.stringify({
+            type: 'message',
+            chat_id: chatId,
+            message_id: id,
+            username: ws.data.username,
+            content: frame.content,
+            is_bot: false,
+            created_at: createdAt,
+          }),
         );
       } else {
         ws.send(errorFrame('Unknown message type'));

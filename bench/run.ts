@@ -35,8 +35,30 @@ interface Settings extends FanoutConfig {
   keep: boolean;
 }
 
-const FULL = { rooms: 20, members: 10, inflight: 4, seconds: 10, warmup: 2, listeners: 1000, chunks: 500, 'chunk-delay-ms': 2, 'idle-sockets': 10_000, 'http-seconds': 5 };
-const QUICK: typeof FULL = { rooms: 4, members: 5, inflight: 4, seconds: 2, warmup: 1, listeners: 100, chunks: 100, 'chunk-delay-ms': 2, 'idle-sockets': 500, 'http-seconds': 2 };
+const FULL = {
+  rooms: 20,
+  members: 10,
+  inflight: 4,
+  seconds: 10,
+  warmup: 2,
+  listeners: 1000,
+  chunks: 500,
+  'chunk-delay-ms': 2,
+  'idle-sockets': 10_000,
+  'http-seconds': 5,
+};
+const QUICK: typeof FULL = {
+  rooms: 4,
+  members: 5,
+  inflight: 4,
+  seconds: 2,
+  warmup: 1,
+  listeners: 100,
+  chunks: 100,
+  'chunk-delay-ms': 2,
+  'idle-sockets': 500,
+  'http-seconds': 2,
+};
 
 const HELP = `bun bench/run.ts [flags]   (npm run bench -- [flags])
 
@@ -133,12 +155,22 @@ async function main() {
   const startedAt = new Date().toISOString();
   const tmpRoot = mkdtempSync(join(tmpdir(), 'gemini-coop-bench-'));
   const context = new BenchContext(tmpRoot);
-  const machine = { cores: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', bun: Bun.version, platform: `${process.platform}-${process.arch}`, loadAverageAtStart: loadavg()[0] ?? 0 };
+  const machine = {
+    cores: cpus().length,
+    cpu: cpus()[0]?.model ?? 'unknown',
+    bun: Bun.version,
+    platform: `${process.platform}-${process.arch}`,
+    loadAverageAtStart: loadavg()[0] ?? 0,
+  };
   const results: Record<string, unknown> = {};
   const failures: string[] = [];
 
   console.log('Gemini Coop bench — capacity on loopback (127.0.0.1)');
-  console.log(`  Rate limits are turned OFF on the server under test (${Object.entries(RATE_LIMITS_OFF).map(([k, v]) => `${k}=${v}`).join(' ')}):`);
+  console.log(
+    `  Rate limits are turned OFF on the server under test (${Object.entries(RATE_LIMITS_OFF)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ')}):`,
+  );
   console.log('  this measures capacity, not the limits (with them on, one /ws socket may send 20 frames/s).');
   console.log(`  Machine: ${machine.cores} cores (${machine.cpu}), Bun ${machine.bun}. The bench client runs on the same cores as the`);
   console.log('  server and can itself be the bottleneck: "CPU cores server / client / other" shows who was busy during each');
@@ -192,33 +224,37 @@ async function main() {
     console.log('  Receivers use graphql-ws createClient, which JSON-parses every frame: heavier on the client than /ws.');
   });
 
-  await scenario('bot', `3. Bot fan-out — 1 room, ${config.listeners} /ws listeners, fake Gemini ${config.chunks} chunks × ${config.chunkDelayMs} ms`, async () => {
-    const bot: BotResult = await runBot(context, { listeners: config.listeners, chunks: config.chunks, delayMs: config.chunkDelayMs });
-    results.bot = bot;
-    console.log(
-      table(
-        ['', 'value'],
-        [
-          ['listeners completed / with every chunk', `${bot.completedListeners} / ${bot.allChunksListeners} of ${bot.listeners}`],
-          ['per-chunk spread mean ms (last − first listener)', ms(bot.spreadMs.mean)],
-          ['per-chunk spread p50 ms', ms(bot.spreadMs.p50)],
-          ['per-chunk spread p99 ms', ms(bot.spreadMs.p99)],
-          ['per-chunk spread max ms', ms(bot.spreadMs.max)],
-          ['first chunk after /bot go ms', ms(bot.firstChunkMs)],
-          ['end-to-end ms (/bot go → last listener complete)', ms(bot.endToEndMs)],
-          [`fake's pacing ms (${bot.chunks} × ${bot.delayMs})`, ms(bot.pacingMs)],
-          ['added per chunk ms ((end-to-end − pacing) / chunks)', ms(bot.overheadPerChunkMs)],
-          ['bot error', bot.botError ?? 'none'],
-          ['error frames', bot.errorFrames],
-          ['server peak RSS MB', mb(bot.peakRssMb)],
-          ['CPU cores server / client / other', cores(bot)],
-        ],
-      ),
-    );
-    console.log(`  The spread includes the client handling ${config.listeners} frames per chunk on a shared core; listeners are`);
-    console.log('  seeded straight into SQLite (registering them through argon2id would take minutes); their sockets still authenticate.');
-    console.log('  The pacing is a floor: the fake sleeps at least the delay between chunks.');
-  });
+  await scenario(
+    'bot',
+    `3. Bot fan-out — 1 room, ${config.listeners} /ws listeners, fake Gemini ${config.chunks} chunks × ${config.chunkDelayMs} ms`,
+    async () => {
+      const bot: BotResult = await runBot(context, { listeners: config.listeners, chunks: config.chunks, delayMs: config.chunkDelayMs });
+      results.bot = bot;
+      console.log(
+        table(
+          ['', 'value'],
+          [
+            ['listeners completed / with every chunk', `${bot.completedListeners} / ${bot.allChunksListeners} of ${bot.listeners}`],
+            ['per-chunk spread mean ms (last − first listener)', ms(bot.spreadMs.mean)],
+            ['per-chunk spread p50 ms', ms(bot.spreadMs.p50)],
+            ['per-chunk spread p99 ms', ms(bot.spreadMs.p99)],
+            ['per-chunk spread max ms', ms(bot.spreadMs.max)],
+            ['first chunk after /bot go ms', ms(bot.firstChunkMs)],
+            ['end-to-end ms (/bot go → last listener complete)', ms(bot.endToEndMs)],
+            [`fake's pacing ms (${bot.chunks} × ${bot.delayMs})`, ms(bot.pacingMs)],
+            ['added per chunk ms ((end-to-end − pacing) / chunks)', ms(bot.overheadPerChunkMs)],
+            ['bot error', bot.botError ?? 'none'],
+            ['error frames', bot.errorFrames],
+            ['server peak RSS MB', mb(bot.peakRssMb)],
+            ['CPU cores server / client / other', cores(bot)],
+          ],
+        ),
+      );
+      console.log(`  The spread includes the client handling ${config.listeners} frames per chunk on a shared core; listeners are`);
+      console.log('  seeded straight into SQLite (registering them through argon2id would take minutes); their sockets still authenticate.');
+      console.log('  The pacing is a floor: the fake sleeps at least the delay between chunks.');
+    },
+  );
 
   await scenario('idle', `4. Idle sockets — ${config.idleSockets} authenticated /ws sockets, one user each, against a fresh server`, async () => {
     const idle: IdleResult = await runIdle(context, config.idleSockets);
@@ -240,7 +276,13 @@ async function main() {
   });
 
   await scenario('http', `5. HTTP — closed loop, ${config.httpSeconds} s each`, async () => {
-    const loads: HttpLoad[] = await runHttp(context, { seconds: config.httpSeconds, loginConcurrency: 8, graphqlConcurrency: 32, chats: 5, membersPerChat: 10 });
+    const loads: HttpLoad[] = await runHttp(context, {
+      seconds: config.httpSeconds,
+      loginConcurrency: 8,
+      graphqlConcurrency: 32,
+      chats: 5,
+      membersPerChat: 10,
+    });
     results.http = loads;
     console.log(
       table(
@@ -260,7 +302,16 @@ async function main() {
   writeFileSync(
     outFile,
     JSON.stringify(
-      rounded({ startedAt, durationSeconds, machine, config, rateLimits: RATE_LIMITS_OFF, notes: { measures: 'capacity (rate limits off), loopback, client and server on the same cores' }, results, failures }),
+      rounded({
+        startedAt,
+        durationSeconds,
+        machine,
+        config,
+        rateLimits: RATE_LIMITS_OFF,
+        notes: { measures: 'capacity (rate limits off), loopback, client and server on the same cores' },
+        results,
+        failures,
+      }),
       null,
       2,
     ) + '\n',

@@ -35,8 +35,14 @@ const WATCHDOG_SLACK_SECONDS = 600;
 /** The peak: acknowledged `/ws` messages a second, from the bench's fan-out scenario with the soak's room shape. */
 async function measurePeak(context: BenchContext, config: Settings): Promise<number> {
   const members = config.senders + config.churners;
-  console.log(`\nPeak: bench's /ws fan-out scenario, ${config.rooms} rooms × ${members} members, 4 in flight per room, ${config.peakSeconds} s after 1 s warm-up`);
-  const burst = await runFanout(context, { rooms: config.rooms, members, inflight: 4, seconds: config.peakSeconds, warmupSeconds: 1 }, { target: 'project', receivers: 'ws' });
+  console.log(
+    `\nPeak: bench's /ws fan-out scenario, ${config.rooms} rooms × ${members} members, 4 in flight per room, ${config.peakSeconds} s after 1 s warm-up`,
+  );
+  const burst = await runFanout(
+    context,
+    { rooms: config.rooms, members, inflight: 4, seconds: config.peakSeconds, warmupSeconds: 1 },
+    { target: 'project', receivers: 'ws' },
+  );
   const { serverCores, clientCores, otherCores } = burst.cpu;
   console.log(
     `  ${num(burst.messagesPerSecond, 0)} messages/s acknowledged, p99 ${ms(burst.latencyMs.p99)} ms; ${burst.errorFrames} error frames; ` +
@@ -48,10 +54,13 @@ async function measurePeak(context: BenchContext, config: Settings): Promise<num
 async function main() {
   const config = settings();
   const tmpRoot = mkdtempSync(join(tmpdir(), 'gemini-coop-soak-'));
-  const watchdog = setTimeout(() => {
-    console.log(`\nWATCHDOG: the soak overran ${config.seconds + WATCHDOG_SLACK_SECONDS} s; stopping. Logs in ${tmpRoot}`);
-    process.exit(2);
-  }, (config.seconds + WATCHDOG_SLACK_SECONDS) * 1000);
+  const watchdog = setTimeout(
+    () => {
+      console.log(`\nWATCHDOG: the soak overran ${config.seconds + WATCHDOG_SLACK_SECONDS} s; stopping. Logs in ${tmpRoot}`);
+      process.exit(2);
+    },
+    (config.seconds + WATCHDOG_SLACK_SECONDS) * 1000,
+  );
   const context = new BenchContext(tmpRoot);
   const startedAt = new Date().toISOString();
 
@@ -60,7 +69,12 @@ async function main() {
   console.log('  Client and server share the cores: "CPU cores server / client / other" says who was busy.');
 
   const peak = { rate: config.peak ?? (await measurePeak(context, config)), measured: config.peak === null };
-  const fake = await spawnFakeGemini({ logDir: context.logDir('fake-gemini'), chunks: config.botChunks, delayMs: config.botChunkDelayMs, apiKey: FAKE_GEMINI_KEY });
+  const fake = await spawnFakeGemini({
+    logDir: context.logDir('fake-gemini'),
+    chunks: config.botChunks,
+    delayMs: config.botChunkDelayMs,
+    apiKey: FAKE_GEMINI_KEY,
+  });
   let result: SteadyResult;
   let dbPath: string;
   try {

@@ -108,7 +108,10 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   });
 
   const chatSockets = new ChatSocketHub(services, config.limits.wsRatePerSecond);
-  const sockets = createWebSockets(chatSockets, createGraphqlSocketHandler(yoga, services, (error) => toGraphQLError(error, 'Unexpected error.')));
+  const sockets = createWebSockets(
+    chatSockets,
+    createGraphqlSocketHandler(yoga, services, (error) => toGraphQLError(error, 'Unexpected error.')),
+  );
 
   /** Sends a request to its adapter: `/ws`, GraphQL (HTTP or graphql-ws), or REST. */
   async function route(request: Request, server: Server<SocketData> | undefined): Promise<Response | undefined> {
@@ -192,7 +195,7 @@ function toGraphQLError(error: unknown, maskedMessage: string): Error {
 /** An error and the errors it wraps, outermost first. */
 function causes(error: unknown): unknown[] {
   const chain: unknown[] = [];
-  for (let current = error; current !== undefined && current !== null && chain.length < 10; ) {
+  for (let current = error; current !== undefined && current !== null && chain.length < 10;) {
     chain.push(current);
     current = current instanceof GraphQLError ? current.originalError : undefined;
   }

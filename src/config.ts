@@ -132,7 +132,10 @@ function botName(raw: string | undefined): string {
 function corsOrigins(raw: string | undefined, production: boolean): '*' | string[] {
   if (raw === undefined) return production ? [] : '*';
   if (raw.trim() === '*') return '*';
-  const origins = raw.split(',').map((origin) => origin.trim()).filter(Boolean);
+  const origins = raw
+    .split(',')
+    .map((origin) => origin.trim())
+    .filter(Boolean);
   for (const origin of origins) {
     if (!/^https?:\/\/[^/\s]+$/.test(origin)) {
       throw new ConfigError(`CORS_ORIGINS has "${origin}": list origins like https://chat.example.com (scheme and host, no path), comma-separated, or *.`);

@@ -29,7 +29,9 @@ test('an answer left streaming by a dead process is marked failed at start, and 
   try {
     const row = await restarted.services.db.message.findUniqueOrThrow({ where: { id: orphan.id } });
     expect(row).toMatchObject({ status: 'failed', content: 'half an ans' });
-    const history = await (await restarted.fetch(new Request(`http://test/api/chats/${chat.id}/messages`, { headers: { authorization: `Bearer ${alice.token}` } })))!.json();
+    const history = await (await restarted.fetch(
+      new Request(`http://test/api/chats/${chat.id}/messages`, { headers: { authorization: `Bearer ${alice.token}` } }),
+    ))!.json();
     expect(history.map((message: { id: number }) => message.id)).toEqual([ask.id]);
 
     fake.reply({ kind: 'text', chunks: ['Yes', ', here.'] });

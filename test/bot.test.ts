@@ -145,7 +145,15 @@ class ChatWs {
 
 const BOT_STREAM = /* GraphQL */ `
   subscription BotStream($chatId: ID!) {
-    botStream(chatId: $chatId) { chatId messageId chunk isComplete fullResponse error stopped }
+    botStream(chatId: $chatId) {
+      chatId
+      messageId
+      chunk
+      isComplete
+      fullResponse
+      error
+      stopped
+    }
   }
 `;
 
@@ -320,15 +328,39 @@ type Setup = Awaited<ReturnType<typeof setup>>;
 
 const GQL_SEND = /* GraphQL */ `
   mutation Send($chatId: ID!, $content: String!) {
-    sendMessage(chatId: $chatId, content: $content) { id chatId content isBot status username }
+    sendMessage(chatId: $chatId, content: $content) {
+      id
+      chatId
+      content
+      isBot
+      status
+      username
+    }
   }
 `;
 const GQL_STOP = /* GraphQL */ `
-  mutation Stop($chatId: ID!) { stopBot(chatId: $chatId) }
+  mutation Stop($chatId: ID!) {
+    stopBot(chatId: $chatId)
+  }
 `;
 const GQL_MESSAGES = /* GraphQL */ `
   query Messages($id: ID!) {
-    chat(id: $id) { messages(last: 100) { edges { node { id content isBot status username user { username } } } } }
+    chat(id: $id) {
+      messages(last: 100) {
+        edges {
+          node {
+            id
+            content
+            isBot
+            status
+            username
+            user {
+              username
+            }
+          }
+        }
+      }
+    }
   }
 `;
 
@@ -351,7 +383,15 @@ function expectStreamed(frames: Frame[], chatId: number, full: string, extra: Fr
     expect(delta.chunk).not.toBe('');
   }
   expect(deltas.map((d) => d.chunk).join('')).toBe(full);
-  expect(completion).toEqual({ type: 'bot_stream', chat_id: chatId, message_id: completion.message_id, chunk: '', is_complete: true, full_response: full, ...extra });
+  expect(completion).toEqual({
+    type: 'bot_stream',
+    chat_id: chatId,
+    message_id: completion.message_id,
+    chunk: '',
+    is_complete: true,
+    full_response: full,
+    ...extra,
+  });
   expect(Number.isInteger(completion.message_id)).toBe(true);
   return completion.message_id as number;
 }
@@ -411,7 +451,13 @@ describe('the /bot trigger', () => {
     const stream = await s.botStream(s.bob);
     const result = await s.gql(s.carol, GQL_SEND, { chatId: String(s.chatId), content: '/bot pizza or sushi?' });
     expect(result.errors).toBeUndefined();
-    expect(result.data.sendMessage).toMatchObject({ chatId: String(s.chatId), content: '/bot pizza or sushi?', isBot: false, status: 'complete', username: 'carol' });
+    expect(result.data.sendMessage).toMatchObject({
+      chatId: String(s.chatId),
+      content: '/bot pizza or sushi?',
+      isBot: false,
+      status: 'complete',
+      username: 'carol',
+    });
 
     const message = await a.frames.next((f) => f.type === 'message', 'the ask');
     expect(message).toMatchObject({ message_id: Number(result.data.sendMessage.id), username: 'carol', content: '/bot pizza or sushi?' });
@@ -591,11 +637,24 @@ describe('streaming to everyone', () => {
     }
     await gql.completion();
     const events = gql.events.all;
-    expect(events.at(-1)).toEqual({ chatId: String(s.chatId), messageId: String(ids[0]), chunk: '', isComplete: true, fullResponse: 'Hello, world!', error: null, stopped: false });
+    expect(events.at(-1)).toEqual({
+      chatId: String(s.chatId),
+      messageId: String(ids[0]),
+      chunk: '',
+      isComplete: true,
+      fullResponse: 'Hello, world!',
+      error: null,
+      stopped: false,
+    });
     for (const event of events.slice(0, -1)) {
       expect(event).toMatchObject({ chatId: String(s.chatId), messageId: String(ids[0]), isComplete: false, fullResponse: null, error: null, stopped: false });
     }
-    expect(events.slice(0, -1).map((e) => e.chunk).join('')).toBe('Hello, world!');
+    expect(
+      events
+        .slice(0, -1)
+        .map((e) => e.chunk)
+        .join(''),
+    ).toBe('Hello, world!');
     // Every listener saw the same deltas.
     expect(a.botFrames(s.chatId).map((f) => f.chunk)).toEqual(events.map((e) => e.chunk));
     expect(b.botFrames(s.chatId).map((f) => f.chunk)).toEqual(events.map((e) => e.chunk));
@@ -631,7 +690,12 @@ describe('streaming to everyone', () => {
     const carolEvents = gql.events.all;
     expect(carolEvents[0]!.chunk.startsWith(chunks[0]!)).toBe(true);
     expect(carolEvents.length).toBeGreaterThanOrEqual(3);
-    expect(carolEvents.slice(0, -1).map((e) => e.chunk).join('')).toBe(full);
+    expect(
+      carolEvents
+        .slice(0, -1)
+        .map((e) => e.chunk)
+        .join(''),
+    ).toBe(full);
     expect(carolCompletion).toMatchObject({ messageId: String(bobCompletion.message_id), fullResponse: full });
   });
 
@@ -696,7 +760,12 @@ describe('failures', () => {
       error: 'Gemini answered with an error (HTTP 503): The model is overloaded. Please try again later.',
       partial: '',
     },
-    { name: 'a connection dropped mid-stream', reply: { kind: 'fail-mid-stream', chunks: ['Half an ', 'answer'], delayMs: 5 }, error: unreadable, partial: 'Half an answer' },
+    {
+      name: 'a connection dropped mid-stream',
+      reply: { kind: 'fail-mid-stream', chunks: ['Half an ', 'answer'], delayMs: 5 },
+      error: unreadable,
+      partial: 'Half an answer',
+    },
     { name: 'no answer within GEMINI_TIMEOUT_MS', reply: { kind: 'hang' }, error: 'Gemini did not answer within 0.3s', partial: '', aborted: true },
     {
       name: 'silence between chunks longer than GEMINI_TIMEOUT_MS',
@@ -768,7 +837,12 @@ describe('failures', () => {
     await s.say(s.bob, '/bot still nobody?');
     await a.completion(s.chatId);
     await s.t.app.services.bot.idle();
-    expect(a.botFrames(s.chatId).filter((f) => f.is_complete).map((f) => f.error)).toEqual([expected, expected]);
+    expect(
+      a
+        .botFrames(s.chatId)
+        .filter((f) => f.is_complete)
+        .map((f) => f.error),
+    ).toEqual([expected, expected]);
     expect(s.fake.requests).toHaveLength(0);
     expect((await s.history()).map((m) => m.content)).toEqual(['/bot anyone there?', '/bot still nobody?']);
   });
@@ -785,7 +859,10 @@ describe('order and fairness', () => {
     const first = await s.say(s.alice, '/bot first');
     const second = await s.say(s.bob, '/bot second');
     const [req1] = await requestsArrived(s.fake, 1);
-    const secondArrival = within(s.fake.nextRequest(), 'the second Gemini request').then((req) => ({ req, stillRunning: s.t.app.services.bot.progress(s.chatId) }));
+    const secondArrival = within(s.fake.nextRequest(), 'the second Gemini request').then((req) => ({
+      req,
+      stillRunning: s.t.app.services.bot.progress(s.chatId),
+    }));
     const { req: req2, stillRunning } = await secondArrival;
     // The first answer was over (stored, published) before the second request was made: what runs
     // now is the second answer, with no text yet.
@@ -841,7 +918,10 @@ describe('order and fairness', () => {
     await s.say(s.alice, '/bot slow one');
     await requestsArrived(s.fake, 1);
     await s.say(s.bob, '/bot waiting one', other);
-    const second = await within(s.fake.nextRequest(), 'the second Gemini request').then((req) => ({ req, firstRunning: s.t.app.services.bot.progress(s.chatId) }));
+    const second = await within(s.fake.nextRequest(), 'the second Gemini request').then((req) => ({
+      req,
+      firstRunning: s.t.app.services.bot.progress(s.chatId),
+    }));
     expect(second.firstRunning).toBeNull();
     expect(textOf(second.req.body.contents.at(-1))).toBe('bob: /bot waiting one');
     expect((await s.history(s.alice, s.chatId)).at(-1)).toMatchObject({ content: 'Slow answer here.', is_bot: true });

@@ -82,7 +82,6 @@ describe('KeyedRateLimiter', () => {
     expect(limit.size).toBeGreaterThan(0);
   });
 
-
   test('a clock set back takes no tokens away', () => {
     const clock = { now: 10_000 };
     const limit = limiter(clock);

@@ -100,7 +100,9 @@ if (process.env.TEST_DATABASE_URL && process.env.TEST_REDIS_URL) {
       const me = await ok<{ id: number; username: string }>(b.request('/api/auth/me', { token: dana.token }));
       expect(me).toMatchObject({ id: dana.id, username: dana.username });
 
-      const { access_token } = await ok<{ access_token: string }>(b.request('/api/auth/login', { method: 'POST', json: { username: dana.username, password: dana.password } }));
+      const { access_token } = await ok<{ access_token: string }>(
+        b.request('/api/auth/login', { method: 'POST', json: { username: dana.username, password: dana.password } }),
+      );
       expect(await ok(a.request('/api/auth/me', { token: access_token }))).toMatchObject({ id: dana.id });
       expect((await b.request('/api/auth/me', { token: `${dana.token}x` })).status).toBe(401);
     });
@@ -121,7 +123,9 @@ if (process.env.TEST_DATABASE_URL && process.env.TEST_REDIS_URL) {
       const aliceSocket = await openMember(a, alice, chatId);
       // The catch-up cursor replays whatever is sent after `seed`, so no readiness is needed.
       const bobFeed = b.kit.graphql(bob.token).subscribe<{ id: string; content: string }>(MESSAGE_ADDED, { chatId, after: seed.id }, { field: 'messageAdded' });
-      const aliceFeed = a.kit.graphql(alice.token).subscribe<{ id: string; content: string }>(MESSAGE_ADDED, { chatId, after: seed.id }, { field: 'messageAdded' });
+      const aliceFeed = a.kit
+        .graphql(alice.token)
+        .subscribe<{ id: string; content: string }>(MESSAGE_ADDED, { chatId, after: seed.id }, { field: 'messageAdded' });
 
       // carol (no member) on A: refused in the room, listening in a room of her own.
       const carolSocket = a.kit.chat(carol.token);
@@ -249,7 +253,10 @@ if (process.env.TEST_DATABASE_URL && process.env.TEST_REDIS_URL) {
         fake.reply({ kind: 'hang-after', chunks: ['partial '] });
         const hanging = fake.nextRequest();
         const ask = await post(a, alice, chatId, '/bot are you there?');
-        const delta = await bobSocket.next((frame) => frame.type === 'bot_stream' && frame.chat_id === chatId && frame.is_complete === false, 'the first delta');
+        const delta = await bobSocket.next(
+          (frame) => frame.type === 'bot_stream' && frame.chat_id === chatId && frame.is_complete === false,
+          'the first delta',
+        );
         expect(delta.chunk).toBe('partial ');
         const deadAnswerId = delta.message_id as number;
         const request = await hanging;
@@ -262,9 +269,9 @@ if (process.env.TEST_DATABASE_URL && process.env.TEST_REDIS_URL) {
         const killedAt = Date.now();
         const retry = await post(b, bob, chatId, '/bot and now?');
         // B waits for the dead holder's lock to expire, marks its answer failed, then answers.
-        const failed = await eventually(() => bobSocket.next(completion(chatId, deadAnswerId), 'the dead answer\'s completion'), LOCK_TTL_MS + 5_000);
+        const failed = await eventually(() => bobSocket.next(completion(chatId, deadAnswerId), "the dead answer's completion"), LOCK_TTL_MS + 5_000);
         expect(failed.error).toBe('The answer was interrupted: the server running it stopped');
-        const answered = await bobSocket.next((frame) => completion(chatId)(frame) && frame.message_id !== deadAnswerId, 'the new answer\'s completion');
+        const answered = await bobSocket.next((frame) => completion(chatId)(frame) && frame.message_id !== deadAnswerId, "the new answer's completion");
         expect(Date.now() - killedAt).toBeLessThan(LOCK_TTL_MS + 2_000);
         // The failed answer is not in the context: both asks make one user turn.
         expect(answered.full_response).toBe(`Echo: ${alice.username}: ${ask.content}\n${bob.username}: ${retry.content}`);
@@ -287,7 +294,7 @@ if (process.env.TEST_DATABASE_URL && process.env.TEST_REDIS_URL) {
       LOCK_TTL_MS * 2,
     );
 
-    test('SIGTERM closes the instance\'s sockets with 1001 and it exits cleanly', async () => {
+    test("SIGTERM closes the instance's sockets with 1001 and it exits cleanly", async () => {
       const chatId = await room('shutdown', b, bob, alice);
       const socket = await openMember(b, bob, chatId);
       const graphqlClient = b.kit.graphql(bob.token);

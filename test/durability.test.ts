@@ -75,7 +75,9 @@ describe('no acknowledged message is lost', () => {
     const stored = storedMessages('crash.db');
     for (const [id, content] of acknowledged) expect(stored.get(id)).toBe(content);
     // The room keeps working after the restart.
-    const after = await ok<{ id: number }>(restarted.request(`/api/chats/${chat.id}/messages`, { method: 'POST', token: user.token, json: { content: 'after the crash' } }));
+    const after = await ok<{ id: number }>(
+      restarted.request(`/api/chats/${chat.id}/messages`, { method: 'POST', token: user.token, json: { content: 'after the crash' } }),
+    );
     expect(after.id).toBeGreaterThan(Math.max(...acknowledged.keys()));
   }, 60_000);
 

@@ -64,24 +64,92 @@ function setKey(object: Record<string, Json>, key: string, value: Json): void {
 function encode(value: Json): string {
   if (value instanceof Raw) return value.raw;
   if (Array.isArray(value)) return `[${value.map(encode).join(',')}]`;
-  if (value !== null && typeof value === 'object') return `{${Object.entries(value).map(([key, item]) => `${JSON.stringify(key)}:${encode(item)}`).join(',')}}`;
+  if (value !== null && typeof value === 'object')
+    return `{${Object.entries(value)
+      .map(([key, item]) => `${JSON.stringify(key)}:${encode(item)}`)
+      .join(',')}}`;
   return JSON.stringify(value);
 }
 
 const RAW_NUMBERS = [
-  '1e309', '-1e309', '-0', '0', '-1', '1.5', '0.1', '1e-400', '2147483647', '2147483648', '-2147483649', '9007199254740993',
-  '123456789012345678901234567890', '1E2', '-0.0', '4.9e-324', '1.7976931348623157e308',
+  '1e309',
+  '-1e309',
+  '-0',
+  '0',
+  '-1',
+  '1.5',
+  '0.1',
+  '1e-400',
+  '2147483647',
+  '2147483648',
+  '-2147483649',
+  '9007199254740993',
+  '123456789012345678901234567890',
+  '1E2',
+  '-0.0',
+  '4.9e-324',
+  '1.7976931348623157e308',
 ].map(raw);
 
 /** Characters no username may hold (and that `trim` does not remove from the middle). */
 const FORBIDDEN_IN_USERNAME = [' ', '\u0000', '@', '/', '\u202e', '\u200b', '\ufeff', '🤖', 'é', '\ud800', '\u0301', '%', '"', '\n'];
 
 const STRINGS = [
-  '', ' ', '\t\n\r', '\u0000', 'a\u0000b', '\u0000'.repeat(64), '\ud800', '\udfff', 'x\ud83d', '\udc00\ud800', 'ok\ud800ok',
-  '\u202eevil\u202c', '\u200f\u200e', 'مرحبا بالعالم', 'שלום', '\u200b', '\u200d\u200c', '\ufeff', '🤖', '👨‍👩‍👧‍👦', '🇺🇳', '🏳️‍🌈',
-  `e${'\u0301'.repeat(300)}`, 'Z̷̢̛̛̤̙̜a̶̛̝l̷̠͝g̵͖̈o̸̳͐', '\u2028\u2029', '\u0001\u001f\u007f', '\ufffd', '\\ud800', "' OR '1'='1", "'; DROP TABLE users; --",
-  '%00', '%ff', '%E0%A4%A', '../../../etc/passwd', '<script>alert(1)</script>', '{{7*7}}', '${7*7}', '__proto__', 'constructor', 'prototype',
-  'null', 'true', '1e309', '-0', '0x1', 'NaN', 'Infinity', '/bot', '/bot ', '\u00a0\u3000\u2003', 'ａｄｍｉｎ', 'İı', 'ß', '\u{10ffff}', '\u{e0001}',
+  '',
+  ' ',
+  '\t\n\r',
+  '\u0000',
+  'a\u0000b',
+  '\u0000'.repeat(64),
+  '\ud800',
+  '\udfff',
+  'x\ud83d',
+  '\udc00\ud800',
+  'ok\ud800ok',
+  '\u202eevil\u202c',
+  '\u200f\u200e',
+  'مرحبا بالعالم',
+  'שלום',
+  '\u200b',
+  '\u200d\u200c',
+  '\ufeff',
+  '🤖',
+  '👨‍👩‍👧‍👦',
+  '🇺🇳',
+  '🏳️‍🌈',
+  `e${'\u0301'.repeat(300)}`,
+  'Z̷̢̛̛̤̙̜a̶̛̝l̷̠͝g̵͖̈o̸̳͐',
+  '\u2028\u2029',
+  '\u0001\u001f\u007f',
+  '\ufffd',
+  '\\ud800',
+  "' OR '1'='1",
+  "'; DROP TABLE users; --",
+  '%00',
+  '%ff',
+  '%E0%A4%A',
+  '../../../etc/passwd',
+  '<script>alert(1)</script>',
+  '{{7*7}}',
+  '${7*7}',
+  '__proto__',
+  'constructor',
+  'prototype',
+  'null',
+  'true',
+  '1e309',
+  '-0',
+  '0x1',
+  'NaN',
+  'Infinity',
+  '/bot',
+  '/bot ',
+  '\u00a0\u3000\u2003',
+  'ａｄｍｉｎ',
+  'İı',
+  'ß',
+  '\u{10ffff}',
+  '\u{e0001}',
 ];
 
 function weirdString(rng: Rng, { maxLength = 200_000 }: { maxLength?: number } = {}): string {
@@ -120,7 +188,8 @@ function randomJson(rng: Rng, depth = 0): Json {
       return Array.from({ length: rng.int(4) }, () => randomJson(rng, depth + 1));
     default: {
       const object: Record<string, Json> = {};
-      for (let index = rng.int(4); index > 0; index--) setKey(object, rng.chance(0.7) ? rng.pick(STRINGS) : weirdString(rng, { maxLength: 100 }), randomJson(rng, depth + 1));
+      for (let index = rng.int(4); index > 0; index--)
+        setKey(object, rng.chance(0.7) ? rng.pick(STRINGS) : weirdString(rng, { maxLength: 100 }), randomJson(rng, depth + 1));
       return object;
     }
   }
@@ -223,7 +292,10 @@ beforeAll(async () => {
   t = await createTestApp();
   server = t.listen();
   kit = socketKit(server, t.app.services);
-  [owner, stranger] = await Promise.all([signUp(t, `fuzz-owner-${crypto.randomUUID().slice(0, 8)}`), signUp(t, `fuzz-stranger-${crypto.randomUUID().slice(0, 8)}`)]);
+  [owner, stranger] = await Promise.all([
+    signUp(t, `fuzz-owner-${crypto.randomUUID().slice(0, 8)}`),
+    signUp(t, `fuzz-stranger-${crypto.randomUUID().slice(0, 8)}`),
+  ]);
   const created = await t.request('/api/chats', { method: 'POST', token: owner.token, json: { name: 'fuzz room', is_group: true } });
   room = ((await created.json()) as { id: number }).id;
   await t.request(`/api/chats/${room}/messages`, { method: 'POST', token: owner.token, json: { content: 'before the barrage' } });
@@ -258,7 +330,8 @@ function preview(text: string): string {
   return text.length > 300 ? `${shown} (${text.length} chars)` : shown;
 }
 
-const bodyText = (body: string | Uint8Array<ArrayBuffer> | undefined) => (body === undefined ? '' : typeof body === 'string' ? body : `<bytes> ${new TextDecoder().decode(body)}`);
+const bodyText = (body: string | Uint8Array<ArrayBuffer> | undefined) =>
+  body === undefined ? '' : typeof body === 'string' ? body : `<bytes> ${new TextDecoder().decode(body)}`;
 
 // ---------------------------------------------------------------------------------------------
 // REST
@@ -272,7 +345,16 @@ interface RestCase {
   authorization?: string;
 }
 
-const CONTENT_TYPES = ['application/json', 'application/json', 'application/json; charset=utf-16', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', '', '*/*'];
+const CONTENT_TYPES = [
+  'application/json',
+  'application/json',
+  'application/json; charset=utf-16',
+  'text/plain',
+  'application/x-www-form-urlencoded',
+  'multipart/form-data; boundary=x',
+  '',
+  '*/*',
+];
 
 /** A header value a client can send: printable ASCII only (fetch refuses the rest before sending). */
 const headerSafe = (text: string) => text.replace(/[^\x21-\x7e]/g, 'x');
@@ -304,7 +386,11 @@ function anyBody(rng: Rng): { body: string | Uint8Array<ArrayBuffer>; contentTyp
   if (roll < 5) return bodyOf(rng, randomJson(rng));
   if (roll < 7) return bodyOf(rng, deeplyNested(rng));
   if (roll < 8) return { body: weirdString(rng), contentType: rng.pick(CONTENT_TYPES) };
-  if (roll < 9) return { body: rng.pick(['{', '{"a":', '[1,]', '{"a":1}}', 'nul', '"\\ud800', '{"content":"\\x41"}', '\u0000{}', '{}\u0000']), contentType: 'application/json' };
+  if (roll < 9)
+    return {
+      body: rng.pick(['{', '{"a":', '[1,]', '{"a":1}}', 'nul', '"\\ud800', '{"content":"\\x41"}', '\u0000{}', '{}\u0000']),
+      contentType: 'application/json',
+    };
   return { body: withInvalidUtf8(rng, '{"x":"abc"}', '"x":"a'), contentType: 'application/json' };
 }
 
@@ -320,7 +406,13 @@ const restGenerators: [weight: number, generate: (rng: Rng) => RestCase][] = [
         // A body valid but for invalid UTF-8 spliced into one field.
         const field = rng.pick(['username', 'email', 'password']);
         const text = encode(fields);
-        return { label: `register (invalid UTF-8 in ${field})`, method: 'POST', path: '/api/auth/register', contentType: 'application/json', body: withInvalidUtf8(rng, text, `"${field}":"${String(fields[field]).slice(0, 3)}`) };
+        return {
+          label: `register (invalid UTF-8 in ${field})`,
+          method: 'POST',
+          path: '/api/auth/register',
+          contentType: 'application/json',
+          body: withInvalidUtf8(rng, text, `"${field}":"${String(fields[field]).slice(0, 3)}`),
+        };
       }
       const broken = rng.pick(['username', 'email', 'password', 'missing']);
       if (broken === 'username') {
@@ -330,7 +422,11 @@ const restGenerators: [weight: number, generate: (rng: Rng) => RestCase][] = [
           () => `ab${rng.pick(FORBIDDEN_IN_USERNAME)}cd`,
         ])();
       } else if (broken === 'email') {
-        fields.email = rng.pick<() => Json>([() => notAString(rng), () => `x${weirdString(rng, { maxLength: 1_000 }).replace(/@/g, '')}`, () => `${'a'.repeat(250)}@example.com`])();
+        fields.email = rng.pick<() => Json>([
+          () => notAString(rng),
+          () => `x${weirdString(rng, { maxLength: 1_000 }).replace(/@/g, '')}`,
+          () => `${'a'.repeat(250)}@example.com`,
+        ])();
       } else if (broken === 'password') {
         fields.password = rng.pick<() => Json>([
           () => notAString(rng),
@@ -359,12 +455,17 @@ const restGenerators: [weight: number, generate: (rng: Rng) => RestCase][] = [
           return `${encodeURIComponent(key.isWellFormed() ? key : 'k')}=${rng.chance(0.5) && value.isWellFormed() ? encodeURIComponent(value) : value}`;
         });
         // No pair may make a well-formed attempt: a missing field, or an over-long one.
-        const text = rng.chance(0.5) ? pairs.filter((pair) => !pair.startsWith('password=')).join('&') : `username=u&password=${'p'.repeat(129)}&${pairs.join('&')}`;
+        const text = rng.chance(0.5)
+          ? pairs.filter((pair) => !pair.startsWith('password=')).join('&')
+          : `username=u&password=${'p'.repeat(129)}&${pairs.join('&')}`;
         const bytes = rng.chance(0.2) ? withInvalidUtf8(rng, `${text}&username=x`, '&username=') : text;
         return { label: 'login (form)', method: 'POST', path: '/api/auth/login', contentType: 'application/x-www-form-urlencoded', body: bytes };
       }
       if (roll < 9) {
-        const fields: Record<string, Json> = { username: rng.chance(0.5) ? notAString(rng) : 'x'.repeat(129), password: rng.chance(0.5) ? notAString(rng) : weirdString(rng) };
+        const fields: Record<string, Json> = {
+          username: rng.chance(0.5) ? notAString(rng) : 'x'.repeat(129),
+          password: rng.chance(0.5) ? notAString(rng) : weirdString(rng),
+        };
         return { label: 'login (bad fields)', method: 'POST', path: '/api/auth/login', ...bodyOf(rng, fields) };
       }
       // Well-formed, and wrong: an ordinary 401 (or 422 for text no engine can look up).
@@ -376,14 +477,29 @@ const restGenerators: [weight: number, generate: (rng: Rng) => RestCase][] = [
   [
     3,
     (rng) => {
-      if (rng.chance(0.25)) return { label: 'create chat (bad token)', method: 'POST', path: '/api/chats', authorization: badAuthorization(rng), ...anyBody(rng) };
+      if (rng.chance(0.25))
+        return { label: 'create chat (bad token)', method: 'POST', path: '/api/chats', authorization: badAuthorization(rng), ...anyBody(rng) };
       const authorization = `Bearer ${rng.pick([owner, stranger]).token}`;
       const roll = rng.int(5);
       if (roll === 0) {
         // Bodies that are not objects at all.
-        return { label: 'create chat (not an object)', method: 'POST', path: '/api/chats', authorization, ...bodyOf(rng, rng.pick<Json>([null, true, 1, 'x', [], [{}], raw('-0'), raw('1e309'), deeplyNested(rng, { arrays: true })])) };
+        return {
+          label: 'create chat (not an object)',
+          method: 'POST',
+          path: '/api/chats',
+          authorization,
+          ...bodyOf(rng, rng.pick<Json>([null, true, 1, 'x', [], [{}], raw('-0'), raw('1e309'), deeplyNested(rng, { arrays: true })])),
+        };
       }
-      if (roll === 1) return { label: 'create chat (invalid UTF-8 name)', method: 'POST', path: '/api/chats', authorization, contentType: 'application/json', body: withInvalidUtf8(rng, '{"name":"room","is_group":true}', '"name":"ro') };
+      if (roll === 1)
+        return {
+          label: 'create chat (invalid UTF-8 name)',
+          method: 'POST',
+          path: '/api/chats',
+          authorization,
+          contentType: 'application/json',
+          body: withInvalidUtf8(rng, '{"name":"room","is_group":true}', '"name":"ro'),
+        };
       const fields: Record<string, Json> = {};
       if (rng.chance(0.5)) fields.name = badChatName(rng);
       else fields.is_group = rng.pick<Json>([null, 'true', 'false', 1, 0, raw('1e309'), raw('-0'), [], {}, [true], 'yes']);
@@ -426,13 +542,36 @@ const restGenerators: [weight: number, generate: (rng: Rng) => RestCase][] = [
       if (roll <= 2) {
         const id = rng.chance(0.7) ? String(room) : pathId(rng, { anything: true });
         const authorization = `Bearer ${rng.pick([owner, stranger]).token}`;
-        if (roll === 0) return { label: 'POST messages (invalid UTF-8 content)', method: 'POST', path: `/api/chats/${id}/messages`, authorization, contentType: 'application/json', body: withInvalidUtf8(rng, '{"content":"hello there"}', '"content":"hel') };
-        const body = roll === 1 ? bodyOf(rng, { content: badContent(rng), ...(rng.chance(0.3) ? { chat_id: room, user_id: 1, is_bot: true } : {}) }) : anyBody(rng);
+        if (roll === 0)
+          return {
+            label: 'POST messages (invalid UTF-8 content)',
+            method: 'POST',
+            path: `/api/chats/${id}/messages`,
+            authorization,
+            contentType: 'application/json',
+            body: withInvalidUtf8(rng, '{"content":"hello there"}', '"content":"hel'),
+          };
+        const body =
+          roll === 1 ? bodyOf(rng, { content: badContent(rng), ...(rng.chance(0.3) ? { chat_id: room, user_id: 1, is_bot: true } : {}) }) : anyBody(rng);
         return { label: 'POST messages (bad body)', method: 'POST', path: `/api/chats/${id}/messages`, authorization, ...body };
       }
       const good = bodyOf(rng, { content: rng.pick(['hello', '🤖 hi', 'مرحبا', `e${'\u0301'.repeat(50)}`, '\u200bzero-width', '/bot hi']) });
-      if (roll === 3) return { label: 'POST messages (bad path id)', method: 'POST', path: `/api/chats/${pathId(rng, { anything: false })}/messages`, authorization: `Bearer ${owner.token}`, ...good };
-      if (roll === 4) return { label: 'POST messages (stranger)', method: 'POST', path: `/api/chats/${rng.pick([String(room), pathId(rng, { anything: true })])}/messages`, authorization: `Bearer ${stranger.token}`, ...good };
+      if (roll === 3)
+        return {
+          label: 'POST messages (bad path id)',
+          method: 'POST',
+          path: `/api/chats/${pathId(rng, { anything: false })}/messages`,
+          authorization: `Bearer ${owner.token}`,
+          ...good,
+        };
+      if (roll === 4)
+        return {
+          label: 'POST messages (stranger)',
+          method: 'POST',
+          path: `/api/chats/${rng.pick([String(room), pathId(rng, { anything: true })])}/messages`,
+          authorization: `Bearer ${stranger.token}`,
+          ...good,
+        };
       return { label: 'POST messages (bad token)', method: 'POST', path: `/api/chats/${room}/messages`, authorization: badAuthorization(rng), ...good };
     },
   ],
@@ -440,11 +579,28 @@ const restGenerators: [weight: number, generate: (rng: Rng) => RestCase][] = [
   [
     1,
     (rng) => {
-      const path = rng.pick(['/api/auth/register', '/api/auth/login', '/api/chats', `/api/chats/${room}`, `/api/chats/${room}/invite`, `/api/chats/${room}/messages/`, '/api//chats', '/api/chats/%2F', `/api/chats/${room}/../${room}`, '/api/chats/%00/messages', '/API/chats', '/graphq1']);
+      const path = rng.pick([
+        '/api/auth/register',
+        '/api/auth/login',
+        '/api/chats',
+        `/api/chats/${room}`,
+        `/api/chats/${room}/invite`,
+        `/api/chats/${room}/messages/`,
+        '/api//chats',
+        '/api/chats/%2F',
+        `/api/chats/${room}/../${room}`,
+        '/api/chats/%00/messages',
+        '/API/chats',
+        '/graphq1',
+      ]);
       // Any method but the one that would create a chat from a random (possibly valid) body, and the
       // one that deletes the room (`..` included, as URLs resolve it).
       const deletesRoom = (name: string) => name === 'DELETE' && new URL(path, 'http://test').pathname === `/api/chats/${room}`;
-      const method = rng.pick(['PUT', 'PATCH', 'DELETE', 'GET', 'POST', 'HEAD', 'OPTIONS', 'TRACE'].filter((name) => !(name === 'POST' && path === '/api/chats') && !deletesRoom(name)));
+      const method = rng.pick(
+        ['PUT', 'PATCH', 'DELETE', 'GET', 'POST', 'HEAD', 'OPTIONS', 'TRACE'].filter(
+          (name) => !(name === 'POST' && path === '/api/chats') && !deletesRoom(name),
+        ),
+      );
       return { label: 'wrong method or path', method, path, authorization: `Bearer ${owner.token}`, ...anyBody(rng) };
     },
   ],
@@ -456,7 +612,30 @@ const restGenerators: [weight: number, generate: (rng: Rng) => RestCase][] = [
  */
 function pathId(rng: Rng, { anything }: { anything: boolean }): string {
   const bad = rng.pick<() => string>([
-    () => rng.pick(['abc', '0', '-1', '-0', '1.5', '1e0', '0x1', '%201', '1%20', '%E0%A4%A', '%00', '%ff', '2147483648', '99999999999999999999', '1e309', 'NaN', '١', String(MISSING_CHAT_ID), `${room}.0`, `${room}e0`, `0x${room.toString(16)}`]),
+    () =>
+      rng.pick([
+        'abc',
+        '0',
+        '-1',
+        '-0',
+        '1.5',
+        '1e0',
+        '0x1',
+        '%201',
+        '1%20',
+        '%E0%A4%A',
+        '%00',
+        '%ff',
+        '2147483648',
+        '99999999999999999999',
+        '1e309',
+        'NaN',
+        '١',
+        String(MISSING_CHAT_ID),
+        `${room}.0`,
+        `${room}e0`,
+        `0x${room.toString(16)}`,
+      ]),
     () => encodeURIComponent(weirdString(rng, { maxLength: 5_000 }).replace(/[\ud800-\udfff]/g, 'x')),
     () => `${'9'.repeat(1 + rng.int(400))}`,
   ])();
@@ -467,7 +646,28 @@ function historyQuery(rng: Rng): string {
   const parts = Array.from({ length: rng.int(4) }, () => {
     const key = rng.pick(['limit', 'before', 'limit', 'before', 'after', 'limit[]', '']);
     const value = rng.pick<() => string>([
-      () => rng.pick(['', '0', '-1', '-0', '1.5', '1e2', '201', '0x10', ' 5', '5 ', '%00', '%ff', '%E0%A4%A', 'NaN', '9007199254740993', '1e309', 'abc', '50', String(room)]),
+      () =>
+        rng.pick([
+          '',
+          '0',
+          '-1',
+          '-0',
+          '1.5',
+          '1e2',
+          '201',
+          '0x10',
+          ' 5',
+          '5 ',
+          '%00',
+          '%ff',
+          '%E0%A4%A',
+          'NaN',
+          '9007199254740993',
+          '1e309',
+          'abc',
+          '50',
+          String(room),
+        ]),
       () => encodeURIComponent(weirdString(rng, { maxLength: 10_000 }).replace(/[\ud800-\udfff]/g, 'x')),
     ])();
     return `${key}=${value}`;
@@ -554,17 +754,24 @@ const OPERATIONS: { name: string; query: string; variables: (rng: Rng) => Record
   {
     name: 'login',
     query: 'mutation ($u: String!, $p: String!) { login(username: $u, password: $p) { token } }',
-    variables: (rng) => (rng.chance(0.5) ? { u: notAString(rng), p: 'password123' } : { u: owner.username, p: rng.chance(0.5) ? notAString(rng) : 'p'.repeat(129 + rng.int(190_000)) }),
+    variables: (rng) =>
+      rng.chance(0.5)
+        ? { u: notAString(rng), p: 'password123' }
+        : { u: owner.username, p: rng.chance(0.5) ? notAString(rng) : 'p'.repeat(129 + rng.int(190_000)) },
   },
   {
     name: 'createChat',
     query: 'mutation ($n: String, $g: Boolean) { createChat(name: $n, isGroup: $g) { id } }',
-    variables: (rng): Record<string, Json> => (rng.chance(0.6) ? { n: badChatName(rng) } : { n: 'ok', g: rng.pick<Json>(['true', 1, 0, raw('1e309'), [], {}, 'yes']) }),
+    variables: (rng): Record<string, Json> =>
+      rng.chance(0.6) ? { n: badChatName(rng) } : { n: 'ok', g: rng.pick<Json>(['true', 1, 0, raw('1e309'), [], {}, 'yes']) },
   },
   {
     name: 'inviteUser',
     query: 'mutation ($id: ID!, $u: String!) { inviteUser(chatId: $id, username: $u) { id } }',
-    variables: (rng) => (rng.chance(0.5) ? { id: badId(rng), u: owner.username } : { id: String(room), u: rng.chance(0.5) ? notAString(rng) : `nobody_${weirdString(rng, { maxLength: 200 })}` }),
+    variables: (rng) =>
+      rng.chance(0.5)
+        ? { id: badId(rng), u: owner.username }
+        : { id: String(room), u: rng.chance(0.5) ? notAString(rng) : `nobody_${weirdString(rng, { maxLength: 200 })}` },
   },
   {
     name: 'sendMessage',
@@ -576,13 +783,83 @@ const OPERATIONS: { name: string; query: string; variables: (rng: Rng) => Record
 ];
 
 /** Literals for inline arguments: wrong types and out-of-range numbers, written into the document. */
-const LITERALS = ['1e309', '-0', '2147483648', '99999999999999999999', '1.5', 'true', 'null', '"0x1"', '"\\u0000"', '"\\ud800"', '[1]', '{a: 1}', '$nope', '"""block"""', 'FOO', '""', '"abc"', '-1', '0'];
+const LITERALS = [
+  '1e309',
+  '-0',
+  '2147483648',
+  '99999999999999999999',
+  '1.5',
+  'true',
+  'null',
+  '"0x1"',
+  '"\\u0000"',
+  '"\\ud800"',
+  '[1]',
+  '{a: 1}',
+  '$nope',
+  '"""block"""',
+  'FOO',
+  '""',
+  '"abc"',
+  '-1',
+  '0',
+];
 
 const PIECES = [
-  '{', '}', '(', ')', '[', ']', ':', '$', '!', '...', '@', '=', '|', '&', 'query', 'mutation', 'subscription', 'fragment', 'on', 'Chat', 'Query',
-  'chat', 'chats', 'me', 'id', 'name', 'messages', 'edges', 'node', 'content', 'participants', 'username', 'sendMessage', 'createChat', 'register',
-  'chatId', 'first', 'last', 'after', '__typename', '__schema', '@include(if: true)', '@skip(if: $x)', '"str"', '"\\u{D800}"', '"""', '#', '\n', ',',
-  '1e309', '-0', '0x1', 'true', 'null',
+  '{',
+  '}',
+  '(',
+  ')',
+  '[',
+  ']',
+  ':',
+  '$',
+  '!',
+  '...',
+  '@',
+  '=',
+  '|',
+  '&',
+  'query',
+  'mutation',
+  'subscription',
+  'fragment',
+  'on',
+  'Chat',
+  'Query',
+  'chat',
+  'chats',
+  'me',
+  'id',
+  'name',
+  'messages',
+  'edges',
+  'node',
+  'content',
+  'participants',
+  'username',
+  'sendMessage',
+  'createChat',
+  'register',
+  'chatId',
+  'first',
+  'last',
+  'after',
+  '__typename',
+  '__schema',
+  '@include(if: true)',
+  '@skip(if: $x)',
+  '"str"',
+  '"\\u{D800}"',
+  '"""',
+  '#',
+  '\n',
+  ',',
+  '1e309',
+  '-0',
+  '0x1',
+  'true',
+  'null',
 ];
 
 function garbledQuery(rng: Rng): string {
@@ -594,7 +871,13 @@ function garbledQuery(rng: Rng): string {
     const depth = rng.pick([50, 500, 5_000]);
     return rng.chance(0.5) ? `{${' me {'.repeat(depth)} id ${'}'.repeat(depth)}}` : `{ chat(id: ${'['.repeat(depth)}1${']'.repeat(depth)}) { id } }`;
   }
-  const field = rng.pick(['chat(id: X) { id }', 'sendMessage(chatId: X, content: "hi") { id }', 'sendTyping(chatId: X)', 'stopBot(chatId: X)', 'chat(id: "1") { messages(first: X) { edges { cursor } } }']);
+  const field = rng.pick([
+    'chat(id: X) { id }',
+    'sendMessage(chatId: X, content: "hi") { id }',
+    'sendTyping(chatId: X)',
+    'stopBot(chatId: X)',
+    'chat(id: "1") { messages(first: X) { edges { cursor } } }',
+  ]);
   const operation = field.startsWith('chat') ? 'query' : 'mutation';
   return `${operation} { ${field.replace('X', rng.pick(LITERALS))} }`;
 }
@@ -604,10 +887,23 @@ const graphqlGenerators: [weight: number, generate: (rng: Rng) => GraphqlCase][]
     5,
     (rng) => {
       const operation = rng.pick(OPERATIONS);
-      return { label: `${operation.name} (bad variables)`, body: encode({ query: operation.query, variables: operation.variables(rng) }), token: owner.token, contentType: 'application/json' };
+      return {
+        label: `${operation.name} (bad variables)`,
+        body: encode({ query: operation.query, variables: operation.variables(rng) }),
+        token: owner.token,
+        contentType: 'application/json',
+      };
     },
   ],
-  [3, (rng) => ({ label: 'garbled document', body: encode({ query: garbledQuery(rng) }), token: rng.chance(0.5) ? owner.token : undefined, contentType: 'application/json' })],
+  [
+    3,
+    (rng) => ({
+      label: 'garbled document',
+      body: encode({ query: garbledQuery(rng) }),
+      token: rng.chance(0.5) ? owner.token : undefined,
+      contentType: 'application/json',
+    }),
+  ],
   [
     2,
     (rng) => {
@@ -621,8 +917,22 @@ const graphqlGenerators: [weight: number, generate: (rng: Rng) => GraphqlCase][]
             ? { query: operation.query, variables: rng.pick<Json>([[], 'x', 1, true, raw('1e309'), deeplyNested(rng)]) }
             : roll === 2
               ? { query: operation.query, variables: operation.variables(rng), operationName: randomJson(rng) }
-              : { query: operation.query, variables: operation.variables(rng), extensions: rng.pick<Json>([deeplyNested(rng), 'x', [], { persistedQuery: { sha256Hash: weirdString(rng, { maxLength: 100 }), version: 1 } }]) };
-      return { label: `bad envelope (${operation.name})`, body: encode(envelope), token: owner.token, contentType: rng.chance(0.8) ? 'application/json' : rng.pick(CONTENT_TYPES) };
+              : {
+                  query: operation.query,
+                  variables: operation.variables(rng),
+                  extensions: rng.pick<Json>([
+                    deeplyNested(rng),
+                    'x',
+                    [],
+                    { persistedQuery: { sha256Hash: weirdString(rng, { maxLength: 100 }), version: 1 } },
+                  ]),
+                };
+      return {
+        label: `bad envelope (${operation.name})`,
+        body: encode(envelope),
+        token: owner.token,
+        contentType: rng.chance(0.8) ? 'application/json' : rng.pick(CONTENT_TYPES),
+      };
     },
   ],
   [
@@ -633,11 +943,24 @@ const graphqlGenerators: [weight: number, generate: (rng: Rng) => GraphqlCase][]
       if (roll === 1) return { label: 'deeply nested body', body: deeplyNested(rng).raw, token: owner.token, contentType: 'application/json' };
       if (roll === 2) {
         // Invalid UTF-8 in a request that is bad anyway (GraphQL decodes leniently; see the report).
-        const text = encode({ query: 'mutation ($id: ID!, $c: String!) { sendMessage(chatId: $id, content: $c) { id } }', variables: { id: 'abc', c: 'hello' } });
+        const text = encode({
+          query: 'mutation ($id: ID!, $c: String!) { sendMessage(chatId: $id, content: $c) { id } }',
+          variables: { id: 'abc', c: 'hello' },
+        });
         return { label: 'invalid UTF-8 body', body: withInvalidUtf8(rng, text, '"c":"he'), token: owner.token, contentType: 'application/json' };
       }
-      if (roll === 3) return { label: 'batched', body: encode(Array.from({ length: 1 + rng.int(3) }, () => ({ query: garbledQuery(rng) }))), token: owner.token, contentType: 'application/json' };
-      return { label: 'GET', get: `?query=${encodeURIComponent(rng.chance(0.5) ? garbledQuery(rng).replace(/[\ud800-\udfff]/g, 'x') : 'mutation { createChat { id } }')}&variables=${encodeURIComponent(rng.pick(['{', '[]', '{"id":1e309}', 'null']))}`, token: owner.token };
+      if (roll === 3)
+        return {
+          label: 'batched',
+          body: encode(Array.from({ length: 1 + rng.int(3) }, () => ({ query: garbledQuery(rng) }))),
+          token: owner.token,
+          contentType: 'application/json',
+        };
+      return {
+        label: 'GET',
+        get: `?query=${encodeURIComponent(rng.chance(0.5) ? garbledQuery(rng).replace(/[\ud800-\udfff]/g, 'x') : 'mutation { createChat { id } }')}&variables=${encodeURIComponent(rng.pick(['{', '[]', '{"id":1e309}', 'null']))}`,
+        token: owner.token,
+      };
     },
   ],
 ];
@@ -646,12 +969,14 @@ async function sendGraphql(kase: GraphqlCase): Promise<Response> {
   const headers = new Headers({ accept: 'application/json' });
   if (kase.token) headers.set('authorization', `Bearer ${kase.token}`);
   if (kase.contentType) headers.set('content-type', kase.contentType);
-  const request = kase.get !== undefined ? new Request(`http://test/graphql${kase.get}`, { headers }) : new Request('http://test/graphql', { method: 'POST', headers, body: kase.body });
+  const request =
+    kase.get !== undefined
+      ? new Request(`http://test/graphql${kase.get}`, { headers })
+      : new Request('http://test/graphql', { method: 'POST', headers, body: kase.body });
   const response = await t.app.fetch(request);
   if (!response) throw new Error('the app upgraded an in-process request');
   return response;
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // /ws
@@ -688,20 +1013,52 @@ function badFrame(rng: Rng): WsCase {
       // Unknown, missing or mistyped `type`.
       return {
         label: 'bad type',
-        frame: encode({ ...(rng.chance(0.8) ? { type: rng.pick<Json>(['JOIN', 'Message', 'dance', '', ' join', 'join\u0000', null, 1, true, ['join'], { type: 'join' }, weirdString(rng, { maxLength: 100 })]) } : {}), chat_id: room, content: 'hello' }),
+        frame: encode({
+          ...(rng.chance(0.8)
+            ? {
+                type: rng.pick<Json>([
+                  'JOIN',
+                  'Message',
+                  'dance',
+                  '',
+                  ' join',
+                  'join\u0000',
+                  null,
+                  1,
+                  true,
+                  ['join'],
+                  { type: 'join' },
+                  weirdString(rng, { maxLength: 100 }),
+                ]),
+              }
+            : {}),
+          chat_id: room,
+          content: 'hello',
+        }),
       };
     case 5:
       return { label: 'random JSON', frame: encode(randomJson(rng)) };
     case 6:
-      return { label: 'not JSON', frame: rng.pick(['', ' ', '{', '{"type":', 'undefined', "{'type':'join'}", '{"type":"join",}', '\u0000', 'x'.repeat(60_000)]) };
+      return {
+        label: 'not JSON',
+        frame: rng.pick(['', ' ', '{', '{"type":', 'undefined', "{'type':'join'}", '{"type":"join",}', '\u0000', 'x'.repeat(60_000)]),
+      };
     case 7: {
       // Deep nesting under 64 KiB (a frame over it closes the socket by design; tested apart).
       const depth = rng.pick([5_000, 20_000]);
-      return { label: 'deeply nested', frame: rng.chance(0.5) ? '['.repeat(depth) + ']'.repeat(depth) : `{"type":"message","chat_id":${room},"content":${'['.repeat(depth)}${']'.repeat(depth)}}` };
+      return {
+        label: 'deeply nested',
+        frame: rng.chance(0.5)
+          ? '['.repeat(depth) + ']'.repeat(depth)
+          : `{"type":"message","chat_id":${room},"content":${'['.repeat(depth)}${']'.repeat(depth)}}`,
+      };
     }
     case 8:
       // A valid message but for invalid UTF-8 in its content, as a binary frame.
-      return { label: 'binary frame with invalid UTF-8', frame: withInvalidUtf8(rng, encode({ type: 'message', chat_id: room, content: 'hello there' }), '"content":"hel') };
+      return {
+        label: 'binary frame with invalid UTF-8',
+        frame: withInvalidUtf8(rng, encode({ type: 'message', chat_id: room, content: 'hello there' }), '"content":"hel'),
+      };
     case 9:
       return { label: 'binary frame of random JSON', frame: new TextEncoder().encode(encode({ type, chat_id: badId(rng) })) };
     case 10: {
@@ -711,133 +1068,155 @@ function badFrame(rng: Rng): WsCase {
     }
     default:
       // A lone surrogate or NUL as JSON escapes (a client's text frame cannot carry a lone surrogate raw).
-      return { label: 'escaped lone surrogate or NUL', frame: `{"type":"message","chat_id":${room},"content":"hi ${rng.pick(['\\ud800', '\\udfff', '\\u0000', '\\ud83d'])} there"}` };
+      return {
+        label: 'escaped lone surrogate or NUL',
+        frame: `{"type":"message","chat_id":${room},"content":"hi ${rng.pick(['\\ud800', '\\udfff', '\\u0000', '\\ud83d'])} there"}`,
+      };
   }
 }
 
 // ---------------------------------------------------------------------------------------------
 
 describe(`fuzz (FUZZ_SEED=${SEED})`, () => {
-  test(`REST: ${REST_CASES} bad requests, no 5xx`, async () => {
-    const rng = prng(SEED);
-    const findings = new Findings();
-    const statuses = new Map<number, number>();
-    const labels = new Map<string, number>();
-    const errors = spyOn(console, 'error').mockImplementation(() => {});
-    let logged = 0;
-    try {
-      for (let index = 0; index < REST_CASES; index++) {
-        const kase = pickWeighted(rng, restGenerators)(rng);
-        const input = `${kase.method} ${kase.path} [${kase.contentType ?? 'no content-type'}] ${bodyText(kase.body)}`;
-        labels.set(kase.label, (labels.get(kase.label) ?? 0) + 1);
-        let response: Response;
-        try {
-          response = await sendRest(kase);
-        } catch (error) {
-          findings.add(kase.label, `threw ${(error as Error).message}`, input);
-          continue;
+  test(
+    `REST: ${REST_CASES} bad requests, no 5xx`,
+    async () => {
+      const rng = prng(SEED);
+      const findings = new Findings();
+      const statuses = new Map<number, number>();
+      const labels = new Map<string, number>();
+      const errors = spyOn(console, 'error').mockImplementation(() => {});
+      let logged = 0;
+      try {
+        for (let index = 0; index < REST_CASES; index++) {
+          const kase = pickWeighted(rng, restGenerators)(rng);
+          const input = `${kase.method} ${kase.path} [${kase.contentType ?? 'no content-type'}] ${bodyText(kase.body)}`;
+          labels.set(kase.label, (labels.get(kase.label) ?? 0) + 1);
+          let response: Response;
+          try {
+            response = await sendRest(kase);
+          } catch (error) {
+            findings.add(kase.label, `threw ${(error as Error).message}`, input);
+            continue;
+          }
+          statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
+          const text = await response.text();
+          if (errors.mock.calls.length > logged) {
+            findings.add(kase.label, `logged an unexpected error: ${String(errors.mock.calls.at(-1)).slice(0, 200)}`, input);
+            logged = errors.mock.calls.length;
+          }
+          if (response.status >= 500) findings.add(kase.label, `status ${response.status} ${text.slice(0, 200)}`, input);
+          // Reads may succeed (a good id with a good token); a write never may.
+          else if (response.status === 200 && kase.method === 'POST') findings.add(kase.label, `accepted (200) ${text.slice(0, 200)}`, input);
+          else if (response.status >= 400 && kase.method !== 'HEAD' && !(JSON.parse(text) as { detail?: unknown }).detail)
+            findings.add(kase.label, `no detail in ${text.slice(0, 200)}`, input);
         }
-        statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
-        const text = await response.text();
-        if (errors.mock.calls.length > logged) {
-          findings.add(kase.label, `logged an unexpected error: ${String(errors.mock.calls.at(-1)).slice(0, 200)}`, input);
-          logged = errors.mock.calls.length;
+        // One body over the 1 MiB cap, declared and undeclared.
+        for (const declared of [true, false]) {
+          const body = JSON.stringify({ content: 'x'.repeat(1_100_000) });
+          const headers = new Headers({ 'content-type': 'application/json', authorization: `Bearer ${owner.token}` });
+          const stream = new ReadableStream({ start: (controller) => (controller.enqueue(new TextEncoder().encode(body)), controller.close()) });
+          const response = (await t.app.fetch(
+            new Request(`http://test/api/chats/${room}/messages`, { method: 'POST', headers, body: declared ? body : stream }),
+          ))!;
+          if (response.status !== 413) findings.add('over 1 MiB', `status ${response.status}`, `${declared ? 'declared' : 'streamed'} ${body.length} bytes`);
         }
-        if (response.status >= 500) findings.add(kase.label, `status ${response.status} ${text.slice(0, 200)}`, input);
-        // Reads may succeed (a good id with a good token); a write never may.
-        else if (response.status === 200 && kase.method === 'POST') findings.add(kase.label, `accepted (200) ${text.slice(0, 200)}`, input);
-        else if (response.status >= 400 && kase.method !== 'HEAD' && !(JSON.parse(text) as { detail?: unknown }).detail) findings.add(kase.label, `no detail in ${text.slice(0, 200)}`, input);
+      } finally {
+        errors.mockRestore();
       }
-      // One body over the 1 MiB cap, declared and undeclared.
-      for (const declared of [true, false]) {
-        const body = JSON.stringify({ content: 'x'.repeat(1_100_000) });
-        const headers = new Headers({ 'content-type': 'application/json', authorization: `Bearer ${owner.token}` });
-        const stream = new ReadableStream({ start: (controller) => (controller.enqueue(new TextEncoder().encode(body)), controller.close()) });
-        const response = (await t.app.fetch(new Request(`http://test/api/chats/${room}/messages`, { method: 'POST', headers, body: declared ? body : stream })))!;
-        if (response.status !== 413) findings.add('over 1 MiB', `status ${response.status}`, `${declared ? 'declared' : 'streamed'} ${body.length} bytes`);
-      }
-    } finally {
-      errors.mockRestore();
-    }
-    if (VERBOSE) console.info('REST cases', Object.fromEntries(labels), 'statuses', Object.fromEntries(statuses));
-    findings.assertNone('REST requests');
-    expect([...statuses.keys()].every((status) => status < 500)).toBe(true);
-  }, TIMEOUT_MS);
+      if (VERBOSE) console.info('REST cases', Object.fromEntries(labels), 'statuses', Object.fromEntries(statuses));
+      findings.assertNone('REST requests');
+      expect([...statuses.keys()].every((status) => status < 500)).toBe(true);
+    },
+    TIMEOUT_MS,
+  );
 
-  test(`GraphQL: ${GRAPHQL_CASES} bad operations, no 5xx and no INTERNAL_SERVER_ERROR`, async () => {
-    const rng = prng(SEED ^ 0x9e3779b9);
-    const findings = new Findings();
-    const logged: unknown[][] = [];
-    const errors = spyOn(console, 'error').mockImplementation((...args: unknown[]) => void logged.push(args));
-    try {
-      for (let index = 0; index < GRAPHQL_CASES; index++) {
-        const kase = pickWeighted(rng, graphqlGenerators)(rng);
-        const input = kase.get !== undefined ? `GET /graphql${kase.get}` : bodyText(kase.body);
-        logged.length = 0;
-        const response = await sendGraphql(kase);
-        const text = await response.text();
-        if (response.status >= 500) {
-          findings.add(kase.label, `status ${response.status} ${text.slice(0, 200)}`, input);
-          continue;
+  test(
+    `GraphQL: ${GRAPHQL_CASES} bad operations, no 5xx and no INTERNAL_SERVER_ERROR`,
+    async () => {
+      const rng = prng(SEED ^ 0x9e3779b9);
+      const findings = new Findings();
+      const logged: unknown[][] = [];
+      const errors = spyOn(console, 'error').mockImplementation((...args: unknown[]) => void logged.push(args));
+      try {
+        for (let index = 0; index < GRAPHQL_CASES; index++) {
+          const kase = pickWeighted(rng, graphqlGenerators)(rng);
+          const input = kase.get !== undefined ? `GET /graphql${kase.get}` : bodyText(kase.body);
+          logged.length = 0;
+          const response = await sendGraphql(kase);
+          const text = await response.text();
+          if (response.status >= 500) {
+            findings.add(kase.label, `status ${response.status} ${text.slice(0, 200)}`, input);
+            continue;
+          }
+          let body: { data?: unknown; errors?: { message: string; extensions?: { code?: string } }[] };
+          try {
+            body = JSON.parse(text);
+          } catch {
+            // A refusal before GraphQL (415 for a content type it does not read) need not be JSON.
+            if (response.status < 400) findings.add(kase.label, `status ${response.status}, not JSON: ${text.slice(0, 200)}`, input);
+            continue;
+          }
+          // A read may succeed; a mutation never may (a 4xx refusal, such as 413, need not be GraphQL-shaped).
+          if (response.status < 400 && !body.errors?.length && /mutation/.test(input)) findings.add(kase.label, `accepted: ${text.slice(0, 200)}`, input);
+          const masked = (body.errors ?? []).filter((error) => error.extensions?.code === 'INTERNAL_SERVER_ERROR');
+          if (masked.length === 0) continue;
+          const causes = logged
+            .flat()
+            .map((value) =>
+              value instanceof Error ? `${value.message} ${String((value as { originalError?: unknown }).originalError ?? '')}` : String(value),
+            );
+          findings.add(kase.label, `INTERNAL_SERVER_ERROR; logged ${causes.join(' | ').slice(0, 300)}`, input);
         }
-        let body: { data?: unknown; errors?: { message: string; extensions?: { code?: string } }[] };
-        try {
-          body = JSON.parse(text);
-        } catch {
-          // A refusal before GraphQL (415 for a content type it does not read) need not be JSON.
-          if (response.status < 400) findings.add(kase.label, `status ${response.status}, not JSON: ${text.slice(0, 200)}`, input);
-          continue;
-        }
-        // A read may succeed; a mutation never may (a 4xx refusal, such as 413, need not be GraphQL-shaped).
-        if (response.status < 400 && !body.errors?.length && /mutation/.test(input)) findings.add(kase.label, `accepted: ${text.slice(0, 200)}`, input);
-        const masked = (body.errors ?? []).filter((error) => error.extensions?.code === 'INTERNAL_SERVER_ERROR');
-        if (masked.length === 0) continue;
-        const causes = logged.flat().map((value) => (value instanceof Error ? `${value.message} ${String((value as { originalError?: unknown }).originalError ?? '')}` : String(value)));
-        findings.add(kase.label, `INTERNAL_SERVER_ERROR; logged ${causes.join(' | ').slice(0, 300)}`, input);
+      } finally {
+        errors.mockRestore();
       }
-    } finally {
-      errors.mockRestore();
-    }
-    findings.assertNone('GraphQL requests');
-  }, TIMEOUT_MS);
+      findings.assertNone('GraphQL requests');
+    },
+    TIMEOUT_MS,
+  );
 
-  test(`/ws: ${WS_FRAMES} bad frames, each answered with an error frame, the socket open`, async () => {
-    const rng = prng(SEED ^ 0x85ebca6b);
-    const findings = new Findings();
-    const errors = spyOn(console, 'error').mockImplementation(() => {});
-    let logged = 0;
-    try {
-      const socket = ownerSocket;
-      const already = socket.frames.length;
-      for (let index = 0; index < WS_FRAMES; index++) {
-        let kase = badFrame(rng);
-        // Frames over 64 KiB close the socket by design (tested apart): draw again.
-        while ((typeof kase.frame === 'string' ? Buffer.byteLength(kase.frame) : kase.frame.length) > 65_000) kase = badFrame(rng);
-        const input = typeof kase.frame === 'string' ? kase.frame : `<binary> ${new TextDecoder().decode(kase.frame)}`;
-        socket.ws.send(kase.frame);
-        let answer;
-        try {
-          answer = await socket.nextError();
-        } catch (error) {
-          findings.add(kase.label, (error as Error).message.slice(0, 300), input);
-          break;
+  test(
+    `/ws: ${WS_FRAMES} bad frames, each answered with an error frame, the socket open`,
+    async () => {
+      const rng = prng(SEED ^ 0x85ebca6b);
+      const findings = new Findings();
+      const errors = spyOn(console, 'error').mockImplementation(() => {});
+      let logged = 0;
+      try {
+        const socket = ownerSocket;
+        const already = socket.frames.length;
+        for (let index = 0; index < WS_FRAMES; index++) {
+          let kase = badFrame(rng);
+          // Frames over 64 KiB close the socket by design (tested apart): draw again.
+          while ((typeof kase.frame === 'string' ? Buffer.byteLength(kase.frame) : kase.frame.length) > 65_000) kase = badFrame(rng);
+          const input = typeof kase.frame === 'string' ? kase.frame : `<binary> ${new TextDecoder().decode(kase.frame)}`;
+          socket.ws.send(kase.frame);
+          let answer;
+          try {
+            answer = await socket.nextError();
+          } catch (error) {
+            findings.add(kase.label, (error as Error).message.slice(0, 300), input);
+            break;
+          }
+          if (typeof answer.error !== 'string' || answer.error === 'Internal server error' || Object.keys(answer).length !== 2) {
+            findings.add(kase.label, `answered ${JSON.stringify(answer).slice(0, 200)}`, input);
+          }
+          if (errors.mock.calls.length > logged) {
+            findings.add(kase.label, `logged an unexpected error: ${String(errors.mock.calls.at(-1)).slice(0, 200)}`, input);
+            logged = errors.mock.calls.length;
+          }
         }
-        if (typeof answer.error !== 'string' || answer.error === 'Internal server error' || Object.keys(answer).length !== 2) {
-          findings.add(kase.label, `answered ${JSON.stringify(answer).slice(0, 200)}`, input);
-        }
-        if (errors.mock.calls.length > logged) {
-          findings.add(kase.label, `logged an unexpected error: ${String(errors.mock.calls.at(-1)).slice(0, 200)}`, input);
-          logged = errors.mock.calls.length;
-        }
+        if (socket.isClosed()) findings.add('/ws', 'the socket closed', '');
+        const unexpected = socket.frames.slice(already).filter((frame) => frame.type !== 'error');
+        if (unexpected.length > 0) findings.add('/ws', `non-error frames arrived: ${JSON.stringify(unexpected).slice(0, 300)}`, '');
+      } finally {
+        errors.mockRestore();
       }
-      if (socket.isClosed()) findings.add('/ws', 'the socket closed', '');
-      const unexpected = socket.frames.slice(already).filter((frame) => frame.type !== 'error');
-      if (unexpected.length > 0) findings.add('/ws', `non-error frames arrived: ${JSON.stringify(unexpected).slice(0, 300)}`, '');
-    } finally {
-      errors.mockRestore();
-    }
-    findings.assertNone('/ws frames');
-  }, TIMEOUT_MS);
+      findings.assertNone('/ws frames');
+    },
+    TIMEOUT_MS,
+  );
 
   test('/ws: a frame over 64 KiB closes that socket with 1009, and only that socket', async () => {
     const big = kit.chat(owner.token);

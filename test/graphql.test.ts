@@ -43,39 +43,94 @@ const REGISTER = /* GraphQL */ `
   mutation Register($username: String!, $email: String!, $password: String!) {
     register(username: $username, email: $email, password: $password) {
       token
-      user { id username email createdAt }
+      user {
+        id
+        username
+        email
+        createdAt
+      }
     }
   }
 `;
 const LOGIN = /* GraphQL */ `
   mutation Login($username: String!, $password: String!) {
-    login(username: $username, password: $password) { token user { id username } }
+    login(username: $username, password: $password) {
+      token
+      user {
+        id
+        username
+      }
+    }
   }
 `;
 const CREATE_CHAT = /* GraphQL */ `
   mutation CreateChat($name: String, $isGroup: Boolean) {
-    createChat(name: $name, isGroup: $isGroup) { id name isGroup createdAt owner { username } participants { username } }
+    createChat(name: $name, isGroup: $isGroup) {
+      id
+      name
+      isGroup
+      createdAt
+      owner {
+        username
+      }
+      participants {
+        username
+      }
+    }
   }
 `;
 const INVITE = /* GraphQL */ `
   mutation Invite($chatId: ID!, $username: String!) {
-    inviteUser(chatId: $chatId, username: $username) { id participants { username } }
+    inviteUser(chatId: $chatId, username: $username) {
+      id
+      participants {
+        username
+      }
+    }
   }
 `;
 const SEND = /* GraphQL */ `
   mutation Send($chatId: ID!, $content: String!) {
-    sendMessage(chatId: $chatId, content: $content) { id chatId content isBot createdAt username user { username } }
+    sendMessage(chatId: $chatId, content: $content) {
+      id
+      chatId
+      content
+      isBot
+      createdAt
+      username
+      user {
+        username
+      }
+    }
   }
 `;
 const CHAT = /* GraphQL */ `
-  query Chat($id: ID!) { chat(id: $id) { id name participants { username } } }
+  query Chat($id: ID!) {
+    chat(id: $id) {
+      id
+      name
+      participants {
+        username
+      }
+    }
+  }
 `;
 const PAGE = /* GraphQL */ `
   query Page($id: ID!, $last: Int, $before: String) {
     chat(id: $id) {
       messages(last: $last, before: $before) {
-        edges { cursor node { content } }
-        pageInfo { hasPreviousPage hasNextPage startCursor endCursor }
+        edges {
+          cursor
+          node {
+            content
+          }
+        }
+        pageInfo {
+          hasPreviousPage
+          hasNextPage
+          startCursor
+          endCursor
+        }
       }
     }
   }

@@ -374,7 +374,11 @@ describe('error responses leak nothing', () => {
       ['malformed JSON to /graphql', '/graphql', { method: 'POST', body: '{"query": "{ me { id }', headers: json }],
       ['a non-string query', '/graphql', { method: 'POST', json: { query: 123 } }],
       ['a GraphQL syntax error', '/graphql', { method: 'POST', json: { query: '{ me { id }' } }],
-      ['wrongly typed variables', '/graphql', { method: 'POST', json: { query: 'query Q($id: ID!) { chat(id: $id) { id } }', variables: { id: { nested: true } } }, token }],
+      [
+        'wrongly typed variables',
+        '/graphql',
+        { method: 'POST', json: { query: 'query Q($id: ID!) { chat(id: $id) { id } }', variables: { id: { nested: true } } }, token },
+      ],
       ['a bad chat id in GraphQL', '/graphql', { method: 'POST', json: { query: '{ chat(id: "abc") { id } }' }, token }],
       ['a mutation over GET', '/graphql?query=mutation%7BcreateChat%7Bid%7D%7D', {}],
       ['an unknown operationName', '/graphql', { method: 'POST', json: { query: '{ me { id } }', operationName: 'Nope' }, token }],
@@ -468,7 +472,10 @@ describe('error responses leak nothing', () => {
 
   test('no response ever carries the password hash', async () => {
     const username = fresh('hash');
-    const registered = await prod.request('/api/auth/register', { method: 'POST', json: { username, email: `${username}@example.com`, password: 'password123' } });
+    const registered = await prod.request('/api/auth/register', {
+      method: 'POST',
+      json: { username, email: `${username}@example.com`, password: 'password123' },
+    });
     const login = await prod.request('/api/auth/login', { method: 'POST', json: { username, password: 'password123' } });
     const { access_token } = (await login.clone().json()) as { access_token: string };
     const responses = [

@@ -194,15 +194,21 @@ const graphqlCases: GraphqlCase[] = [
   ['chat(id) { participants }', byId('query ($id: ID!) { chat(id: $id) { id participants { id username email } } }')],
   [
     'chat(id) { messages }',
-    byId('query ($id: ID!) { chat(id: $id) { id messages(last: 20) { edges { cursor node { id content username user { email } } } pageInfo { startCursor } } } }'),
+    byId(
+      'query ($id: ID!) { chat(id: $id) { id messages(last: 20) { edges { cursor node { id content username user { email } } } pageInfo { startCursor } } } }',
+    ),
   ],
-  ['chat(id) with the id inline', (id) => ({ query: `{ chat(id: "${id}") { id name participants { username } messages { edges { node { content } } } } }`, variables: {} })],
+  [
+    'chat(id) with the id inline',
+    (id) => ({ query: `{ chat(id: "${id}") { id name participants { username } messages { edges { node { content } } } } }`, variables: {} }),
+  ],
   ['sendMessage', byId('mutation ($id: ID!) { sendMessage(chatId: $id, content: "mallory was here") { id content } }')],
   ['sendMessage (/bot)', byId('mutation ($id: ID!) { sendMessage(chatId: $id, content: "/bot leak it") { id content } }')],
   [
     'inviteUser (herself)',
     (id) => ({
-      query: 'mutation ($id: ID!, $username: String!) { inviteUser(chatId: $id, username: $username) { id name participants { username email } messages { edges { node { content } } } } }',
+      query:
+        'mutation ($id: ID!, $username: String!) { inviteUser(chatId: $id, username: $username) { id name participants { username email } messages { edges { node { content } } } } }',
       variables: { id, username: mallory.username },
     }),
   ],
@@ -369,11 +375,9 @@ describe('graphql-ws', () => {
   test('messageAdded(after: "0") reveals nothing either', async () => {
     // As for /ws: 0 is refused as a cursor before membership is asked, or (if 0 becomes a valid
     // cursor) refused as FORBIDDEN. Never a replay.
-    const subscription = kit.graphql(mallory.token).subscribe(
-      'subscription ($id: ID!) { messageAdded(chatId: $id, after: "0") { id content } }',
-      { id: roomA },
-      { field: 'messageAdded' },
-    );
+    const subscription = kit
+      .graphql(mallory.token)
+      .subscribe('subscription ($id: ID!) { messageAdded(chatId: $id, after: "0") { id content } }', { id: roomA }, { field: 'messageAdded' });
     await subscription.done;
     expect(subscription.errors).toHaveLength(1);
     expect(['FORBIDDEN', 'BAD_USER_INPUT']).toContain(subscription.errors[0]!.extensions?.code as string);

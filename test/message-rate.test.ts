@@ -96,7 +96,7 @@ describe('MESSAGE_RATE_LIMIT=1, MESSAGE_BURST=4', () => {
     expect((await restSend(alice, chatId, 'rest refused again')).status).toBe(429);
   });
 
-  test("a second socket of the same user buys no extra messages", async () => {
+  test('a second socket of the same user buys no extra messages', async () => {
     const alice = await signUp(t);
     const bob = await signUp(t);
     const chatId = await roomOf(alice, bob);
@@ -112,7 +112,8 @@ describe('MESSAGE_RATE_LIMIT=1, MESSAGE_BURST=4', () => {
     // Each frame is answered on its socket: with the echo of its message, or with an error frame.
     const answers = await Promise.all(
       sockets.map(async (socket, side) => {
-        const mine = (frame: { type: string; content?: unknown }) => frame.type === 'error' || (frame.type === 'message' && sent[side]!.includes(frame.content as string));
+        const mine = (frame: { type: string; content?: unknown }) =>
+          frame.type === 'error' || (frame.type === 'message' && sent[side]!.includes(frame.content as string));
         return Promise.all(sent[side]!.map(() => socket.next(mine, 'an answer to one of its messages')));
       }),
     );

@@ -79,19 +79,47 @@ async function gql<T = any>(user: TestUser, query: string, variables: Record<str
 }
 
 const SEND_MESSAGE = /* GraphQL */ `
-  mutation Send($chatId: ID!, $content: String!) { sendMessage(chatId: $chatId, content: $content) { id content } }
+  mutation Send($chatId: ID!, $content: String!) {
+    sendMessage(chatId: $chatId, content: $content) {
+      id
+      content
+    }
+  }
 `;
 const SEND_TYPING = /* GraphQL */ `
-  mutation Typing($chatId: ID!) { sendTyping(chatId: $chatId) }
+  mutation Typing($chatId: ID!) {
+    sendTyping(chatId: $chatId)
+  }
 `;
 const MESSAGE_ADDED = /* GraphQL */ `
-  subscription MessageAdded($chatId: ID!) { messageAdded(chatId: $chatId) { id content username isBot createdAt chatId } }
+  subscription MessageAdded($chatId: ID!) {
+    messageAdded(chatId: $chatId) {
+      id
+      content
+      username
+      isBot
+      createdAt
+      chatId
+    }
+  }
 `;
 const TYPING = /* GraphQL */ `
-  subscription Typing($chatId: ID!) { typing(chatId: $chatId) { chatId username } }
+  subscription Typing($chatId: ID!) {
+    typing(chatId: $chatId) {
+      chatId
+      username
+    }
+  }
 `;
 const BOT_STREAM = /* GraphQL */ `
-  subscription Bot($chatId: ID!) { botStream(chatId: $chatId) { chatId messageId chunk isComplete } }
+  subscription Bot($chatId: ID!) {
+    botStream(chatId: $chatId) {
+      chatId
+      messageId
+      chunk
+      isComplete
+    }
+  }
 `;
 
 interface GqlMessage {
@@ -148,7 +176,10 @@ describe('/ws authentication', () => {
     ['a missing token', async () => null],
     ['an empty token', async () => ''],
     ['a garbage token', async () => 'not-a-jwt'],
-    ['a token signed with another key', (user) => token('some-other-secret-key-that-is-long-enough-!!', { sub: String(user.id), iat: now(), exp: now() + 3600 })],
+    [
+      'a token signed with another key',
+      (user) => token('some-other-secret-key-that-is-long-enough-!!', { sub: String(user.id), iat: now(), exp: now() + 3600 }),
+    ],
     ['an expired token', (user) => token(t.config.secretKey, { sub: String(user.id), iat: now() - 7200, exp: now() - 3600 })],
     ['a token for a user that does not exist', () => token(t.config.secretKey, { sub: '987654321', iat: now(), exp: now() + 3600 })],
   ];
@@ -385,8 +416,16 @@ describe('/ws bad frames', () => {
     ['whitespace content', (id) => JSON.stringify({ type: 'message', chat_id: id, content: ' \n\t ' }), /content: Message content must not be empty/],
     ['missing content', (id) => JSON.stringify({ type: 'message', chat_id: id }), /content: Field required/],
     ['content that is not a string', (id) => JSON.stringify({ type: 'message', chat_id: id, content: 42 }), /content: Input should be a valid string/],
-    ['content over 10,000 characters', (id) => JSON.stringify({ type: 'message', chat_id: id, content: long }), /content: Message content must be at most 10000 characters/],
-    ['a JSON array', (id) => JSON.stringify([{ type: 'message', chat_id: id, content: 'hi' }]), /^Input should be a valid dictionary or object to extract fields from$/],
+    [
+      'content over 10,000 characters',
+      (id) => JSON.stringify({ type: 'message', chat_id: id, content: long }),
+      /content: Message content must be at most 10000 characters/,
+    ],
+    [
+      'a JSON array',
+      (id) => JSON.stringify([{ type: 'message', chat_id: id, content: 'hi' }]),
+      /^Input should be a valid dictionary or object to extract fields from$/,
+    ],
     ['a JSON number', () => '42', /^Input should be a valid dictionary or object to extract fields from$/],
     ['JSON null', () => 'null', /^Input should be a valid dictionary or object to extract fields from$/],
     ['a JSON string', () => '"message"', /^Input should be a valid dictionary or object to extract fields from$/],
@@ -472,7 +511,12 @@ describe('/ws rate limit', () => {
     // Every frame is answered: an echo of the stored message, or a rate-limit error.
     const answers: Frame[] = [];
     for (let i = 0; i < 20; i++) {
-      answers.push(await socket.next((frame) => frame.type === 'error' || (frame.type === 'message' && String(frame.content).startsWith(prefix)), 'an answer to the burst'));
+      answers.push(
+        await socket.next(
+          (frame) => frame.type === 'error' || (frame.type === 'message' && String(frame.content).startsWith(prefix)),
+          'an answer to the burst',
+        ),
+      );
     }
     const errors = answers.filter((frame) => frame.type === 'error');
     const echoes = answers.filter((frame) => frame.type === 'message');
@@ -526,7 +570,14 @@ describe('graphql-ws', () => {
     const sent = await restSend(alice, chat.id, content);
     const event = await subscription.next((message) => message.content === content);
     expect(keysOf(event)).toEqual(['chatId', 'content', 'createdAt', 'id', 'isBot', 'username']);
-    expect(event).toEqual({ id: String(sent.id), content, username: alice.username, isBot: false, createdAt: expect.stringMatching(ISO_UTC), chatId: String(chat.id) });
+    expect(event).toEqual({
+      id: String(sent.id),
+      content,
+      username: alice.username,
+      isBot: false,
+      createdAt: expect.stringMatching(ISO_UTC),
+      chatId: String(chat.id),
+    });
     expect(subscription.errors).toEqual([]);
   });
 
@@ -534,7 +585,9 @@ describe('graphql-ws', () => {
     const alice = await signUp(t);
     const bob = await signUp(t);
     const chat = await createChat(alice, [bob]);
-    const subscription = kit.graphql(bob.token).subscribe<{ chatId: string; username: string }>(TYPING, { chatId: chat.id }, { field: 'typing', ready: ['chat:typing', chat.id] });
+    const subscription = kit
+      .graphql(bob.token)
+      .subscribe<{ chatId: string; username: string }>(TYPING, { chatId: chat.id }, { field: 'typing', ready: ['chat:typing', chat.id] });
     await subscription.ready;
 
     const a = await connect(alice);

@@ -26,7 +26,9 @@ describe('redact', () => {
   });
 
   test('every URL quoted in a message is redacted, and text without secrets is left alone', () => {
-    expect(redact('tried postgresql://a:one@x/db, then redis://:two@y:6379 (refused)')).toBe('tried postgresql://a:***@x/db, then redis://:***@y:6379 (refused)');
+    expect(redact('tried postgresql://a:one@x/db, then redis://:two@y:6379 (refused)')).toBe(
+      'tried postgresql://a:***@x/db, then redis://:***@y:6379 (refused)',
+    );
     for (const plain of ['file:./gemini_coop.db', 'postgresql://coop@db:5432/coop', 'listening on http://localhost:8000/graphql']) {
       expect(redact(plain)).toBe(plain);
     }
@@ -49,7 +51,9 @@ describe('configuration errors', () => {
 
 describe('start-up failures', () => {
   test('an unreachable PostgreSQL is reported without the password, in the URL or in a parameter', async () => {
-    const error = await openDatabase({ engine: 'postgres', url: `postgresql://postgres:hunter2@${DEAD}/coop?password=hunter3` }).catch((caught: unknown) => caught);
+    const error = await openDatabase({ engine: 'postgres', url: `postgresql://postgres:hunter2@${DEAD}/coop?password=hunter3` }).catch(
+      (caught: unknown) => caught,
+    );
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as Error).message).toContain(`postgresql://postgres:***@${DEAD}/coop?password=***`);
     expectNoSecret((error as Error).message);
@@ -93,7 +97,14 @@ describe('start-up failures', () => {
     const dir = mkdtempSync(join(tmpdir(), 'gemini-coop-redaction-'));
     const server = Bun.spawn([process.execPath, 'src/server.ts'], {
       cwd: resolve(import.meta.dir, '..'),
-      env: { PATH: process.env.PATH ?? '', SECRET_KEY: SECRET, DATABASE_URL: `file:${join(dir, 'x.db')}`, PORT: '0', HOST: '127.0.0.1', REDIS_URL: `redis://:hunter2@${DEAD}?password=hunter3` },
+      env: {
+        PATH: process.env.PATH ?? '',
+        SECRET_KEY: SECRET,
+        DATABASE_URL: `file:${join(dir, 'x.db')}`,
+        PORT: '0',
+        HOST: '127.0.0.1',
+        REDIS_URL: `redis://:hunter2@${DEAD}?password=hunter3`,
+      },
       stdout: 'pipe',
       stderr: 'pipe',
     });

@@ -120,7 +120,18 @@ describe('one instance loses Redis while another keeps it', () => {
     const a = await appOnRedis(redis.url, prefix);
     const proxy = startTcpProxy({ hostname: '127.0.0.1', port: Number(new URL(redis.url).port) });
     cleanups.push(() => proxy.stop());
-    const b: App = await createApp(loadConfig({ ...process.env, DATABASE_URL: a.config.database.url, REDIS_URL: `redis://127.0.0.1:${proxy.port}`, REDIS_PREFIX: prefix, SECRET_KEY: a.config.secretKey, WS_RATE_LIMIT: '0', BOT_RATE_LIMIT: '0', LOGIN_RATE_LIMIT: '0' }));
+    const b: App = await createApp(
+      loadConfig({
+        ...process.env,
+        DATABASE_URL: a.config.database.url,
+        REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
+        REDIS_PREFIX: prefix,
+        SECRET_KEY: a.config.secretKey,
+        WS_RATE_LIMIT: '0',
+        BOT_RATE_LIMIT: '0',
+        LOGIN_RATE_LIMIT: '0',
+      }),
+    );
     cleanups.push(() => b.close());
     const serverB = Bun.serve({ port: 0, hostname: '127.0.0.1', fetch: (request, server) => b.fetch(request, server), websocket: b.websocket });
     cleanups.push(() => serverB.stop(true));

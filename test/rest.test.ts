@@ -134,7 +134,11 @@ describe('POST /api/auth/register', () => {
   test('a taken email is 400 "Email already registered", whatever its case', async () => {
     const username = freshName('mail');
     expect((await register({ username, email: `${username}@example.com`, password: 'password123' })).status).toBe(200);
-    await expectDetail(await register({ username: freshName('mail'), email: `${username}@example.com`, password: 'password123' }), 400, 'Email already registered');
+    await expectDetail(
+      await register({ username: freshName('mail'), email: `${username}@example.com`, password: 'password123' }),
+      400,
+      'Email already registered',
+    );
     await expectDetail(
       await register({ username: freshName('mail'), email: `${username.toUpperCase()}@EXAMPLE.com`, password: 'password123' }),
       400,

@@ -237,7 +237,7 @@ describe('a socket is closed when its token expires', () => {
   });
 });
 
-describe('a failed user lookup is the server\'s fault, not bad credentials', () => {
+describe("a failed user lookup is the server's fault, not bad credentials", () => {
   let s: Served;
   let alice: TestUser;
   let logged: ReturnType<typeof spyOn>;

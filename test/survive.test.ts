@@ -66,7 +66,11 @@ describe('subscriptions cannot leak', () => {
     }
     for (let i = 0; i < 3; i++) {
       const client = kit.graphql(bob.token);
-      const subscription = client.subscribe('subscription ($chatId: ID!) { messageAdded(chatId: $chatId, after: "0") { id } }', { chatId }, { field: 'messageAdded' });
+      const subscription = client.subscribe(
+        'subscription ($chatId: ID!) { messageAdded(chatId: $chatId, after: "0") { id } }',
+        { chatId },
+        { field: 'messageAdded' },
+      );
       subscription.unsubscribe();
     }
     await kit.closeAll();
@@ -118,7 +122,11 @@ test('a graphql-ws subscription whose source fails ends with an error result; th
     expect(await failing.done).toEqual({ kind: 'complete' });
     expect(failing.errors.map((error) => error.extensions?.code)).toEqual(['SLOW_SUBSCRIBER']);
     messages.subscribe = original;
-    const working = client.subscribe<{ id: string }>('subscription ($chatId: ID!) { messageAdded(chatId: $chatId) { id } }', { chatId }, { field: 'messageAdded', ready: ['chat:message', chatId] });
+    const working = client.subscribe<{ id: string }>(
+      'subscription ($chatId: ID!) { messageAdded(chatId: $chatId) { id } }',
+      { chatId },
+      { field: 'messageAdded', ready: ['chat:message', chatId] },
+    );
     await working.ready;
     const [id] = await fill(chatId, 1);
     await working.next((event) => Number(event.id) === id);
@@ -161,7 +169,17 @@ describe('slow graphql-ws subscribers (in one process, where one synchronous bur
     const witness = localKit.chat(owner.token);
     await witness.opened;
     await witness.join(chat.id);
-    const event = { ...sent, chatId: chat.id, userId: owner.id, user: { username: owner.username }, isBot: false, status: 'complete', replyToId: null, askPending: false, createdAt: new Date() };
+    const event = {
+      ...sent,
+      chatId: chat.id,
+      userId: owner.id,
+      user: { username: owner.username },
+      isBot: false,
+      status: 'complete',
+      replyToId: null,
+      askPending: false,
+      createdAt: new Date(),
+    };
     for (let i = 1; i <= 1100; i++) local.app.services.pubsub.publish('chat:message', chat.id, { ...event, id: sent.id + i });
     expect(await slow.done).toEqual({ kind: 'complete' });
     expect(slow.errors.map((error) => error.extensions?.code)).toContain('SLOW_SUBSCRIBER');
@@ -191,7 +209,11 @@ describe('catch-up too far behind', () => {
     const ids = await fill(chatId, CATCH_UP_LIMIT + 2);
     const subscription = kit
       .graphql(bob.token)
-      .subscribe<{ id: string }>('subscription ($chatId: ID!, $after: ID) { messageAdded(chatId: $chatId, after: $after) { id } }', { chatId, after: 0 }, { field: 'messageAdded' });
+      .subscribe<{ id: string }>(
+        'subscription ($chatId: ID!, $after: ID) { messageAdded(chatId: $chatId, after: $after) { id } }',
+        { chatId, after: 0 },
+        { field: 'messageAdded' },
+      );
     await subscription.next((event) => Number(event.id) === ids.at(-1));
     expect(subscription.errors).toHaveLength(1);
     expect(subscription.errors[0]!.extensions).toEqual({ code: 'HISTORY_GAP', after: '0', before: String(ids[2]) });

@@ -104,7 +104,10 @@ describe('usernames are unique whatever their case', () => {
     expect(upper.status).toBe(400);
     expect(await upper.json()).toEqual({ detail: 'Username already registered' });
 
-    const overGraphql = await graphql('mutation ($u: String!) { register(username: $u, email: "other-alice@example.com", password: "password123") { token } }', { u: 'Alice_Case' });
+    const overGraphql = await graphql(
+      'mutation ($u: String!) { register(username: $u, email: "other-alice@example.com", password: "password123") { token } }',
+      { u: 'Alice_Case' },
+    );
     expect(overGraphql.errors?.[0]).toMatchObject({ message: 'Username already registered', extensions: { code: 'CONFLICT' } });
     expect(await t.app.services.db.user.count({ where: { usernameKey: 'alice_case' } })).toBe(1);
   });

@@ -57,13 +57,17 @@ export async function invite(baseUrl: string, owner: BenchUser, chatId: number, 
 export async function setupRooms(baseUrl: string, rooms: number, members: number, concurrency = 8): Promise<{ chatId: number; members: BenchUser[] }[]> {
   const names = Array.from({ length: rooms * members }, (_, i) => `r${Math.floor(i / members)}m${i % members}`);
   const users = await pool(names, concurrency, (name) => registerAndLogin(baseUrl, name));
-  return pool(Array.from({ length: rooms }, (_, r) => r), concurrency, async (r) => {
-    const roomMembers = users.slice(r * members, (r + 1) * members);
-    const owner = roomMembers[0]!;
-    const chatId = await createRoom(baseUrl, owner, `bench room ${r}`);
-    for (const member of roomMembers.slice(1)) await invite(baseUrl, owner, chatId, member.username);
-    return { chatId, members: roomMembers };
-  });
+  return pool(
+    Array.from({ length: rooms }, (_, r) => r),
+    concurrency,
+    async (r) => {
+      const roomMembers = users.slice(r * members, (r + 1) * members);
+      const owner = roomMembers[0]!;
+      const chatId = await createRoom(baseUrl, owner, `bench room ${r}`);
+      for (const member of roomMembers.slice(1)) await invite(baseUrl, owner, chatId, member.username);
+      return { chatId, members: roomMembers };
+    },
+  );
 }
 
 /**

@@ -52,7 +52,13 @@ export class BenchContext {
     const dir = this.dir('baseline');
     const dbPath = join(dir, 'baseline.db');
     const port = freePort();
-    const server = await spawnServer({ name: 'baseline', script: 'bench/baseline-server.ts', logDir: dir, port, env: { PORT: String(port), BASELINE_DB: dbPath } });
+    const server = await spawnServer({
+      name: 'baseline',
+      script: 'bench/baseline-server.ts',
+      logDir: dir,
+      port,
+      env: { PORT: String(port), BASELINE_DB: dbPath },
+    });
     return { server, dbPath };
   }
 

@@ -205,7 +205,12 @@ export async function spawnServer(options: SpawnOptions): Promise<ServerProcess>
  * The local Gemini stand-in as a child process. Its port is chosen here and passed in, so there is no
  * need to parse its "listening on" line; health is "answers HTTP at all" (it 404s unknown paths).
  */
-export async function spawnFakeGemini(options: { logDir: string; chunks: number; delayMs: number; apiKey: string }): Promise<ServerProcess & { baseUrl: string }> {
+export async function spawnFakeGemini(options: {
+  logDir: string;
+  chunks: number;
+  delayMs: number;
+  apiKey: string;
+}): Promise<ServerProcess & { baseUrl: string }> {
   const port = freePort();
   const fake = await spawnServer({
     name: 'fake-gemini',

@@ -44,17 +44,23 @@ const FAKE_KEY = 'bench-fake-gemini-key';
  */
 export async function runBot(context: BenchContext, config: BotConfig): Promise<BotResult> {
   const fake = await spawnFakeGemini({ logDir: context.logDir('fake-gemini'), chunks: config.chunks, delayMs: config.delayMs, apiKey: FAKE_KEY });
-  const { server, dbPath } = await context.startProject('bot', { GEMINI_API_KEY: FAKE_KEY, GEMINI_BASE_URL: fake.baseUrl, BOT_MAX_CONCURRENT_CALLS: '8' }).catch(async (error: unknown) => {
-    await fake.stop();
-    throw error;
-  });
+  const { server, dbPath } = await context
+    .startProject('bot', { GEMINI_API_KEY: FAKE_KEY, GEMINI_BASE_URL: fake.baseUrl, BOT_MAX_CONCURRENT_CALLS: '8' })
+    .catch(async (error: unknown) => {
+      await fake.stop();
+      throw error;
+    });
   const sockets: WebSocket[] = [];
   try {
     const asker = await registerAndLogin(server.url, 'asker');
     const chatId = await createRoom(server.url, asker, 'bot room');
     progress(`bot: seeding ${config.listeners} listeners and opening their sockets`);
     const listeners = await seedUsers(dbPath, asker, 'listener', config.listeners, context.secretKey);
-    seedParticipants(dbPath, chatId, listeners.map((l) => l.id));
+    seedParticipants(
+      dbPath,
+      chatId,
+      listeners.map((l) => l.id),
+    );
 
     const first = new Float64Array(config.chunks); // 0 = not yet received (performance.now() is > 0)
     const last = new Float64Array(config.chunks);
@@ -110,10 +116,15 @@ export async function runBot(context: BenchContext, config: BotConfig): Promise<
     cpu.start();
     const askedAt = performance.now();
     askerSocket.send(`{"type":"message","chat_id":${chatId},"content":"/bot go"}`);
-    await until(() => completed === config.listeners, () => {}, 'every listener to receive the completed answer', {
-      everyMs: 20,
-      timeoutMs: 60_000 + config.chunks * config.delayMs * 2,
-    }).catch((error: unknown) => progress(String(error)));
+    await until(
+      () => completed === config.listeners,
+      () => {},
+      'every listener to receive the completed answer',
+      {
+        everyMs: 20,
+        timeoutMs: 60_000 + config.chunks * config.delayMs * 2,
+      },
+    ).catch((error: unknown) => progress(String(error)));
     cpu.stop();
 
     const spreads: number[] = [];

@@ -294,4 +294,3 @@ export async function runFanout(context: BenchContext, config: FanoutConfig, mod
     await server.stop();
   }
 }
-

@@ -69,9 +69,14 @@ export async function runIdle(context: BenchContext, requested: number): Promise
     progress(`idle: opening ${count} sockets, 500 at a time`);
     const openStart = performance.now();
     let closedEarly = 0;
-    const opened = await openMany(count, (i) => `${server.wsUrl}/ws?token=${users[i]!.token}`, 500, (n) => {
-      if (n % 2_000 === 0) progress(`idle: ${n} open`);
-    });
+    const opened = await openMany(
+      count,
+      (i) => `${server.wsUrl}/ws?token=${users[i]!.token}`,
+      500,
+      (n) => {
+        if (n % 2_000 === 0) progress(`idle: ${n} open`);
+      },
+    );
     const openSeconds = (performance.now() - openStart) / 1000;
     sockets.push(...opened);
     for (const ws of opened) ws.addEventListener('close', () => closedEarly++);

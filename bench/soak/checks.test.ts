@@ -47,7 +47,14 @@ describe('DeliveryAudit', () => {
     const live = audit.open(1, '/ws', null);
     for (const id of [2, 4, 6]) expect(live.receive(id, false)).toBe(true);
     const replayed = audit.open(1, '/ws', 1);
-    for (const [id, isBot] of [[2, false], [3, true], [4, false], [5, false], [6, false]] as const) replayed.receive(id, isBot);
+    for (const [id, isBot] of [
+      [2, false],
+      [3, true],
+      [4, false],
+      [5, false],
+      [6, false],
+    ] as const)
+      replayed.receive(id, isBot);
     expect(replayed.receive(5, false)).toBe(false);
     expect(audit.verify(dbPath)).toEqual({ connections: 2, missed: 1, examples: ['/ws live room 1: 1 of (2, 6]'], missedBeyondLimit: 0 });
   });
@@ -64,7 +71,18 @@ describe('DeliveryAudit', () => {
 });
 
 test('leastSquaresSlope', () => {
-  expect(leastSquaresSlope([{ x: 0, y: 1 }, { x: 1, y: 3 }, { x: 2, y: 5 }])).toBe(2);
+  expect(
+    leastSquaresSlope([
+      { x: 0, y: 1 },
+      { x: 1, y: 3 },
+      { x: 2, y: 5 },
+    ]),
+  ).toBe(2);
   expect(leastSquaresSlope([{ x: 1, y: 1 }])).toBeNull();
-  expect(leastSquaresSlope([{ x: 1, y: 1 }, { x: 1, y: 2 }])).toBeNull();
+  expect(
+    leastSquaresSlope([
+      { x: 1, y: 1 },
+      { x: 1, y: 2 },
+    ]),
+  ).toBeNull();
 });

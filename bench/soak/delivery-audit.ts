@@ -82,7 +82,9 @@ export class DeliveryAudit {
   verify(dbPath: string): DeliveryCheck {
     const check: DeliveryCheck = { connections: 0, missed: 0, examples: [], missedBeyondLimit: 0 };
     readDatabase(dbPath, (db) => {
-      const userMessages = db.query<{ n: number }, [number, number, number]>('SELECT count(*) AS n FROM messages WHERE chat_id = ? AND is_bot = 0 AND id > ? AND id <= ?');
+      const userMessages = db.query<{ n: number }, [number, number, number]>(
+        'SELECT count(*) AS n FROM messages WHERE chat_id = ? AND is_bot = 0 AND id > ? AND id <= ?',
+      );
       const replayable = db.query<{ n: number }, [number, number, number]>(
         "SELECT count(*) AS n FROM messages WHERE chat_id = ? AND status IN ('complete', 'stopped') AND id > ? AND id <= ?",
       );
@@ -98,7 +100,8 @@ export class DeliveryAudit {
         }
         if (missed <= 0) continue;
         check.missed += missed;
-        if (check.examples.length < 5) check.examples.push(`${log.via}${log.replays ? ' after' : ' live'} room ${log.chatId}: ${missed} of (${log.from}, ${log.last}]`);
+        if (check.examples.length < 5)
+          check.examples.push(`${log.via}${log.replays ? ' after' : ' live'} room ${log.chatId}: ${missed} of (${log.from}, ${log.last}]`);
       }
     });
     return check;

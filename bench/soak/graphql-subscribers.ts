@@ -46,7 +46,8 @@ export class ChurningSubscriber {
             if (errors?.length) run.tally.error(`graphql-ws subscription error: ${errors[0]!.message}`);
             if (!data) return;
             run.tally.count('graphqlDeliveries');
-            if (!log.receive(Number(data.messageAdded.id), data.messageAdded.isBot)) run.tally.error('graphql-ws message id out of order or repeated', data.messageAdded.id);
+            if (!log.receive(Number(data.messageAdded.id), data.messageAdded.isBot))
+              run.tally.error('graphql-ws message id out of order or repeated', data.messageAdded.id);
           },
           error: (error) => {
             if (!closing) run.tally.error('graphql-ws subscription failed', describe(error));

@@ -34,7 +34,11 @@ export function restLoad(
       await run.pause(loginEverySeconds * 1000);
       if (!run.running) break;
       const body = JSON.stringify({ username: users[i % users.length]!.username, password: PASSWORD });
-      const answer = (await call(run, 'POST /api/auth/login', `${baseUrl}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })) as { access_token?: unknown } | null;
+      const answer = (await call(run, 'POST /api/auth/login', `${baseUrl}/api/auth/login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+      })) as { access_token?: unknown } | null;
       if (answer && typeof answer.access_token !== 'string') run.tally.error('login answered without a token', JSON.stringify(answer));
       else if (answer) run.tally.count('logins');
     }

@@ -48,7 +48,9 @@ export class AckLedger {
     let stored = 0;
     const mismatched: number[] = [];
     readDatabase(dbPath, (db) => {
-      for (const row of db.query<{ id: number; content: string }, [number]>('SELECT id, content FROM messages WHERE is_bot = 0 AND id <= ?').iterate(this.maxId)) {
+      for (const row of db
+        .query<{ id: number; content: string }, [number]>('SELECT id, content FROM messages WHERE is_bot = 0 AND id <= ?')
+        .iterate(this.maxId)) {
         const expected = this.fingerprints[row.id]!;
         if (expected === 0) continue;
         found[row.id] = 1;

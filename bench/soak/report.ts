@@ -64,7 +64,13 @@ export function report(peak: { rate: number; measured: boolean }, result: Steady
 
   console.log('\nErrors by kind');
   if (tally.errors.size === 0) console.log('  none');
-  else console.log(table(['kind', 'count', 'first example'], [...tally.errors].map(([kind, { count, example }]) => [kind, count, example || '—'])));
+  else
+    console.log(
+      table(
+        ['kind', 'count', 'first example'],
+        [...tally.errors].map(([kind, { count, example }]) => [kind, count, example || '—']),
+      ),
+    );
 
   console.log('\nAcknowledged vs stored (the SQLite file, read after the server stopped)');
   console.log(

@@ -74,8 +74,10 @@ export function settings(): Settings {
     return parsed;
   };
   // A room can do without churners, and the load without graphql-ws subscribers.
-  const pick = (name: keyof typeof DEFAULTS) => positive(`--${name}`, raw[name], { zero: name === 'churners' || name === 'graphql-subscribers' }) ?? DEFAULTS[name];
-  const minutes = positive('--minutes', raw.minutes, { whole: false }) ?? positive('SOAK_MINUTES', process.env.SOAK_MINUTES, { whole: false }) ?? DEFAULTS.minutes;
+  const pick = (name: keyof typeof DEFAULTS) =>
+    positive(`--${name}`, raw[name], { zero: name === 'churners' || name === 'graphql-subscribers' }) ?? DEFAULTS[name];
+  const minutes =
+    positive('--minutes', raw.minutes, { whole: false }) ?? positive('SOAK_MINUTES', process.env.SOAK_MINUTES, { whole: false }) ?? DEFAULTS.minutes;
   const seconds = positive('--seconds', raw.seconds) ?? Math.max(1, Math.round(minutes * 60));
   return {
     seconds,
@@ -94,4 +96,3 @@ export function settings(): Settings {
     keep: values.keep ?? false,
   };
 }
-

@@ -52,7 +52,9 @@ export async function steady(server: ServerProcess, config: Settings, peak: numb
   progress(`soak: registering ${config.rooms * (config.senders + config.churners)} users (argon2id, 8 at a time)`);
   const rooms = await setupRooms(server.url, config.rooms, config.senders + config.churners);
   const socketUrl = (user: BenchUser) => `${server.wsUrl}/ws?token=${user.token}`;
-  const senders = rooms.flatMap((room) => room.members.slice(0, config.senders).map((user, i) => new RoomSender(run, socketUrl(user), user, room.chatId, i === 0)));
+  const senders = rooms.flatMap((room) =>
+    room.members.slice(0, config.senders).map((user, i) => new RoomSender(run, socketUrl(user), user, room.chatId, i === 0)),
+  );
   const askers = senders.filter((sender) => sender.asker);
   const offlineMs = Math.min(MAX_OFFLINE_MS, (REPLAY_BUDGET / (targetRate / config.rooms)) * 1000);
   const churners = rooms.flatMap((room) => room.members.slice(config.senders).map((user) => new ChurningMember(run, socketUrl(user), room.chatId, offlineMs)));
@@ -65,7 +67,20 @@ export async function steady(server: ServerProcess, config: Settings, peak: numb
   const cpu = new CpuWindow(server.pid);
   const inflight = () => senders.reduce((n, s) => n + s.inflight, 0);
   const progressTable = streamingTable(
-    ['time', 'RSS MB', 'acked/s', 'ack p50 ms', 'ack p99 ms', 'in flight', 'deliveries/s', 'rejoins', 'bot answers', 'bot 1st chunk p50 ms', 'logins', 'errors'],
+    [
+      'time',
+      'RSS MB',
+      'acked/s',
+      'ack p50 ms',
+      'ack p99 ms',
+      'in flight',
+      'deliveries/s',
+      'rejoins',
+      'bot answers',
+      'bot 1st chunk p50 ms',
+      'logins',
+      'errors',
+    ],
     [5, 7, 8, 8, 8, 6, 10, 5, 5, 6, 4, 5],
   );
   const printInterval = (elapsedSeconds: number) => {
@@ -114,7 +129,7 @@ export async function steady(server: ServerProcess, config: Settings, peak: numb
       ...restLoad(run, server.url, rooms, { loginEverySeconds: config.loginEverySeconds, historyEverySeconds: config.historyEverySeconds }),
     );
     const endAt = startedAt + config.seconds * 1000;
-    for (let reportAt = startedAt + config.reportEverySeconds * 1000; run.running && performance.now() < endAt; ) {
+    for (let reportAt = startedAt + config.reportEverySeconds * 1000; run.running && performance.now() < endAt;) {
       await run.pause(Math.min(reportAt, endAt) - performance.now());
       // The row due at the very end is the final one, printed below.
       if (performance.now() >= reportAt && performance.now() < endAt) {
@@ -132,9 +147,12 @@ export async function steady(server: ServerProcess, config: Settings, peak: numb
 
     // What was sent before the end still gets its echo and its answer, within bounds.
     if (!serverDied) {
-      await until(() => inflight() === 0 && askers.every((s) => s.awaitingAnswers === 0), () => {}, 'the last echoes and answers', { everyMs: 50, timeoutMs: DRAIN_MS }).catch(
-        (error: unknown) => progress(String(error)),
-      );
+      await until(
+        () => inflight() === 0 && askers.every((s) => s.awaitingAnswers === 0),
+        () => {},
+        'the last echoes and answers',
+        { everyMs: 50, timeoutMs: DRAIN_MS },
+      ).catch((error: unknown) => progress(String(error)));
       unansweredAsks = askers.reduce((n, s) => n + s.awaitingAnswers, 0);
     }
     run.tally.unconfirmed += inflight();
@@ -154,7 +172,9 @@ export async function steady(server: ServerProcess, config: Settings, peak: numb
     cpu: cpu.result,
     serverDied,
     exit: `code ${code}, signal ${server.proc.signalCode ?? 'none'}`,
-    serverLogLines: readFileSync(server.errorLogPath, 'utf8').split('\n').filter((line) => line.trim() !== ''),
+    serverLogLines: readFileSync(server.errorLogPath, 'utf8')
+      .split('\n')
+      .filter((line) => line.trim() !== ''),
     unansweredAsks,
   };
 }

@@ -2,7 +2,19 @@ import type { Summary } from '../lib/stats';
 import { Samples } from '../lib/stats';
 
 /** Counters that the interval rows show as a rate or a count per interval. */
-const COUNTERS = ['sent', 'acked', 'wsDeliveries', 'graphqlDeliveries', 'botChunkDeliveries', 'wsReconnects', 'graphqlReconnects', 'botAsks', 'botAnswers', 'logins', 'historyReads'] as const;
+const COUNTERS = [
+  'sent',
+  'acked',
+  'wsDeliveries',
+  'graphqlDeliveries',
+  'botChunkDeliveries',
+  'wsReconnects',
+  'graphqlReconnects',
+  'botAsks',
+  'botAnswers',
+  'logins',
+  'historyReads',
+] as const;
 type Counter = (typeof COUNTERS)[number];
 
 export interface Interval extends Record<Counter, number> {

@@ -36,7 +36,14 @@ interface Membership {
  * and every message id checked against the connection's log; `onFrame` sees the frames too, and
  * `onLost` runs when the socket closes without being asked to.
  */
-async function joinRoom(run: SoakRun, url: string, chatId: number, after: number | null, onFrame?: (frame: string) => void, onLost?: () => void): Promise<Membership> {
+async function joinRoom(
+  run: SoakRun,
+  url: string,
+  chatId: number,
+  after: number | null,
+  onFrame?: (frame: string) => void,
+  onLost?: () => void,
+): Promise<Membership> {
   const socket = await openSocket(url);
   const log = run.audit.open(chatId, '/ws', after);
   let leaving = false;
@@ -108,7 +115,14 @@ export class RoomSender {
   }
 
   async connect(): Promise<void> {
-    this.membership = await joinRoom(this.run, this.url, this.chatId, null, (frame) => this.onFrame(frame), () => this.lost());
+    this.membership = await joinRoom(
+      this.run,
+      this.url,
+      this.chatId,
+      null,
+      (frame) => this.onFrame(frame),
+      () => this.lost(),
+    );
   }
 
   /** Sends one message; false when it cannot now (socket down, or too many waiting for their echo). */
@@ -247,7 +261,7 @@ export async function paceMessages(run: SoakRun, senders: RoomSender[], ratePerS
       run.tally.notSent += Math.floor(owed - ratePerSecond);
       owed -= Math.floor(owed - ratePerSecond);
     }
-    for (let refused = 0; owed >= 1 && refused < senders.length; ) {
+    for (let refused = 0; owed >= 1 && refused < senders.length;) {
       if (senders[next++ % senders.length]!.send()) {
         owed--;
         refused = 0;

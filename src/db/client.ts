@@ -22,7 +22,9 @@ export async function openDatabase(database: Config['database'], options: { log?
     await applyMigrations(database.engine, adapter);
   } catch (error) {
     // The driver's own message may quote the URL too: the whole line is redacted.
-    throw new ConfigError(redact(`Cannot open the database at ${database.url}: ${(error as Error).message.split('\n')[0]}. Check DATABASE_URL and that the server is reachable.`));
+    throw new ConfigError(
+      redact(`Cannot open the database at ${database.url}: ${(error as Error).message.split('\n')[0]}. Check DATABASE_URL and that the server is reachable.`),
+    );
   }
   const Client = (database.engine === 'sqlite' ? PrismaClient : PostgresClient) as typeof PrismaClient;
   const client = new Client({ adapter: adapter as PrismaBunSqlite, log: options.log ? [{ emit: 'event', level: 'query' }] : [] });

@@ -72,9 +72,7 @@ async function loadBindings() {
 export async function readDatamodels(engine: Engine): Promise<[string, string][]> {
   const dir = engineDir(engine);
   const files = (await readdir(dir)).filter((name) => name.endsWith('.prisma')).sort();
-  return Promise.all(
-    files.map(async (name): Promise<[string, string]> => [name, await readFile(join(dir, name), 'utf8')]),
-  );
+  return Promise.all(files.map(async (name): Promise<[string, string]> => [name, await readFile(join(dir, name), 'utf8')]));
 }
 
 export async function readMigrations(engine: Engine): Promise<MigrationList> {
@@ -107,10 +105,7 @@ export async function readMigrations(engine: Engine): Promise<MigrationList> {
 const noFilters = { externalTables: [], externalEnums: [] };
 
 /** Applies the committed migrations that the database has not seen yet; returns their names. */
-export async function applyMigrations(
-  engine: Engine,
-  adapterFactory: SqlMigrationAwareDriverAdapterFactory,
-): Promise<string[]> {
+export async function applyMigrations(engine: Engine, adapterFactory: SqlMigrationAwareDriverAdapterFactory): Promise<string[]> {
   const migrationsList = await readMigrations(engine);
   return withSchemaEngine(engine, adapterFactory, async (schemaEngine) => {
     const { appliedMigrationNames } = await schemaEngine.applyMigrations({ migrationsList, filters: noFilters });

@@ -266,7 +266,10 @@ export class BotService {
       where: {
         chatId,
         status: { in: ['complete', 'stopped'] },
-        OR: [{ isBot: false, id: { lte: askMessageId } }, { isBot: true, replyToId: { lt: askMessageId } }],
+        OR: [
+          { isBot: false, id: { lte: askMessageId } },
+          { isBot: true, replyToId: { lt: askMessageId } },
+        ],
       },
       orderBy: { id: 'desc' },
       take: this.config.bot.contextMessages * 2,

@@ -28,7 +28,11 @@ async function take(iterator: AsyncIterator<number>, count: number): Promise<num
 test('de-duplicates by what was replayed, not by id order: a lower live id arriving late is kept', async () => {
   const source = liveSource();
   source.confirm();
-  const stream = replayThenLive(source.listen, () => [5, 6, 7], (id) => id);
+  const stream = replayThenLive(
+    source.listen,
+    () => [5, 6, 7],
+    (id) => id,
+  );
   const replayed = take(stream, 3);
   expect(await replayed).toEqual([5, 6, 7]);
   source.emit(6); // already replayed: dropped

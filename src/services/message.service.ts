@@ -104,7 +104,11 @@ export class MessageService {
     await this.chats.requireParticipant(reader.id, id);
     const listen = (onEvent: (event: MessageEvent) => void) => this.feeds.onMessage(id, onEvent);
     if (afterId === null) return boundedRepeater(listen);
-    return replayThenLive<CatchUpEvent>(listen, () => this.missed(id, afterId), (event) => (isHistoryGap(event) ? undefined : event.id));
+    return replayThenLive<CatchUpEvent>(
+      listen,
+      () => this.missed(id, afterId),
+      (event) => (isHistoryGap(event) ? undefined : event.id),
+    );
   }
 
   /** The messages after `afterId`, oldest first: all of them, or a gap and the newest CATCH_UP_LIMIT. */

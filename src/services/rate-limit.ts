@@ -49,9 +49,7 @@ export class TokenBucket {
 export class KeyedRateLimiter<K> {
   private readonly buckets: LruCache<K, TokenBucket>;
 
-  constructor(
-    private readonly options: { ratePerSecond: number; burst: number; message: string; maxKeys?: number; now?: () => number },
-  ) {
+  constructor(private readonly options: { ratePerSecond: number; burst: number; message: string; maxKeys?: number; now?: () => number }) {
     const { ratePerSecond, burst, maxKeys = DEFAULT_MAX_KEYS, now = Date.now } = options;
     const refillMs = ratePerSecond === 0 ? 0 : Math.ceil((burst / ratePerSecond) * 1000);
     this.buckets = new LruCache(maxKeys, refillMs, now);

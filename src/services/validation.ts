@@ -43,9 +43,7 @@ export const usernameSchema = z
   .max(32, 'String should have at most 32 characters')
   .regex(/^[A-Za-z0-9_.-]+$/, 'Username may contain only letters, digits, "_", "." and "-"');
 
-export const passwordSchema = storable(
-  z.string().min(8, 'String should have at least 8 characters').max(128, 'String should have at most 128 characters'),
-);
+export const passwordSchema = storable(z.string().min(8, 'String should have at least 8 characters').max(128, 'String should have at most 128 characters'));
 
 export const emailSchema = z
   .string()

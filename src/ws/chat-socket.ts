@@ -302,9 +302,7 @@ export class ChatSocketHub {
     const registrations = [
       feeds.onMessage(chatId, (event: MessageEvent) => toRoom(messagesTopic(chatId), frames.message(event))),
       feeds.onBot(chatId, (event: BotStreamEvent) => toRoom(botTopic(chatId), frames.botStream(event))),
-      pubsub.on('chat:typing', chatId, (event) =>
-        toOthers(JSON.stringify({ type: 'typing', chat_id: chatId, username: event.username }), event.socketId),
-      ),
+      pubsub.on('chat:typing', chatId, (event) => toOthers(JSON.stringify({ type: 'typing', chat_id: chatId, username: event.username }), event.socketId)),
       pubsub.on('chat:presence', chatId, (event) =>
         toOthers(JSON.stringify({ type: event.kind === 'joined' ? 'user_joined' : 'user_left', chat_id: chatId, username: event.username }), event.socketId),
       ),

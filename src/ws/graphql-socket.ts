@@ -46,12 +46,7 @@ export function createGraphqlSocketHandler(
   return makeHandler<Record<string, unknown> | undefined>({
     async onConnect(context) {
       const params = context.connectionParams ?? {};
-      const token =
-        typeof params.authorization === 'string'
-          ? bearerToken(params.authorization)
-          : typeof params.token === 'string'
-            ? params.token
-            : null;
+      const token = typeof params.authorization === 'string' ? bearerToken(params.authorization) : typeof params.token === 'string' ? params.token : null;
       const socket = socketOf(context);
       let session: SocketSession | null;
       try {

@@ -153,7 +153,9 @@ let users = 0;
 export async function signUpOn(instance: Instance, prefix = 'user'): Promise<ClusterUser> {
   const username = `${prefix}${++users}_${Math.random().toString(36).slice(2, 8)}`;
   const password = 'password123';
-  const user = await ok<{ id: number }>(instance.request('/api/auth/register', { method: 'POST', json: { username, email: `${username}@example.com`, password } }));
+  const user = await ok<{ id: number }>(
+    instance.request('/api/auth/register', { method: 'POST', json: { username, email: `${username}@example.com`, password } }),
+  );
   const { access_token } = await ok<{ access_token: string }>(instance.request('/api/auth/login', { method: 'POST', json: { username, password } }));
   return { id: user.id, username, password, token: access_token };
 }

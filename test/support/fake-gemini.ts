@@ -81,8 +81,7 @@ const STATUS_NAMES: Record<number, string> = {
 };
 
 const encoder = new TextEncoder();
-const frame = (data: unknown): Uint8Array =>
-  encoder.encode(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\r\n\r\n`);
+const frame = (data: unknown): Uint8Array => encoder.encode(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\r\n\r\n`);
 
 function errorResponse(status: number, message: string, details?: unknown[]): Response {
   const error = { code: status, message, status: STATUS_NAMES[status] ?? 'UNKNOWN', ...(details && { details }) };
@@ -183,15 +182,34 @@ export async function startFakeGemini(options: { apiKey?: string; port?: number 
         return stream(req, signal, frames, 'close', reply.delayMs);
       }
       case 'fail-mid-stream':
-        return stream(req, signal, reply.chunks.map((t) => frame(delta(t))), 'drop', reply.delayMs, reply.dropAfterMs ?? 50);
+        return stream(
+          req,
+          signal,
+          reply.chunks.map((t) => frame(delta(t))),
+          'drop',
+          reply.delayMs,
+          reply.dropAfterMs ?? 50,
+        );
       case 'hang-after':
-        return stream(req, signal, reply.chunks.map((t) => frame(delta(t))), 'hang');
+        return stream(
+          req,
+          signal,
+          reply.chunks.map((t) => frame(delta(t))),
+          'hang',
+        );
       case 'safety-block':
-        return stream(req, signal, [frame({
-          promptFeedback: { blockReason: 'SAFETY', safetyRatings: [{ category: 'HARM_CATEGORY_HARASSMENT', probability: 'HIGH', blocked: true }] },
-          usageMetadata: { promptTokenCount: prompt, totalTokenCount: prompt },
-          modelVersion: model,
-        })], 'close');
+        return stream(
+          req,
+          signal,
+          [
+            frame({
+              promptFeedback: { blockReason: 'SAFETY', safetyRatings: [{ category: 'HARM_CATEGORY_HARASSMENT', probability: 'HIGH', blocked: true }] },
+              usageMetadata: { promptTokenCount: prompt, totalTokenCount: prompt },
+              modelVersion: model,
+            }),
+          ],
+          'close',
+        );
       case 'garbage':
         return stream(req, signal, [frame('this is not json'), frame('{"candidates": [')], 'close');
       case 'http-error':
@@ -227,7 +245,10 @@ export async function startFakeGemini(options: { apiKey?: string; port?: number 
 
       if (!route || httpReq.method !== 'POST') return errorResponse(404, `Method not found: ${httpReq.method} ${url.pathname}`);
       if (req.apiKey === null) {
-        return errorResponse(403, 'Method doesn\'t allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.');
+        return errorResponse(
+          403,
+          "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.",
+        );
       }
       if (req.apiKey !== apiKey) {
         return errorResponse(400, 'API key not valid. Please pass a valid API key.', [

@@ -175,7 +175,11 @@ export interface GraphqlClient {
    * `ready` resolves once the server is listening to that pub/sub topic, so a publish after it
    * cannot be missed.
    */
-  subscribe<T = any>(query: string, variables: Record<string, unknown>, options: { field: string; ready?: [topic: string, id: number] }): GraphqlSubscription<T>;
+  subscribe<T = any>(
+    query: string,
+    variables: Record<string, unknown>,
+    options: { field: string; ready?: [topic: string, id: number] },
+  ): GraphqlSubscription<T>;
 }
 
 /** The parts of the service layer where the app registers its listeners. */
