@@ -434,7 +434,7 @@ describe('the /bot trigger', () => {
     const history = await s.history(s.bob);
     expect(history).toMatchObject([
       { content: '/bot what is up?', user_id: s.alice.id, username: 'alice', is_bot: false },
-      { content: answer, user_id: null, username: null, is_bot: true, chat_id: s.chatId },
+      { content: answer, user_id: null, username: 'gemini-ai', is_bot: true, chat_id: s.chatId },
     ]);
     expect(history[0]!.id).toBe(a.frames.all.find((f) => f.type === 'message')!.message_id);
     expect(history[1]!.id).toBe(a.botFrames(s.chatId)[0]!.message_id);
@@ -458,7 +458,7 @@ describe('the /bot trigger', () => {
     await s.t.app.services.bot.idle();
     expect((await s.history()).map((m) => [m.username, m.is_bot])).toEqual([
       ['bob', false],
-      [null, true],
+      ['gemini-ai', true],
     ]);
   });
 
@@ -484,7 +484,7 @@ describe('the /bot trigger', () => {
     await s.t.app.services.bot.idle();
     expect((await gqlMessages(s)).map((m) => [m.username, m.isBot, m.content])).toEqual([
       ['carol', false, '/bot pizza or sushi?'],
-      [null, true, 'Echo: carol: /bot pizza or sushi?'],
+      ['gemini-ai', true, 'Echo: carol: /bot pizza or sushi?'],
     ]);
   });
 
@@ -767,13 +767,13 @@ describe('nothing is lost', () => {
     expect(history.map(({ content, is_bot, user_id, username }) => ({ content, is_bot, user_id, username }))).toEqual([
       { content: 'before', is_bot: false, user_id: s.alice.id, username: 'alice' },
       { content: '/bot keep going', is_bot: false, user_id: s.alice.id, username: 'alice' },
-      { content: chunks.join(''), is_bot: true, user_id: null, username: null },
+      { content: chunks.join(''), is_bot: true, user_id: null, username: 'gemini-ai' },
     ]);
     expect(history[2]!.id).toBe(a.botFrames(s.chatId)[0]!.message_id);
     expect(await gqlMessages(s)).toEqual([
       { id: String(history[0]!.id), content: 'before', isBot: false, status: 'complete', username: 'alice', user: { username: 'alice' } },
       { id: String(history[1]!.id), content: '/bot keep going', isBot: false, status: 'complete', username: 'alice', user: { username: 'alice' } },
-      { id: String(history[2]!.id), content: chunks.join(''), isBot: true, status: 'complete', username: null, user: null },
+      { id: String(history[2]!.id), content: chunks.join(''), isBot: true, status: 'complete', username: 'gemini-ai', user: null },
     ]);
   });
 });
@@ -1078,7 +1078,7 @@ describe('stop', () => {
     expect(await gql.completion()).toMatchObject({ chunk: '', isComplete: true, fullResponse: 'Partial answer', error: null, stopped: true });
     await s.t.app.services.bot.idle();
     const stored = (await gqlMessages(s)).at(-1)!;
-    expect(stored).toMatchObject({ content: 'Partial answer', isBot: true, status: 'stopped', username: null });
+    expect(stored).toMatchObject({ content: 'Partial answer', isBot: true, status: 'stopped', username: 'gemini-ai' });
     expect(stored.id).toBe(String(a.botFrames(s.chatId)[0]!.message_id));
 
     // The room keeps working after a stop.

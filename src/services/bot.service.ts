@@ -21,6 +21,17 @@ export function botPrompt(content: string): string | null {
   return BOT_PREFIX.test(content) ? content.slice(4).trim() : null;
 }
 
+/**
+ * Asks whichever instance runs the room's answer to stop it (the answer may run on another
+ * instance, so the request travels over the pub/sub); false when none is running.
+ */
+export async function requestStop(db: Database, pubsub: PubSub, chatId: number): Promise<boolean> {
+  const streaming = await db.message.findFirst({ where: { chatId, status: 'streaming' }, select: { id: true } });
+  if (!streaming) return false;
+  pubsub.publish('chat:stop', chatId, { chatId, messageId: streaming.id });
+  return true;
+}
+
 /** The part of a running answer already published, for members who join mid-answer. */
 export interface AnswerInProgress {
   messageId: number;
@@ -102,16 +113,11 @@ export class BotService {
     return next;
   }
 
-  /**
-   * Stops the room's running answer: the model call is aborted and what was written is kept.
-   * The answer may run on another instance, so the request travels over the pub/sub.
-   */
+  /** Stops the room's running answer: the model call is aborted and what was written is kept. */
   async stop(user: PublicUser, chatId: unknown): Promise<void> {
     const id = parseChatId(chatId);
     await this.chats.requireParticipant(user.id, id);
-    const streaming = await this.db.message.findFirst({ where: { chatId: id, status: 'streaming' }, select: { id: true } });
-    if (!streaming) throw new AppError('BAD_USER_INPUT', 'No bot answer is running in this chat');
-    this.pubsub.publish('chat:stop', id, { chatId: id, messageId: streaming.id });
+    if (!(await requestStop(this.db, this.pubsub, id))) throw new AppError('BAD_USER_INPUT', 'No bot answer is running in this chat');
   }
 
   /**
@@ -299,7 +305,9 @@ export class BotService {
       lost.removeEventListener('abort', onLockLost);
     }
     try {
-      await this.db.message.update({ where: { id: messageId }, data: { content: answer.text, status } });
+      // updateMany: the chat may have been deleted meanwhile (its answer stopped), taking this row with it.
+      const { count } = await this.db.message.updateMany({ where: { id: messageId }, data: { content: answer.text, status } });
+      if (count === 0) throw new Error('its row is gone');
     } catch (storeError) {
       // The room still learns that the answer is over, and that it is not in the history.
       console.error(`bot answer ${messageId} could not be stored`, storeError);

@@ -31,6 +31,12 @@ export type CatchUpEvent = MessageEvent | HistoryGap;
 
 export const isHistoryGap = (event: CatchUpEvent): event is HistoryGap => 'gap' in event;
 
+/** A stored message as delivered. Bot messages have no author: they show BOT_NAME as their `username`. */
+export function namedMessageEvent(row: Parameters<typeof toMessageEvent>[0], botName: string): MessageEvent {
+  const event = toMessageEvent(row);
+  return event.isBot ? { ...event, username: botName } : event;
+}
+
 export class MessageService {
   private readonly writer: MessageWriter;
 
@@ -43,6 +49,8 @@ export class MessageService {
     private readonly bus: Pick<EventBus, 'available'>,
     /** MESSAGE_RATE_LIMIT: per user, so more sockets or another transport buy no extra messages. */
     private readonly sendLimit: KeyedRateLimiter<number>,
+    /** BOT_NAME: the `username` of bot messages. */
+    readonly botName: string,
   ) {
     this.writer = new MessageWriter(db);
   }
@@ -119,7 +127,10 @@ export class MessageService {
       take: CATCH_UP_LIMIT + 1,
       select: messageSelect,
     });
-    const missed = rows.slice(0, CATCH_UP_LIMIT).reverse().map(toMessageEvent);
+    const missed = rows
+      .slice(0, CATCH_UP_LIMIT)
+      .reverse()
+      .map((row) => namedMessageEvent(row, this.botName));
     if (rows.length <= CATCH_UP_LIMIT) return missed;
     return [{ chatId, after: afterId, before: missed[0]!.id, gap: true }, ...missed];
   }
@@ -141,6 +152,6 @@ export class MessageService {
       take: limit,
       select: messageSelect,
     });
-    return rows.reverse().map(toMessageEvent);
+    return rows.reverse().map((row) => namedMessageEvent(row, this.botName));
   }
 }

@@ -95,6 +95,8 @@ export type Events = {
   /** Asks whichever instance runs that answer to stop it. */
   'chat:stop': [chatId: number, request: { chatId: number; messageId: number }];
   'user:event': [userId: number, event: UserEvent];
+  /** Drops cached memberships on every instance after someone left a chat; one channel (id 0) for the whole cluster. */
+  'membership:forget': [cluster: 0, scope: { userId?: number; chatId?: number; origin: string }];
 };
 
 export type Topic = keyof Events;
