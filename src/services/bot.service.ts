@@ -307,7 +307,11 @@ export class BotService {
     try {
       // updateMany: the chat may have been deleted meanwhile (its answer stopped), taking this row with it.
       const { count } = await this.db.message.updateMany({ where: { id: messageId }, data: { content: answer.text, status } });
-      if (count === 0) throw new Error('its row is gone');
+      if (count === 0) {
+        // The row went with its chat: nothing is wrong, but nothing was stored either.
+        status = 'failed';
+        error = NOT_STORED;
+      }
     } catch (storeError) {
       // The room still learns that the answer is over, and that it is not in the history.
       console.error(`bot answer ${messageId} could not be stored`, storeError);
