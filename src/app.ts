@@ -110,7 +110,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     ],
   });
 
-  const chatSockets = new ChatSocketHub(services, config.limits.wsRatePerSecond);
+  const chatSockets = new ChatSocketHub(services, config.limits.wsRatePerSecond, config.bot.name);
   const sockets = createWebSockets(
     chatSockets,
     createGraphqlSocketHandler(yoga, services, (error) => toGraphQLError(error, 'Unexpected error.')),

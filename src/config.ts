@@ -37,7 +37,13 @@ export interface Config {
     /** Open `/ws` and graphql-ws sockets per user in one process; 0 turns the cap off. */
     socketsPerUser: number;
   };
-  bot: { contextMessages: number; contextChars: number; maxConcurrentCalls: number };
+  bot: {
+    /** The name bot messages show as their author (`username`); the bot has no user account. */
+    name: string;
+    contextMessages: number;
+    contextChars: number;
+    maxConcurrentCalls: number;
+  };
   /** On SIGTERM, how long running bot answers get to finish; the process is gone within a second after. */
   shutdownGraceMs: number;
 }
@@ -82,6 +88,7 @@ export function loadConfig(env: Env = process.env): Config {
       socketsPerUser: integer(env, 'MAX_SOCKETS_PER_USER', 20, { min: 0 }),
     },
     bot: {
+      name: botName(env.BOT_NAME),
       contextMessages: integer(env, 'BOT_CONTEXT_MESSAGES', 50, { min: 1 }),
       contextChars: integer(env, 'BOT_CONTEXT_CHARS', 24_000, { min: 1 }),
       maxConcurrentCalls: integer(env, 'BOT_MAX_CONCURRENT_CALLS', 8, { min: 1 }),
@@ -113,6 +120,16 @@ export function parseDatabaseUrl(url: string): Config['database'] {
   throw new ConfigError(
     `DATABASE_URL=${redact(url)} is not supported: use file:./gemini_coop.db (or sqlite:///./gemini_coop.db) for SQLite, or postgresql://user@host:5432/db for PostgreSQL.`,
   );
+}
+
+const MAX_BOT_NAME_LENGTH = 64;
+
+function botName(raw: string | undefined): string {
+  const name = raw?.trim() || 'gemini-ai';
+  if (name.length > MAX_BOT_NAME_LENGTH) {
+    throw new ConfigError(`BOT_NAME is ${name.length} characters long: set a name of at most ${MAX_BOT_NAME_LENGTH}, or unset it for gemini-ai.`);
+  }
+  return name;
 }
 
 function corsOrigins(raw: string | undefined, production: boolean): '*' | string[] {

@@ -370,19 +370,35 @@ async function gqlMessages(s: Setup, chat = s.chatId) {
   return result.data.chat.messages.edges.map((edge: { node: unknown }) => edge.node) as Frame[];
 }
 
-/** Checks one member's view of a whole answer: deltas, then exactly one completion, one message id. */
+/**
+ * Checks one member's view of a whole answer, as both generations of clients read it: the seed's
+ * deltas then exactly one completion under one message id, and the later nested `message` whose
+ * content is the whole text so far.
+ */
 function expectStreamed(frames: Frame[], chatId: number, full: string, extra: Frame = {}) {
   const completions = frames.filter((f) => f.is_complete);
   expect(completions).toHaveLength(1);
   const completion = completions[0]!;
   expect(frames.at(-1)).toBe(completion);
   const deltas = frames.slice(0, -1);
+  const nested = (content: string) => ({
+    id: completion.message_id,
+    chat_id: chatId,
+    user_id: null,
+    username: 'gemini-ai',
+    content,
+    is_bot: true,
+    created_at: expect.stringMatching(/^\d{4}-\d{2}-\d{2}T/),
+  });
+  let textSoFar = '';
   for (const delta of deltas) {
-    expect(Object.keys(delta).sort()).toEqual(['chat_id', 'chunk', 'is_complete', 'message_id', 'type']);
+    expect(Object.keys(delta).sort()).toEqual(['chat_id', 'chunk', 'is_complete', 'message', 'message_id', 'type']);
     expect(delta).toMatchObject({ type: 'bot_stream', chat_id: chatId, message_id: completion.message_id, is_complete: false });
     expect(delta.chunk).not.toBe('');
+    textSoFar += delta.chunk as string;
+    expect(delta.message).toEqual(nested(textSoFar));
   }
-  expect(deltas.map((d) => d.chunk).join('')).toBe(full);
+  expect(textSoFar).toBe(full);
   expect(completion).toEqual({
     type: 'bot_stream',
     chat_id: chatId,
@@ -391,6 +407,7 @@ function expectStreamed(frames: Frame[], chatId: number, full: string, extra: Fr
     is_complete: true,
     full_response: full,
     ...extra,
+    message: nested(full),
   });
   expect(Number.isInteger(completion.message_id)).toBe(true);
   return completion.message_id as number;
@@ -417,7 +434,7 @@ describe('the /bot trigger', () => {
     const history = await s.history(s.bob);
     expect(history).toMatchObject([
       { content: '/bot what is up?', user_id: s.alice.id, username: 'alice', is_bot: false },
-      { content: answer, user_id: null, username: null, is_bot: true, chat_id: s.chatId },
+      { content: answer, user_id: null, username: 'gemini-ai', is_bot: true, chat_id: s.chatId },
     ]);
     expect(history[0]!.id).toBe(a.frames.all.find((f) => f.type === 'message')!.message_id);
     expect(history[1]!.id).toBe(a.botFrames(s.chatId)[0]!.message_id);
@@ -441,7 +458,7 @@ describe('the /bot trigger', () => {
     await s.t.app.services.bot.idle();
     expect((await s.history()).map((m) => [m.username, m.is_bot])).toEqual([
       ['bob', false],
-      [null, true],
+      ['gemini-ai', true],
     ]);
   });
 
@@ -467,7 +484,7 @@ describe('the /bot trigger', () => {
     await s.t.app.services.bot.idle();
     expect((await gqlMessages(s)).map((m) => [m.username, m.isBot, m.content])).toEqual([
       ['carol', false, '/bot pizza or sushi?'],
-      [null, true, 'Echo: carol: /bot pizza or sushi?'],
+      ['gemini-ai', true, 'Echo: carol: /bot pizza or sushi?'],
     ]);
   });
 
@@ -750,13 +767,13 @@ describe('nothing is lost', () => {
     expect(history.map(({ content, is_bot, user_id, username }) => ({ content, is_bot, user_id, username }))).toEqual([
       { content: 'before', is_bot: false, user_id: s.alice.id, username: 'alice' },
       { content: '/bot keep going', is_bot: false, user_id: s.alice.id, username: 'alice' },
-      { content: chunks.join(''), is_bot: true, user_id: null, username: null },
+      { content: chunks.join(''), is_bot: true, user_id: null, username: 'gemini-ai' },
     ]);
     expect(history[2]!.id).toBe(a.botFrames(s.chatId)[0]!.message_id);
     expect(await gqlMessages(s)).toEqual([
       { id: String(history[0]!.id), content: 'before', isBot: false, status: 'complete', username: 'alice', user: { username: 'alice' } },
       { id: String(history[1]!.id), content: '/bot keep going', isBot: false, status: 'complete', username: 'alice', user: { username: 'alice' } },
-      { id: String(history[2]!.id), content: chunks.join(''), isBot: true, status: 'complete', username: null, user: null },
+      { id: String(history[2]!.id), content: chunks.join(''), isBot: true, status: 'complete', username: 'gemini-ai', user: null },
     ]);
   });
 });
@@ -1061,7 +1078,7 @@ describe('stop', () => {
     expect(await gql.completion()).toMatchObject({ chunk: '', isComplete: true, fullResponse: 'Partial answer', error: null, stopped: true });
     await s.t.app.services.bot.idle();
     const stored = (await gqlMessages(s)).at(-1)!;
-    expect(stored).toMatchObject({ content: 'Partial answer', isBot: true, status: 'stopped', username: null });
+    expect(stored).toMatchObject({ content: 'Partial answer', isBot: true, status: 'stopped', username: 'gemini-ai' });
     expect(stored.id).toBe(String(a.botFrames(s.chatId)[0]!.message_id));
 
     // The room keeps working after a stop.

@@ -56,6 +56,14 @@ describe('defaults', () => {
     expect(loadConfig({ SECRET_KEY: SECRET, GEMINI_API_KEY: 'abc123' }).gemini.apiKey).toBe('abc123');
   });
 
+  test('BOT_NAME names bot messages: gemini-ai by default (blank too), trimmed, at most 64 characters', () => {
+    expect(loadConfig({ SECRET_KEY: SECRET }).bot.name).toBe('gemini-ai');
+    expect(loadConfig({ SECRET_KEY: SECRET, BOT_NAME: '  ' }).bot.name).toBe('gemini-ai');
+    expect(loadConfig({ SECRET_KEY: SECRET, BOT_NAME: ' Helper ' }).bot.name).toBe('Helper');
+    expect(loadConfig({ SECRET_KEY: SECRET, BOT_NAME: 'b'.repeat(64) }).bot.name).toBe('b'.repeat(64));
+    expect(configError(() => loadConfig({ SECRET_KEY: SECRET, BOT_NAME: 'b'.repeat(65) })).message).toContain('BOT_NAME');
+  });
+
   test('empty integer settings fall back to their defaults', () => {
     const config = loadConfig({ SECRET_KEY: SECRET, PORT: '', TOKEN_EXPIRE_MINUTES: '' });
     expect(config.port).toBe(8000);

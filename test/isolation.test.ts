@@ -116,8 +116,8 @@ async function busyRoomA(): Promise<void> {
   await b.next((frame) => frame.type === 'typing' && frame.chat_id === roomA);
   // A bot answer's stream, published as the bot service does: a delta, then its completion.
   const messageId = 900_000 + ++seq;
-  t.app.services.pubsub.publish('chat:bot', roomA, { chatId: roomA, messageId, chunk: SECRET, isComplete: false });
-  t.app.services.pubsub.publish('chat:bot', roomA, { chatId: roomA, messageId, chunk: '', isComplete: true, fullResponse: SECRET });
+  t.app.services.pubsub.publish('chat:bot', roomA, { chatId: roomA, messageId, chunk: SECRET, isComplete: false, createdAt: new Date() });
+  t.app.services.pubsub.publish('chat:bot', roomA, { chatId: roomA, messageId, chunk: '', isComplete: true, fullResponse: SECRET, createdAt: new Date() });
   await b.next((frame) => frame.type === 'bot_stream' && frame.message_id === messageId && frame.is_complete === true);
   await a.close();
   await b.close();

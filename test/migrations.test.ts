@@ -28,12 +28,13 @@ describe('SQLite migrations', () => {
   test('applied at start, recorded, and applied only once', async () => {
     const path = join(dir, 'once.db');
     const adapter = new PrismaBunSqlite({ url: `file:${path}` });
-    expect(await applyMigrations('sqlite', adapter)).toEqual(['20261125000000_init', '20261206000000_survive']);
+    expect(await applyMigrations('sqlite', adapter)).toEqual(['20261125000000_init', '20261206000000_survive', '20261207000000_read_positions']);
     expect(await applyMigrations('sqlite', adapter)).toEqual([]);
     const db = new Database(path, { readonly: true });
     expect(db.query('SELECT migration_name FROM _prisma_migrations').all()).toEqual([
       { migration_name: '20261125000000_init' },
       { migration_name: '20261206000000_survive' },
+      { migration_name: '20261207000000_read_positions' },
     ]);
     db.close();
   });
@@ -71,7 +72,11 @@ if (process.env.TEST_DATABASE_URL) {
       const migrated = await createTestDatabase(dir);
       const fromModels = await createTestDatabase(dir);
       try {
-        expect(await applyMigrations('postgres', new PrismaPg({ connectionString: migrated.url }))).toEqual(['20261125000000_init', '20261206000000_survive']);
+        expect(await applyMigrations('postgres', new PrismaPg({ connectionString: migrated.url }))).toEqual([
+          '20261125000000_init',
+          '20261206000000_survive',
+          '20261207000000_read_positions',
+        ]);
         expect(await applyMigrations('postgres', new PrismaPg({ connectionString: migrated.url }))).toEqual([]);
         const script = await modelsSql('postgres', new PrismaPg({ connectionString: fromModels.url }));
         const sql = new Bun.SQL(fromModels.url);

@@ -37,6 +37,8 @@ async function seed(count: number): Promise<TestUser> {
         content: `chat ${n} message ${i}`,
       });
     }
+    // One guest has read everything, so read receipts have something to load.
+    await graphql('mutation ($chatId: ID!) { markChatRead(chatId: $chatId) }', guests[0]!.token, { chatId });
   }
   return owner!;
 }
@@ -48,11 +50,19 @@ async function graphql(query: string, token: string, variables: Record<string, u
   return body.data;
 }
 
-/** Runs QUERY as `owner` and returns the SQL it caused, plus the data to check it really loaded. */
-async function measure(owner: TestUser) {
+/** Runs `query` as `owner` and returns the SQL it caused, plus the data to check it really loaded. */
+async function measure(owner: TestUser, query = QUERY) {
   queries = [];
-  const data = await graphql(QUERY, owner.token);
+  const data = await graphql(query, owner.token);
   return { count: queries.length, statements: [...queries], chats: data.chats as any[] };
+}
+
+/** Asserts that `few` and `many` cost the same number of statements, at most `max`. */
+function expectFixedCost(label: string, few: { count: number }, many: { count: number; statements: string[] }, max: number) {
+  console.log(`N+1 check (${label}): ${few.count} SQL statements for 2 chats, ${many.count} for 10 chats`);
+  if (many.count !== few.count || many.count > max) console.log(many.statements.join('\n'));
+  expect(many.count).toBe(few.count);
+  expect(many.count).toBeLessThanOrEqual(max);
 }
 
 test('chats with participants and messages cost the same SQL for 2 chats as for 10', async () => {
@@ -75,4 +85,42 @@ test('chats with participants and messages cost the same SQL for 2 chats as for 
   if (many.count !== few.count || many.count > MAX_QUERIES) console.log(many.statements.join('\n'));
   expect(many.count).toBe(few.count);
   expect(many.count).toBeLessThanOrEqual(MAX_QUERIES);
+});
+
+test('GET /api/chats with unread counts and last messages costs the same SQL for 2 chats as for 10', async () => {
+  const measureRest = async (owner: TestUser) => {
+    queries = [];
+    const response = await t.request('/api/chats', { token: owner.token });
+    expect(response.status).toBe(200);
+    return { count: queries.length, statements: [...queries], chats: (await response.json()) as any[] };
+  };
+  const few = await measureRest(await seed(2));
+  const many = await measureRest(await seed(10));
+  for (const [result, count] of [
+    [few, 2],
+    [many, 10],
+  ] as const) {
+    // Newest activity first; the owner wrote messages 0 and 3, so the guests' 1 and 2 are unread.
+    expect(result.chats.map((chat) => chat.name)).toEqual(Array.from({ length: count }, (_, n) => `chat ${count - 1 - n}`));
+    for (const chat of result.chats) expect(chat).toMatchObject({ unread_count: 2, last_message: `${chat.name} message ${MESSAGES_PER_CHAT - 1}` });
+  }
+  // The chats; their unread counts and last message ids in one statement; the last messages and their authors.
+  expectFixedCost('REST chat list', few, many, 4);
+});
+
+test('GraphQL chats with unreadCount, lastMessage and read receipts cost the same SQL for 2 chats as for 10', async () => {
+  const query = `{ chats { name unreadCount lastMessageTime lastMessage { content }
+    messages(last: 20) { edges { node { content readBy { username readAt } } } } } }`;
+  const few = await measure(await seed(2), query);
+  const many = await measure(await seed(10), query);
+  for (const result of [few, many]) {
+    for (const chat of result.chats) {
+      expect(chat).toMatchObject({ unreadCount: 2, lastMessage: { content: `${chat.name} message ${MESSAGES_PER_CHAT - 1}` } });
+      const readers = chat.messages.edges.map((edge: any) => edge.node.readBy.length);
+      // The guest who marked the chat read has read every message but their own (message 1).
+      expect(readers).toEqual([1, 0, 1, 1]);
+    }
+  }
+  // chats, messages, their chat's read positions and readers' names, unread counts, last messages and their authors.
+  expectFixedCost('GraphQL chat list with activity and receipts', few, many, 8);
 });

@@ -209,7 +209,7 @@ describe('/ws authentication', () => {
 });
 
 describe('/ws frames out', () => {
-  test('a message goes to every socket that joined the room, the sender included, with the original keys', async () => {
+  test("a message goes to every socket that joined the room, the sender included, with the seed's flat keys and the later nested message", async () => {
     const alice = await signUp(t);
     const bob = await signUp(t);
     const chat = await createChat(alice, [bob]);
@@ -222,7 +222,7 @@ describe('/ws frames out', () => {
     a.send({ type: 'message', chat_id: chat.id, content });
     const [own, other] = await Promise.all([a.next(isMessage(content)), b.next(isMessage(content))]);
     expect(own).toEqual(other);
-    expect(keysOf(own)).toEqual(['chat_id', 'content', 'created_at', 'is_bot', 'message_id', 'type', 'username']);
+    expect(keysOf(own)).toEqual(['chat_id', 'content', 'created_at', 'is_bot', 'message', 'message_id', 'type', 'username']);
     const [stored] = (await history(alice, chat.id)).filter((message) => message.content === content);
     expect(own).toEqual({
       type: 'message',
@@ -232,6 +232,15 @@ describe('/ws frames out', () => {
       content,
       is_bot: false,
       created_at: expect.stringMatching(ISO_UTC),
+      message: {
+        id: stored!.id,
+        chat_id: chat.id,
+        user_id: alice.id,
+        username: alice.username,
+        content,
+        is_bot: false,
+        created_at: own.created_at,
+      },
     });
   });
 
@@ -293,32 +302,35 @@ describe('/ws frames out', () => {
     expect(countContent(b, content)).toBe(1);
   });
 
-  test('leave stops delivery of that room to that socket only; joining again resumes it', async () => {
+  test("leave ends the room's typing and presence for that socket; its messages keep coming, once, to every socket of a participant", async () => {
     const alice = await signUp(t);
     const bob = await signUp(t);
     const room = await createChat(alice, [bob]);
-    const other = await createChat(alice, [bob]);
     const a = await connect(alice);
     const b = await connect(bob);
+    const bNeverJoined = await connect(bob);
     await a.join(room.id);
     await b.join(room.id);
-    await b.join(other.id);
 
     await b.leave(room.id);
-    const unwanted = unique('after-leave');
-    await restSend(alice, room.id, unwanted);
-    await a.next(isMessage(unwanted));
-    // b is still in `other`: a later message there proves the first did not reach b.
-    const marker = unique('marker');
-    await restSend(alice, other.id, marker);
-    await b.next(isMessage(marker));
-    expect(messagesIn(b, room.id)).toEqual([]);
+    a.send({ type: 'typing', chat_id: room.id });
+    const afterLeave = unique('after-leave');
+    await restSend(alice, room.id, afterLeave);
+    await b.next(isMessage(afterLeave));
+    await bNeverJoined.next(isMessage(afterLeave));
 
-    await b.join(room.id);
+    // Leave and join again in quick succession, as the later web client does on each re-render.
+    b.send({ type: 'leave', chat_id: room.id });
+    b.send({ type: 'join', chat_id: room.id });
+    const churn = unique('during-churn');
+    await restSend(alice, room.id, churn);
+    await b.next(isMessage(churn));
+    await b.sync();
     const again = unique('rejoined');
     await restSend(alice, room.id, again);
     await b.next(isMessage(again));
-    expect(countContent(b, unwanted)).toBe(0);
+    for (const content of [afterLeave, churn, again]) expect(countContent(b, content)).toBe(1);
+    expect(b.frames.filter((frame) => frame.type === 'typing')).toEqual([]);
   });
 
   test('an invite over REST is pushed to every open socket of the invitee, and only theirs', async () => {
@@ -332,9 +344,16 @@ describe('/ws frames out', () => {
     const name = unique('Invite room');
     const chat = await createChat(alice, [], name);
     await invite(alice, chat.id, dave);
-    const expected = { type: 'chat_invite', chat_id: chat.id, chat_name: name, invited_by: alice.username };
+    const expected = {
+      type: 'chat_invite',
+      chat_id: chat.id,
+      chat_name: name,
+      invited_by: alice.username,
+      chat: { id: chat.id, name, owner_id: alice.id, created_at: expect.stringMatching(ISO_UTC), is_group: true },
+      notification: `${alice.username} added you to ${name}`,
+    };
     const pushed = await d1.next('chat_invite');
-    expect(keysOf(pushed)).toEqual(['chat_id', 'chat_name', 'invited_by', 'type']);
+    expect(keysOf(pushed)).toEqual(['chat', 'chat_id', 'chat_name', 'invited_by', 'notification', 'type']);
     expect(pushed).toEqual(expected);
     expect(await d2.next('chat_invite')).toEqual(expected);
 
@@ -710,6 +729,7 @@ describe('/ws disconnect during a join', () => {
     };
     const ownServer = own.listen();
     const ownKit = socketKit(ownServer, own.app.services);
+    const listenersAtStart = own.app.services.pubsub.listenerCount();
     try {
       const alice = await signUp(own);
       const bob = await signUp(own);
@@ -750,12 +770,11 @@ describe('/ws disconnect during a join', () => {
       await a.next(isMessage(marker));
       expect(a.frames.filter((frame) => frame.type === 'user_joined' || frame.type === 'user_left')).toEqual([]);
 
-      // The dead socket did not keep the room alive: once alice leaves, the room's bridge stops,
-      // so joining again starts a new subscription to its messages.
-      await a.leave(room.id);
-      const resubscribed = ownKit.subscribed('chat:message', room.id);
-      await a.join(room.id);
-      await resubscribed;
+      // The dead socket kept nothing: once alice's socket has closed too, no listener is left.
+      const aClosed = new Promise<void>((resolve) => serverCloses.push(resolve));
+      await a.close();
+      await aClosed;
+      expect(own.app.services.pubsub.listenerCount()).toBe(listenersAtStart);
     } finally {
       await ownKit.dispose();
       await ownServer.stop(true);

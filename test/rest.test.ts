@@ -75,6 +75,9 @@ async function createChat(user: TestUser, body: unknown = { name: 'Room', is_gro
   return (await response.json()) as { id: number; name: string | null; owner_id: number; is_group: boolean; created_at: string };
 }
 
+/** A chat as the chat list shows it before anyone wrote in it. */
+const listed = (chat: object) => ({ ...chat, unread_count: 0, last_message: null, last_message_time: null });
+
 const invite = (user: TestUser, chatId: number | string, username: string) =>
   t.request(`/api/chats/${chatId}/invite`, { method: 'POST', token: user.token, json: { username } });
 
@@ -394,9 +397,10 @@ describe('chats', () => {
       const second = await createChat(alice, { name: 'a2' });
       const bobs = await createChat(bob, { name: 'b1' });
       const aliceList = await (await t.request('/api/chats', { token: alice.token })).json();
-      expect(aliceList).toEqual([first, second]);
+      // Latest activity first: with no messages yet, the newest chat.
+      expect(aliceList).toEqual([listed(second), listed(first)]);
       const bobList = await (await t.request('/api/chats', { token: bob.token })).json();
-      expect(bobList).toEqual([bobs]);
+      expect(bobList).toEqual([listed(bobs)]);
     });
 
     test('a new user has no chats', async () => {
@@ -440,7 +444,7 @@ describe('chats', () => {
       expect(response.status).toBe(200);
       expect(await response.json()).toEqual({ message: `User ${jane.username} invited to chat` });
 
-      expect(await (await t.request('/api/chats', { token: jane.token })).json()).toEqual([chat]);
+      expect(await (await t.request('/api/chats', { token: jane.token })).json()).toEqual([listed(chat)]);
       expect((await t.request(`/api/chats/${chat.id}`, { token: jane.token })).status).toBe(200);
     });
 
@@ -680,7 +684,7 @@ describe('errors', () => {
     const cases: [path: string, method: string, allowed: string][] = [
       ['/api/auth/login', 'GET', 'POST'],
       ['/health', 'POST', 'GET'],
-      ['/api/chats/1', 'DELETE', 'GET'],
+      ['/api/chats/1', 'PUT', 'GET, DELETE'],
       ['/api/chats/1/invite', 'GET', 'POST'],
     ];
     for (const [path, method, allowed] of cases) {

@@ -20,5 +20,5 @@ test('a registered user creates a chat and reads it back', async () => {
   const chat = await created.json();
   expect(chat).toMatchObject({ name: 'My Chat', is_group: true, owner_id: user.id });
   const listed = await (await t.request('/api/chats', { token: user.token })).json();
-  expect(listed).toEqual([chat]);
+  expect(listed).toEqual([{ ...chat, unread_count: 0, last_message: null, last_message_time: null }]);
 });

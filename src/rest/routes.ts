@@ -2,7 +2,7 @@ import type { PublicUser } from '../services/auth.service';
 import { bearerToken } from '../services/auth.service';
 import type { Services } from '../services';
 import { json, readBody } from './http';
-import { chatJson, messageJson, userJson } from './serializers';
+import { chatJson, chatListItemJson, messageJson, readReceiptsJson, userJson } from './serializers';
 
 export interface RouteContext {
   request: Request;
@@ -44,10 +44,23 @@ export const routes: [method: string, path: string, handler: Handler][] = [
     },
   ],
   ['GET', '/api/auth/me', authenticated((_context, user) => json(userJson(user)))],
+  [
+    'GET',
+    '/api/users/search',
+    authenticated(async ({ url, services }, user) => json((await services.users.search(user, Object.fromEntries(url.searchParams))).map(userJson))),
+  ],
 
   ['POST', '/api/chats', authenticated(async ({ request, services }, user) => json(chatJson(await services.chats.create(user, await readBody(request)))))],
-  ['GET', '/api/chats', authenticated(async ({ services }, user) => json((await services.chats.listFor(user)).map(chatJson)))],
+  ['GET', '/api/chats', authenticated(async ({ services }, user) => json((await services.chats.listWithActivity(user)).map(chatListItemJson)))],
   ['GET', '/api/chats/:id', authenticated(async ({ params, services }, user) => json(chatJson(await services.chats.get(user, params.id))))],
+  [
+    'DELETE',
+    '/api/chats/:id',
+    authenticated(async ({ params, services }, user) => {
+      await services.chats.delete(user, params.id);
+      return json({ message: 'Chat deleted successfully' });
+    }),
+  ],
   [
     'POST',
     '/api/chats/:id/invite',
@@ -72,5 +85,34 @@ export const routes: [method: string, path: string, handler: Handler][] = [
     'GET',
     '/api/chats/:id/participants',
     authenticated(async ({ params, services }, user) => json((await services.chats.participants(user, params.id)).map(userJson))),
+  ],
+  [
+    'DELETE',
+    '/api/chats/:id/participants/:user_id',
+    authenticated(async ({ params, services }, user) => {
+      await services.chats.removeParticipant(user, params.id, params.user_id);
+      return json({ message: 'Participant removed successfully' });
+    }),
+  ],
+  [
+    'POST',
+    '/api/chats/:id/leave',
+    authenticated(async ({ params, services }, user) => {
+      await services.chats.leave(user, params.id);
+      return json({ message: 'Left chat successfully' });
+    }),
+  ],
+  [
+    'POST',
+    '/api/chats/:id/mark-read',
+    authenticated(async ({ params, services }, user) => {
+      await services.readState.markRead(user, params.id);
+      return json({ success: true, message: 'Chat marked as read' });
+    }),
+  ],
+  [
+    'GET',
+    '/api/chats/:id/read-receipts',
+    authenticated(async ({ params, services }, user) => json(readReceiptsJson(await services.readState.receipts(user, params.id)))),
   ],
 ];

@@ -1,5 +1,6 @@
 import type { PublicUser } from '../services/auth.service';
-import type { MessageEvent } from '../services/pubsub';
+import type { ChatSummary, MessageEvent, ReadReceipts } from '../services/pubsub';
+import type { ChatActivity } from '../services/read-state.service';
 
 /** The original service's JSON shapes, snake_case and all. */
 export const userJson = (user: PublicUser) => ({
@@ -9,12 +10,20 @@ export const userJson = (user: PublicUser) => ({
   created_at: user.createdAt.toISOString(),
 });
 
-export const chatJson = (chat: { id: number; name: string | null; ownerId: number; isGroup: boolean; createdAt: Date }) => ({
+export const chatJson = (chat: ChatSummary) => ({
   id: chat.id,
   name: chat.name,
   owner_id: chat.ownerId,
   is_group: chat.isGroup,
   created_at: chat.createdAt.toISOString(),
+});
+
+/** An item of the chat list: the chat, what is unread in it for the caller, and its last message. */
+export const chatListItemJson = (chat: ChatSummary & ChatActivity) => ({
+  ...chatJson(chat),
+  unread_count: chat.unreadCount,
+  last_message: chat.lastMessage?.content ?? null,
+  last_message_time: chat.lastMessage?.createdAt.toISOString() ?? null,
 });
 
 export const messageJson = (message: MessageEvent) => ({
@@ -26,3 +35,11 @@ export const messageJson = (message: MessageEvent) => ({
   is_bot: message.isBot,
   created_at: message.createdAt.toISOString(),
 });
+
+export const readReceiptsJson = (receipts: ReadReceipts) =>
+  Object.fromEntries(
+    Object.entries(receipts).map(([messageId, readers]) => [
+      messageId,
+      readers.map((reader) => ({ user_id: reader.userId, username: reader.username, read_at: reader.readAt.toISOString() })),
+    ]),
+  );

@@ -1,5 +1,8 @@
-import type { BotStreamEvent, TypingEvent } from '../services/pubsub';
+import type { BotStreamEvent, TypingEvent, UserEvent } from '../services/pubsub';
+import type { ReadReceipt } from '../services/read-state.service';
 import { builder } from './builder';
+import { ChatRef } from './chat';
+import { ReadReceiptRef } from './message';
 
 export const TypingEventRef = builder.objectRef<TypingEvent>('TypingEvent').implement({
   fields: (t) => ({
@@ -19,4 +22,95 @@ export const BotStreamEventRef = builder.objectRef<BotStreamEvent>('BotStreamEve
     error: t.exposeString('error', { nullable: true }),
     stopped: t.boolean({ resolve: (event) => event.stopped ?? false }),
   }),
+});
+
+type EventOf<T extends UserEvent['type']> = Extract<UserEvent, { type: T }>;
+
+const ChatCreatedEventRef = builder.objectRef<EventOf<'chat_created'>>('ChatCreatedEvent').implement({
+  description: 'You were added to a chat when it was created.',
+  fields: (t) => ({
+    chat: t.field({ type: ChatRef, resolve: (event) => event.chat }),
+    addedBy: t.exposeString('addedBy'),
+  }),
+});
+
+const ChatInviteEventRef = builder.objectRef<EventOf<'chat_invite'>>('ChatInviteEvent').implement({
+  description: 'You were invited into a chat.',
+  fields: (t) => ({
+    chat: t.field({ type: ChatRef, resolve: (event) => event.chat }),
+    invitedBy: t.exposeString('invitedBy'),
+  }),
+});
+
+const RemovedFromChatEventRef = builder.objectRef<EventOf<'removed_from_chat'>>('RemovedFromChatEvent').implement({
+  description: "The chat's owner removed you from it.",
+  fields: (t) => ({
+    chatId: t.exposeID('chatId'),
+    chatName: t.exposeString('chatName', { nullable: true }),
+    removedBy: t.exposeString('removedBy'),
+  }),
+});
+
+const LeftChatEventRef = builder.objectRef<EventOf<'left_chat'>>('LeftChatEvent').implement({
+  description: 'You are no longer in the chat: you left it (from this or another session), or deleted it.',
+  fields: (t) => ({ chatId: t.exposeID('chatId') }),
+});
+
+const ChatDeletedEventRef = builder.objectRef<EventOf<'chat_deleted'>>('ChatDeletedEvent').implement({
+  description: "The chat's owner deleted it.",
+  fields: (t) => ({
+    chatId: t.exposeID('chatId'),
+    chatName: t.exposeString('chatName', { nullable: true }),
+    deletedBy: t.exposeString('deletedBy'),
+  }),
+});
+
+const ChatExitRef = builder.enumType('ChatExit', {
+  description: 'How someone stopped being in a chat.',
+  values: { REMOVED: { value: 'removed' }, LEFT: { value: 'left' } } as const,
+});
+
+const UserLeftEventRef = builder.objectRef<EventOf<'user_left'>>('UserLeftEvent').implement({
+  description: 'Someone else is no longer in one of your chats.',
+  fields: (t) => ({
+    chatId: t.exposeID('chatId'),
+    chatName: t.exposeString('chatName', { nullable: true }),
+    userId: t.exposeID('userId'),
+    username: t.exposeString('username'),
+    how: t.expose('how', { type: ChatExitRef }),
+  }),
+});
+
+const MessageReadReceiptsRef = builder.objectRef<{ messageId: string; readBy: ReadReceipt[] }>('MessageReadReceipts').implement({
+  fields: (t) => ({
+    messageId: t.exposeID('messageId'),
+    readBy: t.field({ type: [ReadReceiptRef], resolve: (receipts) => receipts.readBy }),
+  }),
+});
+
+const ReadReceiptsUpdatedEventRef = builder.objectRef<EventOf<'read_receipts_updated'>>('ReadReceiptsUpdatedEvent').implement({
+  description: "Someone's read position moved in one of your chats: who has read each of its recent messages.",
+  fields: (t) => ({
+    chatId: t.exposeID('chatId'),
+    receipts: t.field({
+      type: [MessageReadReceiptsRef],
+      resolve: (event) => Object.entries(event.receipts).map(([messageId, readBy]) => ({ messageId, readBy })),
+    }),
+  }),
+});
+
+const viewerEventTypes = {
+  chat_created: ChatCreatedEventRef,
+  chat_invite: ChatInviteEventRef,
+  removed_from_chat: RemovedFromChatEventRef,
+  left_chat: LeftChatEventRef,
+  chat_deleted: ChatDeletedEventRef,
+  user_left: UserLeftEventRef,
+  read_receipts_updated: ReadReceiptsUpdatedEventRef,
+} as const;
+
+export const ViewerEventRef = builder.unionType('ViewerEvent', {
+  description: 'Something that happened to one of your chats.',
+  types: Object.values(viewerEventTypes),
+  resolveType: (event: UserEvent) => viewerEventTypes[event.type],
 });

@@ -4,6 +4,7 @@ import './chat';
 import './message';
 import './events';
 import '../resolvers/auth';
+import '../resolvers/users';
 import '../resolvers/chats';
 import '../resolvers/messages';
 import '../resolvers/bot';

@@ -1,4 +1,15 @@
+import type { ReadReceipt } from '../services/read-state.service';
+import { readersOf, readPositionSelect } from '../services/read-state.service';
 import { builder } from './builder';
+
+export const ReadReceiptRef = builder.objectRef<ReadReceipt>('ReadReceipt').implement({
+  description: 'A participant who has read a message: their read position is at or past it.',
+  fields: (t) => ({
+    userId: t.exposeID('userId'),
+    username: t.exposeString('username'),
+    readAt: t.expose('readAt', { type: 'DateTime', description: 'When the reader last moved their read position by marking the chat read.' }),
+  }),
+});
 
 export const MessageRef = builder.prismaObject('Message', {
   fields: (t) => ({
@@ -11,8 +22,16 @@ export const MessageRef = builder.prismaObject('Message', {
     user: t.relation('user', { nullable: true }),
     username: t.string({
       nullable: true,
+      description: "The author's username; for bot messages, the bot's name (BOT_NAME).",
       select: { user: { select: { username: true } } },
-      resolve: (message) => message.user?.username ?? null,
+      resolve: (message, _args, context) => (message.isBot ? context.services.messages.botName : (message.user?.username ?? null)),
+    }),
+    readBy: t.field({
+      type: [ReadReceiptRef],
+      description: 'Who has read this message, oldest read first; its author is left out.',
+      // The chat's read positions come with the page of messages: one query for the page, not one per message.
+      select: { chat: { select: { participants: { where: { lastReadAt: { not: null } }, select: readPositionSelect } } } },
+      resolve: (message) => readersOf(message, message.chat.participants),
     }),
   }),
 });

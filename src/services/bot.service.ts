@@ -7,7 +7,7 @@ import { buildContents, systemInstruction } from './bot-context';
 import type { ChatService } from './chat.service';
 import { AppError } from './errors';
 import type { BotStreamEvent, PubSub } from './pubsub';
-import { boundedRepeater } from './pubsub';
+import { boundedRepeater, whileMember } from './pubsub';
 import { KeyedRateLimiter } from './rate-limit';
 import type { RoomFeeds } from './room-feed';
 import type { RoomLock } from './room-lock';
@@ -19,6 +19,17 @@ const BOT_PREFIX = /^\/bot(?:\s|$)/;
 /** The question of a `/bot …` message, '' for a bare `/bot`, or null when it is no bot command. */
 export function botPrompt(content: string): string | null {
   return BOT_PREFIX.test(content) ? content.slice(4).trim() : null;
+}
+
+/**
+ * Asks whichever instance runs the room's answer to stop it (the answer may run on another
+ * instance, so the request travels over the pub/sub); false when none is running.
+ */
+export async function requestStop(db: Database, pubsub: PubSub, chatId: number): Promise<boolean> {
+  const streaming = await db.message.findFirst({ where: { chatId, status: 'streaming' }, select: { id: true } });
+  if (!streaming) return false;
+  pubsub.publish('chat:stop', chatId, { chatId, messageId: streaming.id });
+  return true;
 }
 
 /** The part of a running answer already published, for members who join mid-answer. */
@@ -102,16 +113,11 @@ export class BotService {
     return next;
   }
 
-  /**
-   * Stops the room's running answer: the model call is aborted and what was written is kept.
-   * The answer may run on another instance, so the request travels over the pub/sub.
-   */
+  /** Stops the room's running answer: the model call is aborted and what was written is kept. */
   async stop(user: PublicUser, chatId: unknown): Promise<void> {
     const id = parseChatId(chatId);
     await this.chats.requireParticipant(user.id, id);
-    const streaming = await this.db.message.findFirst({ where: { chatId: id, status: 'streaming' }, select: { id: true } });
-    if (!streaming) throw new AppError('BAD_USER_INPUT', 'No bot answer is running in this chat');
-    this.pubsub.publish('chat:stop', id, { chatId: id, messageId: streaming.id });
+    if (!(await requestStop(this.db, this.pubsub, id))) throw new AppError('BAD_USER_INPUT', 'No bot answer is running in this chat');
   }
 
   /**
@@ -127,7 +133,7 @@ export class BotService {
   async failInterruptedAnswers(chatId?: number): Promise<void> {
     const interrupted = await this.db.message.findMany({
       where: { status: 'streaming', ...(chatId === undefined ? {} : { chatId }) },
-      select: { id: true, chatId: true, content: true, replyToId: true },
+      select: { id: true, chatId: true, content: true, replyToId: true, createdAt: true },
     });
     for (const message of interrupted) {
       await this.db.message.update({ where: { id: message.id }, data: { status: 'failed' } });
@@ -140,6 +146,7 @@ export class BotService {
         isComplete: true,
         fullResponse: message.content,
         error: 'The answer was interrupted: the server running it stopped',
+        createdAt: message.createdAt,
       });
     }
   }
@@ -153,7 +160,7 @@ export class BotService {
   async subscribe(reader: PublicUser, chatId: unknown): Promise<AsyncIterableIterator<BotStreamEvent>> {
     const id = parseChatId(chatId);
     await this.chats.requireParticipant(reader.id, id);
-    return boundedRepeater((onEvent) => this.feeds.onBot(id, onEvent, { textSoFar: true }));
+    return boundedRepeater((onEvent) => this.feeds.onBot(id, onEvent, { textSoFar: true }), whileMember(this.pubsub, reader.id, id));
   }
 
   /** Settles when every queued answer has finished: for shutdown and tests. */
@@ -233,13 +240,13 @@ export class BotService {
    * the process die between the two, the next lock holder marks the row failed and clears the mark.
    * Returns the answer's id, or null when the ask was not pending any more.
    */
-  private async claim(chatId: number, askMessageId: number): Promise<number | null> {
-    const { id } = await this.db.message.create({
+  private async claim(chatId: number, askMessageId: number): Promise<{ id: number; createdAt: Date } | null> {
+    const answer = await this.db.message.create({
       data: { chatId, isBot: true, content: '', status: 'streaming', replyToId: askMessageId },
-      select: { id: true },
+      select: { id: true, createdAt: true },
     });
-    if (await this.clearPending(askMessageId)) return id;
-    await this.db.message.delete({ where: { id } });
+    if (await this.clearPending(askMessageId)) return answer;
+    await this.db.message.delete({ where: { id: answer.id } });
     return null;
   }
 
@@ -255,8 +262,9 @@ export class BotService {
     const history = await this.history(chatId, askMessageId);
     // Shutdown began or the lock went while those were read: the ask stays pending.
     if (this.closing.signal.aborted || lost.aborted) return;
-    const messageId = await this.claim(chatId, askMessageId);
-    if (messageId === null) return;
+    const claimed = await this.claim(chatId, askMessageId);
+    if (claimed === null) return;
+    const { id: messageId, createdAt } = claimed;
     const answer: RunningAnswer = { messageId, text: '', controller: new AbortController() };
     this.running.set(chatId, answer);
     // Keeps the room's feed open while the answer runs, so a reader arriving mid-answer (on any
@@ -269,7 +277,8 @@ export class BotService {
     const onLockLost = () => answer.controller.abort(new AnswerFailure(LOCK_LOST));
     if (lost.aborted) onLockLost();
     else lost.addEventListener('abort', onLockLost, { once: true });
-    const publish = (event: Omit<BotStreamEvent, 'chatId' | 'messageId'>) => this.pubsub.publish('chat:bot', chatId, { chatId, messageId, ...event });
+    const publish = (event: Omit<BotStreamEvent, 'chatId' | 'messageId' | 'createdAt'>) =>
+      this.pubsub.publish('chat:bot', chatId, { chatId, messageId, createdAt, ...event });
 
     let status: 'complete' | 'stopped' | 'failed' = 'complete';
     let error: string | undefined;
@@ -296,7 +305,13 @@ export class BotService {
       lost.removeEventListener('abort', onLockLost);
     }
     try {
-      await this.db.message.update({ where: { id: messageId }, data: { content: answer.text, status } });
+      // updateMany: the chat may have been deleted meanwhile (its answer stopped), taking this row with it.
+      const { count } = await this.db.message.updateMany({ where: { id: messageId }, data: { content: answer.text, status } });
+      if (count === 0) {
+        // The row went with its chat: nothing is wrong, but nothing was stored either.
+        status = 'failed';
+        error = NOT_STORED;
+      }
     } catch (storeError) {
       // The room still learns that the answer is over, and that it is not in the history.
       console.error(`bot answer ${messageId} could not be stored`, storeError);

@@ -1,31 +1,61 @@
+import type { Repeater } from 'graphql-yoga';
 import type { Database } from '../db/client';
 import type { Prisma } from '../generated/sqlite/client';
 import type { PublicUser } from './auth.service';
 import { isUniqueViolation, publicUserSelect } from './auth.service';
-import { AppError, ChatNotFoundError, NotAuthorizedError, UserNotFoundError } from './errors';
-import { LruCache } from './lru-cache';
-import type { PubSub } from './pubsub';
-import { createChatInput, inviteInput, parseChatId, parseInput } from './validation';
+import { requestStop } from './bot.service';
+import { AppError, ChatNotFoundError, UserNotFoundError } from './errors';
+import type { Memberships, MembershipScope } from './memberships';
+import type { ChatSummary, PubSub, UserEvent } from './pubsub';
+import type { ChatActivity, ReadStateService } from './read-state.service';
+import { createChatInput, inviteInput, parseChatId, parseInput, parseUserId } from './validation';
 
 /** A Prisma selection handed down by a GraphQL resolver, so a query loads only what it asks for. */
 export type ChatQuery = Omit<Prisma.ChatFindUniqueArgs, 'where'>;
 
-const MEMBERSHIP_CACHE_SIZE = 50_000;
-const MEMBERSHIP_CACHE_TTL_MS = 60_000;
+/** The columns of a chat as REST returns it and user events carry it. */
+export const chatSummarySelect = { id: true, name: true, ownerId: true, isGroup: true, createdAt: true } as const;
+
+/** An AI chat starts with this bot message, so the room is not empty when it opens. */
+export const AI_CHAT_GREETING = "Hello! I'm your AI assistant. How can I help you today?";
+const AI_CHAT_DEFAULT_NAME = 'AI Chat';
 
 export class ChatService {
   constructor(
     private readonly db: Database,
     private readonly pubsub: PubSub,
+    private readonly memberships: Memberships,
+    private readonly readState: ReadStateService,
   ) {}
 
-  /** Creates a chat owned by `owner`, who becomes its first participant. */
-  create(owner: PublicUser, input: unknown, query: ChatQuery = {}) {
-    const { name, is_group } = parseInput(createChatInput, input);
-    return this.db.chat.create({
-      ...query,
-      data: { name, isGroup: is_group, ownerId: owner.id, participants: { create: { userId: owner.id } } },
+  /**
+   * Creates a chat owned by `owner`, its first participant, with the users `participant_usernames`
+   * names (unknown names are skipped); each of them hears of it (`chat_created`). An AI chat is
+   * called "AI Chat" unless named, and opens with the bot's greeting.
+   * @example await chats.create(me, { name: 'Plans', is_group: true, participant_usernames: ['jane'] })
+   */
+  async create(owner: PublicUser, input: unknown): Promise<ChatSummary> {
+    const { name, is_group, is_ai_chat, participant_usernames } = parseInput(createChatInput, input);
+    const keys = [...new Set(participant_usernames.map((username) => username.trim().toLowerCase()))];
+    const found =
+      keys.length === 0
+        ? []
+        : await this.db.user.findMany({ where: { usernameKey: { in: keys }, id: { not: owner.id } }, select: { id: true, usernameKey: true } });
+    const added = found.sort((a, b) => keys.indexOf(a.usernameKey) - keys.indexOf(b.usernameKey));
+    const chat = await this.db.chat.create({
+      data: {
+        name: name ?? (is_ai_chat ? AI_CHAT_DEFAULT_NAME : null),
+        isGroup: is_group,
+        ownerId: owner.id,
+        // Everyone joins an empty chat: their read positions start at nothing, so nothing is unread.
+        // One multi-row insert: participants keep the order they were named in, the owner first.
+        participants: { createMany: { data: [{ userId: owner.id }, ...added.map((user) => ({ userId: user.id }))] } },
+        ...(is_ai_chat ? { messages: { create: { isBot: true, content: AI_CHAT_GREETING } } } : {}),
+      },
+      select: chatSummarySelect,
     });
+    for (const user of added) this.pubsub.publish('user:event', user.id, { type: 'chat_created', chat, addedBy: owner.username });
+    return chat;
   }
 
   /** The chats `user` takes part in, oldest first. */
@@ -33,16 +63,37 @@ export class ChatService {
     return this.db.chat.findMany({ ...query, where: { participants: { some: { userId: user.id } } }, orderBy: { id: 'asc' } });
   }
 
+  /**
+   * The chats `user` takes part in with their unread count and last message, latest activity first
+   * (the last message's time, else the chat's creation). A fixed number of statements whatever the
+   * number of chats.
+   */
+  async listWithActivity(user: PublicUser): Promise<(ChatSummary & ChatActivity)[]> {
+    const chats = await this.listFor(user, { select: chatSummarySelect });
+    const activity = await this.readState.activity(
+      user,
+      chats.map((chat) => chat.id),
+    );
+    const lastActivity = (chat: ChatSummary & ChatActivity) => (chat.lastMessage?.createdAt ?? chat.createdAt).getTime();
+    return chats
+      .map((chat) => ({ ...chat, ...(activity.get(chat.id) ?? { unreadCount: 0, lastMessage: null }) }))
+      .sort((a, b) => lastActivity(b) - lastActivity(a) || b.id - a.id);
+  }
+
   /** A chat its participant may read: 404 when it does not exist, then 403 for anyone else. */
   async get(user: PublicUser, chatId: unknown, query: ChatQuery = {}) {
     const id = parseChatId(chatId);
     await this.requireParticipant(user.id, id);
-    return this.db.chat.findUniqueOrThrow({ ...query, where: { id } });
+    const chat = await this.db.chat.findUnique({ ...query, where: { id } });
+    // Deleted between the membership check and this read.
+    if (!chat) throw new ChatNotFoundError();
+    return chat;
   }
 
   /**
    * Adds `username` to the chat; any participant may invite. The invitee's open sockets hear of it,
-   * once: inviting someone already in the chat is refused ("User is already a participant").
+   * once: inviting someone already in the chat is refused ("User is already a participant"). Their
+   * read position starts at the chat's newest message: what came before they joined is not unread.
    */
   async invite(inviter: PublicUser, chatId: unknown, input: unknown) {
     const id = parseChatId(chatId);
@@ -50,16 +101,23 @@ export class ChatService {
     await this.requireParticipant(inviter.id, id);
     const invitee = await this.db.user.findUnique({ where: { usernameKey: username.trim().toLowerCase() }, select: { id: true, username: true } });
     if (!invitee) throw new UserNotFoundError();
+    const lastReadMessageId = await this.readState.startingPosition(id);
     try {
-      await this.db.chatParticipant.create({ data: { chatId: id, userId: invitee.id }, select: { id: true } });
+      await this.db.chatParticipant.create({ data: { chatId: id, userId: invitee.id, lastReadMessageId }, select: { id: true } });
     } catch (error) {
       // Already in the chat, or invited by someone else at this very moment: the unique index decides.
       if (isUniqueViolation(error)) throw new AppError('CONFLICT', 'User is already a participant');
       throw error;
     }
-    const summary = await this.db.chat.findUniqueOrThrow({ where: { id }, select: { id: true, name: true, ownerId: true, isGroup: true, createdAt: true } });
+    const summary = await this.db.chat.findUniqueOrThrow({ where: { id }, select: chatSummarySelect });
     this.pubsub.publish('user:event', invitee.id, { type: 'chat_invite', chat: summary, invitedBy: inviter.username });
     return invitee;
+  }
+
+  /** The ids of every chat `userId` takes part in: what their sockets receive messages from. */
+  async chatIdsOf(userId: number): Promise<number[]> {
+    const rows = await this.db.chatParticipant.findMany({ where: { userId }, select: { chatId: true } });
+    return rows.map((row) => row.chatId);
   }
 
   async participants(user: PublicUser, chatId: unknown): Promise<PublicUser[]> {
@@ -74,39 +132,106 @@ export class ChatService {
   }
 
   /**
-   * The one membership rule: 404 when the chat does not exist, 403 when `userId` is not in it.
-   * Positive answers are cached, since every message and join asks it. The cache is bounded, and
-   * an answer is kept a minute at most, so a removal made by another instance shows within it;
-   * one made here is seen at once through `forgetMemberships`.
+   * The owner removes someone else. The removed user hears `removed_from_chat`, everyone still in
+   * the chat `user_left`; the removal holds at once on every instance.
    */
-  async requireParticipant(userId: number, chatId: number): Promise<{ id: number; name: string | null }> {
-    const cached = this.memberships.get(membershipKey(userId, chatId));
-    if (cached) return cached.chat;
-    const chat = await this.db.chat.findUnique({
-      where: { id: chatId },
-      select: { id: true, name: true, participants: { where: { userId }, select: { id: true } } },
+  async removeParticipant(owner: PublicUser, chatId: unknown, userId: unknown): Promise<void> {
+    const id = parseChatId(chatId);
+    const removedId = parseUserId(userId);
+    const chat = await this.findChat(id);
+    if (chat.ownerId !== owner.id) throw new AppError('FORBIDDEN', 'Only chat admin can remove participants');
+    if (removedId === owner.id) throw new AppError('BAD_REQUEST', 'Cannot remove yourself. Use leave endpoint instead');
+    await this.deleteParticipation(id, removedId, 'User is not a participant');
+    const removed = await this.db.user.findUniqueOrThrow({ where: { id: removedId }, select: { username: true } });
+    const chatName = chat.name;
+    this.publishTo([removedId], { type: 'removed_from_chat', chatId: id, chatName, removedBy: owner.username });
+    this.publishTo(await this.participantIds(id), { type: 'user_left', chatId: id, chatName, userId: removedId, username: removed.username, how: 'removed' });
+  }
+
+  /**
+   * A participant other than the owner leaves. Everyone still in the chat hears `user_left`, and
+   * the leaver's own topic `left_chat`, so their other sockets and subscriptions stop receiving it.
+   */
+  async leave(user: PublicUser, chatId: unknown): Promise<void> {
+    const id = parseChatId(chatId);
+    const chat = await this.findChat(id);
+    if (chat.ownerId === user.id) throw new AppError('BAD_REQUEST', 'Chat owner cannot leave. Delete the chat instead');
+    await this.deleteParticipation(id, user.id, 'Not a participant');
+    this.publishTo([user.id], { type: 'left_chat', chatId: id });
+    this.publishTo(await this.participantIds(id), {
+      type: 'user_left',
+      chatId: id,
+      chatName: chat.name,
+      userId: user.id,
+      username: user.username,
+      how: 'left',
     });
-    if (!chat) throw new ChatNotFoundError();
-    if (chat.participants.length === 0) throw new NotAuthorizedError();
-    const membership = { id: chat.id, name: chat.name };
-    this.memberships.set(membershipKey(userId, chatId), { userId, chat: membership });
-    return membership;
+  }
+
+  /**
+   * The owner deletes the chat with everything in it (the database cascades to its participants and
+   * messages); a bot answer running in it is stopped first. Every other participant hears
+   * `chat_deleted`; the owner's own topic hears `left_chat`, so the owner's other sockets stop
+   * receiving the chat without being told of a deletion they made.
+   */
+  async delete(owner: PublicUser, chatId: unknown): Promise<void> {
+    const id = parseChatId(chatId);
+    const chat = await this.findChat(id);
+    if (chat.ownerId !== owner.id) throw new AppError('FORBIDDEN', 'Only chat admin can delete chat');
+    const participantIds = await this.participantIds(id);
+    await requestStop(this.db, this.pubsub, id);
+    const { count } = await this.db.chat.deleteMany({ where: { id } });
+    // Deleted at this very moment by another request of the owner's: that one tells everyone.
+    if (count === 0) throw new ChatNotFoundError();
+    this.forgetMemberships({ chatId: id });
+    this.publishTo([owner.id], { type: 'left_chat', chatId: id });
+    this.publishTo(
+      participantIds.filter((userId) => userId !== owner.id),
+      { type: 'chat_deleted', chatId: id, chatName: chat.name, deletedBy: owner.username },
+    );
+  }
+
+  /** The user's own events (invitations, removals, deletions, read receipts) as a subscription. */
+  events(user: PublicUser): Repeater<UserEvent> {
+    return this.pubsub.subscribe('user:event', user.id);
+  }
+
+  /**
+   * The one membership rule: 404 when the chat does not exist, 403 when `userId` is not in it.
+   * Answered from a cache that every removal clears at once, on every instance.
+   */
+  requireParticipant(userId: number, chatId: number): Promise<{ id: number; name: string | null }> {
+    return this.memberships.require(userId, chatId);
   }
 
   /**
    * Drops the cached "yes" of one user in one chat, of a user in every chat, or of everyone in a
-   * chat: whatever removes people from chats (a leave, a kick, a deleted chat) calls it.
+   * chat, here and on every other instance: whatever removes people from chats calls it.
    */
-  forgetMemberships(scope: { userId: number; chatId?: number } | { userId?: number; chatId: number }): void {
-    const { userId, chatId } = scope;
-    if (userId !== undefined && chatId !== undefined) this.memberships.delete(membershipKey(userId, chatId));
-    else this.memberships.deleteWhere((_key, cached) => cached.userId === userId || cached.chat.id === chatId);
+  forgetMemberships(scope: MembershipScope): void {
+    this.memberships.forget(scope);
   }
 
-  private readonly memberships = new LruCache<string, { userId: number; chat: { id: number; name: string | null } }>(
-    MEMBERSHIP_CACHE_SIZE,
-    MEMBERSHIP_CACHE_TTL_MS,
-  );
-}
+  private async findChat(id: number) {
+    const chat = await this.db.chat.findUnique({ where: { id }, select: { id: true, name: true, ownerId: true } });
+    if (!chat) throw new ChatNotFoundError();
+    return chat;
+  }
 
-const membershipKey = (userId: number, chatId: number) => `${userId}:${chatId}`;
+  /** Takes `userId` out of the chat (404 `notParticipant` when not in it) and forgets the membership everywhere. */
+  private async deleteParticipation(chatId: number, userId: number, notParticipant: string): Promise<void> {
+    // Judged by the rows the statement deleted: of two removals at once, one succeeds.
+    const { count } = await this.db.chatParticipant.deleteMany({ where: { chatId, userId } });
+    if (count === 0) throw new AppError('NOT_FOUND', notParticipant);
+    this.forgetMemberships({ userId, chatId });
+  }
+
+  private async participantIds(chatId: number): Promise<number[]> {
+    const rows = await this.db.chatParticipant.findMany({ where: { chatId }, orderBy: { id: 'asc' }, select: { userId: true } });
+    return rows.map((row) => row.userId);
+  }
+
+  private publishTo(userIds: number[], event: UserEvent): void {
+    for (const userId of userIds) this.pubsub.publish('user:event', userId, event);
+  }
+}

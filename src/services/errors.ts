@@ -8,6 +8,8 @@ export type ErrorCode =
   | 'FORBIDDEN'
   | 'NOT_FOUND'
   | 'BAD_USER_INPUT'
+  /** A well-formed request the rules refuse (removing yourself, the owner leaving): the original's 400. */
+  | 'BAD_REQUEST'
   | 'CONFLICT'
   | 'RATE_LIMITED'
   | 'PAYLOAD_TOO_LARGE'
@@ -19,6 +21,7 @@ const statusByCode: Record<ErrorCode, number> = {
   FORBIDDEN: 403,
   NOT_FOUND: 404,
   BAD_USER_INPUT: 422,
+  BAD_REQUEST: 400,
   CONFLICT: 400, // the original answers duplicate usernames and emails with 400
   RATE_LIMITED: 429,
   PAYLOAD_TOO_LARGE: 413,

@@ -6,19 +6,25 @@ import { BotService } from './bot.service';
 import { localRoomLock, redisRoomLock } from './room-lock';
 import { ChatService } from './chat.service';
 import { LoginThrottle } from './login-throttle';
+import { Memberships } from './memberships';
 import { MessageService } from './message.service';
 import type { EventBus, PubSub } from './pubsub';
 import { RoomFeeds } from './room-feed';
 import { PasswordHasher } from './password-hasher';
 import { KeyedRateLimiter, WindowCounter } from './rate-limit';
+import { ReadStateService } from './read-state.service';
 import { SocketQuota } from './socket-quota';
+import { UserService } from './user.service';
 
 /** The service layer every transport adapts: rules and data live here and nowhere else. */
 export interface Services {
   /** For the GraphQL Prisma plugin's relation loader only: rules go through the services below. */
   db: Database;
   auth: AuthService;
+  users: UserService;
   chats: ChatService;
+  /** Read positions: marking chats read, unread counts, read receipts. */
+  readState: ReadStateService;
   messages: MessageService;
   bot: BotService;
   pubsub: PubSub;
@@ -53,7 +59,9 @@ function messageLimit({ messagesPerSecond, messageBurst }: Config['limits']): Ke
 
 export function createServices(db: Database, config: Config, bus: EventBus): Services {
   const { pubsub } = bus;
-  const chats = new ChatService(db, pubsub);
+  const memberships = new Memberships(db, pubsub);
+  const readState = new ReadStateService(db, pubsub, memberships, config.bot.name);
+  const chats = new ChatService(db, pubsub, memberships, readState);
   // Several instances share Redis, and with it the lock that keeps one answer per room at a time.
   const roomLock = bus.redis ? redisRoomLock(bus.redis, config.redisPrefix) : localRoomLock;
   const feeds = new RoomFeeds(db, pubsub, bus);
@@ -65,8 +73,10 @@ export function createServices(db: Database, config: Config, bus: EventBus): Ser
   return {
     db,
     auth: new AuthService(db, config, authGuards(config.limits)),
+    users: new UserService(db),
     chats,
-    messages: new MessageService(db, chats, pubsub, bot, feeds, bus, messageLimit(config.limits)),
+    readState,
+    messages: new MessageService(db, chats, pubsub, bot, feeds, bus, messageLimit(config.limits), config.bot.name),
     bot,
     pubsub,
     feeds,

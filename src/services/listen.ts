@@ -1,5 +1,5 @@
 import { Repeater } from 'graphql-yoga';
-import type { Listening } from './pubsub';
+import type { EndWhen, Listening } from './pubsub';
 import { SlowSubscriberError, SUBSCRIBER_QUEUE_LIMIT } from './pubsub';
 
 /**
@@ -17,6 +17,7 @@ export function replayThenLive<T>(
   listen: (onEvent: (event: T) => void) => Listening,
   readEarlier: () => T[] | Promise<T[]>,
   keyOf: (event: T) => unknown = () => undefined,
+  endWhen?: EndWhen,
 ): Repeater<T> {
   return new Repeater<T>(async (push, stop) => {
     let unread = 0;
@@ -43,6 +44,7 @@ export function replayThenLive<T>(
         send(event);
       }
     });
+    const ending = endWhen?.(() => stop());
     // A reader that leaves while the bus or the database is slow to answer must not wait for them.
     const left = stop.then(() => null);
     try {
@@ -59,6 +61,7 @@ export function replayThenLive<T>(
       stop(error);
     } finally {
       listening.stop();
+      ending?.stop();
     }
   });
 }

@@ -7,7 +7,7 @@ import { AppError } from './errors';
 import { replayThenLive } from './listen';
 import { MessageWriter } from './message-writer';
 import type { EventBus, MessageEvent, PubSub } from './pubsub';
-import { boundedRepeater } from './pubsub';
+import { boundedRepeater, whileMember } from './pubsub';
 import type { RoomFeeds } from './room-feed';
 import { messageSelect, toMessageEvent, VISIBLE_STATUSES } from './room-feed';
 import type { KeyedRateLimiter } from './rate-limit';
@@ -31,6 +31,12 @@ export type CatchUpEvent = MessageEvent | HistoryGap;
 
 export const isHistoryGap = (event: CatchUpEvent): event is HistoryGap => 'gap' in event;
 
+/** A stored message as delivered. Bot messages have no author: they show BOT_NAME as their `username`. */
+export function namedMessageEvent(row: Parameters<typeof toMessageEvent>[0], botName: string): MessageEvent {
+  const event = toMessageEvent(row);
+  return event.isBot ? { ...event, username: botName } : event;
+}
+
 export class MessageService {
   private readonly writer: MessageWriter;
 
@@ -43,6 +49,8 @@ export class MessageService {
     private readonly bus: Pick<EventBus, 'available'>,
     /** MESSAGE_RATE_LIMIT: per user, so more sockets or another transport buy no extra messages. */
     private readonly sendLimit: KeyedRateLimiter<number>,
+    /** BOT_NAME: the `username` of bot messages. */
+    readonly botName: string,
   ) {
     this.writer = new MessageWriter(db);
   }
@@ -89,17 +97,25 @@ export class MessageService {
    * The room's new messages, for a participant only. With `after` (a message id the client has),
    * the messages it missed come first, then live ones: in id order, each once, none skipped; when
    * more than CATCH_UP_LIMIT were missed, a HistoryGap comes first and the newest of them follow.
+   * `alreadyDelivered`: ids the reader has had live already (a `/ws` socket of a participant), left out of the replay.
    */
-  async subscribe(reader: PublicUser, chatId: unknown, after?: unknown): Promise<AsyncIterableIterator<CatchUpEvent>> {
+  async subscribe(
+    reader: PublicUser,
+    chatId: unknown,
+    after?: unknown,
+    alreadyDelivered: ReadonlySet<number> = new Set(),
+  ): Promise<AsyncIterableIterator<CatchUpEvent>> {
     const id = parseChatId(chatId);
     const afterId = after === undefined || after === null ? null : parseInput(cursorSchema, after, 'query');
     await this.chats.requireParticipant(reader.id, id);
     const listen = (onEvent: (event: MessageEvent) => void) => this.feeds.onMessage(id, onEvent);
-    if (afterId === null) return boundedRepeater(listen);
+    const untilLeft = whileMember(this.pubsub, reader.id, id);
+    if (afterId === null) return boundedRepeater(listen, untilLeft);
     return replayThenLive<CatchUpEvent>(
       listen,
-      () => this.missed(id, afterId),
+      async () => (await this.missed(id, afterId)).filter((event) => isHistoryGap(event) || !alreadyDelivered.has(event.id)),
       (event) => (isHistoryGap(event) ? undefined : event.id),
+      untilLeft,
     );
   }
 
@@ -111,7 +127,10 @@ export class MessageService {
       take: CATCH_UP_LIMIT + 1,
       select: messageSelect,
     });
-    const missed = rows.slice(0, CATCH_UP_LIMIT).reverse().map(toMessageEvent);
+    const missed = rows
+      .slice(0, CATCH_UP_LIMIT)
+      .reverse()
+      .map((row) => namedMessageEvent(row, this.botName));
     if (rows.length <= CATCH_UP_LIMIT) return missed;
     return [{ chatId, after: afterId, before: missed[0]!.id, gap: true }, ...missed];
   }
@@ -119,7 +138,7 @@ export class MessageService {
   async subscribeTyping(reader: PublicUser, chatId: unknown) {
     const id = parseChatId(chatId);
     await this.chats.requireParticipant(reader.id, id);
-    return this.pubsub.subscribe('chat:typing', id);
+    return this.pubsub.subscribe('chat:typing', id, whileMember(this.pubsub, reader.id, id));
   }
 
   /** The newest `limit` messages older than `before`, in chronological order. */
@@ -133,6 +152,6 @@ export class MessageService {
       take: limit,
       select: messageSelect,
     });
-    return rows.reverse().map(toMessageEvent);
+    return rows.reverse().map((row) => namedMessageEvent(row, this.botName));
   }
 }

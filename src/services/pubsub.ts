@@ -37,6 +37,8 @@ export interface BotStreamEvent {
   fullResponse?: string;
   error?: string;
   stopped?: boolean;
+  /** When the answer began (its message's `created_at`). */
+  createdAt: Date;
 }
 
 /** Someone's `/ws` socket joined or left a room; `socketId` lets that socket skip its own notice. */
@@ -93,6 +95,8 @@ export type Events = {
   /** Asks whichever instance runs that answer to stop it. */
   'chat:stop': [chatId: number, request: { chatId: number; messageId: number }];
   'user:event': [userId: number, event: UserEvent];
+  /** Drops cached memberships on every instance after someone left a chat; one channel (id 0) for the whole cluster. */
+  'membership:forget': [cluster: 0, scope: { userId?: number; chatId?: number; origin: string }];
 };
 
 export type Topic = keyof Events;
@@ -186,8 +190,8 @@ export class PubSub {
    * `next()` until `return()` (even one called before any event), and ends with
    * SlowSubscriberError when its reader falls `SUBSCRIBER_QUEUE_LIMIT` events behind.
    */
-  subscribe<K extends Topic>(topic: K, id: number): Repeater<Payload<K>> {
-    return boundedRepeater((push) => this.on(topic, id, push));
+  subscribe<K extends Topic>(topic: K, id: number, endWhen?: EndWhen): Repeater<Payload<K>> {
+    return boundedRepeater((push) => this.on(topic, id, push), endWhen);
   }
 
   /** How many listeners this process holds: what metrics report and what tests check is released. */
@@ -227,11 +231,17 @@ export class PubSub {
 }
 
 /**
- * A Repeater fed by `listen`, whose registration it releases when the reader returns, throws or
- * falls too far behind. Pushes beyond what the reader has taken are counted, not left to
- * Repeater's own overflow error (which would throw inside the publisher).
+ * Ends a subscription from outside: `watch(end)` registers a listener that calls `end()` when the
+ * subscription must stop (its reader left the chat, say); released with the subscription.
  */
-export function boundedRepeater<T>(listen: (push: (value: T) => void) => Listening): Repeater<T> {
+export type EndWhen = (end: () => void) => Listening;
+
+/**
+ * A Repeater fed by `listen`, whose registration it releases when the reader returns, throws or
+ * falls too far behind, or when `endWhen` fires. Pushes beyond what the reader has taken are
+ * counted, not left to Repeater's own overflow error (which would throw inside the publisher).
+ */
+export function boundedRepeater<T>(listen: (push: (value: T) => void) => Listening, endWhen?: EndWhen): Repeater<T> {
   return new Repeater<T>(async (push, stop) => {
     let unread = 0;
     const listening = listen((value) => {
@@ -246,13 +256,23 @@ export function boundedRepeater<T>(listen: (push: (value: T) => void) => Listeni
         () => {},
       );
     });
+    const ending = endWhen?.(() => stop());
     try {
       await stop;
     } finally {
       listening.stop();
+      ending?.stop();
     }
   });
 }
+
+/** An EndWhen for a reader of `chatId`: the subscription ends once `userId` is no longer in the chat. */
+export const whileMember =
+  (pubsub: PubSub, userId: number, chatId: number): EndWhen =>
+  (end) =>
+    pubsub.on('user:event', userId, (event) => {
+      if (endsMembership(event) === chatId) end();
+    });
 
 /** Events carry Dates (`createdAt`); JSON turns them into strings, so they are revived here. */
 const reviveDates = (key: string, value: unknown): unknown =>

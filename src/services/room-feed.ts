@@ -27,13 +27,19 @@ const CLOCK_SKEW_MS = 5_000;
 /** At most this many stored rows are read back after one outage. */
 const REPAIR_LIMIT = 10_000;
 
+/** Hears each step of a room's bot answers, with the answer's whole text so far (the full text on completion). */
+export type BotListener = (event: BotStreamEvent, textSoFar: string) => void;
+
 interface Room {
   messageListeners: Set<(event: MessageEvent) => void>;
-  botListeners: Set<(event: BotStreamEvent) => void>;
-  deliveredMessages: Set<number>;
+  botListeners: Set<BotListener>;
+  /** Delivered message ids with their delivery sequence number here, the newest REMEMBERED_IDS of them. */
+  deliveredMessages: Map<number, number>;
+  /** How many messages this room has delivered here. */
+  sequence: number;
   completedAnswers: Set<number>;
-  /** Text so far of each answer seen streaming here and not yet completed, as delivered to this room's readers. */
-  openAnswers: Map<number, string>;
+  /** Each answer seen streaming here and not yet completed: its text so far as delivered to this room's readers. */
+  openAnswers: Map<number, { text: string; createdAt: Date }>;
   registrations: Listening[];
   ready: Promise<unknown>;
 }
@@ -67,20 +73,34 @@ export class RoomFeeds {
    * first (in this call) with one delta holding the text so far of each running answer, so a
    * reader who arrives mid-answer has it whole.
    */
-  onBot(chatId: number, listener: (event: BotStreamEvent) => void, { textSoFar = false } = {}): Listening {
+  onBot(chatId: number, listener: BotListener, { textSoFar = false } = {}): Listening {
     const listening = this.register(chatId, (room) => room.botListeners, listener);
     if (textSoFar) {
-      for (const [messageId, text] of this.answersInProgress(chatId)) listener({ chatId, messageId, chunk: text, isComplete: false });
+      for (const snapshot of this.answersInProgress(chatId)) listener(snapshot, snapshot.chunk);
     }
     return listening;
   }
 
-  /** The text so far of each answer running in the room, as this process's readers have received it. */
-  answersInProgress(chatId: number): [messageId: number, text: string][] {
-    return [...(this.rooms.get(chatId)?.openAnswers ?? [])].filter(([, text]) => text !== '');
+  /** Where the room's message deliveries stand now: what `deliveredSince` counts from. */
+  messageSequence(chatId: number): number {
+    return this.rooms.get(chatId)?.sequence ?? 0;
   }
 
-  private register<T>(chatId: number, listenersOf: (room: Room) => Set<(event: T) => void>, listener: (event: T) => void): Listening {
+  /** The ids of the messages the room delivered here after `sequence` (as far as it remembers). */
+  deliveredSince(chatId: number, sequence: number): Set<number> {
+    const delivered = new Set<number>();
+    for (const [id, at] of this.rooms.get(chatId)?.deliveredMessages ?? []) if (at > sequence) delivered.add(id);
+    return delivered;
+  }
+
+  /** A delta holding the text so far of each answer running in the room, as this process's readers have received it. */
+  answersInProgress(chatId: number): BotStreamEvent[] {
+    return [...(this.rooms.get(chatId)?.openAnswers ?? [])]
+      .filter(([, answer]) => answer.text !== '')
+      .map(([messageId, answer]) => ({ chatId, messageId, chunk: answer.text, isComplete: false, createdAt: answer.createdAt }));
+  }
+
+  private register<L>(chatId: number, listenersOf: (room: Room) => Set<L>, listener: L): Listening {
     const room = this.rooms.get(chatId) ?? this.open(chatId);
     const listeners = listenersOf(room);
     listeners.add(listener);
@@ -103,7 +123,8 @@ export class RoomFeeds {
     const room: Room = {
       messageListeners: new Set(),
       botListeners: new Set(),
-      deliveredMessages: new Set(),
+      deliveredMessages: new Map(),
+      sequence: 0,
       completedAnswers: new Set(),
       openAnswers: new Map(),
       registrations: [],
@@ -120,19 +141,23 @@ export class RoomFeeds {
 
   private deliverMessage(room: Room, event: MessageEvent): void {
     if (room.deliveredMessages.has(event.id)) return;
-    remember(room.deliveredMessages, event.id);
+    room.deliveredMessages.set(event.id, ++room.sequence);
+    if (room.deliveredMessages.size > REMEMBERED_IDS) room.deliveredMessages.delete(room.deliveredMessages.keys().next().value!);
     for (const listener of [...room.messageListeners]) isolated(() => listener(event));
   }
 
   private deliverBot(room: Room, event: BotStreamEvent): void {
     if (room.completedAnswers.has(event.messageId)) return;
+    let textSoFar: string;
     if (event.isComplete) {
+      textSoFar = event.fullResponse ?? room.openAnswers.get(event.messageId)?.text ?? '';
       room.openAnswers.delete(event.messageId);
       remember(room.completedAnswers, event.messageId);
     } else {
-      room.openAnswers.set(event.messageId, (room.openAnswers.get(event.messageId) ?? '') + event.chunk);
+      textSoFar = (room.openAnswers.get(event.messageId)?.text ?? '') + event.chunk;
+      room.openAnswers.set(event.messageId, { text: textSoFar, createdAt: event.createdAt });
     }
-    for (const listener of [...room.botListeners]) isolated(() => listener(event));
+    for (const listener of [...room.botListeners]) isolated(() => listener(event, textSoFar));
   }
 
   /**
@@ -166,6 +191,7 @@ export class RoomFeeds {
         chunk: '',
         isComplete: true,
         fullResponse: row.content,
+        createdAt: row.createdAt,
         ...(row.status === 'failed' ? { error: 'The answer failed while the server was reconnecting' } : {}),
         ...(row.status === 'stopped' ? { stopped: true } : {}),
       });

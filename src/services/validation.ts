@@ -57,14 +57,28 @@ export const registerInput = z.object({ username: usernameSchema, email: emailSc
 // Login does not re-validate the username's shape: an unknown name is an ordinary failed login.
 export const loginInput = z.object({ username: storable(z.string().max(128)), password: storable(z.string().max(128)) });
 
+/** People added at creation: a bound, so one request cannot fan out to the whole user table. */
+export const MAX_CREATION_PARTICIPANTS = 100;
+
 export const createChatInput = z.object({
   name: storable(z.string().trim().max(100, 'String should have at most 100 characters'))
     .nullish()
     .transform((name) => name || null),
   is_group: z.boolean().default(false),
+  is_ai_chat: z.boolean().default(false),
+  participant_usernames: z
+    .array(storable(z.string().max(128, 'String should have at most 128 characters')))
+    .max(MAX_CREATION_PARTICIPANTS, `List should have at most ${MAX_CREATION_PARTICIPANTS} items`)
+    .nullish()
+    .transform((usernames) => usernames ?? []),
 });
 
 export const inviteInput = z.object({ username: storable(z.string().max(128)) });
+
+export const userSearchQuery = z.object({
+  query: storable(z.string().max(100, 'String should have at most 100 characters')),
+  limit: integer(1, 100).default(10),
+});
 
 export const MAX_CONTENT_LENGTH = 10_000;
 
@@ -97,6 +111,10 @@ export type WsFrame = z.output<typeof wsFrame>;
 // Built once: zod compiles an object schema on first use, and this one is on every message's path.
 const chatIdInput = z.object({ chat_id: idSchema });
 export const parseChatId = (value: unknown): number => parseInput(chatIdInput, { chat_id: value }, 'path').chat_id;
+
+/** A user named by id in a path or an argument; errors locate it as `user_id`. */
+const userIdInput = z.object({ user_id: idSchema });
+export const parseUserId = (value: unknown): number => parseInput(userIdInput, { user_id: value }, 'path').user_id;
 
 /** One entry of FastAPI's 422 body: `{"detail": [{type, loc, msg}]}`. */
 export interface ValidationIssue {

@@ -4,7 +4,8 @@ import type { PublicUser } from '../services/auth.service';
 import { AppError, RateLimitedError } from '../services/errors';
 import type { CatchUpEvent, HistoryGap } from '../services/message.service';
 import { isHistoryGap } from '../services/message.service';
-import type { BotStreamEvent, Listening, MessageEvent } from '../services/pubsub';
+import type { BotStreamEvent, ChatSummary, Listening, MessageEvent, UserEvent } from '../services/pubsub';
+import { endsMembership } from '../services/pubsub';
 import { TokenBucket } from '../services/rate-limit';
 import type { WsFrame } from '../services/validation';
 import { parseInput, wsFrame } from '../services/validation';
@@ -22,13 +23,20 @@ export interface ChatSocketData {
   /** Gives back what the open socket holds (see `holdSocket`); called when it closes. */
   release: (() => void) | null;
   socketId: string;
+  /** The chats of its user this socket receives messages from, joined or not. */
+  memberships: Set<number>;
+  /** The rooms it joined: their bot streams, typing and presence too. */
   rooms: Set<number>;
   bucket: TokenBucket;
+  /** For each chat, where its deliveries stood when this socket began receiving them (see RoomFeeds.deliveredSince). */
+  liveSince: Map<number, number>;
+  /** When this socket last told each room its user is typing: keystrokes in between are coalesced. */
+  typingAt: Map<number, number>;
   /** The catch-up stream of each room joined with `after`, ended when the socket leaves the room. */
   catchUps: Map<number, AsyncIterableIterator<CatchUpEvent>>;
   /** Catch-ups waiting for the socket's send buffer to drain; resumed on drain, leave and close. */
   drainWaiters: (() => void)[];
-  /** Settles when this socket's last join or leave has; later frames wait for it. */
+  /** Settles when this socket's memberships are loaded and its last join or leave is done; later frames wait for it. */
   membershipChange: Promise<unknown>;
 }
 
@@ -36,24 +44,54 @@ type ChatSocket = ServerWebSocket<ChatSocketData>;
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
-// Bun topics of a room: messages and bot streams apart, since a reconnecting socket takes its
-// messages from a catch-up stream instead.
+// Bun topics of a chat: its messages reach every socket of its participants; its bot streams only the
+// sockets that joined. A socket catching up takes its messages from its catch-up stream instead.
 const messagesTopic = (chatId: number) => `chat:${chatId}:messages`;
 const botTopic = (chatId: number) => `chat:${chatId}:bot`;
 
-/** The original service's frames, built once per event and shared by every socket in the room. */
+/** What both generations of clients read of a message: the seed's flat fields and the later nested object. */
+function messageFields(message: {
+  id: number;
+  chatId: number;
+  userId: number | null;
+  username: string | null;
+  content: string;
+  isBot: boolean;
+  createdAt: Date | null;
+}) {
+  const createdAt = message.createdAt?.toISOString() ?? null;
+  return {
+    chat_id: message.chatId,
+    message_id: message.id,
+    username: message.username,
+    content: message.content,
+    is_bot: message.isBot,
+    created_at: createdAt,
+    message: {
+      id: message.id,
+      chat_id: message.chatId,
+      user_id: message.userId,
+      username: message.username,
+      content: message.content,
+      is_bot: message.isBot,
+      created_at: createdAt,
+    },
+  };
+}
+
+const chatJson = (chat: ChatSummary) => ({
+  id: chat.id,
+  name: chat.name,
+  owner_id: chat.ownerId,
+  created_at: chat.createdAt.toISOString(),
+  is_group: chat.isGroup,
+});
+
+/** The frames of both generations of the original service, built once per event and shared by every socket that gets it. */
 export const frames = {
-  message: (event: MessageEvent) =>
-    JSON.stringify({
-      type: 'message',
-      chat_id: event.chatId,
-      message_id: event.id,
-      username: event.username,
-      content: event.content,
-      is_bot: event.isBot,
-      created_at: event.createdAt.toISOString(),
-    }),
-  botStream: (event: BotStreamEvent) =>
+  message: (event: MessageEvent) => JSON.stringify({ type: 'message', ...messageFields(event) }),
+  /** The seed's delta fields, and the later nested message whose content is the whole text so far. */
+  botStream: (event: BotStreamEvent, textSoFar: string, botName: string) =>
     JSON.stringify({
       type: 'bot_stream',
       chat_id: event.chatId,
@@ -63,34 +101,99 @@ export const frames = {
       ...(event.isComplete ? { full_response: event.fullResponse ?? '' } : {}),
       ...(event.error ? { error: event.error } : {}),
       ...(event.stopped ? { stopped: true } : {}),
+      message: {
+        id: event.messageId,
+        chat_id: event.chatId,
+        user_id: null,
+        username: botName,
+        content: textSoFar,
+        is_bot: true,
+        created_at: event.createdAt.toISOString(),
+      },
     }),
   historyGap: (gap: HistoryGap) => JSON.stringify({ type: 'history_gap', chat_id: gap.chatId, after: gap.after, before: gap.before }),
+  /** Pushes about the user's own chats, in the later API's shapes (with the seed's flat `chat_invite` fields kept). */
+  userEvent: (event: UserEvent): string | null => {
+    switch (event.type) {
+      case 'chat_created':
+        return JSON.stringify({ type: 'chat_created', chat: chatJson(event.chat), notification: `You've been added to a new chat by ${event.addedBy}` });
+      case 'chat_invite':
+        return JSON.stringify({
+          type: 'chat_invite',
+          chat_id: event.chat.id,
+          chat_name: event.chat.name,
+          invited_by: event.invitedBy,
+          chat: chatJson(event.chat),
+          notification: `${event.invitedBy} added you to ${event.chat.name ?? 'a chat'}`,
+        });
+      case 'removed_from_chat':
+        return JSON.stringify({
+          type: 'removed_from_chat',
+          chat_id: event.chatId,
+          notification: `You were removed from ${event.chatName ?? 'a chat'} by ${event.removedBy}`,
+        });
+      case 'chat_deleted':
+        return JSON.stringify({ type: 'chat_deleted', chat_id: event.chatId, notification: `${event.chatName ?? 'Chat'} was deleted by ${event.deletedBy}` });
+      case 'user_left':
+        return JSON.stringify({
+          type: 'user_left',
+          chat_id: event.chatId,
+          user_id: event.userId,
+          username: event.username,
+          ...(event.how === 'left' ? { notification: `${event.username} left ${event.chatName ?? 'the chat'}` } : {}),
+        });
+      case 'read_receipts_updated':
+        return JSON.stringify({
+          type: 'read_receipts_updated',
+          chat_id: event.chatId,
+          read_receipts: Object.fromEntries(
+            Object.entries(event.receipts).map(([messageId, readers]) => [
+              messageId,
+              readers.map((reader) => ({ user_id: reader.userId, username: reader.username, read_at: reader.readAt.toISOString() })),
+            ]),
+          ),
+        });
+      case 'left_chat':
+        return null;
+    }
+  },
   error: (error: string) => JSON.stringify({ type: 'error', error }),
 };
 
 /** A catch-up pauses while this much is queued for its socket, instead of overrunning the backpressure limit. */
 const CATCH_UP_BUFFER_BYTES = 256 * 1024;
 
+/** At most one `typing` notice per socket and room in this long: the rest of a burst of keystrokes is dropped, uncounted. */
+const TYPING_EVERY_MS = 1_000;
+
 interface Room {
-  sockets: Set<ChatSocket>;
+  /** Sockets of the chat's participants, which receive its messages. */
+  members: Set<ChatSocket>;
+  /** Sockets that joined it: bot streams, typing and presence. */
+  joined: Set<ChatSocket>;
   registrations: Listening[];
   /** Settles once every registration is confirmed by the bus. */
   ready: Promise<unknown>;
 }
 
 /**
- * The `/ws` protocol of the original service. A room's pub/sub topics are bridged once per
- * process while any socket here has joined it; messages and bot streams go out through Bun's
- * native topic publish, serialized once per event.
+ * The `/ws` protocol of the original service, in both generations. A socket receives the messages
+ * of every chat its user takes part in, joined or not, once each; joining a room adds its bot
+ * streams, typing and presence. A chat's pub/sub topics are bridged once per process while any
+ * socket here belongs to it; messages and bot streams go out through Bun's native topic publish,
+ * serialized once per event. Each user's events (added, invited, removed, chat deleted, receipts)
+ * are pushed to their sockets and keep their memberships current.
  */
 export class ChatSocketHub {
   private readonly rooms = new Map<number, Room>();
-  private readonly invitees = new Map<number, { sockets: Set<ChatSocket>; registration: Listening }>();
+  private readonly users = new Map<number, { sockets: Set<ChatSocket>; registration: Listening }>();
   private server: Server<unknown> | undefined;
 
   constructor(
     private readonly services: Services,
     private readonly rateLimitPerSecond: number,
+    /** Shown as the author of bot answers in the later clients' nested message. */
+    private readonly botName: string,
   ) {}
 
   /**
@@ -115,11 +218,14 @@ export class ChatSocketHub {
       refusal,
       release: null,
       socketId: crypto.randomUUID(),
+      memberships: new Set(),
       rooms: new Set(),
       membershipChange: Promise.resolve(),
       catchUps: new Map(),
       drainWaiters: [],
       bucket: new TokenBucket(this.rateLimitPerSecond, Math.max(1, this.rateLimitPerSecond)),
+      typingAt: new Map(),
+      liveSince: new Map(),
     };
     return server.upgrade(request, { data }) ? undefined : new Response('Upgrade Required', { status: 426 });
   }
@@ -133,35 +239,46 @@ export class ChatSocketHub {
     }
     ws.data.release = holdSocket(this.services.sockets, { user, expiresAt }, ws);
     if (!ws.data.release) return;
-    let invitee = this.invitees.get(user.id);
-    if (!invitee) {
+    let channel = this.users.get(user.id);
+    if (!channel) {
       const sockets = new Set<ChatSocket>();
-      const registration = this.services.pubsub.on('user:event', user.id, (event) => {
-        if (event.type !== 'chat_invite') return;
-        const frame = JSON.stringify({ type: 'chat_invite', chat_id: event.chat.id, chat_name: event.chat.name, invited_by: event.invitedBy });
-        for (const socket of sockets) socket.send(frame);
-      });
-      invitee = { sockets, registration };
-      this.invitees.set(user.id, invitee);
+      const registration = this.services.pubsub.on('user:event', user.id, (event) => this.onUserEvent(sockets, event));
+      channel = { sockets, registration };
+      this.users.set(user.id, channel);
     }
-    invitee.sockets.add(ws);
+    channel.sockets.add(ws);
+    // Listening to the user's events first, then reading their chats: a chat added meanwhile is in one or both.
+    ws.data.membershipChange = this.services.chats
+      .chatIdsOf(user.id)
+      .then((chatIds) => {
+        if (ws.readyState !== WebSocket.OPEN) return;
+        for (const chatId of chatIds) this.addMembership(ws, chatId);
+        // Frames wait until Redis confirmed the rooms (or failed to: the outage's repair covers that).
+        return Promise.all(chatIds.map((chatId) => this.roomFor(chatId).ready.catch(() => {})));
+      })
+      .catch((error: unknown) => {
+        console.error('/ws: loading the chats of a socket failed', error);
+        ws.close(CLOSE.internalError.code, CLOSE.internalError.reason);
+      });
   }
 
   async message(ws: ChatSocket, raw: string | Buffer): Promise<void> {
     const user = ws.data.user;
     if (!user) return;
     try {
-      if (!ws.data.bucket.take()) {
-        throw new RateLimitedError('Rate limit exceeded: slow down', ws.data.bucket.secondsUntilNext());
-      }
       let parsed: unknown;
       try {
         // A binary frame is read as UTF-8 JSON too, strictly: invalid bytes are refused, never
         // stored as U+FFFD in their place.
         parsed = JSON.parse(typeof raw === 'string' ? raw : strictUtf8.decode(raw));
       } catch {
+        this.takeFrameBudget(ws);
         throw new AppError('BAD_USER_INPUT', 'Invalid JSON');
       }
+      // Clients send `typing` on every keystroke: a burst costs one notice and none of the budget
+      // that lets the socket send messages.
+      if (this.coalescedTyping(ws, parsed)) return;
+      this.takeFrameBudget(ws);
       const frame = parseInput(wsFrame, parsed);
       // Bun does not wait for one frame before the next: a `message` sent right after `join` must
       // still see the join done, while messages themselves may overlap.
@@ -183,12 +300,31 @@ export class ChatSocketHub {
     const { user } = ws.data;
     if (!user) return;
     for (const chatId of ws.data.rooms) this.leave(ws, user, chatId);
-    const invitee = this.invitees.get(user.id);
-    invitee?.sockets.delete(ws);
-    if (invitee?.sockets.size === 0) {
-      invitee.registration.stop();
-      this.invitees.delete(user.id);
+    for (const chatId of ws.data.memberships) this.removeMembership(ws, chatId);
+    const channel = this.users.get(user.id);
+    channel?.sockets.delete(ws);
+    if (channel?.sockets.size === 0) {
+      channel.registration.stop();
+      this.users.delete(user.id);
     }
+  }
+
+  /** Resumes the catch-ups paused on this socket's send buffer. */
+  drain(ws: ChatSocket): void {
+    for (const resume of ws.data.drainWaiters.splice(0)) resume();
+  }
+
+  private takeFrameBudget(ws: ChatSocket): void {
+    if (!ws.data.bucket.take()) throw new RateLimitedError('Rate limit exceeded: slow down', ws.data.bucket.secondsUntilNext());
+  }
+
+  /** True when `parsed` is a `typing` frame for a room this socket told of its typing within TYPING_EVERY_MS. */
+  private coalescedTyping(ws: ChatSocket, parsed: unknown): boolean {
+    if (typeof parsed !== 'object' || parsed === null) return false;
+    const { type, chat_id: chatId } = parsed as { type?: unknown; chat_id?: unknown };
+    if (type !== 'typing' || typeof chatId !== 'number') return false;
+    const last = ws.data.typingAt.get(chatId);
+    return last !== undefined && performance.now() - last < TYPING_EVERY_MS;
   }
 
   private async handle(ws: ChatSocket, user: PublicUser, frame: WsFrame): Promise<void> {
@@ -198,9 +334,9 @@ export class ChatSocketHub {
         // A socket that closed while the check ran has already left its rooms: joining now would
         // announce a user who is gone and keep the room bridged for a dead socket forever.
         if (ws.readyState !== WebSocket.OPEN || ws.data.rooms.has(frame.chat_id)) return;
+        this.addMembership(ws, frame.chat_id);
         this.join(ws, user, frame.chat_id);
         if (frame.after !== undefined) await this.catchUp(ws, user, frame.chat_id, frame.after);
-        else ws.subscribe(messagesTopic(frame.chat_id));
         // Later frames of this socket wait for the join: across instances, until Redis confirmed
         // the room's subscription. While Redis is down the join stands; the outage's repair covers it.
         await this.rooms.get(frame.chat_id)?.ready.catch(() => {});
@@ -213,6 +349,7 @@ export class ChatSocketHub {
         return;
       case 'typing':
         await this.services.messages.typing(user, frame.chat_id, ws.data.socketId);
+        ws.data.typingAt.set(frame.chat_id, performance.now());
         return;
       case 'stop':
         await this.services.bot.stop(user, frame.chat_id);
@@ -220,51 +357,90 @@ export class ChatSocketHub {
     }
   }
 
-  /** Resumes the catch-ups paused on this socket's send buffer. */
-  drain(ws: ChatSocket): void {
-    for (const resume of ws.data.drainWaiters.splice(0)) resume();
-  }
-
-  private join(ws: ChatSocket, user: PublicUser, chatId: number): void {
-    ws.data.rooms.add(chatId);
-    const room = this.roomFor(chatId);
-    room.sockets.add(ws);
-    // Someone joining mid-answer first gets the text so far, then the live deltas: both in this tick.
-    for (const [messageId, text] of this.services.feeds.answersInProgress(chatId)) {
-      ws.send(frames.botStream({ chatId, messageId, chunk: text, isComplete: false }));
+  /** Pushes a user's event to their sockets here, and follows the memberships it changes. */
+  private onUserEvent(sockets: Set<ChatSocket>, event: UserEvent): void {
+    const frame = frames.userEvent(event);
+    const ended = endsMembership(event);
+    for (const ws of [...sockets]) {
+      if (event.type === 'chat_created' || event.type === 'chat_invite') this.addMembership(ws, event.chat.id);
+      if (ended !== null && ws.data.user) {
+        if (ws.data.rooms.has(ended)) this.leave(ws, ws.data.user, ended, { announce: false });
+        this.removeMembership(ws, ended);
+      }
+      if (frame) ws.send(frame);
     }
-    ws.subscribe(botTopic(chatId));
-    this.services.pubsub.publish('chat:presence', chatId, { chatId, username: user.username, kind: 'joined', socketId: ws.data.socketId });
   }
 
-  private leave(ws: ChatSocket, user: PublicUser, chatId: number): void {
-    ws.data.rooms.delete(chatId);
+  private addMembership(ws: ChatSocket, chatId: number): void {
+    if (ws.data.memberships.has(chatId) || ws.readyState !== WebSocket.OPEN) return;
+    ws.data.memberships.add(chatId);
+    this.roomFor(chatId).members.add(ws);
+    ws.data.liveSince.set(chatId, this.services.feeds.messageSequence(chatId));
+    ws.subscribe(messagesTopic(chatId));
+  }
+
+  private removeMembership(ws: ChatSocket, chatId: number): void {
+    if (!ws.data.memberships.delete(chatId)) return;
+    ws.data.typingAt.delete(chatId);
+    ws.data.liveSince.delete(chatId);
     // A closing socket has already left its Bun topics.
-    if (ws.readyState === WebSocket.OPEN) {
-      ws.unsubscribe(messagesTopic(chatId));
-      ws.unsubscribe(botTopic(chatId));
-    }
-    void ws.data.catchUps.get(chatId)?.return?.();
-    ws.data.catchUps.delete(chatId);
-    this.drain(ws);
+    if (ws.readyState === WebSocket.OPEN) ws.unsubscribe(messagesTopic(chatId));
     const room = this.rooms.get(chatId);
-    room?.sockets.delete(ws);
-    this.services.pubsub.publish('chat:presence', chatId, { chatId, username: user.username, kind: 'left', socketId: ws.data.socketId });
-    if (room?.sockets.size === 0) {
+    room?.members.delete(ws);
+    if (room?.members.size === 0) {
       for (const registration of room.registrations) registration.stop();
       this.rooms.delete(chatId);
     }
   }
 
+  private join(ws: ChatSocket, user: PublicUser, chatId: number): void {
+    ws.data.rooms.add(chatId);
+    this.roomFor(chatId).joined.add(ws);
+    // Someone joining mid-answer first gets the text so far, then the live deltas: both in this tick.
+    for (const snapshot of this.services.feeds.answersInProgress(chatId)) ws.send(frames.botStream(snapshot, snapshot.chunk, this.botName));
+    ws.subscribe(botTopic(chatId));
+    this.services.pubsub.publish('chat:presence', chatId, { chatId, username: user.username, kind: 'joined', socketId: ws.data.socketId });
+  }
+
+  /** Leaves the joined room; its messages keep coming while the user is a participant. `announce: false` when they are not any more. */
+  private leave(ws: ChatSocket, user: PublicUser, chatId: number, { announce = true } = {}): void {
+    ws.data.rooms.delete(chatId);
+    const catchUp = ws.data.catchUps.get(chatId);
+    ws.data.catchUps.delete(chatId);
+    if (ws.readyState === WebSocket.OPEN) {
+      ws.unsubscribe(botTopic(chatId));
+      // Back from its own catch-up stream to the room's topic, in one tick: nothing missed, nothing twice.
+      if (catchUp && ws.data.memberships.has(chatId)) ws.subscribe(messagesTopic(chatId));
+    }
+    void catchUp?.return?.();
+    this.drain(ws);
+    this.rooms.get(chatId)?.joined.delete(ws);
+    if (announce) this.services.pubsub.publish('chat:presence', chatId, { chatId, username: user.username, kind: 'left', socketId: ws.data.socketId });
+  }
+
   /**
    * A join with `after`: the messages the socket missed, then live ones, from one deduplicated
-   * stream of its own (the service's rule, shared with GraphQL's `messageAdded(after)`). The stream
-   * belongs to the socket's room entry: leaving the room or closing the socket ends it.
+   * stream of its own (the service's rule, shared with GraphQL's `messageAdded(after)`), in place
+   * of the room's topic. The stream belongs to the socket's room entry: leaving the room, leaving
+   * the chat or closing the socket ends it.
    */
   private async catchUp(ws: ChatSocket, user: PublicUser, chatId: number, after: number): Promise<void> {
-    const events = await this.services.messages.subscribe(user, chatId, after);
+    // Off the room's topic now; what the topic already gave this socket is left out of its replay,
+    // and what is delivered until the stream listens is in the replay: each message once.
+    ws.unsubscribe(messagesTopic(chatId));
+    const delivered = this.services.feeds.deliveredSince(chatId, ws.data.liveSince.get(chatId) ?? 0);
+    const backOnTopic = () => {
+      if (ws.readyState === WebSocket.OPEN && ws.data.memberships.has(chatId) && !ws.data.catchUps.has(chatId)) ws.subscribe(messagesTopic(chatId));
+    };
+    let events: AsyncIterableIterator<CatchUpEvent>;
+    try {
+      events = await this.services.messages.subscribe(user, chatId, after, delivered);
+    } catch (error) {
+      backOnTopic();
+      throw error;
+    }
     // Left (or closed) while the check ran: the stream never started, so there is nothing to release.
-    if (!ws.data.rooms.has(chatId)) return;
+    if (!ws.data.rooms.has(chatId) || ws.readyState !== WebSocket.OPEN) return backOnTopic();
     ws.data.catchUps.set(chatId, events);
     void this.pump(ws, events);
   }
@@ -291,23 +467,23 @@ export class ChatSocketHub {
   private roomFor(chatId: number): Room {
     const existing = this.rooms.get(chatId);
     if (existing) return existing;
-    const sockets = new Set<ChatSocket>();
+    const joined = new Set<ChatSocket>();
     const { pubsub, feeds } = this.services;
-    // Everyone in the room, the sender included: one serialization, Bun's native fan-out.
-    const toRoom = (topic: string, frame: string) => this.server?.publish(topic, frame);
-    // Everyone but the socket the event came from.
+    // Every socket on the topic, the sender's included: one serialization, Bun's native fan-out.
+    const toTopic = (topic: string, frame: string) => this.server?.publish(topic, frame);
+    // Every joined socket but the one the event came from.
     const toOthers = (frame: string, socketId: string | null) => {
-      for (const socket of sockets) if (socket.data.socketId !== socketId) socket.send(frame);
+      for (const socket of joined) if (socket.data.socketId !== socketId) socket.send(frame);
     };
     const registrations = [
-      feeds.onMessage(chatId, (event: MessageEvent) => toRoom(messagesTopic(chatId), frames.message(event))),
-      feeds.onBot(chatId, (event: BotStreamEvent) => toRoom(botTopic(chatId), frames.botStream(event))),
+      feeds.onMessage(chatId, (event: MessageEvent) => toTopic(messagesTopic(chatId), frames.message(event))),
+      feeds.onBot(chatId, (event: BotStreamEvent, textSoFar) => toTopic(botTopic(chatId), frames.botStream(event, textSoFar, this.botName))),
       pubsub.on('chat:typing', chatId, (event) => toOthers(JSON.stringify({ type: 'typing', chat_id: chatId, username: event.username }), event.socketId)),
       pubsub.on('chat:presence', chatId, (event) =>
         toOthers(JSON.stringify({ type: event.kind === 'joined' ? 'user_joined' : 'user_left', chat_id: chatId, username: event.username }), event.socketId),
       ),
     ];
-    const room = { sockets, registrations, ready: Promise.all(registrations.map((registration) => registration.ready)) };
+    const room = { members: new Set<ChatSocket>(), joined, registrations, ready: Promise.all(registrations.map((registration) => registration.ready)) };
     this.rooms.set(chatId, room);
     return room;
   }
