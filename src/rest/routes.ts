@@ -2,7 +2,7 @@ import type { PublicUser } from '../services/auth.service';
 import { bearerToken } from '../services/auth.service';
 import type { Services } from '../services';
 import { json, readBody } from './http';
-import { chatJson, chatListItemJson, messageJson, readReceiptsJson, userJson } from './serializers';
+import { chatJson, chatListItemJson, messageJson, readReceiptsJson, userJson } from '../serializers';
 
 export interface RouteContext {
   request: Request;

@@ -4,7 +4,8 @@ import type { PublicUser } from '../services/auth.service';
 import { AppError, RateLimitedError } from '../services/errors';
 import type { CatchUpEvent, HistoryGap } from '../services/message.service';
 import { isHistoryGap } from '../services/message.service';
-import type { BotStreamEvent, ChatSummary, Listening, MessageEvent, UserEvent } from '../services/pubsub';
+import { chatJson, messageJson, readReceiptsJson } from '../serializers';
+import type { BotStreamEvent, Listening, MessageEvent, UserEvent } from '../services/pubsub';
 import { endsMembership } from '../services/pubsub';
 import { TokenBucket } from '../services/rate-limit';
 import type { WsFrame } from '../services/validation';
@@ -50,42 +51,11 @@ const messagesTopic = (chatId: number) => `chat:${chatId}:messages`;
 const botTopic = (chatId: number) => `chat:${chatId}:bot`;
 
 /** What both generations of clients read of a message: the seed's flat fields and the later nested object. */
-function messageFields(message: {
-  id: number;
-  chatId: number;
-  userId: number | null;
-  username: string | null;
-  content: string;
-  isBot: boolean;
-  createdAt: Date | null;
-}) {
-  const createdAt = message.createdAt?.toISOString() ?? null;
-  return {
-    chat_id: message.chatId,
-    message_id: message.id,
-    username: message.username,
-    content: message.content,
-    is_bot: message.isBot,
-    created_at: createdAt,
-    message: {
-      id: message.id,
-      chat_id: message.chatId,
-      user_id: message.userId,
-      username: message.username,
-      content: message.content,
-      is_bot: message.isBot,
-      created_at: createdAt,
-    },
-  };
+function messageFields(message: Parameters<typeof messageJson>[0]) {
+  const nested = messageJson(message);
+  const { chat_id, username, content, is_bot, created_at } = nested;
+  return { chat_id, message_id: nested.id, username, content, is_bot, created_at, message: nested };
 }
-
-const chatJson = (chat: ChatSummary) => ({
-  id: chat.id,
-  name: chat.name,
-  owner_id: chat.ownerId,
-  created_at: chat.createdAt.toISOString(),
-  is_group: chat.isGroup,
-});
 
 /** The frames of both generations of the original service, built once per event and shared by every socket that gets it. */
 export const frames = {
@@ -101,15 +71,15 @@ export const frames = {
       ...(event.isComplete ? { full_response: event.fullResponse ?? '' } : {}),
       ...(event.error ? { error: event.error } : {}),
       ...(event.stopped ? { stopped: true } : {}),
-      message: {
+      message: messageJson({
         id: event.messageId,
-        chat_id: event.chatId,
-        user_id: null,
+        chatId: event.chatId,
+        userId: null,
         username: botName,
         content: textSoFar,
-        is_bot: true,
-        created_at: event.createdAt.toISOString(),
-      },
+        isBot: true,
+        createdAt: event.createdAt,
+      }),
     }),
   historyGap: (gap: HistoryGap) => JSON.stringify({ type: 'history_gap', chat_id: gap.chatId, after: gap.after, before: gap.before }),
   /** Pushes about the user's own chats, in the later API's shapes (with the seed's flat `chat_invite` fields kept). */
@@ -146,12 +116,7 @@ export const frames = {
         return JSON.stringify({
           type: 'read_receipts_updated',
           chat_id: event.chatId,
-          read_receipts: Object.fromEntries(
-            Object.entries(event.receipts).map(([messageId, readers]) => [
-              messageId,
-              readers.map((reader) => ({ user_id: reader.userId, username: reader.username, read_at: reader.readAt.toISOString() })),
-            ]),
-          ),
+          read_receipts: readReceiptsJson(event.receipts),
         });
       case 'left_chat':
         return null;

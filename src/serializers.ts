@@ -1,8 +1,8 @@
-import type { PublicUser } from '../services/auth.service';
-import type { ChatSummary, MessageEvent, ReadReceipts } from '../services/pubsub';
-import type { ChatActivity } from '../services/read-state.service';
+import type { PublicUser } from './services/auth.service';
+import type { ChatSummary, MessageEvent, ReadReceipts } from './services/pubsub';
+import type { ChatActivity } from './services/read-state.service';
 
-/** The original service's JSON shapes, snake_case and all. */
+/** The original service's JSON shapes, snake_case and all: REST bodies and `/ws` frames alike. */
 export const userJson = (user: PublicUser) => ({
   id: user.id,
   username: user.username,
@@ -26,7 +26,7 @@ export const chatListItemJson = (chat: ChatSummary & ChatActivity) => ({
   last_message_time: chat.lastMessage?.createdAt.toISOString() ?? null,
 });
 
-export const messageJson = (message: MessageEvent) => ({
+export const messageJson = (message: Pick<MessageEvent, 'id' | 'chatId' | 'userId' | 'username' | 'content' | 'isBot' | 'createdAt'>) => ({
   id: message.id,
   chat_id: message.chatId,
   user_id: message.userId,
