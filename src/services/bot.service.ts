@@ -10,6 +10,7 @@ import type { BotStreamEvent, PubSub } from './pubsub';
 import { boundedRepeater, whileMember } from './pubsub';
 import { KeyedRateLimiter } from './rate-limit';
 import type { RoomFeeds } from './room-feed';
+import { settleWithin } from './timeout';
 import type { RoomLock } from './room-lock';
 import { publicUserSelect } from './auth.service';
 import { parseChatId } from './validation';
@@ -177,10 +178,7 @@ export class BotService {
   async shutdown(graceMs: number): Promise<void> {
     this.closing.abort(new Error('The bot is shutting down'));
     for (const waiter of this.waitingForSlot.splice(0)) waiter(false);
-    let timer: Timer | undefined;
-    const graceOver = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
-    await Promise.race([this.idle(), graceOver]);
-    clearTimeout(timer);
+    await settleWithin(this.idle(), graceMs, () => {});
     for (const running of this.running.values()) running.controller.abort(new AnswerStopped(SHUT_DOWN));
     await this.idle();
   }

@@ -14,6 +14,7 @@ import { PasswordHasher } from './password-hasher';
 import { KeyedRateLimiter, WindowCounter } from './rate-limit';
 import { ReadStateService } from './read-state.service';
 import { SocketQuota } from './socket-quota';
+import { settleWithin } from './timeout';
 import { UserService } from './user.service';
 
 /** The service layer every transport adapts: rules and data live here and nowhere else. */
@@ -83,15 +84,14 @@ export function createServices(db: Database, config: Config, bus: EventBus): Ser
     sockets: new SocketQuota(config.limits.socketsPerUser),
     async health() {
       // A stalled database must not stall the probe that is meant to report it.
-      let timer: Timer | undefined;
-      const database = await Promise.race([
+      const database = await settleWithin(
         db.$queryRaw`SELECT 1`.then(
           () => 'ok',
           () => 'unreachable',
         ),
-        new Promise<string>((resolve) => (timer = setTimeout(() => resolve('unreachable'), HEALTH_TIMEOUT_MS))),
-      ]);
-      clearTimeout(timer);
+        HEALTH_TIMEOUT_MS,
+        () => 'unreachable',
+      );
       const pubsub = bus.state();
       return { healthy: database === 'ok' && bus.available(), database, pubsub };
     },

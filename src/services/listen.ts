@@ -1,6 +1,6 @@
 import { Repeater } from 'graphql-yoga';
 import type { EndWhen, Listening } from './pubsub';
-import { SlowSubscriberError, SUBSCRIBER_QUEUE_LIMIT } from './pubsub';
+import { countedPush, SlowSubscriberError, SUBSCRIBER_QUEUE_LIMIT } from './pubsub';
 
 /**
  * A subscription that first yields what happened before it started, then live events, with no gap:
@@ -20,20 +20,8 @@ export function replayThenLive<T>(
   endWhen?: EndWhen,
 ): Repeater<T> {
   return new Repeater<T>(async (push, stop) => {
-    let unread = 0;
     let limit: number = SUBSCRIBER_QUEUE_LIMIT;
-    const send = (event: T) => {
-      if (unread >= limit) {
-        stop(new SlowSubscriberError());
-        return;
-      }
-      unread++;
-      // The push settles when the reader takes the event, or rejects once the Repeater is stopped with an error.
-      push(event).then(
-        () => unread--,
-        () => {},
-      );
-    };
+    const send = countedPush(push, stop, () => limit);
     let replayed: Set<unknown> | null = null;
     const heldDuringReplay: T[] = [];
     const listening = listen((event) => {

@@ -2,6 +2,7 @@ import { Repeater } from 'graphql-yoga';
 import { Redis } from 'ioredis';
 import { redact } from '../config';
 import { AppError } from './errors';
+import { settleWithin } from './timeout';
 
 /** A stored message as every transport delivers it. */
 export interface MessageEvent {
@@ -243,19 +244,7 @@ export type EndWhen = (end: () => void) => Listening;
  */
 export function boundedRepeater<T>(listen: (push: (value: T) => void) => Listening, endWhen?: EndWhen): Repeater<T> {
   return new Repeater<T>(async (push, stop) => {
-    let unread = 0;
-    const listening = listen((value) => {
-      if (unread >= SUBSCRIBER_QUEUE_LIMIT) {
-        stop(new SlowSubscriberError());
-        return;
-      }
-      unread++;
-      // The push settles when the reader takes the value, or rejects once the Repeater is stopped with an error.
-      push(value).then(
-        () => unread--,
-        () => {},
-      );
-    });
+    const listening = listen(countedPush(push, stop));
     const ending = endWhen?.(() => stop());
     try {
       await stop;
@@ -264,6 +253,31 @@ export function boundedRepeater<T>(listen: (push: (value: T) => void) => Listeni
       ending?.stop();
     }
   });
+}
+
+/**
+ * Pushes into a Repeater, counting what waits unread: past `limit()` the Repeater is ended with
+ * SlowSubscriberError instead of reaching Repeater's own overflow error, which would throw inside
+ * the publisher.
+ */
+export function countedPush<T>(
+  push: (value: T) => Promise<unknown>,
+  stop: (error: Error) => unknown,
+  limit: () => number = () => SUBSCRIBER_QUEUE_LIMIT,
+): (value: T) => void {
+  let unread = 0;
+  return (value) => {
+    if (unread >= limit()) {
+      stop(new SlowSubscriberError());
+      return;
+    }
+    unread++;
+    // The push settles when the reader takes the value, or rejects once the Repeater is stopped with an error.
+    push(value).then(
+      () => unread--,
+      () => {},
+    );
+  };
 }
 
 /** An EndWhen for a reader of `chatId`: the subscription ends once `userId` is no longer in the chat. */
@@ -374,9 +388,9 @@ async function redisEventBus(redisUrl: string, prefix: string): Promise<EventBus
     if (checking || closed) return;
     checking = true;
     try {
-      let timer: Timer | undefined;
-      const stalled = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer to PING')), HEARTBEAT_MS)));
-      await Promise.race([Promise.all([publishClient.ping(), subscribeClient.ping()]), stalled]).finally(() => clearTimeout(timer));
+      await settleWithin(Promise.all([publishClient.ping(), subscribeClient.ping()]), HEARTBEAT_MS, () => {
+        throw new Error('no answer to PING');
+      });
       if (!healthy) {
         await pubsub.resubscribeAll();
         const since = outageSince ?? new Date();
@@ -410,12 +424,11 @@ async function redisEventBus(redisUrl: string, prefix: string): Promise<EventBus
       client.on('ready', settle);
       client.on('error', settle);
     });
-  let startTimer: Timer | undefined;
-  await Promise.race([
-    Promise.all([connected(publishClient), connected(subscribeClient)]),
-    new Promise<void>((resolve) => (startTimer = setTimeout(resolve, COMMAND_TIMEOUT_MS))),
-  ]);
-  clearTimeout(startTimer);
+  await settleWithin(
+    Promise.all([connected(publishClient), connected(subscribeClient)]).then(() => {}),
+    COMMAND_TIMEOUT_MS,
+    () => {},
+  );
   await heartbeat();
   if (!healthy) console.error(`Redis at ${where} is unreachable: serving without cross-instance delivery until it answers (/health reports 503 meanwhile)`);
   const timer = setInterval(() => void heartbeat(), HEARTBEAT_MS);
