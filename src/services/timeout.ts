@@ -5,15 +5,7 @@
  */
 export async function settleWithin<T>(work: Promise<T>, ms: number, onTimeout: () => T): Promise<T> {
   let timer: Timer | undefined;
-  const timedOut = new Promise<T>((resolve, reject) => {
-    timer = setTimeout(() => {
-      try {
-        resolve(onTimeout());
-      } catch (error) {
-        reject(error);
-      }
-    }, ms);
-  });
+  const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms))).then(onTimeout);
   try {
     return await Promise.race([work, timedOut]);
   } finally {
