@@ -1,8 +1,7 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test';
-import type { Server } from 'bun';
+import { describe, expect, test } from 'bun:test';
 import { AI_CHAT_GREETING } from '../src/services/chat.service';
-import { createTestApp, signUp, type TestApp, type TestUser } from './support/app';
-import { socketKit, type SocketKit } from './support/sockets';
+import { signUp, type TestUser } from './support/app';
+import { servedTestApp } from './support/sockets';
 
 /**
  * The later API through GraphQL: the same service calls as REST (test/later-api.test.ts), their
@@ -10,20 +9,7 @@ import { socketKit, type SocketKit } from './support/sockets';
  * events over graphql-ws.
  */
 
-let t: TestApp;
-let server: Server<unknown>;
-let kit: SocketKit;
-beforeAll(async () => {
-  t = await createTestApp();
-  server = t.listen();
-  kit = socketKit(server, t.app.services);
-});
-afterEach(() => kit.closeAll());
-afterAll(async () => {
-  await kit.dispose();
-  await server.stop(true);
-  await t.cleanup();
-});
+const served = servedTestApp();
 
 interface GraphQLError {
   message: string;
@@ -31,7 +17,7 @@ interface GraphQLError {
 }
 
 async function gql(query: string, variables: Record<string, unknown>, user: TestUser) {
-  const response = await t.request('/graphql', { method: 'POST', json: { query, variables }, token: user.token });
+  const response = await served.t.request('/graphql', { method: 'POST', json: { query, variables }, token: user.token });
   return (await response.json()) as { data?: any; errors?: GraphQLError[] };
 }
 
@@ -68,7 +54,7 @@ const send = async (user: TestUser, chatId: string, content: string) =>
 describe('queries and mutations', () => {
   test('searchUsers finds by username or email, ignoring case, without the caller', async () => {
     const tag = crypto.randomUUID().slice(0, 6);
-    const [caller, found] = await Promise.all([signUp(t, `gq_caller_${tag}`), signUp(t, `gq_Found_${tag}`)]);
+    const [caller, found] = await Promise.all([signUp(served.t, `gq_caller_${tag}`), signUp(served.t, `gq_Found_${tag}`)]);
     const data = await ok('query ($query: String!) { searchUsers(query: $query) { id username } }', { query: `GQ_FOUND_${tag}` }, caller);
     expect(data.searchUsers).toEqual([{ id: String(found.id), username: found.username }]);
     expect((await ok('{ searchUsers(query: "g") { id } }', {}, caller)).searchUsers).toEqual([]);
@@ -76,7 +62,7 @@ describe('queries and mutations', () => {
   });
 
   test('createChat with participantUsernames and isAiChat: "AI Chat", the named users, the greeting under the bot name', async () => {
-    const [owner, jane] = await Promise.all([signUp(t), signUp(t)]);
+    const [owner, jane] = await Promise.all([signUp(served.t), signUp(served.t)]);
     const chat = await createChat(owner, { isAiChat: true, isGroup: false, participantUsernames: [jane.username, 'nobody-at-all'] });
     expect(chat).toMatchObject({ name: 'AI Chat', isGroup: false, owner: { username: owner.username } });
     expect(chat.participants.map((participant) => participant.username)).toEqual([owner.username, jane.username]);
@@ -85,7 +71,7 @@ describe('queries and mutations', () => {
   });
 
   test('Chat.unreadCount, lastMessage and lastMessageTime; markChatRead clears the count', async () => {
-    const [alice, bob] = await Promise.all([signUp(t), signUp(t)]);
+    const [alice, bob] = await Promise.all([signUp(served.t), signUp(served.t)]);
     const chat = await createChat(alice, { participantUsernames: [bob.username] });
     const ACTIVITY = 'query ($id: ID!) { chat(id: $id) { unreadCount lastMessageTime lastMessage { id content username } } }';
     expect((await ok(ACTIVITY, { id: chat.id }, bob)).chat).toEqual({ unreadCount: 0, lastMessageTime: null, lastMessage: null });
@@ -104,7 +90,7 @@ describe('queries and mutations', () => {
   });
 
   test('Message.readBy: who has read each message, oldest read first, its author left out', async () => {
-    const [alice, bob, carol] = await Promise.all([signUp(t), signUp(t), signUp(t)]);
+    const [alice, bob, carol] = await Promise.all([signUp(served.t), signUp(served.t), signUp(served.t)]);
     const chat = await createChat(alice, { participantUsernames: [bob.username, carol.username] });
     await send(alice, chat.id, 'first');
     await ok(MARK_READ, { chatId: chat.id }, carol);
@@ -121,7 +107,7 @@ describe('queries and mutations', () => {
   });
 
   test('removeParticipant, leaveChat and deleteChat answer true and carry the REST errors as codes', async () => {
-    const [owner, bob, carol, stranger] = await Promise.all([signUp(t), signUp(t), signUp(t), signUp(t)]);
+    const [owner, bob, carol, stranger] = await Promise.all([signUp(served.t), signUp(served.t), signUp(served.t), signUp(served.t)]);
     const chat = await createChat(owner, { participantUsernames: [bob.username, carol.username] });
 
     expect(await fails(REMOVE, { chatId: chat.id, userId: owner.id }, bob)).toEqual(['FORBIDDEN', 'Only chat admin can remove participants']);
@@ -155,13 +141,13 @@ describe('viewerEvents over graphql-ws', () => {
   } }`;
 
   const subscribe = async (user: TestUser) => {
-    const subscription = kit.graphql(user.token).subscribe<any>(VIEWER_EVENTS, {}, { field: 'viewerEvents', ready: ['user:event', user.id] });
+    const subscription = served.kit.graphql(user.token).subscribe<any>(VIEWER_EVENTS, {}, { field: 'viewerEvents', ready: ['user:event', user.id] });
     await subscription.ready;
     return subscription;
   };
 
   test('each kind of user event arrives as its own type', async () => {
-    const [owner, bob, carol] = await Promise.all([signUp(t), signUp(t), signUp(t)]);
+    const [owner, bob, carol] = await Promise.all([signUp(served.t), signUp(served.t), signUp(served.t)]);
     const [ownerEvents, bobEvents, carolEvents] = await Promise.all([subscribe(owner), subscribe(bob), subscribe(carol)]);
 
     const chat = await createChat(owner, { name: 'Events', participantUsernames: [bob.username] });
@@ -223,7 +209,7 @@ describe('viewerEvents over graphql-ws', () => {
   });
 
   test('requires a valid token', async () => {
-    const subscription = kit.graphql('not-a-token').subscribe(VIEWER_EVENTS, {}, { field: 'viewerEvents' });
+    const subscription = served.kit.graphql('not-a-token').subscribe(VIEWER_EVENTS, {}, { field: 'viewerEvents' });
     expect((await subscription.done).kind).toBe('error');
   });
 });

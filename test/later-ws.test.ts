@@ -3,7 +3,7 @@ import type { Server } from 'bun';
 import { createTestApp, signUp, type TestApp, type TestUser } from './support/app';
 import type { FakeGemini } from './support/fake-gemini';
 import { startFakeGemini } from './support/fake-gemini';
-import { type ChatClient, type Frame, socketKit, type SocketKit, withDeadline } from './support/sockets';
+import { type ChatClient, type Frame, servedTestApp, socketKit, type SocketKit, withDeadline } from './support/sockets';
 
 /**
  * The later API's `/ws` side (/work/shared/ORIGINAL-LATER-API.md) over real sockets: both
@@ -383,27 +383,14 @@ describe('a user no longer in a chat', () => {
 });
 
 describe('typing coalescing', () => {
-  let limited: TestApp;
-  let limitedServer: Server<unknown>;
-  let limitedKit: SocketKit;
-  beforeAll(async () => {
-    limited = await createTestApp({ WS_RATE_LIMIT: '5' });
-    limitedServer = limited.listen();
-    limitedKit = socketKit(limitedServer, limited.app.services);
-  });
-  afterEach(() => limitedKit.closeAll());
-  afterAll(async () => {
-    await limitedKit.dispose();
-    await limitedServer.stop(true);
-    await limited.cleanup();
-  });
+  const limited = servedTestApp({ WS_RATE_LIMIT: '5' });
 
   test('a burst of 50 typing frames is one typing notice to the others and leaves the rate budget for a message', async () => {
-    const alice = await signUp(limited);
-    const bob = await signUp(limited);
-    const chat = await groupChat(limited, alice, [bob]);
-    const aliceSocket = limitedKit.chat(alice.token);
-    const bobSocket = limitedKit.chat(bob.token);
+    const alice = await signUp(limited.t);
+    const bob = await signUp(limited.t);
+    const chat = await groupChat(limited.t, alice, [bob]);
+    const aliceSocket = limited.kit.chat(alice.token);
+    const bobSocket = limited.kit.chat(bob.token);
     await Promise.all([aliceSocket.opened, bobSocket.opened]);
     // One frame each before the burst (a join): 4 of the 5 left.
     await aliceSocket.join(chat.id);

@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test
 import type { Server } from 'bun';
 import { SignJWT } from 'jose';
 import { createTestApp, signUp, type TestApp, type TestUser } from './support/app';
-import { type ChatClient, type Frame, type GraphqlSubscription, MISSING_CHAT_ID, socketKit, type SocketKit } from './support/sockets';
+import { type ChatClient, type Frame, type GraphqlSubscription, MISSING_CHAT_ID, servedTestApp, socketKit, type SocketKit } from './support/sockets';
 
 /**
  * The realtime protocols over real sockets: the original `/ws?token=` protocol and graphql-ws on
@@ -502,26 +502,13 @@ describe('/ws bad frames', () => {
 });
 
 describe('/ws rate limit', () => {
-  let limited: TestApp;
-  let limitedServer: Server<unknown>;
-  let limitedKit: SocketKit;
-  beforeAll(async () => {
-    limited = await createTestApp({ WS_RATE_LIMIT: '5' });
-    limitedServer = limited.listen();
-    limitedKit = socketKit(limitedServer, limited.app.services);
-  });
-  afterEach(() => limitedKit.closeAll());
-  afterAll(async () => {
-    await limitedKit.dispose();
-    await limitedServer.stop(true);
-    await limited.cleanup();
-  });
+  const limited = servedTestApp({ WS_RATE_LIMIT: '5' });
 
   test('a burst over the limit gets rate-limit errors, is partly refused, and the socket stays open', async () => {
-    const alice = await signUp(limited);
-    const create = await limited.request('/api/chats', { method: 'POST', token: alice.token, json: { name: 'limited' } });
+    const alice = await signUp(limited.t);
+    const create = await limited.t.request('/api/chats', { method: 'POST', token: alice.token, json: { name: 'limited.t' } });
     const chat = (await create.json()) as { id: number };
-    const socket = limitedKit.chat(alice.token);
+    const socket = limited.kit.chat(alice.token);
     await socket.opened;
     await socket.join(chat.id);
 
@@ -544,7 +531,7 @@ describe('/ws rate limit', () => {
     expect(echoes.length).toBeGreaterThan(0);
     expect(echoes.length).toBeLessThan(20);
 
-    const historyResponse = await limited.request(`/api/chats/${chat.id}/messages?limit=200`, { token: alice.token });
+    const historyResponse = await limited.t.request(`/api/chats/${chat.id}/messages?limit=200`, { token: alice.token });
     const stored = ((await historyResponse.json()) as { content: string }[]).filter((message) => message.content.startsWith(prefix));
     expect(stored.length).toBe(echoes.length);
     expect(socket.isClosed()).toBe(false);

@@ -1,9 +1,8 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test';
-import type { Server } from 'bun';
+import { beforeAll, describe, expect, test } from 'bun:test';
 import { CATCH_UP_LIMIT } from '../src/services/message.service';
 import { SlowSubscriberError } from '../src/services/pubsub';
-import { createTestApp, signUp, type TestApp, type TestUser } from './support/app';
-import { socketKit, withDeadline, type SocketKit } from './support/sockets';
+import { signUp, type TestUser } from './support/app';
+import { servedTestApp, withDeadline } from './support/sockets';
 
 /**
  * What hostile or unlucky clients do to subscriptions: leave before their replay is read,
@@ -12,59 +11,47 @@ import { socketKit, withDeadline, type SocketKit } from './support/sockets';
  * replay for a reader that left, or skip a message silently.
  */
 
-let t: TestApp;
-let server: Server<unknown>;
-let kit: SocketKit;
+const served = servedTestApp();
 let alice: TestUser;
 let bob: TestUser;
-
 beforeAll(async () => {
-  t = await createTestApp();
-  server = t.listen();
-  kit = socketKit(server, t.app.services);
-  [alice, bob] = await Promise.all([signUp(t), signUp(t)]);
-});
-afterEach(() => kit.closeAll());
-afterAll(async () => {
-  await kit.dispose();
-  await server.stop(true);
-  await t.cleanup();
+  [alice, bob] = await Promise.all([signUp(served.t), signUp(served.t)]);
 });
 
 async function room(name: string): Promise<number> {
-  const chat = await (await t.request('/api/chats', { method: 'POST', token: alice.token, json: { name, is_group: true } })).json();
-  await t.request(`/api/chats/${chat.id}/invite`, { method: 'POST', token: alice.token, json: { username: bob.username } });
+  const chat = await (await served.t.request('/api/chats', { method: 'POST', token: alice.token, json: { name, is_group: true } })).json();
+  await served.t.request(`/api/chats/${chat.id}/invite`, { method: 'POST', token: alice.token, json: { username: bob.username } });
   return chat.id as number;
 }
 
 /** Stores `count` messages from alice at once (one group commit) and returns their ids in order. */
 async function fill(chatId: number, count: number, content = (i: number) => `message ${i}`): Promise<number[]> {
-  const author = await t.app.services.auth.authenticate(alice.token);
-  const stored = await Promise.all(Array.from({ length: count }, (_, i) => t.app.services.messages.send(author, chatId, { content: content(i) })));
+  const author = await served.t.app.services.auth.authenticate(alice.token);
+  const stored = await Promise.all(Array.from({ length: count }, (_, i) => served.t.app.services.messages.send(author, chatId, { content: content(i) })));
   return stored.map((message) => message.id).sort((a, b) => a - b);
 }
 
 /** The server handles a client's close on its own schedule: wait (bounded) until its listeners are gone. */
 async function listenersBackTo(expected: number): Promise<void> {
   const released = (async () => {
-    while (t.app.services.pubsub.listenerCount() !== expected) await new Promise((resolve) => setImmediate(resolve));
+    while (served.t.app.services.pubsub.listenerCount() !== expected) await new Promise((resolve) => setImmediate(resolve));
   })();
-  await withDeadline(released, () => `listeners still held: ${t.app.services.pubsub.listenerCount()}, expected ${expected}`);
+  await withDeadline(released, () => `listeners still held: ${served.t.app.services.pubsub.listenerCount()}, expected ${expected}`);
 }
 
 describe('subscriptions cannot leak', () => {
   test('/ws clients that leave before their replay is read, and graphql-ws clients that complete before the first event, hold nothing; the room keeps working past a queue overflow', async () => {
     const chatId = await room('hostile');
     const [first] = await fill(chatId, 3);
-    const baseline = t.app.services.pubsub.listenerCount();
+    const baseline = served.t.app.services.pubsub.listenerCount();
     for (let i = 0; i < 3; i++) {
-      const hostile = kit.chat(bob.token);
+      const hostile = served.kit.chat(bob.token);
       await hostile.opened;
       hostile.send({ type: 'join', chat_id: chatId, after: first });
       await hostile.close();
     }
     for (let i = 0; i < 3; i++) {
-      const client = kit.graphql(bob.token);
+      const client = served.kit.graphql(bob.token);
       const subscription = client.subscribe(
         'subscription ($chatId: ID!) { messageAdded(chatId: $chatId, after: "0") { id } }',
         { chatId },
@@ -72,10 +59,10 @@ describe('subscriptions cannot leak', () => {
       );
       subscription.unsubscribe();
     }
-    await kit.closeAll();
+    await served.kit.closeAll();
     await listenersBackTo(baseline);
 
-    const witness = kit.chat(alice.token);
+    const witness = served.kit.chat(alice.token);
     await witness.opened;
     await witness.join(chatId);
     // Past graphql-yoga's per-subscriber buffer (1,024): a leaked reader would overflow inside publish.
@@ -87,10 +74,10 @@ describe('subscriptions cannot leak', () => {
   test('a replay of a large room is released when its reader drops at once', async () => {
     const chatId = await room('large');
     await fill(chatId, 1000, (i) => `${i} `.padEnd(10_000, 'x'));
-    const baseline = t.app.services.pubsub.listenerCount();
+    const baseline = served.t.app.services.pubsub.listenerCount();
     await Promise.all(
       Array.from({ length: 10 }, async () => {
-        const reader = kit.chat(bob.token);
+        const reader = served.kit.chat(bob.token);
         await reader.opened;
         reader.send({ type: 'join', chat_id: chatId, after: 0 });
         // Dropped, not closed politely: a close handshake would queue behind the replay's 10 MB.
@@ -104,7 +91,7 @@ describe('subscriptions cannot leak', () => {
 
 test('a graphql-ws subscription whose source fails ends with an error result; the socket and the process carry on', async () => {
   const chatId = await room('failing source');
-  const { messages } = t.app.services;
+  const { messages } = served.t.app.services;
   const original = messages.subscribe;
   // What a reader ended as too slow, or a replay whose query failed, looks like to graphql-ws.
   messages.subscribe = async () =>
@@ -116,7 +103,7 @@ test('a graphql-ws subscription whose source fails ends with an error result; th
       return: () => Promise.resolve({ done: true, value: undefined }),
     }) as AsyncIterableIterator<never>;
   try {
-    const client = kit.graphql(bob.token);
+    const client = served.kit.graphql(bob.token);
     const failing = client.subscribe('subscription ($chatId: ID!) { messageAdded(chatId: $chatId) { id } }', { chatId }, { field: 'messageAdded' });
     expect(await failing.done).toEqual({ kind: 'complete' });
     expect(failing.errors.map((error) => error.extensions?.code)).toEqual(['SLOW_SUBSCRIBER']);
@@ -135,29 +122,17 @@ test('a graphql-ws subscription whose source fails ends with an error result; th
 });
 
 describe('slow graphql-ws subscribers (in one process, where one synchronous burst outruns any reader)', () => {
-  let local: TestApp;
-  let localServer: Server<unknown>;
-  let localKit: SocketKit;
-  beforeAll(async () => {
-    local = await createTestApp({ REDIS_URL: '' });
-    localServer = local.listen();
-    localKit = socketKit(localServer, local.app.services);
-  });
-  afterAll(async () => {
-    await localKit.dispose();
-    await localServer.stop(true);
-    await local.cleanup();
-  });
+  const local = servedTestApp({ REDIS_URL: '' });
 
   test.each([
     ['live', {}],
     ['catch-up', { after: 0 }],
   ])('a %s subscriber that falls 1,000 events behind ends with SLOW_SUBSCRIBER; the process and the others carry on', async (_kind, args) => {
-    const [owner, member] = await Promise.all([signUp(local), signUp(local)]);
-    const chat = await (await local.request('/api/chats', { method: 'POST', token: owner.token, json: { name: 'burst', is_group: true } })).json();
-    await local.request(`/api/chats/${chat.id}/invite`, { method: 'POST', token: owner.token, json: { username: member.username } });
-    const sent = await (await local.request(`/api/chats/${chat.id}/messages`, { method: 'POST', token: owner.token, json: { content: 'template' } })).json();
-    const slow = localKit
+    const [owner, member] = await Promise.all([signUp(local.t), signUp(local.t)]);
+    const chat = await (await local.t.request('/api/chats', { method: 'POST', token: owner.token, json: { name: 'burst', is_group: true } })).json();
+    await local.t.request(`/api/chats/${chat.id}/invite`, { method: 'POST', token: owner.token, json: { username: member.username } });
+    const sent = await (await local.t.request(`/api/chats/${chat.id}/messages`, { method: 'POST', token: owner.token, json: { content: 'template' } })).json();
+    const slow = local.kit
       .graphql(member.token)
       .subscribe<{ id: string }>(
         'subscription ($chatId: ID!, $after: ID) { messageAdded(chatId: $chatId, after: $after) { id } }',
@@ -165,7 +140,7 @@ describe('slow graphql-ws subscribers (in one process, where one synchronous bur
         { field: 'messageAdded', ready: ['chat:message', chat.id] },
       );
     await slow.ready;
-    const witness = localKit.chat(owner.token);
+    const witness = local.kit.chat(owner.token);
     await witness.opened;
     await witness.join(chat.id);
     const event = {
@@ -179,7 +154,7 @@ describe('slow graphql-ws subscribers (in one process, where one synchronous bur
       askPending: false,
       createdAt: new Date(),
     };
-    for (let i = 1; i <= 1100; i++) local.app.services.pubsub.publish('chat:message', chat.id, { ...event, id: sent.id + i });
+    for (let i = 1; i <= 1100; i++) local.t.app.services.pubsub.publish('chat:message', chat.id, { ...event, id: sent.id + i });
     expect(await slow.done).toEqual({ kind: 'complete' });
     expect(slow.errors.map((error) => error.extensions?.code)).toContain('SLOW_SUBSCRIBER');
     await witness.next((frame) => frame.type === 'message' && frame.message_id === sent.id + 1100);
@@ -190,7 +165,7 @@ describe('catch-up too far behind', () => {
   test('/ws: a history_gap frame names what was not replayed, then the newest messages, then live ones', async () => {
     const chatId = await room('gap ws');
     const ids = await fill(chatId, CATCH_UP_LIMIT + 5);
-    const socket = kit.chat(bob.token);
+    const socket = served.kit.chat(bob.token);
     await socket.opened;
     socket.send({ type: 'join', chat_id: chatId, after: ids[0]! - 1 });
     const gap = await socket.next('history_gap');
@@ -206,7 +181,7 @@ describe('catch-up too far behind', () => {
   test('GraphQL: the first result is a HISTORY_GAP error with `before`, then the newest messages', async () => {
     const chatId = await room('gap graphql');
     const ids = await fill(chatId, CATCH_UP_LIMIT + 2);
-    const subscription = kit
+    const subscription = served.kit
       .graphql(bob.token)
       .subscribe<{ id: string }>(
         'subscription ($chatId: ID!, $after: ID) { messageAdded(chatId: $chatId, after: $after) { id } }',

@@ -1,54 +1,39 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test';
-import type { Server } from 'bun';
-import { createTestApp, signUp, type TestApp, type TestUser } from './support/app';
-import { socketKit, type SocketKit } from './support/sockets';
+import { describe, expect, test } from 'bun:test';
+import { signUp, type TestUser } from './support/app';
+import { servedTestApp } from './support/sockets';
 
 /**
  * Things that exist once: a member in a chat (a second invite is refused and pushes nothing) and a
  * username, whatever its case (users.username_key holds it in lower case, unique).
  */
 
-let t: TestApp;
-let server: Server<unknown>;
-let kit: SocketKit;
-
-beforeAll(async () => {
-  t = await createTestApp();
-  server = t.listen();
-  kit = socketKit(server, t.app.services);
-});
-afterEach(() => kit.closeAll());
-afterAll(async () => {
-  await kit.dispose();
-  await server.stop(true);
-  await t.cleanup();
-});
+const served = servedTestApp();
 
 const invite = (inviter: TestUser, chatId: number, username: string) =>
-  t.request(`/api/chats/${chatId}/invite`, { method: 'POST', token: inviter.token, json: { username } });
+  served.t.request(`/api/chats/${chatId}/invite`, { method: 'POST', token: inviter.token, json: { username } });
 
 async function createChat(owner: TestUser, name: string): Promise<number> {
-  const response = await t.request('/api/chats', { method: 'POST', token: owner.token, json: { name, is_group: true } });
+  const response = await served.t.request('/api/chats', { method: 'POST', token: owner.token, json: { name, is_group: true } });
   return ((await response.json()) as { id: number }).id;
 }
 
 async function participants(user: TestUser, chatId: number): Promise<string[]> {
-  const response = await t.request(`/api/chats/${chatId}/participants`, { token: user.token });
+  const response = await served.t.request(`/api/chats/${chatId}/participants`, { token: user.token });
   return ((await response.json()) as { username: string }[]).map((participant) => participant.username);
 }
 
 async function graphql(query: string, variables: Record<string, unknown>, token?: string) {
-  const response = await t.request('/graphql', { method: 'POST', token, json: { query, variables } });
+  const response = await served.t.request('/graphql', { method: 'POST', token, json: { query, variables } });
   return (await response.json()) as { data?: unknown; errors?: { message: string; extensions: { code: string } }[] };
 }
 
 describe('inviting someone who is already a participant', () => {
   test('REST: 400 "User is already a participant", and the invitee hears of the first invite only', async () => {
-    const owner = await signUp(t);
-    const jane = await signUp(t);
+    const owner = await signUp(served.t);
+    const jane = await signUp(served.t);
     const chatId = await createChat(owner, 'once');
     const later = await createChat(owner, 'later');
-    const janes = kit.chat(jane.token);
+    const janes = served.kit.chat(jane.token);
     await janes.opened;
 
     expect((await invite(owner, chatId, jane.username)).status).toBe(200);
@@ -64,8 +49,8 @@ describe('inviting someone who is already a participant', () => {
   });
 
   test('GraphQL: inviteUser answers CONFLICT with the same message', async () => {
-    const owner = await signUp(t);
-    const jane = await signUp(t);
+    const owner = await signUp(served.t);
+    const jane = await signUp(served.t);
     const chatId = await createChat(owner, 'graphql');
     const query = 'mutation ($chatId: ID!, $username: String!) { inviteUser(chatId: $chatId, username: $username) { id } }';
     expect((await graphql(query, { chatId, username: jane.username }, owner.token)).errors).toBeUndefined();
@@ -76,12 +61,12 @@ describe('inviting someone who is already a participant', () => {
   });
 
   test('two invites of one user at the same moment: one is taken, one refused, one push', async () => {
-    const owner = await signUp(t);
-    const member = await signUp(t);
-    const jane = await signUp(t);
+    const owner = await signUp(served.t);
+    const member = await signUp(served.t);
+    const jane = await signUp(served.t);
     const chatId = await createChat(owner, 'race');
     expect((await invite(owner, chatId, member.username)).status).toBe(200);
-    const janes = kit.chat(jane.token);
+    const janes = served.kit.chat(jane.token);
     await janes.opened;
 
     const statuses = (await Promise.all([invite(owner, chatId, jane.username), invite(member, chatId, jane.username)])).map((response) => response.status);
@@ -96,7 +81,7 @@ describe('inviting someone who is already a participant', () => {
 
 describe('usernames are unique whatever their case', () => {
   const register = (username: string, email = `${username.toLowerCase()}-${crypto.randomUUID().slice(0, 8)}@example.com`) =>
-    t.request('/api/auth/register', { method: 'POST', json: { username, email, password: 'password123' } });
+    served.t.request('/api/auth/register', { method: 'POST', json: { username, email, password: 'password123' } });
 
   test('ALICE cannot register beside alice: 400 "Username already registered" (GraphQL: CONFLICT)', async () => {
     expect((await register('alice_case')).status).toBe(200);
@@ -109,7 +94,7 @@ describe('usernames are unique whatever their case', () => {
       { u: 'Alice_Case' },
     );
     expect(overGraphql.errors?.[0]).toMatchObject({ message: 'Username already registered', extensions: { code: 'CONFLICT' } });
-    expect(await t.app.services.db.user.count({ where: { usernameKey: 'alice_case' } })).toBe(1);
+    expect(await served.t.app.services.db.user.count({ where: { usernameKey: 'alice_case' } })).toBe(1);
   });
 
   test('two registrations racing, differing only in case: one is stored', async () => {
@@ -117,6 +102,6 @@ describe('usernames are unique whatever their case', () => {
     expect([first.status, second.status].sort()).toEqual([200, 400]);
     const refused = first.status === 400 ? first : second;
     expect(await refused.json()).toEqual({ detail: 'Username already registered' });
-    expect(await t.app.services.db.user.count({ where: { usernameKey: 'bob_race' } })).toBe(1);
+    expect(await served.t.app.services.db.user.count({ where: { usernameKey: 'bob_race' } })).toBe(1);
   });
 });

@@ -2,6 +2,9 @@ import type { Server, WebSocketHandler } from 'bun';
 import type { ExecutionResult, FormattedExecutionResult, GraphQLFormattedError } from 'graphql';
 import type { Client } from 'graphql-ws';
 import { createClient } from 'graphql-ws';
+import { afterAll, afterEach, beforeAll } from 'bun:test';
+import type { TestApp } from './app';
+import { createTestApp } from './app';
 import type { Services } from '../../src/services';
 import type { Listening, Topic } from '../../src/services/pubsub';
 
@@ -445,3 +448,29 @@ export function socketKit(server: Server<unknown>, listeners: Listeners | null) 
 }
 
 export type SocketKit = ReturnType<typeof socketKit>;
+
+export interface ServedTestApp {
+  t: TestApp;
+  server: Server<unknown>;
+  kit: SocketKit;
+}
+
+/**
+ * A test app on a real port with its socket kit, for the describe block (or file) that calls it:
+ * made in its `beforeAll`, every socket closed after each test, and all of it released in `afterAll`.
+ */
+export function servedTestApp(env: Record<string, string> = {}): ServedTestApp {
+  const served = {} as ServedTestApp;
+  beforeAll(async () => {
+    served.t = await createTestApp(env);
+    served.server = served.t.listen();
+    served.kit = socketKit(served.server, served.t.app.services);
+  });
+  afterEach(() => served.kit.closeAll());
+  afterAll(async () => {
+    await served.kit.dispose();
+    await served.server.stop(true);
+    await served.t.cleanup();
+  });
+  return served;
+}
