@@ -16,7 +16,7 @@ import { num, table } from './lib/table';
 import type { BotResult } from './scenarios/bot';
 import { runBot } from './scenarios/bot';
 import type { FanoutConfig, FanoutResult } from './scenarios/fanout';
-import { runFanout } from './scenarios/fanout';
+import { CHAT_CLIENT_SUBSCRIPTION, runFanout } from './scenarios/fanout';
 import type { HttpLoad } from './scenarios/http';
 import { GRAPHQL_QUERY, runHttp } from './scenarios/http';
 import type { IdleResult } from './scenarios/idle';
@@ -217,11 +217,24 @@ async function main() {
     console.log('  no auth, membership check, validation, ORM, pub/sub layer or GraphQL.');
   });
 
-  await scenario('gql', `2. graphql-ws fan-out — ${shape}; receivers are messageAdded subscribers, senders on /ws`, async () => {
+  await scenario('gql', `2. graphql-ws fan-out vs /ws — ${shape}; receivers are messageAdded subscribers, senders on /ws`, async () => {
     const gql = await runFanout(context, fanout, { target: 'project', receivers: 'graphql-ws' });
-    results.gql = gql;
-    console.log(table(['', 'project graphql-ws'], fanoutRows([gql])));
-    console.log('  Receivers use graphql-ws createClient, which JSON-parses every frame: heavier on the client than /ws.');
+    const ws = (results.ws as { project: FanoutResult } | undefined)?.project ?? (await runFanout(context, fanout, { target: 'project', receivers: 'ws' }));
+    const ratios = {
+      deliveriesPerSecond: ratio(gql.deliveriesPerSecond, ws.deliveriesPerSecond),
+      p50: ratio(gql.latencyMs.p50, ws.latencyMs.p50),
+      p99: ratio(gql.latencyMs.p99, ws.latencyMs.p99),
+      peakRss: ratio(gql.peakRssMb, ws.peakRssMb),
+    };
+    results.gql = { gql, ws, ratios };
+    const rows = fanoutRows([gql, ws]);
+    rows[0]!.push(times(ratios.deliveriesPerSecond));
+    rows[2]!.push(times(ratios.p50));
+    rows[3]!.push(times(ratios.p99));
+    rows[10]!.push(times(ratios.peakRss));
+    console.log(table(['', 'project graphql-ws', 'project /ws', 'graphql-ws//ws'], rows));
+    console.log(`  graphql-ws selection: ${CHAT_CLIENT_SUBSCRIPTION}`);
+    console.log('  Both kinds of receiver find the send time in the frame text without parsing it.');
   });
 
   await scenario(

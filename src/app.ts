@@ -44,6 +44,8 @@ export interface App {
 export interface AppOptions {
   /** Receives each SQL statement; tests count them to guard against N+1 queries. */
   logQuery?: (query: string) => void;
+  /** Told of each execution of a graphql-ws event shared by its subscribers; tests count them. */
+  onSharedExecution?: () => void;
 }
 
 /** The GraphQL limits, explicit so clients and tests know them. */
@@ -113,7 +115,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const chatSockets = new ChatSocketHub(services, config.limits.wsRatePerSecond, config.bot.name);
   const sockets = createWebSockets(
     chatSockets,
-    createGraphqlSocketHandler(yoga, services, (error) => toGraphQLError(error, 'Unexpected error.')),
+    createGraphqlSocketHandler(yoga, services, (error) => toGraphQLError(error, 'Unexpected error.'), options.onSharedExecution),
   );
 
   /** Sends a request to its adapter: `/ws`, GraphQL (HTTP or graphql-ws), or REST. */

@@ -1,7 +1,7 @@
 /** Opens a WebSocket and resolves once it is open; rejects on an early close, error, or after `timeoutMs`. */
-export function openSocket(url: string, timeoutMs = 15_000): Promise<WebSocket> {
+export function openSocket(url: string, timeoutMs = 15_000, protocol?: string): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url);
+    const ws = new WebSocket(url, protocol);
     const timer = setTimeout(() => {
       ws.close();
       reject(new Error(`WebSocket ${url.split('?')[0]} did not open within ${timeoutMs} ms`));
@@ -24,11 +24,17 @@ export function openSocket(url: string, timeoutMs = 15_000): Promise<WebSocket> 
  * Opens `count` sockets, `batch` at a time: thousands of simultaneous handshakes would only measure
  * the accept queue, and each /ws upgrade costs the server a JWT check and a user lookup.
  */
-export async function openMany(count: number, urlOf: (index: number) => string, batch = 250, onBatch?: (opened: number) => void): Promise<WebSocket[]> {
+export async function openMany(
+  count: number,
+  urlOf: (index: number) => string,
+  batch = 250,
+  onBatch?: (opened: number) => void,
+  protocol?: string,
+): Promise<WebSocket[]> {
   const sockets: WebSocket[] = [];
   for (let start = 0; start < count; start += batch) {
     const size = Math.min(batch, count - start);
-    sockets.push(...(await Promise.all(Array.from({ length: size }, (_, i) => openSocket(urlOf(start + i))))));
+    sockets.push(...(await Promise.all(Array.from({ length: size }, (_, i) => openSocket(urlOf(start + i), undefined, protocol)))));
     onBatch?.(sockets.length);
   }
   return sockets;

@@ -1,5 +1,6 @@
 import { builder } from '../schema/builder';
 import { BotStreamEventRef } from '../schema/events';
+import { SHARED_RESULTS } from '../schema/shared-results';
 
 builder.mutationField('stopBot', (t) =>
   t.boolean({
@@ -15,6 +16,7 @@ builder.mutationField('stopBot', (t) =>
 builder.subscriptionField('botStream', (t) =>
   t.field({
     type: BotStreamEventRef,
+    extensions: SHARED_RESULTS,
     description: 'Bot answers in a room: the text so far of a running answer first, then deltas and a completion.',
     args: { chatId: t.arg.id({ required: true }) },
     subscribe: async (_root, args, context) => context.services.bot.subscribe(await context.viewer(), args.chatId),

@@ -1,4 +1,5 @@
 import type { Database } from '../db/client';
+import type { Prisma } from '../generated/sqlite/client';
 import type { PublicUser } from './auth.service';
 import type { BotService } from './bot.service';
 import { botPrompt } from './bot.service';
@@ -37,6 +38,9 @@ export function namedMessageEvent(row: Parameters<typeof toMessageEvent>[0], bot
   return event.isBot ? { ...event, username: botName } : event;
 }
 
+/** A Prisma selection handed down by a GraphQL resolver. */
+export type MessageQuery = Omit<Prisma.MessageFindUniqueArgs, 'where'>;
+
 export class MessageService {
   private readonly writer: MessageWriter;
 
@@ -74,7 +78,7 @@ export class MessageService {
       chatId: id,
       userId: author.id,
       username: author.username,
-      user: { username: author.username },
+      user: { id: author.id, username: author.username, email: author.email, createdAt: author.createdAt },
       content,
       isBot: false,
       status: 'complete',
@@ -139,6 +143,14 @@ export class MessageService {
     const id = parseChatId(chatId);
     await this.chats.requireParticipant(reader.id, id);
     return this.pubsub.subscribe('chat:typing', id, whileMember(this.pubsub, reader.id, id));
+  }
+
+  /** A delivered message read again with what a GraphQL selection asks and its event did not carry. */
+  async reload(messageId: number, query: MessageQuery) {
+    const message = await this.db.message.findUnique({ ...query, where: { id: messageId } });
+    // Its chat was deleted since the message was delivered.
+    if (!message) throw new AppError('NOT_FOUND', 'Message not found');
+    return message;
   }
 
   /** The newest `limit` messages older than `before`, in chronological order. */

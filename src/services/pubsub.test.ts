@@ -7,7 +7,7 @@ const message = (id: number): MessageEvent => ({
   chatId: 1,
   userId: 1,
   username: 'ana',
-  user: { username: 'ana' },
+  user: { id: 1, username: 'ana', email: 'ana@example.com', createdAt: new Date(0) },
   content: `message ${id}`,
   isBot: false,
   status: 'complete',

@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import { redact } from '../config';
 import { AppError } from './errors';
 import { settleWithin } from './timeout';
+import type { PublicUser } from './auth.service';
 
 /** A stored message as every transport delivers it. */
 export interface MessageEvent {
@@ -10,8 +11,8 @@ export interface MessageEvent {
   chatId: number;
   userId: number | null;
   username: string | null;
-  /** The author as Prisma selects it, so GraphQL resolves `username` with no further query. */
-  user: { username: string } | null;
+  /** The author's public columns, so GraphQL resolves `user { … }` and `username` from the event with no query. */
+  user: PublicUser | null;
   content: string;
   isBot: boolean;
   status: string;

@@ -1,4 +1,5 @@
 import type { Database } from '../db/client';
+import { publicUserSelect } from './auth.service';
 import type { BotStreamEvent, EventBus, Listening, MessageEvent, PubSub } from './pubsub';
 
 /** History shows finished messages: not an answer still streaming, nor one that failed. */
@@ -15,7 +16,7 @@ export const messageSelect = {
   replyToId: true,
   askPending: true,
   createdAt: true,
-  user: { select: { username: true } },
+  user: { select: publicUserSelect },
 } as const;
 
 export const toMessageEvent = (row: Omit<MessageEvent, 'username'>): MessageEvent => ({ ...row, username: row.user?.username ?? null });

@@ -1,6 +1,6 @@
 import type { ServerWebSocket, WebSocketHandler } from 'bun';
 import type { ExecutionArgs, ExecutionResult } from 'graphql';
-import { GraphQLError } from 'graphql';
+import { createSourceEventStream, GraphQLError } from 'graphql';
 import type { YogaServerInstance } from 'graphql-yoga';
 import { makeHandler } from 'graphql-ws/use/bun';
 import type { Context } from '../schema/context';
@@ -9,6 +9,8 @@ import type { PublicUser } from '../services/auth.service';
 import { bearerToken } from '../services/auth.service';
 import type { SocketSession } from './socket-session';
 import { authenticateSocket, CLOSE, holdSocket } from './socket-session';
+import type { SharedOperation } from './shared-subscriptions';
+import { CorkedOutbox, deliverShared, SharedResults, sharedOperation } from './shared-subscriptions';
 
 /** What a graphql-ws socket carries: its user once `connection_init` authenticated it. */
 export interface GraphqlSocketData {
@@ -37,7 +39,12 @@ interface Enveloped {
 }
 
 type EnvelopedArgs = ExecutionArgs & {
-  rootValue: { execute: (args: ExecutionArgs) => unknown; subscribe: (args: ExecutionArgs) => unknown };
+  rootValue: {
+    execute: (args: ExecutionArgs) => unknown;
+    subscribe: (args: ExecutionArgs) => unknown;
+    /** For a subscription with shared results: what it executes, and how its payloads reach this subscriber. */
+    shared: { operation: SharedOperation; subscriptionId: string; socket: ServerWebSocket<GraphqlSocketData> } | null;
+  };
 };
 
 /**
@@ -52,7 +59,10 @@ export function createGraphqlSocketHandler(
   yoga: YogaServerInstance<GraphqlWsServerContext, Context>,
   services: Services,
   maskError: (error: unknown) => GraphQLError | Error,
+  onSharedExecution?: () => void,
 ): WebSocketHandler<unknown> {
+  const sharedResults = new SharedResults(services, maskError, onSharedExecution);
+  const outbox = new CorkedOutbox();
   // graphql-ws's Bun types name Bun's handler without its type argument, which reads as an error type.
   const handler: unknown = makeHandler<Record<string, unknown> | undefined>({
     async onConnect(context) {
@@ -75,7 +85,7 @@ export function createGraphqlSocketHandler(
       socket.data.user = session.user;
       return true;
     },
-    async onSubscribe(context, _id, payload) {
+    async onSubscribe(context, id, payload) {
       const socket = socketOf(context);
       const user = socket.data.user ?? undefined;
       const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
@@ -97,14 +107,26 @@ export function createGraphqlSocketHandler(
         document,
         variableValues: payload.variables,
         contextValue: await contextFactory(),
-        rootValue: { execute, subscribe },
+        rootValue: { execute, subscribe, shared: null },
       };
       const errors = validate(args.schema, args.document);
       if (errors.length > 0) return errors;
+      const operation = sharedOperation(schema, document, payload.operationName, payload.query, payload.variables ?? undefined);
+      if (operation) args.rootValue.shared = { operation, subscriptionId: id, socket };
       return args;
     },
     execute: (args) => (args as EnvelopedArgs).rootValue.execute(args) as never,
     subscribe: async (args) => {
+      const { shared } = (args as EnvelopedArgs).rootValue;
+      if (shared) {
+        // The field's `subscribe` runs here, for this subscriber: who may listen is checked for each.
+        const source = await createSourceEventStream(args);
+        if (!(Symbol.asyncIterator in source)) return { errors: source.errors?.map(maskError) } as never;
+        const delivery = deliverShared(source[Symbol.asyncIterator](), shared.operation, sharedResults, shared.subscriptionId, (wanted) =>
+          outbox.sink(shared.socket, wanted),
+        );
+        return lastResultOnError(delivery, maskError) as never;
+      }
       const result = (await (args as EnvelopedArgs).rootValue.subscribe(args)) as ExecutionResult | AsyncIterableIterator<ExecutionResult>;
       return (Symbol.asyncIterator in result ? lastResultOnError(result, maskError) : result) as never;
     },

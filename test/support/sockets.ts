@@ -5,6 +5,7 @@ import { createClient } from 'graphql-ws';
 import { afterAll, afterEach, beforeAll } from 'bun:test';
 import type { TestApp } from './app';
 import { createTestApp } from './app';
+import type { AppOptions } from '../../src/app';
 import type { Services } from '../../src/services';
 import type { Listening, Topic } from '../../src/services/pubsub';
 
@@ -459,10 +460,10 @@ export interface ServedTestApp {
  * A test app on a real port with its socket kit, for the describe block (or file) that calls it:
  * made in its `beforeAll`, every socket closed after each test, and all of it released in `afterAll`.
  */
-export function servedTestApp(env: Record<string, string> = {}): ServedTestApp {
+export function servedTestApp(env: Record<string, string> = {}, options: AppOptions = {}): ServedTestApp {
   const served = {} as ServedTestApp;
   beforeAll(async () => {
-    served.t = await createTestApp(env);
+    served.t = await createTestApp(env, options);
     served.server = served.t.listen();
     served.kit = socketKit(served.server, served.t.app.services);
   });

@@ -1,0 +1,201 @@
+import type { DocumentNode, ExecutionResult, FieldNode, GraphQLError, GraphQLSchema, OperationDefinitionNode } from 'graphql';
+import { execute, getOperationAST, Kind, OperationTypeNode, visit } from 'graphql';
+import type { ServerWebSocket } from 'bun';
+import type { Context } from '../schema/context';
+import { hasSharedResults } from '../schema/shared-results';
+import type { Services } from '../services';
+
+/** What a subscription of a field with shared results executes for each event, and how its results are found again. */
+export interface SharedOperation {
+  schema: GraphQLSchema;
+  document: DocumentNode;
+  operationName: string | null | undefined;
+  variableValues: Record<string, unknown> | undefined;
+  /** Same for two subscribers exactly when every event executes to the same result for both. */
+  key: string;
+}
+
+/**
+ * The operation as one whose results can be shared, or null: a subscription of one root field
+ * marked with SHARED_RESULTS. Its key holds the query and the variables used below the root field:
+ * those of the root field's own arguments only choose the event stream (the room, `after`), which
+ * each subscriber has its own of, so subscribers resuming from different messages still share.
+ */
+export function sharedOperation(
+  schema: GraphQLSchema,
+  document: DocumentNode,
+  operationName: string | null | undefined,
+  query: string,
+  variableValues: Record<string, unknown> | undefined,
+): SharedOperation | null {
+  const operation = getOperationAST(document, operationName);
+  if (operation?.operation !== OperationTypeNode.SUBSCRIPTION || operation.selectionSet.selections.length !== 1) return null;
+  const [root] = operation.selectionSet.selections;
+  if (root?.kind !== Kind.FIELD || !hasSharedResults(schema.getSubscriptionType()?.getFields()[root.name.value])) return null;
+  const used = variablesBelow(document, operation, root);
+  const values = Object.fromEntries(used.map((name) => [name, variableValues?.[name]]));
+  return { schema, document, operationName, variableValues, key: `${operationName ?? ''}\n${query}\n${JSON.stringify(values)}` };
+}
+
+/** Names of the variables the document uses anywhere but in `root`'s arguments, sorted. */
+function variablesBelow(document: DocumentNode, operation: OperationDefinitionNode, root: FieldNode): string[] {
+  const used = new Set<string>();
+  visit(document, {
+    VariableDefinition: () => false,
+    Variable(node, _key, _parent, _path, ancestors) {
+      if (!ancestors.includes(root.arguments ?? [])) used.add(node.name.value);
+    },
+  });
+  // Unused-variable validation guarantees the operation declared each; other operations' are not ours.
+  const declared = new Set(operation.variableDefinitions?.map((definition) => definition.variable.name.value));
+  return [...used].filter((name) => declared.has(name)).sort();
+}
+
+/**
+ * Executes events of shared subscriptions and serializes their results, once per event and
+ * operation key, whatever the number of subscribers: the first subscriber to reach an event
+ * executes it, the others find its payload here. Entries go with their event (a WeakMap), so
+ * nothing outlives the events subscribers still hold.
+ */
+export class SharedResults {
+  private readonly payloads = new WeakMap<object, Map<string, string | Promise<string>>>();
+
+  constructor(
+    private readonly services: Services,
+    private readonly maskError: (error: unknown) => Error,
+    /** Told of each execution; tests count them. */
+    private readonly onExecution: (() => void) | undefined,
+  ) {}
+
+  /** The JSON of `event`'s result for `operation`: a string, or a promise when resolving it awaits (a query). */
+  payload(event: object, operation: SharedOperation): string | Promise<string> {
+    let byKey = this.payloads.get(event);
+    if (!byKey) this.payloads.set(event, (byKey = new Map<string, string | Promise<string>>()));
+    let payload = byKey.get(operation.key);
+    if (payload === undefined) {
+      payload = this.execute(event, operation);
+      byKey.set(operation.key, payload);
+    }
+    return payload;
+  }
+
+  private execute(event: object, operation: SharedOperation): string | Promise<string> {
+    this.onExecution?.();
+    const result = execute({
+      schema: operation.schema,
+      document: operation.document,
+      operationName: operation.operationName,
+      variableValues: operation.variableValues,
+      rootValue: event,
+      // Fresh for each execution: Pothos keeps its loaders per context, and no result may depend on a viewer.
+      contextValue: this.context(),
+    });
+    return result instanceof Promise ? result.then((settled) => this.serialize(settled)) : this.serialize(result);
+  }
+
+  private context(): Context {
+    return {
+      services: this.services,
+      clientAddress: null,
+      viewer: () => Promise.reject(new Error('A field with shared results must not read the viewer')),
+    };
+  }
+
+  private serialize(result: ExecutionResult): string {
+    if (!result.errors) return JSON.stringify(result);
+    return JSON.stringify({ ...result, errors: result.errors.map((error: GraphQLError) => this.maskError(error)) });
+  }
+}
+
+/** Where a shared subscription's frames go: `send` queues one, `flush` writes what this subscription queued. */
+export interface FrameSink {
+  send: (frame: string) => void;
+  flush: () => void;
+}
+
+/**
+ * Frames for graphql-ws sockets, written once per turn of the event loop with the socket corked: a
+ * socket that gets several events in one turn (a burst of messages stored together) costs one
+ * write instead of one each. Outside Bun's own callbacks a send is not corked, and the writes, not
+ * the GraphQL work, were where shared subscribers spent their time.
+ */
+export class CorkedOutbox {
+  private pending = new Map<ServerWebSocket<unknown>, { frame: string; wanted: () => boolean }[]>();
+  private scheduled = false;
+
+  /** A sink for one subscription on `socket`; frames queued while `wanted()` later says no are dropped. */
+  sink(socket: ServerWebSocket<unknown>, wanted: () => boolean): FrameSink {
+    return {
+      send: (frame) => {
+        let frames = this.pending.get(socket);
+        if (!frames) this.pending.set(socket, (frames = []));
+        frames.push({ frame, wanted });
+        if (!this.scheduled) {
+          this.scheduled = true;
+          setImmediate(() => this.flushAll());
+        }
+      },
+      // Before graphql-ws sends this subscription's own error or `complete`, which must come after its frames.
+      flush: () => this.flush(socket),
+    };
+  }
+
+  private flushAll(): void {
+    this.scheduled = false;
+    for (const socket of [...this.pending.keys()]) this.flush(socket);
+  }
+
+  private flush(socket: ServerWebSocket<unknown>): void {
+    const frames = this.pending.get(socket);
+    if (!frames) return;
+    this.pending.delete(socket);
+    if (socket.readyState !== WebSocket.OPEN) return;
+    socket.cork(() => {
+      for (const { frame, wanted } of frames) if (wanted()) socket.sendText(frame);
+    });
+  }
+}
+
+/**
+ * One subscriber of a shared operation: pulls its own event stream (its authorization, catch-up and
+ * departure are its own) and queues each event's shared payload for its socket as a graphql-ws
+ * `next` message, so the per-subscriber work is one string concatenation and a queued write.
+ * graphql-ws sees an iterator that yields nothing and ends when the stream ends; its `return()`
+ * (the client completed, or the socket closed) ends the stream, and nothing is sent after it.
+ */
+export function deliverShared(
+  source: AsyncIterator<unknown>,
+  operation: SharedOperation,
+  results: SharedResults,
+  subscriptionId: string,
+  sinkFor: (wanted: () => boolean) => FrameSink,
+): AsyncIterableIterator<ExecutionResult> {
+  let ended = false;
+  const sink = sinkFor(() => !ended);
+  const frameStart = `{"id":${JSON.stringify(subscriptionId)},"type":"next","payload":`;
+  const done = (): IteratorResult<ExecutionResult> => ({ done: true, value: undefined });
+  return {
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+    async next() {
+      try {
+        while (!ended) {
+          const step = await source.next();
+          if (step.done || ended) break;
+          const payload = results.payload(step.value as object, operation);
+          const json = typeof payload === 'string' ? payload : await payload;
+          if (!ended) sink.send(`${frameStart}${json}}`);
+        }
+        return done();
+      } finally {
+        sink.flush();
+      }
+    },
+    async return() {
+      ended = true;
+      await source.return?.();
+      return done();
+    },
+  };
+}
