@@ -1,10 +1,14 @@
 /**
  * The bench's yardstick: the least a server can do while speaking the same `/ws` frames — Bun's native
- * topic fan-out over one `bun:sqlite` WAL insert per message. No auth (the token is taken as the
- * username), no membership checks, no validation beyond JSON.parse, no ORM, no GraphQL, no pub/sub
- * layer. Whatever the project spends above this is the cost of its features.
+ * topic fan-out over `bun:sqlite` WAL inserts. No auth (the token is taken as the username), no
+ * membership checks, no validation beyond JSON.parse, no ORM, no GraphQL, no pub/sub layer.
+ * Whatever the project spends above this is the cost of its features.
  *
- *   PORT=8123 BASELINE_DB=/tmp/x.db bun bench/baseline-server.ts
+ * BASELINE_COMMIT=row (default) inserts and commits each message as it is read. BASELINE_COMMIT=group
+ * commits as the project does: every message read in one turn of the event loop goes in one
+ * transaction, then each is published. Both are durable before the publish (WAL, synchronous=NORMAL).
+ *
+ *   PORT=8123 BASELINE_DB=/tmp/x.db [BASELINE_COMMIT=group] bun bench/baseline-server.ts
  */
 import { Database } from 'bun:sqlite';
 
@@ -27,6 +31,50 @@ const insert = db.prepare<{ id: number }, [number, string, string, string]>(
   'INSERT INTO messages (chat_id, username, content, created_at) VALUES (?, ?, ?, ?) RETURNING id',
 );
 const errorFrame = (error: string) => JSON.stringify({ type: 'error', error });
+
+interface Received {
+  chatId: number;
+  username: string;
+  content: string;
+}
+
+/** Publishes a stored message to its room, in the project's frame shape (same keys, same order). */
+function publish(message: Received, id: number, createdAt: string): void {
+  server.publish(
+    `chat:${message.chatId}`,
+    JSON.stringify({
+      type: 'message',
+      chat_id: message.chatId,
+      message_id: id,
+      username: message.username,
+      content: message.content,
+      is_bot: false,
+      created_at: createdAt,
+    }),
+  );
+}
+
+const insertRow = (message: Received, createdAt: string) => insert.get(message.chatId, message.username, message.content, createdAt)!.id;
+const insertTurn = db.transaction((messages: Received[], createdAt: string) => messages.map((message) => insertRow(message, createdAt)));
+const groupCommit = process.env.BASELINE_COMMIT === 'group';
+let turn: Received[] = [];
+
+function receive(message: Received): void {
+  if (!groupCommit) {
+    const createdAt = new Date().toISOString();
+    return publish(message, insertRow(message, createdAt), createdAt);
+  }
+  turn.push(message);
+  if (turn.length > 1) return;
+  // The turn's messages in one transaction, published once it committed.
+  setImmediate(() => {
+    const messages = turn;
+    turn = [];
+    const createdAt = new Date().toISOString();
+    const ids = insertTurn(messages, createdAt);
+    messages.forEach((message, index) => publish(message, ids[index]!, createdAt));
+  });
+}
 
 const server = Bun.serve<SocketData>({
   port,
@@ -59,21 +107,7 @@ const server = Bun.serve<SocketData>({
       if (frame.type === 'join') {
         ws.subscribe(`chat:${chatId}`);
       } else if (frame.type === 'message' && typeof frame.content === 'string') {
-        const createdAt = new Date().toISOString();
-        const { id } = insert.get(chatId, ws.data.username, frame.content, createdAt)!;
-        // Same keys in the same order as the project's frame, so clients parse both alike.
-        server.publish(
-          `chat:${chatId}`,
-          JSON.stringify({
-            type: 'message',
-            chat_id: chatId,
-            message_id: id,
-            username: ws.data.username,
-            content: frame.content,
-            is_bot: false,
-            created_at: createdAt,
-          }),
-        );
+        receive({ chatId, username: ws.data.username, content: frame.content });
       } else {
         ws.send(errorFrame('Unknown message type'));
       }

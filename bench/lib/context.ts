@@ -47,9 +47,9 @@ export class BenchContext {
     return { server, dbPath };
   }
 
-  /** bench/baseline-server.ts on a fresh SQLite file. */
-  async startBaseline(): Promise<{ server: ServerProcess; dbPath: string }> {
-    const dir = this.dir('baseline');
+  /** bench/baseline-server.ts on a fresh SQLite file, committing each message (`row`) or each turn's messages (`group`). */
+  async startBaseline(commit: BaselineCommit): Promise<{ server: ServerProcess; dbPath: string }> {
+    const dir = this.dir(`baseline-${commit}`);
     const dbPath = join(dir, 'baseline.db');
     const port = freePort();
     const server = await spawnServer({
@@ -57,7 +57,7 @@ export class BenchContext {
       script: 'bench/baseline-server.ts',
       logDir: dir,
       port,
-      env: { PORT: String(port), BASELINE_DB: dbPath },
+      env: { PORT: String(port), BASELINE_DB: dbPath, BASELINE_COMMIT: commit },
     });
     return { server, dbPath };
   }
@@ -67,6 +67,8 @@ export class BenchContext {
     return this.dir(name);
   }
 }
+
+export type BaselineCommit = 'row' | 'group';
 
 /** Progress lines go to stderr so stdout holds only the report. */
 export const progress = (line: string) => process.stderr.write(`  … ${line}\n`);

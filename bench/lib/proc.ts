@@ -105,6 +105,8 @@ export interface ServerProcess {
   wsUrl: string;
   /** Highest VmRSS seen by the 200 ms poller, in bytes (VmHWM is folded in at stop). */
   peakRss: () => number;
+  /** Starts a window of RSS polling (e.g. the load, without the set-up before it); `peak()` is its highest VmRSS, in bytes. */
+  rssWindow: () => { peak: () => number };
   /** SIGTERM, then wait (SIGKILL after 10 s); returns the exit code. */
   stop: () => Promise<number | null>;
   /** The last lines the process wrote, for error reports. */
@@ -148,9 +150,11 @@ export async function spawnServer(options: SpawnOptions): Promise<ServerProcess>
   void proc.exited.then(() => children.delete(proc));
   const url = `http://127.0.0.1:${options.port}`;
   let peak = 0;
+  let windowPeak = 0;
   const poll = setInterval(() => {
     const memory = memoryOf(proc.pid);
     if (memory && memory.rss > peak) peak = memory.rss;
+    if (memory && memory.rss > windowPeak) windowPeak = memory.rss;
   }, 200);
   const logTail = () =>
     [outPath, errPath]
@@ -164,6 +168,10 @@ export async function spawnServer(options: SpawnOptions): Promise<ServerProcess>
     url,
     wsUrl: `ws://127.0.0.1:${options.port}`,
     peakRss: () => Math.max(peak, memoryOf(proc.pid)?.hwm ?? 0),
+    rssWindow: () => {
+      windowPeak = memoryOf(proc.pid)?.rss ?? 0;
+      return { peak: () => Math.max(windowPeak, memoryOf(proc.pid)?.rss ?? 0) };
+    },
     logTail,
     errorLogPath: errPath,
     async stop() {

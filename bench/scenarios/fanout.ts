@@ -1,6 +1,6 @@
 import type { BenchUser } from '../lib/api';
 import { countMessages, setupRooms } from '../lib/api';
-import type { BenchContext } from '../lib/context';
+import type { BaselineCommit, BenchContext } from '../lib/context';
 import { progress } from '../lib/context';
 import type { CpuShares } from '../lib/proc';
 import { CpuWindow } from '../lib/proc';
@@ -18,7 +18,7 @@ export interface FanoutConfig {
 }
 
 /** Who serves, and who receives: `/ws` sockets or graphql-ws `messageAdded` subscribers. */
-export type FanoutMode = { target: 'project'; receivers: 'ws' | 'graphql-ws' } | { target: 'baseline'; receivers: 'ws' };
+export type FanoutMode = { target: 'project'; receivers: 'ws' | 'graphql-ws' } | { target: 'baseline'; receivers: 'ws'; commit: BaselineCommit };
 
 export interface FanoutResult {
   target: 'project' | 'baseline';
@@ -39,6 +39,7 @@ export interface FanoutResult {
   expectedDeliveries: number;
   errorFrames: number;
   unexpectedCloses: number;
+  /** Highest server RSS from the start of the load (warm-up) to the end of its drain; set-up (argon2, sockets) is before. */
   peakRssMb: number;
   /** CPU used during the window, in cores: server, this client, everything else. */
   cpu: CpuShares;
@@ -138,8 +139,8 @@ interface Receiver {
  * Deliveries and latencies count only what arrives inside the window.
  */
 export async function runFanout(context: BenchContext, config: FanoutConfig, mode: FanoutMode): Promise<FanoutResult> {
-  const label = mode.target === 'baseline' ? 'baseline /ws' : `project ${mode.receivers}`;
-  const { server, dbPath } = mode.target === 'baseline' ? await context.startBaseline() : await context.startProject(`fanout-${mode.receivers}`);
+  const label = mode.target === 'baseline' ? `baseline /ws, ${mode.commit} commit` : `project ${mode.receivers}`;
+  const { server, dbPath } = mode.target === 'baseline' ? await context.startBaseline(mode.commit) : await context.startProject(`fanout-${mode.receivers}`);
   const tally = new Tally();
   const sockets: WebSocket[] = [];
   let shuttingDown = false;
@@ -243,6 +244,7 @@ export async function runFanout(context: BenchContext, config: FanoutConfig, mod
 
     progress(`${label}: load for ${config.warmupSeconds} s warm-up + ${config.seconds} s`);
     const cpu = new CpuWindow(server.pid);
+    const rss = server.rssWindow();
     for (const sender of senders) {
       sender.running = true;
       sender.fill();
@@ -277,13 +279,12 @@ export async function runFanout(context: BenchContext, config: FanoutConfig, mod
       expectedDeliveries: loadAcked() * config.members,
       errorFrames: tally.errors,
       unexpectedCloses: tally.unexpectedCloses,
-      peakRssMb: 0,
+      peakRssMb: rss.peak() / 2 ** 20,
       cpu: cpu.result,
     };
     shuttingDown = true;
     await closeAll(sockets);
     await server.stop();
-    result.peakRssMb = server.peakRss() / 2 ** 20;
     result.stored = countMessages(dbPath);
     return result;
   } finally {
