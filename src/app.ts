@@ -1,4 +1,3 @@
-import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import type { ValidationContext } from 'graphql';
 import { GraphQLError } from 'graphql';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
@@ -46,6 +45,8 @@ export interface AppOptions {
   logQuery?: (query: string) => void;
   /** Told of each execution of a graphql-ws event shared by its subscribers; tests count them. */
   onSharedExecution?: () => void;
+  /** Apply pending migrations on open (default); false when they were applied already (`npm start` does it in a child process). */
+  migrate?: boolean;
 }
 
 /** The GraphQL limits, explicit so clients and tests know them. */
@@ -73,7 +74,7 @@ const asValidationError = {
 
 /** Builds the whole server over one service layer; `Bun.serve` (src/server.ts) only hosts it. */
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
-  const db: Database = await openDatabase(config.database, { log: options.logQuery });
+  const db: Database = await openDatabase(config.database, { log: options.logQuery, migrate: options.migrate });
   const bus = await createEventBus(config.redisUrl, config.redisPrefix);
   const services = createServices(db, config, bus);
   // Alone, this process knows no answer is running anywhere; with Redis, other instances may be
@@ -86,7 +87,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     schema,
     graphqlEndpoint: '/graphql',
     graphiql: !config.production,
-    renderGraphiQL,
+    // GraphiQL's bundle is large and production never serves it: loaded only when it is on.
+    renderGraphiQL: config.production ? undefined : (await import('@graphql-yoga/render-graphiql')).renderGraphiQL,
     landingPage: false,
     logging: quietAboutClientErrors(createLogger(config.production ? 'warn' : 'info')),
     context: ({ request, clientAddress, socketUser }) => ({

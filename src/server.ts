@@ -1,14 +1,28 @@
+import { join } from 'node:path';
 import { createApp } from './app';
-import { ConfigError, loadConfig, redact } from './config';
+import { loadConfig } from './config';
 import { MAX_BODY_BYTES } from './http-edge';
+import { exitOnStartFailure } from './start-failure';
 
 /** After the grace period, storing the stopped answers and closing get this long; then the process exits regardless. */
 const EXIT_MARGIN_MS = 500;
 
-/** `npm start`: reads the configuration, opens the database (migrating it), and serves. */
+/**
+ * Applies pending migrations in a child process (src/migrate.ts): the schema engine is some 40 MB
+ * of WebAssembly that the server would otherwise keep for its whole life after one use.
+ */
+async function migrateInChildProcess(): Promise<void> {
+  const child = Bun.spawn([process.execPath, join(import.meta.dir, 'migrate.ts')], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const code = await child.exited;
+  // The child has said why; its exit code (78 for a configuration error) is this process's.
+  if (code !== 0) process.exit(code);
+}
+
+/** `npm start`: reads the configuration, migrates the database, and serves. */
 async function main() {
   const config = loadConfig();
-  const app = await createApp(config);
+  await migrateInChildProcess();
+  const app = await createApp(config, { migrate: false });
   const server = Bun.serve({
     port: config.port,
     hostname: config.host,
@@ -42,12 +56,4 @@ async function main() {
   process.once('SIGINT', onSignal);
 }
 
-main().catch((error: unknown) => {
-  if (error instanceof ConfigError) {
-    console.error(`Configuration error: ${redact(error.message)}`);
-    process.exit(78);
-  }
-  // What failed may quote a connection URL: it is printed redacted, never as thrown.
-  console.error(`Start-up failed: ${redact(error instanceof Error ? (error.stack ?? error.message) : String(error))}`);
-  process.exit(1);
-});
+main().catch(exitOnStartFailure);

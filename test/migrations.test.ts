@@ -39,6 +39,23 @@ describe('SQLite migrations', () => {
     db.close();
   });
 
+  test('`npm run migrate` (which `npm start` runs in a child process) applies them and exits; a bad URL exits 78 saying the fix', async () => {
+    const path = join(dir, 'cli.db');
+    const env = { PATH: process.env.PATH ?? '', DATABASE_URL: `file:${path}`, SECRET_KEY: 'k'.repeat(40) };
+    const migrate = Bun.spawnSync([process.execPath, 'src/migrate.ts'], { env, stderr: 'pipe' });
+    expect(migrate.exitCode).toBe(0);
+    const db = new Database(path, { readonly: true });
+    expect(db.query('SELECT count(*) AS applied FROM _prisma_migrations').get()).toEqual({ applied: 3 });
+    db.close();
+
+    const unreachable = Bun.spawnSync([process.execPath, 'src/migrate.ts'], {
+      env: { ...env, DATABASE_URL: 'postgresql://nobody@127.0.0.1:1/none' },
+      stderr: 'pipe',
+    });
+    expect(unreachable.exitCode).toBe(78);
+    expect(unreachable.stderr.toString()).toContain('Check DATABASE_URL and that the server is reachable');
+  });
+
   test('the committed migrations build exactly the schema of the models', async () => {
     const migrated = join(dir, 'migrated.db');
     await applyMigrations('sqlite', new PrismaBunSqlite({ url: `file:${migrated}` }));

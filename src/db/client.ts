@@ -1,10 +1,8 @@
-import { PrismaPg } from '@prisma/adapter-pg';
 import type { SqlMigrationAwareDriverAdapterFactory } from '@prisma/driver-adapter-utils';
 import type { BunSqliteAdapter } from 'prisma-adapter-bun-sqlite';
 import { PrismaBunSqlite } from 'prisma-adapter-bun-sqlite';
 import type { Config } from '../config';
 import { ConfigError, redact } from '../config';
-import { PrismaClient as PostgresClient } from '../generated/postgres/client';
 import { PrismaClient } from '../generated/sqlite/client';
 import { applyMigrations } from './migrate';
 
@@ -14,21 +12,38 @@ import { applyMigrations } from './migrate';
  */
 export type Database = PrismaClient;
 
-/** Opens the configured database and applies any committed migration it has not seen yet. */
-export async function openDatabase(database: Config['database'], options: { log?: (query: string) => void } = {}): Promise<Database> {
-  const adapter =
-    database.engine === 'sqlite'
-      ? new PrismaBunSqlite({ url: database.url, wal: { enabled: true, synchronous: 'NORMAL', busyTimeout: 5_000 } })
-      : new PrismaPg({ connectionString: database.url });
+export interface OpenOptions {
+  /** Receives each SQL statement. */
+  log?: (query: string) => void;
+  /** Apply pending migrations first (default); `npm start` has applied them already, in a child process (src/migrate.ts). */
+  migrate?: boolean;
+}
+
+/** The configured engine's driver adapter and generated client; PostgreSQL's are loaded only when it is the one. */
+async function engineOf(database: Config['database']) {
+  if (database.engine === 'sqlite') {
+    return { adapter: new PrismaBunSqlite({ url: database.url, wal: { enabled: true, synchronous: 'NORMAL', busyTimeout: 5_000 } }), Client: PrismaClient };
+  }
+  const [{ PrismaPg }, { PrismaClient: PostgresClient }] = await Promise.all([import('@prisma/adapter-pg'), import('../generated/postgres/client')]);
+  return { adapter: new PrismaPg({ connectionString: database.url }), Client: PostgresClient as unknown as typeof PrismaClient };
+}
+
+/** Applies every committed migration the database has not seen yet; a failure is a configuration error that says the fix. */
+export async function migrateDatabase(database: Config['database']): Promise<void> {
   try {
-    await applyMigrations(database.engine, database.engine === 'sqlite' ? sqliteMigrationAdapter(database.url) : adapter);
+    await applyMigrations(database.engine, database.engine === 'sqlite' ? sqliteMigrationAdapter(database.url) : (await engineOf(database)).adapter);
   } catch (error) {
     // The driver's own message may quote the URL too: the whole line is redacted.
     throw new ConfigError(
       redact(`Cannot open the database at ${database.url}: ${(error as Error).message.split('\n')[0]}. Check DATABASE_URL and that the server is reachable.`),
     );
   }
-  const Client = (database.engine === 'sqlite' ? PrismaClient : PostgresClient) as typeof PrismaClient;
+}
+
+/** Opens the configured database, applying pending migrations first unless told they are applied. */
+export async function openDatabase(database: Config['database'], options: OpenOptions = {}): Promise<Database> {
+  if (options.migrate !== false) await migrateDatabase(database);
+  const { adapter, Client } = await engineOf(database);
   const client = new Client({ adapter: adapter as PrismaBunSqlite, log: options.log ? [{ emit: 'event', level: 'query' }] : [] });
   if (options.log) {
     const log = options.log;

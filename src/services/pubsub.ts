@@ -1,5 +1,5 @@
 import { Repeater } from 'graphql-yoga';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { redact } from '../config';
 import { AppError } from './errors';
 import { settleWithin } from './timeout';
@@ -337,6 +337,8 @@ export async function createEventBus(redisUrl: string | null, prefix: string): P
 async function redisEventBus(redisUrl: string, prefix: string): Promise<EventBus> {
   // No offline queue: while Redis is down a command fails at once instead of waiting, unbounded, in memory.
   const options = { enableOfflineQueue: false, autoResubscribe: false, commandTimeout: COMMAND_TIMEOUT_MS, maxRetriesPerRequest: 1 };
+  // Loaded only when used: a single process never holds the Redis client's code.
+  const { Redis } = await import('ioredis');
   const publishClient = new Redis(redisUrl, options);
   const subscribeClient = new Redis(redisUrl, options);
   const where = redact(redisUrl);
