@@ -278,22 +278,24 @@ async function main() {
     },
   );
 
-  await scenario('idle', `4. Idle sockets — ${config.idleSockets} authenticated /ws sockets, one user each, against a fresh server`, async () => {
-    const idle: IdleResult = await runIdle(context, config.idleSockets);
-    results.idle = idle;
+  await scenario('idle', `4. Idle sockets — ${config.idleSockets} /ws sockets (authenticated, one user each, on the project), fresh servers`, async () => {
+    const project: IdleResult = await runIdle(context, config.idleSockets, 'project');
+    const baseline: IdleResult = await runIdle(context, config.idleSockets, 'baseline');
+    const ratios = { perSocket: ratio(project.perSocketKb, baseline.perSocketKb), rssBefore: ratio(project.rssBeforeMb, baseline.rssBeforeMb) };
+    results.idle = { project, baseline, ratios };
     console.log(
       table(
-        ['', 'value'],
+        ['', 'project', 'baseline', 'project/baseline'],
         [
-          ['sockets requested / opened / still open', `${idle.requested} / ${idle.opened} / ${idle.stillOpen}`],
-          ['time to open s (500 at a time)', num(idle.openSeconds, 1)],
-          ['server RSS before MB', mb(idle.rssBeforeMb)],
-          ['server RSS after MB', mb(idle.rssAfterMb)],
-          ['per socket KB', num(idle.perSocketKb, 1)],
+          ['sockets requested / opened / still open', ...[project, baseline].map((idle) => `${idle.requested} / ${idle.opened} / ${idle.stillOpen}`), ''],
+          ['time to open s (500 at a time)', num(project.openSeconds, 1), num(baseline.openSeconds, 1), ''],
+          ['server RSS before MB', mb(project.rssBeforeMb), mb(baseline.rssBeforeMb), times(ratios.rssBefore)],
+          ['server RSS after MB', mb(project.rssAfterMb), mb(baseline.rssAfterMb), ''],
+          ['per socket KB', num(project.perSocketKb, 1), num(baseline.perSocketKb, 1), times(ratios.perSocket)],
         ],
       ),
     );
-    if (idle.note) console.log(`  NOTE: ${idle.note}`);
+    for (const idle of [project, baseline]) if (idle.note) console.log(`  NOTE: ${idle.note}`);
     console.log('  "After" is read 3 s after the last socket opened; it may include upgrade garbage not yet collected.');
   });
 

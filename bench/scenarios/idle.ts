@@ -41,8 +41,8 @@ function ephemeralPorts(): number {
  * N authenticated `/ws` sockets that do nothing, against a fresh server: the server's RSS before and after,
  * and the difference per socket. Each socket is its own user (seeded, see seedUsers), as in real use.
  */
-export async function runIdle(context: BenchContext, requested: number): Promise<IdleResult> {
-  const { server, dbPath } = await context.startProject('idle');
+export async function runIdle(context: BenchContext, requested: number, target: 'project' | 'baseline'): Promise<IdleResult> {
+  const { server, dbPath } = target === 'project' ? await context.startProject('idle') : await context.startBaseline('row');
   const sockets: WebSocket[] = [];
   try {
     const limit = Math.min(openFileLimit('self'), openFileLimit(server.pid)) - FD_HEADROOM;
@@ -58,20 +58,24 @@ export async function runIdle(context: BenchContext, requested: number): Promise
       progress(`idle: ${note}`);
     }
 
-    const template = await registerAndLogin(server.url, 'idle-template');
-    progress(`idle: seeding ${count} users`);
-    const users = await seedUsers(dbPath, template, 'idle', count, context.secretKey);
+    // The baseline checks nothing: its token is only a name.
+    let tokens: string[] = Array.from({ length: count + 1 }, (_, i) => `idle${i}`);
+    if (target === 'project') {
+      const template = await registerAndLogin(server.url, 'idle-template');
+      progress(`idle: seeding ${count} users`);
+      tokens = [template.token, ...(await seedUsers(dbPath, template, 'idle', count, context.secretKey)).map((user) => user.token)];
+    }
     // One socket opened and closed first, so code paths loaded on first use are in "before".
-    (await openSocket(`${server.wsUrl}/ws?token=${template.token}`)).close();
+    (await openSocket(`${server.wsUrl}/ws?token=${tokens[0]}`)).close();
     await Bun.sleep(1_000);
     const rssBefore = memoryOf(server.pid)!.rss;
 
-    progress(`idle: opening ${count} sockets, 500 at a time`);
+    progress(`idle ${target}: opening ${count} sockets, 500 at a time`);
     const openStart = performance.now();
     let closedEarly = 0;
     const opened = await openMany(
       count,
-      (i) => `${server.wsUrl}/ws?token=${users[i]!.token}`,
+      (i) => `${server.wsUrl}/ws?token=${tokens[i + 1]}`,
       500,
       (n) => {
         if (n % 2_000 === 0) progress(`idle: ${n} open`);
