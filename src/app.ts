@@ -9,7 +9,7 @@ import type { Config } from './config';
 import type { Database } from './db/client';
 import { openDatabase } from './db/client';
 import { bodyTooLarge, preflight, readBodyText, secure } from './http-edge';
-import { handleRest } from './rest/router';
+import { createHttpRouter } from './http-router';
 import { schema } from './schema';
 import type { Context } from './schema/context';
 import { lazyViewer } from './schema/context';
@@ -116,7 +116,9 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     createGraphqlSocketHandler(yoga, services, (error) => toGraphQLError(error, 'Unexpected error.')),
   );
 
-  /** Sends a request to its adapter: `/ws`, GraphQL (HTTP or graphql-ws), or REST. */
+  const httpRouter = createHttpRouter(services);
+
+  /** Sends a request to its adapter: `/ws`, GraphQL (HTTP or graphql-ws), or the plain HTTP routes (REST). */
   async function route(request: Request, server: Server<SocketData> | undefined): Promise<Response | undefined> {
     if (bodyTooLarge(request)) return Response.json({ detail: 'Request body too large' }, { status: 413 });
     const url = new URL(request.url);
@@ -134,7 +136,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       const checked = await withCheckedBody(request);
       return checked instanceof Response ? checked : yoga.fetch(checked, { clientAddress });
     }
-    return (await handleRest(request, url, services, clientAddress)) ?? Response.json({ detail: 'Not Found' }, { status: 404 });
+    return httpRouter.fetch(request, clientAddress);
   }
 
   return {
