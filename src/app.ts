@@ -118,7 +118,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
 
   const httpRouter = createHttpRouter(services);
 
-  /** Sends a request to its adapter: `/ws`, GraphQL (HTTP or graphql-ws), or the plain HTTP routes (REST). */
+  /** Sends a request to its adapter: `/ws`, GraphQL (HTTP or graphql-ws), or the plain HTTP routes (REST and its docs). */
   async function route(request: Request, server: Server<SocketData> | undefined): Promise<Response | undefined> {
     if (bodyTooLarge(request)) return Response.json({ detail: 'Request body too large' }, { status: 413 });
     const url = new URL(request.url);

@@ -27,7 +27,8 @@ const SECURITY_HEADERS: Record<string, string> = {
   'Cross-Origin-Opener-Policy': 'same-origin',
   'Cross-Origin-Resource-Policy': 'same-site',
 };
-// JSON needs no scripts, styles or frames; GraphiQL's page (development only) does, so HTML is spared.
+// JSON needs no scripts, styles or frames. HTML pages set their own: GraphiQL's (development only)
+// inlines its scripts and sets none, `/docs` sets a strict one (src/rest/docs.ts).
 const API_CSP = "default-src 'none'; frame-ancestors 'none'";
 
 function allowedOrigin(policy: CorsPolicy, origin: string | null): string | null {

@@ -3,10 +3,13 @@ import { getPath } from 'hono/utils/url';
 import type { Services } from './services';
 import type { RestEnv } from './rest/api';
 import { createRestApi } from './rest/api';
+import { serveDocs } from './rest/docs';
 import { errorResponse, json } from './rest/http';
 
+const SERVICE_NAME = 'Gemini Coop';
+
 export interface HttpRouter {
-  /** Answers a plain HTTP request: a REST route, or FastAPI's 404 or 405. */
+  /** Answers a plain HTTP request: a REST route, the docs, or FastAPI's 404 or 405. */
   fetch: (request: Request, clientAddress: string | null) => Promise<Response>;
 }
 
@@ -15,6 +18,7 @@ export function createHttpRouter(services: Services): HttpRouter {
   const api = createRestApi(services);
   const site = new Hono<RestEnv>();
   site.route('/', api);
+  serveDocs(site, api, SERVICE_NAME);
   site.notFound((c) => refusal(site, c.req.path));
   // The REST edge's mapping of the error family, for every route.
   site.onError((error) => errorResponse(error, crypto.randomUUID()));
