@@ -9,6 +9,7 @@ import type { Config } from './config';
 import type { Database } from './db/client';
 import { openDatabase } from './db/client';
 import { bodyTooLarge, preflight, readBodyText, secure } from './http-edge';
+import { GRAPHIQL_EXAMPLE } from './graphiql-example';
 import { createHttpRouter } from './http-router';
 import { schema } from './schema';
 import type { Context } from './schema/context';
@@ -83,7 +84,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const yoga = createYoga<GraphqlWsServerContext, Context>({
     schema,
     graphqlEndpoint: '/graphql',
-    graphiql: !config.production,
+    graphiql: config.production ? false : { defaultQuery: GRAPHIQL_EXAMPLE },
     renderGraphiQL,
     landingPage: false,
     logging: quietAboutClientErrors(createLogger(config.production ? 'warn' : 'info')),
@@ -116,9 +117,9 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     createGraphqlSocketHandler(yoga, services, (error) => toGraphQLError(error, 'Unexpected error.')),
   );
 
-  const httpRouter = createHttpRouter(services);
+  const httpRouter = createHttpRouter(services, { production: config.production });
 
-  /** Sends a request to its adapter: `/ws`, GraphQL (HTTP or graphql-ws), or the plain HTTP routes (REST and its docs). */
+  /** Sends a request to its adapter: `/ws`, GraphQL (HTTP or graphql-ws), or the plain HTTP routes (REST, docs, front door). */
   async function route(request: Request, server: Server<SocketData> | undefined): Promise<Response | undefined> {
     if (bodyTooLarge(request)) return Response.json({ detail: 'Request body too large' }, { status: 413 });
     const url = new URL(request.url);

@@ -28,7 +28,7 @@ const SECURITY_HEADERS: Record<string, string> = {
   'Cross-Origin-Resource-Policy': 'same-site',
 };
 // JSON needs no scripts, styles or frames. HTML pages set their own: GraphiQL's (development only)
-// inlines its scripts and sets none, `/docs` sets a strict one (src/rest/docs.ts).
+// inlines its scripts and sets none, `/docs` and `/` set strict ones (src/rest/docs.ts, src/front-door.ts).
 const API_CSP = "default-src 'none'; frame-ancestors 'none'";
 
 function allowedOrigin(policy: CorsPolicy, origin: string | null): string | null {

@@ -1,6 +1,7 @@
 import { Hono } from 'hono';
 import { getPath } from 'hono/utils/url';
 import type { Services } from './services';
+import { serveFrontDoor } from './front-door';
 import type { RestEnv } from './rest/api';
 import { createRestApi } from './rest/api';
 import { serveDocs } from './rest/docs';
@@ -9,16 +10,17 @@ import { errorResponse, json } from './rest/http';
 const SERVICE_NAME = 'Gemini Coop';
 
 export interface HttpRouter {
-  /** Answers a plain HTTP request: a REST route, the docs, or FastAPI's 404 or 405. */
+  /** Answers a plain HTTP request: a REST route, the docs, the front door, or FastAPI's 404 or 405. */
   fetch: (request: Request, clientAddress: string | null) => Promise<Response>;
 }
 
 /** Every plain HTTP route of the server (sockets and GraphQL are dispatched before it, in src/app.ts). */
-export function createHttpRouter(services: Services): HttpRouter {
+export function createHttpRouter(services: Services, { production }: { production: boolean }): HttpRouter {
   const api = createRestApi(services);
   const site = new Hono<RestEnv>();
   site.route('/', api);
   serveDocs(site, api, SERVICE_NAME);
+  serveFrontDoor(site, { name: SERVICE_NAME, graphiql: !production });
   site.notFound((c) => refusal(site, c.req.path));
   // The REST edge's mapping of the error family, for every route.
   site.onError((error) => errorResponse(error, crypto.randomUUID()));

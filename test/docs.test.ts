@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import type { z } from 'zod';
 import packageJson from '../package.json' with { type: 'json' };
+import { GRAPHIQL_EXAMPLE } from '../src/graphiql-example';
 import { MAX_BODY_BYTES } from '../src/http-edge';
 import { createRestApi } from '../src/rest/api';
 import { restRoutes } from '../src/rest/routes';
@@ -9,7 +10,7 @@ import { createTestApp, signUp, type TestApp, type TestUser } from './support/ap
 
 /**
  * What tells people and programs how to use the server: the OpenAPI document of the REST API and
- * the Swagger UI over it.
+ * the Swagger UI over it, the front door at `/`, and GraphiQL's opening example.
  */
 
 let dev: TestApp;
@@ -263,5 +264,80 @@ describe('/docs', () => {
 
   test('is served in production too', async () => {
     expect((await prod.request('/docs')).status).toBe(200);
+  });
+});
+
+describe('the front door, GET /', () => {
+  const BROWSER_ACCEPT = 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8';
+  const LINKS = { graphiql: '/graphql', docs: '/docs', openapi: '/openapi.json', health: '/health' };
+
+  test('a browser gets a page naming the service, with a link to GraphiQL, the docs, the OpenAPI document and /health', async () => {
+    const response = await dev.request('/', { headers: { accept: BROWSER_ACCEPT } });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toStartWith('text/html');
+    expect(response.headers.get('vary')).toContain('Accept');
+    expect(response.headers.get('content-security-policy')).toContain("default-src 'none'");
+    const html = await response.text();
+    expect(html).toContain('<h1>Gemini Coop</h1>');
+    const hrefs = [...html.matchAll(/href="([^"]+)"/g)].map((match) => match[1]);
+    expect(hrefs.sort()).toEqual(Object.values(LINKS).sort());
+  });
+
+  test('anything else gets the same links as JSON', async () => {
+    for (const accept of [undefined, 'application/json', '*/*']) {
+      const response = await dev.request('/', { headers: accept ? { accept } : {} });
+      expect(response.status).toBe(200);
+      expect(response.headers.get('vary')).toContain('Accept');
+      expect(await response.json()).toEqual({ name: 'Gemini Coop', links: LINKS });
+    }
+  });
+
+  test('every link answers a browser', async () => {
+    for (const link of Object.values(LINKS)) {
+      const response = await dev.request(link, { headers: { accept: BROWSER_ACCEPT } });
+      expect({ link, status: response.status }).toEqual({ link, status: 200 });
+    }
+  });
+
+  test('production names no GraphiQL, which it does not serve', async () => {
+    const { graphiql: _graphiql, ...productionLinks } = LINKS;
+    expect(await (await prod.request('/')).json()).toEqual({ name: 'Gemini Coop', links: productionLinks });
+    const html = await (await prod.request('/', { headers: { accept: BROWSER_ACCEPT } })).text();
+    expect(html).not.toContain('/graphql');
+  });
+});
+
+describe("GraphiQL's opening example", () => {
+  const graphql = (query: string, token?: string) =>
+    dev.request('/graphql', { method: 'POST', json: { query }, token }).then((response) => response.json() as Promise<{ data?: any; errors?: unknown }>);
+
+  test('is what GraphiQL opens with', async () => {
+    const response = await dev.request('/graphql', { headers: { accept: 'text/html' } });
+    expect(response.status).toBe(200);
+    expect(await response.text()).toContain(JSON.stringify(GRAPHIQL_EXAMPLE));
+  });
+
+  test('works as written: its register and login mutations give a token, which in its Authorization header runs its query', async () => {
+    const commented = GRAPHIQL_EXAMPLE.split('\n')
+      .map((line) => line.replace(/^#\s*/, ''))
+      .filter((line) => line.startsWith('mutation') || line.startsWith('{"Authorization"'));
+    expect(commented).toHaveLength(3);
+    const [registerMutation, loginMutation, headersPane] = commented as [string, string, string];
+    expect(registerMutation).toContain('register(');
+    expect(loginMutation).toContain('login(');
+
+    const name = `ada_${crypto.randomUUID().slice(0, 8)}`;
+    const registered = await graphql(registerMutation.replaceAll('ada', name));
+    expect(registered.errors).toBeUndefined();
+    expect(typeof registered.data.register.token).toBe('string');
+    const loggedIn = await graphql(loginMutation.replaceAll('ada', name));
+    expect(loggedIn.errors).toBeUndefined();
+
+    const headers = JSON.parse(headersPane.replace('<token>', loggedIn.data.login.token)) as Record<string, string>;
+    const response = await dev.request('/graphql', { method: 'POST', json: { query: GRAPHIQL_EXAMPLE }, headers });
+    const answer = (await response.json()) as { data?: any; errors?: unknown };
+    expect(answer.errors).toBeUndefined();
+    expect(answer.data.me.username).toBe(name);
+    expect(answer.data.chats).toEqual([]);
   });
 });
