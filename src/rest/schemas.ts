@@ -1,13 +1,13 @@
 import type { RouteConfig } from '@hono/zod-openapi';
 import { z } from '@hono/zod-openapi';
 
-type ResponseConfig = Exclude<RouteConfig['responses'][string], { $ref: string }>;
-
 /**
  * What the REST routes answer, for the OpenAPI document: the shapes `src/serializers.ts` writes and
  * the error bodies of `src/rest/http.ts`. Request shapes are not here: the routes describe their
  * inputs with the services' own schemas (src/services/validation.ts).
  */
+
+type ResponseConfig = Exclude<RouteConfig['responses'][string], { $ref: string }>;
 
 /** The security scheme every authenticated route names: `Authorization: Bearer <access_token from login>`. */
 export const BEARER_SCHEME = 'bearerAuth';
