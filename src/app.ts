@@ -8,7 +8,8 @@ import type { Config } from './config';
 import type { Database } from './db/client';
 import { openDatabase } from './db/client';
 import { bodyTooLarge, preflight, readBodyText, secure } from './http-edge';
-import { handleRest } from './rest/router';
+import { GRAPHIQL_EXAMPLE } from './graphiql-example';
+import { createHttpRouter } from './http-router';
 import { schema } from './schema';
 import type { Context } from './schema/context';
 import { lazyViewer } from './schema/context';
@@ -86,7 +87,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const yoga = createYoga<GraphqlWsServerContext, Context>({
     schema,
     graphqlEndpoint: '/graphql',
-    graphiql: !config.production,
+    graphiql: config.production ? false : { defaultQuery: GRAPHIQL_EXAMPLE },
     // GraphiQL's bundle is large and production never serves it: loaded only when it is on.
     renderGraphiQL: config.production ? undefined : (await import('@graphql-yoga/render-graphiql')).renderGraphiQL,
     landingPage: false,
@@ -120,7 +121,9 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     createGraphqlSocketHandler(yoga, services, (error) => toGraphQLError(error, 'Unexpected error.'), options.onSharedExecution),
   );
 
-  /** Sends a request to its adapter: `/ws`, GraphQL (HTTP or graphql-ws), or REST. */
+  const httpRouter = createHttpRouter(services, { production: config.production });
+
+  /** Sends a request to its adapter: `/ws`, GraphQL (HTTP or graphql-ws), or the plain HTTP routes (REST, docs, front door). */
   async function route(request: Request, server: Server<SocketData> | undefined): Promise<Response | undefined> {
     if (bodyTooLarge(request)) return Response.json({ detail: 'Request body too large' }, { status: 413 });
     const url = new URL(request.url);
@@ -138,7 +141,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       const checked = await withCheckedBody(request);
       return checked instanceof Response ? checked : yoga.fetch(checked, { clientAddress });
     }
-    return (await handleRest(request, url, services, clientAddress)) ?? Response.json({ detail: 'Not Found' }, { status: 404 });
+    return httpRouter.fetch(request, clientAddress);
   }
 
   return {

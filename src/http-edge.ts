@@ -4,6 +4,13 @@ import type { ValidationIssue } from './services/validation';
 /**
  * What every HTTP response passes through, whichever adapter made it: CORS (one policy for REST
  * and GraphQL), the usual security headers, and the request body cap.
+ *
+ * Hono's `cors`, `secureHeaders` and `bodyLimit` would cover only the routes Hono serves, while
+ * GraphQL (Yoga) and `/ws` are dispatched beside it; and Hono's `cors` answers every OPTIONS request
+ * with 204 (not only preflights: the original answers a plain OPTIONS with 405), names the allowed
+ * methods to an origin it refuses, and adds `Vary: Origin` when no origin is allowed at all. The
+ * cap stops reading at 1 MiB where it matters, on a served request: Bun refuses the rest
+ * (`maxRequestBodySize` in src/server.ts).
  */
 
 export const MAX_BODY_BYTES = 1_048_576;
@@ -20,7 +27,8 @@ const SECURITY_HEADERS: Record<string, string> = {
   'Cross-Origin-Opener-Policy': 'same-origin',
   'Cross-Origin-Resource-Policy': 'same-site',
 };
-// JSON needs no scripts, styles or frames; GraphiQL's page (development only) does, so HTML is spared.
+// JSON needs no scripts, styles or frames. HTML pages set their own: GraphiQL's (development only)
+// inlines its scripts and sets none, `/docs` and `/` set strict ones (src/rest/docs.ts, src/front-door.ts).
 const API_CSP = "default-src 'none'; frame-ancestors 'none'";
 
 function allowedOrigin(policy: CorsPolicy, origin: string | null): string | null {

@@ -694,6 +694,13 @@ describe('errors', () => {
     }
   });
 
+  test('HEAD is refused as FastAPI refuses it (no route takes it): 405 on a known path, 404 elsewhere', async () => {
+    const known = await t.request('/api/chats/1', { method: 'HEAD' });
+    expect(known.status).toBe(405);
+    expect(known.headers.get('allow')).toBe('GET, DELETE');
+    expect((await t.request('/no/such/path', { method: 'HEAD' })).status).toBe(404);
+  });
+
   test('an unexpected failure is 500 {"detail":"Internal server error"} and leaks nothing', async () => {
     const user = await signUp(t);
     const chats = t.app.services.chats;

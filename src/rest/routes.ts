@@ -1,12 +1,44 @@
+import type { RouteConfig } from '@hono/zod-openapi';
+import { createRoute, z } from '@hono/zod-openapi';
 import type { PublicUser } from '../services/auth.service';
 import { bearerToken } from '../services/auth.service';
 import type { Services } from '../services';
+import {
+  chatIdInput,
+  createChatInput,
+  historyQuery,
+  inviteInput,
+  loginInput,
+  registerInput,
+  sendMessageInput,
+  userIdInput,
+  userSearchQuery,
+} from '../services/validation';
 import { json, readBody } from './http';
 import { chatJson, chatListItemJson, messageJson, readReceiptsJson, userJson } from '../serializers';
+import {
+  BEARER_SCHEME,
+  chatSchema,
+  chatListItemSchema,
+  detailResponse,
+  healthSchema,
+  jsonResponse,
+  markReadSchema,
+  messageSchema,
+  messageResultSchema,
+  retryLaterResponse,
+  readReceiptsSchema,
+  tokenSchema,
+  tooLargeResponse,
+  unauthorizedResponse,
+  userSchema,
+  validationErrorResponse,
+} from './schemas';
 
 export interface RouteContext {
   request: Request;
   url: URL;
+  /** The path's parameters, percent-decoded; a malformed escape stays as sent and fails validation (422). */
   params: Record<string, string>;
   services: Services;
   clientAddress: string | null;
@@ -14,105 +46,304 @@ export interface RouteContext {
 
 type Handler = (context: RouteContext) => Promise<Response> | Response;
 
-const authenticated =
-  (handler: (context: RouteContext, user: PublicUser) => Promise<Response> | Response): Handler =>
-  async (context) =>
-    handler(context, await context.services.auth.authenticate(bearerToken(context.request.headers.get('authorization'))));
+/** One REST route: its OpenAPI description and what answers it. */
+export interface RestRoute {
+  route: RouteConfig & { getRoutingPath(): string };
+  handler: Handler;
+}
+
+const publicRoute = (config: RouteConfig, handler: Handler): RestRoute => ({ route: createRoute(config), handler });
+
+const notAuthenticated = unauthorizedResponse('"Not authenticated" (no bearer token) or "Invalid authentication credentials"');
+
+/** A route for a signed-in caller: the bearer token is checked before anything else, and the description says so. */
+const authenticatedRoute = (config: RouteConfig, handler: (context: RouteContext, user: PublicUser) => Promise<Response> | Response): RestRoute => ({
+  route: createRoute({ ...config, security: [{ [BEARER_SCHEME]: [] }], responses: { ...config.responses, 401: notAuthenticated } }),
+  handler: async (context) => handler(context, await context.services.auth.authenticate(bearerToken(context.request.headers.get('authorization')))),
+});
+
+const jsonBody = (schema: z.ZodType) => ({ required: true, content: { 'application/json': { schema } } });
+
+// Answers that several routes share.
+const chatNotFound = detailResponse('"Chat not found"');
+const notInChat = detailResponse('"Not authorized": the caller is not in the chat');
+const hashBusy = retryLaterResponse('"Server busy, try again": too many logins and registrations are waiting for a password hash');
+
+const participantParams = chatIdInput.extend(userIdInput.shape);
 
 /** The original FastAPI service's routes, path for path. */
-export const routes: [method: string, path: string, handler: Handler][] = [
-  [
-    'GET',
-    '/health',
+export const restRoutes: RestRoute[] = [
+  publicRoute(
+    {
+      method: 'get',
+      path: '/health',
+      tags: ['health'],
+      summary: "The database's and the pub/sub's state",
+      responses: {
+        200: jsonResponse(healthSchema, 'Every dependency answers'),
+        503: jsonResponse(healthSchema, 'A dependency is down: status "unhealthy"'),
+      },
+    },
     async ({ services }) => {
       const { healthy, ...dependencies } = await services.health();
       return json({ status: healthy ? 'healthy' : 'unhealthy', ...dependencies }, healthy ? 200 : 503);
     },
-  ],
+  ),
 
-  [
-    'POST',
-    '/api/auth/register',
+  publicRoute(
+    {
+      method: 'post',
+      path: '/api/auth/register',
+      tags: ['auth'],
+      summary: 'Create an account',
+      request: { body: jsonBody(registerInput) },
+      responses: {
+        200: jsonResponse(userSchema, 'The new user'),
+        400: detailResponse('"Username already registered" or "Email already registered"'),
+        413: tooLargeResponse,
+        422: validationErrorResponse,
+        429: retryLaterResponse('"Too many registrations from this address, try again later" (REGISTER_RATE_LIMIT)'),
+        503: hashBusy,
+      },
+    },
     async ({ request, services, clientAddress }) => json(userJson(await services.auth.register(await readBody(request), clientAddress))),
-  ],
-  [
-    'POST',
-    '/api/auth/login',
+  ),
+  publicRoute(
+    {
+      method: 'post',
+      path: '/api/auth/login',
+      tags: ['auth'],
+      summary: 'Get an access token',
+      description: 'JSON, or the OAuth2 password form (`grant_type=password&username=…&password=…`). The token goes in `Authorization: Bearer <token>`.',
+      request: {
+        body: { required: true, content: { 'application/json': { schema: loginInput }, 'application/x-www-form-urlencoded': { schema: loginInput } } },
+      },
+      responses: {
+        200: jsonResponse(tokenSchema, 'A bearer token, valid for TOKEN_EXPIRE_MINUTES'),
+        401: unauthorizedResponse('"Incorrect username or password"'),
+        413: tooLargeResponse,
+        422: validationErrorResponse,
+        429: retryLaterResponse('"Too many failed login attempts, try again later" (LOGIN_RATE_LIMIT)'),
+        503: hashBusy,
+      },
+    },
     async ({ request, services, clientAddress }) => {
       const { token } = await services.auth.login(await readBody(request, { acceptForm: true }), clientAddress);
       return json({ access_token: token, token_type: 'bearer' });
     },
-  ],
-  ['GET', '/api/auth/me', authenticated((_context, user) => json(userJson(user)))],
-  [
-    'GET',
-    '/api/users/search',
-    authenticated(async ({ url, services }, user) => json((await services.users.search(user, Object.fromEntries(url.searchParams))).map(userJson))),
-  ],
+  ),
+  authenticatedRoute(
+    { method: 'get', path: '/api/auth/me', tags: ['auth'], summary: 'The caller', responses: { 200: jsonResponse(userSchema, 'The caller') } },
+    (_context, user) => json(userJson(user)),
+  ),
+  authenticatedRoute(
+    {
+      method: 'get',
+      path: '/api/users/search',
+      tags: ['users'],
+      summary: 'Find people by username or email',
+      description: 'Users whose username or email contains `query`, ignoring case, the caller left out; `[]` for a query under 2 characters.',
+      request: { query: userSearchQuery },
+      responses: { 200: jsonResponse(z.array(userSchema), 'The users found, at most `limit`'), 422: validationErrorResponse },
+    },
+    async ({ url, services }, user) => json((await services.users.search(user, Object.fromEntries(url.searchParams))).map(userJson)),
+  ),
 
-  ['POST', '/api/chats', authenticated(async ({ request, services }, user) => json(chatJson(await services.chats.create(user, await readBody(request)))))],
-  ['GET', '/api/chats', authenticated(async ({ services }, user) => json((await services.chats.listWithActivity(user)).map(chatListItemJson)))],
-  ['GET', '/api/chats/:id', authenticated(async ({ params, services }, user) => json(chatJson(await services.chats.get(user, params.id))))],
-  [
-    'DELETE',
-    '/api/chats/:id',
-    authenticated(async ({ params, services }, user) => {
-      await services.chats.delete(user, params.id);
+  authenticatedRoute(
+    {
+      method: 'post',
+      path: '/api/chats',
+      tags: ['chats'],
+      summary: 'Create a chat',
+      description:
+        'The creator is a participant, then the named users (unknown names skipped), each told `chat_created`. An AI chat without a name is "AI Chat" and opens with the bot\'s greeting.',
+      request: { body: jsonBody(createChatInput) },
+      responses: { 200: jsonResponse(chatSchema, 'The new chat'), 413: tooLargeResponse, 422: validationErrorResponse },
+    },
+    async ({ request, services }, user) => json(chatJson(await services.chats.create(user, await readBody(request)))),
+  ),
+  authenticatedRoute(
+    {
+      method: 'get',
+      path: '/api/chats',
+      tags: ['chats'],
+      summary: "The caller's chats",
+      description: 'Latest activity (last message, else creation) first.',
+      responses: { 200: jsonResponse(z.array(chatListItemSchema), 'Each chat with what is unread in it and its last message') },
+    },
+    async ({ services }, user) => json((await services.chats.listWithActivity(user)).map(chatListItemJson)),
+  ),
+  authenticatedRoute(
+    {
+      method: 'get',
+      path: '/api/chats/{chat_id}',
+      tags: ['chats'],
+      summary: 'One chat',
+      request: { params: chatIdInput },
+      responses: { 200: jsonResponse(chatSchema, 'The chat'), 403: notInChat, 404: chatNotFound, 422: validationErrorResponse },
+    },
+    async ({ params, services }, user) => json(chatJson(await services.chats.get(user, params.chat_id))),
+  ),
+  authenticatedRoute(
+    {
+      method: 'delete',
+      path: '/api/chats/{chat_id}',
+      tags: ['chats'],
+      summary: 'Delete a chat you own',
+      description: 'Its messages and participants go with it; a running bot answer is stopped; every other participant is told `chat_deleted`.',
+      request: { params: chatIdInput },
+      responses: {
+        200: jsonResponse(messageResultSchema('Chat deleted successfully'), 'Deleted'),
+        403: detailResponse('"Only chat admin can delete chat"'),
+        404: chatNotFound,
+        422: validationErrorResponse,
+      },
+    },
+    async ({ params, services }, user) => {
+      await services.chats.delete(user, params.chat_id);
       return json({ message: 'Chat deleted successfully' });
-    }),
-  ],
-  [
-    'POST',
-    '/api/chats/:id/invite',
-    authenticated(async ({ request, params, services }, user) => {
-      const invitee = await services.chats.invite(user, params.id, await readBody(request));
+    },
+  ),
+  authenticatedRoute(
+    {
+      method: 'post',
+      path: '/api/chats/{chat_id}/invite',
+      tags: ['chats'],
+      summary: 'Add someone to a chat you are in',
+      request: { params: chatIdInput, body: jsonBody(inviteInput) },
+      responses: {
+        200: jsonResponse(
+          z.strictObject({ message: z.string().openapi({ example: 'User jane invited to chat' }) }),
+          'Invited; the invitee is told `chat_invite`',
+        ),
+        400: detailResponse('"User is already a participant"'),
+        403: notInChat,
+        404: detailResponse('"Chat not found" or "User not found"'),
+        413: tooLargeResponse,
+        422: validationErrorResponse,
+      },
+    },
+    async ({ request, params, services }, user) => {
+      const invitee = await services.chats.invite(user, params.chat_id, await readBody(request));
       return json({ message: `User ${invitee.username} invited to chat` });
-    }),
-  ],
-  [
-    'GET',
-    '/api/chats/:id/messages',
-    authenticated(async ({ url, params, services }, user) =>
-      json((await services.messages.history(user, params.id, Object.fromEntries(url.searchParams))).map(messageJson)),
-    ),
-  ],
-  [
-    'POST',
-    '/api/chats/:id/messages',
-    authenticated(async ({ request, params, services }, user) => json(messageJson(await services.messages.send(user, params.id, await readBody(request))))),
-  ],
-  [
-    'GET',
-    '/api/chats/:id/participants',
-    authenticated(async ({ params, services }, user) => json((await services.chats.participants(user, params.id)).map(userJson))),
-  ],
-  [
-    'DELETE',
-    '/api/chats/:id/participants/:user_id',
-    authenticated(async ({ params, services }, user) => {
-      await services.chats.removeParticipant(user, params.id, params.user_id);
+    },
+  ),
+  authenticatedRoute(
+    {
+      method: 'get',
+      path: '/api/chats/{chat_id}/messages',
+      tags: ['messages'],
+      summary: "A page of the chat's history",
+      description: 'The newest `limit` messages older than `before`, oldest first.',
+      request: { params: chatIdInput, query: historyQuery },
+      responses: { 200: jsonResponse(z.array(messageSchema), 'The messages'), 403: notInChat, 404: chatNotFound, 422: validationErrorResponse },
+    },
+    async ({ url, params, services }, user) =>
+      json((await services.messages.history(user, params.chat_id, Object.fromEntries(url.searchParams))).map(messageJson)),
+  ),
+  authenticatedRoute(
+    {
+      method: 'post',
+      path: '/api/chats/{chat_id}/messages',
+      tags: ['messages'],
+      summary: 'Send a message',
+      description: 'Delivered to every participant like one sent over `/ws` or GraphQL; one starting with `/bot ` is answered by the bot in the room.',
+      request: { params: chatIdInput, body: jsonBody(sendMessageInput) },
+      responses: {
+        200: jsonResponse(messageSchema, 'The stored message'),
+        403: notInChat,
+        404: chatNotFound,
+        413: tooLargeResponse,
+        422: validationErrorResponse,
+        429: retryLaterResponse('"Too many messages: …" (MESSAGE_RATE_LIMIT) or "Too many /bot requests: …" (BOT_RATE_LIMIT)'),
+        503: detailResponse('Redis is unreachable: nothing was stored, try again shortly'),
+      },
+    },
+    async ({ request, params, services }, user) => json(messageJson(await services.messages.send(user, params.chat_id, await readBody(request)))),
+  ),
+  authenticatedRoute(
+    {
+      method: 'get',
+      path: '/api/chats/{chat_id}/participants',
+      tags: ['chats'],
+      summary: "The chat's participants",
+      request: { params: chatIdInput },
+      responses: { 200: jsonResponse(z.array(userSchema), 'The participants'), 403: notInChat, 404: chatNotFound, 422: validationErrorResponse },
+    },
+    async ({ params, services }, user) => json((await services.chats.participants(user, params.chat_id)).map(userJson)),
+  ),
+  authenticatedRoute(
+    {
+      method: 'delete',
+      path: '/api/chats/{chat_id}/participants/{user_id}',
+      tags: ['chats'],
+      summary: 'Remove someone from a chat you own',
+      description: 'The removed user is told `removed_from_chat`, everyone still in the chat `user_left`.',
+      request: { params: participantParams },
+      responses: {
+        200: jsonResponse(messageResultSchema('Participant removed successfully'), 'Removed'),
+        400: detailResponse('"Cannot remove yourself. Use leave endpoint instead"'),
+        403: detailResponse('"Only chat admin can remove participants"'),
+        404: detailResponse('"Chat not found" or "User is not a participant"'),
+        422: validationErrorResponse,
+      },
+    },
+    async ({ params, services }, user) => {
+      await services.chats.removeParticipant(user, params.chat_id, params.user_id);
       return json({ message: 'Participant removed successfully' });
-    }),
-  ],
-  [
-    'POST',
-    '/api/chats/:id/leave',
-    authenticated(async ({ params, services }, user) => {
-      await services.chats.leave(user, params.id);
+    },
+  ),
+  authenticatedRoute(
+    {
+      method: 'post',
+      path: '/api/chats/{chat_id}/leave',
+      tags: ['chats'],
+      summary: 'Leave a chat',
+      request: { params: chatIdInput },
+      responses: {
+        200: jsonResponse(messageResultSchema('Left chat successfully'), 'Left; everyone still in the chat is told `user_left`'),
+        400: detailResponse('"Chat owner cannot leave. Delete the chat instead"'),
+        404: detailResponse('"Chat not found" or "Not a participant"'),
+        422: validationErrorResponse,
+      },
+    },
+    async ({ params, services }, user) => {
+      await services.chats.leave(user, params.chat_id);
       return json({ message: 'Left chat successfully' });
-    }),
-  ],
-  [
-    'POST',
-    '/api/chats/:id/mark-read',
-    authenticated(async ({ params, services }, user) => {
-      await services.readState.markRead(user, params.id);
+    },
+  ),
+  authenticatedRoute(
+    {
+      method: 'post',
+      path: '/api/chats/{chat_id}/mark-read',
+      tags: ['read state'],
+      summary: "Move the caller's read position to the newest message",
+      description: 'When it moved, every participant is told `read_receipts_updated`.',
+      request: { params: chatIdInput },
+      responses: {
+        200: jsonResponse(markReadSchema, 'Marked'),
+        403: detailResponse('"Not authorized": the caller is not in the chat, or it does not exist'),
+        422: validationErrorResponse,
+      },
+    },
+    async ({ params, services }, user) => {
+      await services.readState.markRead(user, params.chat_id);
       return json({ success: true, message: 'Chat marked as read' });
-    }),
-  ],
-  [
-    'GET',
-    '/api/chats/:id/read-receipts',
-    authenticated(async ({ params, services }, user) => json(readReceiptsJson(await services.readState.receipts(user, params.id)))),
-  ],
+    },
+  ),
+  authenticatedRoute(
+    {
+      method: 'get',
+      path: '/api/chats/{chat_id}/read-receipts',
+      tags: ['read state'],
+      summary: "Who has read the chat's newest 50 messages",
+      request: { params: chatIdInput },
+      responses: {
+        200: jsonResponse(readReceiptsSchema, 'For each message, its readers'),
+        403: detailResponse('"Not authorized": the caller is not in the chat, or it does not exist'),
+        422: validationErrorResponse,
+      },
+    },
+    async ({ params, services }, user) => json(readReceiptsJson(await services.readState.receipts(user, params.chat_id))),
+  ),
 ];

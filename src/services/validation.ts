@@ -109,11 +109,11 @@ export type WsFrame = z.output<typeof wsFrame>;
 
 /** The one id rule for a chat named in a path or an argument; errors locate it as `chat_id`. */
 // Built once: zod compiles an object schema on first use, and this one is on every message's path.
-const chatIdInput = z.object({ chat_id: idSchema });
+export const chatIdInput = z.object({ chat_id: idSchema });
 export const parseChatId = (value: unknown): number => parseInput(chatIdInput, { chat_id: value }, 'path').chat_id;
 
 /** A user named by id in a path or an argument; errors locate it as `user_id`. */
-const userIdInput = z.object({ user_id: idSchema });
+export const userIdInput = z.object({ user_id: idSchema });
 export const parseUserId = (value: unknown): number => parseInput(userIdInput, { user_id: value }, 'path').user_id;
 
 /** One entry of FastAPI's 422 body: `{"detail": [{type, loc, msg}]}`. */
