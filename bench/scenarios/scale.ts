@@ -51,6 +51,8 @@ export interface ScaleRun extends FanoutLoad {
     /** The rest of the machine (other jobs). */
     other: number | null;
   };
+  /** Acknowledged messages per transaction committed in this database: the servers' group-commit batch, roughly (stats lag up to a second). */
+  messagesPerCommit: number | null;
   /** CPU µs per acknowledged message: the load's cost on each side, the basis for sizing N instances. */
   microsPerMessage: { servers: number | null; postgres: number | null; redis: number | null; client: number | null };
   redis: {
@@ -98,12 +100,36 @@ const redisClient = () => {
   return client;
 };
 
-/** `cmdstat_publish` calls so far on the whole Redis server; null when INFO fails (the figure is then left out, not the run). */
-const publishCalls = (redis: Redis): Promise<number | null> =>
-  within(redis.info('commandstats'), 'Redis INFO').then(
-    (info) => Number(/cmdstat_publish:calls=(\d+)/.exec(info)?.[1] ?? 0),
-    () => null,
-  );
+/**
+ * A server-side counter read at both ends of the window. The reads start from the load's hooks and
+ * are awaited after it; a read that fails leaves this figure out (null), not the run.
+ */
+class CounterWindow {
+  private atStart: Promise<number | null> = Promise.resolve(null);
+  private atEnd: Promise<number | null> = Promise.resolve(null);
+
+  constructor(
+    private readonly what: string,
+    private readonly read: () => Promise<number>,
+  ) {}
+
+  private reading(): Promise<number | null> {
+    return within(this.read(), this.what).catch(() => null);
+  }
+
+  start(): void {
+    this.atStart = this.reading();
+  }
+
+  stop(): void {
+    this.atEnd = this.reading();
+  }
+
+  async difference(): Promise<number | null> {
+    const [start, end] = await Promise.all([this.atStart, this.atEnd]);
+    return start === null || end === null ? null : end - start;
+  }
+}
 
 const sum = (values: (number | null)[]) => (values.some((v) => v === null) ? null : values.reduce<number>((total, v) => total + v!, 0));
 const perMessage = (cores: number | null, messagesPerSecond: number) => (cores === null || messagesPerSecond === 0 ? null : (cores / messagesPerSecond) * 1e6);
@@ -172,6 +198,8 @@ interface Cluster {
   redis: Redis;
   redisPid: number;
   storedMessages: () => Promise<number>;
+  /** Transactions committed in the database so far, as its backends have reported them. */
+  commits: () => Promise<number>;
 }
 
 /**
@@ -210,6 +238,10 @@ export async function runScale(context: BenchContext, config: FanoutConfig): Pro
         redisPid: Number(/process_id:(\d+)/.exec(await within(redis.info('server'), 'Redis INFO'))?.[1]),
         storedMessages: async () => {
           const [row] = await within<{ n: number }[]>(bench`SELECT count(*)::int AS n FROM messages`, 'SELECT count(*) FROM messages');
+          return row!.n;
+        },
+        commits: async () => {
+          const [row] = await bench<{ n: number }[]>`SELECT xact_commit::float8 AS n FROM pg_stat_database WHERE datname = current_database()`;
           return row!.n;
         },
       };
@@ -278,25 +310,28 @@ async function runInstances(
     let shares: GroupCpuShares<string> | null = null;
     let windowStart = 0;
     let windowSeconds = 0;
-    let publishCallsAtStart: Promise<number | null> = Promise.resolve(null);
-    let publishCallsAtEnd: Promise<number | null> = Promise.resolve(null);
+    // The whole Redis server's PUBLISH count, and this database's commits (backends report them about once a second).
+    const publishCommands = new CounterWindow('Redis INFO', async () => Number(/cmdstat_publish:calls=(\d+)/.exec(await redis.info('commandstats'))?.[1] ?? 0));
+    const commits = new CounterWindow('pg_stat_database', cluster.commits);
     const storedBefore = await cluster.storedMessages();
 
     const load = await driveFanout(rooms, config, 'ws', (r, m) => servers[(r + m) % instances]!.wsUrl, label, {
       windowStarted: () => {
         cpu.start();
-        publishCallsAtStart = publishCalls(redis);
+        publishCommands.start();
+        commits.start();
         tap.start();
         windowStart = performance.now();
       },
       windowEnded: () => {
         windowSeconds = (performance.now() - windowStart) / 1000;
         tap.stop();
-        publishCallsAtEnd = publishCalls(redis);
+        publishCommands.stop();
+        commits.stop();
         shares = cpu.stop();
       },
     });
-    const [callsAtStart, callsAtEnd] = await Promise.all([publishCallsAtStart, publishCallsAtEnd]);
+    const [publishCommandsInWindow, commitsInWindow] = await Promise.all([publishCommands.difference(), commits.difference()]);
     await Promise.all(servers.map((server) => server.stop()));
     const stored = (await cluster.storedMessages()) - storedBefore;
 
@@ -318,6 +353,7 @@ async function runInstances(
         client: clientCores,
         other: otherCores,
       },
+      messagesPerCommit: commitsInWindow ? messagesInWindow / commitsInWindow : null,
       microsPerMessage: {
         servers: perMessage(sum(serverCores), load.messagesPerSecond),
         postgres: perMessage(postgres, load.messagesPerSecond),
@@ -328,7 +364,7 @@ async function runInstances(
         bytesPerMessage: perAcknowledged(tap.bytes),
         bytesPerSecond: tap.bytes / windowSeconds,
         publishesPerMessage: perAcknowledged(tap.publishes),
-        publishCommandsPerMessage: perAcknowledged(callsAtStart === null || callsAtEnd === null ? null : callsAtEnd - callsAtStart),
+        publishCommandsPerMessage: perAcknowledged(publishCommandsInWindow),
       },
     };
     return { rooms, run };
@@ -396,6 +432,7 @@ export function scaleReport(result: ScaleResult): string {
       (r) => num(r.microsPerMessage.redis, 0),
       ratioOf((r) => r.microsPerMessage.redis),
     ),
+    row('messages per PostgreSQL commit', (r) => num(r.messagesPerCommit, 1)),
     row('Redis bytes published per message', (r) => num(r.redis.bytesPerMessage, 0)),
     row('Redis MB/s published', (r) => num(r.redis.bytesPerSecond / 1e6, 2)),
     row('PUBLISH per message (prefix / whole Redis)', (r) => `${num(r.redis.publishesPerMessage, 2)} / ${num(r.redis.publishCommandsPerMessage, 2)}`),
