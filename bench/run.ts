@@ -22,7 +22,7 @@ import { GRAPHQL_QUERY, runHttp } from './scenarios/http';
 import type { IdleResult } from './scenarios/idle';
 import { runIdle } from './scenarios/idle';
 import type { ScaleResult } from './scenarios/scale';
-import { BackendUnreachable, runScale, scaleLosses, scaleReport } from './scenarios/scale';
+import { BackendUnreachable, runScale, scaleFailures, scaleReport } from './scenarios/scale';
 
 const SCENARIOS = ['ws', 'gql', 'bot', 'idle', 'http', 'scale'] as const;
 type Scenario = (typeof SCENARIOS)[number];
@@ -339,8 +339,8 @@ async function main() {
     }
     results.scale = scale;
     console.log(scaleReport(scale));
-    const losses = scaleLosses(scale);
-    if (losses) throw new Error(`messages lost: ${losses}`);
+    const problems = scaleFailures(scale);
+    if (problems) throw new Error(problems);
   });
 
   const durationSeconds = (performance.now() - started) / 1000;

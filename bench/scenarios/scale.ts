@@ -134,6 +134,8 @@ class CounterWindow {
 const sum = (values: (number | null)[]) => (values.some((v) => v === null) ? null : values.reduce<number>((total, v) => total + v!, 0));
 const perMessage = (cores: number | null, messagesPerSecond: number) => (cores === null || messagesPerSecond === 0 ? null : (cores / messagesPerSecond) * 1e6);
 
+const instancesLabel = (count: number) => (count === 1 ? 'one instance' : `${count} instances`);
+
 const dropStatement = (database: string) => `DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`;
 
 /**
@@ -290,7 +292,7 @@ async function runInstances(
   roomsOn: (first: ServerProcess) => Promise<FanoutRoom[]>,
 ): Promise<{ rooms: FanoutRoom[]; run: ScaleRun }> {
   const { context, config, database, env, redis, redisPid } = cluster;
-  const label = `scale, ${instances === 1 ? 'one instance' : `${instances} instances`}`;
+  const label = `scale, ${instancesLabel(instances)}`;
   const servers: ServerProcess[] = [];
   // A pattern subscriber of the run's prefix hears every PUBLISH the instances make (and is one more receiver for Redis).
   const tap = new RedisTap(env.REDIS_PREFIX!);
@@ -374,17 +376,17 @@ async function runInstances(
   }
 }
 
-/** What went missing in either run: deliveries, stored rows, or error frames; null when nothing. */
-export function scaleLosses(result: ScaleResult): string | null {
-  const losses = [result.one, result.two].flatMap((run) => {
+/** What went wrong in either run (deliveries or stored rows missing, error frames, sockets closed), or null. */
+export function scaleFailures(result: ScaleResult): string | null {
+  const failures = [result.one, result.two].flatMap((run) => {
     const problems: string[] = [];
     if (run.delivered !== run.expectedDeliveries) problems.push(`delivered ${run.delivered} of ${run.expectedDeliveries}`);
     if (run.stored !== run.acknowledged) problems.push(`stored ${run.stored} of ${run.acknowledged} acknowledged`);
     if (run.errorFrames) problems.push(`${run.errorFrames} error frames`);
     if (run.unexpectedCloses) problems.push(`${run.unexpectedCloses} unexpected closes`);
-    return problems.length ? [`${run.instances} instance(s): ${problems.join(', ')}`] : [];
+    return problems.length ? [`${instancesLabel(run.instances)}: ${problems.join(', ')}`] : [];
   });
-  return losses.length ? losses.join('; ') : null;
+  return failures.length ? failures.join('; ') : null;
 }
 
 const cores = (value: number | null) => num(value, 2);
