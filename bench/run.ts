@@ -21,12 +21,16 @@ import type { HttpLoad } from './scenarios/http';
 import { GRAPHQL_QUERY, runHttp } from './scenarios/http';
 import type { IdleResult } from './scenarios/idle';
 import { runIdle } from './scenarios/idle';
+import type { ScaleResult } from './scenarios/scale';
+import { BackendUnreachable, runScale, scaleFailures, scaleReport } from './scenarios/scale';
 
-const SCENARIOS = ['ws', 'gql', 'bot', 'idle', 'http'] as const;
+const SCENARIOS = ['ws', 'gql', 'bot', 'idle', 'http', 'scale'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 interface Settings extends FanoutConfig {
   only: Scenario[];
+  /** --only named the scenarios: one that cannot run here (scale without PostgreSQL/Redis) fails instead of being skipped. */
+  onlyNamed: boolean;
   listeners: number;
   chunks: number;
   chunkDelayMs: number;
@@ -62,16 +66,21 @@ const QUICK: typeof FULL = {
 
 const HELP = `bun bench/run.ts [flags]   (npm run bench -- [flags])
 
-  --only=ws,gql,bot,idle,http   scenarios to run (default: all)
+  --only=ws,gql,bot,idle,http,scale
+                                 scenarios to run (default: all; scale is skipped with a note when PostgreSQL
+                                 or Redis does not answer, and fails when named here)
   --quick                        small sizes for a smoke run (explicit flags still win)
-  --rooms N --members N          /ws and graphql-ws fan-out shape (default ${FULL.rooms} × ${FULL.members})
+  --rooms N --members N          /ws, graphql-ws and scale fan-out shape (default ${FULL.rooms} × ${FULL.members})
   --inflight N                   messages each room's sender keeps in flight (default ${FULL.inflight})
   --seconds N --warmup N         measured window and warm-up before it (default ${FULL.seconds} s, ${FULL.warmup} s)
   --listeners N                  /ws listeners in the bot room (default ${FULL.listeners})
   --chunks N --chunk-delay-ms N  the fake Gemini's answer (default ${FULL.chunks} × ${FULL['chunk-delay-ms']} ms)
   --idle-sockets N               idle authenticated /ws sockets (default ${FULL['idle-sockets']})
   --http-seconds N               duration of each HTTP load (default ${FULL['http-seconds']} s)
-  --keep                         keep the temp dir (databases, server logs)`;
+  --keep                         keep the temp dir (databases, server logs)
+
+  scale uses BENCH_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/postgres: a database is created
+  there and dropped at the end) and BENCH_REDIS_URL (default redis://127.0.0.1:6379, under a prefix of its own).`;
 
 function settings(): Settings {
   const numeric = Object.keys(FULL) as (keyof typeof FULL)[];
@@ -101,6 +110,7 @@ function settings(): Settings {
   if (unknown.length) throw new Error(`--only: unknown scenario ${unknown.join(', ')} (choose from ${SCENARIOS.join(', ')})`);
   return {
     only,
+    onlyNamed: values.only !== undefined,
     rooms: pick('rooms'),
     members: pick('members'),
     inflight: pick('inflight'),
@@ -317,6 +327,22 @@ async function main() {
     console.log('  login: argon2id (19 MiB, t=2) verification dominates by design; the last row is that ceiling measured alone');
     console.log('  (its "CPU server" is the idle server, its "client" the hashing).');
     console.log(`  GraphQL: ${GRAPHQL_QUERY} as a member of 5 chats × 10 participants, with a Bearer token.`);
+  });
+
+  await scenario('scale', `6. Scale-out — ${shape}; one instance, then two on one PostgreSQL database and one Redis`, async () => {
+    let scale: ScaleResult;
+    try {
+      scale = await runScale(context, fanout);
+    } catch (error) {
+      if (!(error instanceof BackendUnreachable) || config.onlyNamed) throw error;
+      results.scale = { skipped: error.message };
+      console.log(`  SKIPPED: ${error.message}`);
+      return;
+    }
+    results.scale = scale;
+    console.log(scaleReport(scale));
+    const problems = scaleFailures(scale);
+    if (problems) throw new Error(problems);
   });
 
   const durationSeconds = (performance.now() - started) / 1000;

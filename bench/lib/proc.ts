@@ -1,5 +1,5 @@
 import type { Subprocess } from 'bun';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const BUN = process.execPath;
@@ -79,23 +79,96 @@ export interface CpuShares {
  * client shares the machine's cores with the server.
  */
 export class CpuWindow {
-  private start_ = { server: NaN, client: NaN, machine: NaN, at: 0 };
+  private readonly window: ProcessCpuWindow<'server'>;
   result: CpuShares = { serverCores: null, clientCores: null, otherCores: null };
 
-  constructor(private readonly pid: number) {}
+  constructor(pid: number) {
+    this.window = new ProcessCpuWindow({ server: () => [pid] });
+  }
 
   start(): void {
-    this.start_ = { server: cpuSecondsOf(this.pid) ?? NaN, client: clientCpuSeconds(), machine: machineBusySeconds() ?? NaN, at: performance.now() };
+    this.window.start();
   }
 
   stop(): void {
-    const wall = (performance.now() - this.start_.at) / 1000;
-    const share = (value: number) => (Number.isFinite(value) ? Math.max(0, value / wall) : null);
-    const server = (cpuSecondsOf(this.pid) ?? NaN) - this.start_.server;
-    const client = clientCpuSeconds() - this.start_.client;
-    const machine = (machineBusySeconds() ?? NaN) - this.start_.machine;
-    this.result = { serverCores: share(server), clientCores: share(client), otherCores: share(machine - server - client) };
+    const { groups, clientCores, otherCores } = this.window.stop();
+    this.result = { serverCores: groups.server, clientCores, otherCores };
   }
+}
+
+/** The processes one figure covers; listed again at each end of the window, since some (database backends) come and go. */
+export type ProcessGroup = () => readonly number[];
+
+/** Cores used over a window by each group of processes, by this bench process, and by the rest of the machine. */
+export interface GroupCpuShares<G extends string> {
+  /** Null when none of the group's processes could be read at the end (gone, or not on this machine). */
+  groups: Record<G, number | null>;
+  clientCores: number | null;
+  otherCores: number | null;
+}
+
+/**
+ * CPU shares of several groups of processes over one window (servers, the database, Redis). Groups
+ * must not overlap, or "other" would be short by what two groups both counted.
+ */
+export class ProcessCpuWindow<G extends string> {
+  private startedAt = 0;
+  private startClient = NaN;
+  private startMachine = NaN;
+  private startByPid = new Map<number, number>();
+
+  constructor(private readonly groups: Record<G, ProcessGroup>) {}
+
+  start(): void {
+    this.startByPid = new Map();
+    for (const group of Object.values<ProcessGroup>(this.groups)) {
+      for (const pid of group()) {
+        const seconds = cpuSecondsOf(pid);
+        if (seconds !== null) this.startByPid.set(pid, seconds);
+      }
+    }
+    this.startClient = clientCpuSeconds();
+    this.startMachine = machineBusySeconds() ?? NaN;
+    this.startedAt = performance.now();
+  }
+
+  /** A process that started during the window counts whole; one that ended during it is missed. */
+  stop(): GroupCpuShares<G> {
+    const wall = (performance.now() - this.startedAt) / 1000;
+    const share = (value: number) => (Number.isFinite(value) ? Math.max(0, value / wall) : null);
+    const groups = {} as Record<G, number | null>;
+    let grouped = 0;
+    for (const name of Object.keys(this.groups) as G[]) {
+      const used = this.groups[name]().flatMap((pid) => {
+        const now = cpuSecondsOf(pid);
+        return now === null ? [] : [now - (this.startByPid.get(pid) ?? 0)];
+      });
+      const seconds = used.reduce((sum, each) => sum + each, 0);
+      grouped += seconds;
+      groups[name] = used.length ? share(seconds) : null;
+    }
+    const client = clientCpuSeconds() - this.startClient;
+    const machine = (machineBusySeconds() ?? NaN) - this.startMachine;
+    return { groups, clientCores: share(client), otherCores: share(machine - grouped - client) };
+  }
+}
+
+/**
+ * Every process of this machine named `name` (its /proc/<pid>/comm, e.g. `postgres`) whose command
+ * line passes `where`: a PostgreSQL backend's command line names its user and database.
+ */
+export function processesNamed(name: string, where: (commandLine: string) => boolean = () => true): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() !== name) continue;
+      if (where(readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' '))) pids.push(Number(entry));
+    } catch {
+      // The process ended between the listing and the read.
+    }
+  }
+  return pids;
 }
 
 export interface ServerProcess {

@@ -134,6 +134,31 @@ interface Receiver {
   seen: boolean;
 }
 
+/** A room of the load: member 0 is its sender, every member (the sender too) a receiver. */
+export interface FanoutRoom {
+  chatId: number;
+  members: BenchUser[];
+}
+
+/** What the load measures by itself; the caller adds what it knows of its servers. */
+export type FanoutLoad = Pick<
+  FanoutResult,
+  'deliveriesPerSecond' | 'messagesPerSecond' | 'latencyMs' | 'sent' | 'acknowledged' | 'delivered' | 'expectedDeliveries' | 'errorFrames' | 'unexpectedCloses'
+>;
+
+/** Called at the load's edges, so the caller measures its own figures (CPU, RSS, Redis traffic) over the same spans. */
+export interface LoadHooks {
+  /** Before the warm-up's first message. */
+  loadStarting?: () => void;
+  windowStarted?: () => void;
+  windowEnded?: () => void;
+  /** After the drain, before the sockets close. */
+  drained?: () => void;
+}
+
+/** The ws:// base URL of the server that room `room`'s member `member` connects to. */
+export type Placement = (room: number, member: number) => string;
+
 /**
  * R rooms × M members; one sender per room keeps W messages in flight for the window after a warm-up.
  * Deliveries and latencies count only what arrives inside the window.
@@ -141,13 +166,10 @@ interface Receiver {
 export async function runFanout(context: BenchContext, config: FanoutConfig, mode: FanoutMode): Promise<FanoutResult> {
   const label = mode.target === 'baseline' ? `baseline /ws, ${mode.commit} commit` : `project ${mode.receivers}`;
   const { server, dbPath } = mode.target === 'baseline' ? await context.startBaseline(mode.commit) : await context.startProject(`fanout-${mode.receivers}`);
-  const tally = new Tally();
-  const sockets: WebSocket[] = [];
-  let shuttingDown = false;
   try {
     // Rooms and members: through the REST API for the project, synthetic for the baseline (it checks nothing).
     const setupStart = performance.now();
-    let rooms: { chatId: number; members: BenchUser[] }[];
+    let rooms: FanoutRoom[];
     if (mode.target === 'baseline') {
       rooms = Array.from({ length: config.rooms }, (_, r) => ({
         chatId: r + 1,
@@ -159,6 +181,48 @@ export async function runFanout(context: BenchContext, config: FanoutConfig, mod
     }
     const setupSeconds = mode.target === 'baseline' ? 0 : (performance.now() - setupStart) / 1000;
 
+    const cpu = new CpuWindow(server.pid);
+    let rss = { peak: () => 0 };
+    let peakRss = 0;
+    const load = await driveFanout(rooms, config, mode.receivers, () => server.wsUrl, label, {
+      loadStarting: () => (rss = server.rssWindow()),
+      windowStarted: () => cpu.start(),
+      windowEnded: () => cpu.stop(),
+      drained: () => (peakRss = rss.peak()),
+    });
+    const result: FanoutResult = {
+      target: mode.target,
+      receivers: mode.receivers,
+      setupSeconds,
+      ...load,
+      stored: null,
+      peakRssMb: peakRss / 2 ** 20,
+      cpu: cpu.result,
+    };
+    await server.stop();
+    result.stored = countMessages(dbPath);
+    return result;
+  } finally {
+    await server.stop();
+  }
+}
+
+/**
+ * The fan-out load on servers that are already running, with the rooms already made: `serverOf` says
+ * where each socket connects, so one room's members may be spread over several instances.
+ */
+export async function driveFanout(
+  rooms: readonly FanoutRoom[],
+  config: FanoutConfig,
+  receiverKind: FanoutMode['receivers'],
+  serverOf: Placement,
+  label: string,
+  hooks: LoadHooks = {},
+): Promise<FanoutLoad> {
+  const tally = new Tally();
+  const sockets: WebSocket[] = [];
+  let shuttingDown = false;
+  try {
     const receivers: Receiver[] = [];
     const senders: Sender[] = [];
     const watchClose = (ws: WebSocket) =>
@@ -168,10 +232,10 @@ export async function runFanout(context: BenchContext, config: FanoutConfig, mod
     const joinFrame = (chatId: number) => `{"type":"join","chat_id":${chatId}}`;
 
     progress(`${label}: opening sockets and joining rooms`);
-    for (const room of rooms) {
-      if (mode.receivers === 'ws') {
+    for (const [r, room] of rooms.entries()) {
+      if (receiverKind === 'ws') {
         // Every member a /ws socket; member 0's also sends.
-        const roomSockets = await openMany(room.members.length, (m) => `${server.wsUrl}/ws?token=${room.members[m]!.token}`, 100);
+        const roomSockets = await openMany(room.members.length, (m) => `${serverOf(r, m)}/ws?token=${room.members[m]!.token}`, 100);
         sockets.push(...roomSockets);
         roomSockets.forEach((ws, m) => {
           const receiver: Receiver = { seen: false };
@@ -197,7 +261,7 @@ export async function runFanout(context: BenchContext, config: FanoutConfig, mod
         });
       } else {
         // Receivers are graphql-ws subscribers; the sender still speaks /ws (its echoes pace it).
-        const [ws] = await openMany(1, () => `${server.wsUrl}/ws?token=${room.members[0]!.token}`);
+        const [ws] = await openMany(1, () => `${serverOf(r, 0)}/ws?token=${room.members[0]!.token}`);
         sockets.push(ws!);
         const sender = new Sender(ws!, room.chatId, config.inflight, tally);
         senders.push(sender);
@@ -211,7 +275,7 @@ export async function runFanout(context: BenchContext, config: FanoutConfig, mod
         };
         watchClose(ws!);
         ws!.send(joinFrame(room.chatId));
-        const subscribers = await openMany(room.members.length, () => `${server.wsUrl}/graphql`, 100, undefined, GRAPHQL_WS_PROTOCOL);
+        const subscribers = await openMany(room.members.length, (m) => `${serverOf(r, m)}/graphql`, 100, undefined, GRAPHQL_WS_PROTOCOL);
         sockets.push(...subscribers);
         subscribers.forEach((subscriber, m) => {
           const receiver: Receiver = { seen: false };
@@ -243,20 +307,19 @@ export async function runFanout(context: BenchContext, config: FanoutConfig, mod
     );
 
     progress(`${label}: load for ${config.warmupSeconds} s warm-up + ${config.seconds} s`);
-    const cpu = new CpuWindow(server.pid);
-    const rss = server.rssWindow();
+    hooks.loadStarting?.();
     for (const sender of senders) {
       sender.running = true;
       sender.fill();
     }
     await Bun.sleep(config.warmupSeconds * 1000);
     tally.measuring = true;
-    cpu.start();
+    hooks.windowStarted?.();
     const windowStart = performance.now();
     await Bun.sleep(config.seconds * 1000);
     tally.measuring = false;
     const windowSeconds = (performance.now() - windowStart) / 1000;
-    cpu.stop();
+    hooks.windowEnded?.();
 
     // Stop and drain (bounded): outstanding echoes, then the deliveries they imply.
     for (const sender of senders) sender.running = false;
@@ -264,32 +327,24 @@ export async function runFanout(context: BenchContext, config: FanoutConfig, mod
     while (senders.some((s) => s.inflight > 0) && performance.now() < drainUntil) await Bun.sleep(20);
     const loadAcked = () => senders.reduce((n, s) => n + s.loadAcked, 0);
     while (tally.delivered < loadAcked() * config.members && performance.now() < drainUntil) await Bun.sleep(20);
+    hooks.drained?.();
 
-    const result = {
-      target: mode.target,
-      receivers: mode.receivers,
-      setupSeconds,
+    const load: FanoutLoad = {
       deliveriesPerSecond: tally.windowDeliveries / windowSeconds,
       messagesPerSecond: tally.windowAcks / windowSeconds,
       latencyMs: tally.latency.summary(),
       sent: senders.reduce((n, s) => n + s.sent, 0),
       acknowledged: senders.reduce((n, s) => n + s.acked, 0),
-      stored: null as number | null,
       delivered: tally.delivered,
       expectedDeliveries: loadAcked() * config.members,
       errorFrames: tally.errors,
       unexpectedCloses: tally.unexpectedCloses,
-      peakRssMb: rss.peak() / 2 ** 20,
-      cpu: cpu.result,
     };
     shuttingDown = true;
     await closeAll(sockets);
-    await server.stop();
-    result.stored = countMessages(dbPath);
-    return result;
+    return load;
   } finally {
     shuttingDown = true;
     for (const ws of sockets) ws.close();
-    await server.stop();
   }
 }
