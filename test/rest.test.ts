@@ -808,7 +808,7 @@ describe('LoginThrottle', () => {
 
   function throttleAt(max = 3) {
     const clock = { now: T0 };
-    return { clock, throttle: new LoginThrottle(max, () => clock.now) };
+    return { clock, throttle: new LoginThrottle(max, { now: () => clock.now }) };
   }
 
   function rateLimit(run: () => void): RateLimitedError | undefined {
