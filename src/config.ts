@@ -46,7 +46,15 @@ export interface Config {
   };
   /** On SIGTERM, how long running bot answers get to finish; the process is gone within a second after. */
   shutdownGraceMs: number;
+  /** The least severe log lines written (LOG_LEVEL); `silent` writes none. */
+  logLevel: LogLevel;
+  /** `GET /metrics` (Prometheus): served or not, and the bearer token it requires (null: none). */
+  metrics: { enabled: boolean; token: string | null };
 }
+
+/** pino's levels, most severe first. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** A configuration problem: start-up stops and prints this message, which says the fix. */
 export class ConfigError extends Error {
@@ -94,7 +102,36 @@ export function loadConfig(env: Env = process.env): Config {
       maxConcurrentCalls: integer(env, 'BOT_MAX_CONCURRENT_CALLS', 8, { min: 1 }),
     },
     shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', 10_000, { min: 0 }),
+    logLevel: logLevel(env.LOG_LEVEL),
+    metrics: metricsSettings(env.METRICS, env.METRICS_TOKEN, production),
   };
+}
+
+function logLevel(raw: string | undefined): LogLevel {
+  const level = raw?.trim().toLowerCase() || 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+    throw new ConfigError(`LOG_LEVEL=${raw} is not valid: set it to one of ${LOG_LEVELS.join(', ')}, or unset it for info.`);
+  }
+  return level as LogLevel;
+}
+
+/**
+ * Outside production `/metrics` is on, open unless METRICS_TOKEN is set. In production it is on only
+ * with a token, unless METRICS=on says to serve it open (a scrape over a private network).
+ */
+function metricsSettings(raw: string | undefined, token: string | undefined, production: boolean): Config['metrics'] {
+  const given = raw?.trim().toLowerCase() || undefined;
+  if (given !== undefined && given !== 'on' && given !== 'off') {
+    throw new ConfigError(
+      `METRICS=${raw} is not valid: set it to on or off, or unset it (on outside production; in production, on when METRICS_TOKEN is set).`,
+    );
+  }
+  const bearer = token?.trim() || null;
+  if (bearer !== null && !/^[\x21-\x7e]+$/.test(bearer)) {
+    throw new ConfigError('METRICS_TOKEN holds spaces or characters outside printable ASCII: set it to something like the output of `openssl rand -hex 32`.');
+  }
+  const enabled = given === undefined ? !production || bearer !== null : given === 'on';
+  return { enabled, token: bearer };
 }
 
 function integer(env: Env, name: string, fallback: number, { min, max = Number.MAX_SAFE_INTEGER }: { min: number; max?: number }) {

@@ -230,3 +230,37 @@ describe('SECRET_KEY outside production', () => {
     expect(existsSync(`${database}.secret`)).toBe(false);
   });
 });
+
+describe('LOG_LEVEL', () => {
+  test("info by default; pino's levels are read, in any case", () => {
+    expect(loadConfig({ SECRET_KEY: SECRET }).logLevel).toBe('info');
+    expect(loadConfig({ SECRET_KEY: SECRET, LOG_LEVEL: 'WARN' }).logLevel).toBe('warn');
+    expect(loadConfig({ SECRET_KEY: SECRET, LOG_LEVEL: 'silent' }).logLevel).toBe('silent');
+  });
+
+  test('an unknown level is a ConfigError listing the levels', () => {
+    const error = configError(() => loadConfig({ SECRET_KEY: SECRET, LOG_LEVEL: 'verbose' }));
+    expect(error.message).toContain('LOG_LEVEL=verbose');
+    expect(error.message).toContain('fatal, error, warn, info, debug, trace, silent');
+  });
+});
+
+describe('METRICS and METRICS_TOKEN', () => {
+  test('outside production /metrics is on, open unless a token is set', () => {
+    expect(loadConfig({ SECRET_KEY: SECRET }).metrics).toEqual({ enabled: true, token: null });
+    expect(loadConfig({ SECRET_KEY: SECRET, METRICS_TOKEN: 'scrape-me' }).metrics).toEqual({ enabled: true, token: 'scrape-me' });
+    expect(loadConfig({ SECRET_KEY: SECRET, METRICS: 'off', METRICS_TOKEN: 'scrape-me' }).metrics.enabled).toBe(false);
+  });
+
+  test('in production it is on only with a token, or when METRICS=on asks for it open', () => {
+    const production = { SECRET_KEY: SECRET, NODE_ENV: 'production' };
+    expect(loadConfig(production).metrics).toEqual({ enabled: false, token: null });
+    expect(loadConfig({ ...production, METRICS_TOKEN: 'scrape-me' }).metrics).toEqual({ enabled: true, token: 'scrape-me' });
+    expect(loadConfig({ ...production, METRICS: 'on' }).metrics).toEqual({ enabled: true, token: null });
+  });
+
+  test('anything but on or off, or a token a header cannot carry, is a ConfigError saying what to set', () => {
+    expect(configError(() => loadConfig({ SECRET_KEY: SECRET, METRICS: 'yes' })).message).toContain('METRICS=yes is not valid: set it to on or off');
+    expect(configError(() => loadConfig({ SECRET_KEY: SECRET, METRICS_TOKEN: 'two words' })).message).toContain('METRICS_TOKEN');
+  });
+});
