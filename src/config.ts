@@ -50,6 +50,8 @@ export interface Config {
   logLevel: LogLevel;
   /** `GET /metrics` (Prometheus): served or not, and the bearer token it requires (null: none). */
   metrics: { enabled: boolean; token: string | null };
+  /** What start-up should warn about once it can log (a generated SECRET_KEY). */
+  startupWarnings: string[];
 }
 
 /** pino's levels, most severe first. */
@@ -68,6 +70,7 @@ const MIN_PRODUCTION_SECRET_BYTES = 32;
 export function loadConfig(env: Env = process.env): Config {
   const production = env.NODE_ENV === 'production';
   const database = parseDatabaseUrl(env.DATABASE_URL ?? 'file:./gemini_coop.db');
+  const startupWarnings: string[] = [];
   return {
     port: integer(env, 'PORT', 8000, { min: 0, max: 65535 }),
     host: env.HOST || '0.0.0.0',
@@ -75,7 +78,7 @@ export function loadConfig(env: Env = process.env): Config {
     database,
     redisUrl: redisUrl(env.REDIS_URL),
     redisPrefix: env.REDIS_PREFIX ?? 'gemini-coop:',
-    secretKey: secretKey(env.SECRET_KEY, production, database),
+    secretKey: secretKey(env.SECRET_KEY, production, database, startupWarnings),
     cors: { origins: corsOrigins(env.CORS_ORIGINS, production) },
     tokenExpireMinutes: integer(env, 'TOKEN_EXPIRE_MINUTES', 1440, { min: 1 }),
     gemini: {
@@ -104,6 +107,7 @@ export function loadConfig(env: Env = process.env): Config {
     shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', 10_000, { min: 0 }),
     logLevel: logLevel(env.LOG_LEVEL),
     metrics: metricsSettings(env.METRICS, env.METRICS_TOKEN, production),
+    startupWarnings,
   };
 }
 
@@ -196,7 +200,7 @@ export function sqliteFilePath(url: string): string {
   return resolve(url.slice('file:'.length));
 }
 
-function secretKey(given: string | undefined, production: boolean, database: Config['database']): string {
+function secretKey(given: string | undefined, production: boolean, database: Config['database'], warnings: string[]): string {
   if (given) {
     if (production && Buffer.byteLength(given) < MIN_PRODUCTION_SECRET_BYTES) {
       throw new ConfigError(
@@ -213,7 +217,7 @@ function secretKey(given: string | undefined, production: boolean, database: Con
   if (existsSync(keyFile)) return readFileSync(keyFile, 'utf8').trim();
   const generated = randomBytes(32).toString('hex');
   writeFileSync(keyFile, generated, { mode: 0o600 });
-  console.warn(`SECRET_KEY is not set: generated one and kept it in ${keyFile}. Set SECRET_KEY before going to production.`);
+  warnings.push(`SECRET_KEY is not set: generated one and kept it in ${keyFile}. Set SECRET_KEY before going to production.`);
   return generated;
 }
 

@@ -1,6 +1,7 @@
 import { createApp } from './app';
 import { ConfigError, loadConfig, redact } from './config';
 import { MAX_BODY_BYTES } from './http-edge';
+import { createLogger } from './log';
 
 /** After the grace period, storing the stopped answers and closing get this long; then the process exits regardless. */
 const EXIT_MARGIN_MS = 500;
@@ -8,7 +9,8 @@ const EXIT_MARGIN_MS = 500;
 /** `npm start`: reads the configuration, opens the database (migrating it), and serves. */
 async function main() {
   const config = loadConfig();
-  const app = await createApp(config);
+  const log = createLogger({ level: config.logLevel });
+  const app = await createApp(config, { log });
   const server = Bun.serve({
     port: config.port,
     hostname: config.host,
@@ -16,15 +18,15 @@ async function main() {
     fetch: (request, server) => app.fetch(request, server),
     websocket: app.websocket,
   });
-  console.log(`Gemini Coop listening on http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${server.port}`);
+  log.info(`Gemini Coop listening on http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${server.port}`);
   // SIGTERM drains: accept nothing new, give running answers SHUTDOWN_GRACE_MS to finish (then store
   // them stopped or failed), close sockets with 1001 so clients reconnect elsewhere, then release the
   // database. A hung database or Redis cannot keep the process past the deadline.
   const shutdown = async () => {
-    console.log('Shutting down: draining');
+    log.info('Shutting down: draining');
     const deadlineMs = config.shutdownGraceMs + EXIT_MARGIN_MS;
     setTimeout(() => {
-      console.error(`Shutdown did not finish within ${deadlineMs} ms: exiting anyway`);
+      log.error(`Shutdown did not finish within ${deadlineMs} ms: exiting anyway`);
       process.exit(1);
     }, deadlineMs).unref();
     void server.stop();
@@ -35,7 +37,7 @@ async function main() {
   };
   const onSignal = () =>
     void shutdown().catch((error: unknown) => {
-      console.error('Shutdown failed', error);
+      log.error({ err: error }, 'Shutdown failed');
       process.exit(1);
     });
   process.once('SIGTERM', onSignal);
@@ -43,11 +45,13 @@ async function main() {
 }
 
 main().catch((error: unknown) => {
+  // LOG_LEVEL itself may be what is wrong: a failed start is always reported.
+  const log = createLogger({ level: 'info' });
   if (error instanceof ConfigError) {
-    console.error(`Configuration error: ${redact(error.message)}`);
+    log.fatal(`Configuration error: ${redact(error.message)}`);
     process.exit(78);
   }
-  // What failed may quote a connection URL: it is printed redacted, never as thrown.
-  console.error(`Start-up failed: ${redact(error instanceof Error ? (error.stack ?? error.message) : String(error))}`);
+  // What failed may quote a connection URL: the error serializer hides its passwords.
+  log.fatal({ err: error }, 'Start-up failed');
   process.exit(1);
 });

@@ -1,16 +1,18 @@
-import { afterAll, beforeAll, describe, expect, setSystemTime, spyOn, test } from 'bun:test';
+import { afterAll, beforeAll, describe, expect, setSystemTime, test } from 'bun:test';
 import { SignJWT, UnsecuredJWT } from 'jose';
 import { AppError, RateLimitedError } from '../src/services/errors';
 import { LoginThrottle } from '../src/services/login-throttle';
 import { createTestApp, signUp, type TestApp, type TestUser } from './support/app';
+import { captureLogs } from './support/logs';
 
 /**
  * The REST contract of the original FastAPI service, exercised in-process through `app.fetch`.
  */
 
 let t: TestApp;
+const errors = captureLogs('error');
 beforeAll(async () => {
-  t = await createTestApp();
+  t = await createTestApp({}, { log: errors.log });
 });
 afterAll(() => t.cleanup());
 
@@ -694,11 +696,10 @@ describe('errors', () => {
     }
   });
 
-  test('an unexpected failure is 500 {"detail":"Internal server error"} and leaks nothing', async () => {
+  test('an unexpected failure is 500 {"detail":"Internal server error"}, leaks nothing, and is logged under its X-Request-Id', async () => {
     const user = await signUp(t);
     const chats = t.app.services.chats;
     const original = chats.listFor;
-    const logged = spyOn(console, 'error').mockImplementation(() => {});
     chats.listFor = () => {
       throw new Error('SQLITE_CORRUPT: secret table users_private at /var/db/prod.sqlite');
     };
@@ -710,10 +711,11 @@ describe('errors', () => {
       expect(text).not.toContain('SQLITE_CORRUPT');
       expect(text).not.toContain('prod.sqlite');
       expect(text).not.toContain('stack');
-      expect(logged).toHaveBeenCalled();
+      const requestId = response.headers.get('x-request-id');
+      const logged = errors.lines().find((line) => line.requestId === requestId);
+      expect(logged).toMatchObject({ level: 'error', msg: 'unhandled error', err: { message: expect.stringContaining('SQLITE_CORRUPT') } });
     } finally {
       chats.listFor = original;
-      logged.mockRestore();
     }
     expect((await t.request('/api/chats', { token: user.token })).status).toBe(200);
   });
@@ -722,7 +724,6 @@ describe('errors', () => {
     const user = await signUp(t);
     const chats = t.app.services.chats;
     const original = chats.listFor;
-    const logged = spyOn(console, 'error').mockImplementation(() => {});
     chats.listFor = (async () => {
       throw new TypeError('Cannot read properties of undefined (reading "hashedPassword")');
     }) as unknown as typeof chats.listFor;
@@ -734,7 +735,6 @@ describe('errors', () => {
       expect(text).not.toContain('hashedPassword');
     } finally {
       chats.listFor = original;
-      logged.mockRestore();
     }
   });
 });

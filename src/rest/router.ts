@@ -5,6 +5,7 @@ import { routes } from './routes';
 
 interface CompiledRoute {
   method: string;
+  path: string;
   pattern: RegExp;
   names: string[];
   handler: (context: RouteContext) => Promise<Response> | Response;
@@ -16,8 +17,16 @@ const compiled: CompiledRoute[] = routes.map(([method, path, handler]) => {
     names.push(name);
     return '([^/]+)';
   });
-  return { method, pattern: new RegExp(`^${source}$`), names, handler };
+  return { method, path, pattern: new RegExp(`^${source}$`), names, handler };
 });
+
+/**
+ * The route template a path matches (`/api/chats/:id` for `/api/chats/7`), whatever the method; null
+ * when no REST route owns it. What logs and metrics name a request by: never the raw path.
+ */
+export function routeTemplate(pathname: string): string | null {
+  return compiled.find((route) => route.pattern.test(pathname))?.path ?? null;
+}
 
 /**
  * The REST adapter: matches a route, runs it, and maps errors to the original's
@@ -30,11 +39,10 @@ export async function handleRest(request: Request, url: URL, services: Services,
   if (!route) return json({ detail: 'Method Not Allowed' }, 405, { Allow: matching.map((candidate) => candidate.method).join(', ') });
   const values = route.pattern.exec(url.pathname)!.slice(1);
   const params = Object.fromEntries(route.names.map((name, index) => [name, decodeSegment(values[index]!)]));
-  const requestId = crypto.randomUUID();
   try {
     return await route.handler({ request, url, params, services, clientAddress });
   } catch (error) {
-    return errorResponse(error, requestId);
+    return errorResponse(error, services.log);
   }
 }
 

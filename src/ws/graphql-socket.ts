@@ -63,7 +63,7 @@ export function createGraphqlSocketHandler(
       try {
         session = await authenticateSocket(services.auth, token);
       } catch (error) {
-        console.error('graphql-ws authentication failed', error);
+        services.log.error({ err: error, component: 'graphql-ws' }, 'graphql-ws authentication failed');
         socket.close(CLOSE.internalError.code, CLOSE.internalError.reason);
         return false;
       }
@@ -103,6 +103,8 @@ export function createGraphqlSocketHandler(
       if (errors.length > 0) return errors;
       return args;
     },
+    // Counted as sent; returning nothing leaves the result as it is.
+    onNext: () => void services.metrics.delivered('graphql-ws', 1),
     execute: (args) => (args as EnvelopedArgs).rootValue.execute(args) as never,
     subscribe: async (args) => {
       const result = (await (args as EnvelopedArgs).rootValue.subscribe(args)) as ExecutionResult | AsyncIterableIterator<ExecutionResult>;
