@@ -8,11 +8,13 @@ import { redact } from './config';
 export type { Logger };
 
 /**
- * Fields named like secrets are replaced wherever they sit (two levels deep), a second line of
- * defence: no log call passes a body, a header or the configuration in the first place.
+ * Fields named like secrets are replaced at the top of a line and in the objects one may carry (an
+ * error's own properties, headers, a configuration): a second line of defence, since no log call
+ * passes a body, a header or the settings in the first place. Named paths, not wildcards: a `*.`
+ * path costs about 10 µs on every line.
  */
 const SECRET_FIELDS = ['password', 'token', 'access_token', 'accessToken', 'authorization', 'cookie', 'secretKey', 'apiKey'];
-const REDACTED_PATHS = SECRET_FIELDS.flatMap((field) => [field, `*.${field}`, `*.*.${field}`]);
+const REDACTED_PATHS = ['', 'err.', 'headers.', 'config.'].flatMap((parent) => SECRET_FIELDS.map((field) => parent + field));
 
 /** pino's error serializer, with any connection URL's password in the message or stack hidden (drivers quote them). */
 function serializeError(error: unknown): unknown {

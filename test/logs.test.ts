@@ -178,6 +178,16 @@ describe('one line per bot answer', () => {
   });
 });
 
+test('the logger itself replaces fields named like secrets and hides passwords in the URLs an error quotes', () => {
+  const own = captureLogs();
+  const error = Object.assign(new Error('cannot reach postgresql://coop:hunter2@db/coop'), { token: 'hunter3' });
+  own.log.error({ password: 'hunter4', headers: { authorization: 'Bearer hunter5' }, config: { apiKey: 'hunter6' }, err: error }, 'redaction');
+  const [line] = own.lines();
+  expect(line).toMatchObject({ password: '[redacted]', headers: { authorization: '[redacted]' }, config: { apiKey: '[redacted]' } });
+  expect(line!.err).toMatchObject({ message: 'cannot reach postgresql://coop:***@db/coop', token: '[redacted]' });
+  expect(own.text()).not.toMatch(/hunter\d/);
+});
+
 test('no password, token, SECRET_KEY or GEMINI_API_KEY in anything logged, whatever the transport or outcome', async () => {
   const name = `secretive_${crypto.randomUUID().slice(0, 8)}`;
   const password = `pw-${crypto.randomUUID()}`;
