@@ -2,7 +2,7 @@ import type { ValidationContext } from 'graphql';
 import { GraphQLError } from 'graphql';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { useDisableIntrospection } from '@graphql-yoga/plugin-disable-introspection';
-import { createLogger, createYoga } from 'graphql-yoga';
+import { createYoga } from 'graphql-yoga';
 import type { Server, WebSocketHandler } from 'bun';
 import type { Config } from './config';
 import type { Database } from './db/client';
@@ -10,6 +10,9 @@ import { openDatabase } from './db/client';
 import { bodyTooLarge, preflight, readBodyText, secure } from './http-edge';
 import { GRAPHIQL_EXAMPLE } from './graphiql-example';
 import { createHttpRouter } from './http-router';
+import type { Logger } from './log';
+import { createLogger, inRequest } from './log';
+import { Metrics, serveMetrics } from './metrics';
 import { schema } from './schema';
 import type { Context } from './schema/context';
 import { lazyViewer } from './schema/context';
@@ -26,8 +29,9 @@ import { createGraphqlSocketHandler } from './ws/graphql-socket';
 
 export interface App {
   /**
-   * Answers one HTTP request: REST, GraphQL, or 404; with a `server`, also upgrades `/ws` and
-   * graphql-ws sockets and knows client addresses.
+   * Answers one HTTP request: REST, GraphQL, `/metrics`, or 404; with a `server`, also upgrades
+   * `/ws` and graphql-ws sockets and knows client addresses. Each request gets an id, returned as
+   * `X-Request-Id`, carried by every line logged while answering it, and one log line when answered.
    */
   fetch: (request: Request, server?: Server<SocketData>) => Promise<Response | undefined>;
   websocket: WebSocketHandler<SocketData>;
@@ -48,6 +52,8 @@ export interface AppOptions {
   onSharedExecution?: () => void;
   /** Apply pending migrations on open (default); false when they were applied already (`npm start` does it in a child process). */
   migrate?: boolean;
+  /** Where the app logs; by default at LOG_LEVEL to the process's output. Tests pass one that writes to an array. */
+  log?: Logger;
 }
 
 /** The GraphQL limits, explicit so clients and tests know them. */
@@ -75,9 +81,12 @@ const asValidationError = {
 
 /** Builds the whole server over one service layer; `Bun.serve` (src/server.ts) only hosts it. */
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
+  const log = options.log ?? createLogger({ level: config.logLevel });
+  for (const warning of config.startupWarnings) log.warn(warning);
+  const metrics = new Metrics();
   const db: Database = await openDatabase(config.database, { log: options.logQuery, migrate: options.migrate });
-  const bus = await createEventBus(config.redisUrl, config.redisPrefix);
-  const services = createServices(db, config, bus);
+  const bus = await createEventBus(config.redisUrl, config.redisPrefix, log, metrics);
+  const services = createServices(db, config, bus, log, metrics);
   // Alone, this process knows no answer is running anywhere; with Redis, other instances may be
   // streaming, and the room lock's holder clears what a dead one left instead.
   if (!bus.redis) await services.bot.failInterruptedAnswers();
@@ -91,7 +100,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     // GraphiQL's bundle is large and production never serves it: loaded only when it is on.
     renderGraphiQL: config.production ? undefined : (await import('@graphql-yoga/render-graphiql')).renderGraphiQL,
     landingPage: false,
-    logging: quietAboutClientErrors(createLogger(config.production ? 'warn' : 'info')),
+    logging: quietAboutClientErrors(yogaLogger(log.child({ component: 'graphql' }))),
     context: ({ request, clientAddress, socketUser }) => ({
       services,
       clientAddress,
@@ -119,14 +128,15 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const sockets = createWebSockets(
     chatSockets,
     createGraphqlSocketHandler(yoga, services, (error) => toGraphQLError(error, 'Unexpected error.'), options.onSharedExecution),
+    log,
+    metrics,
   );
 
   const httpRouter = createHttpRouter(services, { production: config.production });
 
-  /** Sends a request to its adapter: `/ws`, GraphQL (HTTP or graphql-ws), or the plain HTTP routes (REST, docs, front door). */
-  async function route(request: Request, server: Server<SocketData> | undefined): Promise<Response | undefined> {
+  /** Sends a request to its adapter: `/ws`, GraphQL (HTTP or graphql-ws), `/metrics`, or the plain HTTP routes (REST, docs, front door). */
+  async function route(request: Request, url: URL, server: Server<SocketData> | undefined): Promise<Response | undefined> {
     if (bodyTooLarge(request)) return Response.json({ detail: 'Request body too large' }, { status: 413 });
-    const url = new URL(request.url);
     const clientAddress = server?.requestIP(request)?.address ?? null;
     const wantsSocket = request.headers.get('upgrade')?.toLowerCase() === 'websocket';
     if (url.pathname === '/ws') {
@@ -141,17 +151,47 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       const checked = await withCheckedBody(request);
       return checked instanceof Response ? checked : yoga.fetch(checked, { clientAddress });
     }
+    if (url.pathname === '/metrics' && config.metrics.enabled) return serveMetrics(request, metrics, config.metrics.token);
     return httpRouter.fetch(request, clientAddress);
+  }
+
+  /** What logs and metrics name a request by: its route's template, never the raw path (ids) or query (a `/ws` token). */
+  const routeName = (pathname: string) =>
+    pathname === '/ws' || pathname === '/graphql' || (pathname === '/metrics' && config.metrics.enabled)
+      ? pathname
+      : (httpRouter.routeTemplate(pathname) ?? 'unmatched');
+
+  const httpLog = log.child({ component: 'http' });
+
+  /** The response, secured; a fault no adapter caught is logged and answered 500. */
+  async function respond(request: Request, url: URL, server: Server<SocketData> | undefined): Promise<Response | undefined> {
+    try {
+      const response = preflight(request, config.cors) ?? (await route(request, url, server));
+      return response && secure(response, request, config.cors);
+    } catch (error) {
+      httpLog.error({ err: error }, 'unhandled error');
+      return secure(Response.json({ detail: 'Internal server error' }, { status: 500 }), request, config.cors);
+    }
   }
 
   return {
     services,
     websocket: sockets.handler,
-    async fetch(request, server) {
-      const preflightResponse = preflight(request, config.cors);
-      if (preflightResponse) return preflightResponse;
-      const response = await route(request, server);
-      return response && secure(response, request, config.cors);
+    fetch(request, server) {
+      const requestId = crypto.randomUUID();
+      return inRequest(requestId, async () => {
+        const startedAt = performance.now();
+        const url = new URL(request.url);
+        const response = await respond(request, url, server);
+        response?.headers.set('X-Request-Id', requestId);
+        // An upgraded socket has no response here: the client got 101 Switching Protocols.
+        const status = response?.status ?? 101;
+        const durationMs = performance.now() - startedAt;
+        const route = routeName(url.pathname);
+        metrics.observeRequest(request.method, route, status, durationMs / 1000);
+        httpLog.info({ method: request.method, route, status, durationMs: Math.round(durationMs * 10) / 10 }, 'request');
+        return response;
+      });
     },
     async drain(graceMs) {
       await services.bot.shutdown(graceMs);
@@ -160,6 +200,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     async close() {
       await bus.close();
       await db.$disconnect();
+      metrics.close();
     },
   };
 }
@@ -212,8 +253,26 @@ function causes(error: unknown): unknown[] {
   return chain;
 }
 
+type YogaLogger = Record<'debug' | 'info' | 'warn' | 'error', (...args: unknown[]) => void>;
+
+/** Yoga's log calls as lines of the app's log: an error as `err`, anything else as the message. */
+function yogaLogger(log: Logger): YogaLogger {
+  const at =
+    (level: keyof YogaLogger) =>
+    (...args: unknown[]) => {
+      const error = args.find((arg) => arg instanceof Error);
+      const text = args
+        .filter((arg) => arg !== error)
+        .map(String)
+        .join(' ');
+      if (error) log[level]({ err: error }, text || 'GraphQL operation failed');
+      else log[level](text);
+    };
+  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+}
+
 /** Yoga logs every error it replaces; a client's mistake (a 403, a mistyped variable) is not worth a log line. */
-function quietAboutClientErrors(logger: ReturnType<typeof createLogger>): ReturnType<typeof createLogger> {
+function quietAboutClientErrors(logger: YogaLogger): YogaLogger {
   const isClientError = (value: unknown) =>
     value instanceof GraphQLError && causes(value).every((cause) => cause instanceof GraphQLError || cause instanceof AppError);
   return {

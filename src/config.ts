@@ -46,7 +46,17 @@ export interface Config {
   };
   /** On SIGTERM, how long running bot answers get to finish; the process is gone within a second after. */
   shutdownGraceMs: number;
+  /** The least severe log lines written (LOG_LEVEL); `silent` writes none. */
+  logLevel: LogLevel;
+  /** `GET /metrics` (Prometheus): served or not, and the bearer token it requires (null: none). */
+  metrics: { enabled: boolean; token: string | null };
+  /** What start-up should warn about once it can log (a generated SECRET_KEY). */
+  startupWarnings: string[];
 }
+
+/** pino's levels, most severe first. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** A configuration problem: start-up stops and prints this message, which says the fix. */
 export class ConfigError extends Error {
@@ -60,6 +70,7 @@ const MIN_PRODUCTION_SECRET_BYTES = 32;
 export function loadConfig(env: Env = process.env): Config {
   const production = env.NODE_ENV === 'production';
   const database = parseDatabaseUrl(env.DATABASE_URL ?? 'file:./gemini_coop.db');
+  const startupWarnings: string[] = [];
   return {
     port: integer(env, 'PORT', 8000, { min: 0, max: 65535 }),
     host: env.HOST || '0.0.0.0',
@@ -67,7 +78,7 @@ export function loadConfig(env: Env = process.env): Config {
     database,
     redisUrl: redisUrl(env.REDIS_URL),
     redisPrefix: env.REDIS_PREFIX ?? 'gemini-coop:',
-    secretKey: secretKey(env.SECRET_KEY, production, database),
+    secretKey: secretKey(env.SECRET_KEY, production, database, startupWarnings),
     cors: { origins: corsOrigins(env.CORS_ORIGINS, production) },
     tokenExpireMinutes: integer(env, 'TOKEN_EXPIRE_MINUTES', 1440, { min: 1 }),
     gemini: {
@@ -94,7 +105,37 @@ export function loadConfig(env: Env = process.env): Config {
       maxConcurrentCalls: integer(env, 'BOT_MAX_CONCURRENT_CALLS', 8, { min: 1 }),
     },
     shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', 10_000, { min: 0 }),
+    logLevel: logLevel(env.LOG_LEVEL),
+    metrics: metricsSettings(env.METRICS, env.METRICS_TOKEN, production),
+    startupWarnings,
   };
+}
+
+function logLevel(raw: string | undefined): LogLevel {
+  const level = raw?.trim().toLowerCase() || 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+    throw new ConfigError(`LOG_LEVEL=${raw} is not valid: set it to one of ${LOG_LEVELS.join(', ')}, or unset it for info.`);
+  }
+  return level as LogLevel;
+}
+
+/**
+ * Outside production `/metrics` is on, open unless METRICS_TOKEN is set. In production it is on only
+ * with a token, unless METRICS=on says to serve it open (a scrape over a private network).
+ */
+function metricsSettings(raw: string | undefined, token: string | undefined, production: boolean): Config['metrics'] {
+  const given = raw?.trim().toLowerCase() || undefined;
+  if (given !== undefined && given !== 'on' && given !== 'off') {
+    throw new ConfigError(
+      `METRICS=${raw} is not valid: set it to on or off, or unset it (on outside production; in production, on when METRICS_TOKEN is set).`,
+    );
+  }
+  const bearer = token?.trim() || null;
+  if (bearer !== null && !/^[\x21-\x7e]+$/.test(bearer)) {
+    throw new ConfigError('METRICS_TOKEN holds spaces or characters outside printable ASCII: set it to something like the output of `openssl rand -hex 32`.');
+  }
+  const enabled = given === undefined ? !production || bearer !== null : given === 'on';
+  return { enabled, token: bearer };
 }
 
 function integer(env: Env, name: string, fallback: number, { min, max = Number.MAX_SAFE_INTEGER }: { min: number; max?: number }) {
@@ -159,7 +200,7 @@ export function sqliteFilePath(url: string): string {
   return resolve(url.slice('file:'.length));
 }
 
-function secretKey(given: string | undefined, production: boolean, database: Config['database']): string {
+function secretKey(given: string | undefined, production: boolean, database: Config['database'], warnings: string[]): string {
   if (given) {
     if (production && Buffer.byteLength(given) < MIN_PRODUCTION_SECRET_BYTES) {
       throw new ConfigError(
@@ -176,7 +217,7 @@ function secretKey(given: string | undefined, production: boolean, database: Con
   if (existsSync(keyFile)) return readFileSync(keyFile, 'utf8').trim();
   const generated = randomBytes(32).toString('hex');
   writeFileSync(keyFile, generated, { mode: 0o600 });
-  console.warn(`SECRET_KEY is not set: generated one and kept it in ${keyFile}. Set SECRET_KEY before going to production.`);
+  warnings.push(`SECRET_KEY is not set: generated one and kept it in ${keyFile}. Set SECRET_KEY before going to production.`);
   return generated;
 }
 

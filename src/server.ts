@@ -3,6 +3,7 @@ import { createApp } from './app';
 import { loadConfig } from './config';
 import { MAX_BODY_BYTES } from './http-edge';
 import { exitOnStartFailure } from './start-failure';
+import { createLogger } from './log';
 
 /** After the grace period, storing the stopped answers and closing get this long; then the process exits regardless. */
 const EXIT_MARGIN_MS = 500;
@@ -22,7 +23,8 @@ async function migrateInChildProcess(): Promise<void> {
 async function main() {
   const config = loadConfig();
   await migrateInChildProcess();
-  const app = await createApp(config, { migrate: false });
+  const log = createLogger({ level: config.logLevel });
+  const app = await createApp(config, { log, migrate: false });
   const server = Bun.serve({
     port: config.port,
     hostname: config.host,
@@ -30,15 +32,15 @@ async function main() {
     fetch: (request, server) => app.fetch(request, server),
     websocket: app.websocket,
   });
-  console.log(`Gemini Coop listening on http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${server.port}`);
+  log.info(`Gemini Coop listening on http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${server.port}`);
   // SIGTERM drains: accept nothing new, give running answers SHUTDOWN_GRACE_MS to finish (then store
   // them stopped or failed), close sockets with 1001 so clients reconnect elsewhere, then release the
   // database. A hung database or Redis cannot keep the process past the deadline.
   const shutdown = async () => {
-    console.log('Shutting down: draining');
+    log.info('Shutting down: draining');
     const deadlineMs = config.shutdownGraceMs + EXIT_MARGIN_MS;
     setTimeout(() => {
-      console.error(`Shutdown did not finish within ${deadlineMs} ms: exiting anyway`);
+      log.error(`Shutdown did not finish within ${deadlineMs} ms: exiting anyway`);
       process.exit(1);
     }, deadlineMs).unref();
     void server.stop();
@@ -49,7 +51,7 @@ async function main() {
   };
   const onSignal = () =>
     void shutdown().catch((error: unknown) => {
-      console.error('Shutdown failed', error);
+      log.error({ err: error }, 'Shutdown failed');
       process.exit(1);
     });
   process.once('SIGTERM', onSignal);

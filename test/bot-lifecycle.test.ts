@@ -54,7 +54,8 @@ function redisClient(): Redis {
 /** A bot service as one instance would have it, publishing to `pubsub`. */
 function instance(pubsub: PubSub, lock: RoomLock): BotService {
   const { db, chats } = t.app.services;
-  const bot = new BotService(db, chats, pubsub, t.config, lock, new RoomFeeds(db, pubsub, { onResume: () => {} }));
+  const { log, metrics } = t.app.services;
+  const bot = new BotService(db, chats, pubsub, t.config, lock, new RoomFeeds(db, pubsub, { onResume: () => {} }, log), log, metrics);
   idles.push(() => bot.idle());
   return bot;
 }
@@ -104,10 +105,10 @@ describe('a room lock lost mid-answer', () => {
       const key = `${prefix}bot-lock:${chatId}`;
       const admin = redisClient();
       // Two instances on one database and one Redis; renewals come fast, so a lost lock shows at once.
-      const { pubsub } = await createEventBus(null, '');
+      const { pubsub } = await createEventBus(null, '', t.app.services.log, t.app.services.metrics);
       const [first, second] = [
-        instance(pubsub, redisRoomLock(redisClient(), prefix, { ttlMs: 10_000, renewEveryMs: 20 })),
-        instance(pubsub, redisRoomLock(redisClient(), prefix, { ttlMs: 10_000, renewEveryMs: 20 })),
+        instance(pubsub, redisRoomLock(redisClient(), prefix, t.app.services.log, { ttlMs: 10_000, renewEveryMs: 20 })),
+        instance(pubsub, redisRoomLock(redisClient(), prefix, t.app.services.log, { ttlMs: 10_000, renewEveryMs: 20 })),
       ];
       const events = botEvents(pubsub, chatId);
       const [one, two] = [await ask(chatId, '/bot one'), await ask(chatId, '/bot two')];
@@ -156,7 +157,7 @@ describe('a room lock lost mid-answer', () => {
 describe('storing an answer fails', () => {
   test('the room still gets the completion, with an error, and the next ask is answered', async () => {
     const chatId = await newRoom('unstorable');
-    const { pubsub } = await createEventBus(null, '');
+    const { pubsub } = await createEventBus(null, '', t.app.services.log, t.app.services.metrics);
     const bot = instance(pubsub, localRoomLock);
     const events = botEvents(pubsub, chatId);
     await ask(chatId, '/bot vanish');

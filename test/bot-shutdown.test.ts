@@ -150,7 +150,7 @@ describe('SIGTERM with answers running and asks queued', () => {
     }
 
     // The next start answers them, in their rooms' order, each once.
-    const restarted = await createApp(loadConfig(settings(database)));
+    const restarted = await createApp(loadConfig(settings(database, { LOG_LEVEL: 'silent' })));
     try {
       await restarted.services.bot.idle();
     } finally {

@@ -119,7 +119,7 @@ describe('WindowCounter', () => {
   });
 
   test('LoginThrottle: a spray of usernames from many addresses stays within the bound', () => {
-    const throttle = new LoginThrottle(5, () => 0);
+    const throttle = new LoginThrottle(5, { now: () => 0 });
     for (let attempt = 0; attempt < 150_000; attempt++) {
       throttle.reserve(`user${attempt}`, `10.${(attempt >> 16) & 255}.${(attempt >> 8) & 255}.${attempt & 255}`);
     }

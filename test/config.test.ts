@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, spyOn, test } from 'bun:test';
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,17 +24,6 @@ function configError(run: () => unknown): ConfigError {
     return error as ConfigError;
   }
   throw new Error('expected a ConfigError, but nothing was thrown');
-}
-
-/** Silences the "generated a key" warning while `run` runs, returning what was warned. */
-function quietly<T>(run: () => T): { result: T; warnings: string[] } {
-  const warn = spyOn(console, 'warn').mockImplementation(() => {});
-  try {
-    const result = run();
-    return { result, warnings: warn.mock.calls.map((call) => String(call[0])) };
-  } finally {
-    warn.mockRestore();
-  }
 }
 
 describe('defaults', () => {
@@ -192,28 +181,29 @@ describe('SECRET_KEY outside production', () => {
   test('a missing key is generated once, kept beside the database, and reused', () => {
     const database = join(dir, 'dev.db');
     const env = { DATABASE_URL: `file:${database}` };
-    const first = quietly(() => loadConfig(env));
+    const first = loadConfig(env);
     const keyFile = `${database}.secret`;
     expect(existsSync(keyFile)).toBe(true);
-    expect(first.result.secretKey.length).toBeGreaterThanOrEqual(32);
-    expect(readFileSync(keyFile, 'utf8').trim()).toBe(first.result.secretKey);
-    expect(first.warnings.join('\n')).toContain(keyFile);
+    expect(first.secretKey.length).toBeGreaterThanOrEqual(32);
+    expect(readFileSync(keyFile, 'utf8').trim()).toBe(first.secretKey);
+    // Start-up logs it once a logger exists (LOG_LEVEL is part of the same configuration).
+    expect(first.startupWarnings.join('\n')).toContain(keyFile);
     expect(statSync(keyFile).mode & 0o077).toBe(0);
 
-    const second = quietly(() => loadConfig(env));
-    expect(second.result.secretKey).toBe(first.result.secretKey);
-    expect(second.warnings).toEqual([]);
+    const second = loadConfig(env);
+    expect(second.secretKey).toBe(first.secretKey);
+    expect(second.startupWarnings).toEqual([]);
   });
 
   test("the original's sqlite:/// URL keeps its key beside the same file", () => {
     const database = join(dir, 'seed.db');
-    const { result } = quietly(() => loadConfig({ DATABASE_URL: `sqlite:///${database}` }));
-    expect(readFileSync(`${database}.secret`, 'utf8').trim()).toBe(result.secretKey);
+    const config = loadConfig({ DATABASE_URL: `sqlite:///${database}` });
+    expect(readFileSync(`${database}.secret`, 'utf8').trim()).toBe(config.secretKey);
   });
 
   test('different databases get different keys', () => {
-    const a = quietly(() => loadConfig({ DATABASE_URL: `file:${join(dir, 'a.db')}` })).result.secretKey;
-    const b = quietly(() => loadConfig({ DATABASE_URL: `file:${join(dir, 'b.db')}` })).result.secretKey;
+    const a = loadConfig({ DATABASE_URL: `file:${join(dir, 'a.db')}` }).secretKey;
+    const b = loadConfig({ DATABASE_URL: `file:${join(dir, 'b.db')}` }).secretKey;
     expect(a).not.toBe(b);
   });
 
@@ -228,5 +218,39 @@ describe('SECRET_KEY outside production', () => {
     const database = join(dir, 'given.db');
     expect(loadConfig({ DATABASE_URL: `file:${database}`, SECRET_KEY: SECRET }).secretKey).toBe(SECRET);
     expect(existsSync(`${database}.secret`)).toBe(false);
+  });
+});
+
+describe('LOG_LEVEL', () => {
+  test("info by default; pino's levels are read, in any case", () => {
+    expect(loadConfig({ SECRET_KEY: SECRET }).logLevel).toBe('info');
+    expect(loadConfig({ SECRET_KEY: SECRET, LOG_LEVEL: 'WARN' }).logLevel).toBe('warn');
+    expect(loadConfig({ SECRET_KEY: SECRET, LOG_LEVEL: 'silent' }).logLevel).toBe('silent');
+  });
+
+  test('an unknown level is a ConfigError listing the levels', () => {
+    const error = configError(() => loadConfig({ SECRET_KEY: SECRET, LOG_LEVEL: 'verbose' }));
+    expect(error.message).toContain('LOG_LEVEL=verbose');
+    expect(error.message).toContain('fatal, error, warn, info, debug, trace, silent');
+  });
+});
+
+describe('METRICS and METRICS_TOKEN', () => {
+  test('outside production /metrics is on, open unless a token is set', () => {
+    expect(loadConfig({ SECRET_KEY: SECRET }).metrics).toEqual({ enabled: true, token: null });
+    expect(loadConfig({ SECRET_KEY: SECRET, METRICS_TOKEN: 'scrape-me' }).metrics).toEqual({ enabled: true, token: 'scrape-me' });
+    expect(loadConfig({ SECRET_KEY: SECRET, METRICS: 'off', METRICS_TOKEN: 'scrape-me' }).metrics.enabled).toBe(false);
+  });
+
+  test('in production it is on only with a token, or when METRICS=on asks for it open', () => {
+    const production = { SECRET_KEY: SECRET, NODE_ENV: 'production' };
+    expect(loadConfig(production).metrics).toEqual({ enabled: false, token: null });
+    expect(loadConfig({ ...production, METRICS_TOKEN: 'scrape-me' }).metrics).toEqual({ enabled: true, token: 'scrape-me' });
+    expect(loadConfig({ ...production, METRICS: 'on' }).metrics).toEqual({ enabled: true, token: null });
+  });
+
+  test('anything but on or off, or a token a header cannot carry, is a ConfigError saying what to set', () => {
+    expect(configError(() => loadConfig({ SECRET_KEY: SECRET, METRICS: 'yes' })).message).toContain('METRICS=yes is not valid: set it to on or off');
+    expect(configError(() => loadConfig({ SECRET_KEY: SECRET, METRICS_TOKEN: 'two words' })).message).toContain('METRICS_TOKEN');
   });
 });

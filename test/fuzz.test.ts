@@ -1,7 +1,8 @@
-import { afterAll, beforeAll, describe, expect, spyOn, test } from 'bun:test';
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import type { Server } from 'bun';
 import { cursorSchema } from '../src/services/validation';
 import { createTestApp, signUp, type TestApp, type TestUser } from './support/app';
+import { captureLogs } from './support/logs';
 import { type ChatClient, MISSING_CHAT_ID, socketKit, type SocketKit } from './support/sockets';
 
 /**
@@ -288,8 +289,16 @@ const counts = async () => {
   return { users, chats, participants, messages };
 };
 
+/** What the server logs as errors: a bad request must never be one. */
+const errors = captureLogs('error');
+/** The newest error line, for a finding. */
+const lastError = () => {
+  const line = errors.lines().at(-1);
+  return `${line?.msg} ${line?.err?.message ?? ''}`.slice(0, 200);
+};
+
 beforeAll(async () => {
-  t = await createTestApp();
+  t = await createTestApp({}, { log: errors.log });
   server = t.listen();
   kit = socketKit(server, t.app.services);
   [owner, stranger] = await Promise.all([
@@ -1085,44 +1094,39 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, () => {
       const findings = new Findings();
       const statuses = new Map<number, number>();
       const labels = new Map<string, number>();
-      const errors = spyOn(console, 'error').mockImplementation(() => {});
-      let logged = 0;
-      try {
-        for (let index = 0; index < REST_CASES; index++) {
-          const kase = pickWeighted(rng, restGenerators)(rng);
-          const input = `${kase.method} ${kase.path} [${kase.contentType ?? 'no content-type'}] ${bodyText(kase.body)}`;
-          labels.set(kase.label, (labels.get(kase.label) ?? 0) + 1);
-          let response: Response;
-          try {
-            response = await sendRest(kase);
-          } catch (error) {
-            findings.add(kase.label, `threw ${(error as Error).message}`, input);
-            continue;
-          }
-          statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
-          const text = await response.text();
-          if (errors.mock.calls.length > logged) {
-            findings.add(kase.label, `logged an unexpected error: ${String(errors.mock.calls.at(-1)).slice(0, 200)}`, input);
-            logged = errors.mock.calls.length;
-          }
-          if (response.status >= 500) findings.add(kase.label, `status ${response.status} ${text.slice(0, 200)}`, input);
-          // Reads may succeed (a good id with a good token); a write never may.
-          else if (response.status === 200 && kase.method === 'POST') findings.add(kase.label, `accepted (200) ${text.slice(0, 200)}`, input);
-          else if (response.status >= 400 && kase.method !== 'HEAD' && !(JSON.parse(text) as { detail?: unknown }).detail)
-            findings.add(kase.label, `no detail in ${text.slice(0, 200)}`, input);
+      let logged = errors.lines().length;
+      for (let index = 0; index < REST_CASES; index++) {
+        const kase = pickWeighted(rng, restGenerators)(rng);
+        const input = `${kase.method} ${kase.path} [${kase.contentType ?? 'no content-type'}] ${bodyText(kase.body)}`;
+        labels.set(kase.label, (labels.get(kase.label) ?? 0) + 1);
+        let response: Response;
+        try {
+          response = await sendRest(kase);
+        } catch (error) {
+          findings.add(kase.label, `threw ${(error as Error).message}`, input);
+          continue;
         }
-        // One body over the 1 MiB cap, declared and undeclared.
-        for (const declared of [true, false]) {
-          const body = JSON.stringify({ content: 'x'.repeat(1_100_000) });
-          const headers = new Headers({ 'content-type': 'application/json', authorization: `Bearer ${owner.token}` });
-          const stream = new ReadableStream({ start: (controller) => (controller.enqueue(new TextEncoder().encode(body)), controller.close()) });
-          const response = (await t.app.fetch(
-            new Request(`http://test/api/chats/${room}/messages`, { method: 'POST', headers, body: declared ? body : stream }),
-          ))!;
-          if (response.status !== 413) findings.add('over 1 MiB', `status ${response.status}`, `${declared ? 'declared' : 'streamed'} ${body.length} bytes`);
+        statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
+        const text = await response.text();
+        if (errors.lines().length > logged) {
+          findings.add(kase.label, `logged an unexpected error: ${lastError()}`, input);
+          logged = errors.lines().length;
         }
-      } finally {
-        errors.mockRestore();
+        if (response.status >= 500) findings.add(kase.label, `status ${response.status} ${text.slice(0, 200)}`, input);
+        // Reads may succeed (a good id with a good token); a write never may.
+        else if (response.status === 200 && kase.method === 'POST') findings.add(kase.label, `accepted (200) ${text.slice(0, 200)}`, input);
+        else if (response.status >= 400 && kase.method !== 'HEAD' && !(JSON.parse(text) as { detail?: unknown }).detail)
+          findings.add(kase.label, `no detail in ${text.slice(0, 200)}`, input);
+      }
+      // One body over the 1 MiB cap, declared and undeclared.
+      for (const declared of [true, false]) {
+        const body = JSON.stringify({ content: 'x'.repeat(1_100_000) });
+        const headers = new Headers({ 'content-type': 'application/json', authorization: `Bearer ${owner.token}` });
+        const stream = new ReadableStream({ start: (controller) => (controller.enqueue(new TextEncoder().encode(body)), controller.close()) });
+        const response = (await t.app.fetch(
+          new Request(`http://test/api/chats/${room}/messages`, { method: 'POST', headers, body: declared ? body : stream }),
+        ))!;
+        if (response.status !== 413) findings.add('over 1 MiB', `status ${response.status}`, `${declared ? 'declared' : 'streamed'} ${body.length} bytes`);
       }
       if (VERBOSE) console.info('REST cases', Object.fromEntries(labels), 'statuses', Object.fromEntries(statuses));
       findings.assertNone('REST requests');
@@ -1136,40 +1140,33 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, () => {
     async () => {
       const rng = prng(SEED ^ 0x9e3779b9);
       const findings = new Findings();
-      const logged: unknown[][] = [];
-      const errors = spyOn(console, 'error').mockImplementation((...args: unknown[]) => void logged.push(args));
-      try {
-        for (let index = 0; index < GRAPHQL_CASES; index++) {
-          const kase = pickWeighted(rng, graphqlGenerators)(rng);
-          const input = kase.get !== undefined ? `GET /graphql${kase.get}` : bodyText(kase.body);
-          logged.length = 0;
-          const response = await sendGraphql(kase);
-          const text = await response.text();
-          if (response.status >= 500) {
-            findings.add(kase.label, `status ${response.status} ${text.slice(0, 200)}`, input);
-            continue;
-          }
-          let body: { data?: unknown; errors?: { message: string; extensions?: { code?: string } }[] };
-          try {
-            body = JSON.parse(text);
-          } catch {
-            // A refusal before GraphQL (415 for a content type it does not read) need not be JSON.
-            if (response.status < 400) findings.add(kase.label, `status ${response.status}, not JSON: ${text.slice(0, 200)}`, input);
-            continue;
-          }
-          // A read may succeed; a mutation never may (a 4xx refusal, such as 413, need not be GraphQL-shaped).
-          if (response.status < 400 && !body.errors?.length && /mutation/.test(input)) findings.add(kase.label, `accepted: ${text.slice(0, 200)}`, input);
-          const masked = (body.errors ?? []).filter((error) => error.extensions?.code === 'INTERNAL_SERVER_ERROR');
-          if (masked.length === 0) continue;
-          const causes = logged
-            .flat()
-            .map((value) =>
-              value instanceof Error ? `${value.message} ${Bun.inspect((value as { originalError?: unknown }).originalError ?? '')}` : String(value),
-            );
-          findings.add(kase.label, `INTERNAL_SERVER_ERROR; logged ${causes.join(' | ').slice(0, 300)}`, input);
+      for (let index = 0; index < GRAPHQL_CASES; index++) {
+        const kase = pickWeighted(rng, graphqlGenerators)(rng);
+        const input = kase.get !== undefined ? `GET /graphql${kase.get}` : bodyText(kase.body);
+        const logged = errors.lines().length;
+        const response = await sendGraphql(kase);
+        const text = await response.text();
+        if (response.status >= 500) {
+          findings.add(kase.label, `status ${response.status} ${text.slice(0, 200)}`, input);
+          continue;
         }
-      } finally {
-        errors.mockRestore();
+        let body: { data?: unknown; errors?: { message: string; extensions?: { code?: string } }[] };
+        try {
+          body = JSON.parse(text);
+        } catch {
+          // A refusal before GraphQL (415 for a content type it does not read) need not be JSON.
+          if (response.status < 400) findings.add(kase.label, `status ${response.status}, not JSON: ${text.slice(0, 200)}`, input);
+          continue;
+        }
+        // A read may succeed; a mutation never may (a 4xx refusal, such as 413, need not be GraphQL-shaped).
+        if (response.status < 400 && !body.errors?.length && /mutation/.test(input)) findings.add(kase.label, `accepted: ${text.slice(0, 200)}`, input);
+        const masked = (body.errors ?? []).filter((error) => error.extensions?.code === 'INTERNAL_SERVER_ERROR');
+        if (masked.length === 0) continue;
+        const causes = errors
+          .lines()
+          .slice(logged)
+          .map((line) => `${line.msg} ${line.err?.message ?? ''}`);
+        findings.add(kase.label, `INTERNAL_SERVER_ERROR; logged ${causes.join(' | ').slice(0, 300)}`, input);
       }
       findings.assertNone('GraphQL requests');
     },
@@ -1181,38 +1178,33 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, () => {
     async () => {
       const rng = prng(SEED ^ 0x85ebca6b);
       const findings = new Findings();
-      const errors = spyOn(console, 'error').mockImplementation(() => {});
-      let logged = 0;
-      try {
-        const socket = ownerSocket;
-        const already = socket.frames.length;
-        for (let index = 0; index < WS_FRAMES; index++) {
-          let kase = badFrame(rng);
-          // Frames over 64 KiB close the socket by design (tested apart): draw again.
-          while ((typeof kase.frame === 'string' ? Buffer.byteLength(kase.frame) : kase.frame.length) > 65_000) kase = badFrame(rng);
-          const input = typeof kase.frame === 'string' ? kase.frame : `<binary> ${new TextDecoder().decode(kase.frame)}`;
-          socket.ws.send(kase.frame);
-          let answer;
-          try {
-            answer = await socket.nextError();
-          } catch (error) {
-            findings.add(kase.label, (error as Error).message.slice(0, 300), input);
-            break;
-          }
-          if (typeof answer.error !== 'string' || answer.error === 'Internal server error' || Object.keys(answer).length !== 2) {
-            findings.add(kase.label, `answered ${JSON.stringify(answer).slice(0, 200)}`, input);
-          }
-          if (errors.mock.calls.length > logged) {
-            findings.add(kase.label, `logged an unexpected error: ${String(errors.mock.calls.at(-1)).slice(0, 200)}`, input);
-            logged = errors.mock.calls.length;
-          }
+      let logged = errors.lines().length;
+      const socket = ownerSocket;
+      const already = socket.frames.length;
+      for (let index = 0; index < WS_FRAMES; index++) {
+        let kase = badFrame(rng);
+        // Frames over 64 KiB close the socket by design (tested apart): draw again.
+        while ((typeof kase.frame === 'string' ? Buffer.byteLength(kase.frame) : kase.frame.length) > 65_000) kase = badFrame(rng);
+        const input = typeof kase.frame === 'string' ? kase.frame : `<binary> ${new TextDecoder().decode(kase.frame)}`;
+        socket.ws.send(kase.frame);
+        let answer;
+        try {
+          answer = await socket.nextError();
+        } catch (error) {
+          findings.add(kase.label, (error as Error).message.slice(0, 300), input);
+          break;
         }
-        if (socket.isClosed()) findings.add('/ws', 'the socket closed', '');
-        const unexpected = socket.frames.slice(already).filter((frame) => frame.type !== 'error');
-        if (unexpected.length > 0) findings.add('/ws', `non-error frames arrived: ${JSON.stringify(unexpected).slice(0, 300)}`, '');
-      } finally {
-        errors.mockRestore();
+        if (typeof answer.error !== 'string' || answer.error === 'Internal server error' || Object.keys(answer).length !== 2) {
+          findings.add(kase.label, `answered ${JSON.stringify(answer).slice(0, 200)}`, input);
+        }
+        if (errors.lines().length > logged) {
+          findings.add(kase.label, `logged an unexpected error: ${lastError()}`, input);
+          logged = errors.lines().length;
+        }
       }
+      if (socket.isClosed()) findings.add('/ws', 'the socket closed', '');
+      const unexpected = socket.frames.slice(already).filter((frame) => frame.type !== 'error');
+      if (unexpected.length > 0) findings.add('/ws', `non-error frames arrived: ${JSON.stringify(unexpected).slice(0, 300)}`, '');
       findings.assertNone('/ws frames');
     },
     TIMEOUT_MS,

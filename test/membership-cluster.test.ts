@@ -28,6 +28,7 @@ beforeAll(async () => {
       REDIS_PREFIX: a.config.redisPrefix,
       SECRET_KEY: a.config.secretKey,
       MESSAGE_RATE_LIMIT: '0',
+      LOG_LEVEL: 'silent',
     }),
   );
 });

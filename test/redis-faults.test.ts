@@ -164,6 +164,7 @@ describe('one instance loses Redis while another keeps it', () => {
         WS_RATE_LIMIT: '0',
         BOT_RATE_LIMIT: '0',
         LOGIN_RATE_LIMIT: '0',
+        LOG_LEVEL: 'silent',
       }),
     );
     cleanups.push(() => b.close());

@@ -1,16 +1,18 @@
-import { afterAll, beforeAll, describe, expect, setSystemTime, spyOn, test } from 'bun:test';
+import { afterAll, beforeAll, describe, expect, setSystemTime, test } from 'bun:test';
 import { SignJWT, UnsecuredJWT } from 'jose';
 import { AppError, RateLimitedError } from '../src/services/errors';
 import { LoginThrottle } from '../src/services/login-throttle';
 import { createTestApp, signUp, type TestApp, type TestUser } from './support/app';
+import { captureLogs } from './support/logs';
 
 /**
  * The REST contract of the original FastAPI service, exercised in-process through `app.fetch`.
  */
 
 let t: TestApp;
+const errors = captureLogs('error');
 beforeAll(async () => {
-  t = await createTestApp();
+  t = await createTestApp({}, { log: errors.log });
 });
 afterAll(() => t.cleanup());
 
@@ -701,11 +703,10 @@ describe('errors', () => {
     expect((await t.request('/no/such/path', { method: 'HEAD' })).status).toBe(404);
   });
 
-  test('an unexpected failure is 500 {"detail":"Internal server error"} and leaks nothing', async () => {
+  test('an unexpected failure is 500 {"detail":"Internal server error"}, leaks nothing, and is logged under its X-Request-Id', async () => {
     const user = await signUp(t);
     const chats = t.app.services.chats;
     const original = chats.listFor;
-    const logged = spyOn(console, 'error').mockImplementation(() => {});
     chats.listFor = () => {
       throw new Error('SQLITE_CORRUPT: secret table users_private at /var/db/prod.sqlite');
     };
@@ -717,10 +718,11 @@ describe('errors', () => {
       expect(text).not.toContain('SQLITE_CORRUPT');
       expect(text).not.toContain('prod.sqlite');
       expect(text).not.toContain('stack');
-      expect(logged).toHaveBeenCalled();
+      const requestId = response.headers.get('x-request-id');
+      const logged = errors.lines().find((line) => line.requestId === requestId);
+      expect(logged).toMatchObject({ level: 'error', msg: 'unhandled error', err: { message: expect.stringContaining('SQLITE_CORRUPT') } });
     } finally {
       chats.listFor = original;
-      logged.mockRestore();
     }
     expect((await t.request('/api/chats', { token: user.token })).status).toBe(200);
   });
@@ -729,7 +731,6 @@ describe('errors', () => {
     const user = await signUp(t);
     const chats = t.app.services.chats;
     const original = chats.listFor;
-    const logged = spyOn(console, 'error').mockImplementation(() => {});
     chats.listFor = (async () => {
       throw new TypeError('Cannot read properties of undefined (reading "hashedPassword")');
     }) as unknown as typeof chats.listFor;
@@ -741,7 +742,6 @@ describe('errors', () => {
       expect(text).not.toContain('hashedPassword');
     } finally {
       chats.listFor = original;
-      logged.mockRestore();
     }
   });
 });
@@ -815,7 +815,7 @@ describe('LoginThrottle', () => {
 
   function throttleAt(max = 3) {
     const clock = { now: T0 };
-    return { clock, throttle: new LoginThrottle(max, () => clock.now) };
+    return { clock, throttle: new LoginThrottle(max, { now: () => clock.now }) };
   }
 
   function rateLimit(run: () => void): RateLimitedError | undefined {

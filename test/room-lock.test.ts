@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { Redis } from 'ioredis';
 import { RoomLockLost, redisRoomLock } from '../src/services/room-lock';
+import { quietLog } from './support/logs';
 import type { PrivateRedis } from './support/redis-server';
 import { startPrivateRedis } from './support/redis-server';
 
@@ -36,7 +37,7 @@ const abortReason = (signal: AbortSignal) =>
 
 describe('the Redis room lock', () => {
   test('runs the work holding the key, and deletes it after', async () => {
-    const lock = redisRoomLock(redis, PREFIX, FAST);
+    const lock = redisRoomLock(redis, PREFIX, quietLog(), FAST);
     const result = await lock.withLock(
       1,
       async (lost) => {
@@ -51,7 +52,7 @@ describe('the Redis room lock', () => {
   });
 
   test('waiting for a lock someone holds gives up when its signal aborts; the work never runs', async () => {
-    const lock = redisRoomLock(redis, PREFIX, FAST);
+    const lock = redisRoomLock(redis, PREFIX, quietLog(), FAST);
     await admin.set(key(2), 'someone else');
     const shutdown = new AbortController();
     let ran = false;
@@ -77,7 +78,7 @@ describe('the Redis room lock', () => {
   });
 
   test('a key deleted under the holder: the next renewal aborts the work', async () => {
-    const lock = redisRoomLock(redis, PREFIX, FAST);
+    const lock = redisRoomLock(redis, PREFIX, quietLog(), FAST);
     const reason = await lock.withLock(
       3,
       async (lost) => {
@@ -91,7 +92,7 @@ describe('the Redis room lock', () => {
   });
 
   test('a key taken by someone else: the work is aborted, and the release leaves their key alone', async () => {
-    const lock = redisRoomLock(redis, PREFIX, FAST);
+    const lock = redisRoomLock(redis, PREFIX, quietLog(), FAST);
     const reason = await lock.withLock(
       4,
       async (lost) => {
@@ -106,7 +107,7 @@ describe('the Redis room lock', () => {
 
   // Last: it freezes the test's Redis.
   test('Redis hung for longer than the TTL: the work is aborted, for the key may have expired', async () => {
-    const lock = redisRoomLock(redis, PREFIX, { ttlMs: 300, renewEveryMs: 50 });
+    const lock = redisRoomLock(redis, PREFIX, quietLog(), { ttlMs: 300, renewEveryMs: 50 });
     const reason = await lock.withLock(
       5,
       async (lost) => {

@@ -1,7 +1,9 @@
 import { afterAll, afterEach, beforeAll, describe, expect, spyOn, test } from 'bun:test';
 import type { Server } from 'bun';
 import { SignJWT } from 'jose';
+import type { AppOptions } from '../src/app';
 import { createTestApp, signUp, type TestApp, type TestUser } from './support/app';
+import { captureLogs } from './support/logs';
 import { type GraphqlClient, socketKit, type SocketKit, watchServerCloses } from './support/sockets';
 
 /**
@@ -23,8 +25,8 @@ interface Served {
   stop: () => Promise<void>;
 }
 
-async function serve(env: Record<string, string> = {}): Promise<Served> {
-  const t = await createTestApp(env);
+async function serve(env: Record<string, string> = {}, options: AppOptions = {}): Promise<Served> {
+  const t = await createTestApp(env, options);
   const closes = watchServerCloses(t.app.websocket);
   const server = t.listen();
   const kit = socketKit(server, t.app.services);
@@ -240,24 +242,20 @@ describe('a socket is closed when its token expires', () => {
 describe("a failed user lookup is the server's fault, not bad credentials", () => {
   let s: Served;
   let alice: TestUser;
-  let logged: ReturnType<typeof spyOn>;
+  const errors = captureLogs('error');
   beforeAll(async () => {
-    s = await serve();
+    s = await serve({}, { log: errors.log });
     alice = await signUp(s.t);
     // Alice has never been authenticated, so her user is not cached: every transport looks her up.
     s.t.app.services.db.user.findUnique = (() => Promise.reject(new Error('database unreachable'))) as never;
-    logged = spyOn(console, 'error').mockImplementation(() => {});
   });
   afterEach(() => s.kit.closeAll());
-  afterAll(async () => {
-    logged.mockRestore();
-    await s.stop();
-  });
+  afterAll(() => s.stop());
 
   test('/ws closes with 1011 "Internal server error", not 1008', async () => {
     expect(await s.kit.chat(alice.token).closed).toEqual(INTERNAL);
     expect((await s.kit.chat('not-a-token').closed).code).toBe(1008);
-    expect(logged.mock.calls.some((call: unknown[]) => call[0] === '/ws authentication failed')).toBe(true);
+    expect(errors.lines().some((line) => line.msg === '/ws authentication failed' && line.err?.message === 'database unreachable')).toBe(true);
   });
 
   test('graphql-ws closes with 1011 "Internal server error", not 4403', async () => {

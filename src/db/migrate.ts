@@ -33,13 +33,16 @@ async function withSchemaEngine<T>(
     connect: () => track(adapterFactory.connect()),
     connectToShadowDb: () => track(adapterFactory.connectToShadowDb()),
   };
-  const schemaEngine = await wasmBindings.SchemaEngine.new(
-    { datamodels: await readDatamodels(engine) },
-    () => {},
-    bindMigrationAwareSqlAdapterFactory(trackingFactory),
+  const datamodels = await readDatamodels(engine);
+  const schemaEngine = await wasmBindings.SchemaEngine.new({ datamodels }, () => {}, bindMigrationAwareSqlAdapterFactory(trackingFactory)).catch(
+    (error: unknown) => {
+      throw withPanicMessage(error);
+    },
   );
   try {
     return await run(schemaEngine);
+  } catch (error) {
+    throw withPanicMessage(error);
   } finally {
     schemaEngine.free();
     await Promise.all(opened.map((connection) => connection.dispose()));
@@ -51,11 +54,21 @@ async function withSchemaEngine<T>(
 
 let loadedBindings: Promise<typeof import('@prisma/schema-engine-wasm/schema_engine_bg')> | undefined;
 
+/** What the engine said when it last panicked, kept for the failure the panic causes to report. */
+let panicMessage: string | null = null;
+
+/** The engine's failure, explained by its panic message when it panicked (the failure itself is a bare WebAssembly trap). */
+function withPanicMessage(error: unknown): unknown {
+  const message = panicMessage;
+  panicMessage = null;
+  return message === null ? error : new Error(`prisma schema engine panicked: ${redact(message)}`, { cause: error });
+}
+
 async function loadBindings() {
   // The engine reports panics through this global; without it a panic surfaces as an unrelated TypeError.
   (globalThis as { PRISMA_WASM_PANIC_REGISTRY?: unknown }).PRISMA_WASM_PANIC_REGISTRY = {
     set_message(message: string) {
-      console.error(`prisma schema engine panicked: ${redact(message)}`);
+      panicMessage = message;
     },
   };
   const bg = await import('@prisma/schema-engine-wasm/schema_engine_bg');

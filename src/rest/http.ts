@@ -1,11 +1,12 @@
 import { readBodyText } from '../http-edge';
+import type { Logger } from '../log';
 import { AppError } from '../services/errors';
 import type { ValidationIssue } from '../services/validation';
 
 /** Seed-compatible JSON responses and the REST edge's mapping of the error family. */
 export const json = (body: unknown, status = 200, headers: HeadersInit = {}) => Response.json(body, { status, headers });
 
-export function errorResponse(error: unknown, requestId: string): Response {
+export function errorResponse(error: unknown, log: Logger): Response {
   if (error instanceof AppError) {
     const headers: Record<string, string> = {};
     if (error.status === 401) headers['WWW-Authenticate'] = 'Bearer';
@@ -13,8 +14,9 @@ export function errorResponse(error: unknown, requestId: string): Response {
     const detail = error.code === 'BAD_USER_INPUT' && error.detail ? error.detail : error.message;
     return json({ detail }, error.status, headers);
   }
-  console.error(`[${requestId}] unhandled error`, error);
-  return json({ detail: 'Internal server error' }, 500, { 'X-Request-Id': requestId });
+  // The line carries the request id that the response's X-Request-Id gives the client.
+  log.error({ err: error, component: 'rest' }, 'unhandled error');
+  return json({ detail: 'Internal server error' }, 500);
 }
 
 /** A JSON (or, for OAuth2 clients, form-encoded) body; malformed input is FastAPI's 422. */

@@ -2,6 +2,10 @@ import type { Content } from '@google/genai';
 import { ApiError, GoogleGenAI } from '@google/genai';
 import type { Config } from '../config';
 import type { Database } from '../db/client';
+import type { Logger } from '../log';
+import { outsideRequest } from '../log';
+import type { AnswerOutcome, Metrics } from '../metrics';
+import { AnswerReport } from './answer-report';
 import type { PublicUser } from './auth.service';
 import { buildContents, systemInstruction } from './bot-context';
 import type { ChatService } from './chat.service';
@@ -76,11 +80,18 @@ export class BotService {
     private readonly config: Pick<Config, 'gemini' | 'bot' | 'limits'>,
     private readonly roomLock: RoomLock,
     private readonly feeds: RoomFeeds,
+    private readonly log: Logger,
+    private readonly metrics: Metrics,
   ) {
     const { apiKey, baseUrl } = config.gemini;
     this.gemini = apiKey ? new GoogleGenAI({ apiKey, httpOptions: baseUrl ? { baseUrl } : undefined }) : null;
     const perMinute = config.limits.botPerMinute;
-    this.askLimit = new KeyedRateLimiter({ ratePerSecond: perMinute / 60, burst: perMinute, message: `Too many /bot requests: at most ${perMinute} a minute` });
+    this.askLimit = new KeyedRateLimiter({
+      ratePerSecond: perMinute / 60,
+      burst: perMinute,
+      message: `Too many /bot requests: at most ${perMinute} a minute`,
+      onRefused: () => metrics.refused('bot'),
+    });
   }
 
   /**
@@ -102,11 +113,14 @@ export class BotService {
     // Shutting down: the ask stays pending in the database, for the next start or another instance.
     if (this.closing.signal.aborted) return Promise.resolve();
     const previous = this.roomQueues.get(chatId) ?? Promise.resolve();
-    const next = previous
-      .then(() => this.roomLock.withLock(chatId, (lost) => this.answerPending(chatId, lost), this.closing.signal))
-      .catch((error: unknown) => {
-        if (error !== this.closing.signal.reason) console.error(`bot answers in chat ${chatId} could not run`, error);
-      });
+    // The answers outlive the request that asked, and answer other asks of the room too: their lines carry no request id.
+    const next = outsideRequest(() =>
+      previous
+        .then(() => this.roomLock.withLock(chatId, (lost) => this.answerPending(chatId, lost), this.closing.signal))
+        .catch((error: unknown) => {
+          if (error !== this.closing.signal.reason) this.log.error({ err: error, chatId }, 'bot answers could not run');
+        }),
+    );
     this.roomQueues.set(chatId, next);
     void next.finally(() => {
       if (this.roomQueues.get(chatId) === next) this.roomQueues.delete(chatId);
@@ -263,6 +277,7 @@ export class BotService {
     const claimed = await this.claim(chatId, askMessageId);
     if (claimed === null) return;
     const { id: messageId, createdAt } = claimed;
+    const report = new AnswerReport(this.log, this.metrics, { chatId, messageId, model: this.config.gemini.model });
     const answer: RunningAnswer = { messageId, text: '', controller: new AbortController() };
     this.running.set(chatId, answer);
     // Keeps the room's feed open while the answer runs, so a reader arriving mid-answer (on any
@@ -280,8 +295,10 @@ export class BotService {
 
     let status: 'complete' | 'stopped' | 'failed' = 'complete';
     let error: string | undefined;
+    let cutShort = false;
     try {
-      for await (const chunk of this.stream(buildContents(history, this.budget), systemInstruction(chat?.name ?? null, asker.username), answer.controller)) {
+      const instruction = systemInstruction(chat?.name ?? null, asker.username);
+      for await (const chunk of this.stream(buildContents(history, this.budget), instruction, answer.controller, report)) {
         answer.text += chunk;
         publish({ chunk, isComplete: false });
       }
@@ -289,13 +306,15 @@ export class BotService {
       // An abort's reason says why; the SDK's own error only says that it was aborted.
       const why: unknown = answer.controller.signal.aborted ? answer.controller.signal.reason : caught;
       if (why instanceof AnswerStopped) {
+        cutShort = true;
         // Stopped before a word was written: nothing to keep in the history.
         status = answer.text === '' ? 'failed' : 'stopped';
         error = why.message || undefined;
       } else {
         status = 'failed';
         error = describeFailure(why);
-        if (!(why instanceof AnswerFailure) && !(why instanceof ApiError)) console.error(`bot answer ${messageId} failed`, caught);
+        if (!(why instanceof AnswerFailure) && !(why instanceof ApiError))
+          this.log.error({ err: caught, chatId, messageId }, 'a bot answer failed unexpectedly');
       }
     } finally {
       this.running.delete(chatId);
@@ -312,12 +331,14 @@ export class BotService {
       }
     } catch (storeError) {
       // The room still learns that the answer is over, and that it is not in the history.
-      console.error(`bot answer ${messageId} could not be stored`, storeError);
+      this.log.error({ err: storeError, chatId, messageId }, 'a bot answer could not be stored');
       status = 'failed';
       error = NOT_STORED;
     } finally {
       publish({ chunk: '', isComplete: true, fullResponse: answer.text, error, stopped: status === 'stopped' || undefined });
       roomFeed.stop();
+      const outcome: AnswerOutcome = status === 'complete' ? 'completed' : cutShort ? 'stopped' : 'failed';
+      report.end(outcome, error);
     }
   }
 
@@ -350,7 +371,7 @@ export class BotService {
   }
 
   /** The answer's text deltas; throws AnswerFailure with a readable reason when there is none to give. */
-  private async *stream(contents: Content[], instruction: string, controller: AbortController): AsyncGenerator<string> {
+  private async *stream(contents: Content[], instruction: string, controller: AbortController, report: AnswerReport): AsyncGenerator<string> {
     if (!this.gemini) throw new AnswerFailure('Gemini is not configured: set GEMINI_API_KEY');
     // Shutdown began after this answer was claimed: no model call starts any more.
     if (this.closing.signal.aborted) throw new AnswerStopped(SHUT_DOWN);
@@ -370,10 +391,14 @@ export class BotService {
       });
       for await (const chunk of response) {
         armSilenceTimer();
+        report.tokens(chunk.usageMetadata);
         const blocked = chunk.promptFeedback?.blockReason ?? blockedFinish(chunk.candidates?.[0]?.finishReason);
         if (blocked) throw new AnswerFailure(`Gemini declined to answer (${blocked})`);
         const text = chunk.text;
-        if (text) yield text;
+        if (text) {
+          report.text();
+          yield text;
+        }
       }
     } finally {
       clearTimeout(silence);

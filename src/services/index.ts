@@ -1,5 +1,7 @@
 import type { Config } from '../config';
 import type { Database } from '../db/client';
+import type { Logger } from '../log';
+import type { Metrics } from '../metrics';
 import type { AuthGuards } from './auth.service';
 import { AuthService } from './auth.service';
 import { BotService } from './bot.service';
@@ -35,53 +37,63 @@ export interface Services {
   sockets: SocketQuota;
   /** What `/health` reports: each dependency's state; `healthy` only when all are usable. */
   health: () => Promise<{ healthy: boolean; database: string; pubsub: string }>;
+  /** The app's log, for the adapters' own lines (children carry a `component`). */
+  log: Logger;
+  /** The app's Prometheus metrics: services and adapters only increment and observe them. */
+  metrics: Metrics;
 }
 
 const HEALTH_TIMEOUT_MS = 2_000;
 
 /** LOGIN_RATE_LIMIT, REGISTER_RATE_LIMIT (an hour's window per client address) and the password hashing limits. */
-function authGuards(limits: Config['limits']): AuthGuards {
+function authGuards(limits: Config['limits'], metrics: Metrics): AuthGuards {
   return {
-    logins: new LoginThrottle(limits.loginFailuresPerMinute),
+    logins: new LoginThrottle(limits.loginFailuresPerMinute, { onRefused: () => metrics.refused('login') }),
     registrations: new WindowCounter({
       limit: limits.registrationsPerHour,
       windowMs: 3_600_000,
       message: 'Too many registrations from this address, try again later',
+      onRefused: () => metrics.refused('register'),
     }),
-    passwords: new PasswordHasher({ concurrency: limits.passwordHashConcurrency, maxWaiting: limits.passwordHashQueue }),
+    passwords: new PasswordHasher({
+      concurrency: limits.passwordHashConcurrency,
+      maxWaiting: limits.passwordHashQueue,
+      onRefused: () => metrics.refused('password_queue'),
+    }),
   };
 }
 
 /** MESSAGE_RATE_LIMIT and MESSAGE_BURST, per user. */
-function messageLimit({ messagesPerSecond, messageBurst }: Config['limits']): KeyedRateLimiter<number> {
+function messageLimit({ messagesPerSecond, messageBurst }: Config['limits'], metrics: Metrics): KeyedRateLimiter<number> {
   const message = `Too many messages: at most ${messagesPerSecond} a second (${messageBurst} at once)`;
-  return new KeyedRateLimiter({ ratePerSecond: messagesPerSecond, burst: messageBurst, message });
+  return new KeyedRateLimiter({ ratePerSecond: messagesPerSecond, burst: messageBurst, message, onRefused: () => metrics.refused('message') });
 }
 
-export function createServices(db: Database, config: Config, bus: EventBus): Services {
+export function createServices(db: Database, config: Config, bus: EventBus, log: Logger, metrics: Metrics): Services {
   const { pubsub } = bus;
   const memberships = new Memberships(db, pubsub);
   const readState = new ReadStateService(db, pubsub, memberships, config.bot.name);
   const chats = new ChatService(db, pubsub, memberships, readState);
   // Several instances share Redis, and with it the lock that keeps one answer per room at a time.
-  const roomLock = bus.redis ? redisRoomLock(bus.redis, config.redisPrefix) : localRoomLock;
-  const feeds = new RoomFeeds(db, pubsub, bus);
-  const bot = new BotService(db, chats, pubsub, config, roomLock, feeds);
+  const botLog = log.child({ component: 'bot' });
+  const roomLock = bus.redis ? redisRoomLock(bus.redis, config.redisPrefix, botLog) : localRoomLock;
+  const feeds = new RoomFeeds(db, pubsub, bus, log.child({ component: 'feeds' }));
+  const bot = new BotService(db, chats, pubsub, config, roomLock, feeds, botLog, metrics);
   // Asks stored while Redis was away could not take their room's lock: they are answered once it is back.
   bus.onResume(() => {
-    bot.answerAllPending().catch((error: unknown) => console.error('answering the asks left pending during the outage failed', error));
+    bot.answerAllPending().catch((error: unknown) => botLog.error({ err: error }, 'answering the asks left pending during the outage failed'));
   });
   return {
     db,
-    auth: new AuthService(db, config, authGuards(config.limits)),
+    auth: new AuthService(db, config, authGuards(config.limits, metrics)),
     users: new UserService(db),
     chats,
     readState,
-    messages: new MessageService(db, chats, pubsub, bot, feeds, bus, messageLimit(config.limits), config.bot.name),
+    messages: new MessageService(db, chats, pubsub, bot, feeds, bus, messageLimit(config.limits, metrics), config.bot.name, metrics),
     bot,
     pubsub,
     feeds,
-    sockets: new SocketQuota(config.limits.socketsPerUser),
+    sockets: new SocketQuota(config.limits.socketsPerUser, () => metrics.refused('socket_cap')),
     async health() {
       // A stalled database must not stall the probe that is meant to report it.
       const database = await settleWithin(
@@ -95,5 +107,7 @@ export function createServices(db: Database, config: Config, bus: EventBus): Ser
       const pubsub = bus.state();
       return { healthy: database === 'ok' && bus.available(), database, pubsub };
     },
+    log,
+    metrics,
   };
 }

@@ -11,8 +11,14 @@ import { WindowCounter } from './rate-limit';
 export class LoginThrottle {
   private readonly attempts: WindowCounter;
 
-  constructor(maxFailuresPerMinute: number, now: () => number = Date.now) {
-    this.attempts = new WindowCounter({ limit: maxFailuresPerMinute, windowMs: 60_000, message: 'Too many failed login attempts, try again later', now });
+  constructor(maxFailuresPerMinute: number, { now = Date.now, onRefused }: { now?: () => number; onRefused?: () => void } = {}) {
+    this.attempts = new WindowCounter({
+      limit: maxFailuresPerMinute,
+      windowMs: 60_000,
+      message: 'Too many failed login attempts, try again later',
+      now,
+      onRefused,
+    });
   }
 
   /** Counts a login attempt, or throws RATE_LIMITED; the caller refunds it when the login succeeds. */

@@ -1,4 +1,5 @@
 import type { Database } from '../db/client';
+import type { Metrics } from '../metrics';
 import { Prisma } from '../generated/sqlite/client';
 
 interface PendingWrite {
@@ -25,7 +26,10 @@ export class MessageWriter {
   private pending: PendingWrite[] = [];
   private flushing = false;
 
-  constructor(private readonly db: Database) {}
+  constructor(
+    private readonly db: Database,
+    private readonly metrics: Pick<Metrics, 'messagesStored' | 'messageBatchSize'>,
+  ) {}
 
   write(data: PendingWrite['data']): Promise<{ id: number; createdAt: Date }> {
     return new Promise((resolve, reject) => {
@@ -62,6 +66,8 @@ export class MessageWriter {
     // (measured: 18 µs against 77 µs a row in batches of ten), on this path that matters most.
     const rows = await this.db.$queryRaw<{ id: number; created_at: Date }[]>`
       INSERT INTO messages (chat_id, user_id, content, created_at, ask_pending) VALUES ${values} RETURNING id, created_at`;
+    this.metrics.messagesStored.inc(rows.length);
+    this.metrics.messageBatchSize.observe(rows.length);
     // Ids follow the rows' order in the statement; sorting makes that explicit.
     rows.sort((a, b) => a.id - b.id);
     return rows.map((row) => ({ id: row.id, createdAt: row.created_at }));

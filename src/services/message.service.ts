@@ -1,5 +1,6 @@
 import type { Database } from '../db/client';
 import type { Prisma } from '../generated/sqlite/client';
+import type { Metrics } from '../metrics';
 import type { PublicUser } from './auth.service';
 import type { BotService } from './bot.service';
 import { botPrompt } from './bot.service';
@@ -55,8 +56,9 @@ export class MessageService {
     private readonly sendLimit: KeyedRateLimiter<number>,
     /** BOT_NAME: the `username` of bot messages. */
     readonly botName: string,
+    metrics: Metrics,
   ) {
-    this.writer = new MessageWriter(db);
+    this.writer = new MessageWriter(db, metrics);
   }
 
   /**

@@ -19,7 +19,7 @@ export class PasswordHasher {
   private readonly waiting: (() => void)[] = [];
 
   constructor(
-    private readonly limits: { concurrency: number; maxWaiting: number },
+    private readonly limits: { concurrency: number; maxWaiting: number; onRefused?: () => void },
     private readonly argon2: Argon2 = Bun.password,
   ) {}
 
@@ -33,7 +33,10 @@ export class PasswordHasher {
 
   private async inTurn<T>(work: () => Promise<T>): Promise<T> {
     if (this.running >= this.limits.concurrency) {
-      if (this.waiting.length >= this.limits.maxWaiting) throw new AppError('SERVICE_UNAVAILABLE', 'Server busy, try again', undefined, 1);
+      if (this.waiting.length >= this.limits.maxWaiting) {
+        this.limits.onRefused?.();
+        throw new AppError('SERVICE_UNAVAILABLE', 'Server busy, try again', undefined, 1);
+      }
       // A freed slot is handed straight to the longest waiter, still counted as taken: were it given
       // back first, a request arriving before the waiter resumes could take it too.
       await new Promise<void>((resolve) => this.waiting.push(resolve));

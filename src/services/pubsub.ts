@@ -1,6 +1,8 @@
 import { Repeater } from 'graphql-yoga';
 import type { Redis } from 'ioredis';
 import { redact } from '../config';
+import type { Logger } from '../log';
+import type { Metrics } from '../metrics';
 import { AppError } from './errors';
 import { settleWithin } from './timeout';
 import type { PublicUser } from './auth.service';
@@ -154,7 +156,10 @@ export class PubSub {
   private readonly channels = new Map<string, Channel>();
   private readonly transport: Transport;
 
-  constructor(makeTransport: (deliver: Deliver) => Transport) {
+  constructor(
+    makeTransport: (deliver: Deliver) => Transport,
+    private readonly log: Logger,
+  ) {
     this.transport = makeTransport((channel, payload) => this.deliver(channel, payload));
   }
 
@@ -226,7 +231,7 @@ export class PubSub {
       try {
         listener(payload as never);
       } catch (error) {
-        console.error(`pub/sub: a listener of ${channel} failed`, error);
+        this.log.error({ err: error, channel }, 'a pub/sub listener failed');
       }
     }
   }
@@ -322,19 +327,24 @@ const COMMAND_TIMEOUT_MS = 2_000;
  * The server starts and serves while Redis is down (reported by `/health`), and joins the cluster
  * when Redis answers.
  */
-export async function createEventBus(redisUrl: string | null, prefix: string): Promise<EventBus> {
+export async function createEventBus(redisUrl: string | null, prefix: string, log: Logger, metrics: Metrics): Promise<EventBus> {
+  const busLog = log.child({ component: 'pubsub' });
   if (!redisUrl) {
-    const pubsub = new PubSub((deliver) => ({
-      publish: (channel, payload) => deliver(channel, payload),
-      open: () => Promise.resolve(),
-      close: () => {},
-    }));
+    const pubsub = new PubSub(
+      (deliver) => ({
+        publish: (channel, payload) => deliver(channel, payload),
+        open: () => Promise.resolve(),
+        close: () => {},
+      }),
+      busLog,
+    );
+    metrics.pubsubUp.set({ mode: 'local' }, 1);
     return { pubsub, state: () => 'local', available: () => true, onResume: () => {}, close: async () => {} };
   }
-  return redisEventBus(redisUrl, prefix);
+  return redisEventBus(redisUrl, prefix, busLog, metrics);
 }
 
-async function redisEventBus(redisUrl: string, prefix: string): Promise<EventBus> {
+async function redisEventBus(redisUrl: string, prefix: string, log: Logger, metrics: Metrics): Promise<EventBus> {
   // No offline queue: while Redis is down a command fails at once instead of waiting, unbounded, in memory.
   const options = { enableOfflineQueue: false, autoResubscribe: false, commandTimeout: COMMAND_TIMEOUT_MS, maxRetriesPerRequest: 1 };
   // Loaded only when used: a single process never holds the Redis client's code.
@@ -344,6 +354,7 @@ async function redisEventBus(redisUrl: string, prefix: string): Promise<EventBus
   const subscribeClient = new Redis(redisUrl, options);
   const where = redact(redisUrl);
   let healthy = false;
+  metrics.pubsubUp.set({ mode: 'redis' }, 0);
   let everHealthy = false;
   let outageSince: Date | null = new Date();
   let checking = false;
@@ -352,8 +363,9 @@ async function redisEventBus(redisUrl: string, prefix: string): Promise<EventBus
 
   const markDown = (reason: string) => {
     if (closed) return;
-    if (healthy) console.error(`Redis at ${where} is unreachable (${reason}): cross-instance delivery paused`);
+    if (healthy) log.error({ reason: redact(reason) }, `Redis at ${where} is unreachable: cross-instance delivery paused`);
     healthy = false;
+    metrics.pubsubUp.set({ mode: 'redis' }, 0);
     outageSince ??= new Date(Date.now() - HEARTBEAT_MS);
   };
   // Both connections report errors; the heartbeat below decides what they mean.
@@ -369,14 +381,17 @@ async function redisEventBus(redisUrl: string, prefix: string): Promise<EventBus
       try {
         payload = JSON.parse(text, reviveDates);
       } catch (error) {
-        console.error(`pub/sub: unreadable event on ${channel}`, error);
+        log.error({ err: error, channel }, 'an unreadable event came over Redis');
         return;
       }
       deliver(channel.slice(prefix.length), payload);
     });
     return {
       publish: (channel, payload) => {
-        publishClient.publish(prefix + channel, JSON.stringify(payload)).catch((error: unknown) => markDown((error as Error).message));
+        publishClient.publish(prefix + channel, JSON.stringify(payload)).catch((error: unknown) => {
+          metrics.pubsubPublishErrors.inc();
+          markDown((error as Error).message);
+        });
       },
       open: async (channel) => {
         await subscribeClient.subscribe(prefix + channel);
@@ -385,7 +400,7 @@ async function redisEventBus(redisUrl: string, prefix: string): Promise<EventBus
         subscribeClient.unsubscribe(prefix + channel).catch(() => {});
       },
     };
-  });
+  }, log);
 
   /** Pings both connections; after an outage, subscribes again to every channel before announcing the resume. */
   const heartbeat = async () => {
@@ -399,14 +414,15 @@ async function redisEventBus(redisUrl: string, prefix: string): Promise<EventBus
         await pubsub.resubscribeAll();
         const since = outageSince ?? new Date();
         healthy = true;
+        metrics.pubsubUp.set({ mode: 'redis' }, 1);
         outageSince = null;
-        if (everHealthy) console.log(`Redis at ${where} is reachable again: cross-instance delivery running`);
+        if (everHealthy) log.info(`Redis at ${where} is reachable again: cross-instance delivery running`);
         everHealthy = true;
         for (const listener of resumeListeners) {
           try {
             listener(since);
           } catch (error) {
-            console.error('a Redis resume listener failed', error);
+            log.error({ err: error }, 'a Redis resume listener failed');
           }
         }
       }
@@ -434,7 +450,7 @@ async function redisEventBus(redisUrl: string, prefix: string): Promise<EventBus
     () => {},
   );
   await heartbeat();
-  if (!healthy) console.error(`Redis at ${where} is unreachable: serving without cross-instance delivery until it answers (/health reports 503 meanwhile)`);
+  if (!healthy) log.error(`Redis at ${where} is unreachable: serving without cross-instance delivery until it answers (/health reports 503 meanwhile)`);
   const timer = setInterval(() => void heartbeat(), HEARTBEAT_MS);
 
   return {

@@ -49,7 +49,9 @@ export class TokenBucket {
 export class KeyedRateLimiter<K> {
   private readonly buckets: LruCache<K, TokenBucket>;
 
-  constructor(private readonly options: { ratePerSecond: number; burst: number; message: string; maxKeys?: number; now?: () => number }) {
+  constructor(
+    private readonly options: { ratePerSecond: number; burst: number; message: string; maxKeys?: number; now?: () => number; onRefused?: () => void },
+  ) {
     const { ratePerSecond, burst, maxKeys = DEFAULT_MAX_KEYS, now = Date.now } = options;
     const refillMs = ratePerSecond === 0 ? 0 : Math.ceil((burst / ratePerSecond) * 1000);
     this.buckets = new LruCache(maxKeys, refillMs, now);
@@ -61,7 +63,10 @@ export class KeyedRateLimiter<K> {
     const bucket = this.buckets.get(key) ?? new TokenBucket(ratePerSecond, burst, now);
     // Set again on every use: the bucket expires a full refill after its last use, not its first.
     this.buckets.set(key, bucket);
-    if (!bucket.take()) throw new RateLimitedError(message, bucket.secondsUntilNext());
+    if (!bucket.take()) {
+      this.options.onRefused?.();
+      throw new RateLimitedError(message, bucket.secondsUntilNext());
+    }
   }
 
   /** Keys holding a bucket right now (at most `maxKeys`). */
@@ -91,7 +96,7 @@ const UNCOUNTED: Attempt = { refund: () => {} };
 export class WindowCounter {
   private readonly windows: LruCache<string, { count: number; resetAt: number }>;
 
-  constructor(private readonly options: { limit: number; windowMs: number; message: string; maxKeys?: number; now?: () => number }) {
+  constructor(private readonly options: { limit: number; windowMs: number; message: string; maxKeys?: number; now?: () => number; onRefused?: () => void }) {
     const { windowMs, maxKeys = DEFAULT_MAX_KEYS, now = Date.now } = options;
     this.windows = new LruCache(maxKeys, windowMs, now);
   }
@@ -102,7 +107,10 @@ export class WindowCounter {
     if (limit === 0) return UNCOUNTED;
     const open = keys.map((key) => this.windows.get(key));
     for (const window of open) {
-      if (window && window.count >= limit) throw new RateLimitedError(message, Math.ceil((window.resetAt - now()) / 1000));
+      if (window && window.count >= limit) {
+        this.options.onRefused?.();
+        throw new RateLimitedError(message, Math.ceil((window.resetAt - now()) / 1000));
+      }
     }
     const counted = keys.map((key, index) => {
       const existing = open[index];

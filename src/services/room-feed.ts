@@ -1,5 +1,6 @@
 import type { Database } from '../db/client';
 import { publicUserSelect } from './auth.service';
+import type { Logger } from '../log';
 import type { BotStreamEvent, EventBus, Listening, MessageEvent, PubSub } from './pubsub';
 
 /** History shows finished messages: not an answer still streaming, nor one that failed. */
@@ -58,9 +59,10 @@ export class RoomFeeds {
     private readonly db: Database,
     private readonly pubsub: PubSub,
     bus: Pick<EventBus, 'onResume'>,
+    private readonly log: Logger,
   ) {
     bus.onResume((since) => {
-      this.repair(since).catch((error: unknown) => console.error('replaying what the outage missed failed', error));
+      this.repair(since).catch((error: unknown) => this.log.error({ err: error }, 'replaying what the outage missed failed'));
     });
   }
 
@@ -144,7 +146,7 @@ export class RoomFeeds {
     if (room.deliveredMessages.has(event.id)) return;
     room.deliveredMessages.set(event.id, ++room.sequence);
     if (room.deliveredMessages.size > REMEMBERED_IDS) room.deliveredMessages.delete(room.deliveredMessages.keys().next().value!);
-    for (const listener of [...room.messageListeners]) isolated(() => listener(event));
+    for (const listener of [...room.messageListeners]) this.isolated(() => listener(event));
   }
 
   private deliverBot(room: Room, event: BotStreamEvent): void {
@@ -158,7 +160,7 @@ export class RoomFeeds {
       textSoFar = (room.openAnswers.get(event.messageId)?.text ?? '') + event.chunk;
       room.openAnswers.set(event.messageId, { text: textSoFar, createdAt: event.createdAt });
     }
-    for (const listener of [...room.botListeners]) isolated(() => listener(event, textSoFar));
+    for (const listener of [...room.botListeners]) this.isolated(() => listener(event, textSoFar));
   }
 
   /**
@@ -198,18 +200,19 @@ export class RoomFeeds {
       });
     }
   }
+
+  /** One reader's failure is logged and never keeps the event from the others. */
+  private isolated(deliver: () => void): void {
+    try {
+      deliver();
+    } catch (error) {
+      this.log.error({ err: error }, 'delivering an event failed');
+    }
+  }
 }
 
 /** Adds `id`, forgetting the oldest once the set holds REMEMBERED_IDS. */
 function remember(ids: Set<number>, id: number): void {
   ids.add(id);
   if (ids.size > REMEMBERED_IDS) ids.delete(ids.values().next().value!);
-}
-
-function isolated(deliver: () => void): void {
-  try {
-    deliver();
-  } catch (error) {
-    console.error('delivering an event failed', error);
-  }
 }

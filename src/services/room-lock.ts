@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import type { Logger } from '../log';
 
 /**
  * Mutual exclusion for a room's bot answers across every instance. With one process the
@@ -53,7 +54,7 @@ export class RoomLockLost extends Error {
  * someone else's, or when no renewal has succeeded for a TTL (Redis unreachable): from then on
  * another instance may have taken the room.
  */
-export function redisRoomLock(redis: Redis, prefix: string, { ttlMs, renewEveryMs }: RedisRoomLockTiming = DEFAULT_TIMING): RoomLock {
+export function redisRoomLock(redis: Redis, prefix: string, log: Logger, { ttlMs, renewEveryMs }: RedisRoomLockTiming = DEFAULT_TIMING): RoomLock {
   /** Takes the key, retrying with backoff until it is free; resolves with when the winning SET was sent. */
   async function acquire(key: string, token: string, signal: AbortSignal): Promise<number> {
     for (let wait = RETRY_MIN_MS; ; wait = Math.min(RETRY_MAX_MS, wait * 2)) {
@@ -87,7 +88,7 @@ export function redisRoomLock(redis: Redis, prefix: string, { ttlMs, renewEveryM
         expiresFrom(sentAt);
       } catch (error) {
         if (stopped || lost.signal.aborted) return;
-        console.error(`renewing ${key} failed`, error);
+        log.error({ err: error, key }, 'renewing a room lock failed');
       }
       renewal = setTimeout(() => void renew(), renewEveryMs);
     };
@@ -114,7 +115,7 @@ export function redisRoomLock(redis: Redis, prefix: string, { ttlMs, renewEveryM
         return await work(held.lost);
       } finally {
         held.stop();
-        await redis.eval(RELEASE, 1, key, token).catch((error: unknown) => console.error(`releasing ${key} failed`, error));
+        await redis.eval(RELEASE, 1, key, token).catch((error: unknown) => log.error({ err: error, key }, 'releasing a room lock failed'));
       }
     },
   };

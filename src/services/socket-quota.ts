@@ -8,7 +8,10 @@ import { AppError } from './errors';
 export class SocketQuota {
   private readonly open = new Map<number, number>();
 
-  constructor(private readonly maxPerUser: number) {}
+  constructor(
+    private readonly maxPerUser: number,
+    private readonly onRefused?: () => void,
+  ) {}
 
   /**
    * Takes a place for one more socket of `userId`, or throws RATE_LIMITED "Too many open sockets".
@@ -16,7 +19,10 @@ export class SocketQuota {
    */
   acquire(userId: number): () => void {
     const count = this.open.get(userId) ?? 0;
-    if (this.maxPerUser !== 0 && count >= this.maxPerUser) throw new AppError('RATE_LIMITED', 'Too many open sockets');
+    if (this.maxPerUser !== 0 && count >= this.maxPerUser) {
+      this.onRefused?.();
+      throw new AppError('RATE_LIMITED', 'Too many open sockets');
+    }
     this.open.set(userId, count + 1);
     let released = false;
     return () => {

@@ -1,4 +1,5 @@
 import type { Server, ServerWebSocket } from 'bun';
+import type { Logger } from '../log';
 import type { Services } from '../services';
 import type { PublicUser } from '../services/auth.service';
 import { AppError, RateLimitedError } from '../services/errors';
@@ -153,13 +154,16 @@ export class ChatSocketHub {
   private readonly rooms = new Map<number, Room>();
   private readonly users = new Map<number, { sockets: Set<ChatSocket>; registration: Listening }>();
   private server: Server<unknown> | undefined;
+  private readonly log: Logger;
 
   constructor(
     private readonly services: Services,
     private readonly rateLimitPerSecond: number,
     /** Shown as the author of bot answers in the later clients' nested message. */
     private readonly botName: string,
-  ) {}
+  ) {
+    this.log = services.log.child({ component: 'ws' });
+  }
 
   /**
    * Authenticates `?token=` before upgrading. A bad token still upgrades, to be closed with 1008;
@@ -173,7 +177,7 @@ export class ChatSocketHub {
       session = await authenticateSocket(this.services.auth, url.searchParams.get('token'));
       if (!session) refusal = CLOSE.badCredentials;
     } catch (error) {
-      console.error('/ws authentication failed', error);
+      this.log.error({ err: error }, '/ws authentication failed');
       refusal = CLOSE.internalError;
     }
     const data: ChatSocketData = {
@@ -222,7 +226,7 @@ export class ChatSocketHub {
         return Promise.all(chatIds.map((chatId) => this.roomFor(chatId).ready.catch(() => {})));
       })
       .catch((error: unknown) => {
-        console.error('/ws: loading the chats of a socket failed', error);
+        this.log.error({ err: error, userId: user.id }, 'loading the chats of a /ws socket failed');
         ws.close(CLOSE.internalError.code, CLOSE.internalError.reason);
       });
   }
@@ -255,7 +259,7 @@ export class ChatSocketHub {
       if (error instanceof AppError) {
         ws.send(frames.error(error.message));
       } else {
-        console.error('/ws frame failed', error);
+        this.log.error({ err: error, userId: user.id }, 'a /ws frame failed');
         ws.send(frames.error('Internal server error'));
       }
     }
@@ -280,7 +284,10 @@ export class ChatSocketHub {
   }
 
   private takeFrameBudget(ws: ChatSocket): void {
-    if (!ws.data.bucket.take()) throw new RateLimitedError('Rate limit exceeded: slow down', ws.data.bucket.secondsUntilNext());
+    if (!ws.data.bucket.take()) {
+      this.services.metrics.refused('ws_frame');
+      throw new RateLimitedError('Rate limit exceeded: slow down', ws.data.bucket.secondsUntilNext());
+    }
   }
 
   /** True when `parsed` is a `typing` frame for a room this socket told of its typing within TYPING_EVERY_MS. */
@@ -334,6 +341,7 @@ export class ChatSocketHub {
       }
       if (frame) ws.send(frame);
     }
+    if (frame) this.services.metrics.delivered('ws', sockets.size);
   }
 
   private addMembership(ws: ChatSocket, chatId: number): void {
@@ -362,7 +370,10 @@ export class ChatSocketHub {
     ws.data.rooms.add(chatId);
     this.roomFor(chatId).joined.add(ws);
     // Someone joining mid-answer first gets the text so far, then the live deltas: both in this tick.
-    for (const snapshot of this.services.feeds.answersInProgress(chatId)) ws.send(frames.botStream(snapshot, snapshot.chunk, this.botName));
+    for (const snapshot of this.services.feeds.answersInProgress(chatId)) {
+      ws.send(frames.botStream(snapshot, snapshot.chunk, this.botName));
+      this.services.metrics.delivered('ws', 1);
+    }
     ws.subscribe(botTopic(chatId));
     this.services.pubsub.publish('chat:presence', chatId, { chatId, username: user.username, kind: 'joined', socketId: ws.data.socketId });
   }
@@ -415,6 +426,7 @@ export class ChatSocketHub {
     try {
       for await (const event of events) {
         ws.send(isHistoryGap(event) ? frames.historyGap(event) : frames.message(event));
+        this.services.metrics.delivered('ws', 1);
         if (ws.getBufferedAmount() > CATCH_UP_BUFFER_BYTES && ws.readyState === WebSocket.OPEN) {
           await new Promise<void>((resolve) => ws.data.drainWaiters.push(resolve));
         }
@@ -423,7 +435,7 @@ export class ChatSocketHub {
       if (ws.readyState !== WebSocket.OPEN) return;
       if (error instanceof AppError) ws.send(frames.error(error.message));
       else {
-        console.error('/ws catch-up failed', error);
+        this.log.error({ err: error }, 'a /ws catch-up failed');
         ws.send(frames.error('Internal server error'));
       }
     }
@@ -433,12 +445,23 @@ export class ChatSocketHub {
     const existing = this.rooms.get(chatId);
     if (existing) return existing;
     const joined = new Set<ChatSocket>();
-    const { pubsub, feeds } = this.services;
-    // Every socket on the topic, the sender's included: one serialization, Bun's native fan-out.
-    const toTopic = (topic: string, frame: string) => this.server?.publish(topic, frame);
+    const { pubsub, feeds, metrics } = this.services;
+    // Every socket on the topic, the sender's included: one serialization, Bun's native fan-out,
+    // counted by the topic's subscriber count (one lookup, no work per socket).
+    const toTopic = (topic: string, frame: string) => {
+      if (!this.server) return;
+      this.server.publish(topic, frame);
+      metrics.delivered('ws', this.server.subscriberCount(topic));
+    };
     // Every joined socket but the one the event came from.
     const toOthers = (frame: string, socketId: string | null) => {
-      for (const socket of joined) if (socket.data.socketId !== socketId) socket.send(frame);
+      let sent = 0;
+      for (const socket of joined) {
+        if (socket.data.socketId === socketId) continue;
+        socket.send(frame);
+        sent++;
+      }
+      metrics.delivered('ws', sent);
     };
     const registrations = [
       feeds.onMessage(chatId, (event: MessageEvent) => toTopic(messagesTopic(chatId), frames.message(event))),

@@ -62,7 +62,7 @@ export function createGraphqlSocketHandler(
   onSharedExecution?: () => void,
 ): WebSocketHandler<unknown> {
   const sharedResults = new SharedResults(services, maskError, onSharedExecution);
-  const outbox = new CorkedOutbox();
+  const outbox = new CorkedOutbox((frames) => services.metrics.delivered('graphql-ws', frames));
   // graphql-ws's Bun types name Bun's handler without its type argument, which reads as an error type.
   const handler: unknown = makeHandler<Record<string, unknown> | undefined>({
     async onConnect(context) {
@@ -73,7 +73,7 @@ export function createGraphqlSocketHandler(
       try {
         session = await authenticateSocket(services.auth, token);
       } catch (error) {
-        console.error('graphql-ws authentication failed', error);
+        services.log.error({ err: error, component: 'graphql-ws' }, 'graphql-ws authentication failed');
         socket.close(CLOSE.internalError.code, CLOSE.internalError.reason);
         return false;
       }
@@ -115,6 +115,8 @@ export function createGraphqlSocketHandler(
       if (operation) args.rootValue.shared = { operation, subscriptionId: id, socket };
       return args;
     },
+    // Counted as sent; returning nothing leaves the result as it is.
+    onNext: () => void services.metrics.delivered('graphql-ws', 1),
     execute: (args) => (args as EnvelopedArgs).rootValue.execute(args) as never,
     subscribe: async (args) => {
       const { shared } = (args as EnvelopedArgs).rootValue;

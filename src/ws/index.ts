@@ -1,4 +1,6 @@
 import type { ServerWebSocket, WebSocketHandler } from 'bun';
+import type { Logger } from '../log';
+import type { Metrics, SocketTransport } from '../metrics';
 import type { ChatSocketData, ChatSocketHub } from './chat-socket';
 import type { GraphqlSocketData } from './graphql-socket';
 
@@ -10,14 +12,21 @@ export interface WebSockets {
   closeAll: (code: number, reason: string) => void;
 }
 
+const transportOf = (data: SocketData): SocketTransport => (data.kind === 'chat' ? 'ws' : 'graphql-ws');
+
 /**
  * Bun allows one websocket handler per server: dispatch on the `kind` each upgrade set.
  * Limits are the server's: frames over 64 KiB are refused (close 1009), idle sockets are pinged
  * and dropped, and a consumer that falls 1 MiB behind is closed instead of growing memory.
+ * Each socket's opening and closing is logged (its user, how long it lived, the close code) and
+ * counted in the open-sockets gauge. A graphql-ws socket learns its user at `connection_init`,
+ * after it opened: its opening line has none.
  */
-export function createWebSockets(chat: ChatSocketHub, graphql: WebSocketHandler<unknown>): WebSockets {
+export function createWebSockets(chat: ChatSocketHub, graphql: WebSocketHandler<unknown>, log: Logger, metrics: Metrics): WebSockets {
   const graphqlHandler = graphql as WebSocketHandler<SocketData>;
-  const open = new Set<ServerWebSocket<SocketData>>();
+  /** Each open socket, with when it opened. */
+  const open = new Map<ServerWebSocket<SocketData>, number>();
+  const socketLog = log.child({ component: 'sockets' });
   return {
     handler: {
       maxPayloadLength: 64 * 1024,
@@ -26,20 +35,27 @@ export function createWebSockets(chat: ChatSocketHub, graphql: WebSocketHandler<
       backpressureLimit: 1024 * 1024,
       closeOnBackpressureLimit: true,
       open: (ws) => {
-        open.add(ws);
+        open.set(ws, performance.now());
+        const transport = transportOf(ws.data);
+        metrics.openSockets.inc({ transport });
+        socketLog.info({ transport, userId: ws.data.user?.id ?? null }, 'socket opened');
         return ws.data.kind === 'chat' ? chat.open(ws as never) : graphqlHandler.open?.(ws);
       },
       drain: (ws) => (ws.data.kind === 'chat' ? chat.drain(ws as never) : undefined),
       message: (ws, message) => (ws.data.kind === 'chat' ? chat.message(ws as never, message) : graphqlHandler.message?.(ws, message)),
       close: (ws, code, reason) => {
+        const transport = transportOf(ws.data);
+        const durationMs = Math.round(performance.now() - (open.get(ws) ?? performance.now()));
         open.delete(ws);
+        metrics.openSockets.dec({ transport });
+        socketLog.info({ transport, userId: ws.data.user?.id ?? null, durationMs, code }, 'socket closed');
         // Whichever side closed and why: the socket's quota place and expiry timer go with it.
         ws.data.release?.();
         return ws.data.kind === 'chat' ? chat.close(ws as never) : graphqlHandler.close?.(ws, code, reason);
       },
     },
     closeAll: (code, reason) => {
-      for (const ws of open) ws.close(code, reason);
+      for (const ws of open.keys()) ws.close(code, reason);
     },
   };
 }

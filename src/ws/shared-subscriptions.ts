@@ -123,6 +123,11 @@ export class CorkedOutbox {
   private pending = new Map<ServerWebSocket<unknown>, { frame: string; wanted: () => boolean }[]>();
   private scheduled = false;
 
+  constructor(
+    /** Told how many frames each flush handed to a socket (graphql-ws's own `onNext` never sees these). */
+    private readonly delivered: (frames: number) => void,
+  ) {}
+
   /** A sink for one subscription on `socket`; frames queued while `wanted()` later says no are dropped. */
   sink(socket: ServerWebSocket<unknown>, wanted: () => boolean): FrameSink {
     return {
@@ -150,9 +155,15 @@ export class CorkedOutbox {
     if (!frames) return;
     this.pending.delete(socket);
     if (socket.readyState !== WebSocket.OPEN) return;
+    let sent = 0;
     socket.cork(() => {
-      for (const { frame, wanted } of frames) if (wanted()) socket.sendText(frame);
+      for (const { frame, wanted } of frames) {
+        if (!wanted()) continue;
+        socket.sendText(frame);
+        sent++;
+      }
     });
+    this.delivered(sent);
   }
 }
 

@@ -50,6 +50,8 @@ export async function createTestApp(env: Record<string, string> = {}, options: A
     LOGIN_RATE_LIMIT: '0',
     MESSAGE_RATE_LIMIT: '0',
     REGISTER_RATE_LIMIT: '0',
+    // Quiet: a test that reads the log passes its own (`captureLogs`) as `options.log`.
+    LOG_LEVEL: 'silent',
     ...env,
   });
   const app = await createApp(config, options);
