@@ -59,7 +59,7 @@ describe('one line per HTTP request', () => {
     const lines = requestLines(written());
     expect(lines).toHaveLength(1);
     const [line] = lines;
-    expect(line).toMatchObject({ level: 'info', component: 'http', method: 'GET', route: '/api/chats/:id/messages', status: 200 });
+    expect(line).toMatchObject({ level: 'info', component: 'http', method: 'GET', route: '/api/chats/:chat_id/messages', status: 200 });
     expect(typeof line!.durationMs).toBe('number');
     expect(line!.requestId).toMatch(/^[0-9a-f-]{36}$/);
     expect(response.headers.get('x-request-id')).toBe(line!.requestId!);

@@ -102,7 +102,7 @@ test('every metric is exposed in the text format, with the process metrics besid
 test('an HTTP request is counted under its route template and status, and its latency observed', async () => {
   const chatId = await newChat(alice, 'http');
   const before = await scrape();
-  const labels = { method: 'GET', route: '/api/chats/:id/messages' };
+  const labels = { method: 'GET', route: '/api/chats/:chat_id/messages' };
   expect((await t.request(`/api/chats/${chatId}/messages?limit=3`, { token: alice.token })).status).toBe(200);
   const after = await scrape();
   expect(after('gemini_coop_http_requests_total', { ...labels, status: '200' }) - before('gemini_coop_http_requests_total', { ...labels, status: '200' })).toBe(
