@@ -1,5 +1,5 @@
-import type { Content } from '@google/genai';
-import { ApiError, GoogleGenAI } from '@google/genai';
+import type { Content, GoogleGenAI } from '@google/genai';
+import { isGeminiApiError, lazyGemini } from './gemini';
 import type { Config } from '../config';
 import type { Database } from '../db/client';
 import type { Logger } from '../log';
@@ -63,7 +63,7 @@ const NOT_STORED = 'The answer could not be stored';
  * streams deltas to the room's `chat:bot` topic, and is stored whole whoever is still listening.
  */
 export class BotService {
-  private readonly gemini: GoogleGenAI | null;
+  private readonly gemini: (() => Promise<GoogleGenAI>) | null;
   private readonly roomQueues = new Map<number, Promise<void>>();
   private readonly running = new Map<number, RunningAnswer>();
   private readonly askLimit: KeyedRateLimiter<number>;
@@ -83,8 +83,7 @@ export class BotService {
     private readonly log: Logger,
     private readonly metrics: Metrics,
   ) {
-    const { apiKey, baseUrl } = config.gemini;
-    this.gemini = apiKey ? new GoogleGenAI({ apiKey, httpOptions: baseUrl ? { baseUrl } : undefined }) : null;
+    this.gemini = lazyGemini(config.gemini);
     const perMinute = config.limits.botPerMinute;
     this.askLimit = new KeyedRateLimiter({
       ratePerSecond: perMinute / 60,
@@ -313,8 +312,7 @@ export class BotService {
       } else {
         status = 'failed';
         error = describeFailure(why);
-        if (!(why instanceof AnswerFailure) && !(why instanceof ApiError))
-          this.log.error({ err: caught, chatId, messageId }, 'a bot answer failed unexpectedly');
+        if (!(why instanceof AnswerFailure) && !isGeminiApiError(why)) this.log.error({ err: caught, chatId, messageId }, 'a bot answer failed unexpectedly');
       }
     } finally {
       this.running.delete(chatId);
@@ -384,7 +382,9 @@ export class BotService {
     };
     armSilenceTimer();
     try {
-      const response = await this.gemini.models.generateContentStream({
+      const response = await (
+        await this.gemini()
+      ).models.generateContentStream({
         model: this.config.gemini.model,
         contents,
         config: { systemInstruction: instruction, abortSignal: controller.signal },
@@ -411,7 +411,7 @@ const blockedFinish = (reason: string | undefined) => (reason && BLOCKING_FINISH
 
 function describeFailure(error: unknown): string {
   if (error instanceof AnswerFailure) return error.message;
-  if (error instanceof ApiError) return `Gemini answered with an error (HTTP ${error.status}): ${geminiMessage(error.message)}`;
+  if (isGeminiApiError(error)) return `Gemini answered with an error (HTTP ${error.status}): ${geminiMessage(error.message)}`;
   return 'Gemini could not be reached or sent an unreadable answer';
 }
 
