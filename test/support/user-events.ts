@@ -4,8 +4,10 @@ import { withDeadline } from './sockets';
 let markers = 0;
 
 /**
- * Records what is published to one user's `user:event` topic, as every transport would receive it
- * (across Redis too). `settled()` publishes a marker on the same topic through the same bus and
+ * Records what is published to one user's `user:event` topic from now on, as every transport would
+ * receive it (across Redis too): what the app published before the call but Redis delivers after it
+ * (its publishes of one turn go out together at the end of the turn) is left out, found by a first
+ * marker. `settled()` publishes a marker on the same topic through the same bus and
  * waits for it: one publisher's events on one channel arrive in order, so everything the app
  * published before the call has arrived by then, and "nothing was pushed" can be asserted
  * without a sleep.
@@ -20,7 +22,7 @@ export async function recordUserEvents(pubsub: PubSub, userId: number) {
     else events.push(event);
   });
   await listening.ready;
-  return {
+  const recorder = {
     events,
     /** Every event published to the user so far (once it has arrived), in order. */
     async settled(): Promise<UserEvent[]> {
@@ -33,6 +35,9 @@ export async function recordUserEvents(pubsub: PubSub, userId: number) {
     },
     stop: listening.stop,
   };
+  await recorder.settled();
+  events.length = 0;
+  return recorder;
 }
 
 export type UserEventRecorder = Awaited<ReturnType<typeof recordUserEvents>>;
