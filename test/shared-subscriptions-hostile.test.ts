@@ -1,4 +1,7 @@
+import type { Socket } from 'node:net';
+import { connect } from 'node:net';
 import { beforeAll, describe, expect, test } from 'bun:test';
+import { MAX_CONTENT_LENGTH } from '../src/services/validation';
 import type { TestUser } from './support/app';
 import { signUp } from './support/app';
 import type { ChatClient, Frame } from './support/sockets';
@@ -220,5 +223,103 @@ describe('errors', () => {
     }
     expect(failed).toBeLessThan(next!);
     expect(executions).toBe(2);
+  });
+});
+
+describe('what sets subscribers apart', () => {
+  test('selections, variables, aliases, fragments, directives and operation names in one room: each subscriber gets its own shape', async () => {
+    const chatId = await room('shapes');
+    const TWO = `
+      subscription Plain($chatId: ID!) { messageAdded(chatId: $chatId) { id } }
+      subscription Detailed($chatId: ID!, $withContent: Boolean!) { messageAdded(chatId: $chatId) { id ...Parts } }
+      fragment Parts on Message { text: content @include(if: $withContent) isBot @skip(if: $withContent) __typename }`;
+    const cases: { operationName?: string; query: string; variables?: Record<string, unknown>; expected: (id: number) => unknown }[] = [
+      { query: PLAIN, expected: (id) => ({ id: String(id), content: 'shaped' }) },
+      { operationName: 'Plain', query: TWO, expected: (id) => ({ id: String(id) }) },
+      {
+        operationName: 'Detailed',
+        query: TWO,
+        variables: { withContent: true },
+        expected: (id) => ({ id: String(id), text: 'shaped', __typename: 'Message' }),
+      },
+      { operationName: 'Detailed', query: TWO, variables: { withContent: false }, expected: (id) => ({ id: String(id), isBot: false, __typename: 'Message' }) },
+      {
+        query: 'subscription ($chatId: ID!, $after: ID) { added: messageAdded(chatId: $chatId, after: $after) { key: id } }',
+        variables: { after: null },
+        expected: (id) => ({ key: String(id) }),
+      },
+    ];
+    const socket = await rawGraphql(member);
+    for (const [index, { operationName, query, variables }] of cases.entries()) {
+      await subscribed(socket, String(index), chatId, query, { operationName, variables: { chatId, ...variables } });
+    }
+    executions = 0;
+    const [id] = await fill(chatId, 1, () => 'shaped');
+    await socket.next(() => cases.every((_, index) => framesOf(socket, String(index)).length === 1));
+    for (const [index, { expected }] of cases.entries()) {
+      const [frame] = framesOf(socket, String(index));
+      const data = (frame!.payload as { data: Record<string, unknown> }).data;
+      expect(Object.values(data)).toEqual([expected(id!)]);
+    }
+    expect(executions).toBe(cases.length);
+  });
+});
+
+/**
+ * A graphql-ws client on a raw TCP socket, acknowledged and subscribed to `ids`, that then stops
+ * reading: what the server sends piles up in the kernel's buffers, then in Bun's backpressure.
+ */
+async function stalledReader(user: TestUser, chatId: number, ids: string[]): Promise<Socket> {
+  const port = served.server.port!;
+  const raw = connect(port, '127.0.0.1');
+  // Client frames must be masked; an all-zero mask leaves the text as it is.
+  const frame = (text: string) => {
+    const body = Buffer.from(text);
+    const length = body.length < 126 ? [0x80 | body.length] : [0x80 | 126, body.length >> 8, body.length & 255];
+    return Buffer.concat([Buffer.from([0x81, ...length]), Buffer.alloc(4), body]);
+  };
+  let received = '';
+  raw.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+  raw.write(
+    'GET /graphql HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n' +
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n',
+  );
+  raw.write(frame(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${user.token}` } })));
+  await withDeadline(
+    (async () => {
+      while (!received.includes('connection_ack')) await new Promise((resolve) => raw.once('data', resolve));
+    })(),
+    () => `no connection_ack; received ${JSON.stringify(received)}`,
+  );
+  for (const id of ids) {
+    const listening = served.kit.subscribed('chat:message', chatId);
+    raw.write(frame(JSON.stringify({ id, type: 'subscribe', payload: { query: PLAIN, variables: { chatId } } })));
+    await listening;
+  }
+  raw.pause();
+  return raw;
+}
+
+describe('a slow reader in a busy room', () => {
+  test('is closed once it falls behind, holding nothing; the others get every message of the largest size, executed once each', async () => {
+    const chatId = await room('slow reader');
+    const baseline = served.t.app.services.pubsub.listenerCount();
+    const readers = await Promise.all([rawGraphql(owner), rawGraphql(member)]);
+    for (const reader of readers) await subscribed(reader, 'reader', chatId, PLAIN);
+    const withReaders = served.t.app.services.pubsub.listenerCount();
+    const stalled = await stalledReader(member, chatId, ['1', '2', '3', '4']);
+    executions = 0;
+    // 400 × 4 frames of 10,000 characters: far past the kernel's buffers and Bun's 1 MiB backpressure limit.
+    const ids = await fill(chatId, 400, (i) => `${i} `.padEnd(MAX_CONTENT_LENGTH, 'x'));
+    await listenersBackTo(withReaders);
+    for (const reader of readers) {
+      await reader.next(() => nextIds(reader, 'reader').length === ids.length);
+      expect(nextIds(reader, 'reader')).toEqual(ids);
+      expect(framesOf(reader, 'reader').every((frame) => JSON.stringify(frame).length > MAX_CONTENT_LENGTH)).toBe(true);
+    }
+    expect(executions).toBe(ids.length);
+    stalled.destroy();
+    await Promise.all(readers.map((reader) => reader.close()));
+    await listenersBackTo(baseline);
   });
 });
