@@ -109,7 +109,14 @@ export function createGraphqlSocketHandler(
         contextValue: await contextFactory(),
         rootValue: { execute, subscribe, shared: null },
       };
-      const errors = validate(args.schema, args.document);
+      let errors: readonly GraphQLError[];
+      try {
+        errors = validate(args.schema, args.document);
+      } catch (error) {
+        // graphql-js's single-root-field rule throws for `@include(if: $variable)` on the root field: the client's doing too.
+        if (error instanceof GraphQLError) return [error];
+        throw error;
+      }
       if (errors.length > 0) return errors;
       const operation = sharedOperation(schema, document, payload.operationName, payload.query, payload.variables ?? undefined);
       if (operation) args.rootValue.shared = { operation, subscriptionId: id, socket };
@@ -122,7 +129,15 @@ export function createGraphqlSocketHandler(
       const { shared } = (args as EnvelopedArgs).rootValue;
       if (shared) {
         // The field's `subscribe` runs here, for this subscriber: who may listen is checked for each.
-        const source = await createSourceEventStream(args);
+        let source: Awaited<ReturnType<typeof createSourceEventStream>>;
+        try {
+          source = await createSourceEventStream(args);
+        } catch (error) {
+          // graphql-js throws, rather than answers, for a root field skipped by `@skip`/`@include`. Yoga's
+          // own subscribe answers that with an error result; thrown here it would take the process down.
+          services.log.error({ err: error, component: 'graphql-ws' }, 'subscription source failed');
+          return { errors: [maskError(error)] } as never;
+        }
         if (!(Symbol.asyncIterator in source)) return { errors: source.errors?.map(maskError) } as never;
         const delivery = deliverShared(source[Symbol.asyncIterator](), shared.operation, sharedResults, shared.subscriptionId, (wanted) =>
           outbox.sink(shared.socket, wanted),
