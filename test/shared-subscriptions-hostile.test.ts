@@ -169,7 +169,7 @@ describe('completes, closes and ids', () => {
       const burst = fill(chatId, 5);
       await socket.next((frame) => frame.id === 'flaky' && frame.type === 'next');
       // Dropped, not closed politely: the rest of the burst is still being delivered.
-      socket.ws.terminate();
+      (socket.ws as WebSocket & { terminate: () => void }).terminate();
       sent.push(...(await burst));
     }
     await steady.next((frame) => frame.id === 'steady' && nextIds(steady, 'steady').length === sent.length);

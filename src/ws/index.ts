@@ -1,5 +1,6 @@
 import type { ServerWebSocket, WebSocketHandler } from 'bun';
 import type { Logger } from '../log';
+import { CLOSE } from './socket-session';
 import type { Metrics, SocketTransport } from '../metrics';
 import type { ChatSocketData, ChatSocketHub } from './chat-socket';
 import type { GraphqlSocketData } from './graphql-socket';
@@ -42,7 +43,17 @@ export function createWebSockets(chat: ChatSocketHub, graphql: WebSocketHandler<
         return ws.data.kind === 'chat' ? chat.open(ws as never) : graphqlHandler.open?.(ws);
       },
       drain: (ws) => (ws.data.kind === 'chat' ? chat.drain(ws as never) : undefined),
-      message: (ws, message) => (ws.data.kind === 'chat' ? chat.message(ws as never, message) : graphqlHandler.message?.(ws, message)),
+      message: async (ws, message) => {
+        if (ws.data.kind === 'chat') return chat.message(ws as never, message);
+        try {
+          await graphqlHandler.message?.(ws, message);
+        } catch (error) {
+          // A rejection escaping a Bun websocket handler ends the process: whatever graphql-ws lets
+          // through costs this socket (1011), never the server.
+          socketLog.error({ err: error, transport: 'graphql-ws' }, 'a graphql-ws message failed');
+          ws.close(CLOSE.internalError.code, CLOSE.internalError.reason);
+        }
+      },
       close: (ws, code, reason) => {
         const transport = transportOf(ws.data);
         const durationMs = Math.round(performance.now() - (open.get(ws) ?? performance.now()));
