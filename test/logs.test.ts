@@ -1,13 +1,11 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test';
-import type { Server } from 'bun';
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import type { FakeGemini } from './support/fake-gemini';
 import { startFakeGemini } from './support/fake-gemini';
-import type { TestApp, TestUser } from './support/app';
-import { createTestApp, signUp } from './support/app';
+import type { TestUser } from './support/app';
+import { signUp } from './support/app';
 import type { CapturedLogs, LogLine } from './support/logs';
 import { captureLogs } from './support/logs';
-import type { SocketKit } from './support/sockets';
-import { socketKit, watchServerCloses } from './support/sockets';
+import { servedTestApp } from './support/sockets';
 
 /**
  * The structured log: one line per HTTP request, per socket opened and closed, per bot answer and
@@ -19,27 +17,13 @@ const SECRET_KEY = `log-test-secret-${crypto.randomUUID()}`;
 const GEMINI_KEY = `log-test-gemini-${crypto.randomUUID()}`;
 
 let fake: FakeGemini;
-let logs: CapturedLogs;
-let t: TestApp;
-let server: Server<unknown>;
-let kit: SocketKit;
-let closes: ReturnType<typeof watchServerCloses>;
+// Every level: a secret in a debug line is a leak too.
+const logs: CapturedLogs = captureLogs('trace');
 beforeAll(async () => {
   fake = await startFakeGemini({ apiKey: GEMINI_KEY });
-  // Every level: a secret in a debug line is a leak too.
-  logs = captureLogs('trace');
-  t = await createTestApp({ SECRET_KEY, GEMINI_API_KEY: GEMINI_KEY, GEMINI_BASE_URL: fake.url }, { log: logs.log });
-  closes = watchServerCloses(t.app.websocket);
-  server = t.listen();
-  kit = socketKit(server, t.app.services);
 });
-afterEach(() => kit.closeAll());
-afterAll(async () => {
-  await kit.dispose();
-  await server.stop(true);
-  await t.cleanup();
-  await fake.stop();
-});
+const served = servedTestApp(() => ({ SECRET_KEY, GEMINI_API_KEY: GEMINI_KEY, GEMINI_BASE_URL: fake.url }), { log: logs.log });
+afterAll(() => fake.stop());
 
 /** The lines written from now on, for a test to read after it acted. */
 function linesFromHere(): () => LogLine[] {
@@ -51,10 +35,10 @@ const requestLines = (lines: LogLine[]) => lines.filter((line) => line.msg === '
 
 describe('one line per HTTP request', () => {
   test('method, route template, status, duration and request id, which the response gives back as X-Request-Id', async () => {
-    const alice = await signUp(t);
-    const chat = (await (await t.request('/api/chats', { method: 'POST', token: alice.token, json: { name: 'logged' } })).json()) as { id: number };
+    const alice = await signUp(served.t);
+    const chat = (await (await served.t.request('/api/chats', { method: 'POST', token: alice.token, json: { name: 'logged' } })).json()) as { id: number };
     const written = linesFromHere();
-    const response = await t.request(`/api/chats/${chat.id}/messages?limit=5`, { token: alice.token });
+    const response = await served.t.request(`/api/chats/${chat.id}/messages?limit=5`, { token: alice.token });
     expect(response.status).toBe(200);
     const lines = requestLines(written());
     expect(lines).toHaveLength(1);
@@ -71,10 +55,10 @@ describe('one line per HTTP request', () => {
   test('each request gets its own id; GraphQL, unknown paths and refusals are named too', async () => {
     const written = linesFromHere();
     const answers = [
-      await t.request('/graphql', { method: 'POST', json: { query: '{ __typename }' } }),
-      await t.request('/no/such/path/42'),
-      await t.request('/api/auth/me'),
-      await t.request('/ws'),
+      await served.t.request('/graphql', { method: 'POST', json: { query: '{ __typename }' } }),
+      await served.t.request('/no/such/path/42'),
+      await served.t.request('/api/auth/me'),
+      await served.t.request('/ws'),
     ];
     const lines = requestLines(written());
     expect(lines.map(({ route, status }) => [route, status])).toEqual([
@@ -88,15 +72,15 @@ describe('one line per HTTP request', () => {
   });
 
   test('an error inside GraphQL is logged with the request id of the request it failed', async () => {
-    const alice = await signUp(t);
-    const chats = t.app.services.chats;
+    const alice = await signUp(served.t);
+    const chats = served.t.app.services.chats;
     const original = chats.listFor;
     chats.listFor = () => {
       throw new Error('the chat list broke');
     };
     try {
       const written = linesFromHere();
-      const response = await t.request('/graphql', { method: 'POST', token: alice.token, json: { query: '{ chats { id } }' } });
+      const response = await served.t.request('/graphql', { method: 'POST', token: alice.token, json: { query: '{ chats { id } }' } });
       const error = written().find((line) => line.level === 'error');
       expect(error).toMatchObject({ component: 'graphql', err: { message: 'the chat list broke' } });
       expect(error!.requestId).toBe(response.headers.get('x-request-id')!);
@@ -108,18 +92,18 @@ describe('one line per HTTP request', () => {
 
 describe('one line per socket opened and closed', () => {
   test('/ws and graphql-ws: transport, user, and on closing how long it lived and its close code', async () => {
-    const alice = await signUp(t);
+    const alice = await signUp(served.t);
     const written = linesFromHere();
-    const closed = closes.count;
-    const chat = kit.chat(alice.token);
+    const closed = served.closes.count;
+    const chat = served.kit.chat(alice.token);
     await chat.opened;
     await chat.sync();
     await chat.close(1000);
-    await closes.closed(closed + 1);
-    const graphql = kit.graphql(alice.token);
+    await served.closes.closed(closed + 1);
+    const graphql = served.kit.graphql(alice.token);
     await graphql.subscribe('subscription { viewerEvents { __typename } }', {}, { field: 'viewerEvents', ready: ['user:event', alice.id] }).ready;
     await graphql.client.dispose();
-    await closes.closed(closed + 2);
+    await served.closes.closed(closed + 2);
 
     const lines = written();
     const socketLines = lines.filter((line) => line.component === 'sockets');
@@ -145,14 +129,14 @@ describe('one line per socket opened and closed', () => {
 
 describe('one line per bot answer', () => {
   async function ask(user: TestUser, content: string) {
-    const chat = (await (await t.request('/api/chats', { method: 'POST', token: user.token, json: { name: 'bot log' } })).json()) as { id: number };
-    await t.request(`/api/chats/${chat.id}/messages`, { method: 'POST', token: user.token, json: { content } });
-    await t.app.services.bot.idle();
+    const chat = (await (await served.t.request('/api/chats', { method: 'POST', token: user.token, json: { name: 'bot log' } })).json()) as { id: number };
+    await served.t.request(`/api/chats/${chat.id}/messages`, { method: 'POST', token: user.token, json: { content } });
+    await served.t.app.services.bot.idle();
     return chat.id;
   }
 
   test("a completed answer: chat, model, time to first token, duration, outcome and the model's token counts", async () => {
-    const alice = await signUp(t);
+    const alice = await signUp(served.t);
     fake.reply({ kind: 'text', chunks: ['Hello', ' there'] });
     const written = linesFromHere();
     const chatId = await ask(alice, '/bot say hello');
@@ -169,7 +153,7 @@ describe('one line per bot answer', () => {
   });
 
   test('a failed answer is a warning with the reason its members were told, and no first token', async () => {
-    const alice = await signUp(t);
+    const alice = await signUp(served.t);
     fake.reply({ kind: 'http-error', status: 429, message: 'Resource has been exhausted' });
     const written = linesFromHere();
     await ask(alice, '/bot fail please');
@@ -193,56 +177,56 @@ test('no password, token, SECRET_KEY or GEMINI_API_KEY in anything logged, whate
   const password = `pw-${crypto.randomUUID()}`;
   const written = linesFromHere();
 
-  const registered = await t.request('/api/auth/register', { method: 'POST', json: { username: name, email: `${name}@example.com`, password } });
+  const registered = await served.t.request('/api/auth/register', { method: 'POST', json: { username: name, email: `${name}@example.com`, password } });
   expect(registered.status).toBe(200);
-  const login = await t.request('/api/auth/login', { method: 'POST', json: { username: name, password } });
+  const login = await served.t.request('/api/auth/login', { method: 'POST', json: { username: name, password } });
   const { access_token: token } = (await login.json()) as { access_token: string };
-  const form = await t.request('/api/auth/login', {
+  const form = await served.t.request('/api/auth/login', {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
     body: new URLSearchParams({ username: name, password }).toString(),
   });
   expect(form.status).toBe(200);
-  const graphqlLogin = await t.request('/graphql', {
+  const graphqlLogin = await served.t.request('/graphql', {
     method: 'POST',
     json: { query: 'mutation ($u: String!, $p: String!) { login(username: $u, password: $p) { token } }', variables: { u: name, p: password } },
   });
   expect(graphqlLogin.status).toBe(200);
   // Failing requests: a wrong password, a mangled token, a 500.
-  expect((await t.request('/api/auth/login', { method: 'POST', json: { username: name, password: `${password}-wrong` } })).status).toBe(401);
-  expect((await t.request('/api/auth/me', { token: `${token}x` })).status).toBe(401);
-  const chat = (await (await t.request('/api/chats', { method: 'POST', token, json: { name: 'secrets' } })).json()) as { id: number };
-  const chats = t.app.services.chats;
+  expect((await served.t.request('/api/auth/login', { method: 'POST', json: { username: name, password: `${password}-wrong` } })).status).toBe(401);
+  expect((await served.t.request('/api/auth/me', { token: `${token}x` })).status).toBe(401);
+  const chat = (await (await served.t.request('/api/chats', { method: 'POST', token, json: { name: 'secrets' } })).json()) as { id: number };
+  const chats = served.t.app.services.chats;
   const original = chats.listFor;
   chats.listFor = () => {
     throw new Error('the chat list broke');
   };
   try {
-    expect((await t.request('/api/chats', { token })).status).toBe(500);
+    expect((await served.t.request('/api/chats', { token })).status).toBe(500);
   } finally {
     chats.listFor = original;
   }
 
   // The sockets: /ws with ?token=, graphql-ws with the token in connectionParams, and a bot answer.
-  const closed = closes.count;
-  const socket = kit.chat(token);
+  const closed = served.closes.count;
+  const socket = served.kit.chat(token);
   await socket.opened;
   await socket.join(chat.id);
   socket.send({ type: 'message', chat_id: chat.id, content: '/bot keep a secret' });
   await socket.next((frame) => frame.type === 'bot_stream' && frame.is_complete === true, 'the answer');
-  const graphql = kit.graphql(token);
+  const graphql = served.kit.graphql(token);
   const added = graphql.subscribe(
     'subscription ($id: ID!) { messageAdded(chatId: $id) { id } }',
     { id: chat.id },
     { field: 'messageAdded', ready: ['chat:message', chat.id] },
   );
   await added.ready;
-  await t.request(`/api/chats/${chat.id}/messages`, { method: 'POST', token, json: { content: 'over graphql-ws' } });
+  await served.t.request(`/api/chats/${chat.id}/messages`, { method: 'POST', token, json: { content: 'over graphql-ws' } });
   await added.next(() => true, 'the message');
   await socket.close();
   await graphql.client.dispose();
-  await closes.closed(closed + 2);
-  await t.app.services.bot.idle();
+  await served.closes.closed(closed + 2);
+  await served.t.app.services.bot.idle();
 
   const lines = written();
   // Every kind of line was written, so their absence of secrets means something.

@@ -1,11 +1,9 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test';
-import type { Server } from 'bun';
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import type { FakeGemini } from './support/fake-gemini';
 import { startFakeGemini } from './support/fake-gemini';
 import type { TestApp, TestUser } from './support/app';
 import { createTestApp, signUp } from './support/app';
-import type { SocketKit } from './support/sockets';
-import { socketKit, watchServerCloses } from './support/sockets';
+import { servedTestApp } from './support/sockets';
 
 /**
  * `GET /metrics`: every metric is exposed, and each moves when its event happens (counted, never
@@ -48,29 +46,18 @@ function parse(text: string): Sample[] {
 }
 
 let fake: FakeGemini;
-let t: TestApp;
-let server: Server<unknown>;
-let kit: SocketKit;
-let closes: ReturnType<typeof watchServerCloses>;
-let alice: TestUser;
 beforeAll(async () => {
   fake = await startFakeGemini();
-  t = await createTestApp({ GEMINI_API_KEY: fake.apiKey, GEMINI_BASE_URL: fake.url, LOGIN_RATE_LIMIT: '2' });
-  closes = watchServerCloses(t.app.websocket);
-  server = t.listen();
-  kit = socketKit(server, t.app.services);
-  alice = await signUp(t);
 });
-afterEach(() => kit.closeAll());
-afterAll(async () => {
-  await kit.dispose();
-  await server.stop(true);
-  await t.cleanup();
-  await fake.stop();
+const served = servedTestApp(() => ({ GEMINI_API_KEY: fake.apiKey, GEMINI_BASE_URL: fake.url, LOGIN_RATE_LIMIT: '2' }));
+let alice: TestUser;
+beforeAll(async () => {
+  alice = await signUp(served.t);
 });
+afterAll(() => fake.stop());
 
 /** Reads `/metrics` of `app` and returns the value of one series (0 when it has no sample yet). */
-async function scrape(app: TestApp = t) {
+async function scrape(app: TestApp = served.t) {
   const response = await app.request('/metrics');
   expect(response.status).toBe(200);
   const samples = parse(await response.text());
@@ -82,15 +69,15 @@ async function scrape(app: TestApp = t) {
 }
 
 async function newChat(user: TestUser, name: string): Promise<number> {
-  const response = await t.request('/api/chats', { method: 'POST', token: user.token, json: { name } });
+  const response = await served.t.request('/api/chats', { method: 'POST', token: user.token, json: { name } });
   return ((await response.json()) as { id: number }).id;
 }
 
 const send = (user: TestUser, chatId: number, content: string) =>
-  t.request(`/api/chats/${chatId}/messages`, { method: 'POST', token: user.token, json: { content } });
+  served.t.request(`/api/chats/${chatId}/messages`, { method: 'POST', token: user.token, json: { content } });
 
 test('every metric is exposed in the text format, with the process metrics beside them', async () => {
-  const response = await t.request('/metrics');
+  const response = await served.t.request('/metrics');
   expect(response.status).toBe(200);
   expect(response.headers.get('content-type')).toContain('text/plain; version=0.0.4');
   const text = await response.text();
@@ -103,7 +90,7 @@ test('an HTTP request is counted under its route template and status, and its la
   const chatId = await newChat(alice, 'http');
   const before = await scrape();
   const labels = { method: 'GET', route: '/api/chats/:chat_id/messages' };
-  expect((await t.request(`/api/chats/${chatId}/messages?limit=3`, { token: alice.token })).status).toBe(200);
+  expect((await served.t.request(`/api/chats/${chatId}/messages?limit=3`, { token: alice.token })).status).toBe(200);
   const after = await scrape();
   expect(after('gemini_coop_http_requests_total', { ...labels, status: '200' }) - before('gemini_coop_http_requests_total', { ...labels, status: '200' })).toBe(
     1,
@@ -113,10 +100,10 @@ test('an HTTP request is counted under its route template and status, and its la
 
 test('a message sent over REST is stored once, in one batch, and delivered to the /ws and graphql-ws sockets of the chat', async () => {
   const chatId = await newChat(alice, 'delivery');
-  const socket = kit.chat(alice.token);
+  const socket = served.kit.chat(alice.token);
   await socket.opened;
   await socket.sync();
-  const graphql = kit.graphql(alice.token);
+  const graphql = served.kit.graphql(alice.token);
   const added = graphql.subscribe(
     'subscription ($id: ID!) { messageAdded(chatId: $id) { id } }',
     { id: chatId },
@@ -143,25 +130,25 @@ test('open sockets go up while a socket is open and down once it closed, per tra
     return [read('gemini_coop_open_sockets', { transport: 'ws' }), read('gemini_coop_open_sockets', { transport: 'graphql-ws' })];
   };
   const [ws, graphqlWs] = await gauge();
-  const closed = closes.count;
-  const socket = kit.chat(alice.token);
+  const closed = served.closes.count;
+  const socket = served.kit.chat(alice.token);
   await socket.opened;
   await socket.sync();
   expect(await gauge()).toEqual([ws + 1, graphqlWs]);
-  const graphql = kit.graphql(alice.token);
+  const graphql = served.kit.graphql(alice.token);
   await graphql.subscribe('subscription { viewerEvents { __typename } }', {}, { field: 'viewerEvents', ready: ['user:event', alice.id] }).ready;
   expect(await gauge()).toEqual([ws + 1, graphqlWs + 1]);
   await socket.close();
   await graphql.client.dispose();
-  await closes.closed(closed + 2);
+  await served.closes.closed(closed + 2);
   expect(await gauge()).toEqual([ws, graphqlWs]);
 });
 
 test('a login refused over LOGIN_RATE_LIMIT is counted as a login refusal', async () => {
-  const victim = await signUp(t);
+  const victim = await signUp(served.t);
   const refusals = async () => (await scrape())('gemini_coop_rate_limit_refusals_total', { kind: 'login' });
   const before = await refusals();
-  const attempt = () => t.request('/api/auth/login', { method: 'POST', json: { username: victim.username, password: 'wrong-password' } });
+  const attempt = () => served.t.request('/api/auth/login', { method: 'POST', json: { username: victim.username, password: 'wrong-password' } });
   expect([(await attempt()).status, (await attempt()).status]).toEqual([401, 401]);
   expect(await refusals()).toBe(before);
   expect((await attempt()).status).toBe(429);
@@ -174,7 +161,7 @@ describe('bot answers', () => {
     const before = await scrape();
     fake.reply({ kind: 'text', chunks: ['Hello', ' there'] });
     await send(alice, chatId, '/bot say hello');
-    await t.app.services.bot.idle();
+    await served.t.app.services.bot.idle();
     const after = await scrape();
     const moved = (name: string, labels: Record<string, string> = {}) => after(name, labels) - before(name, labels);
     expect(moved('gemini_coop_bot_answers_total', { outcome: 'completed' })).toBe(1);
@@ -190,7 +177,7 @@ describe('bot answers', () => {
     const before = await scrape();
     fake.reply({ kind: 'http-error', status: 500, message: 'Internal error' });
     await send(alice, chatId, '/bot fail');
-    await t.app.services.bot.idle();
+    await served.t.app.services.bot.idle();
     const after = await scrape();
     const moved = (name: string, labels: Record<string, string> = {}) => after(name, labels) - before(name, labels);
     expect(moved('gemini_coop_bot_answers_total', { outcome: 'failed' })).toBe(1);
@@ -202,7 +189,7 @@ describe('bot answers', () => {
 
 test('the pub/sub reports itself up, in its mode', async () => {
   const read = await scrape();
-  const mode = t.config.redisUrl ? 'redis' : 'local';
+  const mode = served.t.config.redisUrl ? 'redis' : 'local';
   expect(read('gemini_coop_pubsub_up', { mode })).toBe(1);
 });
 

@@ -454,16 +454,20 @@ export interface ServedTestApp {
   t: TestApp;
   server: Server<unknown>;
   kit: SocketKit;
+  /** The sockets the server has finished closing (see `watchServerCloses`). */
+  closes: ReturnType<typeof watchServerCloses>;
 }
 
 /**
  * A test app on a real port with its socket kit, for the describe block (or file) that calls it:
  * made in its `beforeAll`, every socket closed after each test, and all of it released in `afterAll`.
  */
-export function servedTestApp(env: Record<string, string> = {}, options: AppOptions = {}): ServedTestApp {
+export function servedTestApp(env: Record<string, string> | (() => Record<string, string>) = {}, options: AppOptions = {}): ServedTestApp {
   const served = {} as ServedTestApp;
   beforeAll(async () => {
-    served.t = await createTestApp(env, options);
+    // A function when the settings are known only once an earlier `beforeAll` ran (a fake Gemini's URL).
+    served.t = await createTestApp(typeof env === 'function' ? env() : env, options);
+    served.closes = watchServerCloses(served.t.app.websocket);
     served.server = served.t.listen();
     served.kit = socketKit(served.server, served.t.app.services);
   });
