@@ -5,6 +5,7 @@ import { MAX_CONTENT_LENGTH } from '../src/services/validation';
 import type { TestUser } from './support/app';
 import { signUp } from './support/app';
 import type { ChatClient, Frame } from './support/sockets';
+import { groupRoom, storeMessages } from './support/rooms';
 import { servedTestApp, withDeadline } from './support/sockets';
 
 /**
@@ -22,18 +23,9 @@ beforeAll(async () => {
   [owner, member] = await Promise.all([signUp(served.t), signUp(served.t)]);
 });
 
-async function room(name: string): Promise<number> {
-  const chat = await (await served.t.request('/api/chats', { method: 'POST', token: owner.token, json: { name, is_group: true } })).json();
-  await served.t.request(`/api/chats/${chat.id}/invite`, { method: 'POST', token: owner.token, json: { username: member.username } });
-  return chat.id as number;
-}
-
-/** Stores `count` messages from the owner at once (one group commit) and returns their ids in order. */
-async function fill(chatId: number, count: number, content = (i: number) => `message ${i}`): Promise<number[]> {
-  const author = await served.t.app.services.auth.authenticate(owner.token);
-  const stored = await Promise.all(Array.from({ length: count }, (_, i) => served.t.app.services.messages.send(author, chatId, { content: content(i) })));
-  return stored.map((message) => message.id).sort((a, b) => a - b);
-}
+const room = (name: string) => groupRoom(served.t, owner, [member], name);
+/** Stores `count` messages from owner at once (one group commit) and returns their ids in order. */
+const fill = (chatId: number, count: number, content?: (i: number) => string) => storeMessages(served.t, owner, chatId, count, content);
 
 /** A graphql-ws socket driven frame by frame, acknowledged. */
 async function rawGraphql(user: TestUser): Promise<ChatClient> {

@@ -2,6 +2,7 @@ import { beforeAll, describe, expect, test } from 'bun:test';
 import { CATCH_UP_LIMIT } from '../src/services/message.service';
 import { SlowSubscriberError } from '../src/services/pubsub';
 import { signUp, type TestUser } from './support/app';
+import { groupRoom, storeMessages } from './support/rooms';
 import { servedTestApp, withDeadline } from './support/sockets';
 
 /**
@@ -18,18 +19,9 @@ beforeAll(async () => {
   [alice, bob] = await Promise.all([signUp(served.t), signUp(served.t)]);
 });
 
-async function room(name: string): Promise<number> {
-  const chat = await (await served.t.request('/api/chats', { method: 'POST', token: alice.token, json: { name, is_group: true } })).json();
-  await served.t.request(`/api/chats/${chat.id}/invite`, { method: 'POST', token: alice.token, json: { username: bob.username } });
-  return chat.id as number;
-}
-
+const room = (name: string) => groupRoom(served.t, alice, [bob], name);
 /** Stores `count` messages from alice at once (one group commit) and returns their ids in order. */
-async function fill(chatId: number, count: number, content = (i: number) => `message ${i}`): Promise<number[]> {
-  const author = await served.t.app.services.auth.authenticate(alice.token);
-  const stored = await Promise.all(Array.from({ length: count }, (_, i) => served.t.app.services.messages.send(author, chatId, { content: content(i) })));
-  return stored.map((message) => message.id).sort((a, b) => a - b);
-}
+const fill = (chatId: number, count: number, content?: (i: number) => string) => storeMessages(served.t, alice, chatId, count, content);
 
 /** The server handles a client's close on its own schedule: wait (bounded) until its listeners are gone. */
 async function listenersBackTo(expected: number): Promise<void> {
