@@ -127,7 +127,20 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const chatSockets = new ChatSocketHub(services, config.limits.wsRatePerSecond, config.bot.name);
   const sockets = createWebSockets(
     chatSockets,
-    createGraphqlSocketHandler(yoga, services, (error) => toGraphQLError(error, 'Unexpected error.'), options.onSharedExecution),
+    createGraphqlSocketHandler(
+      yoga,
+      services,
+      // What graphql-ws paths mask themselves (thrown by a subscription's source, or in a result executed
+      // for its subscribers together) Yoga never sees: an error that is not the client's is logged here.
+      (error) => {
+        const masked = toGraphQLError(error, 'Unexpected error.');
+        if (masked instanceof GraphQLError && masked.extensions.code === 'INTERNAL_SERVER_ERROR') {
+          log.error({ err: error, component: 'graphql-ws' }, 'a subscription failed');
+        }
+        return masked;
+      },
+      options.onSharedExecution,
+    ),
     log,
     metrics,
   );

@@ -5,6 +5,7 @@ import { MAX_CONTENT_LENGTH } from '../src/services/validation';
 import type { TestUser } from './support/app';
 import { signUp } from './support/app';
 import type { ChatClient, Frame } from './support/sockets';
+import { captureLogs } from './support/logs';
 import { groupRoom, storeMessages } from './support/rooms';
 import { servedTestApp, withDeadline } from './support/sockets';
 
@@ -15,7 +16,8 @@ import { servedTestApp, withDeadline } from './support/sockets';
  */
 
 let executions = 0;
-const served = servedTestApp({}, { onSharedExecution: () => executions++ });
+const logs = captureLogs('error');
+const served = servedTestApp({}, { onSharedExecution: () => executions++, log: logs.log });
 
 let owner: TestUser;
 let member: TestUser;
@@ -215,6 +217,9 @@ describe('errors', () => {
     }
     expect(failed).toBeLessThan(next!);
     expect(executions).toBe(2);
+    // Masked for the clients, logged once for the operators: one execution failed.
+    const logged = logs.lines().filter((line) => line.msg === 'a subscription failed');
+    expect(logged.filter((line) => (line.err as { message?: string }).message === 'the database went away for one query')).toHaveLength(1);
   });
 });
 

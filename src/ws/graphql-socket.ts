@@ -135,7 +135,6 @@ export function createGraphqlSocketHandler(
         } catch (error) {
           // graphql-js throws, rather than answers, for a root field skipped by `@skip`/`@include`. Yoga's
           // own subscribe answers that with an error result; thrown here it would take the process down.
-          services.log.error({ err: error, component: 'graphql-ws' }, 'subscription source failed');
           return { errors: [maskError(error)] } as never;
         }
         if (!(Symbol.asyncIterator in source)) return { errors: source.errors?.map(maskError) } as never;
