@@ -11,7 +11,7 @@ import { buildContents, systemInstruction } from './bot-context';
 import type { ChatService } from './chat.service';
 import { AppError } from './errors';
 import type { BotStreamEvent, PubSub } from './pubsub';
-import { boundedRepeater, whileMember } from './pubsub';
+import { boundedStream, whileMember } from './pubsub';
 import { KeyedRateLimiter } from './rate-limit';
 import type { RoomFeeds } from './room-feed';
 import { settleWithin } from './timeout';
@@ -174,7 +174,7 @@ export class BotService {
   async subscribe(reader: PublicUser, chatId: unknown): Promise<AsyncIterableIterator<BotStreamEvent>> {
     const id = parseChatId(chatId);
     await this.chats.requireParticipant(reader.id, id);
-    return boundedRepeater((onEvent) => this.feeds.onBot(id, onEvent, { textSoFar: true }), whileMember(this.pubsub, reader.id, id));
+    return boundedStream((onEvent) => this.feeds.onBot(id, onEvent, { textSoFar: true }), whileMember(this.pubsub, reader.id, id));
   }
 
   /** Settles when every queued answer has finished: for shutdown and tests. */

@@ -1,4 +1,3 @@
-import type { Repeater } from 'graphql-yoga';
 import type { Database } from '../db/client';
 import type { Prisma } from '../generated/sqlite/client';
 import type { PublicUser } from './auth.service';
@@ -6,7 +5,7 @@ import { isUniqueViolation, publicUserSelect } from './auth.service';
 import { requestStop } from './bot.service';
 import { AppError, ChatNotFoundError, UserNotFoundError } from './errors';
 import type { Memberships, MembershipScope } from './memberships';
-import type { ChatSummary, PubSub, UserEvent } from './pubsub';
+import type { ChatSummary, EventStream, PubSub, UserEvent } from './pubsub';
 import type { ChatActivity, ReadStateService } from './read-state.service';
 import { createChatInput, inviteInput, parseChatId, parseInput, parseUserId } from './validation';
 
@@ -192,7 +191,7 @@ export class ChatService {
   }
 
   /** The user's own events (invitations, removals, deletions, read receipts) as a subscription. */
-  events(user: PublicUser): Repeater<UserEvent> {
+  events(user: PublicUser): EventStream<UserEvent> {
     return this.pubsub.subscribe('user:event', user.id);
   }
 

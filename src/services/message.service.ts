@@ -9,7 +9,7 @@ import { AppError } from './errors';
 import { replayThenLive } from './listen';
 import { MessageWriter } from './message-writer';
 import type { EventBus, MessageEvent, PubSub } from './pubsub';
-import { boundedRepeater, whileMember } from './pubsub';
+import { boundedStream, whileMember } from './pubsub';
 import type { RoomFeeds } from './room-feed';
 import { messageSelect, toMessageEvent, VISIBLE_STATUSES } from './room-feed';
 import type { KeyedRateLimiter } from './rate-limit';
@@ -116,7 +116,7 @@ export class MessageService {
     await this.chats.requireParticipant(reader.id, id);
     const listen = (onEvent: (event: MessageEvent) => void) => this.feeds.onMessage(id, onEvent);
     const untilLeft = whileMember(this.pubsub, reader.id, id);
-    if (afterId === null) return boundedRepeater(listen, untilLeft);
+    if (afterId === null) return boundedStream(listen, untilLeft);
     return replayThenLive<CatchUpEvent>(
       listen,
       async () => (await this.missed(id, afterId)).filter((event) => isHistoryGap(event) || !alreadyDelivered.has(event.id)),

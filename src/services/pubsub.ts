@@ -1,4 +1,3 @@
-import { Repeater } from 'graphql-yoga';
 import type { Redis } from 'ioredis';
 import { redact } from '../config';
 import type { Logger } from '../log';
@@ -197,8 +196,8 @@ export class PubSub {
    * `next()` until `return()` (even one called before any event), and ends with
    * SlowSubscriberError when its reader falls `SUBSCRIBER_QUEUE_LIMIT` events behind.
    */
-  subscribe<K extends Topic>(topic: K, id: number, endWhen?: EndWhen): Repeater<Payload<K>> {
-    return boundedRepeater((push) => this.on(topic, id, push), endWhen);
+  subscribe<K extends Topic>(topic: K, id: number, endWhen?: EndWhen): EventStream<Payload<K>> {
+    return boundedStream((push) => this.on(topic, id, push), endWhen);
   }
 
   /** How many listeners this process holds: what metrics report and what tests check is released. */
@@ -244,21 +243,103 @@ export class PubSub {
 export type EndWhen = (end: () => void) => Listening;
 
 /**
- * A Repeater fed by `listen`, whose registration it releases when the reader returns, throws or
- * falls too far behind, or when `endWhen` fires. Pushes beyond what the reader has taken are
- * counted, not left to Repeater's own overflow error (which would throw inside the publisher).
+ * An async iterator fed by `listen`, whose registration it releases when the reader returns or
+ * falls SUBSCRIBER_QUEUE_LIMIT events behind (then, after what was queued, it throws
+ * SlowSubscriberError), or when `endWhen` fires. It listens from its first `next()`: one returned
+ * before that never listens.
  */
-export function boundedRepeater<T>(listen: (push: (value: T) => void) => Listening, endWhen?: EndWhen): Repeater<T> {
-  return new Repeater<T>(async (push, stop) => {
-    const listening = listen(countedPush(push, stop));
-    const ending = endWhen?.(() => stop());
-    try {
-      await stop;
-    } finally {
-      listening.stop();
-      ending?.stop();
+export function boundedStream<T>(listen: (push: (value: T) => void) => Listening, endWhen?: EndWhen): EventStream<T> {
+  return new BoundedListener(listen, endWhen);
+}
+
+/** A subscriber's events; `return()` releases what it holds. */
+export interface EventStream<T> extends AsyncIterableIterator<T> {
+  return(): Promise<IteratorResult<T>>;
+}
+
+const DONE: IteratorResult<never> = { done: true, value: undefined };
+
+/**
+ * A plain queue rather than a Repeater: it sits on every delivery to every subscriber, where a
+ * Repeater's push and next cost about 1.9 µs an event and this about 0.3 µs (measured with Bun 1.4.5).
+ */
+class BoundedListener<T> implements EventStream<T> {
+  private readonly queue: T[] = [];
+  /** A reader waiting in `next()` (only while the queue is empty). */
+  private waiting: { resolve: (result: IteratorResult<T>) => void; reject: (error: unknown) => void } | null = null;
+  private state: 'idle' | 'listening' | 'ended' = 'idle';
+  /** Thrown to the reader once the queue is read, when the listener ended with an error. */
+  private failure: Error | null = null;
+  private registrations: Listening[] = [];
+
+  constructor(
+    private readonly listen: (push: (value: T) => void) => Listening,
+    private readonly endWhen: EndWhen | undefined,
+  ) {}
+
+  [Symbol.asyncIterator](): EventStream<T> {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<T>> {
+    if (this.state === 'idle') this.start();
+    if (this.queue.length > 0) return Promise.resolve({ value: this.queue.shift()!, done: false });
+    if (this.state === 'ended') {
+      const failure = this.failure;
+      this.failure = null;
+      return failure ? Promise.reject(failure) : Promise.resolve(DONE);
     }
-  });
+    return new Promise((resolve, reject) => (this.waiting = { resolve, reject }));
+  }
+
+  return(): Promise<IteratorResult<T>> {
+    this.queue.length = 0;
+    this.end(null);
+    this.failure = null;
+    return Promise.resolve(DONE);
+  }
+
+  private start(): void {
+    this.state = 'listening';
+    this.registrations.push(this.listen((value) => this.push(value)));
+    if (this.endWhen) this.registrations.push(this.endWhen(() => this.end(null)));
+    // Ended while registering (a departure already known): what was registered goes now.
+    if (this.isEnded()) this.release();
+  }
+
+  private push(value: T): void {
+    if (this.state !== 'listening') return;
+    if (this.waiting) {
+      const { resolve } = this.waiting;
+      this.waiting = null;
+      resolve({ value, done: false });
+    } else if (this.queue.length >= SUBSCRIBER_QUEUE_LIMIT) {
+      this.end(new SlowSubscriberError());
+    } else {
+      this.queue.push(value);
+    }
+  }
+
+  private end(failure: Error | null): void {
+    if (this.state === 'ended') return;
+    this.state = 'ended';
+    this.failure = failure;
+    this.release();
+    if (!this.waiting) return;
+    const { resolve, reject } = this.waiting;
+    this.waiting = null;
+    this.failure = null;
+    if (failure) reject(failure);
+    else resolve(DONE);
+  }
+
+  private isEnded(): boolean {
+    return this.state === 'ended';
+  }
+
+  private release(): void {
+    for (const registration of this.registrations.splice(0)) registration.stop();
+  }
 }
 
 /**
