@@ -218,7 +218,13 @@ export function watchSubscriptions(listeners: Listeners | null) {
   const { pubsub, feeds } = listeners;
   const { on } = pubsub;
   const { onMessage, onBot } = feeds;
-  pubsub.on = (topic: Topic, id: number, listener: never) => watched(`${topic}:${id}`, on.call(pubsub, topic, id, listener));
+  // A room feed's own registration on the bus is not a reader: counted, it would answer a waiter
+  // before that waiter's subscriber had registered.
+  const feedTopics: Topic[] = ['chat:message', 'chat:bot'];
+  pubsub.on = (topic: Topic, id: number, listener: never) => {
+    const listening = on.call(pubsub, topic, id, listener);
+    return feedTopics.includes(topic) ? listening : watched(`${topic}:${id}`, listening);
+  };
   feeds.onMessage = (chatId, listener) => watched(`chat:message:${chatId}`, onMessage.call(feeds, chatId, listener));
   feeds.onBot = (chatId, listener, options) => watched(`chat:bot:${chatId}`, onBot.call(feeds, chatId, listener, options));
   return {
