@@ -10,7 +10,7 @@ import { withDeadline } from './support/sockets';
 import { recordUserEvents, type UserEventRecorder } from './support/user-events';
 
 /**
- * The original service's later REST API (/work/shared/ORIGINAL-LATER-API.md), in-process: every
+ * The original service's later REST API, in-process: every
  * route, shape, status and `detail`, and the user events each one publishes.
  */
 

@@ -6,7 +6,7 @@ import { startFakeGemini } from './support/fake-gemini';
 import { type ChatClient, type Frame, servedTestApp, socketKit, type SocketKit, withDeadline } from './support/sockets';
 
 /**
- * The later API's `/ws` side (/work/shared/ORIGINAL-LATER-API.md) over real sockets: both
+ * The later API's `/ws` side over real sockets: both
  * generations of clients in one room, delivery to every socket of every participant, the exact
  * shape of each push, what a user who is no longer in a chat can do, and typing coalescing.
  * Everything waits on frames; "nothing arrived" is shown by a later frame the same socket must get.
