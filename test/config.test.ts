@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, loadConfig, parseDatabaseUrl } from '../src/config';
+import { loadConfig, parseDatabaseUrl } from '../src/config';
+import { configError } from './support/config-errors';
 
 /** `loadConfig(env)`: the environment, parsed and checked once at start-up. */
 
@@ -14,17 +15,6 @@ beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'gemini-coop-config-'));
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-/** The ConfigError `run` throws; fails the test when it throws nothing or something else. */
-function configError(run: () => unknown): ConfigError {
-  try {
-    run();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return error as ConfigError;
-  }
-  throw new Error('expected a ConfigError, but nothing was thrown');
-}
 
 describe('defaults', () => {
   test('an environment with only a secret gives the documented defaults', () => {

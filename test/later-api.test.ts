@@ -8,6 +8,7 @@ import { startFakeGemini } from './support/fake-gemini';
 import { captureLogs } from './support/logs';
 import { withDeadline } from './support/sockets';
 import { recordUserEvents, type UserEventRecorder } from './support/user-events';
+import type { chatJson } from '../src/serializers';
 
 /**
  * The original service's later REST API, in-process: every
@@ -43,13 +44,8 @@ const USER_KEYS = ['created_at', 'email', 'id', 'username'];
 const CHAT_KEYS = ['created_at', 'id', 'is_group', 'name', 'owner_id'];
 const keysOf = (value: object) => Object.keys(value).sort();
 
-interface ChatJson {
-  id: number;
-  name: string | null;
-  owner_id: number;
-  is_group: boolean;
-  created_at: string;
-}
+/** A chat as REST answers it. */
+type ChatJson = ReturnType<typeof chatJson>;
 
 async function expectDetail(response: Response, status: number, detail: string) {
   expect(await response.json()).toEqual({ detail });

@@ -4,6 +4,7 @@ import { createTestApp, signUp, type TestApp, type TestUser } from './support/ap
 import type { FakeGemini } from './support/fake-gemini';
 import { startFakeGemini } from './support/fake-gemini';
 import { type ChatClient, type Frame, servedTestApp, socketKit, type SocketKit, withDeadline } from './support/sockets';
+import type { chatJson } from '../src/serializers';
 
 /**
  * The later API's `/ws` side over real sockets: both
@@ -36,13 +37,8 @@ const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 let seq = 0;
 const unique = (label: string) => `${label}-${++seq}-${Math.random().toString(36).slice(2, 8)}`;
 
-interface ChatJson {
-  id: number;
-  name: string | null;
-  owner_id: number;
-  is_group: boolean;
-  created_at: string;
-}
+/** A chat as REST answers it. */
+type ChatJson = ReturnType<typeof chatJson>;
 
 async function okJson<T = any>(response: Response | Promise<Response>): Promise<T> {
   const res = await response;

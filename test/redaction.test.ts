@@ -7,6 +7,7 @@ import { openDatabase } from '../src/db/client';
 import { Metrics } from '../src/metrics';
 import { createEventBus } from '../src/services/pubsub';
 import { captureLogs } from './support/logs';
+import { configError } from './support/config-errors';
 
 /** Secrets in connection URLs never reach an error message or a log line. */
 
@@ -133,14 +134,4 @@ async function linesUntil(stream: ReadableStream<Uint8Array>, needle: string): P
 function expectNoSecret(text: string) {
   expect(text).not.toContain('hunter2');
   expect(text).not.toContain('hunter3');
-}
-
-function configError(run: () => unknown): ConfigError {
-  try {
-    run();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return error as ConfigError;
-  }
-  throw new Error('expected a ConfigError, but nothing was thrown');
 }
