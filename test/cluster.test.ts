@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { tmpdir } from 'node:os';
-import { createTestDatabase, testRedisEnv } from './support/app';
+import { createTestDatabase, RATE_LIMITS_OFF, testRedisEnv } from './support/app';
 import type { ClusterUser, Instance } from './support/cluster';
 import { eventually, graphqlOn, ok, signUpOn, startInstance, watchRoomLocks } from './support/cluster';
 import type { FakeGemini, FakeGeminiRequest } from './support/fake-gemini';
@@ -43,11 +43,7 @@ if (process.env.TEST_DATABASE_URL && process.env.TEST_REDIS_URL) {
         SECRET_KEY: 'cluster-test-secret-key-0123456789abcdef',
         GEMINI_API_KEY: fake.apiKey,
         GEMINI_BASE_URL: fake.url,
-        WS_RATE_LIMIT: '0',
-        BOT_RATE_LIMIT: '0',
-        LOGIN_RATE_LIMIT: '0',
-        MESSAGE_RATE_LIMIT: '0',
-        REGISTER_RATE_LIMIT: '0',
+        ...RATE_LIMITS_OFF,
       };
       // Both start at once on the fresh database, as a deployment's replicas would: both apply migrations.
       [a, b] = await Promise.all([startInstance('A', env), startInstance('B', env)]);

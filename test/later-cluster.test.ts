@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { tmpdir } from 'node:os';
-import { createTestDatabase, testRedisEnv } from './support/app';
+import { createTestDatabase, RATE_LIMITS_OFF, testRedisEnv } from './support/app';
 import type { ClusterUser, Instance } from './support/cluster';
 import { ok, signUpOn, startInstance } from './support/cluster';
 import type { ChatClient, Frame } from './support/sockets';
@@ -26,11 +26,7 @@ if (process.env.TEST_DATABASE_URL && process.env.TEST_REDIS_URL) {
         DATABASE_URL: database.url,
         ...testRedisEnv(),
         SECRET_KEY: 'later-cluster-test-secret-key-0123456789abcdef',
-        WS_RATE_LIMIT: '0',
-        BOT_RATE_LIMIT: '0',
-        LOGIN_RATE_LIMIT: '0',
-        MESSAGE_RATE_LIMIT: '0',
-        REGISTER_RATE_LIMIT: '0',
+        ...RATE_LIMITS_OFF,
       };
       [a, b] = await Promise.all([startInstance('A', env), startInstance('B', env)]);
     }, STARTUP_TIMEOUT_MS);

@@ -38,6 +38,9 @@ export function testRedisEnv(): Record<string, string> {
  * (`env` overrides). Runs on SQLite, or on PostgreSQL + Redis when TEST_DATABASE_URL and
  * TEST_REDIS_URL are set. Call `cleanup()` in afterAll.
  */
+/** Every rate limit off: a test that is about a limit turns that one on. */
+export const RATE_LIMITS_OFF = { WS_RATE_LIMIT: '0', BOT_RATE_LIMIT: '0', LOGIN_RATE_LIMIT: '0', MESSAGE_RATE_LIMIT: '0', REGISTER_RATE_LIMIT: '0' } as const;
+
 export async function createTestApp(env: Record<string, string> = {}, options: AppOptions = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'gemini-coop-test-'));
   const database = await createTestDatabase(dir);
@@ -45,11 +48,7 @@ export async function createTestApp(env: Record<string, string> = {}, options: A
     DATABASE_URL: database.url,
     ...testRedisEnv(),
     SECRET_KEY: 'test-secret-key-that-is-long-enough-0123456789',
-    WS_RATE_LIMIT: '0',
-    BOT_RATE_LIMIT: '0',
-    LOGIN_RATE_LIMIT: '0',
-    MESSAGE_RATE_LIMIT: '0',
-    REGISTER_RATE_LIMIT: '0',
+    ...RATE_LIMITS_OFF,
     // Quiet: a test that reads the log passes its own (`captureLogs`) as `options.log`.
     LOG_LEVEL: 'silent',
     ...env,
