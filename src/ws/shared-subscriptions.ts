@@ -107,7 +107,7 @@ export class SharedResults {
   }
 }
 
-/** Where a shared subscription's frames go: `send` queues one, `flush` writes what this subscription queued. */
+/** Where a shared subscription's frames go: `send` queues one, `flush` writes everything queued for its socket now. */
 export interface FrameSink {
   send: (frame: string) => void;
   flush: () => void;
