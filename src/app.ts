@@ -19,7 +19,7 @@ import { lazyViewer } from './schema/context';
 import type { Services } from './services';
 import { createServices } from './services';
 import { bearerToken } from './services/auth.service';
-import { AppError } from './services/errors';
+import { AppError, domainError } from './services/errors';
 import { createEventBus } from './services/pubsub';
 import type { SocketData } from './ws';
 import { createWebSockets } from './ws';
@@ -220,7 +220,9 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
 
 /** The GraphQL edge of the error family: domain errors keep their code, anything else is masked. */
 function toGraphQLError(error: unknown, maskedMessage: string): Error {
-  const domain = causes(error).find((cause) => cause instanceof AppError);
+  const domain = causes(error)
+    .map(domainError)
+    .find((cause) => cause !== null);
   if (domain) {
     return new GraphQLError(domain.message, {
       extensions: {

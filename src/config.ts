@@ -9,7 +9,8 @@ export interface Config {
   port: number;
   host: string;
   production: boolean;
-  database: { engine: Engine; url: string };
+  /** `timeoutMs` (DATABASE_TIMEOUT_MS): how long a PostgreSQL connection or query may take before it fails (a 503), so a stalled server cannot hang requests. */
+  database: { engine: Engine; url: string; timeoutMs: number };
   /** Redis for the pub/sub (and the cluster-wide bot lock) when several instances run; null for one process. */
   redisUrl: string | null;
   /** Prefixes every Redis channel and key, so deployments (or test runs) can share one Redis. */
@@ -69,7 +70,7 @@ const MIN_PRODUCTION_SECRET_BYTES = 32;
 
 export function loadConfig(env: Env = process.env): Config {
   const production = env.NODE_ENV === 'production';
-  const database = parseDatabaseUrl(env.DATABASE_URL ?? 'file:./gemini_coop.db');
+  const database = { ...parseDatabaseUrl(env.DATABASE_URL ?? 'file:./gemini_coop.db'), timeoutMs: integer(env, 'DATABASE_TIMEOUT_MS', 10_000, { min: 1 }) };
   const startupWarnings: string[] = [];
   return {
     port: integer(env, 'PORT', 8000, { min: 0, max: 65535 }),
@@ -153,7 +154,7 @@ function integer(env: Env, name: string, fallback: number, { min, max = Number.M
  * Accepts Prisma's `file:` URLs, the original service's SQLAlchemy form (`sqlite:///./x.db`,
  * `sqlite:////abs/x.db`) and PostgreSQL URLs.
  */
-export function parseDatabaseUrl(url: string): Config['database'] {
+export function parseDatabaseUrl(url: string): Omit<Config['database'], 'timeoutMs'> {
   if (url.startsWith('file:')) return { engine: 'sqlite', url };
   const sqlalchemy = /^sqlite:\/\/\/(.+)$/.exec(url);
   if (sqlalchemy) return { engine: 'sqlite', url: `file:${sqlalchemy[1]}` };

@@ -22,7 +22,7 @@ describe('defaults', () => {
     expect(config.port).toBe(8000);
     expect(config.host).toBe('0.0.0.0');
     expect(config.production).toBe(false);
-    expect(config.database).toEqual({ engine: 'sqlite', url: 'file:./gemini_coop.db' });
+    expect(config.database).toEqual({ engine: 'sqlite', url: 'file:./gemini_coop.db', timeoutMs: 10_000 });
     expect(config.tokenExpireMinutes).toBe(1440);
     expect(config.gemini.model).toBe('gemini-2.5-flash');
     expect(config.secretKey).toBe(SECRET);
@@ -77,11 +77,11 @@ describe('settings from the environment', () => {
 
 describe('DATABASE_URL', () => {
   test("Prisma's file: URL is SQLite, unchanged", () => {
-    expect(loadConfig({ SECRET_KEY: SECRET, DATABASE_URL: 'file:./data/chat.db' }).database).toEqual({ engine: 'sqlite', url: 'file:./data/chat.db' });
+    expect(loadConfig({ SECRET_KEY: SECRET, DATABASE_URL: 'file:./data/chat.db' }).database).toMatchObject({ engine: 'sqlite', url: 'file:./data/chat.db' });
   });
 
   test("the original's sqlite:///./gemini_coop.db maps to file:./gemini_coop.db", () => {
-    expect(loadConfig({ SECRET_KEY: SECRET, DATABASE_URL: 'sqlite:///./gemini_coop.db' }).database).toEqual({
+    expect(loadConfig({ SECRET_KEY: SECRET, DATABASE_URL: 'sqlite:///./gemini_coop.db' }).database).toMatchObject({
       engine: 'sqlite',
       url: 'file:./gemini_coop.db',
     });
@@ -93,7 +93,7 @@ describe('DATABASE_URL', () => {
 
   test('postgresql:// and postgres:// URLs select PostgreSQL and are kept whole', () => {
     const url = 'postgresql://coop:pw@db.internal:5432/coop?sslmode=require';
-    expect(loadConfig({ SECRET_KEY: SECRET, DATABASE_URL: url }).database).toEqual({ engine: 'postgres', url });
+    expect(loadConfig({ SECRET_KEY: SECRET, DATABASE_URL: url }).database).toMatchObject({ engine: 'postgres', url });
     expect(parseDatabaseUrl('postgres://coop@localhost/coop')).toEqual({ engine: 'postgres', url: 'postgres://coop@localhost/coop' });
   });
 
@@ -120,6 +120,7 @@ describe('integer settings', () => {
     ['TOKEN_EXPIRE_MINUTES', 'forever'],
     ['LOGIN_RATE_LIMIT', '-3'],
     ['WS_RATE_LIMIT', 'ten'],
+    ['DATABASE_TIMEOUT_MS', '0'],
   ];
   for (const [name, value] of bad) {
     test(`${name}=${value} is a ConfigError saying what to set`, () => {

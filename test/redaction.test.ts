@@ -54,7 +54,7 @@ describe('configuration errors', () => {
 
 describe('start-up failures', () => {
   test('an unreachable PostgreSQL is reported without the password, in the URL or in a parameter', async () => {
-    const error = await openDatabase({ engine: 'postgres', url: `postgresql://postgres:hunter2@${DEAD}/coop?password=hunter3` }).catch(
+    const error = await openDatabase({ engine: 'postgres', timeoutMs: 1_000, url: `postgresql://postgres:hunter2@${DEAD}/coop?password=hunter3` }).catch(
       (caught: unknown) => caught,
     );
     expect(error).toBeInstanceOf(ConfigError);

@@ -19,19 +19,28 @@ export interface OpenOptions {
   migrate?: boolean;
 }
 
-/** The configured engine's driver adapter and generated client; PostgreSQL's are loaded only when it is the one. */
-async function engineOf(database: Config['database']) {
+/**
+ * The configured engine's driver adapter and generated client; PostgreSQL's are loaded only when it is the one.
+ * `timeoutMs` bounds PostgreSQL's connection attempts and each query's wait for an answer: a query that
+ * times out fails and its connection is dropped from the pool, so a stalled server neither hangs requests
+ * nor poisons the pool after it recovers. Migrations run without it: building an index may take long.
+ */
+async function engineOf(database: Config['database'], { timeoutMs }: { timeoutMs: number | undefined }) {
   if (database.engine === 'sqlite') {
     return { adapter: new PrismaBunSqlite({ url: database.url, wal: { enabled: true, synchronous: 'NORMAL', busyTimeout: 5_000 } }), Client: PrismaClient };
   }
   const [{ PrismaPg }, { PrismaClient: PostgresClient }] = await Promise.all([import('@prisma/adapter-pg'), import('../generated/postgres/client')]);
-  return { adapter: new PrismaPg({ connectionString: database.url }), Client: PostgresClient as unknown as typeof PrismaClient };
+  const adapter = new PrismaPg({ connectionString: database.url, connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs });
+  return { adapter, Client: PostgresClient as unknown as typeof PrismaClient };
 }
 
 /** Applies every committed migration the database has not seen yet; a failure is a configuration error that says the fix. */
 export async function migrateDatabase(database: Config['database']): Promise<void> {
   try {
-    await applyMigrations(database.engine, database.engine === 'sqlite' ? sqliteMigrationAdapter(database.url) : (await engineOf(database)).adapter);
+    await applyMigrations(
+      database.engine,
+      database.engine === 'sqlite' ? sqliteMigrationAdapter(database.url) : (await engineOf(database, { timeoutMs: undefined })).adapter,
+    );
   } catch (error) {
     // The driver's own message may quote the URL too: the whole line is redacted.
     throw new ConfigError(
@@ -43,7 +52,7 @@ export async function migrateDatabase(database: Config['database']): Promise<voi
 /** Opens the configured database, applying pending migrations first unless told they are applied. */
 export async function openDatabase(database: Config['database'], options: OpenOptions = {}): Promise<Database> {
   if (options.migrate !== false) await migrateDatabase(database);
-  const { adapter, Client } = await engineOf(database);
+  const { adapter, Client } = await engineOf(database, { timeoutMs: database.timeoutMs });
   const client = new Client({ adapter: adapter as PrismaBunSqlite, log: options.log ? [{ emit: 'event', level: 'query' }] : [] });
   if (options.log) {
     const log = options.log;

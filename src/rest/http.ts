@@ -1,13 +1,14 @@
 import { readBodyText } from '../http-edge';
 import type { Logger } from '../log';
-import { AppError } from '../services/errors';
+import { AppError, domainError } from '../services/errors';
 import type { ValidationIssue } from '../services/validation';
 
 /** Seed-compatible JSON responses and the REST edge's mapping of the error family. */
 export const json = (body: unknown, status = 200, headers: HeadersInit = {}) => Response.json(body, { status, headers });
 
-export function errorResponse(error: unknown, log: Logger): Response {
-  if (error instanceof AppError) {
+export function errorResponse(caught: unknown, log: Logger): Response {
+  const error = domainError(caught);
+  if (error) {
     const headers: Record<string, string> = {};
     if (error.status === 401) headers['WWW-Authenticate'] = 'Bearer';
     if (error.retryAfterSeconds !== undefined) headers['Retry-After'] = String(Math.max(1, error.retryAfterSeconds));
@@ -15,7 +16,7 @@ export function errorResponse(error: unknown, log: Logger): Response {
     return json({ detail }, error.status, headers);
   }
   // The line carries the request id that the response's X-Request-Id gives the client.
-  log.error({ err: error, component: 'rest' }, 'unhandled error');
+  log.error({ err: caught, component: 'rest' }, 'unhandled error');
   return json({ detail: 'Internal server error' }, 500);
 }
 

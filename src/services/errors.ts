@@ -1,7 +1,8 @@
 /**
  * The one family of domain errors. Each adapter maps `code` at its edge: GraphQL to
  * `extensions.code`, REST to `status` and `{"detail": message}`, `/ws` to an error frame.
- * Anything that is not an AppError is unexpected: logged, and masked for the client.
+ * Anything that is not an AppError (or a database fault, see domainError) is unexpected: logged, and
+ * masked for the client.
  */
 export type ErrorCode =
   | 'UNAUTHENTICATED'
@@ -44,6 +45,22 @@ export class AppError extends Error {
   get status(): number {
     return statusByCode[this.code];
   }
+}
+
+/**
+ * What the PostgreSQL driver says when the server cannot be reached, dropped the connection, or did not
+ * answer within DATABASE_TIMEOUT_MS; and SQLite when another process held the file past its busy timeout.
+ * Prisma passes the driver's error through.
+ */
+const DATABASE_FAULT = /Query read timeout|timeout exceeded when trying to connect|Connection terminated|ECONNREFUSED|ECONNRESET|database is locked/;
+
+/** The AppError an adapter answers `error` with: a domain error itself, a database fault as 503, else null (unexpected). */
+export function domainError(error: unknown): AppError | null {
+  if (error instanceof AppError) return error;
+  if (error instanceof Error && (DATABASE_FAULT.test(error.message) || DATABASE_FAULT.test(String((error as { code?: unknown }).code)))) {
+    return new AppError('SERVICE_UNAVAILABLE', 'The database is not responding: try again shortly', undefined, 1);
+  }
+  return null;
 }
 
 export class NotAuthenticatedError extends AppError {

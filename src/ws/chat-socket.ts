@@ -2,7 +2,7 @@ import type { Server, ServerWebSocket } from 'bun';
 import type { Logger } from '../log';
 import type { Services } from '../services';
 import type { PublicUser } from '../services/auth.service';
-import { AppError, RateLimitedError } from '../services/errors';
+import { AppError, domainError, RateLimitedError } from '../services/errors';
 import type { CatchUpEvent, HistoryGap } from '../services/message.service';
 import { isHistoryGap } from '../services/message.service';
 import { chatJson, messageJson, readReceiptsJson } from '../serializers';
@@ -256,8 +256,9 @@ export class ChatSocketHub {
       if (frame.type === 'join' || frame.type === 'leave') ws.data.membershipChange = handled.catch(() => {});
       await handled;
     } catch (error) {
-      if (error instanceof AppError) {
-        ws.send(frames.error(error.message));
+      const domain = domainError(error);
+      if (domain) {
+        ws.send(frames.error(domain.message));
       } else {
         this.log.error({ err: error, userId: user.id }, 'a /ws frame failed');
         ws.send(frames.error('Internal server error'));
@@ -433,7 +434,8 @@ export class ChatSocketHub {
       }
     } catch (error) {
       if (ws.readyState !== WebSocket.OPEN) return;
-      if (error instanceof AppError) ws.send(frames.error(error.message));
+      const domain = domainError(error);
+      if (domain) ws.send(frames.error(domain.message));
       else {
         this.log.error({ err: error }, 'a /ws catch-up failed');
         ws.send(frames.error('Internal server error'));

@@ -36,22 +36,27 @@ export type PrivateRedis = Awaited<ReturnType<typeof startPrivateRedis>>;
 
 /**
  * A TCP proxy in front of `target` that a test can cut (every connection through it is closed and
- * new ones are refused) and restore: one instance loses Redis while others keep it.
+ * new ones are refused) and restore: one instance loses Redis while others keep it. It can also
+ * stall: connections stay open but nothing passes either way (a server that hangs, a network that
+ * drops packets) until `resume()` delivers what was held.
  */
 export function startTcpProxy(target: { hostname: string; port: number }) {
   interface Pair {
     upstream: Bun.Socket<undefined> | null;
     pending: Uint8Array[];
+    /** Bytes from the target held while stalled. */
+    held: Uint8Array[];
   }
   const pairs = new Map<Bun.Socket<Pair>, Pair>();
   let cut = false;
+  let stalled = false;
   const listener = Bun.listen<Pair>({
     hostname: '127.0.0.1',
     port: 0,
     socket: {
       open(client) {
         if (cut) return void client.end();
-        const pair: Pair = { upstream: null, pending: [] };
+        const pair: Pair = { upstream: null, pending: [], held: [] };
         client.data = pair;
         pairs.set(client, pair);
         void Bun.connect({
@@ -60,16 +65,19 @@ export function startTcpProxy(target: { hostname: string; port: number }) {
           socket: {
             open(upstream) {
               pair.upstream = upstream;
-              for (const chunk of pair.pending.splice(0)) upstream.write(chunk);
+              if (!stalled) for (const chunk of pair.pending.splice(0)) upstream.write(chunk);
             },
-            data: (_upstream, data) => void client.write(data),
+            data: (_upstream, data) => {
+              if (stalled) pair.held.push(new Uint8Array(data));
+              else client.write(data);
+            },
             close: () => void client.end(),
             error: () => void client.end(),
           },
         }).catch(() => void client.end());
       },
       data(client, data) {
-        if (client.data.upstream) client.data.upstream.write(data);
+        if (client.data.upstream && !stalled) client.data.upstream.write(data);
         else client.data.pending.push(new Uint8Array(data));
       },
       close(client) {
@@ -91,6 +99,19 @@ export function startTcpProxy(target: { hostname: string; port: number }) {
     },
     restore() {
       cut = false;
+    },
+    /** Holds every byte in both directions, connections left open. */
+    stall() {
+      stalled = true;
+    },
+    /** Delivers what was held, in order, and lets traffic through again. */
+    resume() {
+      stalled = false;
+      for (const [client, pair] of pairs) {
+        if (!pair.upstream) continue;
+        for (const chunk of pair.pending.splice(0)) pair.upstream.write(chunk);
+        for (const chunk of pair.held.splice(0)) client.write(chunk);
+      }
     },
     stop: () => listener.stop(true),
   };
