@@ -3,7 +3,6 @@ import { AI_CHAT_GREETING } from '../src/services/chat.service';
 import type { BotStreamEvent } from '../src/services/pubsub';
 import type { messageJson } from '../src/serializers';
 import { createTestApp, signUp, type TestApp, type TestUser } from './support/app';
-import type { FakeGeminiRequest } from './support/fake-gemini';
 import { startFakeGemini, type FakeGemini } from './support/fake-gemini';
 import { groupRoom } from './support/rooms';
 import { recordTopic } from './support/topic-recorder';
