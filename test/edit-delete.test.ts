@@ -68,6 +68,24 @@ async function gql(query: string, variables: Record<string, unknown>, user: Test
   return (await response.json()) as { data?: any; errors?: { message: string; extensions?: Record<string, unknown> }[] };
 }
 
+/** Records the room's bot stream events through the room feed, as every reader gets them. */
+function botEvents(chatId: number) {
+  const events: BotStreamEvent[] = [];
+  const listening = t.app.services.feeds.onBot(chatId, (event) => events.push(event));
+  return { events, listening };
+}
+
+/** Holds the next answer after its first chunk; resolves once that chunk reached the room. */
+async function answerHeld(chatId: number, asker: TestUser, question: string) {
+  fake.reply({ kind: 'text', chunks: ['Partial ', 'rest'], holdAt: 1 });
+  const request = fake.nextRequest();
+  const deltas = await recordTopic(t.app.services.pubsub, 'chat:bot', chatId);
+  const ask = await post(asker, chatId, question);
+  const first = await deltas.next((event) => !event.isComplete, 'the first delta');
+  deltas.stop();
+  return { ask, answerId: first.messageId, request: await request };
+}
+
 describe('PATCH /api/chats/{chat_id}/messages/{message_id}', () => {
   test('the author rewrites the message: the answer, the history and the push carry the new content and edited_at', async () => {
     const chatId = await room('edit');
@@ -159,6 +177,19 @@ describe('PATCH /api/chats/{chat_id}/messages/{message_id}', () => {
     const message = await post(alice, chatId, 'soon gone');
     expect((await remove(alice, chatId, message.id)).status).toBe(200);
     await expectDetail(await edit(alice, chatId, message.id, { content: 'back?' }), 404, 'Message not found');
+  });
+
+  test('an ask edited while it waits for its turn is answered as it reads then', async () => {
+    const chatId = await room('edit pending ask');
+    const { request } = await answerHeld(chatId, alice, '/bot first question');
+    const waiting = await post(bob, chatId, '/bot what is for lunch?');
+    expect((await edit(bob, chatId, waiting.id, { content: '/bot what is for dinner?' })).status).toBe(200);
+    const next = fake.nextRequest();
+    request.release();
+    const sent = JSON.stringify((await next).body.contents);
+    expect(sent).toContain(`${bob.username}: /bot what is for dinner?`);
+    expect(sent).not.toContain('lunch');
+    await t.app.services.bot.idle();
   });
 
   test('editing a /bot ask does not ask again; editing a message into one does not ask either', async () => {
@@ -257,24 +288,6 @@ describe("the bot's context", () => {
 });
 
 describe('deleting a /bot ask or answer', () => {
-  /** Records the room's bot stream events through the room feed, as every reader gets them. */
-  function botEvents(chatId: number) {
-    const events: BotStreamEvent[] = [];
-    const listening = t.app.services.feeds.onBot(chatId, (event) => events.push(event));
-    return { events, listening };
-  }
-
-  /** Holds the next answer after its first chunk; resolves once that chunk reached the room. */
-  async function answerHeld(chatId: number, asker: TestUser, question: string) {
-    fake.reply({ kind: 'text', chunks: ['Partial ', 'rest'], holdAt: 1 });
-    const request = fake.nextRequest();
-    const deltas = await recordTopic(t.app.services.pubsub, 'chat:bot', chatId);
-    const ask = await post(asker, chatId, question);
-    const first = await deltas.next((event) => !event.isComplete, 'the first delta');
-    deltas.stop();
-    return { ask, answerId: first.messageId, request: await request };
-  }
-
   test('a pending ask is withdrawn: it is never answered', async () => {
     const chatId = await room('withdrawn ask');
     const { request } = await answerHeld(chatId, alice, '/bot first question');
