@@ -209,15 +209,15 @@ describe('catch-up by cursor', () => {
     return { alice, bob, chatId, seen, edited, editedNow, deleted, fresh, freshNow, freshGone };
   }
 
-  test('/ws join with after: missed edits and deletions first, then the missed messages as they are now, then live changes, none dropped', async () => {
+  test('/ws join with after: the missed messages as they are now, then the missed edits and deletions, then live changes, none dropped', async () => {
     const room = await roomWithMissedChanges('ws catch-up');
     const socket = await connect(room.bob);
     socket.send({ type: 'join', chat_id: room.chatId, after: room.seen.id });
-    await socket.next((frame) => frame.type === 'message' && frame.message_id === room.fresh.id);
+    await socket.next(isDeletionOf(room.deleted.id));
     expect(roomFrames(socket, room.chatId)).toEqual([
+      { ...updatedFrame(room.freshNow), type: 'message' },
       updatedFrame(room.editedNow),
       deletedFrame(room.chatId, room.deleted.id),
-      { ...updatedFrame(room.freshNow), type: 'message' },
     ]);
 
     // Live edits of a message the replay carried, and of an older one: both arrive.
@@ -226,6 +226,30 @@ describe('catch-up by cursor', () => {
     const editedLater = await restEdit(room.alice, room.chatId, room.edited.id, 'old, edited once more');
     await socket.next((frame) => isUpdateOf(room.edited.id)(frame) && frame.content === editedLater.content);
     expect(roomFrames(socket, room.chatId).slice(3)).toEqual([updatedFrame(freshLater), updatedFrame(editedLater)]);
+  });
+
+  test('/ws: a change made while the socket switches to its catch-up stream is replayed, also of a message it had live', async () => {
+    const [alice, bob] = await users(2);
+    const chatId = await groupRoom(served.t, alice, [bob], 'switching');
+    const seen = await post(alice, chatId, 'the last one bob saw');
+    const socket = await connect(bob);
+    const live = await post(alice, chatId, 'reached the socket live');
+    await socket.next((frame) => frame.type === 'message' && frame.message_id === live.id);
+    const { messages } = served.t.app.services;
+    const catchUp = messages.catchUp;
+    // Edited when the socket has left the room's topic and its catch-up stream does not listen yet.
+    let edited: MessageJson | undefined;
+    messages.catchUp = async (...args) => {
+      edited = await restEdit(alice, chatId, live.id, 'edited as the socket switched');
+      return catchUp.apply(messages, args);
+    };
+    try {
+      socket.send({ type: 'join', chat_id: chatId, after: seen.id });
+      await socket.next(isUpdateOf(live.id));
+    } finally {
+      messages.catchUp = catchUp;
+    }
+    expect(roomFrames(socket, chatId)).toEqual([{ ...updatedFrame(live), type: 'message' }, updatedFrame(edited!)]);
   });
 
   test('GraphQL messageChanged(after): every change made since that message existed, then live ones', async () => {

@@ -32,7 +32,7 @@ export interface HistoryGap {
 
 export type CatchUpEvent = MessageEvent | HistoryGap;
 
-/** What a `/ws` socket rejoining a room is sent: missed changes and messages, then live ones. */
+/** What a `/ws` socket rejoining a room is sent: missed messages and changes, then live ones. */
 export type RoomCatchUpEvent = CatchUpEvent | MessageChange;
 
 export const isHistoryGap = (event: object): event is HistoryGap => 'gap' in event;
@@ -126,20 +126,23 @@ export class MessageService {
   }
 
   /**
-   * A participant's way back into a room after message `after`, in one stream: the edits and
-   * deletions of the messages it has that it may have missed (see MessageChangeService.changesSince),
-   * the messages it missed as they are now (as `subscribe`), then live messages and changes in the
+   * A participant's way back into a room after message `after`, in one stream: the messages it
+   * missed as they are now (as `subscribe`), the edits and deletions it may have missed of the
+   * messages it has (see MessageChangeService.changesSince), then live messages and changes in the
    * order they happened. A live message already replayed is dropped; a live change never is, so an
    * edit made while the replay was read is not lost to its message's replay.
-   * `alreadyDelivered`: message ids the reader has had live already (its `/ws` socket), left out of the replay.
+   * `alreadyDelivered`: message ids the reader has had live already (its `/ws` socket), left out of
+   * the replay; their changes are not: one made as the socket switched to this stream was heard by neither.
    */
   async catchUp(reader: PublicUser, chatId: unknown, after: unknown, alreadyDelivered: ReadonlySet<number>): Promise<AsyncIterableIterator<RoomCatchUpEvent>> {
     const id = parseChatId(chatId);
     const afterId = parseInput(cursorSchema, after, 'query');
     await this.chats.requireParticipant(reader.id, id);
+    // Messages above this that the reader does not have come in the replay as they are now.
+    const upTo = Math.max(afterId, ...alreadyDelivered);
     const replay = async () => {
-      const [changes, missed] = await Promise.all([this.changes.changesSince(id, afterId, { upTo: afterId }), this.missed(id, afterId)]);
-      return [...changes, ...missed.filter((event) => isHistoryGap(event) || !alreadyDelivered.has(event.id))];
+      const [missed, changes] = await Promise.all([this.missed(id, afterId), this.changes.changesSince(id, afterId, { upTo })]);
+      return [...missed.filter((event) => isHistoryGap(event) || !alreadyDelivered.has(event.id)), ...changes];
     };
     return replayThenLive<RoomCatchUpEvent>(
       (onEvent) => this.feeds.onMessageOrChange(id, onEvent),
