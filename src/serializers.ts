@@ -26,7 +26,7 @@ export const chatListItemJson = (chat: ChatSummary & ChatActivity) => ({
   last_message_time: chat.lastMessage?.createdAt.toISOString() ?? null,
 });
 
-export const messageJson = (message: Pick<MessageEvent, 'id' | 'chatId' | 'userId' | 'username' | 'content' | 'isBot' | 'createdAt'>) => ({
+export const messageJson = (message: Pick<MessageEvent, 'id' | 'chatId' | 'userId' | 'username' | 'content' | 'isBot' | 'createdAt' | 'editedAt'>) => ({
   id: message.id,
   chat_id: message.chatId,
   user_id: message.userId,
@@ -34,6 +34,7 @@ export const messageJson = (message: Pick<MessageEvent, 'id' | 'chatId' | 'userI
   content: message.content,
   is_bot: message.isBot,
   created_at: message.createdAt.toISOString(),
+  edited_at: message.editedAt?.toISOString() ?? null,
 });
 
 export const readReceiptsJson = (receipts: ReadReceipts) =>

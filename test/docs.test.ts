@@ -188,6 +188,20 @@ describe('the answers are what the document says', () => {
     await expectStatus(403, call(outsider, 'GET', '/api/chats/{chat_id}', { values }));
     await expectStatus(422, call(owner, 'GET', '/api/chats/{chat_id}', { values: { chat_id: 'abc' } }));
     await expectStatus(200, call(owner, 'GET', '/api/chats/{chat_id}/messages', { values }));
+    const message = { ...values, message_id: sent.id as number };
+    await expectStatus(200, call(owner, 'PATCH', '/api/chats/{chat_id}/messages/{message_id}', { values: message, json: { content: 'hello again' } }));
+    await expectStatus(403, call(member, 'PATCH', '/api/chats/{chat_id}/messages/{message_id}', { values: message, json: { content: 'not mine' } }));
+    await expectStatus(422, call(owner, 'PATCH', '/api/chats/{chat_id}/messages/{message_id}', { values: message, json: { content: '' } }));
+    await expectStatus(
+      404,
+      call(owner, 'PATCH', '/api/chats/{chat_id}/messages/{message_id}', { values: { ...values, message_id: 2_000_000_000 }, json: { content: 'x' } }),
+    );
+    const doomed = await expectStatus(200, call(member, 'POST', '/api/chats/{chat_id}/messages', { values, json: { content: 'to be deleted' } }));
+    const doomedMessage = { ...values, message_id: doomed.id as number };
+    await expectStatus(403, call(outsider, 'DELETE', '/api/chats/{chat_id}/messages/{message_id}', { values: doomedMessage }));
+    await expectStatus(200, call(owner, 'DELETE', '/api/chats/{chat_id}/messages/{message_id}', { values: doomedMessage }));
+    await expectStatus(404, call(owner, 'DELETE', '/api/chats/{chat_id}/messages/{message_id}', { values: doomedMessage }));
+    await expectStatus(422, call(owner, 'DELETE', '/api/chats/{chat_id}/messages/{message_id}', { values: { ...values, message_id: 'first' } }));
     await expectStatus(200, call(owner, 'GET', '/api/chats/{chat_id}/participants', { values }));
     await expectStatus(200, call(owner, 'POST', '/api/chats/{chat_id}/invite', { values, json: { username: outsider.username } }));
     await expectStatus(400, call(owner, 'POST', '/api/chats/{chat_id}/invite', { values, json: { username: outsider.username } }));

@@ -997,7 +997,7 @@ interface WsCase {
 
 function badFrame(rng: Rng): WsCase {
   const roll = rng.int(12);
-  const type = rng.pick(['join', 'leave', 'typing', 'message', 'stop']);
+  const type = rng.pick(['join', 'leave', 'typing', 'message', 'stop', 'edit', 'delete']);
   const frame: Record<string, Json> = { type };
   switch (roll) {
     case 0:
@@ -1006,16 +1006,18 @@ function badFrame(rng: Rng): WsCase {
       // A known type with a wrong chat_id (any other field may be fine).
       const id = rng.chance(0.9) ? badId(rng) : undefined;
       if (id !== undefined) frame.chat_id = id;
-      if (type === 'message') frame.content = rng.chance(0.5) ? 'hello' : badContent(rng);
+      if (type === 'message' || type === 'edit') frame.content = rng.chance(0.5) ? 'hello' : badContent(rng);
+      if (type === 'edit' || type === 'delete') frame.message_id = rng.chance(0.5) ? 1 : badId(rng);
       if (type === 'join' && rng.chance(0.3)) frame.after = rng.chance(0.5) ? 1 : badCursor(rng);
       return { label: `${type} (bad chat_id)`, frame: encode(frame) };
     }
     case 3: {
       // The right room, and a field that must be refused.
-      frame.type = rng.pick(['message', 'join']);
+      frame.type = rng.pick(['message', 'join', 'edit', 'delete']);
       frame.chat_id = rng.pick<Json>([room, String(room)]);
       if (frame.type === 'message') frame.content = badContent(rng);
-      else frame.after = badCursor(rng);
+      else if (frame.type === 'join') frame.after = badCursor(rng);
+      else frame.message_id = badId(rng);
       return { label: `${frame.type} (bad field)`, frame: encode(frame) };
     }
     case 4:

@@ -143,7 +143,7 @@ describe('CORS outside production, CORS_ORIGINS unset: any origin', () => {
       expect(await response.text()).toBe('');
       expect(response.headers.get('access-control-allow-origin')).toBe('*');
       const methods = response.headers.get('access-control-allow-methods') ?? '';
-      for (const method of ['GET', 'POST', 'DELETE']) expect(methods).toContain(method);
+      for (const method of ['GET', 'POST', 'PATCH', 'DELETE']) expect(methods).toContain(method);
       const headers = (response.headers.get('access-control-allow-headers') ?? '').toLowerCase();
       for (const header of ['authorization', 'content-type']) expect(headers).toContain(header);
       expect(response.headers.get('access-control-max-age')).toBe('600');

@@ -214,6 +214,8 @@ const graphqlCases: GraphqlCase[] = [
   ],
   ['stopBot', byId('mutation ($id: ID!) { stopBot(chatId: $id) }')],
   ['sendTyping', byId('mutation ($id: ID!) { sendTyping(chatId: $id) }')],
+  ['editMessage', byId('mutation ($id: ID!) { editMessage(chatId: $id, messageId: "1", content: "mallory was here") { id content } }')],
+  ['deleteMessage', byId('mutation ($id: ID!) { deleteMessage(chatId: $id, messageId: "1") }')],
 ];
 
 describe('GraphQL', () => {
@@ -274,6 +276,8 @@ const wsCases: WsCase[] = [
   ['message', (id) => ({ type: 'message', chat_id: id, content: 'mallory was here' })],
   ['message (/bot)', (id) => ({ type: 'message', chat_id: id, content: '/bot leak it' })],
   ['stop', (id) => ({ type: 'stop', chat_id: id })],
+  ['edit', (id) => ({ type: 'edit', chat_id: id, message_id: 1, content: 'mallory was here' })],
+  ['delete', (id) => ({ type: 'delete', chat_id: id, message_id: 1 })],
 ];
 
 /** mallory's view of her socket once A has been busy and a later message of M has reached her. */
@@ -341,6 +345,12 @@ const subscriptionCases: SubscriptionCase[] = [
   ['messageAdded(after: "1")', 'subscription ($id: ID!) { messageAdded(chatId: $id, after: "1") { id content username } }', (id) => ({ id }), 'messageAdded'],
   ['typing', 'subscription ($id: ID!) { typing(chatId: $id) { chatId username } }', (id) => ({ id }), 'typing'],
   ['botStream', 'subscription ($id: ID!) { botStream(chatId: $id) { chatId messageId chunk isComplete fullResponse } }', (id) => ({ id }), 'botStream'],
+  [
+    'messageChanged(after: "1")',
+    'subscription ($id: ID!) { messageChanged(chatId: $id, after: "1") { ... on MessageUpdatedEvent { message { content } } ... on MessageDeletedEvent { messageId } } }',
+    (id) => ({ id }),
+    'messageChanged',
+  ],
 ];
 
 describe('graphql-ws', () => {

@@ -1,8 +1,9 @@
 import { GraphQLError } from 'graphql';
 import { builder } from '../schema/builder';
-import type { CatchUpEvent } from '../services/message.service';
+import type { ChangeCatchUpEvent } from '../services/message-change.service';
+import type { CatchUpEvent, HistoryGap } from '../services/message.service';
 import { CATCH_UP_LIMIT, isHistoryGap } from '../services/message.service';
-import { TypingEventRef } from '../schema/events';
+import { MessageChangeEventRef, TypingEventRef } from '../schema/events';
 import { MessageRef } from '../schema/message';
 import { eventRowHolds } from '../schema/event-rows';
 import { SHARED_RESULTS } from '../schema/shared-results';
@@ -13,6 +14,22 @@ builder.mutationFields((t) => ({
     type: MessageRef,
     args: { chatId: t.arg.id({ required: true }), content: t.arg.string({ required: true }) },
     resolve: async (_root, args, context) => context.services.messages.send(await context.viewer(), args.chatId, { content: args.content }),
+  }),
+  editMessage: t.field({
+    type: MessageRef,
+    description:
+      'Rewrites your message (the rules of sending apply); everyone in the chat hears of it on messageChanged. The same content again changes nothing.',
+    args: { chatId: t.arg.id({ required: true }), messageId: t.arg.id({ required: true }), content: t.arg.string({ required: true }) },
+    resolve: async (_root, args, context) =>
+      context.services.messageChanges.edit(await context.viewer(), args.chatId, args.messageId, { content: args.content }),
+  }),
+  deleteMessage: t.boolean({
+    description: 'Deletes your message, or any message of a chat you own; its text is erased. A /bot ask is withdrawn, a bot answer being written stopped.',
+    args: { chatId: t.arg.id({ required: true }), messageId: t.arg.id({ required: true }) },
+    resolve: async (_root, args, context) => {
+      await context.services.messageChanges.delete(await context.viewer(), args.chatId, args.messageId);
+      return true;
+    },
   }),
   sendTyping: t.boolean({
     description: 'Tells the room you are typing.',
@@ -34,13 +51,25 @@ builder.subscriptionFields((t) => ({
     extensions: SHARED_RESULTS,
     subscribe: async (_root, args, context) => context.services.messages.subscribe(await context.viewer(), args.chatId, args.after),
     resolve: (query, event: CatchUpEvent, _args, context) => {
-      if (isHistoryGap(event)) {
-        throw new GraphQLError(`More than ${CATCH_UP_LIMIT} messages were missed: page the ones before ${event.before} from the history`, {
-          extensions: { code: 'HISTORY_GAP', after: String(event.after), before: String(event.before) },
-        });
-      }
+      if (isHistoryGap(event))
+        throw historyGapError(event, `More than ${CATCH_UP_LIMIT} messages were missed: page the ones before ${event.before} from the history`);
       // The event carries the message's columns and author: only what else the selection asks (read receipts) is loaded.
       return eventRowHolds(event, query) ? event : context.services.messages.reload(event.id, query);
+    },
+  }),
+  messageChanged: t.field({
+    type: MessageChangeEventRef,
+    description:
+      'Edits and deletions in a chat. With `after` (the last message id you have), those made since that message existed come first, then live ones; ' +
+      'subscribe with the same `after` as messageAdded to resume both. An update carries the whole message as it is now, so one received twice changes nothing; a deletion is final. ' +
+      'When more than 1,000 were missed, the first event is an error with code HISTORY_GAP and `extensions.before`: reload the messages before it from `chat.messages`.',
+    args: { chatId: t.arg.id({ required: true }), after: t.arg.id() },
+    extensions: SHARED_RESULTS,
+    subscribe: async (_root, args, context) => context.services.messageChanges.subscribe(await context.viewer(), args.chatId, args.after),
+    resolve: (event: ChangeCatchUpEvent) => {
+      if (isHistoryGap(event))
+        throw historyGapError(event, `More than ${CATCH_UP_LIMIT} changes were missed: reload the messages before ${event.before} from the history`);
+      return event;
     },
   }),
   typing: t.field({
@@ -51,3 +80,8 @@ builder.subscriptionFields((t) => ({
     resolve: (event) => event,
   }),
 }));
+
+/** The first event of a catch-up that could not replay everything: the client reads the rest from the history. */
+function historyGapError(gap: HistoryGap, message: string): GraphQLError {
+  return new GraphQLError(message, { extensions: { code: 'HISTORY_GAP', after: String(gap.after), before: String(gap.before) } });
+}

@@ -9,6 +9,7 @@ import {
   historyQuery,
   inviteInput,
   loginInput,
+  messageRefInput,
   registerInput,
   sendMessageInput,
   userIdInput,
@@ -260,6 +261,51 @@ export const restRoutes: RestRoute[] = [
       },
     },
     async ({ request, params, services }, user) => json(messageJson(await services.messages.send(user, params.chat_id, await readBody(request)))),
+  ),
+  authenticatedRoute(
+    {
+      method: 'patch',
+      path: '/api/chats/{chat_id}/messages/{message_id}',
+      tags: ['messages'],
+      summary: 'Edit your message',
+      description:
+        'The same content rules as sending. The message gains `edited_at`; every participant is pushed `message_updated`. Editing a `/bot` ask does not ask again; the same content again changes nothing and pushes nothing.',
+      request: { params: messageRefInput, body: jsonBody(sendMessageInput) },
+      responses: {
+        200: jsonResponse(messageSchema, 'The message as it is now'),
+        403: detailResponse('"Not authorized" (not in the chat), "Only its author can edit a message" or "Bot answers cannot be edited"'),
+        404: detailResponse('"Chat not found" or "Message not found" (never in this chat, or deleted)'),
+        413: tooLargeResponse,
+        422: validationErrorResponse,
+        429: retryLaterResponse('"Too many messages: …" (MESSAGE_RATE_LIMIT, shared with sending)'),
+        503: detailResponse('Redis is unreachable: nothing was changed, try again shortly'),
+      },
+    },
+    async ({ request, params, services }, user) =>
+      json(messageJson(await services.messageChanges.edit(user, params.chat_id, params.message_id, await readBody(request)))),
+  ),
+  authenticatedRoute(
+    {
+      method: 'delete',
+      path: '/api/chats/{chat_id}/messages/{message_id}',
+      tags: ['messages'],
+      summary: 'Delete a message: your own, or any in a chat you own',
+      description:
+        "Its text is erased and it leaves the history and the bot's context; every participant is pushed `message_deleted`. A `/bot` ask is withdrawn (a running answer to it is stopped); a bot answer being written is stopped. Deleting it again is 404.",
+      request: { params: messageRefInput },
+      responses: {
+        200: jsonResponse(messageResultSchema('Message deleted successfully'), 'Deleted'),
+        403: detailResponse('"Not authorized" (not in the chat) or "Only its author or the chat\'s owner can delete a message"'),
+        404: detailResponse('"Chat not found" or "Message not found" (never in this chat, or deleted already)'),
+        422: validationErrorResponse,
+        429: retryLaterResponse('"Too many messages: …" (MESSAGE_RATE_LIMIT, shared with sending)'),
+        503: detailResponse('Redis is unreachable: nothing was changed, try again shortly'),
+      },
+    },
+    async ({ params, services }, user) => {
+      await services.messageChanges.delete(user, params.chat_id, params.message_id);
+      return json({ message: 'Message deleted successfully' });
+    },
   ),
   authenticatedRoute(
     {

@@ -43,6 +43,7 @@ export const messageSchema = z
     content: z.string(),
     is_bot: z.boolean(),
     created_at: timestamp,
+    edited_at: timestamp.nullable().openapi({ description: 'When its author last edited it; null if never' }),
   })
   .openapi('Message');
 

@@ -1,7 +1,8 @@
-import type { BotStreamEvent, TypingEvent, UserEvent } from '../services/pubsub';
+import type { BotStreamEvent, MessageChange, TypingEvent, UserEvent } from '../services/pubsub';
 import type { ReadReceipt } from '../services/read-state.service';
 import { builder } from './builder';
 import { ChatRef } from './chat';
+import { eventRowHolds } from './event-rows';
 import { ReadReceiptRef } from './message';
 
 export const TypingEventRef = builder.objectRef<TypingEvent>('TypingEvent').implement({
@@ -22,6 +23,36 @@ export const BotStreamEventRef = builder.objectRef<BotStreamEvent>('BotStreamEve
     error: t.exposeString('error', { nullable: true }),
     stopped: t.boolean({ resolve: (event) => event.stopped ?? false }),
   }),
+});
+
+type ChangeOf<T extends MessageChange['kind']> = Extract<MessageChange, { kind: T }>;
+
+const MessageUpdatedEventRef = builder.objectRef<ChangeOf<'updated'>>('MessageUpdatedEvent').implement({
+  description: 'A message was edited: here it is as it is now.',
+  fields: (t) => ({
+    message: t.prismaField({
+      type: 'Message',
+      // The event carries the message's columns and author: only what else the selection asks (read receipts) is loaded.
+      resolve: (query, event, _args, context) =>
+        eventRowHolds(event.message, query) ? event.message : context.services.messages.reload(event.message.id, query),
+    }),
+  }),
+});
+
+const MessageDeletedEventRef = builder.objectRef<ChangeOf<'deleted'>>('MessageDeletedEvent').implement({
+  description: 'A message was deleted: it is gone from the history, its text erased.',
+  fields: (t) => ({
+    chatId: t.exposeID('chatId'),
+    messageId: t.exposeID('messageId'),
+  }),
+});
+
+const messageChangeTypes = { updated: MessageUpdatedEventRef, deleted: MessageDeletedEventRef } as const;
+
+export const MessageChangeEventRef = builder.unionType('MessageChangeEvent', {
+  description: 'An edit or a deletion of a message in a chat.',
+  types: Object.values(messageChangeTypes),
+  resolveType: (change: MessageChange) => messageChangeTypes[change.kind],
 });
 
 type EventOf<T extends UserEvent['type']> = Extract<UserEvent, { type: T }>;

@@ -19,6 +19,7 @@ export const MessageRef = builder.prismaObject('Message', {
     isBot: t.exposeBoolean('isBot'),
     status: t.exposeString('status', { description: 'complete, or stopped for a bot answer cut short on request.' }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    editedAt: t.expose('editedAt', { type: 'DateTime', nullable: true, description: 'When its author last edited it; null if never.' }),
     user: t.relation('user', { nullable: true }),
     username: t.string({
       nullable: true,

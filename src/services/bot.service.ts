@@ -14,6 +14,7 @@ import type { BotStreamEvent, PubSub } from './pubsub';
 import { boundedStream, whileMember } from './pubsub';
 import { KeyedRateLimiter } from './rate-limit';
 import type { RoomFeeds } from './room-feed';
+import { VISIBLE_STATUSES } from './room-feed';
 import { settleWithin } from './timeout';
 import type { RoomLock } from './room-lock';
 import { publicUserSelect } from './auth.service';
@@ -27,11 +28,15 @@ export function botPrompt(content: string): string | null {
 }
 
 /**
- * Asks whichever instance runs the room's answer to stop it (the answer may run on another
- * instance, so the request travels over the pub/sub); false when none is running.
+ * Asks whichever instance runs the room's answer (with `answering`, the answer to that ask) to stop
+ * it: the answer may run on another instance, so the request travels over the pub/sub. False when
+ * none is running.
  */
-export async function requestStop(db: Database, pubsub: PubSub, chatId: number): Promise<boolean> {
-  const streaming = await db.message.findFirst({ where: { chatId, status: 'streaming' }, select: { id: true } });
+export async function requestStop(db: Database, pubsub: PubSub, chatId: number, answering?: number): Promise<boolean> {
+  const streaming = await db.message.findFirst({
+    where: { chatId, status: 'streaming', ...(answering === undefined ? {} : { replyToId: answering }) },
+    select: { id: true },
+  });
   if (!streaming) return false;
   pubsub.publish('chat:stop', chatId, { chatId, messageId: streaming.id });
   return true;
@@ -132,6 +137,16 @@ export class BotService {
     const id = parseChatId(chatId);
     await this.chats.requireParticipant(user.id, id);
     if (!(await requestStop(this.db, this.pubsub, id))) throw new AppError('BAD_USER_INPUT', 'No bot answer is running in this chat');
+  }
+
+  /**
+   * After `message` was deleted: the answer it leaves running (the message itself when it was an
+   * answer being written, else the answer to it when it was an ask) is stopped wherever it runs,
+   * as a member's stop would. A pending ask needs nothing: its deletion took its pending mark.
+   */
+  async stopAnswerOf(chatId: number, message: { id: number; isBot: boolean; status: string }): Promise<void> {
+    if (message.status === 'streaming') this.pubsub.publish('chat:stop', chatId, { chatId, messageId: message.id });
+    else if (!message.isBot) await requestStop(this.db, this.pubsub, chatId, message.id);
   }
 
   /**
@@ -295,6 +310,7 @@ export class BotService {
     let status: 'complete' | 'stopped' | 'failed' = 'complete';
     let error: string | undefined;
     let cutShort = false;
+    let deleted = false;
     try {
       const instruction = systemInstruction(chat?.name ?? null, asker.username);
       for await (const chunk of this.stream(buildContents(history, this.budget), instruction, answer.controller, report)) {
@@ -320,12 +336,16 @@ export class BotService {
       lost.removeEventListener('abort', onLockLost);
     }
     try {
-      // updateMany: the chat may have been deleted meanwhile (its answer stopped), taking this row with it.
-      const { count } = await this.db.message.updateMany({ where: { id: messageId }, data: { content: answer.text, status } });
+      // updateMany: the chat may have been deleted meanwhile (its answer stopped), taking this row
+      // with it; or the answer itself, whose tombstone stays.
+      const { count } = await this.db.message.updateMany({ where: { id: messageId, status: { not: 'deleted' } }, data: { content: answer.text, status } });
       if (count === 0) {
-        // The row went with its chat: nothing is wrong, but nothing was stored either.
-        status = 'failed';
-        error = NOT_STORED;
+        deleted = (await this.db.message.findUnique({ where: { id: messageId }, select: { status: true } }))?.status === 'deleted';
+        // Otherwise the row went with its chat: nothing is wrong, but nothing was stored either.
+        if (!deleted) {
+          status = 'failed';
+          error = NOT_STORED;
+        }
       }
     } catch (storeError) {
       // The room still learns that the answer is over, and that it is not in the history.
@@ -333,7 +353,9 @@ export class BotService {
       status = 'failed';
       error = NOT_STORED;
     } finally {
-      publish({ chunk: '', isComplete: true, fullResponse: answer.text, error, stopped: status === 'stopped' || undefined });
+      // A deleted answer ends with nothing to show, like the end its readers were given when the deletion reached them.
+      if (deleted) publish({ chunk: '', isComplete: true, fullResponse: '', stopped: true });
+      else publish({ chunk: '', isComplete: true, fullResponse: answer.text, error, stopped: status === 'stopped' || undefined });
       roomFeed.stop();
       const outcome: AnswerOutcome = status === 'complete' ? 'completed' : cutShort ? 'stopped' : 'failed';
       report.end(outcome, error);
@@ -345,14 +367,15 @@ export class BotService {
   }
 
   /**
-   * The room up to the asking message, oldest first. Each earlier answer sits right after the ask
-   * it replied to, wherever its id fell, so queued answers keep the conversation's order.
+   * The room up to the asking message, oldest first, as its history shows it: deleted messages are
+   * left out, edited ones read as they are now. Each earlier answer sits right after the ask it
+   * replied to, wherever its id fell, so queued answers keep the conversation's order.
    */
   private async history(chatId: number, askMessageId: number) {
     const rows = await this.db.message.findMany({
       where: {
         chatId,
-        status: { in: ['complete', 'stopped'] },
+        status: { in: VISIBLE_STATUSES },
         OR: [
           { isBot: false, id: { lte: askMessageId } },
           { isBot: true, replyToId: { lt: askMessageId } },

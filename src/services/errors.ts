@@ -81,6 +81,13 @@ export class ChatNotFoundError extends AppError {
   }
 }
 
+/** A message that is not in the chat, or no longer: deleted messages are gone for every caller. */
+export class MessageNotFoundError extends AppError {
+  constructor() {
+    super('NOT_FOUND', 'Message not found');
+  }
+}
+
 export class UserNotFoundError extends AppError {
   constructor() {
     super('NOT_FOUND', 'User not found');

@@ -9,6 +9,7 @@ import { localRoomLock, redisRoomLock } from './room-lock';
 import { ChatService } from './chat.service';
 import { LoginThrottle } from './login-throttle';
 import { Memberships } from './memberships';
+import { MessageChangeService } from './message-change.service';
 import { MessageService } from './message.service';
 import type { EventBus, PubSub } from './pubsub';
 import { RoomFeeds } from './room-feed';
@@ -29,6 +30,8 @@ export interface Services {
   /** Read positions: marking chats read, unread counts, read receipts. */
   readState: ReadStateService;
   messages: MessageService;
+  /** Edits and deletions of messages. */
+  messageChanges: MessageChangeService;
   bot: BotService;
   pubsub: PubSub;
   /** Each room's messages and bot answers for this process's readers, repaired after a Redis outage. */
@@ -63,7 +66,7 @@ function authGuards(limits: Config['limits'], metrics: Metrics): AuthGuards {
   };
 }
 
-/** MESSAGE_RATE_LIMIT and MESSAGE_BURST, per user. */
+/** MESSAGE_RATE_LIMIT and MESSAGE_BURST, per user: sending, editing and deleting together. */
 function messageLimit({ messagesPerSecond, messageBurst }: Config['limits'], metrics: Metrics): KeyedRateLimiter<number> {
   const message = `Too many messages: at most ${messagesPerSecond} a second (${messageBurst} at once)`;
   return new KeyedRateLimiter({ ratePerSecond: messagesPerSecond, burst: messageBurst, message, onRefused: () => metrics.refused('message') });
@@ -83,13 +86,16 @@ export function createServices(db: Database, config: Config, bus: EventBus, log:
   bus.onResume(() => {
     bot.answerAllPending().catch((error: unknown) => botLog.error({ err: error }, 'answering the asks left pending during the outage failed'));
   });
+  const writeLimit = messageLimit(config.limits, metrics);
+  const messageChanges = new MessageChangeService(db, chats, pubsub, bot, feeds, bus, writeLimit, config.bot.name);
   return {
     db,
     auth: new AuthService(db, config, authGuards(config.limits, metrics)),
     users: new UserService(db),
     chats,
     readState,
-    messages: new MessageService(db, chats, pubsub, bot, feeds, bus, messageLimit(config.limits, metrics), config.bot.name, metrics),
+    messages: new MessageService(db, chats, pubsub, bot, feeds, messageChanges, bus, writeLimit, config.bot.name, metrics),
+    messageChanges,
     bot,
     pubsub,
     feeds,

@@ -112,3 +112,22 @@ test('a reader that stops reading is ended with SlowSubscriberError and released
   expect(error).toBeInstanceOf(SlowSubscriberError);
   expect(source.listeners.size).toBe(0);
 });
+
+test('a replay longer than a subscriber may leave unread goes whole, in order, then live events', async () => {
+  const source = liveSource();
+  source.confirm();
+  const length = SUBSCRIBER_QUEUE_LIMIT * 2 + 5;
+  const earlier = Array.from({ length }, (_, index) => index + 1);
+  const stream = replayThenLive(
+    source.listen,
+    () => earlier,
+    (id) => id,
+  );
+  const firstSlice = take(stream, SUBSCRIBER_QUEUE_LIMIT);
+  source.emit(length); // replayed already: dropped
+  source.emit(length + 1); // held until the replay is read
+  expect(await firstSlice).toEqual(earlier.slice(0, SUBSCRIBER_QUEUE_LIMIT));
+  expect(await take(stream, length - SUBSCRIBER_QUEUE_LIMIT + 1)).toEqual([...earlier.slice(SUBSCRIBER_QUEUE_LIMIT), length + 1]);
+  await stream.return();
+  expect(source.listeners.size).toBe(0);
+});

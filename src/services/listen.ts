@@ -39,9 +39,18 @@ export function replayThenLive<T>(
       if ((await Promise.race([listening.ready.then(() => true), left])) === null) return;
       const earlier = await Promise.race([readEarlier(), left]);
       if (earlier === null) return;
-      // The replay is queued whole (at most CATCH_UP_LIMIT and a gap marker): still below Repeater's own 1,024.
-      limit = Math.max(limit, earlier.length + 1);
-      for (const event of earlier) send(event);
+      // Repeater queues at most 1,024 unread values and a replay may hold more (missed changes and
+      // messages): it goes in slices, each read before the next is queued, live events held meanwhile.
+      const slices: T[][] = [];
+      for (let start = 0; start < earlier.length; start += SUBSCRIBER_QUEUE_LIMIT) slices.push(earlier.slice(start, start + SUBSCRIBER_QUEUE_LIMIT));
+      const lastSlice = slices.pop() ?? [];
+      for (const slice of slices) {
+        let read: Promise<unknown> = Promise.resolve();
+        for (const event of slice) read = push(event);
+        if ((await Promise.race([read.then(() => true), left])) === null) return;
+      }
+      limit = Math.max(limit, lastSlice.length + 1);
+      for (const event of lastSlice) send(event);
       replayed = new Set(earlier.map(keyOf).filter((key) => key !== undefined));
       for (const event of heldDuringReplay.splice(0)) if (!replayed.has(keyOf(event))) send(event);
       await stop;

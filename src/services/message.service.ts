@@ -5,11 +5,12 @@ import type { PublicUser } from './auth.service';
 import type { BotService } from './bot.service';
 import { botPrompt } from './bot.service';
 import type { ChatService } from './chat.service';
-import { AppError } from './errors';
+import { AppError, MessageNotFoundError } from './errors';
 import { replayThenLive } from './listen';
+import type { MessageChangeService } from './message-change.service';
 import { MessageWriter } from './message-writer';
-import type { EventBus, MessageEvent, PubSub } from './pubsub';
-import { boundedStream, whileMember } from './pubsub';
+import type { EventBus, MessageChange, MessageEvent, PubSub } from './pubsub';
+import { boundedStream, isMessageChange, whileMember } from './pubsub';
 import type { RoomFeeds } from './room-feed';
 import { messageSelect, toMessageEvent, VISIBLE_STATUSES } from './room-feed';
 import type { KeyedRateLimiter } from './rate-limit';
@@ -31,13 +32,19 @@ export interface HistoryGap {
 
 export type CatchUpEvent = MessageEvent | HistoryGap;
 
-export const isHistoryGap = (event: CatchUpEvent): event is HistoryGap => 'gap' in event;
+/** What a `/ws` socket rejoining a room is sent: missed messages and changes, then live ones. */
+export type RoomCatchUpEvent = CatchUpEvent | MessageChange;
+
+export const isHistoryGap = (event: object): event is HistoryGap => 'gap' in event;
 
 /** A stored message as delivered. Bot messages have no author: they show BOT_NAME as their `username`. */
 export function namedMessageEvent(row: Parameters<typeof toMessageEvent>[0], botName: string): MessageEvent {
   const event = toMessageEvent(row);
   return event.isBot ? { ...event, username: botName } : event;
 }
+
+/** What a replay is de-duplicated by: a message's id; a gap or a change is never dropped. */
+const messageKey = (event: RoomCatchUpEvent): number | undefined => (isHistoryGap(event) || isMessageChange(event) ? undefined : event.id);
 
 /** A Prisma selection handed down by a GraphQL resolver. */
 export type MessageQuery = Omit<Prisma.MessageFindUniqueArgs, 'where'>;
@@ -51,6 +58,7 @@ export class MessageService {
     private readonly pubsub: PubSub,
     private readonly bot: BotService,
     private readonly feeds: RoomFeeds,
+    private readonly changes: MessageChangeService,
     private readonly bus: Pick<EventBus, 'available'>,
     /** MESSAGE_RATE_LIMIT: per user, so more sockets or another transport buy no extra messages. */
     private readonly sendLimit: KeyedRateLimiter<number>,
@@ -86,6 +94,9 @@ export class MessageService {
       status: 'complete',
       replyToId: null,
       askPending: prompt !== null,
+      editedAt: null,
+      deletedAt: null,
+      changeMark: null,
     };
     this.pubsub.publish('chat:message', id, event);
     if (prompt !== null) void this.bot.answer(id);
@@ -103,25 +114,41 @@ export class MessageService {
    * The room's new messages, for a participant only. With `after` (a message id the client has),
    * the messages it missed come first, then live ones: in id order, each once, none skipped; when
    * more than CATCH_UP_LIMIT were missed, a HistoryGap comes first and the newest of them follow.
-   * `alreadyDelivered`: ids the reader has had live already (a `/ws` socket of a participant), left out of the replay.
    */
-  async subscribe(
-    reader: PublicUser,
-    chatId: unknown,
-    after?: unknown,
-    alreadyDelivered: ReadonlySet<number> = new Set(),
-  ): Promise<AsyncIterableIterator<CatchUpEvent>> {
+  async subscribe(reader: PublicUser, chatId: unknown, after?: unknown): Promise<AsyncIterableIterator<CatchUpEvent>> {
     const id = parseChatId(chatId);
     const afterId = after === undefined || after === null ? null : parseInput(cursorSchema, after, 'query');
     await this.chats.requireParticipant(reader.id, id);
     const listen = (onEvent: (event: MessageEvent) => void) => this.feeds.onMessage(id, onEvent);
     const untilLeft = whileMember(this.pubsub, reader.id, id);
     if (afterId === null) return boundedStream(listen, untilLeft);
-    return replayThenLive<CatchUpEvent>(
-      listen,
-      async () => (await this.missed(id, afterId)).filter((event) => isHistoryGap(event) || !alreadyDelivered.has(event.id)),
-      (event) => (isHistoryGap(event) ? undefined : event.id),
-      untilLeft,
+    return replayThenLive<CatchUpEvent>(listen, () => this.missed(id, afterId), messageKey, untilLeft);
+  }
+
+  /**
+   * A participant's way back into a room after message `after`, in one stream: the messages it
+   * missed as they are now (as `subscribe`), the edits and deletions it may have missed of the
+   * messages it has (see MessageChangeService.changesSince), then live messages and changes in the
+   * order they happened. A live message already replayed is dropped; a live change never is, so an
+   * edit made while the replay was read is not lost to its message's replay.
+   * `alreadyDelivered`: message ids the reader has had live already (its `/ws` socket), left out of
+   * the replay; their changes are not: one made as the socket switched to this stream was heard by neither.
+   */
+  async catchUp(reader: PublicUser, chatId: unknown, after: unknown, alreadyDelivered: ReadonlySet<number>): Promise<AsyncIterableIterator<RoomCatchUpEvent>> {
+    const id = parseChatId(chatId);
+    const afterId = parseInput(cursorSchema, after, 'query');
+    await this.chats.requireParticipant(reader.id, id);
+    // Messages above this that the reader does not have come in the replay as they are now.
+    const upTo = Math.max(afterId, ...alreadyDelivered);
+    const replay = async () => {
+      const [missed, changes] = await Promise.all([this.missed(id, afterId), this.changes.changesSince(id, afterId, { upTo })]);
+      return [...missed.filter((event) => isHistoryGap(event) || !alreadyDelivered.has(event.id)), ...changes];
+    };
+    return replayThenLive<RoomCatchUpEvent>(
+      (onEvent) => this.feeds.onMessageOrChange(id, onEvent),
+      replay,
+      messageKey,
+      whileMember(this.pubsub, reader.id, id),
     );
   }
 
@@ -149,9 +176,9 @@ export class MessageService {
 
   /** A delivered message read again with what a GraphQL selection asks and its event did not carry. */
   async reload(messageId: number, query: MessageQuery) {
-    const message = await this.db.message.findUnique({ ...query, where: { id: messageId } });
-    // Its chat was deleted since the message was delivered.
-    if (!message) throw new AppError('NOT_FOUND', 'Message not found');
+    const message = await this.db.message.findFirst({ ...query, where: { id: messageId, status: { not: 'deleted' } } });
+    // It was deleted since it was delivered, or its chat was.
+    if (!message) throw new MessageNotFoundError();
     return message;
   }
 

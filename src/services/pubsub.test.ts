@@ -16,6 +16,9 @@ const message = (id: number): MessageEvent => ({
   replyToId: null,
   askPending: false,
   createdAt: new Date(0),
+  editedAt: null,
+  deletedAt: null,
+  changeMark: null,
 });
 
 /** The in-memory bus, with the errors it logs. */

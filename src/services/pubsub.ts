@@ -21,7 +21,21 @@ export interface MessageEvent {
   /** A `/bot` ask no answer has started for yet. */
   askPending: boolean;
   createdAt: Date;
+  /** When its author last edited it; null if never. */
+  editedAt: Date | null;
+  /** Every column travels, as GraphQL's Message needs: null here, a deletion travels as a MessageChange. */
+  deletedAt: Date | null;
+  /** The chat's newest message id at its last edit (see MessageChangeService.changesSince); null if never edited. */
+  changeMark: number | null;
 }
+
+/**
+ * An edit or a deletion of a stored message, delivered to everyone in its chat. An update carries
+ * the whole message as it is now, so applying one twice changes nothing; a deletion is final.
+ */
+export type MessageChange = { kind: 'updated'; message: MessageEvent } | { kind: 'deleted'; chatId: number; messageId: number };
+
+export const isMessageChange = (event: object): event is MessageChange => 'kind' in event;
 
 export interface TypingEvent {
   chatId: number;
@@ -92,6 +106,7 @@ export const endsMembership = (event: UserEvent): number | null =>
  */
 export type Events = {
   'chat:message': [chatId: number, event: MessageEvent];
+  'chat:change': [chatId: number, event: MessageChange];
   'chat:typing': [chatId: number, event: TypingEvent];
   'chat:presence': [chatId: number, event: PresenceEvent];
   'chat:bot': [chatId: number, event: BotStreamEvent];
@@ -375,9 +390,9 @@ export const whileMember =
       if (endsMembership(event) === chatId) end();
     });
 
-/** Events carry Dates (`createdAt`); JSON turns them into strings, so they are revived here. */
-const reviveDates = (key: string, value: unknown): unknown =>
-  (key === 'createdAt' || key === 'readAt') && typeof value === 'string' ? new Date(value) : value;
+/** Events carry Dates (`createdAt`, …); JSON turns them into strings, so they are revived here. */
+const DATE_KEYS = new Set(['createdAt', 'readAt', 'editedAt', 'deletedAt']);
+const reviveDates = (key: string, value: unknown): unknown => (DATE_KEYS.has(key) && typeof value === 'string' ? new Date(value) : value);
 
 /** What `/health` says of the bus: `local` (one process), `ready`, or why Redis cannot be used. */
 export type BusState = 'local' | 'ready' | 'connecting' | 'unreachable';

@@ -1,9 +1,9 @@
 import type { Database } from '../db/client';
 import { publicUserSelect } from './auth.service';
 import type { Logger } from '../log';
-import type { BotStreamEvent, EventBus, Listening, MessageEvent, PubSub } from './pubsub';
+import type { BotStreamEvent, EventBus, Listening, MessageChange, MessageEvent, PubSub } from './pubsub';
 
-/** History shows finished messages: not an answer still streaming, nor one that failed. */
+/** History shows finished messages: not an answer still streaming, nor one that failed or was deleted. */
 export const VISIBLE_STATUSES = ['complete', 'stopped'];
 
 /** The columns of a message every transport delivers, with its author's name. */
@@ -17,10 +17,17 @@ export const messageSelect = {
   replyToId: true,
   askPending: true,
   createdAt: true,
+  editedAt: true,
+  deletedAt: true,
+  changeMark: true,
   user: { select: publicUserSelect },
 } as const;
 
 export const toMessageEvent = (row: Omit<MessageEvent, 'username'>): MessageEvent => ({ ...row, username: row.user?.username ?? null });
+
+/** What a stored message that was edited or deleted tells its readers now. Only people's messages are edited. */
+export const changeOf = (row: Omit<MessageEvent, 'username'>): MessageChange =>
+  row.status === 'deleted' ? { kind: 'deleted', chatId: row.chatId, messageId: row.id } : { kind: 'updated', message: toMessageEvent(row) };
 
 /** How many delivered ids a room remembers, to tell what an outage's repair must still deliver. */
 const REMEMBERED_IDS = 2048;
@@ -34,6 +41,7 @@ export type BotListener = (event: BotStreamEvent, textSoFar: string) => void;
 
 interface Room {
   messageListeners: Set<(event: MessageEvent) => void>;
+  changeListeners: Set<(change: MessageChange) => void>;
   botListeners: Set<BotListener>;
   /** Delivered message ids with their delivery sequence number here, the newest REMEMBERED_IDS of them. */
   deliveredMessages: Map<number, number>;
@@ -47,10 +55,11 @@ interface Room {
 }
 
 /**
- * This process's view of each room's messages and bot answers: one bus registration per room
- * however many local readers (`/ws` rooms, GraphQL subscriptions, catch-up streams) it has, and
- * the repair of what the bus lost. When Redis answers again after an outage, what was stored
- * meanwhile is read back from the database and delivered to the readers that missed it, once.
+ * This process's view of each room's messages, their edits and deletions, and bot answers: one
+ * bus registration per topic and room however many local readers (`/ws` rooms, GraphQL
+ * subscriptions, catch-up streams) it has, and the repair of what the bus lost. When Redis answers
+ * again after an outage, what was stored or changed meanwhile is read back from the database and
+ * delivered to the readers that missed it.
  */
 export class RoomFeeds {
   private readonly rooms = new Map<number, Room>();
@@ -69,6 +78,20 @@ export class RoomFeeds {
   /** Calls `listener` with each message stored in the room until `stop()`. */
   onMessage(chatId: number, listener: (event: MessageEvent) => void): Listening {
     return this.register(chatId, (room) => room.messageListeners, listener);
+  }
+
+  /** Calls `listener` with each edit and deletion of the room's messages until `stop()`. */
+  onChange(chatId: number, listener: (change: MessageChange) => void): Listening {
+    return this.register(chatId, (room) => room.changeListeners, listener);
+  }
+
+  /** Both of the above through one listener, in the order they happened. */
+  onMessageOrChange(chatId: number, listener: (event: MessageEvent | MessageChange) => void): Listening {
+    const registrations = [this.onMessage(chatId, listener), this.onChange(chatId, listener)];
+    return {
+      ready: Promise.all(registrations.map((registration) => registration.ready)).then(() => {}),
+      stop: () => registrations.forEach((registration) => registration.stop()),
+    };
   }
 
   /**
@@ -114,7 +137,8 @@ export class RoomFeeds {
         if (stopped) return;
         stopped = true;
         listeners.delete(listener);
-        if (room.messageListeners.size === 0 && room.botListeners.size === 0 && this.rooms.get(chatId) === room) {
+        const idle = room.messageListeners.size === 0 && room.changeListeners.size === 0 && room.botListeners.size === 0;
+        if (idle && this.rooms.get(chatId) === room) {
           for (const registration of room.registrations) registration.stop();
           this.rooms.delete(chatId);
         }
@@ -125,6 +149,7 @@ export class RoomFeeds {
   private open(chatId: number): Room {
     const room: Room = {
       messageListeners: new Set(),
+      changeListeners: new Set(),
       botListeners: new Set(),
       deliveredMessages: new Map(),
       sequence: 0,
@@ -135,6 +160,7 @@ export class RoomFeeds {
     };
     room.registrations = [
       this.pubsub.on('chat:message', chatId, (event) => this.deliverMessage(room, event)),
+      this.pubsub.on('chat:change', chatId, (change) => this.deliverChange(room, change)),
       this.pubsub.on('chat:bot', chatId, (event) => this.deliverBot(room, event)),
     ];
     room.ready = Promise.all(room.registrations.map((registration) => registration.ready));
@@ -147,6 +173,24 @@ export class RoomFeeds {
     room.deliveredMessages.set(event.id, ++room.sequence);
     if (room.deliveredMessages.size > REMEMBERED_IDS) room.deliveredMessages.delete(room.deliveredMessages.keys().next().value!);
     for (const listener of [...room.messageListeners]) this.isolated(() => listener(event));
+  }
+
+  /**
+   * Changes are not de-duplicated: applying one twice changes nothing. A deleted answer that was
+   * streaming here ends first (stopped, with no text), and nothing more of it is delivered: its
+   * last deltas may still be on their way from the instance that ran it.
+   */
+  private deliverChange(room: Room, change: MessageChange): void {
+    if (change.kind === 'deleted') {
+      const open = room.openAnswers.get(change.messageId);
+      if (open) {
+        const { chatId, messageId } = change;
+        this.deliverBot(room, { chatId, messageId, chunk: '', isComplete: true, fullResponse: '', stopped: true, createdAt: open.createdAt });
+      } else {
+        remember(room.completedAnswers, change.messageId);
+      }
+    }
+    for (const listener of [...room.changeListeners]) this.isolated(() => listener(change));
   }
 
   private deliverBot(room: Room, event: BotStreamEvent): void {
@@ -164,18 +208,19 @@ export class RoomFeeds {
   }
 
   /**
-   * After an outage: every message stored since it began, and every answer that finished since
-   * (or that was streaming here when it began), delivered to the rooms' readers unless they already
-   * had it. One query for all of this process's rooms.
+   * After an outage: every message stored since it began, every answer that finished since (or
+   * that was streaming here when it began), delivered to the rooms' readers unless they already
+   * had it, then every edit and deletion made since. One query for each, for all of this process's rooms.
    */
   private async repair(since: Date): Promise<void> {
     if (this.rooms.size === 0) return;
     const openAnswers = [...this.rooms.values()].flatMap((room) => [...room.openAnswers.keys()]);
+    const from = new Date(since.getTime() - CLOCK_SKEW_MS);
     const rows = await this.db.message.findMany({
       where: {
         chatId: { in: [...this.rooms.keys()] },
         status: { not: 'streaming' },
-        OR: [{ createdAt: { gte: new Date(since.getTime() - CLOCK_SKEW_MS) } }, { id: { in: openAnswers } }],
+        OR: [{ createdAt: { gte: from } }, { id: { in: openAnswers } }],
       },
       orderBy: { id: 'asc' },
       take: REPAIR_LIMIT,
@@ -196,8 +241,19 @@ export class RoomFeeds {
         fullResponse: row.content,
         createdAt: row.createdAt,
         ...(row.status === 'failed' ? { error: 'The answer failed while the server was reconnecting' } : {}),
-        ...(row.status === 'stopped' ? { stopped: true } : {}),
+        ...(row.status === 'stopped' || row.status === 'deleted' ? { stopped: true } : {}),
       });
+    }
+    // Along the (chat_id, change_mark) index: only messages ever changed are read.
+    const changed = await this.db.message.findMany({
+      where: { chatId: { in: [...this.rooms.keys()] }, changeMark: { not: null }, OR: [{ editedAt: { gte: from } }, { deletedAt: { gte: from } }] },
+      orderBy: { changeMark: 'asc' },
+      take: REPAIR_LIMIT,
+      select: messageSelect,
+    });
+    for (const row of changed) {
+      const room = this.rooms.get(row.chatId);
+      if (room) this.deliverChange(room, changeOf(row));
     }
   }
 

@@ -93,7 +93,7 @@ export const historyQuery = z.object({
   before: idSchema.optional(),
 });
 
-/** Frames a `/ws` client may send: the original protocol, plus `stop` for a running bot answer. */
+/** Frames a `/ws` client may send: the original protocol, plus `stop` for a running bot answer and `edit`/`delete` of a message. */
 export const wsFrame = z.discriminatedUnion(
   'type',
   [
@@ -102,6 +102,8 @@ export const wsFrame = z.discriminatedUnion(
     z.object({ type: z.literal('typing'), chat_id: idSchema }),
     z.object({ type: z.literal('leave'), chat_id: idSchema }),
     z.object({ type: z.literal('stop'), chat_id: idSchema }),
+    z.object({ type: z.literal('edit'), chat_id: idSchema, message_id: idSchema, content: contentSchema }),
+    z.object({ type: z.literal('delete'), chat_id: idSchema, message_id: idSchema }),
   ],
   { error: 'Unknown message type' },
 );
@@ -111,6 +113,13 @@ export type WsFrame = z.output<typeof wsFrame>;
 // Built once: zod compiles an object schema on first use, and this one is on every message's path.
 export const chatIdInput = z.object({ chat_id: idSchema });
 export const parseChatId = (value: unknown): number => parseInput(chatIdInput, { chat_id: value }, 'path').chat_id;
+
+/** A message of a chat named in a path or arguments; errors locate them as `chat_id` and `message_id`. */
+export const messageRefInput = chatIdInput.extend({ message_id: idSchema });
+export const parseMessageRef = (chatId: unknown, messageId: unknown) => {
+  const ref = parseInput(messageRefInput, { chat_id: chatId, message_id: messageId }, 'path');
+  return { chatId: ref.chat_id, messageId: ref.message_id };
+};
 
 /** A user named by id in a path or an argument; errors locate it as `user_id`. */
 export const userIdInput = z.object({ user_id: idSchema });

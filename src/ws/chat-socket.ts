@@ -3,11 +3,11 @@ import type { Logger } from '../log';
 import type { Services } from '../services';
 import type { PublicUser } from '../services/auth.service';
 import { AppError, domainError, RateLimitedError } from '../services/errors';
-import type { CatchUpEvent, HistoryGap } from '../services/message.service';
+import type { HistoryGap, RoomCatchUpEvent } from '../services/message.service';
 import { isHistoryGap } from '../services/message.service';
 import { chatJson, messageJson, readReceiptsJson } from '../serializers';
-import type { BotStreamEvent, Listening, MessageEvent, UserEvent } from '../services/pubsub';
-import { endsMembership } from '../services/pubsub';
+import type { BotStreamEvent, Listening, MessageChange, MessageEvent, UserEvent } from '../services/pubsub';
+import { endsMembership, isMessageChange } from '../services/pubsub';
 import { TokenBucket } from '../services/rate-limit';
 import type { WsFrame } from '../services/validation';
 import { parseInput, wsFrame } from '../services/validation';
@@ -35,7 +35,7 @@ export interface ChatSocketData {
   /** When this socket last told each room its user is typing: keystrokes in between are coalesced. */
   typingAt: Map<number, number>;
   /** The catch-up stream of each room joined with `after`, ended when the socket leaves the room. */
-  catchUps: Map<number, AsyncIterableIterator<CatchUpEvent>>;
+  catchUps: Map<number, AsyncIterableIterator<RoomCatchUpEvent>>;
   /** Catch-ups waiting for the socket's send buffer to drain; resumed on drain, leave and close. */
   drainWaiters: (() => void)[];
   /** Settles when this socket's memberships are loaded and its last join or leave is done; later frames wait for it. */
@@ -46,8 +46,8 @@ type ChatSocket = ServerWebSocket<ChatSocketData>;
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
-// Bun topics of a chat: its messages reach every socket of its participants; its bot streams only the
-// sockets that joined. A socket catching up takes its messages from its catch-up stream instead.
+// Bun topics of a chat: its messages, their edits and deletions reach every socket of its participants;
+// its bot streams only the sockets that joined. A socket catching up takes its messages from its catch-up stream instead.
 const messagesTopic = (chatId: number) => `chat:${chatId}:messages`;
 const botTopic = (chatId: number) => `chat:${chatId}:bot`;
 
@@ -61,6 +61,11 @@ function messageFields(message: Parameters<typeof messageJson>[0]) {
 /** The frames of both generations of the original service, built once per event and shared by every socket that gets it. */
 export const frames = {
   message: (event: MessageEvent) => JSON.stringify({ type: 'message', ...messageFields(event) }),
+  /** An edit as the message it made, in the `message` frame's fields; a deletion by ids only. */
+  change: (change: MessageChange) =>
+    change.kind === 'updated'
+      ? JSON.stringify({ type: 'message_updated', ...messageFields(change.message) })
+      : JSON.stringify({ type: 'message_deleted', chat_id: change.chatId, message_id: change.messageId }),
   /** The seed's delta fields, and the later nested message whose content is the whole text so far. */
   botStream: (event: BotStreamEvent, textSoFar: string, botName: string) =>
     JSON.stringify({
@@ -80,6 +85,7 @@ export const frames = {
         content: textSoFar,
         isBot: true,
         createdAt: event.createdAt,
+        editedAt: null,
       }),
     }),
   historyGap: (gap: HistoryGap) => JSON.stringify({ type: 'history_gap', chat_id: gap.chatId, after: gap.after, before: gap.before }),
@@ -144,7 +150,7 @@ interface Room {
 
 /**
  * The `/ws` protocol of the original service, in both generations. A socket receives the messages
- * of every chat its user takes part in, joined or not, once each; joining a room adds its bot
+ * (and their edits and deletions) of every chat its user takes part in, joined or not, once each; joining a room adds its bot
  * streams, typing and presence. A chat's pub/sub topics are bridged once per process while any
  * socket here belongs to it; messages and bot streams go out through Bun's native topic publish,
  * serialized once per event. Each user's events (added, invited, removed, chat deleted, receipts)
@@ -327,6 +333,12 @@ export class ChatSocketHub {
       case 'stop':
         await this.services.bot.stop(user, frame.chat_id);
         return;
+      case 'edit':
+        await this.services.messageChanges.edit(user, frame.chat_id, frame.message_id, { content: frame.content });
+        return;
+      case 'delete':
+        await this.services.messageChanges.delete(user, frame.chat_id, frame.message_id);
+        return;
     }
   }
 
@@ -396,10 +408,10 @@ export class ChatSocketHub {
   }
 
   /**
-   * A join with `after`: the messages the socket missed, then live ones, from one deduplicated
-   * stream of its own (the service's rule, shared with GraphQL's `messageAdded(after)`), in place
-   * of the room's topic. The stream belongs to the socket's room entry: leaving the room, leaving
-   * the chat or closing the socket ends it.
+   * A join with `after`: the edits, deletions and messages the socket missed, then live ones, from
+   * one deduplicated stream of its own (MessageService.catchUp), in place of the room's topic. The
+   * stream belongs to the socket's room entry: leaving the room, leaving the chat or closing the
+   * socket ends it.
    */
   private async catchUp(ws: ChatSocket, user: PublicUser, chatId: number, after: number): Promise<void> {
     // Off the room's topic now; what the topic already gave this socket is left out of its replay,
@@ -409,9 +421,9 @@ export class ChatSocketHub {
     const backOnTopic = () => {
       if (ws.readyState === WebSocket.OPEN && ws.data.memberships.has(chatId) && !ws.data.catchUps.has(chatId)) ws.subscribe(messagesTopic(chatId));
     };
-    let events: AsyncIterableIterator<CatchUpEvent>;
+    let events: AsyncIterableIterator<RoomCatchUpEvent>;
     try {
-      events = await this.services.messages.subscribe(user, chatId, after, delivered);
+      events = await this.services.messages.catchUp(user, chatId, after, delivered);
     } catch (error) {
       backOnTopic();
       throw error;
@@ -423,10 +435,10 @@ export class ChatSocketHub {
   }
 
   /** Sends a catch-up stream's events to its socket, pausing while the socket's send buffer is full. */
-  private async pump(ws: ChatSocket, events: AsyncIterableIterator<CatchUpEvent>): Promise<void> {
+  private async pump(ws: ChatSocket, events: AsyncIterableIterator<RoomCatchUpEvent>): Promise<void> {
     try {
       for await (const event of events) {
-        ws.send(isHistoryGap(event) ? frames.historyGap(event) : frames.message(event));
+        ws.send(isHistoryGap(event) ? frames.historyGap(event) : isMessageChange(event) ? frames.change(event) : frames.message(event));
         this.services.metrics.delivered('ws', 1);
         if (ws.getBufferedAmount() > CATCH_UP_BUFFER_BYTES && ws.readyState === WebSocket.OPEN) {
           await new Promise<void>((resolve) => ws.data.drainWaiters.push(resolve));
@@ -467,6 +479,7 @@ export class ChatSocketHub {
     };
     const registrations = [
       feeds.onMessage(chatId, (event: MessageEvent) => toTopic(messagesTopic(chatId), frames.message(event))),
+      feeds.onChange(chatId, (change: MessageChange) => toTopic(messagesTopic(chatId), frames.change(change))),
       feeds.onBot(chatId, (event: BotStreamEvent, textSoFar) => toTopic(botTopic(chatId), frames.botStream(event, textSoFar, this.botName))),
       pubsub.on('chat:typing', chatId, (event) => toOthers(JSON.stringify({ type: 'typing', chat_id: chatId, username: event.username }), event.socketId)),
       pubsub.on('chat:presence', chatId, (event) =>

@@ -42,7 +42,7 @@ interface Waiter<T> {
  * An ordered log of received values where `next(predicate)` hands out each value at most once:
  * the earliest unclaimed match, whether it arrived before or after the call.
  */
-class EventLog<T> {
+export class EventLog<T> {
   readonly all: T[] = [];
   private readonly claimed = new Set<number>();
   private readonly waiters = new Set<Waiter<T>>();
@@ -192,8 +192,8 @@ export type Listeners = Pick<Services, 'pubsub' | 'feeds'>;
 /**
  * Watches an app's listener registrations: `next(topic, id)` resolves when the next listener of
  * that topic and id has registered and the bus confirmed it (a Repeater listens only once its
- * first `next()` is called). Messages and bot streams register through the room feeds, everything
- * else on the pub/sub. Call it before starting the subscription it waits for.
+ * first `next()` is called). Messages, their changes and bot streams register through the room
+ * feeds, everything else on the pub/sub. Call it before starting the subscription it waits for.
  */
 export function watchSubscriptions(listeners: Listeners | null) {
   const waiters: { key: string; resolve: () => void }[] = [];
@@ -217,21 +217,23 @@ export function watchSubscriptions(listeners: Listeners | null) {
   if (!listeners) return { next, restore: () => {} };
   const { pubsub, feeds } = listeners;
   const { on } = pubsub;
-  const { onMessage, onBot } = feeds;
+  const { onMessage, onChange, onBot } = feeds;
   // A room feed's own registration on the bus is not a reader: counted, it would answer a waiter
   // before that waiter's subscriber had registered.
-  const feedTopics: Topic[] = ['chat:message', 'chat:bot'];
+  const feedTopics: Topic[] = ['chat:message', 'chat:change', 'chat:bot'];
   pubsub.on = (topic: Topic, id: number, listener: never) => {
     const listening = on.call(pubsub, topic, id, listener);
     return feedTopics.includes(topic) ? listening : watched(`${topic}:${id}`, listening);
   };
   feeds.onMessage = (chatId, listener) => watched(`chat:message:${chatId}`, onMessage.call(feeds, chatId, listener));
+  feeds.onChange = (chatId, listener) => watched(`chat:change:${chatId}`, onChange.call(feeds, chatId, listener));
   feeds.onBot = (chatId, listener, options) => watched(`chat:bot:${chatId}`, onBot.call(feeds, chatId, listener, options));
   return {
     next,
     restore() {
       pubsub.on = on;
       feeds.onMessage = onMessage;
+      feeds.onChange = onChange;
       feeds.onBot = onBot;
     },
   };
