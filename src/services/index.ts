@@ -15,6 +15,8 @@ import { RoomFeeds } from './room-feed';
 import { PasswordHasher } from './password-hasher';
 import { KeyedRateLimiter, WindowCounter } from './rate-limit';
 import { ReadStateService } from './read-state.service';
+import { searchEngines } from './search/engines';
+import { MessageSearchService } from './search/message-search.service';
 import { SocketQuota } from './socket-quota';
 import { settleWithin } from './timeout';
 import { UserService } from './user.service';
@@ -29,6 +31,8 @@ export interface Services {
   /** Read positions: marking chats read, unread counts, read receipts. */
   readState: ReadStateService;
   messages: MessageService;
+  /** Full-text search over the messages of the caller's chats. */
+  search: MessageSearchService;
   bot: BotService;
   pubsub: PubSub;
   /** Each room's messages and bot answers for this process's readers, repaired after a Redis outage. */
@@ -90,6 +94,7 @@ export function createServices(db: Database, config: Config, bus: EventBus, log:
     chats,
     readState,
     messages: new MessageService(db, chats, pubsub, bot, feeds, bus, messageLimit(config.limits, metrics), config.bot.name, metrics),
+    search: new MessageSearchService(db, memberships, searchEngines[config.database.engine], config.bot.name),
     bot,
     pubsub,
     feeds,
