@@ -23,8 +23,10 @@ import type { IdleResult } from './scenarios/idle';
 import { runIdle } from './scenarios/idle';
 import type { ScaleResult } from './scenarios/scale';
 import { BackendUnreachable, runScale, scaleFailures, scaleReport } from './scenarios/scale';
+import type { SearchConfig } from './scenarios/search';
+import { runSearch, searchReport } from './scenarios/search';
 
-const SCENARIOS = ['ws', 'gql', 'bot', 'idle', 'http', 'scale'] as const;
+const SCENARIOS = ['ws', 'gql', 'bot', 'idle', 'http', 'scale', 'search'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 interface Settings extends FanoutConfig {
@@ -36,6 +38,7 @@ interface Settings extends FanoutConfig {
   chunkDelayMs: number;
   idleSockets: number;
   httpSeconds: number;
+  search: SearchConfig;
   keep: boolean;
 }
 
@@ -50,6 +53,10 @@ const FULL = {
   'chunk-delay-ms': 2,
   'idle-sockets': 10_000,
   'http-seconds': 5,
+  'search-messages': 1_000_000,
+  'search-rooms': 1_000,
+  'search-member-rooms': 50,
+  'search-queries': 200,
 };
 const QUICK: typeof FULL = {
   rooms: 4,
@@ -62,13 +69,17 @@ const QUICK: typeof FULL = {
   'chunk-delay-ms': 2,
   'idle-sockets': 500,
   'http-seconds': 2,
+  'search-messages': 50_000,
+  'search-rooms': 100,
+  'search-member-rooms': 10,
+  'search-queries': 40,
 };
 
 const HELP = `bun bench/run.ts [flags]   (npm run bench -- [flags])
 
-  --only=ws,gql,bot,idle,http,scale
-                                 scenarios to run (default: all; scale is skipped with a note when PostgreSQL
-                                 or Redis does not answer, and fails when named here)
+  --only=ws,gql,bot,idle,http,scale,search
+                                 scenarios to run (default: all; scale, and search's PostgreSQL half, are skipped
+                                 with a note when PostgreSQL or Redis does not answer, and fail when named here)
   --quick                        small sizes for a smoke run (explicit flags still win)
   --rooms N --members N          /ws, graphql-ws and scale fan-out shape (default ${FULL.rooms} × ${FULL.members})
   --inflight N                   messages each room's sender keeps in flight (default ${FULL.inflight})
@@ -77,9 +88,12 @@ const HELP = `bun bench/run.ts [flags]   (npm run bench -- [flags])
   --chunks N --chunk-delay-ms N  the fake Gemini's answer (default ${FULL.chunks} × ${FULL['chunk-delay-ms']} ms)
   --idle-sockets N               idle authenticated /ws sockets (default ${FULL['idle-sockets']})
   --http-seconds N               duration of each HTTP load (default ${FULL['http-seconds']} s)
+  --search-messages N --search-rooms N --search-member-rooms N --search-queries N
+                                 search's history (default ${FULL['search-messages'].toLocaleString('en-US')} messages in ${FULL['search-rooms']} rooms, the searcher in
+                                 ${FULL['search-member-rooms']}) and queries per row (default ${FULL['search-queries']}); seeding 1,000,000 takes minutes
   --keep                         keep the temp dir (databases, server logs)
 
-  scale uses BENCH_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/postgres: a database is created
+  scale and search use BENCH_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/postgres: a database is created
   there and dropped at the end) and BENCH_REDIS_URL (default redis://127.0.0.1:6379, under a prefix of its own).`;
 
 function settings(): Settings {
@@ -121,6 +135,12 @@ function settings(): Settings {
     chunkDelayMs: pick('chunk-delay-ms'),
     idleSockets: pick('idle-sockets'),
     httpSeconds: pick('http-seconds'),
+    search: {
+      messages: pick('search-messages'),
+      rooms: pick('search-rooms'),
+      searcherRooms: pick('search-member-rooms'),
+      queries: pick('search-queries'),
+    },
     keep: values.keep ?? false,
   };
 }
@@ -344,6 +364,18 @@ async function main() {
     const problems = scaleFailures(scale);
     if (problems) throw new Error(problems);
   });
+
+  const { search } = config;
+  await scenario(
+    'search',
+    `7. Message search — ${num(search.messages, 0)} messages in ${num(search.rooms, 0)} rooms, on SQLite and PostgreSQL; the searcher is in ${search.searcherRooms}`,
+    async () => {
+      if (search.searcherRooms > search.rooms) throw new Error('--search-member-rooms cannot exceed --search-rooms');
+      const result = await runSearch(context, search, config.onlyNamed);
+      results.search = result;
+      console.log(searchReport(result, search));
+    },
+  );
 
   const durationSeconds = (performance.now() - started) / 1000;
   const resultsDir = join(import.meta.dir, 'results');

@@ -1,6 +1,7 @@
 import type { PublicUser } from './services/auth.service';
 import type { ChatSummary, MessageEvent, ReadReceipts } from './services/pubsub';
 import type { ChatActivity } from './services/read-state.service';
+import type { MessageSearchHit } from './services/search/message-search.service';
 
 /** The original service's JSON shapes, snake_case and all: REST bodies and `/ws` frames alike. */
 export const userJson = (user: PublicUser) => ({
@@ -44,3 +45,12 @@ export const readReceiptsJson = (receipts: ReadReceipts) =>
       readers.map((reader) => ({ user_id: reader.userId, username: reader.username, read_at: reader.readAt.toISOString() })),
     ]),
   );
+
+export const messageSearchHitJson = (hit: MessageSearchHit) => ({
+  chat_id: hit.chatId,
+  message_id: hit.id,
+  username: hit.username,
+  content: hit.content,
+  created_at: hit.createdAt.toISOString(),
+  snippet: hit.snippet,
+});

@@ -11,14 +11,54 @@ import { createTestDatabase } from './support/app';
 const dir = mkdtempSync(join(tmpdir(), 'gemini-coop-migrations-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** Every table, index and trigger SQLite holds, as the SQL that made it. */
-function sqliteSchema(path: string): string[] {
+const MIGRATIONS = ['20261125000000_init', '20261206000000_survive', '20261207000000_read_positions', '20261209000000_edit_delete', '20261210000000_search'];
+
+/**
+ * What the migrations build that Prisma's models cannot describe, by name: message search's index
+ * (20261210000000_search). The drift tests compare everything else exactly, and require these to
+ * exist: a later migration that dropped them (say, by redefining `messages`) fails here.
+ */
+const RAW_ONLY = {
+  sqlite: [
+    'table messages_search',
+    'table messages_search_config',
+    'table messages_search_data',
+    'table messages_search_docsize',
+    'table messages_search_idx',
+    'trigger messages_search_delete',
+    'trigger messages_search_insert',
+    'trigger messages_search_update',
+  ],
+  postgres: ['column messages.search_vector', 'function search_fold', 'index messages_search_vector_idx'],
+};
+
+const migrationSql = (engine: 'sqlite' | 'postgres', name: string) =>
+  Bun.file(join(import.meta.dir, '..', 'prisma', engine, 'migrations', name, 'migration.sql')).text();
+
+/** Rows written before search existed: a visible message and a streaming answer, both holding "lighthouse". */
+const EXISTING_MESSAGES = `INSERT INTO users (username, username_key, email, hashed_password) VALUES ('old', 'old', 'old@example.com', 'x');
+  INSERT INTO chats (name, owner_id) VALUES ('old', 1);
+  INSERT INTO messages (chat_id, user_id, content, status) VALUES (1, 1, 'archived lighthouse notes', 'complete'), (1, NULL, 'lighthouse draft', 'streaming');`;
+
+/** A schema as `name → definition`, where a name is `<kind> <object>` (as RAW_ONLY names them). */
+type Schema = Map<string, string>;
+
+/** `migrated` without the RAW_ONLY objects, which it must hold; compared whole with the models' schema. */
+function withoutRawOnly(migrated: Schema, rawOnly: string[]): Schema {
+  expect(rawOnly.filter((name) => !migrated.has(name))).toEqual([]);
+  return new Map([...migrated].filter(([name]) => !rawOnly.includes(name)));
+}
+
+/** Every table, index and trigger SQLite holds, each with the SQL that made it. */
+function sqliteSchema(path: string): Schema {
   const db = new Database(path, { readonly: true });
   try {
     const rows = db
-      .query<{ sql: string }, []>("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE '\\_prisma%' ESCAPE '\\' AND name NOT LIKE 'sqlite_%'")
+      .query<{ type: string; name: string; sql: string }, []>(
+        "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE '\\_prisma%' ESCAPE '\\' AND name NOT LIKE 'sqlite_%'",
+      )
       .all();
-    return rows.map((row) => row.sql.replace(/\s+/g, ' ')).sort();
+    return new Map(rows.map((row) => [`${row.type} ${row.name}`, row.sql.replace(/\s+/g, ' ')]));
   } finally {
     db.close();
   }
@@ -28,20 +68,10 @@ describe('SQLite migrations', () => {
   test('applied at start, recorded, and applied only once', async () => {
     const path = join(dir, 'once.db');
     const adapter = new PrismaBunSqlite({ url: `file:${path}` });
-    expect(await applyMigrations('sqlite', adapter)).toEqual([
-      '20261125000000_init',
-      '20261206000000_survive',
-      '20261207000000_read_positions',
-      '20261209000000_edit_delete',
-    ]);
+    expect(await applyMigrations('sqlite', adapter)).toEqual(MIGRATIONS);
     expect(await applyMigrations('sqlite', adapter)).toEqual([]);
     const db = new Database(path, { readonly: true });
-    expect(db.query('SELECT migration_name FROM _prisma_migrations').all()).toEqual([
-      { migration_name: '20261125000000_init' },
-      { migration_name: '20261206000000_survive' },
-      { migration_name: '20261207000000_read_positions' },
-      { migration_name: '20261209000000_edit_delete' },
-    ]);
+    expect(db.query('SELECT migration_name FROM _prisma_migrations').all()).toEqual(MIGRATIONS.map((migration_name) => ({ migration_name })));
     db.close();
   });
 
@@ -51,7 +81,7 @@ describe('SQLite migrations', () => {
     const migrate = Bun.spawnSync([process.execPath, 'src/migrate.ts'], { env, stderr: 'pipe' });
     expect(migrate.exitCode).toBe(0);
     const db = new Database(path, { readonly: true });
-    expect(db.query('SELECT count(*) AS applied FROM _prisma_migrations').get()).toEqual({ applied: 4 });
+    expect(db.query('SELECT count(*) AS applied FROM _prisma_migrations').get()).toEqual({ applied: MIGRATIONS.length });
     db.close();
 
     const unreachable = Bun.spawnSync([process.execPath, 'src/migrate.ts'], {
@@ -62,54 +92,79 @@ describe('SQLite migrations', () => {
     expect(unreachable.stderr.toString()).toContain('Check DATABASE_URL and that the server is reachable');
   });
 
-  test('the committed migrations build exactly the schema of the models', async () => {
+  test('the committed migrations build exactly the schema of the models, and the declared raw-SQL objects', async () => {
     const migrated = join(dir, 'migrated.db');
     await applyMigrations('sqlite', new PrismaBunSqlite({ url: `file:${migrated}` }));
     const fromModels = join(dir, 'models.db');
     const db = new Database(fromModels);
     db.exec(await modelsSql('sqlite', new PrismaBunSqlite({ url: ':memory:' })));
     db.close();
-    expect(sqliteSchema(migrated)).toEqual(sqliteSchema(fromModels));
+    expect(withoutRawOnly(sqliteSchema(migrated), RAW_ONLY.sqlite)).toEqual(sqliteSchema(fromModels));
+  });
+
+  test('the search migration indexes the visible messages a database already holds', async () => {
+    const db = new Database(join(dir, 'existing.db'));
+    try {
+      for (const migration of MIGRATIONS.slice(0, -1)) db.exec(await migrationSql('sqlite', migration));
+      db.exec(EXISTING_MESSAGES);
+      db.exec(await migrationSql('sqlite', MIGRATIONS.at(-1)!));
+      expect(db.query(`SELECT rowid AS id FROM messages_search WHERE messages_search MATCH 'lighthouse'`).all()).toEqual([{ id: 1 }]);
+    } finally {
+      db.close();
+    }
   });
 });
 
 // The PostgreSQL suite (TEST_DATABASE_URL, as .ci/run sets) checks the other engine's migrations.
 if (process.env.TEST_DATABASE_URL) {
   describe('PostgreSQL migrations', () => {
-    /** Columns, indexes and constraints of the public schema, in a comparable form. */
-    async function postgresSchema(url: string): Promise<string[]> {
+    /** Columns, indexes, constraints, functions and triggers of the public schema, in a comparable form. */
+    async function postgresSchema(url: string): Promise<Schema> {
       const sql = new Bun.SQL(url);
       try {
-        const columns = await sql`SELECT table_name, column_name, data_type, is_nullable, column_default FROM information_schema.columns
-          WHERE table_schema = 'public' AND table_name <> '_prisma_migrations'`;
-        const indexes = await sql`SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename <> '_prisma_migrations'`;
-        const constraints = await sql`SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint
+        const columns = await sql`SELECT 'column ' || table_name || '.' || column_name AS name, data_type, is_nullable, column_default, generation_expression
+          FROM information_schema.columns WHERE table_schema = 'public' AND table_name <> '_prisma_migrations'`;
+        const indexes =
+          await sql`SELECT 'index ' || indexname AS name, indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename <> '_prisma_migrations'`;
+        const constraints = await sql`SELECT 'constraint ' || conname AS name, pg_get_constraintdef(oid) AS def FROM pg_constraint
           WHERE connamespace = 'public'::regnamespace AND conrelid::regclass::text <> '_prisma_migrations'`;
-        return [...columns, ...indexes, ...constraints].map((row) => JSON.stringify(row)).sort();
+        const functions =
+          await sql`SELECT 'function ' || proname AS name, pg_get_functiondef(oid) AS def FROM pg_proc WHERE pronamespace = 'public'::regnamespace`;
+        const triggers = await sql`SELECT 'trigger ' || tgname AS name, pg_get_triggerdef(oid) AS def FROM pg_trigger WHERE NOT tgisinternal`;
+        return new Map([...columns, ...indexes, ...constraints, ...functions, ...triggers].map((row: { name: string }) => [row.name, JSON.stringify(row)]));
       } finally {
         await sql.close();
       }
     }
 
-    test('the committed migrations build exactly the schema of the models', async () => {
+    test('the committed migrations build exactly the schema of the models, and the declared raw-SQL objects', async () => {
       const migrated = await createTestDatabase(dir);
       const fromModels = await createTestDatabase(dir);
       try {
-        expect(await applyMigrations('postgres', new PrismaPg({ connectionString: migrated.url }))).toEqual([
-          '20261125000000_init',
-          '20261206000000_survive',
-          '20261207000000_read_positions',
-          '20261209000000_edit_delete',
-        ]);
+        expect(await applyMigrations('postgres', new PrismaPg({ connectionString: migrated.url }))).toEqual(MIGRATIONS);
         expect(await applyMigrations('postgres', new PrismaPg({ connectionString: migrated.url }))).toEqual([]);
         const script = await modelsSql('postgres', new PrismaPg({ connectionString: fromModels.url }));
         const sql = new Bun.SQL(fromModels.url);
         await sql.unsafe(script);
         await sql.close();
-        expect(await postgresSchema(migrated.url)).toEqual(await postgresSchema(fromModels.url));
+        expect(withoutRawOnly(await postgresSchema(migrated.url), RAW_ONLY.postgres)).toEqual(await postgresSchema(fromModels.url));
       } finally {
         await migrated.drop();
         await fromModels.drop();
+      }
+    });
+
+    test('the search migration indexes the visible messages a database already holds', async () => {
+      const existing = await createTestDatabase(dir);
+      const sql = new Bun.SQL(existing.url);
+      try {
+        for (const migration of MIGRATIONS.slice(0, -1)) await sql.unsafe(await migrationSql('postgres', migration));
+        await sql.unsafe(EXISTING_MESSAGES);
+        await sql.unsafe(await migrationSql('postgres', MIGRATIONS.at(-1)!));
+        expect(await sql`SELECT id FROM messages WHERE search_vector @@ to_tsquery('simple', 'lighthouse')`).toEqual([{ id: 1 }]);
+      } finally {
+        await sql.close();
+        await existing.drop();
       }
     });
   });

@@ -114,7 +114,7 @@ export function seedParticipants(dbPath: string, chatId: number, userIds: number
 }
 
 /** The token AuthService.issueToken would sign: HS256, sub = user id, 24 h expiry. */
-function mintToken(userId: number, key: Uint8Array): Promise<string> {
+export function mintToken(userId: number, key: Uint8Array): Promise<string> {
   return new SignJWT({}).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).setSubject(String(userId)).setIssuedAt().setExpirationTime('24h').sign(key);
 }
 

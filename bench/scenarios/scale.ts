@@ -19,10 +19,10 @@ import type { FanoutConfig, FanoutLoad, FanoutRoom } from './fanout';
 import { driveFanout } from './fanout';
 
 /** A PostgreSQL server where the bench may create and drop a database, and the Redis the instances share. */
-const POSTGRES_URL = process.env.BENCH_POSTGRES_URL || 'postgresql://postgres@127.0.0.1:5432/postgres';
+export const POSTGRES_URL = process.env.BENCH_POSTGRES_URL || 'postgresql://postgres@127.0.0.1:5432/postgres';
 const REDIS_URL = process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379';
 /** How long PostgreSQL and Redis get to answer the first time; past it the scenario is skipped. */
-const REACH_TIMEOUT_MS = 3_000;
+export const REACH_TIMEOUT_MS = 3_000;
 /** Any later command of the bench's own (CREATE/DROP DATABASE, count, INFO, PSUBSCRIBE). */
 const COMMAND_TIMEOUT_MS = 30_000;
 /** REST registration of every member (two argon2id hashes each) on a busy machine. */
@@ -136,14 +136,14 @@ const perMessage = (cores: number | null, messagesPerSecond: number) => (cores =
 
 const instancesLabel = (count: number) => (count === 1 ? 'one instance' : `${count} instances`);
 
-const dropStatement = (database: string) => `DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`;
+export const dropStatement = (database: string) => `DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`;
 
 /**
  * On Ctrl-C or SIGTERM, proc.ts's handler kills the servers and exits at once, so no `finally` runs:
  * this handler goes first and drops the database, synchronously from a child Bun (bounded). Returns
  * what removes it again.
  */
-function dropWhenInterrupted(database: string): () => void {
+export function dropWhenInterrupted(database: string): () => void {
   const signals = ['SIGINT', 'SIGTERM'] as const;
   const drop = () => {
     Bun.spawnSync([process.execPath, '-e', 'const sql = new Bun.SQL(process.env.ADMIN_URL); await sql.unsafe(process.env.DROP); await sql.close();'], {

@@ -25,7 +25,7 @@ export interface OpenOptions {
  * times out fails and its connection is dropped from the pool, so a stalled server neither hangs requests
  * nor poisons the pool after it recovers. Migrations run without it: building an index may take long.
  */
-async function engineOf(database: Config['database'], { timeoutMs }: { timeoutMs: number | undefined }) {
+async function engineOf(database: Omit<Config['database'], 'timeoutMs'>, { timeoutMs }: { timeoutMs: number | undefined }) {
   if (database.engine === 'sqlite') {
     return { adapter: new PrismaBunSqlite({ url: database.url, wal: { enabled: true, synchronous: 'NORMAL', busyTimeout: 5_000 } }), Client: PrismaClient };
   }
@@ -35,7 +35,7 @@ async function engineOf(database: Config['database'], { timeoutMs }: { timeoutMs
 }
 
 /** Applies every committed migration the database has not seen yet; a failure is a configuration error that says the fix. */
-export async function migrateDatabase(database: Config['database']): Promise<void> {
+export async function migrateDatabase(database: Omit<Config['database'], 'timeoutMs'>): Promise<void> {
   try {
     await applyMigrations(
       database.engine,

@@ -10,13 +10,14 @@ import {
   inviteInput,
   loginInput,
   messageRefInput,
+  messageSearchQuery,
   registerInput,
   sendMessageInput,
   userIdInput,
   userSearchQuery,
 } from '../services/validation';
 import { json, readBody } from './http';
-import { chatJson, chatListItemJson, messageJson, readReceiptsJson, userJson } from '../serializers';
+import { chatJson, chatListItemJson, messageJson, messageSearchHitJson, readReceiptsJson, userJson } from '../serializers';
 import {
   BEARER_SCHEME,
   chatSchema,
@@ -27,6 +28,7 @@ import {
   markReadSchema,
   messageSchema,
   messageResultSchema,
+  messageSearchHitSchema,
   retryLaterResponse,
   readReceiptsSchema,
   tokenSchema,
@@ -306,6 +308,27 @@ export const restRoutes: RestRoute[] = [
       await services.messageChanges.delete(user, params.chat_id, params.message_id);
       return json({ message: 'Message deleted successfully' });
     },
+  ),
+  authenticatedRoute(
+    {
+      method: 'get',
+      path: '/api/messages/search',
+      tags: ['messages'],
+      summary: "Search the messages of the caller's chats",
+      description:
+        'Every word of `q` must match, in any script, ignoring case and Latin accents; `"quoted words"` must follow each other; `word*` matches ' +
+        'words that start so. Best matches first, then newest. Other punctuation separates words. Refused (422): nothing to search for, an ' +
+        'unclosed quote, AND/OR/NOT/NEAR in capitals (quote them to search for the word), `-word`, a prefix under 2 characters, more ' +
+        "than 16 words. `chat_id` searches one chat. For the next page pass `before` = the last hit's `message_id`.",
+      request: { query: messageSearchQuery },
+      responses: {
+        200: jsonResponse(z.array(messageSearchHitSchema), 'The hits, at most `limit`'),
+        403: notInChat,
+        404: chatNotFound,
+        422: validationErrorResponse,
+      },
+    },
+    async ({ url, services }, user) => json((await services.search.search(user, Object.fromEntries(url.searchParams))).hits.map(messageSearchHitJson)),
   ),
   authenticatedRoute(
     {

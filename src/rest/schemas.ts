@@ -47,6 +47,20 @@ export const messageSchema = z
   })
   .openapi('Message');
 
+export const messageSearchHitSchema = z
+  .strictObject({
+    chat_id: id,
+    message_id: id,
+    username: z.string().nullable().openapi({ description: "The author's username; BOT_NAME for the bot" }),
+    content: z.string().openapi({ description: 'The whole message, as sent' }),
+    created_at: timestamp,
+    snippet: z.string().openapi({
+      description: 'The text around the first match, HTML-escaped, each match between `<mark>` and `</mark>`, `…` where text was cut',
+      example: 'Lunch at the <mark>fish</mark> &amp; chips place?',
+    }),
+  })
+  .openapi('MessageSearchHit');
+
 export const readReceiptsSchema = z
   .record(z.string().openapi({ description: 'A message id' }), z.array(z.strictObject({ user_id: id, username: z.string(), read_at: timestamp })))
   .openapi('ReadReceipts', { description: "Who has read each of the chat's newest 50 messages, oldest read first" });

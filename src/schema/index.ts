@@ -3,10 +3,12 @@ import './user';
 import './chat';
 import './message';
 import './events';
+import './search';
 import '../resolvers/auth';
 import '../resolvers/users';
 import '../resolvers/chats';
 import '../resolvers/messages';
 import '../resolvers/bot';
+import '../resolvers/search';
 
 export const schema = builder.toSchema({ sortSchema: true });

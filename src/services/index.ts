@@ -16,6 +16,8 @@ import { RoomFeeds } from './room-feed';
 import { PasswordHasher } from './password-hasher';
 import { KeyedRateLimiter, WindowCounter } from './rate-limit';
 import { ReadStateService } from './read-state.service';
+import { searchEngines } from './search/engines';
+import { MessageSearchService } from './search/message-search.service';
 import { SocketQuota } from './socket-quota';
 import { settleWithin } from './timeout';
 import { UserService } from './user.service';
@@ -32,6 +34,8 @@ export interface Services {
   messages: MessageService;
   /** Edits and deletions of messages. */
   messageChanges: MessageChangeService;
+  /** Full-text search over the messages of the caller's chats. */
+  search: MessageSearchService;
   bot: BotService;
   pubsub: PubSub;
   /** Each room's messages and bot answers for this process's readers, repaired after a Redis outage. */
@@ -96,6 +100,7 @@ export function createServices(db: Database, config: Config, bus: EventBus, log:
     readState,
     messages: new MessageService(db, chats, pubsub, bot, feeds, messageChanges, bus, writeLimit, config.bot.name, metrics),
     messageChanges,
+    search: new MessageSearchService(db, memberships, searchEngines[config.database.engine], config.bot.name),
     bot,
     pubsub,
     feeds,

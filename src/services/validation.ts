@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { AppError } from './errors';
+import { MAX_QUERY_LENGTH, parseSearchQuery } from './search/search-query';
 
 /**
  * Every input rule, declared once. REST bodies, GraphQL arguments and `/ws` frames are all
@@ -90,6 +91,23 @@ export const sendMessageInput = z.object({ content: contentSchema });
 
 export const historyQuery = z.object({
   limit: integer(1, 200).default(50),
+  before: idSchema.optional(),
+});
+
+/**
+ * A message search: the words, in our own grammar (src/services/search/search-query.ts, which says
+ * what it refuses and why), optionally one chat, and a page: `before` is the last hit of the page
+ * before (a message id).
+ */
+export const messageSearchQuery = z.object({
+  q: storable(z.string().max(MAX_QUERY_LENGTH, `String should have at most ${MAX_QUERY_LENGTH} characters`)).transform((text, context) => {
+    const query = parseSearchQuery(text);
+    if ('clauses' in query) return query;
+    context.addIssue({ code: 'custom', message: query.error });
+    return z.NEVER;
+  }),
+  chat_id: idSchema.optional(),
+  limit: integer(1, 100).default(20),
   before: idSchema.optional(),
 });
 
