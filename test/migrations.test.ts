@@ -28,13 +28,19 @@ describe('SQLite migrations', () => {
   test('applied at start, recorded, and applied only once', async () => {
     const path = join(dir, 'once.db');
     const adapter = new PrismaBunSqlite({ url: `file:${path}` });
-    expect(await applyMigrations('sqlite', adapter)).toEqual(['20261125000000_init', '20261206000000_survive', '20261207000000_read_positions']);
+    expect(await applyMigrations('sqlite', adapter)).toEqual([
+      '20261125000000_init',
+      '20261206000000_survive',
+      '20261207000000_read_positions',
+      '20261208000000_reactions',
+    ]);
     expect(await applyMigrations('sqlite', adapter)).toEqual([]);
     const db = new Database(path, { readonly: true });
     expect(db.query('SELECT migration_name FROM _prisma_migrations').all()).toEqual([
       { migration_name: '20261125000000_init' },
       { migration_name: '20261206000000_survive' },
       { migration_name: '20261207000000_read_positions' },
+      { migration_name: '20261208000000_reactions' },
     ]);
     db.close();
   });
@@ -45,7 +51,7 @@ describe('SQLite migrations', () => {
     const migrate = Bun.spawnSync([process.execPath, 'src/migrate.ts'], { env, stderr: 'pipe' });
     expect(migrate.exitCode).toBe(0);
     const db = new Database(path, { readonly: true });
-    expect(db.query('SELECT count(*) AS applied FROM _prisma_migrations').get()).toEqual({ applied: 3 });
+    expect(db.query('SELECT count(*) AS applied FROM _prisma_migrations').get()).toEqual({ applied: 4 });
     db.close();
 
     const unreachable = Bun.spawnSync([process.execPath, 'src/migrate.ts'], {
@@ -93,6 +99,7 @@ if (process.env.TEST_DATABASE_URL) {
           '20261125000000_init',
           '20261206000000_survive',
           '20261207000000_read_positions',
+          '20261208000000_reactions',
         ]);
         expect(await applyMigrations('postgres', new PrismaPg({ connectionString: migrated.url }))).toEqual([]);
         const script = await modelsSql('postgres', new PrismaPg({ connectionString: fromModels.url }));
