@@ -1,5 +1,5 @@
 import type { PublicUser } from './services/auth.service';
-import type { ChatSummary, MessageEvent, ReadReceipts } from './services/pubsub';
+import type { ChatSummary, MessageEvent, ReactionSummary, ReadReceipts } from './services/pubsub';
 import type { ChatActivity } from './services/read-state.service';
 
 /** The original service's JSON shapes, snake_case and all: REST bodies and `/ws` frames alike. */
@@ -26,7 +26,10 @@ export const chatListItemJson = (chat: ChatSummary & ChatActivity) => ({
   last_message_time: chat.lastMessage?.createdAt.toISOString() ?? null,
 });
 
-export const messageJson = (message: Pick<MessageEvent, 'id' | 'chatId' | 'userId' | 'username' | 'content' | 'isBot' | 'createdAt'>) => ({
+/** A message's reactions, in first-use order. */
+export const reactionsJson = (reactions: ReactionSummary[]) => reactions.map(({ emoji, count, userIds }) => ({ emoji, count, user_ids: userIds }));
+
+export const messageJson = (message: Pick<MessageEvent, 'id' | 'chatId' | 'userId' | 'username' | 'content' | 'isBot' | 'createdAt' | 'reactions'>) => ({
   id: message.id,
   chat_id: message.chatId,
   user_id: message.userId,
@@ -34,6 +37,7 @@ export const messageJson = (message: Pick<MessageEvent, 'id' | 'chatId' | 'userI
   content: message.content,
   is_bot: message.isBot,
   created_at: message.createdAt.toISOString(),
+  reactions: reactionsJson(message.reactions),
 });
 
 export const readReceiptsJson = (receipts: ReadReceipts) =>

@@ -178,6 +178,7 @@ describe('POST /api/chats with participant_usernames and is_ai_chat', () => {
         content: AI_CHAT_GREETING,
         is_bot: true,
         created_at: expect.stringMatching(ISO_UTC),
+        reactions: [],
       },
     ]);
     expect(AI_CHAT_GREETING).toBe("Hello! I'm your AI assistant. How can I help you today?");

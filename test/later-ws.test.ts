@@ -142,6 +142,7 @@ describe('one server for both generations of clients', () => {
         content: m.content,
         is_bot: false,
         created_at: m.created_at,
+        reactions: [],
       })),
     );
     const laterBot = later.frames.filter((f) => f.type === 'bot_stream').map(laterView);
@@ -154,6 +155,7 @@ describe('one server for both generations of clients', () => {
       content: answer,
       is_bot: true,
       created_at: expect.stringMatching(ISO_UTC),
+      reactions: [],
     });
     for (const nested of laterBot) expect(answer.startsWith(nested!.content as string)).toBe(true);
     await t.app.services.bot.idle();

@@ -240,6 +240,7 @@ describe('/ws frames out', () => {
         content,
         is_bot: false,
         created_at: own.created_at,
+        reactions: [],
       },
     });
   });

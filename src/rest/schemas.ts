@@ -34,6 +34,16 @@ export const chatListItemSchema = z
   })
   .openapi('ChatListItem');
 
+export const reactionSummarySchema = z
+  .strictObject({
+    emoji: z.string(),
+    count: z.int().min(1),
+    user_ids: z.array(id).openapi({ description: 'Who reacted with it, in the order they did' }),
+  })
+  .openapi('ReactionSummary');
+
+export const reactionsSchema = z.array(reactionSummarySchema).openapi('Reactions', { description: "A message's reactions by emoji, in first-use order" });
+
 export const messageSchema = z
   .strictObject({
     id,
@@ -43,6 +53,7 @@ export const messageSchema = z
     content: z.string(),
     is_bot: z.boolean(),
     created_at: timestamp,
+    reactions: reactionsSchema,
   })
   .openapi('Message');
 

@@ -1,12 +1,14 @@
 import { builder } from './builder';
 import './user';
 import './chat';
+import './reaction';
 import './message';
 import './events';
 import '../resolvers/auth';
 import '../resolvers/users';
 import '../resolvers/chats';
 import '../resolvers/messages';
+import '../resolvers/reactions';
 import '../resolvers/bot';
 
 export const schema = builder.toSchema({ sortSchema: true });

@@ -14,6 +14,7 @@ import type { EventBus, PubSub } from './pubsub';
 import { RoomFeeds } from './room-feed';
 import { PasswordHasher } from './password-hasher';
 import { KeyedRateLimiter, WindowCounter } from './rate-limit';
+import { ReactionService } from './reaction.service';
 import { ReadStateService } from './read-state.service';
 import { SocketQuota } from './socket-quota';
 import { settleWithin } from './timeout';
@@ -29,6 +30,8 @@ export interface Services {
   /** Read positions: marking chats read, unread counts, read receipts. */
   readState: ReadStateService;
   messages: MessageService;
+  /** Reactions to messages: adding, removing, and their changes as a stream. */
+  reactions: ReactionService;
   bot: BotService;
   pubsub: PubSub;
   /** Each room's messages and bot answers for this process's readers, repaired after a Redis outage. */
@@ -69,6 +72,12 @@ function messageLimit({ messagesPerSecond, messageBurst }: Config['limits'], met
   return new KeyedRateLimiter({ ratePerSecond: messagesPerSecond, burst: messageBurst, message, onRefused: () => metrics.refused('message') });
 }
 
+/** Reaction changes reach every participant as a message does: the same rate per user, in a budget of their own. */
+function reactionLimit({ messagesPerSecond, messageBurst }: Config['limits'], metrics: Metrics): KeyedRateLimiter<number> {
+  const message = `Too many reactions: at most ${messagesPerSecond} a second (${messageBurst} at once)`;
+  return new KeyedRateLimiter({ ratePerSecond: messagesPerSecond, burst: messageBurst, message, onRefused: () => metrics.refused('reaction') });
+}
+
 export function createServices(db: Database, config: Config, bus: EventBus, log: Logger, metrics: Metrics): Services {
   const { pubsub } = bus;
   const memberships = new Memberships(db, pubsub);
@@ -90,6 +99,7 @@ export function createServices(db: Database, config: Config, bus: EventBus, log:
     chats,
     readState,
     messages: new MessageService(db, chats, pubsub, bot, feeds, bus, messageLimit(config.limits, metrics), config.bot.name, metrics),
+    reactions: new ReactionService(db, chats, pubsub, bus, reactionLimit(config.limits, metrics)),
     bot,
     pubsub,
     feeds,

@@ -16,6 +16,7 @@ const message = (id: number): MessageEvent => ({
   replyToId: null,
   askPending: false,
   createdAt: new Date(0),
+  reactions: [],
 });
 
 /** The in-memory bus, with the errors it logs. */

@@ -1,7 +1,9 @@
 import type { Database } from '../db/client';
 import { publicUserSelect } from './auth.service';
 import type { Logger } from '../log';
-import type { BotStreamEvent, EventBus, Listening, MessageEvent, PubSub } from './pubsub';
+import type { BotStreamEvent, EventBus, Listening, MessageEvent, PubSub, StoredMessage } from './pubsub';
+import type { ReactionRow } from './reaction-summaries';
+import { reactionRowsSelect, summarizeReactions } from './reaction-summaries';
 
 /** History shows finished messages: not an answer still streaming, nor one that failed. */
 export const VISIBLE_STATUSES = ['complete', 'stopped'];
@@ -20,7 +22,15 @@ export const messageSelect = {
   user: { select: publicUserSelect },
 } as const;
 
-export const toMessageEvent = (row: Omit<MessageEvent, 'username'>): MessageEvent => ({ ...row, username: row.user?.username ?? null });
+/** A message's columns with its reactions: what history and catch-up deliver, one query for the reactions of a whole page. */
+export const messageWithReactionsSelect = { ...messageSelect, reactions: reactionRowsSelect } as const;
+
+export const toStoredMessage = (row: Omit<StoredMessage, 'username'>): StoredMessage => ({ ...row, username: row.user?.username ?? null });
+
+export const toMessageEvent = ({ reactions, ...row }: Omit<StoredMessage, 'username'> & { reactions: ReactionRow[] }): MessageEvent => ({
+  ...toStoredMessage(row),
+  reactions: summarizeReactions(reactions),
+});
 
 /** How many delivered ids a room remembers, to tell what an outage's repair must still deliver. */
 const REMEMBERED_IDS = 2048;
@@ -179,7 +189,7 @@ export class RoomFeeds {
       },
       orderBy: { id: 'asc' },
       take: REPAIR_LIMIT,
-      select: messageSelect,
+      select: messageWithReactionsSelect,
     });
     for (const row of rows) {
       const room = this.rooms.get(row.chatId);
