@@ -92,22 +92,37 @@ async function room() {
   return { alice, bob, outsider, chatId, messageId };
 }
 
+let markers = 0;
+
 /**
  * The chat's `chat:reaction` events from now on, as every transport hears them. `next()` waits for
- * the next one, so "nothing was published" is shown by the next event being a later change.
+ * the next one, so "nothing was published" is shown by the next event being a later change. What
+ * was published before the call but arrives after it (over Redis) is left out: everything up to a
+ * marker published on the same topic, which arrives after it.
  */
 async function recordReactions(chatId: number) {
+  const { pubsub } = served.t.app.services;
   const events: ReactionEvent[] = [];
   let claimed = 0;
   let wake: (() => void) | null = null;
-  const listening = served.t.app.services.pubsub.on('chat:reaction', chatId, (event) => {
-    events.push(event);
+  const marker = -++markers;
+  let markerSeen = false;
+  const listening = pubsub.on('chat:reaction', chatId, (event) => {
+    if (event.messageId === marker) {
+      markerSeen = true;
+      events.length = 0;
+    } else events.push(event);
     wake?.();
   });
   await listening.ready;
+  const waitFor = async (arrived: () => boolean, what: string) => {
+    while (!arrived()) await withDeadline(new Promise<void>((resolve) => (wake = resolve)), () => `no ${what} in chat ${chatId}`);
+  };
+  pubsub.publish('chat:reaction', chatId, { chatId, messageId: marker, emoji: '', userId: 0, username: '', action: 'added', reactions: [] });
+  await waitFor(() => markerSeen, 'marker');
   return {
     async next(): Promise<ReactionEvent> {
-      while (events.length <= claimed) await withDeadline(new Promise<void>((resolve) => (wake = resolve)), () => `no reaction event in chat ${chatId}`);
+      await waitFor(() => events.length > claimed, 'reaction event');
       return events[claimed++]!;
     },
     stop: listening.stop,
@@ -251,7 +266,7 @@ describe('REST', () => {
     });
     const reactions = await ok(react(bob, chatId, messageId, DIFFERENT_EMOJI[0]));
     expect(reactions).toHaveLength(MAX_EMOJI_PER_MESSAGE);
-    expect(reactions[0]).toEqual({ emoji: DIFFERENT_EMOJI[0], count: 2, user_ids: [alice.id, bob.id] });
+    expect(reactions[0]).toEqual({ emoji: DIFFERENT_EMOJI[0]!, count: 2, user_ids: [alice.id, bob.id] });
   });
 
   test('reactions go with their message when the chat is deleted', async () => {

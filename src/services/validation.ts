@@ -100,7 +100,7 @@ const FLAG = /^\p{Regional_Indicator}{2}$/u;
 /** The fully qualified keycaps: 0️⃣–9️⃣, #️⃣, *️⃣. */
 const KEYCAP = /^[0-9#*]\uFE0F\u20E3$/u;
 /** Pictographs joined by ZWJ, with skin tones, presentation selectors and the tags of subdivision flags. */
-const PICTOGRAPHS = /^\p{Extended_Pictographic}(?:\p{Extended_Pictographic}|\p{Emoji_Modifier}|[\u200D\uFE0F\u{E0020}-\u{E007F}])*$/u;
+const PICTOGRAPHS = /^\p{Extended_Pictographic}(?:\p{Extended_Pictographic}|\p{Emoji_Modifier}|\u200D|\uFE0F|[\u{E0020}-\u{E007F}])*$/u;
 /** Shown as an emoji rather than as text: "❤" and "©" are text symbols, "❤️" and "👍" emoji. */
 const EMOJI_PRESENTATION = /\p{Emoji_Presentation}|\uFE0F/u;
 
