@@ -20,11 +20,13 @@ import { CHAT_CLIENT_SUBSCRIPTION, runFanout } from './scenarios/fanout';
 import type { HttpLoad } from './scenarios/http';
 import { GRAPHQL_QUERY, runHttp } from './scenarios/http';
 import type { IdleResult } from './scenarios/idle';
+import type { ReactionCostResult } from './scenarios/reactions';
+import { runReactionCost } from './scenarios/reactions';
 import { runIdle } from './scenarios/idle';
 import type { ScaleResult } from './scenarios/scale';
 import { BackendUnreachable, runScale, scaleFailures, scaleReport } from './scenarios/scale';
 
-const SCENARIOS = ['ws', 'gql', 'bot', 'idle', 'http', 'scale'] as const;
+const SCENARIOS = ['ws', 'gql', 'bot', 'idle', 'http', 'scale', 'reactions'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 interface Settings extends FanoutConfig {
@@ -36,6 +38,7 @@ interface Settings extends FanoutConfig {
   chunkDelayMs: number;
   idleSockets: number;
   httpSeconds: number;
+  reactionSeconds: number;
   keep: boolean;
 }
 
@@ -50,6 +53,7 @@ const FULL = {
   'chunk-delay-ms': 2,
   'idle-sockets': 10_000,
   'http-seconds': 5,
+  'reaction-seconds': 3,
 };
 const QUICK: typeof FULL = {
   rooms: 4,
@@ -62,11 +66,12 @@ const QUICK: typeof FULL = {
   'chunk-delay-ms': 2,
   'idle-sockets': 500,
   'http-seconds': 2,
+  'reaction-seconds': 2,
 };
 
 const HELP = `bun bench/run.ts [flags]   (npm run bench -- [flags])
 
-  --only=ws,gql,bot,idle,http,scale
+  --only=ws,gql,bot,idle,http,scale,reactions
                                  scenarios to run (default: all; scale is skipped with a note when PostgreSQL
                                  or Redis does not answer, and fails when named here)
   --quick                        small sizes for a smoke run (explicit flags still win)
@@ -77,6 +82,7 @@ const HELP = `bun bench/run.ts [flags]   (npm run bench -- [flags])
   --chunks N --chunk-delay-ms N  the fake Gemini's answer (default ${FULL.chunks} × ${FULL['chunk-delay-ms']} ms)
   --idle-sockets N               idle authenticated /ws sockets (default ${FULL['idle-sockets']})
   --http-seconds N               duration of each HTTP load (default ${FULL['http-seconds']} s)
+  --reaction-seconds N           reactions: each window, messages then reactions, after 1 s warm-up (default ${FULL['reaction-seconds']} s)
   --keep                         keep the temp dir (databases, server logs)
 
   scale uses BENCH_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/postgres: a database is created
@@ -121,6 +127,7 @@ function settings(): Settings {
     chunkDelayMs: pick('chunk-delay-ms'),
     idleSockets: pick('idle-sockets'),
     httpSeconds: pick('http-seconds'),
+    reactionSeconds: pick('reaction-seconds'),
     keep: values.keep ?? false,
   };
 }
@@ -343,6 +350,46 @@ async function main() {
     console.log(scaleReport(scale));
     const problems = scaleFailures(scale);
     if (problems) throw new Error(problems);
+  });
+
+  const reactionShape = `${config.rooms} rooms × ${config.members} members, ${config.inflight} in flight per room, ${config.reactionSeconds} s each after 1 s warm-up`;
+  await scenario('reactions', `7. The cost of a reaction — ${reactionShape}; messages, then reactions, to the same /ws receivers`, async () => {
+    const cost: ReactionCostResult = await runReactionCost(context, { ...fanout, seconds: config.reactionSeconds, warmupSeconds: 1 });
+    results.reactions = cost;
+    const { messages, reactions } = cost;
+    console.log(
+      table(
+        ['', 'messages', 'reactions', 'reactions/messages'],
+        [
+          ['deliveries/s', num(messages.deliveriesPerSecond, 0), num(reactions.deliveriesPerSecond, 0), times(cost.deliveriesRatio)],
+          [
+            'events/s (acknowledged: messages, reaction changes)',
+            num(messages.messagesPerSecond, 0),
+            num(reactions.changesPerSecond, 0),
+            times(cost.eventsRatio),
+          ],
+          ['latency p50 ms (message delivery; reaction echo)', ms(messages.latencyMs.p50), ms(reactions.echoLatencyMs.p50), ''],
+          ['latency p99 ms', ms(messages.latencyMs.p99), ms(reactions.echoLatencyMs.p99), ''],
+          [
+            'delivered / expected (run)',
+            `${num(messages.delivered, 0)} / ${num(messages.expectedDeliveries, 0)}`,
+            `${num(reactions.delivered, 0)} / ${num(reactions.expectedDeliveries, 0)}`,
+            '',
+          ],
+          ['error frames', messages.errorFrames, reactions.errorFrames, ''],
+          ['unexpected socket closes', messages.unexpectedCloses, reactions.unexpectedCloses, ''],
+          ['CPU cores server / client / other', cores(messages), cores(reactions), ''],
+          ['setup s (REST, argon2-bound)', num(cost.setupSeconds, 1), '', ''],
+        ],
+      ),
+    );
+    console.log("  One server, the same rooms and sockets: the message fan-out first, then each room's sender toggling reactions on one");
+    console.log('  message (each in-flight slot its own emoji, so every change is real and pushed to every member, the sender included).');
+    console.log('  A reaction change costs two SQL statements (the message with its reactions in one read, and the insert or delete),');
+    console.log("  and carries the message's reactions; a message costs one batched insert. The machine is shared: figures are noisy.");
+    if (reactions.errorFrames > 0 || reactions.delivered !== reactions.expectedDeliveries) {
+      throw new Error(`reactions: ${reactions.errorFrames} error frames, ${reactions.delivered} of ${reactions.expectedDeliveries} deliveries`);
+    }
   });
 
   const durationSeconds = (performance.now() - started) / 1000;

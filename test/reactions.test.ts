@@ -551,6 +551,22 @@ describe('what reactions cost', () => {
     queries = [];
   });
 
+  test('a change is one read and one write, however many reactions the message has; a repeated add only the read', async () => {
+    const { alice, chatId, messageId } = await room();
+    const crowded = await post(alice, chatId, 'crowded');
+    for (const emoji of DIFFERENT_EMOJI.slice(0, 20)) await ok(react(alice, chatId, crowded, emoji));
+    const statements = async (change: () => Promise<unknown>) => {
+      queries = [];
+      await change();
+      return queries.length;
+    };
+    for (const target of [messageId, crowded]) {
+      expect(await statements(() => ok(react(alice, chatId, target, THUMBS_UP)))).toBe(2);
+      expect(await statements(() => ok(react(alice, chatId, target, THUMBS_UP)))).toBe(1);
+      expect(await statements(() => ok(unreact(alice, chatId, target, encodeURIComponent(THUMBS_UP))))).toBe(2);
+    }
+  });
+
   test('messageAdded { reactions } costs no query: a new message carries its (empty) reactions', async () => {
     const { alice, bob, chatId } = await room();
     const query = 'subscription ($chatId: ID!) { messageAdded(chatId: $chatId) { id content reactions { emoji count } } }';

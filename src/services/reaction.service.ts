@@ -1,4 +1,5 @@
 import type { Database } from '../db/client';
+import { Prisma } from '../generated/sqlite/client';
 import type { PublicUser } from './auth.service';
 import { isUniqueViolation } from './auth.service';
 import type { ChatService } from './chat.service';
@@ -7,7 +8,7 @@ import type { EventBus, EventStream, PubSub, ReactionEvent, ReactionSummary } fr
 import { whileMember } from './pubsub';
 import type { KeyedRateLimiter } from './rate-limit';
 import type { ReactionRow } from './reaction-summaries';
-import { reactionRowsSelect, summarizeReactions } from './reaction-summaries';
+import { summarizeReactions } from './reaction-summaries';
 import { VISIBLE_STATUSES } from './room-feed';
 import type { ValidationIssue } from './validation';
 import { parseChatId, parseInput, parseMessageId, reactionInput } from './validation';
@@ -50,9 +51,7 @@ export class ReactionService {
   async add(user: PublicUser, chatId: unknown, messageId: unknown, input: unknown): Promise<ReactionSummary[]> {
     const target = await this.target(user, chatId, messageId, () => parseInput(reactionInput, input).emoji);
     const { emoji } = target;
-    const message = await this.db.message.findFirst({ where: this.visible(target), select: { reactions: reactionRowsSelect } });
-    if (!message) throw messageNotFound();
-    const rows = message.reactions;
+    const rows = await this.reactionRowsOf(target);
     if (rows.some((row) => row.userId === user.id && row.emoji === emoji)) return summarizeReactions(rows);
     if (!rows.some((row) => row.emoji === emoji) && new Set(rows.map((row) => row.emoji)).size >= MAX_EMOJI_PER_MESSAGE) throw tooManyEmoji();
     try {
@@ -72,9 +71,8 @@ export class ReactionService {
     const { count } = await this.db.reaction.deleteMany({
       where: { messageId: target.messageId, userId: user.id, emoji: target.emoji, message: this.visible(target) },
     });
-    const message = await this.db.message.findFirst({ where: this.visible(target), select: { reactions: reactionRowsSelect } });
-    if (!message) throw messageNotFound();
-    return count === 0 ? summarizeReactions(message.reactions) : this.publish(user, target, 'removed', message.reactions);
+    const rows = await this.reactionRowsOf(target);
+    return count === 0 ? summarizeReactions(rows) : this.publish(user, target, 'removed', rows);
   }
 
   /** The reactions of each of `messageIds` (those with none are left out): one query for all of them. */
@@ -117,6 +115,19 @@ export class ReactionService {
   /** The message as history shows it: in this chat, and neither a bot answer still streaming nor one that failed. */
   private visible({ chatId, messageId }: { chatId: number; messageId: number }) {
     return { id: messageId, chatId, status: { in: VISIBLE_STATUSES } };
+  }
+
+  /**
+   * The message's reactions, oldest first, read with the message in one statement (a change costs
+   * this read and one write); 404 unless the message is in this chat's history.
+   */
+  private async reactionRowsOf({ chatId, messageId }: { chatId: number; messageId: number }): Promise<ReactionRow[]> {
+    const rows = await this.db.$queryRaw<{ emoji: string | null; user_id: number | null }[]>`
+      SELECT r.emoji, r.user_id FROM messages m LEFT JOIN reactions r ON r.message_id = m.id
+      WHERE m.id = ${messageId} AND m.chat_id = ${chatId} AND m.status IN (${Prisma.join(VISIBLE_STATUSES)})
+      ORDER BY r.id`;
+    if (rows.length === 0) throw messageNotFound();
+    return rows.flatMap(({ emoji, user_id }) => (emoji === null ? [] : [{ emoji, userId: Number(user_id) }]));
   }
 
   private async summaries(messageId: number): Promise<ReactionSummary[]> {
