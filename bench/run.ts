@@ -379,7 +379,7 @@ async function main() {
           ['error frames', messages.errorFrames, reactions.errorFrames, ''],
           ['unexpected socket closes', messages.unexpectedCloses, reactions.unexpectedCloses, ''],
           ['CPU cores server / client / other', cores(messages), cores(reactions), ''],
-          ['setup s (REST, argon2-bound)', num(cost.setupSeconds, 1), '', ''],
+          ['setup s (users seeded into SQLite)', num(cost.setupSeconds, 1), '', ''],
         ],
       ),
     );

@@ -1,4 +1,4 @@
-import { api, setupRooms } from '../lib/api';
+import { api, seedRooms } from '../lib/api';
 import type { BenchContext } from '../lib/context';
 import { progress } from '../lib/context';
 import type { CpuShares } from '../lib/proc';
@@ -133,11 +133,11 @@ class ReactionSender {
  * message of its room; every member's socket (the sender's too) receives each change.
  */
 export async function runReactionCost(context: BenchContext, config: FanoutConfig): Promise<ReactionCostResult> {
-  const { server } = await context.startProject('reactions');
+  const { server, dbPath } = await context.startProject('reactions');
   try {
     const setupStart = performance.now();
-    progress(`reactions: registering ${config.rooms * config.members} users (argon2id, 8 at a time)`);
-    const rooms = await setupRooms(server.url, config.rooms, config.members);
+    progress(`reactions: seeding ${config.rooms * config.members} users and their rooms`);
+    const rooms = await seedRooms(server.url, dbPath, context.secretKey, config.rooms, config.members);
     const setupSeconds = (performance.now() - setupStart) / 1000;
 
     const messageCpu = new CpuWindow(server.pid);
