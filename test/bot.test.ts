@@ -389,6 +389,7 @@ function expectStreamed(frames: Frame[], chatId: number, full: string, extra: Fr
     content,
     is_bot: true,
     created_at: expect.stringMatching(/^\d{4}-\d{2}-\d{2}T/),
+    reactions: [],
   });
   let textSoFar = '';
   for (const delta of deltas) {
