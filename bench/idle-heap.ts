@@ -71,7 +71,9 @@ async function measure(count: number, warm: boolean): Promise<void> {
       console.log(`${count} idle /ws sockets${warm ? ', users looked up beforehand' : ''}, per socket:`);
       console.log(`  RSS ${perSocketKb(after.rss - before.rss)} KB`);
       console.log(`  live JavaScript heap ${perSocketKb(after.live - before.live)} KB, ${((after.objects - before.objects) / count).toFixed(1)} objects`);
-      console.log(`  heap capacity ${perSocketKb(after.capacity - before.capacity)} KB (${(after.capacity / 2 ** 20).toFixed(0)} MB kept for ${(after.live / 2 ** 20).toFixed(0)} MB live)`);
+      console.log(
+        `  heap capacity ${perSocketKb(after.capacity - before.capacity)} KB (${(after.capacity / 2 ** 20).toFixed(0)} MB kept for ${(after.live / 2 ** 20).toFixed(0)} MB live)`,
+      );
       const grown = Object.entries(after.types)
         .map(([type, n]) => [type, (n - (before.types[type] ?? 0)) / count] as const)
         .filter(([, perSocket]) => perSocket >= 0.5)

@@ -20,13 +20,15 @@ import { CHAT_CLIENT_SUBSCRIPTION, runFanout } from './scenarios/fanout';
 import type { HttpLoad } from './scenarios/http';
 import { GRAPHQL_QUERY, runHttp } from './scenarios/http';
 import type { IdleResult } from './scenarios/idle';
+import type { ReactionCostResult } from './scenarios/reactions';
+import { runReactionCost } from './scenarios/reactions';
 import { runIdle } from './scenarios/idle';
 import type { ScaleResult } from './scenarios/scale';
 import { BackendUnreachable, runScale, scaleFailures, scaleReport } from './scenarios/scale';
 import type { SearchConfig } from './scenarios/search';
 import { runSearch, searchReport } from './scenarios/search';
 
-const SCENARIOS = ['ws', 'gql', 'bot', 'idle', 'http', 'scale', 'search'] as const;
+const SCENARIOS = ['ws', 'gql', 'bot', 'idle', 'http', 'scale', 'search', 'reactions'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 interface Settings extends FanoutConfig {
@@ -39,6 +41,7 @@ interface Settings extends FanoutConfig {
   idleSockets: number;
   httpSeconds: number;
   search: SearchConfig;
+  reactionSeconds: number;
   keep: boolean;
 }
 
@@ -57,6 +60,7 @@ const FULL = {
   'search-rooms': 1_000,
   'search-member-rooms': 50,
   'search-queries': 200,
+  'reaction-seconds': 3,
 };
 const QUICK: typeof FULL = {
   rooms: 4,
@@ -73,11 +77,12 @@ const QUICK: typeof FULL = {
   'search-rooms': 100,
   'search-member-rooms': 10,
   'search-queries': 40,
+  'reaction-seconds': 2,
 };
 
 const HELP = `bun bench/run.ts [flags]   (npm run bench -- [flags])
 
-  --only=ws,gql,bot,idle,http,scale,search
+  --only=ws,gql,bot,idle,http,scale,search,reactions
                                  scenarios to run (default: all; scale, and search's PostgreSQL half, are skipped
                                  with a note when PostgreSQL or Redis does not answer, and fail when named here)
   --quick                        small sizes for a smoke run (explicit flags still win)
@@ -88,6 +93,7 @@ const HELP = `bun bench/run.ts [flags]   (npm run bench -- [flags])
   --chunks N --chunk-delay-ms N  the fake Gemini's answer (default ${FULL.chunks} × ${FULL['chunk-delay-ms']} ms)
   --idle-sockets N               idle authenticated /ws sockets (default ${FULL['idle-sockets']})
   --http-seconds N               duration of each HTTP load (default ${FULL['http-seconds']} s)
+  --reaction-seconds N           reactions: each window, messages then reactions, after 1 s warm-up (default ${FULL['reaction-seconds']} s)
   --search-messages N --search-rooms N --search-member-rooms N --search-queries N
                                  search's history (default ${FULL['search-messages'].toLocaleString('en-US')} messages in ${FULL['search-rooms']} rooms, the searcher in
                                  ${FULL['search-member-rooms']}) and queries per row (default ${FULL['search-queries']}); seeding 1,000,000 takes minutes
@@ -141,6 +147,7 @@ function settings(): Settings {
       searcherRooms: pick('search-member-rooms'),
       queries: pick('search-queries'),
     },
+    reactionSeconds: pick('reaction-seconds'),
     keep: values.keep ?? false,
   };
 }
@@ -376,6 +383,45 @@ async function main() {
       console.log(searchReport(result, search));
     },
   );
+  const reactionShape = `${config.rooms} rooms × ${config.members} members, ${config.inflight} in flight per room, ${config.reactionSeconds} s each after 1 s warm-up`;
+  await scenario('reactions', `8. The cost of a reaction — ${reactionShape}; messages, then reactions, to the same /ws receivers`, async () => {
+    const cost: ReactionCostResult = await runReactionCost(context, { ...fanout, seconds: config.reactionSeconds, warmupSeconds: 1 });
+    results.reactions = cost;
+    const { messages, reactions } = cost;
+    console.log(
+      table(
+        ['', 'messages', 'reactions', 'reactions/messages'],
+        [
+          ['deliveries/s', num(messages.deliveriesPerSecond, 0), num(reactions.deliveriesPerSecond, 0), times(cost.deliveriesRatio)],
+          [
+            'events/s (acknowledged: messages, reaction changes)',
+            num(messages.messagesPerSecond, 0),
+            num(reactions.changesPerSecond, 0),
+            times(cost.eventsRatio),
+          ],
+          ['latency p50 ms (message delivery; reaction echo)', ms(messages.latencyMs.p50), ms(reactions.echoLatencyMs.p50), ''],
+          ['latency p99 ms', ms(messages.latencyMs.p99), ms(reactions.echoLatencyMs.p99), ''],
+          [
+            'delivered / expected (run)',
+            `${num(messages.delivered, 0)} / ${num(messages.expectedDeliveries, 0)}`,
+            `${num(reactions.delivered, 0)} / ${num(reactions.expectedDeliveries, 0)}`,
+            '',
+          ],
+          ['error frames', messages.errorFrames, reactions.errorFrames, ''],
+          ['unexpected socket closes', messages.unexpectedCloses, reactions.unexpectedCloses, ''],
+          ['CPU cores server / client / other', cores(messages), cores(reactions), ''],
+          ['setup s (users seeded into SQLite)', num(cost.setupSeconds, 1), '', ''],
+        ],
+      ),
+    );
+    console.log("  One server, the same rooms and sockets: the message fan-out first, then each room's sender toggling reactions on one");
+    console.log('  message (each in-flight slot its own emoji, so every change is real and pushed to every member, the sender included).');
+    console.log('  A reaction change costs two SQL statements (the message with its reactions in one read, and the insert or delete),');
+    console.log("  and carries the message's reactions; a message costs one batched insert. The machine is shared: figures are noisy.");
+    if (reactions.errorFrames > 0 || reactions.delivered !== reactions.expectedDeliveries) {
+      throw new Error(`reactions: ${reactions.errorFrames} error frames, ${reactions.delivered} of ${reactions.expectedDeliveries} deliveries`);
+    }
+  });
 
   const durationSeconds = (performance.now() - started) / 1000;
   const resultsDir = join(import.meta.dir, 'results');

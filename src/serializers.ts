@@ -1,5 +1,5 @@
 import type { PublicUser } from './services/auth.service';
-import type { ChatSummary, MessageEvent, ReadReceipts } from './services/pubsub';
+import type { ChatSummary, MessageEvent, ReactionSummary, ReadReceipts } from './services/pubsub';
 import type { ChatActivity } from './services/read-state.service';
 import type { MessageSearchHit } from './services/search/message-search.service';
 
@@ -27,7 +27,12 @@ export const chatListItemJson = (chat: ChatSummary & ChatActivity) => ({
   last_message_time: chat.lastMessage?.createdAt.toISOString() ?? null,
 });
 
-export const messageJson = (message: Pick<MessageEvent, 'id' | 'chatId' | 'userId' | 'username' | 'content' | 'isBot' | 'createdAt' | 'editedAt'>) => ({
+/** A message's reactions, in first-use order. */
+export const reactionsJson = (reactions: ReactionSummary[]) => reactions.map(({ emoji, count, userIds }) => ({ emoji, count, user_ids: userIds }));
+
+export const messageJson = (
+  message: Pick<MessageEvent, 'id' | 'chatId' | 'userId' | 'username' | 'content' | 'isBot' | 'createdAt' | 'editedAt' | 'reactions'>,
+) => ({
   id: message.id,
   chat_id: message.chatId,
   user_id: message.userId,
@@ -36,6 +41,7 @@ export const messageJson = (message: Pick<MessageEvent, 'id' | 'chatId' | 'userI
   is_bot: message.isBot,
   created_at: message.createdAt.toISOString(),
   edited_at: message.editedAt?.toISOString() ?? null,
+  reactions: reactionsJson(message.reactions),
 });
 
 export const readReceiptsJson = (receipts: ReadReceipts) =>

@@ -390,6 +390,7 @@ function expectStreamed(frames: Frame[], chatId: number, full: string, extra: Fr
     is_bot: true,
     created_at: expect.stringMatching(/^\d{4}-\d{2}-\d{2}T/),
     edited_at: null,
+    reactions: [],
   });
   let textSoFar = '';
   for (const delta of deltas) {

@@ -23,6 +23,8 @@ let bob: TestUser;
 let mallory: TestUser;
 let roomA: number;
 let roomM: number;
+/** A message of room A, for what acts on one (reactions). */
+let messageInA: number;
 
 const SECRET = `secret-${crypto.randomUUID()}`;
 const ROOM_A_NAME = `room-a-${crypto.randomUUID().slice(0, 8)}`;
@@ -39,7 +41,7 @@ beforeAll(async () => {
   [alice, bob, mallory] = await Promise.all([signUp(t), signUp(t), signUp(t)]);
   roomA = (await ok(await t.request('/api/chats', { method: 'POST', token: alice.token, json: { name: ROOM_A_NAME, is_group: true } }))).id;
   await ok(await t.request(`/api/chats/${roomA}/invite`, { method: 'POST', token: alice.token, json: { username: bob.username } }));
-  await restSend(alice, roomA, `${SECRET} from alice`);
+  messageInA = (await restSend(alice, roomA, `${SECRET} from alice`)).id;
   await restSend(bob, roomA, `${SECRET} from bob`);
   roomM = (await ok(await t.request('/api/chats', { method: 'POST', token: mallory.token, json: { name: 'mallory-room', is_group: false } }))).id;
   await restSend(mallory, roomM, 'mallory talks to herself');
@@ -100,9 +102,9 @@ async function connect(user: TestUser, rooms: number[] = []): Promise<ChatClient
 }
 
 /**
- * Makes room A busy on every topic a member can hear — a stored message, typing, presence, and a
- * bot stream — and waits until bob, a member, has heard each. Anything bridged to mallory by now
- * would be in flight too.
+ * Makes room A busy on every topic a member can hear — a stored message, typing, presence, a
+ * reaction and a bot stream — and waits until bob, a member, has heard each. Anything bridged to
+ * mallory by now would be in flight too.
  */
 async function busyRoomA(): Promise<void> {
   const a = await connect(alice, [roomA]);
@@ -114,6 +116,11 @@ async function busyRoomA(): Promise<void> {
   await b.next((frame) => frame.type === 'message' && frame.content === content);
   a.send({ type: 'typing', chat_id: roomA });
   await b.next((frame) => frame.type === 'typing' && frame.chat_id === roomA);
+  // Added and taken back, so room A's reactions are as they were.
+  const reactions = `/api/chats/${roomA}/messages/${messageInA}/reactions`;
+  await ok(await t.request(reactions, { method: 'POST', token: alice.token, json: { emoji: '🤫' } }));
+  await ok(await t.request(`${reactions}/${encodeURIComponent('🤫')}`, { method: 'DELETE', token: alice.token }));
+  await b.next((frame) => frame.type === 'reaction' && frame.chat_id === roomA && frame.action === 'removed');
   // A bot answer's stream, published as the bot service does: a delta, then its completion.
   const messageId = 900_000 + ++seq;
   t.app.services.pubsub.publish('chat:bot', roomA, { chatId: roomA, messageId, chunk: SECRET, isComplete: false, createdAt: new Date() });
@@ -126,7 +133,7 @@ async function busyRoomA(): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // REST
 
-type RestCase = [label: string, method: 'GET' | 'POST', path: (chatId: number) => string, body: () => unknown];
+type RestCase = [label: string, method: 'GET' | 'POST' | 'DELETE', path: (chatId: number) => string, body: () => unknown];
 const restCases: RestCase[] = [
   ['GET /api/chats/{id}', 'GET', (id) => `/api/chats/${id}`, () => undefined],
   ['GET /api/chats/{id}/messages', 'GET', (id) => `/api/chats/${id}/messages`, () => undefined],
@@ -137,6 +144,13 @@ const restCases: RestCase[] = [
   ['POST /api/chats/{id}/invite (a member)', 'POST', (id) => `/api/chats/${id}/invite`, () => ({ username: bob.username })],
   ['POST /api/chats/{id}/messages', 'POST', (id) => `/api/chats/${id}/messages`, () => ({ content: 'mallory was here' })],
   ['POST /api/chats/{id}/messages (/bot)', 'POST', (id) => `/api/chats/${id}/messages`, () => ({ content: '/bot what did they say?' })],
+  ['POST /api/chats/{id}/messages/{id}/reactions', 'POST', (id) => `/api/chats/${id}/messages/${messageInA}/reactions`, () => ({ emoji: '👍' })],
+  [
+    'DELETE /api/chats/{id}/messages/{id}/reactions/{emoji}',
+    'DELETE',
+    (id) => `/api/chats/${id}/messages/${messageInA}/reactions/%F0%9F%91%8D`,
+    () => undefined,
+  ],
 ];
 
 describe('REST', () => {
@@ -160,7 +174,7 @@ describe('REST', () => {
     // As bob: a message of his own, and an invite of alice (already a member), so A gains no one:
     // that invite is answered "User is already a participant", which only a member gets to hear.
     const payload = body() as { content?: string; username?: string } | undefined;
-    const json = payload?.content !== undefined ? { content: unique('control') } : payload?.username !== undefined ? { username: alice.username } : undefined;
+    const json = payload?.content !== undefined ? { content: unique('control') } : payload?.username !== undefined ? { username: alice.username } : payload;
     const response = await t.request(path(roomA), { method, token: bob.token, json });
     if (payload?.username !== undefined) expect(await response.json()).toEqual({ detail: 'User is already a participant' });
     else expect(response.status).toBe(200);
@@ -216,6 +230,13 @@ const graphqlCases: GraphqlCase[] = [
   ['sendTyping', byId('mutation ($id: ID!) { sendTyping(chatId: $id) }')],
   ['editMessage', byId('mutation ($id: ID!) { editMessage(chatId: $id, messageId: "1", content: "mallory was here") { id content } }')],
   ['deleteMessage', byId('mutation ($id: ID!) { deleteMessage(chatId: $id, messageId: "1") }')],
+  ...(['addReaction', 'removeReaction'] as const).map((mutation): GraphqlCase => [
+    mutation,
+    (id) => ({
+      query: `mutation ($id: ID!, $m: ID!) { ${mutation}(chatId: $id, messageId: $m, emoji: "👍") { emoji userIds } }`,
+      variables: { id, m: messageInA },
+    }),
+  ]),
 ];
 
 describe('GraphQL', () => {
@@ -278,6 +299,8 @@ const wsCases: WsCase[] = [
   ['stop', (id) => ({ type: 'stop', chat_id: id })],
   ['edit', (id) => ({ type: 'edit', chat_id: id, message_id: 1, content: 'mallory was here' })],
   ['delete', (id) => ({ type: 'delete', chat_id: id, message_id: 1 })],
+  ['react', (id) => ({ type: 'react', chat_id: id, message_id: messageInA, emoji: '👍' })],
+  ['unreact', (id) => ({ type: 'unreact', chat_id: id, message_id: messageInA, emoji: '👍' })],
 ];
 
 /** mallory's view of her socket once A has been busy and a later message of M has reached her. */
@@ -350,6 +373,12 @@ const subscriptionCases: SubscriptionCase[] = [
     'subscription ($id: ID!) { messageChanged(chatId: $id, after: "1") { ... on MessageUpdatedEvent { message { content } } ... on MessageDeletedEvent { messageId } } }',
     (id) => ({ id }),
     'messageChanged',
+  ],
+  [
+    'reactionChanged',
+    'subscription ($id: ID!) { reactionChanged(chatId: $id) { chatId messageId emoji username reactions { userIds } } }',
+    (id) => ({ id }),
+    'reactionChanged',
   ],
 ];
 

@@ -179,6 +179,7 @@ describe('POST /api/chats with participant_usernames and is_ai_chat', () => {
         is_bot: true,
         created_at: expect.stringMatching(ISO_UTC),
         edited_at: null,
+        reactions: [],
       },
     ]);
     expect(AI_CHAT_GREETING).toBe("Hello! I'm your AI assistant. How can I help you today?");

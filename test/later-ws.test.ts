@@ -143,6 +143,7 @@ describe('one server for both generations of clients', () => {
         is_bot: false,
         created_at: m.created_at,
         edited_at: null,
+        reactions: [],
       })),
     );
     const laterBot = later.frames.filter((f) => f.type === 'bot_stream').map(laterView);
@@ -156,6 +157,7 @@ describe('one server for both generations of clients', () => {
       is_bot: true,
       created_at: expect.stringMatching(ISO_UTC),
       edited_at: null,
+      reactions: [],
     });
     for (const nested of laterBot) expect(answer.startsWith(nested!.content as string)).toBe(true);
     await t.app.services.bot.idle();

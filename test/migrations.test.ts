@@ -11,7 +11,14 @@ import { createTestDatabase } from './support/app';
 const dir = mkdtempSync(join(tmpdir(), 'gemini-coop-migrations-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const MIGRATIONS = ['20261125000000_init', '20261206000000_survive', '20261207000000_read_positions', '20261209000000_edit_delete', '20261210000000_search'];
+const MIGRATIONS = [
+  '20261125000000_init',
+  '20261206000000_survive',
+  '20261207000000_read_positions',
+  '20261208000000_reactions',
+  '20261209000000_edit_delete',
+  '20261210000000_search',
+];
 
 /**
  * What the migrations build that Prisma's models cannot describe, by name: message search's index

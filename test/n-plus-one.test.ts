@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, expect, test } from 'bun:test';
 import { createTestApp, signUp, type TestApp, type TestUser } from './support/app';
+import { groupRoom, storeMessages } from './support/rooms';
 
 /**
  * Listing chats with their participants and messages costs a fixed number of SQL statements,
@@ -123,4 +124,56 @@ test('GraphQL chats with unreadCount, lastMessage and read receipts cost the sam
   }
   // chats, messages, their chat's read positions and readers' names, unread counts, last messages and their authors.
   expectFixedCost('GraphQL chat list with activity and receipts', few, many, 8);
+});
+
+/** Message i of a chat gets the first i of these. */
+const REACTIONS = ['👍', '🎉', '❤️'];
+
+/** Reacts to the messages of each of `owner`'s chats as REACTIONS says, through the service: cheaper than a request each. */
+async function addReactions(owner: TestUser): Promise<void> {
+  const user = await t.app.services.auth.authenticate(owner.token);
+  const { chats } = await graphql('{ chats { id messages { edges { node { id } } } } }', owner.token);
+  for (const chat of chats) {
+    for (const [i, edge] of chat.messages.edges.entries()) {
+      for (const emoji of REACTIONS.slice(0, i)) await t.app.services.reactions.add(user, chat.id, edge.node.id, { emoji });
+    }
+  }
+}
+
+test('GraphQL messages with their reactions cost the same SQL for 2 chats as for 10', async () => {
+  const query = '{ chats { messages(last: 20) { edges { node { content reactions { emoji count } } } } } }';
+  const [fewOwner, manyOwner] = [await seed(2), await seed(10)];
+  await addReactions(fewOwner);
+  await addReactions(manyOwner);
+  const few = await measure(fewOwner, query);
+  const many = await measure(manyOwner, query);
+  const expected = Array.from({ length: MESSAGES_PER_CHAT }, (_, i) => REACTIONS.slice(0, i).map((emoji) => ({ emoji, count: 1 })));
+  for (const result of [few, many]) {
+    for (const chat of result.chats) expect(chat.messages.edges.map((edge: any) => edge.node.reactions)).toEqual(expected);
+  }
+  // chats, messages, their reactions (the viewer is cached by then).
+  expectFixedCost('GraphQL messages with reactions', few, many, 3);
+});
+
+test('a REST history page with reactions costs the same SQL for 2 messages as for 40', async () => {
+  const owner = await signUp(t);
+  const chatId = await groupRoom(t, owner, [], 'history with reactions');
+  const user = await t.app.services.auth.authenticate(owner.token);
+  const ids = await storeMessages(t, owner, chatId, 40);
+  for (const [i, id] of ids.entries()) {
+    for (const emoji of REACTIONS.slice(0, i % 4)) await t.app.services.reactions.add(user, chatId, id, { emoji });
+  }
+  const measureHistory = async (limit: number) => {
+    queries = [];
+    const response = await t.request(`/api/chats/${chatId}/messages?limit=${limit}`, { token: owner.token });
+    expect(response.status).toBe(200);
+    return { count: queries.length, statements: [...queries], messages: (await response.json()) as { reactions: unknown[] }[] };
+  };
+  const few = await measureHistory(2);
+  const many = await measureHistory(40);
+  expect(few.messages).toHaveLength(2);
+  expect(many.messages).toHaveLength(40);
+  expect(many.messages.filter((message) => message.reactions.length > 0)).toHaveLength(30);
+  // The messages, their authors, their reactions (the caller and the membership are cached by then).
+  expectFixedCost('REST history with reactions (pages of 2 and 40 messages)', few, many, 3);
 });

@@ -241,6 +241,7 @@ describe('/ws frames out', () => {
         is_bot: false,
         created_at: own.created_at,
         edited_at: null,
+        reactions: [],
       },
     });
   });

@@ -71,6 +71,36 @@ export async function setupRooms(baseUrl: string, rooms: number, members: number
 }
 
 /**
+ * R rooms of M members as setupRooms makes them, in seconds instead of minutes: one user registers
+ * through REST, the others are written straight into the server's SQLite file (see seedUsers), and
+ * member 0 of each room creates it through REST before the others are added the same way.
+ */
+export async function seedRooms(
+  baseUrl: string,
+  dbPath: string,
+  secretKey: string,
+  rooms: number,
+  members: number,
+): Promise<{ chatId: number; members: BenchUser[] }[]> {
+  const template = await registerAndLogin(baseUrl, 'template');
+  const users = await seedUsers(dbPath, template, 'r', rooms * members, secretKey);
+  return pool(
+    Array.from({ length: rooms }, (_, r) => r),
+    8,
+    async (r) => {
+      const roomMembers = users.slice(r * members, (r + 1) * members);
+      const chatId = await createRoom(baseUrl, roomMembers[0]!, `bench room ${r}`);
+      seedParticipants(
+        dbPath,
+        chatId,
+        roomMembers.slice(1).map((member) => member.id),
+      );
+      return { chatId, members: roomMembers };
+    },
+  );
+}
+
+/**
  * Thousands of users cannot be registered through REST in reasonable time (argon2id costs ~20 ms of a
  * core per hash on this class of machine). For the bot and idle scenarios the bench therefore writes
  * users straight into the server's SQLite file — copying a REST-registered user's password hash and

@@ -3,6 +3,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import type { PublicUser } from '../services/auth.service';
 import { bearerToken } from '../services/auth.service';
 import type { Services } from '../services';
+import { MAX_EMOJI_PER_MESSAGE } from '../services/reaction.service';
 import {
   chatIdInput,
   createChatInput,
@@ -11,13 +12,15 @@ import {
   loginInput,
   messageRefInput,
   messageSearchQuery,
+  messageIdInput,
+  reactionInput,
   registerInput,
   sendMessageInput,
   userIdInput,
   userSearchQuery,
 } from '../services/validation';
 import { json, readBody } from './http';
-import { chatJson, chatListItemJson, messageJson, messageSearchHitJson, readReceiptsJson, userJson } from '../serializers';
+import { chatJson, chatListItemJson, messageJson, messageSearchHitJson, reactionsJson, readReceiptsJson, userJson } from '../serializers';
 import {
   BEARER_SCHEME,
   chatSchema,
@@ -29,6 +32,7 @@ import {
   messageSchema,
   messageResultSchema,
   messageSearchHitSchema,
+  reactionsSchema,
   retryLaterResponse,
   readReceiptsSchema,
   tokenSchema,
@@ -73,6 +77,16 @@ const notInChat = detailResponse('"Not authorized": the caller is not in the cha
 const hashBusy = retryLaterResponse('"Server busy, try again": too many logins and registrations are waiting for a password hash');
 
 const participantParams = chatIdInput.extend(userIdInput.shape);
+const messageParams = chatIdInput.extend(messageIdInput.shape);
+
+/** What both reaction routes answer besides their 200. */
+const reactionRefusals = {
+  403: notInChat,
+  404: detailResponse('"Chat not found", or "Message not found": no such message in this chat\'s history'),
+  422: validationErrorResponse,
+  429: retryLaterResponse('"Too many reactions: …" (MESSAGE_RATE_LIMIT, MESSAGE_BURST)'),
+  503: detailResponse('Redis is unreachable: nothing was changed, try again shortly'),
+};
 
 /** The original FastAPI service's routes, path for path. */
 export const restRoutes: RestRoute[] = [
@@ -285,6 +299,34 @@ export const restRoutes: RestRoute[] = [
     },
     async ({ request, params, services }, user) =>
       json(messageJson(await services.messageChanges.edit(user, params.chat_id, params.message_id, await readBody(request)))),
+  ),
+  authenticatedRoute(
+    {
+      method: 'post',
+      path: '/api/chats/{chat_id}/messages/{message_id}/reactions',
+      tags: ['reactions'],
+      summary: 'React to a message',
+      description:
+        "Adds the caller's reaction: one emoji (a ZWJ sequence or a skin tone counts as one). Every participant is told `reaction` (over `/ws`) " +
+        'or `reactionChanged` (GraphQL); adding a reaction already there changes nothing and tells nobody. A message holds at most ' +
+        `${MAX_EMOJI_PER_MESSAGE} different emoji (422 past that).`,
+      request: { params: messageParams, body: jsonBody(reactionInput) },
+      responses: { 200: jsonResponse(reactionsSchema, "The message's reactions"), 413: tooLargeResponse, ...reactionRefusals },
+    },
+    async ({ request, params, services }, user) =>
+      json(reactionsJson(await services.reactions.add(user, params.chat_id, params.message_id, await readBody(request)))),
+  ),
+  authenticatedRoute(
+    {
+      method: 'delete',
+      path: '/api/chats/{chat_id}/messages/{message_id}/reactions/{emoji}',
+      tags: ['reactions'],
+      summary: 'Take back your reaction',
+      description: 'The emoji goes URL-encoded (`%F0%9F%91%8D` for 👍). Removing a reaction that is not there changes nothing and tells nobody.',
+      request: { params: messageParams.extend(reactionInput.shape) },
+      responses: { 200: jsonResponse(reactionsSchema, "The message's reactions"), ...reactionRefusals },
+    },
+    async ({ params, services }, user) => json(reactionsJson(await services.reactions.remove(user, params.chat_id, params.message_id, params.emoji))),
   ),
   authenticatedRoute(
     {

@@ -34,6 +34,16 @@ export const chatListItemSchema = z
   })
   .openapi('ChatListItem');
 
+export const reactionSummarySchema = z
+  .strictObject({
+    emoji: z.string(),
+    count: z.int().min(1),
+    user_ids: z.array(id).openapi({ description: 'Who reacted with it, in the order they did' }),
+  })
+  .openapi('ReactionSummary');
+
+export const reactionsSchema = z.array(reactionSummarySchema).openapi('Reactions', { description: "A message's reactions by emoji, in first-use order" });
+
 export const messageSchema = z
   .strictObject({
     id,
@@ -44,6 +54,7 @@ export const messageSchema = z
     is_bot: z.boolean(),
     created_at: timestamp,
     edited_at: timestamp.nullable().openapi({ description: 'When its author last edited it; null if never' }),
+    reactions: reactionsSchema,
   })
   .openapi('Message');
 

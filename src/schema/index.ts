@@ -1,6 +1,7 @@
 import { builder } from './builder';
 import './user';
 import './chat';
+import './reaction';
 import './message';
 import './events';
 import './search';
@@ -8,6 +9,7 @@ import '../resolvers/auth';
 import '../resolvers/users';
 import '../resolvers/chats';
 import '../resolvers/messages';
+import '../resolvers/reactions';
 import '../resolvers/bot';
 import '../resolvers/search';
 

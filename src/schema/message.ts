@@ -1,6 +1,9 @@
+import type { ReactionSummary } from '../services/pubsub';
 import type { ReadReceipt } from '../services/read-state.service';
 import { readersOf, readPositionSelect } from '../services/read-state.service';
+import { batchLoader } from './batch';
 import { builder } from './builder';
+import { ReactionSummaryRef } from './reaction';
 
 export const ReadReceiptRef = builder.objectRef<ReadReceipt>('ReadReceipt').implement({
   description: 'A participant who has read a message: their read position is at or past it.',
@@ -10,6 +13,13 @@ export const ReadReceiptRef = builder.objectRef<ReadReceipt>('ReadReceipt').impl
     readAt: t.expose('readAt', { type: 'DateTime', description: 'When the reader last moved their read position by marking the chat read.' }),
   }),
 });
+
+/** The reactions of every message in the response whose reactions did not come with it, loaded together. */
+const messageReactions = batchLoader((context, messageIds: number[]) => context.services.reactions.summariesOf(messageIds));
+
+/** Reactions a delivered message carries: a live event (none yet) or a history item (loaded with its page). */
+const carriedReactions = (message: object): ReactionSummary[] | undefined =>
+  'reactions' in message && Array.isArray(message.reactions) ? (message.reactions as ReactionSummary[]) : undefined;
 
 export const MessageRef = builder.prismaObject('Message', {
   fields: (t) => ({
@@ -33,6 +43,11 @@ export const MessageRef = builder.prismaObject('Message', {
       // The chat's read positions come with the page of messages: one query for the page, not one per message.
       select: { chat: { select: { participants: { where: { lastReadAt: { not: null } }, select: readPositionSelect } } } },
       resolve: (message) => readersOf(message, message.chat.participants),
+    }),
+    reactions: t.field({
+      type: [ReactionSummaryRef],
+      description: 'Reactions by emoji, in first-use order.',
+      resolve: async (message, _args, context) => carriedReactions(message) ?? (await messageReactions(context)(message.id)) ?? [],
     }),
   }),
 });

@@ -15,6 +15,7 @@ import type { EventBus, PubSub } from './pubsub';
 import { RoomFeeds } from './room-feed';
 import { PasswordHasher } from './password-hasher';
 import { KeyedRateLimiter, WindowCounter } from './rate-limit';
+import { ReactionService } from './reaction.service';
 import { ReadStateService } from './read-state.service';
 import { searchEngines } from './search/engines';
 import { MessageSearchService } from './search/message-search.service';
@@ -36,6 +37,8 @@ export interface Services {
   messageChanges: MessageChangeService;
   /** Full-text search over the messages of the caller's chats. */
   search: MessageSearchService;
+  /** Reactions to messages: adding, removing, and their changes as a stream. */
+  reactions: ReactionService;
   bot: BotService;
   pubsub: PubSub;
   /** Each room's messages and bot answers for this process's readers, repaired after a Redis outage. */
@@ -76,6 +79,12 @@ function messageLimit({ messagesPerSecond, messageBurst }: Config['limits'], met
   return new KeyedRateLimiter({ ratePerSecond: messagesPerSecond, burst: messageBurst, message, onRefused: () => metrics.refused('message') });
 }
 
+/** Reaction changes reach every participant as a message does: the same rate per user, in a budget of their own. */
+function reactionLimit({ messagesPerSecond, messageBurst }: Config['limits'], metrics: Metrics): KeyedRateLimiter<number> {
+  const message = `Too many reactions: at most ${messagesPerSecond} a second (${messageBurst} at once)`;
+  return new KeyedRateLimiter({ ratePerSecond: messagesPerSecond, burst: messageBurst, message, onRefused: () => metrics.refused('reaction') });
+}
+
 export function createServices(db: Database, config: Config, bus: EventBus, log: Logger, metrics: Metrics): Services {
   const { pubsub } = bus;
   const memberships = new Memberships(db, pubsub);
@@ -101,6 +110,7 @@ export function createServices(db: Database, config: Config, bus: EventBus, log:
     messages: new MessageService(db, chats, pubsub, bot, feeds, messageChanges, bus, writeLimit, config.bot.name, metrics),
     messageChanges,
     search: new MessageSearchService(db, memberships, searchEngines[config.database.engine], config.bot.name),
+    reactions: new ReactionService(db, chats, pubsub, bus, reactionLimit(config.limits, metrics)),
     bot,
     pubsub,
     feeds,

@@ -11,7 +11,7 @@ import type { EventBus, EventStream, MessageChange, MessageEvent, PubSub } from 
 import { boundedStream, whileMember } from './pubsub';
 import type { KeyedRateLimiter } from './rate-limit';
 import type { RoomFeeds } from './room-feed';
-import { changeOf, messageSelect } from './room-feed';
+import { changeOf, messageWithReactionsSelect, toMessageEvent } from './room-feed';
 import { cursorSchema, parseChatId, parseInput, parseMessageRef, sendMessageInput } from './validation';
 
 /** A missed change, or the marker that more than CATCH_UP_LIMIT of them were missed. */
@@ -57,7 +57,7 @@ export class MessageChangeService {
     const message = await this.standing(ref);
     if (message.isBot) throw new AppError('FORBIDDEN', 'Bot answers cannot be edited');
     if (message.userId !== author.id) throw new AppError('FORBIDDEN', 'Only its author can edit a message');
-    const current = namedMessageEvent(message, this.botName);
+    const current = namedMessageEvent(toMessageEvent(message), this.botName);
     if (message.content === content) return current;
     this.requireDelivery();
     const editedAt = new Date();
@@ -116,7 +116,7 @@ export class MessageChangeService {
       where: { chatId, changeMark: { gte: afterId }, ...(upTo === undefined ? {} : { id: { lte: upTo } }) },
       orderBy: [{ changeMark: 'desc' }, { id: 'desc' }],
       take: CATCH_UP_LIMIT + 1,
-      select: messageSelect,
+      select: messageWithReactionsSelect,
     });
     const changes = rows.slice(0, CATCH_UP_LIMIT).reverse().map(changeOf);
     if (rows.length <= CATCH_UP_LIMIT) return changes;
@@ -126,7 +126,7 @@ export class MessageChangeService {
 
   /** The message `ref` names, unless it is not in that chat or was deleted. */
   private async standing({ chatId, messageId }: MessageRef) {
-    const message = await this.db.message.findFirst({ where: { id: messageId, chatId, status: { not: 'deleted' } }, select: messageSelect });
+    const message = await this.db.message.findFirst({ where: { id: messageId, chatId, status: { not: 'deleted' } }, select: messageWithReactionsSelect });
     if (!message) throw new MessageNotFoundError();
     return message;
   }

@@ -9,10 +9,10 @@ import { AppError, MessageNotFoundError } from './errors';
 import { replayThenLive } from './listen';
 import type { MessageChangeService } from './message-change.service';
 import { MessageWriter } from './message-writer';
-import type { EventBus, MessageChange, MessageEvent, PubSub } from './pubsub';
+import type { EventBus, MessageChange, MessageEvent, PubSub, StoredMessage } from './pubsub';
 import { boundedStream, isMessageChange, whileMember } from './pubsub';
 import type { RoomFeeds } from './room-feed';
-import { messageSelect, toMessageEvent, VISIBLE_STATUSES } from './room-feed';
+import { messageWithReactionsSelect, toMessageEvent, VISIBLE_STATUSES } from './room-feed';
 import type { KeyedRateLimiter } from './rate-limit';
 import { cursorSchema, historyQuery, parseChatId, parseInput, sendMessageInput } from './validation';
 
@@ -38,9 +38,8 @@ export type RoomCatchUpEvent = CatchUpEvent | MessageChange;
 export const isHistoryGap = (event: object): event is HistoryGap => 'gap' in event;
 
 /** A stored message as delivered. Bot messages have no author: they show BOT_NAME as their `username`. */
-export function namedMessageEvent(row: Parameters<typeof toMessageEvent>[0], botName: string): MessageEvent {
-  const event = toMessageEvent(row);
-  return event.isBot ? { ...event, username: botName } : event;
+export function namedMessageEvent<M extends StoredMessage>(message: M, botName: string): M {
+  return message.isBot ? { ...message, username: botName } : message;
 }
 
 /** What a replay is de-duplicated by: a message's id; a gap or a change is never dropped. */
@@ -97,6 +96,7 @@ export class MessageService {
       editedAt: null,
       deletedAt: null,
       changeMark: null,
+      reactions: [],
     };
     this.pubsub.publish('chat:message', id, event);
     if (prompt !== null) void this.bot.answer(id);
@@ -158,12 +158,12 @@ export class MessageService {
       where: { chatId, id: { gt: afterId }, status: { in: VISIBLE_STATUSES } },
       orderBy: { id: 'desc' },
       take: CATCH_UP_LIMIT + 1,
-      select: messageSelect,
+      select: messageWithReactionsSelect,
     });
     const missed = rows
       .slice(0, CATCH_UP_LIMIT)
       .reverse()
-      .map((row) => namedMessageEvent(row, this.botName));
+      .map((row) => namedMessageEvent(toMessageEvent(row), this.botName));
     if (rows.length <= CATCH_UP_LIMIT) return missed;
     return [{ chatId, after: afterId, before: missed[0]!.id, gap: true }, ...missed];
   }
@@ -191,8 +191,8 @@ export class MessageService {
       where: { chatId: id, status: { in: VISIBLE_STATUSES }, ...(before ? { id: { lt: before } } : {}) },
       orderBy: { id: 'desc' },
       take: limit,
-      select: messageSelect,
+      select: messageWithReactionsSelect,
     });
-    return rows.reverse().map((row) => namedMessageEvent(row, this.botName));
+    return rows.reverse().map((row) => namedMessageEvent(toMessageEvent(row), this.botName));
   }
 }

@@ -19,6 +19,7 @@ const message = (id: number): MessageEvent => ({
   editedAt: null,
   deletedAt: null,
   changeMark: null,
+  reactions: [],
 });
 
 /** The in-memory bus, with the errors it logs. */

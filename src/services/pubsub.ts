@@ -6,6 +6,13 @@ import { AppError } from './errors';
 import { settleWithin } from './timeout';
 import type { PublicUser } from './auth.service';
 
+/** One emoji's reactions to a message: who reacted with it, oldest first. */
+export interface ReactionSummary {
+  emoji: string;
+  count: number;
+  userIds: number[];
+}
+
 /** A stored message as every transport delivers it. */
 export interface MessageEvent {
   id: number;
@@ -27,7 +34,12 @@ export interface MessageEvent {
   deletedAt: Date | null;
   /** The chat's newest message id at its last edit (see MessageChangeService.changesSince); null if never edited. */
   changeMark: number | null;
+  /** Grouped by emoji in first-use order; a message just sent has none, so its event costs no query for them. */
+  reactions: ReactionSummary[];
 }
+
+/** A stored message read without its reactions (the chat list's last message): GraphQL loads them if asked. */
+export type StoredMessage = Omit<MessageEvent, 'reactions'>;
 
 /**
  * An edit or a deletion of a stored message, delivered to everyone in its chat. An update carries
@@ -56,6 +68,17 @@ export interface BotStreamEvent {
   stopped?: boolean;
   /** When the answer began (its message's `created_at`). */
   createdAt: Date;
+}
+
+/** Someone added or removed a reaction: what changed, and the message's reactions after the change. */
+export interface ReactionEvent {
+  chatId: number;
+  messageId: number;
+  emoji: string;
+  userId: number;
+  username: string;
+  action: 'added' | 'removed';
+  reactions: ReactionSummary[];
 }
 
 /** Someone's `/ws` socket joined or left a room; `socketId` lets that socket skip its own notice. */
@@ -110,6 +133,7 @@ export type Events = {
   'chat:typing': [chatId: number, event: TypingEvent];
   'chat:presence': [chatId: number, event: PresenceEvent];
   'chat:bot': [chatId: number, event: BotStreamEvent];
+  'chat:reaction': [chatId: number, event: ReactionEvent];
   /** Asks whichever instance runs that answer to stop it. */
   'chat:stop': [chatId: number, request: { chatId: number; messageId: number }];
   'user:event': [userId: number, event: UserEvent];

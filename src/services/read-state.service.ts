@@ -4,8 +4,8 @@ import type { PublicUser } from './auth.service';
 import { ChatNotFoundError, NotAuthorizedError } from './errors';
 import type { Memberships } from './memberships';
 import { namedMessageEvent } from './message.service';
-import type { MessageEvent, PubSub, ReadReceipts } from './pubsub';
-import { messageSelect, VISIBLE_STATUSES } from './room-feed';
+import type { PubSub, ReadReceipts, StoredMessage } from './pubsub';
+import { messageSelect, toStoredMessage, VISIBLE_STATUSES } from './room-feed';
 import { parseChatId } from './validation';
 
 /**
@@ -49,7 +49,7 @@ export function readersOf(message: { id: number; userId: number | null }, positi
 export interface ChatActivity {
   /** Messages by others after the reader's position. */
   unreadCount: number;
-  lastMessage: MessageEvent | null;
+  lastMessage: StoredMessage | null;
 }
 
 /**
@@ -118,7 +118,7 @@ export class ReadStateService {
       WHERE p.user_id = ${user.id} AND p.chat_id IN (${Prisma.join(chatIds)})`;
     const lastIds = rows.flatMap((row) => (row.last_message_id === null ? [] : [row.last_message_id]));
     const lastMessages = lastIds.length === 0 ? [] : await this.db.message.findMany({ where: { id: { in: lastIds } }, select: messageSelect });
-    const byId = new Map(lastMessages.map((row) => [row.id, namedMessageEvent(row, this.botName)]));
+    const byId = new Map(lastMessages.map((row) => [row.id, namedMessageEvent(toStoredMessage(row), this.botName)]));
     return new Map(
       rows.map((row) => [
         row.chat_id,

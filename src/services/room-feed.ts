@@ -1,7 +1,9 @@
 import type { Database } from '../db/client';
 import { publicUserSelect } from './auth.service';
 import type { Logger } from '../log';
-import type { BotStreamEvent, EventBus, Listening, MessageChange, MessageEvent, PubSub } from './pubsub';
+import type { BotStreamEvent, EventBus, Listening, MessageChange, MessageEvent, PubSub, StoredMessage } from './pubsub';
+import type { ReactionRow } from './reaction-summaries';
+import { reactionRowsSelect, summarizeReactions } from './reaction-summaries';
 
 /** History shows finished messages: not an answer still streaming, nor one that failed or was deleted. */
 export const VISIBLE_STATUSES = ['complete', 'stopped'];
@@ -23,10 +25,18 @@ export const messageSelect = {
   user: { select: publicUserSelect },
 } as const;
 
-export const toMessageEvent = (row: Omit<MessageEvent, 'username'>): MessageEvent => ({ ...row, username: row.user?.username ?? null });
+/** A message's columns with its reactions: what history and catch-up deliver, one query for the reactions of a whole page. */
+export const messageWithReactionsSelect = { ...messageSelect, reactions: reactionRowsSelect } as const;
 
-/** What a stored message that was edited or deleted tells its readers now. Only people's messages are edited. */
-export const changeOf = (row: Omit<MessageEvent, 'username'>): MessageChange =>
+export const toStoredMessage = (row: Omit<StoredMessage, 'username'>): StoredMessage => ({ ...row, username: row.user?.username ?? null });
+
+export const toMessageEvent = ({ reactions, ...row }: Omit<StoredMessage, 'username'> & { reactions: ReactionRow[] }): MessageEvent => ({
+  ...toStoredMessage(row),
+  reactions: summarizeReactions(reactions),
+});
+
+/** What a stored message that was edited or deleted tells its readers now, its reactions with it. Only people's messages are edited. */
+export const changeOf = (row: Parameters<typeof toMessageEvent>[0]): MessageChange =>
   row.status === 'deleted' ? { kind: 'deleted', chatId: row.chatId, messageId: row.id } : { kind: 'updated', message: toMessageEvent(row) };
 
 /** How many delivered ids a room remembers, to tell what an outage's repair must still deliver. */
@@ -224,7 +234,7 @@ export class RoomFeeds {
       },
       orderBy: { id: 'asc' },
       take: REPAIR_LIMIT,
-      select: messageSelect,
+      select: messageWithReactionsSelect,
     });
     for (const row of rows) {
       const room = this.rooms.get(row.chatId);
@@ -249,7 +259,7 @@ export class RoomFeeds {
       where: { chatId: { in: [...this.rooms.keys()] }, changeMark: { not: null }, OR: [{ editedAt: { gte: from } }, { deletedAt: { gte: from } }] },
       orderBy: { changeMark: 'asc' },
       take: REPAIR_LIMIT,
-      select: messageSelect,
+      select: messageWithReactionsSelect,
     });
     for (const row of changed) {
       const room = this.rooms.get(row.chatId);

@@ -89,6 +89,38 @@ export const contentSchema = storable(z.string())
 
 export const sendMessageInput = z.object({ content: contentSchema });
 
+/**
+ * Longer than any emoji people send (the longest standard ones, a kiss with two skin tones and a
+ * subdivision flag, are 15 and 14 UTF-16 units), and checked before segmenting: a ZWJ chain of
+ * pictographs is one grapheme however long it is.
+ */
+export const MAX_EMOJI_LENGTH = 32;
+
+const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
+const FLAG = /^\p{Regional_Indicator}{2}$/u;
+/** The fully qualified keycaps: 0️⃣–9️⃣, #️⃣, *️⃣. */
+const KEYCAP = /^[0-9#*]\uFE0F\u20E3$/u;
+/** Pictographs joined by ZWJ, with skin tones, presentation selectors and the tags of subdivision flags. */
+const PICTOGRAPHS = /^\p{Extended_Pictographic}(?:\p{Extended_Pictographic}|\p{Emoji_Modifier}|\u200D|\uFE0F|[\u{E0020}-\u{E007F}])*$/u;
+/** Shown as an emoji rather than as text: "❤" and "©" are text symbols, "❤️" and "👍" emoji. */
+const EMOJI_PRESENTATION = /\p{Emoji_Presentation}|\uFE0F/u;
+
+/**
+ * Exactly one emoji grapheme: a pictograph shown as emoji (with skin tones and ZWJ sequences), a
+ * flag or a keycap. Text, digits, text-style symbols, two emoji or nothing are not one.
+ * @example isOneEmoji('👩‍👩‍👧') // true; isOneEmoji('👍👍'), isOneEmoji('1'), isOneEmoji('ok') // false
+ */
+export function isOneEmoji(text: string): boolean {
+  if (text.length === 0 || text.length > MAX_EMOJI_LENGTH) return false;
+  // The first grapheme is the whole text: a tenth of the cost of listing the graphemes (JavaScriptCore's segmenter is slow to iterate).
+  if (graphemes.segment(text).containing(0)?.segment.length !== text.length) return false;
+  return FLAG.test(text) || KEYCAP.test(text) || (PICTOGRAPHS.test(text) && EMOJI_PRESENTATION.test(text));
+}
+
+export const emojiSchema = z.string().refine(isOneEmoji, 'Must be exactly one emoji, such as 👍');
+
+export const reactionInput = z.object({ emoji: emojiSchema });
+
 export const historyQuery = z.object({
   limit: integer(1, 200).default(50),
   before: idSchema.optional(),
@@ -111,7 +143,7 @@ export const messageSearchQuery = z.object({
   before: idSchema.optional(),
 });
 
-/** Frames a `/ws` client may send: the original protocol, plus `stop` for a running bot answer and `edit`/`delete` of a message. */
+/** Frames a `/ws` client may send: the original protocol, plus `stop` for a running bot answer, `edit`/`delete` of a message and reactions. */
 export const wsFrame = z.discriminatedUnion(
   'type',
   [
@@ -122,6 +154,8 @@ export const wsFrame = z.discriminatedUnion(
     z.object({ type: z.literal('stop'), chat_id: idSchema }),
     z.object({ type: z.literal('edit'), chat_id: idSchema, message_id: idSchema, content: contentSchema }),
     z.object({ type: z.literal('delete'), chat_id: idSchema, message_id: idSchema }),
+    z.object({ type: z.literal('react'), chat_id: idSchema, message_id: idSchema, emoji: emojiSchema }),
+    z.object({ type: z.literal('unreact'), chat_id: idSchema, message_id: idSchema, emoji: emojiSchema }),
   ],
   { error: 'Unknown message type' },
 );
@@ -138,6 +172,9 @@ export const parseMessageRef = (chatId: unknown, messageId: unknown) => {
   const ref = parseInput(messageRefInput, { chat_id: chatId, message_id: messageId }, 'path');
   return { chatId: ref.chat_id, messageId: ref.message_id };
 };
+/** A message named by id in a path or an argument; errors locate it as `message_id`. */
+export const messageIdInput = z.object({ message_id: idSchema });
+export const parseMessageId = (value: unknown): number => parseInput(messageIdInput, { message_id: value }, 'path').message_id;
 
 /** A user named by id in a path or an argument; errors locate it as `user_id`. */
 export const userIdInput = z.object({ user_id: idSchema });

@@ -5,8 +5,8 @@ import type { PublicUser } from '../services/auth.service';
 import { AppError, domainError, RateLimitedError } from '../services/errors';
 import type { HistoryGap, RoomCatchUpEvent } from '../services/message.service';
 import { isHistoryGap } from '../services/message.service';
-import { chatJson, messageJson, readReceiptsJson } from '../serializers';
-import type { BotStreamEvent, Listening, MessageChange, MessageEvent, UserEvent } from '../services/pubsub';
+import { chatJson, messageJson, reactionsJson, readReceiptsJson } from '../serializers';
+import type { BotStreamEvent, Listening, MessageChange, MessageEvent, ReactionEvent, UserEvent } from '../services/pubsub';
 import { endsMembership, isMessageChange } from '../services/pubsub';
 import { TokenBucket } from '../services/rate-limit';
 import type { WsFrame } from '../services/validation';
@@ -47,9 +47,12 @@ type ChatSocket = ServerWebSocket<ChatSocketData>;
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
 // Bun topics of a chat: its messages, their edits and deletions reach every socket of its participants;
-// its bot streams only the sockets that joined. A socket catching up takes its messages from its catch-up stream instead.
+// its bot streams only the sockets that joined. A socket catching up takes its messages from its catch-up
+// stream instead, so what every participant's socket must get whether or not it is catching up
+// (reactions) has a topic of its own.
 const messagesTopic = (chatId: number) => `chat:${chatId}:messages`;
 const botTopic = (chatId: number) => `chat:${chatId}:bot`;
+const membersTopic = (chatId: number) => `chat:${chatId}:members`;
 
 /** What both generations of clients read of a message: the seed's flat fields and the later nested object. */
 function messageFields(message: Parameters<typeof messageJson>[0]) {
@@ -86,7 +89,21 @@ export const frames = {
         isBot: true,
         createdAt: event.createdAt,
         editedAt: null,
+        // Nobody can react to an answer before it is complete.
+        reactions: [],
       }),
+    }),
+  /** The change, and the message's reactions after it. */
+  reaction: (event: ReactionEvent) =>
+    JSON.stringify({
+      type: 'reaction',
+      chat_id: event.chatId,
+      message_id: event.messageId,
+      emoji: event.emoji,
+      user_id: event.userId,
+      username: event.username,
+      action: event.action,
+      reactions: reactionsJson(event.reactions),
     }),
   historyGap: (gap: HistoryGap) => JSON.stringify({ type: 'history_gap', chat_id: gap.chatId, after: gap.after, before: gap.before }),
   /** Pushes about the user's own chats, in the later API's shapes (with the seed's flat `chat_invite` fields kept). */
@@ -139,7 +156,7 @@ const CATCH_UP_BUFFER_BYTES = 256 * 1024;
 const TYPING_EVERY_MS = 1_000;
 
 interface Room {
-  /** Sockets of the chat's participants, which receive its messages. */
+  /** Sockets of the chat's participants, which receive its messages and reactions. */
   members: Set<ChatSocket>;
   /** Sockets that joined it: bot streams, typing and presence. */
   joined: Set<ChatSocket>;
@@ -339,6 +356,12 @@ export class ChatSocketHub {
       case 'delete':
         await this.services.messageChanges.delete(user, frame.chat_id, frame.message_id);
         return;
+      case 'react':
+        await this.services.reactions.add(user, frame.chat_id, frame.message_id, { emoji: frame.emoji });
+        return;
+      case 'unreact':
+        await this.services.reactions.remove(user, frame.chat_id, frame.message_id, frame.emoji);
+        return;
     }
   }
 
@@ -363,6 +386,7 @@ export class ChatSocketHub {
     this.roomFor(chatId).members.add(ws);
     ws.data.liveSince.set(chatId, this.services.feeds.messageSequence(chatId));
     ws.subscribe(messagesTopic(chatId));
+    ws.subscribe(membersTopic(chatId));
   }
 
   private removeMembership(ws: ChatSocket, chatId: number): void {
@@ -370,7 +394,10 @@ export class ChatSocketHub {
     ws.data.typingAt.delete(chatId);
     ws.data.liveSince.delete(chatId);
     // A closing socket has already left its Bun topics.
-    if (ws.readyState === WebSocket.OPEN) ws.unsubscribe(messagesTopic(chatId));
+    if (ws.readyState === WebSocket.OPEN) {
+      ws.unsubscribe(messagesTopic(chatId));
+      ws.unsubscribe(membersTopic(chatId));
+    }
     const room = this.rooms.get(chatId);
     room?.members.delete(ws);
     if (room?.members.size === 0) {
@@ -481,6 +508,7 @@ export class ChatSocketHub {
       feeds.onMessage(chatId, (event: MessageEvent) => toTopic(messagesTopic(chatId), frames.message(event))),
       feeds.onChange(chatId, (change: MessageChange) => toTopic(messagesTopic(chatId), frames.change(change))),
       feeds.onBot(chatId, (event: BotStreamEvent, textSoFar) => toTopic(botTopic(chatId), frames.botStream(event, textSoFar, this.botName))),
+      pubsub.on('chat:reaction', chatId, (event) => toTopic(membersTopic(chatId), frames.reaction(event))),
       pubsub.on('chat:typing', chatId, (event) => toOthers(JSON.stringify({ type: 'typing', chat_id: chatId, username: event.username }), event.socketId)),
       pubsub.on('chat:presence', chatId, (event) =>
         toOthers(JSON.stringify({ type: event.kind === 'joined' ? 'user_joined' : 'user_left', chat_id: chatId, username: event.username }), event.socketId),
