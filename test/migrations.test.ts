@@ -11,14 +11,17 @@ import { createTestDatabase } from './support/app';
 const dir = mkdtempSync(join(tmpdir(), 'gemini-coop-migrations-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** Every table, index and trigger SQLite holds, as the SQL that made it. */
+/**
+ * Every table, index and trigger SQLite holds, as the SQL that made it. Spacing is left out: SQLite
+ * splices an `ALTER TABLE … ADD COLUMN` into the stored statement as it was typed.
+ */
 function sqliteSchema(path: string): string[] {
   const db = new Database(path, { readonly: true });
   try {
     const rows = db
       .query<{ sql: string }, []>("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE '\\_prisma%' ESCAPE '\\' AND name NOT LIKE 'sqlite_%'")
       .all();
-    return rows.map((row) => row.sql.replace(/\s+/g, ' ')).sort();
+    return rows.map((row) => row.sql.replace(/\s+/g, ' ').replace(/ ?([(),]) ?/g, '$1')).sort();
   } finally {
     db.close();
   }
@@ -28,13 +31,14 @@ describe('SQLite migrations', () => {
   test('applied at start, recorded, and applied only once', async () => {
     const path = join(dir, 'once.db');
     const adapter = new PrismaBunSqlite({ url: `file:${path}` });
-    expect(await applyMigrations('sqlite', adapter)).toEqual(['20261125000000_init', '20261206000000_survive', '20261207000000_read_positions']);
+    expect(await applyMigrations('sqlite', adapter)).toEqual(['20261125000000_init', '20261206000000_survive', '20261207000000_read_positions', '20261211000000_presence']);
     expect(await applyMigrations('sqlite', adapter)).toEqual([]);
     const db = new Database(path, { readonly: true });
     expect(db.query('SELECT migration_name FROM _prisma_migrations').all()).toEqual([
       { migration_name: '20261125000000_init' },
       { migration_name: '20261206000000_survive' },
       { migration_name: '20261207000000_read_positions' },
+      { migration_name: '20261211000000_presence' },
     ]);
     db.close();
   });
@@ -45,7 +49,7 @@ describe('SQLite migrations', () => {
     const migrate = Bun.spawnSync([process.execPath, 'src/migrate.ts'], { env, stderr: 'pipe' });
     expect(migrate.exitCode).toBe(0);
     const db = new Database(path, { readonly: true });
-    expect(db.query('SELECT count(*) AS applied FROM _prisma_migrations').get()).toEqual({ applied: 3 });
+    expect(db.query('SELECT count(*) AS applied FROM _prisma_migrations').get()).toEqual({ applied: 4 });
     db.close();
 
     const unreachable = Bun.spawnSync([process.execPath, 'src/migrate.ts'], {
@@ -93,6 +97,7 @@ if (process.env.TEST_DATABASE_URL) {
           '20261125000000_init',
           '20261206000000_survive',
           '20261207000000_read_positions',
+          '20261211000000_presence',
         ]);
         expect(await applyMigrations('postgres', new PrismaPg({ connectionString: migrated.url }))).toEqual([]);
         const script = await modelsSql('postgres', new PrismaPg({ connectionString: fromModels.url }));
