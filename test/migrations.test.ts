@@ -31,7 +31,12 @@ describe('SQLite migrations', () => {
   test('applied at start, recorded, and applied only once', async () => {
     const path = join(dir, 'once.db');
     const adapter = new PrismaBunSqlite({ url: `file:${path}` });
-    expect(await applyMigrations('sqlite', adapter)).toEqual(['20261125000000_init', '20261206000000_survive', '20261207000000_read_positions', '20261211000000_presence']);
+    expect(await applyMigrations('sqlite', adapter)).toEqual([
+      '20261125000000_init',
+      '20261206000000_survive',
+      '20261207000000_read_positions',
+      '20261211000000_presence',
+    ]);
     expect(await applyMigrations('sqlite', adapter)).toEqual([]);
     const db = new Database(path, { readonly: true });
     expect(db.query('SELECT migration_name FROM _prisma_migrations').all()).toEqual([
