@@ -43,8 +43,8 @@ export class PresenceService implements PresenceHost {
   private readonly store: PresenceStore;
   /** The newest change of each user passed on here, by version: one announced late is stale. */
   private readonly passedOn = new LruCache<number, number>(ORDER_MEMORY_USERS, ORDER_MEMORY_MS);
-  /** Announcements still writing or publishing: close waits for them. */
-  private readonly announcing = new Set<Promise<void>>();
+  /** Store calls and announcements still running: `idle` and `close` wait for them. */
+  private readonly pending = new Set<Promise<unknown>>();
   private closed = false;
 
   constructor(
@@ -74,9 +74,11 @@ export class PresenceService implements PresenceHost {
     entry.sockets++;
     if (entry.sockets === 1) {
       this.stopGrace(entry);
-      this.store.arrive(user).then(
-        (change) => change && this.announce([change]),
-        (error: unknown) => this.storeFailed(error, user.id),
+      this.track(
+        this.store.arrive(user).then(
+          (change) => change && this.announce([change]),
+          (error: unknown) => this.storeFailed(error, user.id),
+        ),
       );
     }
     let released = false;
@@ -139,18 +141,19 @@ export class PresenceService implements PresenceHost {
     if (this.closed) return;
     for (const change of changes) {
       this.metrics.presenceChanges.inc({ status: change.status });
-      const announcing = this.tell(change)
-        .catch((error: unknown) => this.log.error({ err: error, userId: change.userId }, 'announcing a presence change failed'))
-        .finally(() => this.announcing.delete(announcing));
-      this.announcing.add(announcing);
+      this.track(this.tell(change).catch((error: unknown) => this.log.error({ err: error, userId: change.userId }, 'announcing a presence change failed')));
     }
   }
 
-  /** For tests and metrics: users this instance tracks, and how many of them wait out a grace here. */
-  tracked(): { users: number; graceTimers: number } {
-    let graceTimers = 0;
-    for (const entry of this.here.values()) if (entry.grace) graceTimers++;
-    return { users: this.here.size, graceTimers };
+  /** What this instance holds for `userId`: their sockets here and whether their grace runs here; null when nothing. */
+  tracking(userId: number): { sockets: number; grace: boolean } | null {
+    const entry = this.here.get(userId);
+    return entry ? { sockets: entry.sockets, grace: entry.grace !== null } : null;
+  }
+
+  /** Settles once every store call and announcement started so far (and those they started) is done. */
+  async idle(): Promise<void> {
+    while (this.pending.size > 0) await Promise.all(this.pending);
   }
 
   /** Stops every timer; what only this process knew of is persisted (see PresenceStore.close). */
@@ -158,8 +161,8 @@ export class PresenceService implements PresenceHost {
     this.closed = true;
     for (const entry of this.here.values()) this.stopGrace(entry);
     this.here.clear();
+    await this.idle();
     const unannounced = await this.store.close();
-    await Promise.all(this.announcing);
     await Promise.all(unannounced.map((change) => this.persist(change))).catch((error: unknown) =>
       this.log.error({ err: error }, 'persisting last_seen_at on close failed'),
     );
@@ -169,17 +172,19 @@ export class PresenceService implements PresenceHost {
     if (this.closed || this.here.get(userId) !== entry) return;
     entry.sockets--;
     if (entry.sockets > 0) return;
-    this.store.depart(userId).then(
-      (alone) => {
-        // Back meanwhile, or already forgotten: only a user still without a socket here waits out a grace.
-        if (this.closed || this.here.get(userId) !== entry || entry.sockets > 0) return;
-        if (alone) this.startGrace(userId, entry);
-        else this.here.delete(userId);
-      },
-      (error: unknown) => {
-        this.storeFailed(error, userId);
-        if (this.here.get(userId) === entry && entry.sockets === 0) this.here.delete(userId);
-      },
+    this.track(
+      this.store.depart(userId).then(
+        (alone) => {
+          // Back meanwhile, or already forgotten: only a user still without a socket here waits out a grace.
+          if (this.closed || this.here.get(userId) !== entry || entry.sockets > 0) return;
+          if (alone) this.startGrace(userId, entry);
+          else this.here.delete(userId);
+        },
+        (error: unknown) => {
+          this.storeFailed(error, userId);
+          if (this.here.get(userId) === entry && entry.sockets === 0) this.here.delete(userId);
+        },
+      ),
     );
   }
 
@@ -189,11 +194,19 @@ export class PresenceService implements PresenceHost {
     entry.grace = setTimeout(() => {
       entry.grace = null;
       if (this.here.get(userId) === entry && entry.sockets === 0) this.here.delete(userId);
-      this.store.settle(userId).then(
-        (change) => change && this.announce([change]),
-        (error: unknown) => this.storeFailed(error, userId),
+      this.track(
+        this.store.settle(userId).then(
+          (change) => change && this.announce([change]),
+          (error: unknown) => this.storeFailed(error, userId),
+        ),
       );
     }, this.graceMs);
+  }
+
+  /** Keeps `work` (which never rejects) until it is done. */
+  private track(work: Promise<unknown>): void {
+    this.pending.add(work);
+    void work.finally(() => this.pending.delete(work));
   }
 
   private stopGrace(entry: Here): void {
