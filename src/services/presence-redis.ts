@@ -130,11 +130,13 @@ if ARGV[3] == '1' then redis.call('ZREM', p .. 'leases', ARGV[2]) end
 return result`;
 
 /**
- * Presence across instances. Each instance tells Redis of its users' first and last sockets
- * (never of every socket) and renews a lease every PRESENCE_TICK_MS; a user is online while any
- * instance with a live lease has them. Every tick also sweeps: an instance whose lease expired (it
- * died) has its users depart as of its last renewal, and graces that are over are settled even
- * when the instance that started them is gone.
+ * Presence across instances. Each instance tells Redis of its users' first and last sockets (never
+ * of every socket), in order on one connection, and renews a lease every PRESENCE_TICK_MS; a user
+ * is online while any instance with a live lease has them. Every tick also sweeps: an instance
+ * whose lease expired (it died) has its users depart as of its last renewal, and graces that are
+ * over are settled even when the instance that started them is gone. Scripts go as EVAL, not
+ * EVALSHA: a NOSCRIPT retry (after Redis restarted) would let a later call of this instance run
+ * before the one retried.
  *
  * Redis unreachable never blocks or fails a socket: a call that fails is logged once per outage,
  * and once Redis answers again (or this instance finds its lease was taken for dead) it rewrites

@@ -5,6 +5,7 @@ import type { PublicUser } from './auth.service';
 import { LruCache } from './lru-cache';
 import type { PresenceChange, PresenceHost, PresenceStore, PresentUser } from './presence-store';
 import type { PubSub, UserEvent, UserPresenceEvent } from './pubsub';
+import { settleWithin } from './timeout';
 
 /** What the API shows of a user's presence: `lastSeenAt` is null while they are online. */
 export interface UserPresence {
@@ -25,6 +26,8 @@ interface Here {
  */
 const ORDER_MEMORY_MS = 60_000;
 const ORDER_MEMORY_USERS = 100_000;
+/** How long a read waits for the store before answering from this instance's own sockets. */
+const STORE_READ_TIMEOUT_MS = 500;
 
 /**
  * Online and offline. A user is online while at least one of their sockets (`/ws` or graphql-ws) is
@@ -89,15 +92,21 @@ export class PresenceService implements PresenceHost {
     };
   }
 
-  /** Which of `userIds` are online; while the store cannot answer, those with a socket on this instance. */
+  /**
+   * Which of `userIds` are online. While the store cannot answer (promptly: a stalled Redis must not
+   * stall every list of people), those with a socket on this instance, which is what it still knows.
+   */
   async onlineAmong(userIds: number[]): Promise<Set<number>> {
     if (userIds.length === 0) return new Set();
-    try {
-      return await this.store.onlineAmong(userIds);
-    } catch {
-      // The store logged it; this instance's own sockets are what it still knows.
-      return new Set(userIds.filter((id) => this.here.has(id)));
-    }
+    const knownHere = () => new Set(userIds.filter((id) => this.here.has(id)));
+    const answer = this.store.onlineAmong(userIds);
+    // The store has logged a failure; a late answer is not waited for.
+    answer.catch(() => {});
+    return settleWithin(
+      answer.catch(() => knownHere()),
+      STORE_READ_TIMEOUT_MS,
+      knownHere,
+    );
   }
 
   /** `users` with whether each is online; `lastSeenAt` is null while they are. One store lookup for them all. */
