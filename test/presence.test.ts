@@ -197,6 +197,22 @@ describe('PRESENCE_GRACE_MS=50', () => {
       presence.onlineAmong = onlineAmong;
     }
   }, 20_000);
+  test('a messageAdded result is shared by the room: it shows no presence, and no error', async () => {
+    const [ana, ben] = await Promise.all([signUp(served.t), signUp(served.t)]);
+    const chatId = await groupRoom(served.t, ana, [ben], 'shared results');
+    const added = served.kit.graphql(ben.token).subscribe<any>(
+      'subscription ($id: ID!) { messageAdded(chatId: $id) { content user { username online lastSeenAt } } }',
+      { id: chatId },
+      {
+        field: 'messageAdded',
+        ready: ['chat:message', chatId],
+      },
+    );
+    await added.ready;
+    await served.t.request(`/api/chats/${chatId}/messages`, { method: 'POST', token: ana.token, json: { content: 'hello' } });
+    expect(await added.next(() => true)).toEqual({ content: 'hello', user: { username: ana.username, online: null, lastSeenAt: null } });
+    expect(added.errors).toEqual([]);
+  });
 });
 
 describe('a grace longer than the test', () => {

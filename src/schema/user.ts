@@ -9,8 +9,10 @@ import type { Context } from './context';
 /**
  * The presence of every user in the response whom the viewer may see (themselves, and whoever shares
  * a chat with them), loaded together: one query and one store lookup, however many users a list has.
+ * A result shared by a room's subscribers has no viewer to ask for, so it shows none.
  */
 const presenceOf = batchLoader(async (context, userIds: number[]): Promise<Map<number, UserPresence>> => {
+  if (context.shared) return new Map();
   const viewer = await context.viewer().catch((error: unknown) => {
     // Signed out (the user of `register` or `login`): nobody's presence to show.
     if (error instanceof AppError && error.code === 'UNAUTHENTICATED') return null;
@@ -31,13 +33,14 @@ export const UserRef = builder.prismaObject('User', {
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     online: t.boolean({
       nullable: true,
-      description: 'Whether any of their sockets is open; null for someone who shares no chat with you.',
+      description:
+        'Whether any of their sockets is open; null for someone who shares no chat with you, and in messageAdded results (shared by the room: read presence from participants and viewerEvents).',
       resolve: async (user, _args, context) => (await presence(user, context))?.online ?? null,
     }),
     lastSeenAt: t.field({
       type: 'DateTime',
       nullable: true,
-      description: 'When their last socket closed; null while they are online, and for someone who shares no chat with you.',
+      description: 'When their last socket closed; null while they are online, and where online is null.',
       resolve: async (user, _args, context) => (await presence(user, context))?.lastSeenAt ?? null,
     }),
   }),
