@@ -11,6 +11,12 @@ export const PRESENCE_LEASE_MS = 10_000;
 export const PRESENCE_TICK_MS = 2_000;
 /** At most this many users per sweep, so one script never holds Redis for long; the next tick goes on. */
 const SWEEP_LIMIT = 1_000;
+/**
+ * The shared keys live this long after the last tick of any instance: a deployment gone for a day (or
+ * a test run's prefix) leaves nothing behind, while a cluster restarted within it still settles the
+ * graces its last instance left.
+ */
+const KEYS_TTL_MS = 86_400_000;
 
 /**
  * Keys under `<REDIS_PREFIX>presence:`: `online` (hash: user id → username, while online),
@@ -77,10 +83,10 @@ if not seen then return false end
 return {seen, username, version}`;
 
 /**
- * ARGV: prefix, instance, lease ms, grace ms, limit. Renews this instance's lease, takes the users
- * of instances whose lease expired as gone since their last renewal, and settles every grace that
- * is over. → {1 when this instance's lease was still live, version, then user id, last seen ms,
- * username for each user who went offline}.
+ * ARGV: prefix, instance, lease ms, grace ms, limit, keys' TTL ms. Renews this instance's lease
+ * (and the shared keys' TTL), takes the users of instances whose lease expired as gone since their
+ * last renewal, and settles every grace that is over. → {1 when this instance's lease was still
+ * live, version, then user id, last seen ms, username for each user who went offline}.
  */
 const TICK = `${PRELUDE}
 local leases = p .. 'leases'
@@ -90,6 +96,7 @@ local budget = tonumber(ARGV[5])
 local mine = redis.call('ZSCORE', leases, ARGV[2])
 local result = {(mine and tonumber(mine) > now) and 1 or 0, version}
 redis.call('ZADD', leases, now + lease, ARGV[2])
+for _, key in ipairs({'online', 'pending', 'leases'}) do redis.call('PEXPIRE', p .. key, ARGV[6]) end
 for _, dead in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now)) do
   if budget <= 0 then break end
   local lastRenewal = tonumber(redis.call('ZSCORE', leases, dead)) - lease
@@ -200,7 +207,7 @@ export class RedisPresenceStore implements PresenceStore {
     this.ticking = (async () => {
       try {
         const [kept, version, ...settled] = (await this.call(() =>
-          this.redis.eval(TICK, 0, this.keyPrefix, this.instance, PRESENCE_LEASE_MS, this.graceMs, SWEEP_LIMIT),
+          this.redis.eval(TICK, 0, this.keyPrefix, this.instance, PRESENCE_LEASE_MS, this.graceMs, SWEEP_LIMIT, KEYS_TTL_MS),
         )) as [number, number, ...(string | number)[]];
         if (kept === 0) this.stale = true;
         const changes: PresenceChange[] = [];
