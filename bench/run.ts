@@ -23,12 +23,14 @@ import type { IdleResult } from './scenarios/idle';
 import type { ReactionCostResult } from './scenarios/reactions';
 import { runReactionCost } from './scenarios/reactions';
 import { runIdle } from './scenarios/idle';
+import type { PresenceResult } from './scenarios/presence';
+import { runPresence } from './scenarios/presence';
 import type { ScaleResult } from './scenarios/scale';
 import { BackendUnreachable, runScale, scaleFailures, scaleReport } from './scenarios/scale';
 import type { SearchConfig } from './scenarios/search';
 import { runSearch, searchReport } from './scenarios/search';
 
-const SCENARIOS = ['ws', 'gql', 'bot', 'idle', 'http', 'scale', 'search', 'reactions'] as const;
+const SCENARIOS = ['ws', 'gql', 'bot', 'idle', 'http', 'scale', 'search', 'reactions', 'presence'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 interface Settings extends FanoutConfig {
@@ -82,7 +84,7 @@ const QUICK: typeof FULL = {
 
 const HELP = `bun bench/run.ts [flags]   (npm run bench -- [flags])
 
-  --only=ws,gql,bot,idle,http,scale,search,reactions
+  --only=ws,gql,bot,idle,http,scale,search,reactions,presence
                                  scenarios to run (default: all; scale, and search's PostgreSQL half, are skipped
                                  with a note when PostgreSQL or Redis does not answer, and fail when named here)
   --quick                        small sizes for a smoke run (explicit flags still win)
@@ -421,6 +423,32 @@ async function main() {
     if (reactions.errorFrames > 0 || reactions.delivered !== reactions.expectedDeliveries) {
       throw new Error(`reactions: ${reactions.errorFrames} error frames, ${reactions.delivered} of ${reactions.expectedDeliveries} deliveries`);
     }
+  });
+  await scenario('presence', `9. Presence changes against the /ws fan-out — ${shape}, PRESENCE_GRACE_MS=0`, async () => {
+    const presence: PresenceResult = await runPresence(context, fanout);
+    results.presence = presence;
+    const { quiet, churned } = presence;
+    console.log(
+      table(
+        ['', 'fan-out alone', 'with presence churn', 'churn/alone'],
+        [
+          ['message deliveries/s', num(quiet.deliveriesPerSecond, 0), num(churned.deliveriesPerSecond, 0), times(presence.deliveriesRatio)],
+          ['delivery latency p50 ms', ms(quiet.latencyMs.p50), ms(churned.latencyMs.p50), times(ratio(churned.latencyMs.p50, quiet.latencyMs.p50))],
+          ['delivery latency p99 ms', ms(quiet.latencyMs.p99), ms(churned.latencyMs.p99), times(ratio(churned.latencyMs.p99, quiet.latencyMs.p99))],
+          ['delivered / expected (run)', ...[quiet, churned].map((load) => `${num(load.delivered, 0)} / ${num(load.expectedDeliveries, 0)}`), ''],
+          ['error frames / unexpected closes', ...[quiet, churned].map((load) => `${load.errorFrames} / ${load.unexpectedCloses}`), ''],
+          ['presence changes/s (online + offline)', '', num(presence.changesPerSecond, 0), ''],
+          [`presence pushes/s (changes × ${config.members} members)`, '', num(presence.presencePushesPerSecond, 0), ''],
+          ['presence pushes / message deliveries', '', times(presence.pushesToDeliveries), ''],
+          ['message deliveries/s given up per presence change/s', '', num(presence.deliveriesPerChange, 1), ''],
+          ['CPU cores server / client / other (churned window)', '', cores(presence), ''],
+        ],
+      ),
+    );
+    console.log(`  One extra member per room opens and closes a /ws socket in a loop (${config.rooms} churners): with no grace each`);
+    console.log('  cycle is an online and an offline change, each written (offline: last_seen_at), looked up (who shares a chat)');
+    console.log('  and pushed to the room. A change costs its socket open (token check, memberships) too. Both loads run on');
+    console.log('  one server, one after the other: repeat runs before trusting a difference ("other" shows how busy the machine was).');
   });
 
   const durationSeconds = (performance.now() - started) / 1000;

@@ -211,6 +211,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       sockets.closeAll(1001, 'Server shutting down');
     },
     async close() {
+      await services.presence.close();
       await bus.close();
       await db.$disconnect();
       metrics.close();

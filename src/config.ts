@@ -47,6 +47,8 @@ export interface Config {
   };
   /** On SIGTERM, how long running bot answers get to finish; the process is gone within a second after. */
   shutdownGraceMs: number;
+  /** How long a user stays online after their last socket closed, so a reload does not flap. */
+  presenceGraceMs: number;
   /** The least severe log lines written (LOG_LEVEL); `silent` writes none. */
   logLevel: LogLevel;
   /** `GET /metrics` (Prometheus): served or not, and the bearer token it requires (null: none). */
@@ -67,6 +69,8 @@ export class ConfigError extends Error {
 type Env = Record<string, string | undefined>;
 
 const MIN_PRODUCTION_SECRET_BYTES = 32;
+/** An hour: longer would only hide that people left (and timers cannot wait past 24.8 days anyway). */
+const MAX_PRESENCE_GRACE_MS = 3_600_000;
 
 export function loadConfig(env: Env = process.env): Config {
   const production = env.NODE_ENV === 'production';
@@ -106,6 +110,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxConcurrentCalls: integer(env, 'BOT_MAX_CONCURRENT_CALLS', 8, { min: 1 }),
     },
     shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', 10_000, { min: 0 }),
+    presenceGraceMs: integer(env, 'PRESENCE_GRACE_MS', 5_000, { min: 0, max: MAX_PRESENCE_GRACE_MS }),
     logLevel: logLevel(env.LOG_LEVEL),
     metrics: metricsSettings(env.METRICS, env.METRICS_TOKEN, production),
     startupWarnings,

@@ -52,7 +52,7 @@ export class Metrics {
   });
   readonly framesDelivered = new Counter({
     name: `${PREFIX}frames_delivered_total`,
-    help: 'Frames handed to sockets, by transport: /ws pushes (messages, bot stream steps, typing, presence, user events, catch-up) and graphql-ws results',
+    help: 'Frames handed to sockets, by transport: /ws pushes (messages, bot stream steps, typing, join/leave notices, user events, catch-up) and graphql-ws results',
     labelNames: ['transport'] as const,
     registers: [this.registry],
   });
@@ -91,6 +91,12 @@ export class Metrics {
     help: 'Events Redis refused or never confirmed (PUBLISH failed)',
     registers: [this.registry],
   });
+  readonly presenceChanges = new Counter({
+    name: `${PREFIX}presence_changes_total`,
+    help: 'Users this instance announced online or offline, by status (each change is announced by one instance of the cluster)',
+    labelNames: ['status'] as const,
+    registers: [this.registry],
+  });
   readonly rateLimitRefusals = new Counter({
     name: `${PREFIX}rate_limit_refusals_total`,
     help: 'Requests, frames and sockets refused by a limit, by kind (login, register, message, reaction, ws_frame, bot, socket_cap, password_queue)',
@@ -106,6 +112,7 @@ export class Metrics {
     }
     for (const outcome of ['completed', 'stopped', 'failed'] satisfies AnswerOutcome[]) this.botAnswers.inc({ outcome }, 0);
     for (const kind of ['prompt', 'candidates']) this.botTokens.inc({ kind }, 0);
+    for (const status of ['online', 'offline']) this.presenceChanges.inc({ status }, 0);
     for (const kind of ['login', 'register', 'message', 'reaction', 'ws_frame', 'bot', 'socket_cap', 'password_queue'] satisfies RefusalKind[]) {
       this.rateLimitRefusals.inc({ kind }, 0);
     }

@@ -1,4 +1,5 @@
 import type { PublicUser } from './services/auth.service';
+import type { UserPresence } from './services/presence.service';
 import type { ChatSummary, MessageEvent, ReactionSummary, ReadReceipts } from './services/pubsub';
 import type { ChatActivity } from './services/read-state.service';
 import type { MessageSearchHit } from './services/search/message-search.service';
@@ -9,6 +10,13 @@ export const userJson = (user: PublicUser) => ({
   username: user.username,
   email: user.email,
   created_at: user.createdAt.toISOString(),
+});
+
+/** A chat's participant: the user, whether they are online, and when they were last seen (null while online). */
+export const participantJson = (participant: PublicUser & UserPresence) => ({
+  ...userJson(participant),
+  online: participant.online,
+  last_seen_at: participant.lastSeenAt?.toISOString() ?? null,
 });
 
 export const chatJson = (chat: ChatSummary) => ({

@@ -121,6 +121,9 @@ describe('integer settings', () => {
     ['LOGIN_RATE_LIMIT', '-3'],
     ['WS_RATE_LIMIT', 'ten'],
     ['DATABASE_TIMEOUT_MS', '0'],
+    ['PRESENCE_GRACE_MS', '5s'],
+    ['PRESENCE_GRACE_MS', '-1'],
+    ['PRESENCE_GRACE_MS', '3600001'],
   ];
   for (const [name, value] of bad) {
     test(`${name}=${value} is a ConfigError saying what to set`, () => {
@@ -135,6 +138,9 @@ describe('integer settings', () => {
     expect(loadConfig({ SECRET_KEY: SECRET, PORT: '65535' }).port).toBe(65535);
     expect(loadConfig({ SECRET_KEY: SECRET, PORT: '0' }).port).toBe(0);
     expect(loadConfig({ SECRET_KEY: SECRET, TOKEN_EXPIRE_MINUTES: '1' }).tokenExpireMinutes).toBe(1);
+    expect(loadConfig({ SECRET_KEY: SECRET, PRESENCE_GRACE_MS: '0' }).presenceGraceMs).toBe(0);
+    expect(loadConfig({ SECRET_KEY: SECRET, PRESENCE_GRACE_MS: '3600000' }).presenceGraceMs).toBe(3_600_000);
+    expect(loadConfig({ SECRET_KEY: SECRET }).presenceGraceMs).toBe(5_000);
   });
 });
 

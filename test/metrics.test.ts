@@ -23,6 +23,7 @@ const METRICS = [
   'gemini_coop_bot_tokens_total',
   'gemini_coop_pubsub_up',
   'gemini_coop_pubsub_publish_errors_total',
+  'gemini_coop_presence_changes_total',
   'gemini_coop_rate_limit_refusals_total',
 ];
 
@@ -142,6 +143,18 @@ test('open sockets go up while a socket is open and down once it closed, per tra
   await graphql.client.dispose();
   await served.closes.closed(closed + 2);
   expect(await gauge()).toEqual([ws, graphqlWs]);
+});
+
+test('a user coming online is counted once, however many sockets they open', async () => {
+  const newcomer = await signUp(served.t);
+  const online = async () => (await scrape())('gemini_coop_presence_changes_total', { status: 'online' });
+  const before = await online();
+  for (const socket of [served.kit.chat(newcomer.token), served.kit.chat(newcomer.token)]) {
+    await socket.opened;
+    await socket.sync();
+  }
+  await served.t.app.services.presence.idle();
+  expect((await online()) - before).toBe(1);
 });
 
 test('a login refused over LOGIN_RATE_LIMIT is counted as a login refusal', async () => {

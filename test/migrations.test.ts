@@ -18,6 +18,7 @@ const MIGRATIONS = [
   '20261208000000_reactions',
   '20261209000000_edit_delete',
   '20261210000000_search',
+  '20261211000000_presence',
 ];
 
 /**
@@ -56,7 +57,10 @@ function withoutRawOnly(migrated: Schema, rawOnly: string[]): Schema {
   return new Map([...migrated].filter(([name]) => !rawOnly.includes(name)));
 }
 
-/** Every table, index and trigger SQLite holds, each with the SQL that made it. */
+/**
+ * Every table, index and trigger SQLite holds, each with the SQL that made it. Spacing is left out: SQLite
+ * splices an `ALTER TABLE … ADD COLUMN` into the stored statement as it was typed.
+ */
 function sqliteSchema(path: string): Schema {
   const db = new Database(path, { readonly: true });
   try {
@@ -65,7 +69,7 @@ function sqliteSchema(path: string): Schema {
         "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE '\\_prisma%' ESCAPE '\\' AND name NOT LIKE 'sqlite_%'",
       )
       .all();
-    return new Map(rows.map((row) => [`${row.type} ${row.name}`, row.sql.replace(/\s+/g, ' ')]));
+    return new Map(rows.map((row) => [`${row.type} ${row.name}`, row.sql.replace(/\s+/g, ' ').replace(/ ?([(),]) ?/g, '$1')]));
   } finally {
     db.close();
   }

@@ -18,6 +18,7 @@ afterAll(() => t.cleanup());
 
 const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
 const USER_KEYS = ['created_at', 'email', 'id', 'username'];
+const PARTICIPANT_KEYS = ['created_at', 'email', 'id', 'last_seen_at', 'online', 'username'];
 const CHAT_KEYS = ['created_at', 'id', 'is_group', 'name', 'owner_id'];
 const MESSAGE_KEYS = ['chat_id', 'content', 'created_at', 'edited_at', 'id', 'is_bot', 'reactions', 'user_id', 'username'];
 
@@ -493,7 +494,7 @@ describe('chats', () => {
   });
 
   describe('GET /api/chats/{id}/participants', () => {
-    test('lists members as {id, username, email, created_at} without secrets', async () => {
+    test('lists members as {id, username, email, created_at, online, last_seen_at} without secrets', async () => {
       const jane = await signUp(t);
       const chat = await createChat(owner);
       await invite(owner, chat.id, jane.username);
@@ -503,7 +504,9 @@ describe('chats', () => {
       const participants = JSON.parse(text) as Record<string, unknown>[];
       expect(participants).toHaveLength(2);
       for (const participant of participants) {
-        expect(keysOf(participant)).toEqual(USER_KEYS);
+        expect(keysOf(participant)).toEqual(PARTICIPANT_KEYS);
+        // Nobody here has a socket open, and nobody ever had one.
+        expect(participant).toMatchObject({ online: false, last_seen_at: null });
         expectRecentUtc(participant.created_at);
       }
       expect(participants.map((participant) => participant.id)).toEqual([owner.id, jane.id]);

@@ -77,7 +77,8 @@ builder.mutationFields((t) => ({
 builder.subscriptionField('viewerEvents', (t) =>
   t.field({
     type: ViewerEventRef,
-    description: 'What happens to your chats: added, invited, removed, left, deleted, someone leaving, read receipts.',
+    description:
+      'What happens to your chats: added, invited, removed, left, deleted, someone leaving, read receipts; and people you share a chat with coming online or going offline.',
     subscribe: async (_root, _args, context) => context.services.chats.events(await context.viewer()),
     resolve: (event) => event,
   }),

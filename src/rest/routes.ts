@@ -20,7 +20,7 @@ import {
   userSearchQuery,
 } from '../services/validation';
 import { json, readBody } from './http';
-import { chatJson, chatListItemJson, messageJson, messageSearchHitJson, reactionsJson, readReceiptsJson, userJson } from '../serializers';
+import { chatJson, chatListItemJson, messageJson, messageSearchHitJson, participantJson, reactionsJson, readReceiptsJson, userJson } from '../serializers';
 import {
   BEARER_SCHEME,
   chatSchema,
@@ -33,6 +33,7 @@ import {
   messageResultSchema,
   messageSearchHitSchema,
   reactionsSchema,
+  participantSchema,
   retryLaterResponse,
   readReceiptsSchema,
   tokenSchema,
@@ -378,10 +379,12 @@ export const restRoutes: RestRoute[] = [
       path: '/api/chats/{chat_id}/participants',
       tags: ['chats'],
       summary: "The chat's participants",
+      description:
+        'In the order they joined, each with whether they are online (a socket open anywhere; offline once the last one has been closed for PRESENCE_GRACE_MS) and when they were last seen.',
       request: { params: chatIdInput },
-      responses: { 200: jsonResponse(z.array(userSchema), 'The participants'), 403: notInChat, 404: chatNotFound, 422: validationErrorResponse },
+      responses: { 200: jsonResponse(z.array(participantSchema), 'The participants'), 403: notInChat, 404: chatNotFound, 422: validationErrorResponse },
     },
-    async ({ params, services }, user) => json((await services.chats.participants(user, params.chat_id)).map(userJson)),
+    async ({ params, services }, user) => json((await services.chats.participants(user, params.chat_id)).map(participantJson)),
   ),
   authenticatedRoute(
     {

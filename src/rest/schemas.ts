@@ -21,7 +21,15 @@ export const bearerScheme = {
 const id = z.int().min(1);
 const timestamp = z.iso.datetime().openapi({ description: 'ISO 8601, UTC', example: '2026-01-02T03:04:05.678Z' });
 
-export const userSchema = z.strictObject({ id, username: z.string(), email: z.string(), created_at: timestamp }).openapi('User');
+const userShape = { id, username: z.string(), email: z.string(), created_at: timestamp };
+export const userSchema = z.strictObject(userShape).openapi('User');
+export const participantSchema = z
+  .strictObject({
+    ...userShape,
+    online: z.boolean().openapi({ description: 'Whether any of their sockets (`/ws` or graphql-ws) is open, on any instance' }),
+    last_seen_at: timestamp.nullable().openapi({ description: 'When their last socket closed; null while online, and for someone never seen' }),
+  })
+  .openapi('Participant');
 
 const chatShape = { id, name: z.string().nullable(), owner_id: id, is_group: z.boolean(), created_at: timestamp };
 export const chatSchema = z.strictObject(chatShape).openapi('Chat');

@@ -8,6 +8,8 @@ export interface Context {
   clientAddress: string | null;
   /** The authenticated caller; rejects with UNAUTHENTICATED when the request carried no valid token. */
   viewer: () => Promise<PublicUser>;
+  /** True while executing an event once for all its subscribers (src/ws/shared-subscriptions.ts): there is no viewer. */
+  shared?: true;
 }
 
 /** A `viewer` that authenticates `token` once, on first use, so public operations never pay for it. */

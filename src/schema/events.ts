@@ -130,6 +130,16 @@ const ReadReceiptsUpdatedEventRef = builder.objectRef<EventOf<'read_receipts_upd
   }),
 });
 
+const PresenceChangedEventRef = builder.objectRef<EventOf<'presence'>>('PresenceChangedEvent').implement({
+  description: 'Someone who shares a chat with you came online (their first socket opened) or went offline (their last one closed PRESENCE_GRACE_MS ago).',
+  fields: (t) => ({
+    userId: t.exposeID('userId'),
+    username: t.exposeString('username'),
+    online: t.boolean({ resolve: (event) => event.status === 'online' }),
+    lastSeenAt: t.expose('lastSeenAt', { type: 'DateTime', nullable: true, description: 'When their last socket closed; null while they are online.' }),
+  }),
+});
+
 const viewerEventTypes = {
   chat_created: ChatCreatedEventRef,
   chat_invite: ChatInviteEventRef,
@@ -138,10 +148,11 @@ const viewerEventTypes = {
   chat_deleted: ChatDeletedEventRef,
   user_left: UserLeftEventRef,
   read_receipts_updated: ReadReceiptsUpdatedEventRef,
+  presence: PresenceChangedEventRef,
 } as const;
 
 export const ViewerEventRef = builder.unionType('ViewerEvent', {
-  description: 'Something that happened to one of your chats.',
+  description: 'Something that happened to one of your chats, or to the presence of someone you share a chat with.',
   types: Object.values(viewerEventTypes),
   resolveType: (event: UserEvent) => viewerEventTypes[event.type],
 });

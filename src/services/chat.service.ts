@@ -5,7 +5,9 @@ import { isUniqueViolation, publicUserSelect } from './auth.service';
 import { requestStop } from './bot.service';
 import { AppError, ChatNotFoundError, UserNotFoundError } from './errors';
 import type { Memberships, MembershipScope } from './memberships';
+import type { UserPresence, PresenceService } from './presence.service';
 import type { ChatSummary, EventStream, PubSub, UserEvent } from './pubsub';
+import { boundedStream } from './pubsub';
 import type { ChatActivity, ReadStateService } from './read-state.service';
 import { createChatInput, inviteInput, parseChatId, parseInput, parseUserId } from './validation';
 
@@ -25,6 +27,7 @@ export class ChatService {
     private readonly pubsub: PubSub,
     private readonly memberships: Memberships,
     private readonly readState: ReadStateService,
+    private readonly presence: PresenceService,
   ) {}
 
   /**
@@ -119,15 +122,16 @@ export class ChatService {
     return rows.map((row) => row.chatId);
   }
 
-  async participants(user: PublicUser, chatId: unknown): Promise<PublicUser[]> {
+  /** The chat's participants in the order they joined, each with whether they are online and when they were last seen. */
+  async participants(user: PublicUser, chatId: unknown): Promise<(PublicUser & UserPresence)[]> {
     const id = parseChatId(chatId);
     await this.requireParticipant(user.id, id);
     const rows = await this.db.chatParticipant.findMany({
       where: { chatId: id },
       orderBy: { id: 'asc' },
-      select: { user: { select: publicUserSelect } },
+      select: { user: { select: { ...publicUserSelect, lastSeenAt: true } } },
     });
-    return rows.map((row) => row.user);
+    return this.presence.withPresence(rows.map((row) => row.user));
   }
 
   /**
@@ -190,9 +194,16 @@ export class ChatService {
     );
   }
 
-  /** The user's own events (invitations, removals, deletions, read receipts) as a subscription. */
+  /**
+   * The user's own events (invitations, removals, deletions, read receipts, the presence of the
+   * people they share a chat with) as a subscription; a presence change overtaken by a newer one is left out.
+   */
   events(user: PublicUser): EventStream<UserEvent> {
-    return this.pubsub.subscribe('user:event', user.id);
+    return boundedStream((push) =>
+      this.pubsub.on('user:event', user.id, (event) => {
+        if (this.presence.isCurrent(event)) push(event);
+      }),
+    );
   }
 
   /**

@@ -14,6 +14,9 @@ import { MessageService } from './message.service';
 import type { EventBus, PubSub } from './pubsub';
 import { RoomFeeds } from './room-feed';
 import { PasswordHasher } from './password-hasher';
+import { RedisPresenceStore } from './presence-redis';
+import { PresenceService } from './presence.service';
+import { LocalPresenceStore } from './presence-store';
 import { KeyedRateLimiter, WindowCounter } from './rate-limit';
 import { ReactionService } from './reaction.service';
 import { ReadStateService } from './read-state.service';
@@ -32,6 +35,8 @@ export interface Services {
   chats: ChatService;
   /** Read positions: marking chats read, unread counts, read receipts. */
   readState: ReadStateService;
+  /** Who is online: counts every authenticated socket, announces changes to the people who share a chat. */
+  presence: PresenceService;
   messages: MessageService;
   /** Edits and deletions of messages. */
   messageChanges: MessageChangeService;
@@ -89,7 +94,11 @@ export function createServices(db: Database, config: Config, bus: EventBus, log:
   const { pubsub } = bus;
   const memberships = new Memberships(db, pubsub);
   const readState = new ReadStateService(db, pubsub, memberships, config.bot.name);
-  const chats = new ChatService(db, pubsub, memberships, readState);
+  const presenceLog = log.child({ component: 'presence' });
+  const presence = new PresenceService(db, pubsub, config.presenceGraceMs, presenceLog, metrics, (host) =>
+    bus.redis ? new RedisPresenceStore(bus.redis, config.redisPrefix, config.presenceGraceMs, host, presenceLog) : new LocalPresenceStore(),
+  );
+  const chats = new ChatService(db, pubsub, memberships, readState, presence);
   // Several instances share Redis, and with it the lock that keeps one answer per room at a time.
   const botLog = log.child({ component: 'bot' });
   const roomLock = bus.redis ? redisRoomLock(bus.redis, config.redisPrefix, botLog) : localRoomLock;
@@ -107,6 +116,7 @@ export function createServices(db: Database, config: Config, bus: EventBus, log:
     users: new UserService(db),
     chats,
     readState,
+    presence,
     messages: new MessageService(db, chats, pubsub, bot, feeds, messageChanges, bus, writeLimit, config.bot.name, metrics),
     messageChanges,
     search: new MessageSearchService(db, memberships, searchEngines[config.database.engine], config.bot.name),

@@ -81,12 +81,35 @@ export interface ReactionEvent {
   reactions: ReactionSummary[];
 }
 
-/** Someone's `/ws` socket joined or left a room; `socketId` lets that socket skip its own notice. */
-export interface PresenceEvent {
+/**
+ * Someone's `/ws` socket joined or left a room (the `user_joined`/`user_left` notices); `socketId`
+ * lets that socket skip its own notice. Not whether a user is online: that is `UserPresenceEvent`.
+ */
+export interface RoomPresenceEvent {
   chatId: number;
   username: string;
   kind: 'joined' | 'left';
   socketId: string;
+}
+
+export type PresenceStatus = 'online' | 'offline';
+
+/**
+ * A user came online (their first socket anywhere opened) or went offline (their last one has been
+ * closed for PRESENCE_GRACE_MS), told to everyone who shares a chat with them.
+ */
+export interface UserPresenceEvent {
+  type: 'presence';
+  userId: number;
+  username: string;
+  status: PresenceStatus;
+  /** When their last socket closed; null while they are online. */
+  lastSeenAt: Date | null;
+  /**
+   * Orders one user's changes, which different instances may announce: a receiver drops a change
+   * older than one it has already passed on (see PresenceService.isCurrent).
+   */
+  version: number;
 }
 
 /** A chat as user events carry it. */
@@ -117,7 +140,9 @@ export type UserEvent =
   | { type: 'chat_deleted'; chatId: number; chatName: string | null; deletedBy: string }
   /** Someone else is no longer in one of the user's chats. */
   | { type: 'user_left'; chatId: number; chatName: string | null; userId: number; username: string; how: 'removed' | 'left' }
-  | { type: 'read_receipts_updated'; chatId: number; receipts: ReadReceipts };
+  | { type: 'read_receipts_updated'; chatId: number; receipts: ReadReceipts }
+  /** Someone who shares a chat with the user came online or went offline. */
+  | UserPresenceEvent;
 
 /** The user events after which the user is no longer in `chatId`. */
 export const endsMembership = (event: UserEvent): number | null =>
@@ -131,7 +156,7 @@ export type Events = {
   'chat:message': [chatId: number, event: MessageEvent];
   'chat:change': [chatId: number, event: MessageChange];
   'chat:typing': [chatId: number, event: TypingEvent];
-  'chat:presence': [chatId: number, event: PresenceEvent];
+  'chat:room-presence': [chatId: number, event: RoomPresenceEvent];
   'chat:bot': [chatId: number, event: BotStreamEvent];
   'chat:reaction': [chatId: number, event: ReactionEvent];
   /** Asks whichever instance runs that answer to stop it. */
@@ -415,7 +440,7 @@ export const whileMember =
     });
 
 /** Events carry Dates (`createdAt`, …); JSON turns them into strings, so they are revived here. */
-const DATE_KEYS = new Set(['createdAt', 'readAt', 'editedAt', 'deletedAt']);
+const DATE_KEYS = new Set(['createdAt', 'readAt', 'editedAt', 'deletedAt', 'lastSeenAt']);
 const reviveDates = (key: string, value: unknown): unknown => (DATE_KEYS.has(key) && typeof value === 'string' ? new Date(value) : value);
 
 /** What `/health` says of the bus: `local` (one process), `ready`, or why Redis cannot be used. */

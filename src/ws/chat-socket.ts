@@ -27,7 +27,7 @@ export interface ChatSocketData {
   socketId: string;
   /** The chats of its user this socket receives messages from, joined or not. */
   memberships: Set<number>;
-  /** The rooms it joined: their bot streams, typing and presence too. */
+  /** The rooms it joined: their bot streams, typing and join/leave notices too. */
   rooms: Set<number>;
   bucket: TokenBucket;
   /** For each chat, where its deliveries stood when this socket began receiving them (see RoomFeeds.deliveredSince). */
@@ -142,6 +142,14 @@ export const frames = {
           chat_id: event.chatId,
           read_receipts: readReceiptsJson(event.receipts),
         });
+      case 'presence':
+        return JSON.stringify({
+          type: 'presence',
+          user_id: event.userId,
+          username: event.username,
+          status: event.status,
+          last_seen_at: event.lastSeenAt?.toISOString() ?? null,
+        });
       case 'left_chat':
         return null;
     }
@@ -158,7 +166,7 @@ const TYPING_EVERY_MS = 1_000;
 interface Room {
   /** Sockets of the chat's participants, which receive its messages and reactions. */
   members: Set<ChatSocket>;
-  /** Sockets that joined it: bot streams, typing and presence. */
+  /** Sockets that joined it: bot streams, typing and join/leave notices. */
   joined: Set<ChatSocket>;
   registrations: Listening[];
   /** Settles once every registration is confirmed by the bus. */
@@ -168,10 +176,11 @@ interface Room {
 /**
  * The `/ws` protocol of the original service, in both generations. A socket receives the messages
  * (and their edits and deletions) of every chat its user takes part in, joined or not, once each; joining a room adds its bot
- * streams, typing and presence. A chat's pub/sub topics are bridged once per process while any
- * socket here belongs to it; messages and bot streams go out through Bun's native topic publish,
- * serialized once per event. Each user's events (added, invited, removed, chat deleted, receipts)
- * are pushed to their sockets and keep their memberships current.
+ * streams, typing and its join/leave notices (`user_joined`, `user_left`). A chat's pub/sub topics
+ * are bridged once per process while any socket here belongs to it; messages and bot streams go out
+ * through Bun's native topic publish, serialized once per event. Each user's events (added,
+ * invited, removed, chat deleted, receipts, the presence of the people they share a chat with) are
+ * pushed to their sockets and keep their memberships current.
  */
 export class ChatSocketHub {
   private readonly rooms = new Map<number, Room>();
@@ -229,7 +238,7 @@ export class ChatSocketHub {
       ws.close(code, reason);
       return;
     }
-    ws.data.release = holdSocket(this.services.sockets, { user, expiresAt }, ws);
+    ws.data.release = holdSocket(this.services, { user, expiresAt }, ws);
     if (!ws.data.release) return;
     let channel = this.users.get(user.id);
     if (!channel) {
@@ -367,6 +376,7 @@ export class ChatSocketHub {
 
   /** Pushes a user's event to their sockets here, and follows the memberships it changes. */
   private onUserEvent(sockets: Set<ChatSocket>, event: UserEvent): void {
+    if (!this.services.presence.isCurrent(event)) return;
     const frame = frames.userEvent(event);
     const ended = endsMembership(event);
     for (const ws of [...sockets]) {
@@ -415,7 +425,7 @@ export class ChatSocketHub {
       this.services.metrics.delivered('ws', 1);
     }
     ws.subscribe(botTopic(chatId));
-    this.services.pubsub.publish('chat:presence', chatId, { chatId, username: user.username, kind: 'joined', socketId: ws.data.socketId });
+    this.services.pubsub.publish('chat:room-presence', chatId, { chatId, username: user.username, kind: 'joined', socketId: ws.data.socketId });
   }
 
   /** Leaves the joined room; its messages keep coming while the user is a participant. `announce: false` when they are not any more. */
@@ -431,7 +441,7 @@ export class ChatSocketHub {
     void catchUp?.return?.();
     this.drain(ws);
     this.rooms.get(chatId)?.joined.delete(ws);
-    if (announce) this.services.pubsub.publish('chat:presence', chatId, { chatId, username: user.username, kind: 'left', socketId: ws.data.socketId });
+    if (announce) this.services.pubsub.publish('chat:room-presence', chatId, { chatId, username: user.username, kind: 'left', socketId: ws.data.socketId });
   }
 
   /**
@@ -510,7 +520,7 @@ export class ChatSocketHub {
       feeds.onBot(chatId, (event: BotStreamEvent, textSoFar) => toTopic(botTopic(chatId), frames.botStream(event, textSoFar, this.botName))),
       pubsub.on('chat:reaction', chatId, (event) => toTopic(membersTopic(chatId), frames.reaction(event))),
       pubsub.on('chat:typing', chatId, (event) => toOthers(JSON.stringify({ type: 'typing', chat_id: chatId, username: event.username }), event.socketId)),
-      pubsub.on('chat:presence', chatId, (event) =>
+      pubsub.on('chat:room-presence', chatId, (event) =>
         toOthers(JSON.stringify({ type: event.kind === 'joined' ? 'user_joined' : 'user_left', chat_id: chatId, username: event.username }), event.socketId),
       ),
     ];

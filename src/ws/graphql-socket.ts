@@ -80,7 +80,7 @@ export function createGraphqlSocketHandler(
       // A socket that closed while the token was checked must not take a place it would never give back.
       if (!session || socket.readyState !== WebSocket.OPEN) return false;
       // Refused here, the socket is closed already with its own code: graphql-ws's 4403 then changes nothing.
-      socket.data.release = holdSocket(services.sockets, session, socket);
+      socket.data.release = holdSocket(services, session, socket);
       if (!socket.data.release) return false;
       socket.data.user = session.user;
       return true;

@@ -98,6 +98,7 @@ export class SharedResults {
       services: this.services,
       clientAddress: null,
       viewer: () => Promise.reject(new Error('A field with shared results must not read the viewer')),
+      shared: true,
     };
   }
 

@@ -1,6 +1,7 @@
 import type { ServerWebSocket } from 'bun';
 import type { AuthService, PublicUser } from '../services/auth.service';
 import { AppError } from '../services/errors';
+import type { PresenceService } from '../services/presence.service';
 import type { SocketQuota } from '../services/socket-quota';
 
 /** How the server closes a socket of either protocol, and the reason the client reads. */
@@ -41,23 +42,30 @@ export async function authenticateSocket(auth: AuthService, token: string | null
 
 /**
  * What an authenticated socket holds while it is open, whatever its protocol: a place in its user's
- * socket quota, and the timer that closes it (4401) when its token expires. Over the quota the
- * socket is closed at once (4429) and null returned. The release returned is called by the close
- * handler (src/ws/index.ts), so it runs on every path a socket closes by.
+ * socket quota, the timer that closes it (4401) when its token expires, and its count in its user's
+ * presence (online while any socket is open). Over the quota the socket is closed at once (4429)
+ * and null returned. The release returned is called by the close handler (src/ws/index.ts), so it
+ * runs on every path a socket closes by.
  */
-export function holdSocket(quota: SocketQuota, session: SocketSession, ws: ServerWebSocket<unknown>): (() => void) | null {
+export function holdSocket(
+  { sockets, presence }: { sockets: SocketQuota; presence: PresenceService },
+  session: SocketSession,
+  ws: ServerWebSocket<unknown>,
+): (() => void) | null {
   let releasePlace: () => void;
   try {
-    releasePlace = quota.acquire(session.user.id);
+    releasePlace = sockets.acquire(session.user.id);
   } catch (error) {
     if (!(error instanceof AppError)) throw error;
     ws.close(CLOSE.tooManySockets.code, CLOSE.tooManySockets.reason);
     return null;
   }
   const stopTimer = at(session.expiresAt, () => ws.close(CLOSE.tokenExpired.code, CLOSE.tokenExpired.reason));
+  const leave = presence.connect(session.user);
   return () => {
     stopTimer();
     releasePlace();
+    leave();
   };
 }
 

@@ -1,0 +1,104 @@
+import { expect, test } from 'bun:test';
+import { captureLogs } from '../../test/support/logs';
+import type { Database } from '../db/client';
+import { Metrics } from '../metrics';
+import type { PublicUser } from './auth.service';
+import { LocalPresenceStore } from './presence-store';
+import { PresenceService } from './presence.service';
+import type { PubSub, UserEvent, UserPresenceEvent } from './pubsub';
+
+const ana: PublicUser = { id: 1, username: 'ana', email: 'ana@example.com', createdAt: new Date(0) };
+const BEN = 2;
+
+/**
+ * A presence service on the in-memory store, with the database and the bus stubbed: ben shares a
+ * chat with everyone, and what is published to him is recorded; `next()` waits for the next one.
+ */
+function presence(graceMs: number) {
+  const told: UserPresenceEvent[] = [];
+  const waiting: ((event: UserPresenceEvent) => void)[] = [];
+  const db = { $queryRaw: () => Promise.resolve([{ user_id: BEN }]), user: { updateMany: () => Promise.resolve({ count: 1 }) } };
+  const pubsub = {
+    publish: (_topic: string, _userId: number, event: UserPresenceEvent) => {
+      told.push(event);
+      waiting.shift()?.(event);
+    },
+  };
+  const service = new PresenceService(
+    db as unknown as Database,
+    pubsub as unknown as PubSub,
+    graceMs,
+    captureLogs().log,
+    new Metrics(),
+    () => new LocalPresenceStore(),
+  );
+  const next = () => new Promise<UserPresenceEvent>((resolve) => waiting.push(resolve));
+  return { service, told, next };
+}
+
+test('online with the first socket, offline once the last has been closed for the grace; sockets in between change nothing', async () => {
+  const { service, told, next } = presence(10);
+  const first = service.connect(ana);
+  await service.idle();
+  const second = service.connect(ana);
+  first();
+  first();
+  await service.idle();
+  expect(service.tracking(ana.id)).toEqual({ sockets: 1, grace: false });
+  expect(told.map((event) => event.status)).toEqual(['online']);
+
+  const offline = next();
+  second();
+  await service.idle();
+  expect(service.tracking(ana.id)).toEqual({ sockets: 0, grace: true });
+  expect(await offline).toMatchObject({ type: 'presence', userId: ana.id, username: 'ana', status: 'offline' });
+  expect(told.map((event) => event.status)).toEqual(['online', 'offline']);
+  expect(told[1]!.version).toBeGreaterThan(told[0]!.version);
+  expect(service.tracking(ana.id)).toBeNull();
+  await service.close();
+});
+
+test('a socket opened within the grace stops it: no offline, no second online', async () => {
+  const { service, told } = presence(60_000);
+  service.connect(ana)();
+  await service.idle();
+  expect(service.tracking(ana.id)).toEqual({ sockets: 0, grace: true });
+  service.connect(ana);
+  await service.idle();
+  expect(service.tracking(ana.id)).toEqual({ sockets: 1, grace: false });
+  expect(told.map((event) => event.status)).toEqual(['online']);
+  await service.close();
+  expect(service.tracking(ana.id)).toBeNull();
+});
+
+test('of one user, a change older than one already passed on is stale; other users and other events are not affected', async () => {
+  const { service } = presence(0);
+  const change = (userId: number, version: number): UserEvent => ({ type: 'presence', userId, username: 'u', status: 'online', lastSeenAt: null, version });
+  expect(service.isCurrent(change(1, 5))).toBe(true);
+  // The same change reaches every recipient on this instance.
+  expect(service.isCurrent(change(1, 5))).toBe(true);
+  expect(service.isCurrent(change(1, 4))).toBe(false);
+  expect(service.isCurrent(change(2, 1))).toBe(true);
+  expect(service.isCurrent(change(1, 6))).toBe(true);
+  expect(service.isCurrent({ type: 'left_chat', chatId: 1 })).toBe(true);
+  await service.close();
+});
+
+test('the in-memory store: one change per transition; on close, whoever is still online is left to be persisted offline', async () => {
+  const store = new LocalPresenceStore();
+  const online = await store.arrive(ana);
+  expect(online).toMatchObject({ userId: ana.id, status: 'online', lastSeenAt: null });
+  expect(await store.arrive(ana)).toBeNull();
+  expect(await store.settle(ana.id)).toBeNull();
+  expect(await store.depart(ana.id)).toBe(true);
+  expect(await store.onlineAmong([ana.id, BEN])).toEqual(new Set([ana.id]));
+  const offline = await store.settle(ana.id);
+  expect(offline?.status).toBe('offline');
+  expect(offline?.lastSeenAt).toBeInstanceOf(Date);
+  expect(await store.settle(ana.id)).toBeNull();
+  expect(await store.depart(ana.id)).toBe(false);
+  await store.arrive(ana);
+  const left = await store.close();
+  expect(left.map(({ userId, status }) => [userId, status])).toEqual([[ana.id, 'offline']]);
+  expect(left[0]!.lastSeenAt).toBeInstanceOf(Date);
+});
