@@ -18,7 +18,7 @@ import { type ChatClient, type Frame, MISSING_CHAT_ID, servedTestApp, withDeadli
 let fake: FakeGemini;
 beforeAll(async () => {
   fake = await startFakeGemini();
-});
+}, 30_000);
 afterAll(() => fake.stop());
 
 let queries: string[] = [];
@@ -287,7 +287,7 @@ describe('the rate of reaction changes', () => {
   let limited: TestApp;
   beforeAll(async () => {
     limited = await createTestApp({ MESSAGE_RATE_LIMIT: '1', MESSAGE_BURST: '2' });
-  });
+  }, 30_000);
   afterAll(() => limited.cleanup());
 
   test('MESSAGE_RATE_LIMIT and MESSAGE_BURST hold for reactions per user, in a budget of their own', async () => {
