@@ -1,15 +1,14 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test';
-import { tmpdir } from 'node:os';
 import type { App } from '../src/app';
 import { createApp } from '../src/app';
 import { loadConfig } from '../src/config';
-import { createTestApp, createTestDatabase, RATE_LIMITS_OFF, signUp, testRedisEnv, type TestApp } from './support/app';
-import type { ClusterUser, Instance } from './support/cluster';
-import { ok, signUpOn, startInstance } from './support/cluster';
+import { createTestApp, RATE_LIMITS_OFF, signUp, type TestApp } from './support/app';
+import type { Instance } from './support/cluster';
+import { connectChat, ok, signUpOn, twoInstances } from './support/cluster';
 import type { PrivateRedis } from './support/redis-server';
 import { startPrivateRedis, startTcpProxy } from './support/redis-server';
 import { groupRoom } from './support/rooms';
-import type { ChatClient, Frame } from './support/sockets';
+import type { Frame } from './support/sockets';
 import { socketKit, withDeadline } from './support/sockets';
 
 /**
@@ -19,7 +18,6 @@ import { socketKit, withDeadline } from './support/sockets';
  * cut off while another went on changing messages (a Redis of the test's own).
  */
 
-const STARTUP_TIMEOUT_MS = 60_000;
 /** A fault test waits for heartbeats (about a second each) on top of its own work: more than bun's default 5 s on a busy machine. */
 const FAULT_TEST_TIMEOUT_MS = 30_000;
 
@@ -29,34 +27,10 @@ const isDeletion = (messageId: number) => (frame: Frame) => frame.type === 'mess
 
 if (process.env.TEST_DATABASE_URL && process.env.TEST_REDIS_URL) {
   describe('two instances on PostgreSQL + Redis', () => {
-    let database: { url: string; drop: () => Promise<void> };
     let a: Instance;
     let b: Instance;
-
-    beforeAll(async () => {
-      database = await createTestDatabase(tmpdir());
-      const env = {
-        NODE_ENV: 'production',
-        DATABASE_URL: database.url,
-        ...testRedisEnv(),
-        SECRET_KEY: 'edit-delete-cluster-secret-key-0123456789abcdef',
-        ...RATE_LIMITS_OFF,
-      };
-      [a, b] = await Promise.all([startInstance('A', env), startInstance('B', env)]);
-    }, STARTUP_TIMEOUT_MS);
-
-    afterAll(async () => {
-      await Promise.all([a?.kit.dispose(), b?.kit.dispose()].map((closing) => closing?.catch(() => {})));
-      await Promise.all([a?.kill(), b?.kill()]);
-      await database?.drop();
-    }, STARTUP_TIMEOUT_MS);
-
-    async function connect(instance: Instance, user: ClusterUser): Promise<ChatClient> {
-      const socket = instance.kit.chat(user.token);
-      await socket.opened;
-      await socket.sync();
-      return socket;
-    }
+    const cluster = twoInstances('edit-delete');
+    beforeAll(() => ({ a, b } = cluster));
 
     test('an edit made on A and a deletion made over /ws on A reach a socket and a messageChanged subscriber on B', async () => {
       const [alice, bob] = await Promise.all([signUpOn(a, 'alice'), signUpOn(b, 'bob')]);
@@ -64,7 +38,7 @@ if (process.env.TEST_DATABASE_URL && process.env.TEST_REDIS_URL) {
         a.request('/api/chats', { method: 'POST', token: alice.token, json: { name: 'across', is_group: true, participant_usernames: [bob.username] } }),
       );
       const message = await ok<{ id: number }>(a.request(`/api/chats/${chat.id}/messages`, { method: 'POST', token: alice.token, json: { content: 'draft' } }));
-      const bobOnB = await connect(b, bob);
+      const bobOnB = await connectChat(b, bob);
       // Resuming from the message: an edit made before B listened is replayed, so none can be missed.
       const subscription = b.kit
         .graphql(bob.token)
@@ -83,7 +57,7 @@ if (process.env.TEST_DATABASE_URL && process.env.TEST_REDIS_URL) {
         message: { id: String(message.id), content: 'final', editedAt: edited.edited_at },
       });
 
-      const aliceOnA = await connect(a, alice);
+      const aliceOnA = await connectChat(a, alice);
       aliceOnA.send({ type: 'delete', chat_id: chat.id, message_id: message.id });
       expect(await bobOnB.next(isDeletion(message.id))).toEqual({ type: 'message_deleted', chat_id: chat.id, message_id: message.id });
       expect(await subscription.next((event) => event.messageId !== undefined)).toEqual({ messageId: String(message.id) });

@@ -1,8 +1,6 @@
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { tmpdir } from 'node:os';
-import { createTestDatabase, RATE_LIMITS_OFF, testRedisEnv } from './support/app';
+import { beforeAll, describe, expect, test } from 'bun:test';
 import type { ClusterUser, Instance } from './support/cluster';
-import { ok, signUpOn, startInstance } from './support/cluster';
+import { connectChat, ok, signUpOn, twoInstances } from './support/cluster';
 import type { ChatClient, Frame } from './support/sockets';
 
 /**
@@ -11,44 +9,18 @@ import type { ChatClient, Frame } from './support/sockets';
  * unjoined sockets on the other instance once. Runs only when TEST_DATABASE_URL and TEST_REDIS_URL are set.
  */
 
-const STARTUP_TIMEOUT_MS = 60_000;
-
 if (process.env.TEST_DATABASE_URL && process.env.TEST_REDIS_URL) {
   describe("the later API's /ws on two instances", () => {
-    let database: { url: string; drop: () => Promise<void> };
     let a: Instance;
     let b: Instance;
-
-    beforeAll(async () => {
-      database = await createTestDatabase(tmpdir());
-      const env = {
-        NODE_ENV: 'production',
-        DATABASE_URL: database.url,
-        ...testRedisEnv(),
-        SECRET_KEY: 'later-cluster-test-secret-key-0123456789abcdef',
-        ...RATE_LIMITS_OFF,
-      };
-      [a, b] = await Promise.all([startInstance('A', env), startInstance('B', env)]);
-    }, STARTUP_TIMEOUT_MS);
-
-    afterAll(async () => {
-      await Promise.all([a?.kit.dispose(), b?.kit.dispose()].map((closing) => closing?.catch(() => {})));
-      await Promise.all([a?.kill(), b?.kill()]);
-      await database?.drop();
-    }, STARTUP_TIMEOUT_MS);
+    const cluster = twoInstances('later');
+    beforeAll(() => ({ a, b } = cluster));
 
     const post = (instance: Instance, user: ClusterUser, chatId: number, content: string) =>
       ok<{ id: number }>(instance.request(`/api/chats/${chatId}/messages`, { method: 'POST', token: user.token, json: { content } }));
 
     const hasNested = (messageId: number) => (frame: Frame) => frame.type === 'message' && (frame.message as { id?: number } | undefined)?.id === messageId;
     const copiesOf = (socket: ChatClient, messageId: number) => socket.frames.filter(hasNested(messageId)).length;
-
-    async function connect(instance: Instance, user: ClusterUser): Promise<ChatClient> {
-      const socket = instance.kit.chat(user.token);
-      await socket.opened;
-      await socket.sync();
-      return socket;
-    }
 
     test('removed on A: the socket on B stops receiving the room and gets "Not authorized"; a message sent on B reaches an unjoined socket on A once', async () => {
       const [alice, bob, carol] = await Promise.all([signUpOn(a, 'alice'), signUpOn(b, 'bob'), signUpOn(a, 'carol')]);
@@ -59,9 +31,9 @@ if (process.env.TEST_DATABASE_URL && process.env.TEST_REDIS_URL) {
           json: { name: 'two instances', is_group: true, participant_usernames: [bob.username, carol.username] },
         }),
       );
-      const aliceOnB = await connect(b, alice);
-      const bobOnB = await connect(b, bob);
-      const carolOnA = await connect(a, carol);
+      const aliceOnB = await connectChat(b, alice);
+      const bobOnB = await connectChat(b, bob);
+      const carolOnA = await connectChat(a, carol);
       await aliceOnB.join(chat.id);
       await bobOnB.join(chat.id);
 

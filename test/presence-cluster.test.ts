@@ -1,10 +1,8 @@
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { tmpdir } from 'node:os';
+import { beforeAll, describe, expect, test } from 'bun:test';
 import { PRESENCE_LEASE_MS, PRESENCE_TICK_MS } from '../src/services/presence-redis';
-import { createTestDatabase, RATE_LIMITS_OFF, testRedisEnv } from './support/app';
 import type { ClusterUser, Instance } from './support/cluster';
-import { eventually, graphqlOn, ok, signUpOn, startInstance } from './support/cluster';
-import type { ChatClient, Frame } from './support/sockets';
+import { connectChat, eventually, graphqlOn, ok, signUpOn, twoInstances } from './support/cluster';
+import type { Frame } from './support/sockets';
 
 /**
  * Presence across two real processes on one PostgreSQL database and one Redis: a user's socket on
@@ -14,40 +12,14 @@ import type { ChatClient, Frame } from './support/sockets';
  * TEST_DATABASE_URL and TEST_REDIS_URL are set.
  */
 
-const STARTUP_TIMEOUT_MS = 60_000;
 const GRACE_MS = 50;
 
 if (process.env.TEST_DATABASE_URL && process.env.TEST_REDIS_URL) {
   describe('presence on two instances', () => {
-    let database: { url: string; drop: () => Promise<void> };
     let a: Instance;
     let b: Instance;
-
-    beforeAll(async () => {
-      database = await createTestDatabase(tmpdir());
-      const env = {
-        NODE_ENV: 'production',
-        DATABASE_URL: database.url,
-        ...testRedisEnv(),
-        SECRET_KEY: 'presence-cluster-test-secret-key-0123456789abcdef',
-        PRESENCE_GRACE_MS: String(GRACE_MS),
-        ...RATE_LIMITS_OFF,
-      };
-      [a, b] = await Promise.all([startInstance('A', env), startInstance('B', env)]);
-    }, STARTUP_TIMEOUT_MS);
-
-    afterAll(async () => {
-      await Promise.all([a?.kit.dispose(), b?.kit.dispose()].map((closing) => closing?.catch(() => {})));
-      await Promise.all([a?.kill(), b?.kill()]);
-      await database?.drop();
-    }, STARTUP_TIMEOUT_MS);
-
-    async function connect(instance: Instance, user: ClusterUser): Promise<ChatClient> {
-      const socket = instance.kit.chat(user.token);
-      await socket.opened;
-      await socket.sync();
-      return socket;
-    }
+    const cluster = twoInstances('presence', { PRESENCE_GRACE_MS: String(GRACE_MS) });
+    beforeAll(() => ({ a, b } = cluster));
 
     const presenceOf = (user: ClusterUser) => (frame: Frame) => frame.type === 'presence' && frame.user_id === user.id;
     const participant = async (instance: Instance, viewer: ClusterUser, chatId: number, user: ClusterUser) =>
@@ -60,10 +32,10 @@ if (process.env.TEST_DATABASE_URL && process.env.TEST_REDIS_URL) {
       const chat = await ok<{ id: number }>(
         a.request('/api/chats', { method: 'POST', token: alice.token, json: { name: 'presence', is_group: true, participant_usernames: [bob.username] } }),
       );
-      const bobOnB = await connect(b, bob);
+      const bobOnB = await connectChat(b, bob);
 
       // Alice's socket on A: B pushes it to bob and reports it.
-      const aliceOnA = await connect(a, alice);
+      const aliceOnA = await connectChat(a, alice);
       expect(await bobOnB.next(presenceOf(alice))).toEqual({
         type: 'presence',
         user_id: alice.id,
@@ -76,7 +48,7 @@ if (process.env.TEST_DATABASE_URL && process.env.TEST_REDIS_URL) {
       expect(viaGraphql.chat.participants).toContainEqual({ id: String(alice.id), online: true, lastSeenAt: null });
 
       // A second socket on B, opened and closed, changes nothing: her socket on A still counts.
-      const aliceOnB = await connect(b, alice);
+      const aliceOnB = await connectChat(b, alice);
       await aliceOnB.close();
       expect(await participant(b, bob, chat.id, alice)).toMatchObject({ online: true });
 
@@ -93,7 +65,7 @@ if (process.env.TEST_DATABASE_URL && process.env.TEST_REDIS_URL) {
       expect(await participant(b, bob, chat.id, alice)).toMatchObject({ online: false, last_seen_at: lastSeenAt });
 
       // Back on B: online again, and every change so far reached bob exactly once.
-      await connect(b, alice);
+      await connectChat(b, alice);
       expect(await bobOnB.next(presenceOf(alice))).toMatchObject({ status: 'online' });
       await bobOnB.sync();
       expect(bobOnB.frames.filter(presenceOf(alice)).map((frame) => frame.status)).toEqual(['online', 'offline', 'online']);

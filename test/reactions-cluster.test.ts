@@ -1,9 +1,7 @@
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { tmpdir } from 'node:os';
-import { createTestDatabase, RATE_LIMITS_OFF, testRedisEnv } from './support/app';
-import type { ClusterUser, Instance } from './support/cluster';
-import { graphqlOn, ok, signUpOn, startInstance } from './support/cluster';
-import type { ChatClient, Frame } from './support/sockets';
+import { beforeAll, describe, expect, test } from 'bun:test';
+import type { Instance } from './support/cluster';
+import { connectChat, graphqlOn, ok, signUpOn, twoInstances } from './support/cluster';
+import type { Frame } from './support/sockets';
 
 /**
  * Reactions across two real processes on one PostgreSQL database and one Redis: a change made on
@@ -11,39 +9,13 @@ import type { ChatClient, Frame } from './support/sockets';
  * everywhere. Runs only when TEST_DATABASE_URL and TEST_REDIS_URL are set.
  */
 
-const STARTUP_TIMEOUT_MS = 60_000;
-
 if (process.env.TEST_DATABASE_URL && process.env.TEST_REDIS_URL) {
   describe('reactions on two instances', () => {
-    let database: { url: string; drop: () => Promise<void> };
     let a: Instance;
     let b: Instance;
+    const cluster = twoInstances('reactions');
+    beforeAll(() => ({ a, b } = cluster));
 
-    beforeAll(async () => {
-      database = await createTestDatabase(tmpdir());
-      const env = {
-        NODE_ENV: 'production',
-        DATABASE_URL: database.url,
-        ...testRedisEnv(),
-        SECRET_KEY: 'reactions-cluster-test-secret-key-0123456789abcdef',
-        ...RATE_LIMITS_OFF,
-      };
-      [a, b] = await Promise.all([startInstance('A', env), startInstance('B', env)]);
-    }, STARTUP_TIMEOUT_MS);
-
-    afterAll(async () => {
-      await Promise.all([a?.kit.dispose(), b?.kit.dispose()].map((closing) => closing?.catch(() => {})));
-      await Promise.all([a?.kill(), b?.kill()]);
-      await database?.drop();
-    }, STARTUP_TIMEOUT_MS);
-
-    /** A `/ws` socket whose rooms are confirmed by Redis: its first answered frame comes after that. */
-    async function connect(instance: Instance, user: ClusterUser): Promise<ChatClient> {
-      const socket = instance.kit.chat(user.token);
-      await socket.opened;
-      await socket.sync();
-      return socket;
-    }
     const isReaction = (action: string, emoji: string) => (frame: Frame) => frame.type === 'reaction' && frame.action === action && frame.emoji === emoji;
 
     test('a reaction added on A reaches the sockets on B, one taken back on B reaches A; both see the same reactions', async () => {
@@ -56,8 +28,8 @@ if (process.env.TEST_DATABASE_URL && process.env.TEST_REDIS_URL) {
         }),
       );
       const message = await ok<{ id: number }>(a.request(`/api/chats/${chat.id}/messages`, { method: 'POST', token: alice.token, json: { content: 'hi' } }));
-      const bobOnB = await connect(b, bob);
-      const aliceOnA = await connect(a, alice);
+      const bobOnB = await connectChat(b, bob);
+      const aliceOnA = await connectChat(a, alice);
 
       const added = await ok(
         a.request(`/api/chats/${chat.id}/messages/${message.id}/reactions`, { method: 'POST', token: alice.token, json: { emoji: '🎉' } }),

@@ -1,6 +1,10 @@
 import type { Server, Subprocess } from 'bun';
+import { afterAll, beforeAll } from 'bun:test';
 import { Redis } from 'ioredis';
+import { tmpdir } from 'node:os';
 import { resolve } from 'node:path';
+import { createTestDatabase, RATE_LIMITS_OFF, testRedisEnv } from './app';
+import type { ChatClient } from './sockets';
 import { socketKit } from './sockets';
 
 /**
@@ -10,6 +14,8 @@ import { socketKit } from './sockets';
  */
 
 const projectRoot = resolve(import.meta.dir, '../..');
+/** Two processes starting at once and both applying migrations: far more than bun's default on a busy machine. */
+const CLUSTER_STARTUP_TIMEOUT_MS = 60_000;
 
 /** A port nobody listens on right now: the OS picks one, and it is released at once. */
 export async function freePort(): Promise<number> {
@@ -235,4 +241,47 @@ export async function eventually<T>(wait: () => Promise<T>, deadlineMs: number):
       if (Date.now() >= end || !/ within \d+ ms/.test((error as Error).message)) throw error;
     }
   }
+}
+
+/** The two instances of `twoInstances`, set once its `beforeAll` has run. */
+export interface TwoInstances {
+  a: Instance;
+  b: Instance;
+}
+
+/**
+ * Registers the `beforeAll`/`afterAll` of a describe block that runs two instances, A and B, on a
+ * fresh PostgreSQL database and the tests' Redis prefix, with the rate limits off; `env` adds to or
+ * overrides their settings. The returned object's `a` and `b` are set when the tests run.
+ */
+export function twoInstances(name: string, env: Record<string, string> = {}): TwoInstances {
+  const cluster = {} as TwoInstances;
+  let database: { url: string; drop: () => Promise<void> } | undefined;
+  beforeAll(async () => {
+    database = await createTestDatabase(tmpdir());
+    const settings = {
+      NODE_ENV: 'production',
+      DATABASE_URL: database.url,
+      ...testRedisEnv(),
+      SECRET_KEY: `${name}-cluster-test-secret-key-0123456789abcdef`,
+      ...RATE_LIMITS_OFF,
+      ...env,
+    };
+    [cluster.a, cluster.b] = await Promise.all([startInstance('A', settings), startInstance('B', settings)]);
+  }, CLUSTER_STARTUP_TIMEOUT_MS);
+  afterAll(async () => {
+    const { a, b } = cluster;
+    await Promise.all([a?.kit.dispose(), b?.kit.dispose()].map((closing) => closing?.catch(() => {})));
+    await Promise.all([a?.kill(), b?.kill()]);
+    await database?.drop();
+  }, CLUSTER_STARTUP_TIMEOUT_MS);
+  return cluster;
+}
+
+/** A `/ws` socket on `instance` whose rooms are confirmed by Redis: its first answered frame comes after that. */
+export async function connectChat(instance: Instance, user: ClusterUser): Promise<ChatClient> {
+  const socket = instance.kit.chat(user.token);
+  await socket.opened;
+  await socket.sync();
+  return socket;
 }
