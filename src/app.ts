@@ -212,6 +212,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     },
     async close() {
       await services.presence.close();
+      await services.search.close();
       await bus.close();
       await db.$disconnect();
       metrics.close();

@@ -4,7 +4,7 @@ import { bearerToken } from './services/auth.service';
 
 export type SocketTransport = 'ws' | 'graphql-ws';
 /** What a limit refused: each rate limit and cap of the server. */
-export type RefusalKind = 'login' | 'register' | 'message' | 'reaction' | 'ws_frame' | 'bot' | 'socket_cap' | 'password_queue';
+export type RefusalKind = 'login' | 'register' | 'message' | 'reaction' | 'ws_frame' | 'bot' | 'socket_cap' | 'password_queue' | 'search_queue';
 /** How a bot answer ended: the model finished, a member or a shutdown cut it short, or it failed (model, network, storage). */
 export type AnswerOutcome = 'completed' | 'stopped' | 'failed';
 export type PubsubMode = 'local' | 'redis';
@@ -99,7 +99,7 @@ export class Metrics {
   });
   readonly rateLimitRefusals = new Counter({
     name: `${PREFIX}rate_limit_refusals_total`,
-    help: 'Requests, frames and sockets refused by a limit, by kind (login, register, message, reaction, ws_frame, bot, socket_cap, password_queue)',
+    help: 'Requests, frames and sockets refused by a limit, by kind (login, register, message, reaction, ws_frame, bot, socket_cap, password_queue, search_queue)',
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });

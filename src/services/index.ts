@@ -1,4 +1,5 @@
 import type { Config } from '../config';
+import { sqliteFilePath } from '../config';
 import type { Database } from '../db/client';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
@@ -21,7 +22,9 @@ import { KeyedRateLimiter, WindowCounter } from './rate-limit';
 import { ReactionService } from './reaction.service';
 import { ReadStateService } from './read-state.service';
 import { searchEngines } from './search/engines';
+import type { SearchStatements } from './search/message-search.service';
 import { MessageSearchService } from './search/message-search.service';
+import { SqliteSearchRunner } from './search/sqlite-search-runner';
 import { SocketQuota } from './socket-quota';
 import { settleWithin } from './timeout';
 import { UserService } from './user.service';
@@ -90,6 +93,30 @@ function reactionLimit({ messagesPerSecond, messageBurst }: Config['limits'], me
   return new KeyedRateLimiter({ ratePerSecond: messagesPerSecond, burst: messageBurst, message, onRefused: () => metrics.refused('reaction') });
 }
 
+/** Searches waiting behind the running one on SQLite before more are refused with 503. */
+const SEARCH_QUEUE_LIMIT = 64;
+/** An idle SQLite search worker gives its memory back after this long. */
+const SEARCH_WORKER_IDLE_MS = 60_000;
+
+/**
+ * How search statements run: on PostgreSQL through Prisma's pool (the database server does the work);
+ * on SQLite on a worker thread, so a slow search never stalls the event loop (an in-memory database,
+ * which no other thread can open, stays on this one).
+ */
+function searchStatements(db: Database, config: Config, metrics: Metrics): SearchStatements {
+  const { engine, url, timeoutMs } = config.database;
+  if (engine === 'postgres' || url.includes(':memory:') || url.includes('mode=memory')) {
+    return { run: (statement) => db.$queryRaw<unknown[]>(statement), close: async () => {} };
+  }
+  const runner = new SqliteSearchRunner(sqliteFilePath(url.split('?')[0]!), {
+    maxWaiting: SEARCH_QUEUE_LIMIT,
+    timeoutMs,
+    idleMs: SEARCH_WORKER_IDLE_MS,
+    onRefused: () => metrics.refused('search_queue'),
+  });
+  return { run: (statement) => runner.run(statement), close: () => runner.close() };
+}
+
 export function createServices(db: Database, config: Config, bus: EventBus, log: Logger, metrics: Metrics): Services {
   const { pubsub } = bus;
   const memberships = new Memberships(db, pubsub);
@@ -119,7 +146,7 @@ export function createServices(db: Database, config: Config, bus: EventBus, log:
     presence,
     messages: new MessageService(db, chats, pubsub, bot, feeds, messageChanges, bus, writeLimit, config.bot.name, metrics),
     messageChanges,
-    search: new MessageSearchService(db, memberships, searchEngines[config.database.engine], config.bot.name),
+    search: new MessageSearchService(db, memberships, searchEngines[config.database.engine], searchStatements(db, config, metrics), config.bot.name),
     reactions: new ReactionService(db, chats, pubsub, bus, reactionLimit(config.limits, metrics)),
     bot,
     pubsub,

@@ -1,3 +1,4 @@
+import type { Prisma } from '../../generated/sqlite/client';
 import type { Database } from '../../db/client';
 import type { PublicUser } from '../auth.service';
 import { AppError } from '../errors';
@@ -17,6 +18,13 @@ export interface MessageSearchHit {
   createdAt: Date;
   /** The text around the first match, HTML-escaped, matches between `<mark>` and `</mark>`. */
   snippet: string;
+}
+
+/** Runs the engine's statements: Prisma's `$queryRaw` on PostgreSQL, a worker thread on SQLite (see SqliteSearchRunner). */
+export interface SearchStatements {
+  run(statement: Prisma.Sql): Promise<unknown[]>;
+  /** Releases what running them holds (the worker); later searches are refused. */
+  close(): Promise<void>;
 }
 
 export interface MessageSearchPage {
@@ -41,6 +49,7 @@ export class MessageSearchService {
     private readonly db: Database,
     private readonly memberships: Memberships,
     private readonly engine: SearchEngine,
+    private readonly statements: SearchStatements,
     /** BOT_NAME: the `username` of bot messages, as history shows it. */
     private readonly botName: string,
   ) {}
@@ -49,11 +58,11 @@ export class MessageSearchService {
     const { q: query, chat_id: chatId, limit, before } = parseInput(messageSearchQuery, input, 'query');
     const scope = await this.scopeOf(reader, chatId);
     if (scope === null) return { hits: [], hasMore: false };
-    if (before !== undefined && (await this.db.$queryRaw<unknown[]>(this.engine.hit(query, scope, before))).length === 0) {
+    if (before !== undefined && (await this.statements.run(this.engine.hit(query, scope, before))).length === 0) {
       const msg = `Message ${before} is not a result of this search (it changed, or was deleted): search again`;
       throw new AppError('BAD_USER_INPUT', `before: ${msg}`, [{ type: 'value_error', loc: ['query', 'before'], msg }]);
     }
-    const rows = await this.db.$queryRaw<SearchHitRow[]>(this.engine.page({ query, scope, limit: limit + 1, before: before ?? null }));
+    const rows = (await this.statements.run(this.engine.page({ query, scope, limit: limit + 1, before: before ?? null }))) as SearchHitRow[];
     return {
       hits: rows.slice(0, limit).map((row) => ({
         id: row.id,
@@ -65,6 +74,11 @@ export class MessageSearchService {
       })),
       hasMore: rows.length > limit,
     };
+  }
+
+  /** At shutdown: ends the search worker, if any. */
+  close(): Promise<void> {
+    return this.statements.close();
   }
 
   /** The chats to search: the one named, if the caller is in it (404, then 403, as everywhere), else all of theirs; null when they are in none. */

@@ -1,0 +1,153 @@
+import type { Prisma } from '../../generated/sqlite/client';
+import { AppError } from '../errors';
+
+/** A search statement for the worker: SQLite's text with `?` placeholders and its values. */
+export interface SearchRequest {
+  id: number;
+  path: string;
+  sql: string;
+  values: unknown[];
+}
+
+export type SearchResponse = { id: number; rows: unknown[] } | { id: number; error: string };
+
+export interface SqliteSearchLimits {
+  /** Searches queued behind the running one; past it a search is refused with 503 at once. */
+  maxWaiting: number;
+  /** A search not answered this long after it was asked is refused with 503 (its statement, if it started, runs on unheard). */
+  timeoutMs: number;
+  /** The worker ends after this long without a search, giving its memory back; the next search starts another. */
+  idleMs: number;
+  onRefused?: () => void;
+}
+
+interface Pending {
+  request: SearchRequest;
+  resolve: (rows: unknown[]) => void;
+  reject: (error: Error) => void;
+  deadline: ReturnType<typeof setTimeout>;
+}
+
+const busy = () => new AppError('SERVICE_UNAVAILABLE', 'Search is busy: try again shortly', undefined, 1);
+
+/**
+ * Runs SQLite search statements one at a time on a worker thread (sqlite-search-worker.ts). bun:sqlite
+ * is synchronous: on the server's thread a search that ranks a very common word across many rooms
+ * (hundreds of milliseconds over a million messages, see BENCHMARKS.md) would stall every socket.
+ *
+ * One worker, one statement at a time, so searches take at most one core whatever clients do. The
+ * queue is bounded, and a search waits at most `timeoutMs` for its answer. A statement cannot be
+ * interrupted (bun:sqlite has no sqlite3_interrupt, and ending a worker does not stop the native
+ * call it is in), so one past its time runs to its end unheard, and the queue moves on after it. The
+ * worker starts on the first search and ends when idle. This runner owns the worker, its timers and
+ * every pending search: `close()` releases all of them.
+ */
+export class SqliteSearchRunner {
+  private worker: Worker | null = null;
+  /** The statement on the worker, with its caller, or null once the caller gave up (or none runs). */
+  private running: { id: number; caller: Pending | null } | null = null;
+  private readonly waiting: Pending[] = [];
+  private idleTimer: ReturnType<typeof setTimeout> | null = null;
+  private nextId = 0;
+  private closed = false;
+
+  constructor(
+    /** The database file (not a `file:` URL). */
+    private readonly path: string,
+    private readonly limits: SqliteSearchLimits,
+  ) {}
+
+  /** The statement's rows, as bun:sqlite gives them (dates as Date, booleans as 0 or 1). */
+  run(statement: Prisma.Sql): Promise<unknown[]> {
+    if (this.closed) return Promise.reject(busy());
+    if (this.running && this.waiting.length >= this.limits.maxWaiting) {
+      this.limits.onRefused?.();
+      return Promise.reject(busy());
+    }
+    return new Promise<unknown[]>((resolve, reject) => {
+      const pending: Pending = {
+        request: { id: ++this.nextId, path: this.path, sql: statement.sql, values: statement.values },
+        resolve,
+        reject,
+        deadline: setTimeout(() => this.giveUp(pending), this.limits.timeoutMs),
+      };
+      this.waiting.push(pending);
+      this.startNext();
+    });
+  }
+
+  /** Ends the worker; searches still queued or running are refused with 503, and so is every later one. */
+  close(): Promise<void> {
+    this.closed = true;
+    this.endWorker();
+    const refused = [...(this.running?.caller ? [this.running.caller] : []), ...this.waiting.splice(0)];
+    this.running = null;
+    for (const pending of refused) this.refuse(pending);
+    return Promise.resolve();
+  }
+
+  private startNext(): void {
+    if (this.running || this.waiting.length === 0) return;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    const next = this.waiting.shift()!;
+    this.running = { id: next.request.id, caller: next };
+    this.ensureWorker().postMessage(next.request);
+  }
+
+  private ensureWorker(): Worker {
+    if (this.worker) return this.worker;
+    // Not ref'd: the worker must not keep alive a process that has nothing else to do. Small heap:
+    // it holds one statement's rows at a time.
+    const worker = new Worker(new URL('./sqlite-search-worker.ts', import.meta.url).href, { ref: false, smol: true });
+    worker.onmessage = ({ data }: MessageEvent<SearchResponse>) => this.settle(data);
+    worker.onerror = (event) => this.crashed(new Error(`search worker failed: ${event.message}`));
+    this.worker = worker;
+    return worker;
+  }
+
+  private settle(response: SearchResponse): void {
+    if (this.running?.id !== response.id) return;
+    const caller = this.running.caller;
+    this.running = null;
+    if (caller) {
+      clearTimeout(caller.deadline);
+      if ('error' in response) caller.reject(new Error(response.error));
+      else caller.resolve(response.rows);
+    }
+    this.startNext();
+    if (!this.running && !this.closed) this.idleTimer = setTimeout(() => this.endWorker(), this.limits.idleMs).unref();
+  }
+
+  /** The caller stops waiting: taken out of the queue, or, when its statement runs, left to finish unheard. */
+  private giveUp(pending: Pending): void {
+    const queued = this.waiting.indexOf(pending);
+    if (queued >= 0) this.waiting.splice(queued, 1);
+    else if (this.running?.caller === pending) this.running.caller = null;
+    pending.reject(busy());
+  }
+
+  /** The worker died: its statement's caller is refused, and the next search starts a fresh worker. */
+  private crashed(error: Error): void {
+    this.endWorker();
+    const caller = this.running?.caller;
+    this.running = null;
+    if (caller) {
+      clearTimeout(caller.deadline);
+      caller.reject(error);
+    }
+    this.startNext();
+  }
+
+  private refuse(pending: Pending): void {
+    clearTimeout(pending.deadline);
+    pending.reject(busy());
+  }
+
+  private endWorker(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    this.worker?.terminate();
+    this.worker = null;
+  }
+}
