@@ -197,3 +197,44 @@ describe('unlinking', () => {
     expect((await app.request('/api/auth/oauth/myspace', { method: 'DELETE', token: owner.token })).status).toBe(422);
   });
 });
+
+describe('GraphQL', () => {
+  const graphql = async (query: string, variables: Record<string, unknown> = {}, token?: string) =>
+    (await (await app.request('/graphql', { method: 'POST', json: { query, variables }, token })).json()) as {
+      data?: Record<string, unknown> | null;
+      errors?: { message: string; extensions: { code: string } }[];
+    };
+  const ME = '{ me { id hasPassword identities { provider email createdAt } } }';
+  const CONFIRM = 'mutation ($linkToken: String!) { confirmOAuthLink(linkToken: $linkToken) { hasPassword identities { provider } } }';
+  const UNLINK = 'mutation ($provider: String!) { unlinkOAuthProvider(provider: $provider) { hasPassword identities { provider } } }';
+
+  test('oauthProviders lists the providers turned on', async () => {
+    expect((await graphql('{ oauthProviders }')).data).toEqual({ oauthProviders: ['google', 'github'] });
+  });
+
+  test('me shows your linked identities; confirmOAuthLink links, unlinkOAuthProvider unlinks', async () => {
+    const owner = await signUp(app);
+    expect((await graphql(ME, {}, owner.token)).data).toMatchObject({ me: { hasPassword: true, identities: [] } });
+    const { link_token } = await linkRequest(owner);
+    expect((await graphql(CONFIRM, { linkToken: link_token }, owner.token)).data).toEqual({
+      confirmOAuthLink: { hasPassword: true, identities: [{ provider: 'google' }] },
+    });
+    expect((await graphql(ME, {}, owner.token)).data).toMatchObject({ me: { identities: [{ provider: 'google', email: emailOf(owner) }] } });
+    // Used once already.
+    expect((await graphql(CONFIRM, { linkToken: link_token }, owner.token)).errors?.[0]?.extensions.code).toBe('BAD_REQUEST');
+    expect((await graphql(UNLINK, { provider: 'google' }, owner.token)).data).toEqual({ unlinkOAuthProvider: { hasPassword: true, identities: [] } });
+    expect((await graphql(UNLINK, { provider: 'google' }, owner.token)).errors?.[0]?.extensions.code).toBe('NOT_FOUND');
+    expect((await graphql(UNLINK, { provider: 'myspace' }, owner.token)).errors?.[0]?.extensions.code).toBe('BAD_USER_INPUT');
+  });
+
+  test("another user's identities are null, and the mutations need a signed-in user", async () => {
+    const owner = await signUp(app);
+    const other = await signUp(app);
+    const query = 'query ($q: String!) { searchUsers(query: $q) { id identities { provider } hasPassword } }';
+    expect((await graphql(query, { q: other.username }, owner.token)).data).toEqual({
+      searchUsers: [{ id: String(other.id), identities: null, hasPassword: null }],
+    });
+    expect((await graphql(CONFIRM, { linkToken: 'x' })).errors?.[0]?.extensions.code).toBe('UNAUTHENTICATED');
+    expect((await graphql(UNLINK, { provider: 'google' })).errors?.[0]?.extensions.code).toBe('UNAUTHENTICATED');
+  });
+});
