@@ -204,7 +204,7 @@ describe('GraphQL', () => {
       data?: Record<string, unknown> | null;
       errors?: { message: string; extensions: { code: string } }[];
     };
-  const ME = '{ me { id hasPassword identities { provider email createdAt } } }';
+  const ME = '{ me { id signInMethods { hasPassword } identities { provider email createdAt } } }';
   const CONFIRM = 'mutation ($linkToken: String!) { confirmOAuthLink(linkToken: $linkToken) { hasPassword identities { provider } } }';
   const UNLINK = 'mutation ($provider: String!) { unlinkOAuthProvider(provider: $provider) { hasPassword identities { provider } } }';
 
@@ -214,7 +214,7 @@ describe('GraphQL', () => {
 
   test('me shows your linked identities; confirmOAuthLink links, unlinkOAuthProvider unlinks', async () => {
     const owner = await signUp(app);
-    expect((await graphql(ME, {}, owner.token)).data).toMatchObject({ me: { hasPassword: true, identities: [] } });
+    expect((await graphql(ME, {}, owner.token)).data).toMatchObject({ me: { signInMethods: { hasPassword: true }, identities: [] } });
     const { link_token } = await linkRequest(owner);
     expect((await graphql(CONFIRM, { linkToken: link_token }, owner.token)).data).toEqual({
       confirmOAuthLink: { hasPassword: true, identities: [{ provider: 'google' }] },
@@ -230,9 +230,9 @@ describe('GraphQL', () => {
   test("another user's identities are null, and the mutations need a signed-in user", async () => {
     const owner = await signUp(app);
     const other = await signUp(app);
-    const query = 'query ($q: String!) { searchUsers(query: $q) { id identities { provider } hasPassword } }';
+    const query = 'query ($q: String!) { searchUsers(query: $q) { id identities { provider } signInMethods { hasPassword } } }';
     expect((await graphql(query, { q: other.username }, owner.token)).data).toEqual({
-      searchUsers: [{ id: String(other.id), identities: null, hasPassword: null }],
+      searchUsers: [{ id: String(other.id), identities: null, signInMethods: null }],
     });
     expect((await graphql(CONFIRM, { linkToken: 'x' })).errors?.[0]?.extensions.code).toBe('UNAUTHENTICATED');
     expect((await graphql(UNLINK, { provider: 'google' })).errors?.[0]?.extensions.code).toBe('UNAUTHENTICATED');

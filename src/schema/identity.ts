@@ -32,15 +32,16 @@ const ownMethods = batchLoader(async (context, userIds: number[]): Promise<Map<n
 });
 
 builder.prismaObjectFields('User', (t) => ({
-  hasPassword: t.boolean({
-    nullable: true,
-    description: 'Whether you can sign in with a password; null for anyone but yourself.',
-    resolve: async (user, _args, context) => (await ownMethods(context)(user.id))?.hasPassword ?? null,
-  }),
   identities: t.field({
     type: [LinkedIdentityRef],
     nullable: true,
     description: 'Your linked sign-in providers, oldest first; null for anyone but yourself.',
     resolve: async (user, _args, context) => (await ownMethods(context)(user.id))?.identities ?? null,
+  }),
+  signInMethods: t.field({
+    type: SignInMethodsRef,
+    nullable: true,
+    description: 'How you can sign in (whether you have a password, and your providers); null for anyone but yourself.',
+    resolve: async (user, _args, context) => (await ownMethods(context)(user.id)) ?? null,
   }),
 }));
