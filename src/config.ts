@@ -3,6 +3,8 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import type { Engine } from './db/migrate';
+import type { OAuthConfig } from './oauth-config';
+import { oauthConfig } from './oauth-config';
 
 /** Everything the server reads from its environment, parsed and checked once at start-up. */
 export interface Config {
@@ -53,6 +55,8 @@ export interface Config {
   logLevel: LogLevel;
   /** `GET /metrics` (Prometheus): served or not, and the bearer token it requires (null: none). */
   metrics: { enabled: boolean; token: string | null };
+  /** Sign-in with Google (or any OpenID Connect provider) and GitHub: off unless configured. */
+  oauth: OAuthConfig;
   /** What start-up should warn about once it can log (a generated SECRET_KEY). */
   startupWarnings: string[];
 }
@@ -113,6 +117,7 @@ export function loadConfig(env: Env = process.env): Config {
     presenceGraceMs: integer(env, 'PRESENCE_GRACE_MS', 5_000, { min: 0, max: MAX_PRESENCE_GRACE_MS }),
     logLevel: logLevel(env.LOG_LEVEL),
     metrics: metricsSettings(env.METRICS, env.METRICS_TOKEN, production),
+    oauth: oauthConfig(env, production),
     startupWarnings,
   };
 }

@@ -1,4 +1,5 @@
 import type { PublicUser } from './services/auth.service';
+import type { SignInMethods } from './services/oauth/oauth.service';
 import type { UserPresence } from './services/presence.service';
 import type { ChatSummary, MessageEvent, ReactionSummary, ReadReceipts } from './services/pubsub';
 import type { ChatActivity } from './services/read-state.service';
@@ -68,3 +69,12 @@ export const messageSearchHitJson = (hit: MessageSearchHit) => ({
   created_at: hit.createdAt.toISOString(),
   snippet: hit.snippet,
 });
+
+/** How a user can sign in: whether they have a password, and each linked provider. */
+export const signInMethodsJson = (methods: SignInMethods) => ({
+  has_password: methods.hasPassword,
+  identities: methods.identities.map((identity) => ({ provider: identity.provider, email: identity.email, created_at: identity.createdAt.toISOString() })),
+});
+
+/** `GET /api/auth/me`: the caller, with how they can sign in. */
+export const meJson = (user: PublicUser, methods: SignInMethods) => ({ ...userJson(user), ...signInMethodsJson(methods) });

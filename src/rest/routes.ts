@@ -20,7 +20,17 @@ import {
   userSearchQuery,
 } from '../services/validation';
 import { json, readBody } from './http';
-import { chatJson, chatListItemJson, messageJson, messageSearchHitJson, participantJson, reactionsJson, readReceiptsJson, userJson } from '../serializers';
+import {
+  chatJson,
+  chatListItemJson,
+  meJson,
+  messageJson,
+  messageSearchHitJson,
+  participantJson,
+  reactionsJson,
+  readReceiptsJson,
+  userJson,
+} from '../serializers';
 import {
   BEARER_SCHEME,
   chatSchema,
@@ -29,6 +39,7 @@ import {
   healthSchema,
   jsonResponse,
   markReadSchema,
+  meSchema,
   messageSchema,
   messageResultSchema,
   messageSearchHitSchema,
@@ -60,17 +71,17 @@ export interface RestRoute {
   handler: Handler;
 }
 
-const publicRoute = (config: RouteConfig, handler: Handler): RestRoute => ({ route: createRoute(config), handler });
+export const publicRoute = (config: RouteConfig, handler: Handler): RestRoute => ({ route: createRoute(config), handler });
 
 const notAuthenticated = unauthorizedResponse('"Not authenticated" (no bearer token) or "Invalid authentication credentials"');
 
 /** A route for a signed-in caller: the bearer token is checked before anything else, and the description says so. */
-const authenticatedRoute = (config: RouteConfig, handler: (context: RouteContext, user: PublicUser) => Promise<Response> | Response): RestRoute => ({
+export const authenticatedRoute = (config: RouteConfig, handler: (context: RouteContext, user: PublicUser) => Promise<Response> | Response): RestRoute => ({
   route: createRoute({ ...config, security: [{ [BEARER_SCHEME]: [] }], responses: { ...config.responses, 401: notAuthenticated } }),
   handler: async (context) => handler(context, await context.services.auth.authenticate(bearerToken(context.request.headers.get('authorization')))),
 });
 
-const jsonBody = (schema: z.ZodType) => ({ required: true, content: { 'application/json': { schema } } });
+export const jsonBody = (schema: z.ZodType) => ({ required: true, content: { 'application/json': { schema } } });
 
 // Answers that several routes share.
 const chatNotFound = detailResponse('"Chat not found"');
@@ -151,8 +162,15 @@ export const restRoutes: RestRoute[] = [
     },
   ),
   authenticatedRoute(
-    { method: 'get', path: '/api/auth/me', tags: ['auth'], summary: 'The caller', responses: { 200: jsonResponse(userSchema, 'The caller') } },
-    (_context, user) => json(userJson(user)),
+    {
+      method: 'get',
+      path: '/api/auth/me',
+      tags: ['auth'],
+      summary: 'The caller',
+      description: 'The caller, with how they can sign in: whether they have a password, and their linked providers.',
+      responses: { 200: jsonResponse(meSchema, 'The caller') },
+    },
+    async ({ services }, user) => json(meJson(user, await services.oauth.signInMethods(user.id))),
   ),
   authenticatedRoute(
     {

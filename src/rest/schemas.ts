@@ -129,3 +129,37 @@ export const retryLaterResponse = (description: string) =>
   detailResponse(description, z.object({ 'Retry-After': z.string().openapi({ description: 'Seconds to wait' }) }));
 
 export const tooLargeResponse = detailResponse('"Request body too large": over 1 MiB');
+
+export const linkedIdentitySchema = z
+  .strictObject({
+    provider: z.string().openapi({ description: 'google or github' }),
+    email: z.string().nullable().openapi({ description: 'The verified email the provider gave at the last sign-in' }),
+    created_at: timestamp,
+  })
+  .openapi('LinkedIdentity');
+
+const signInMethodsShape = {
+  has_password: z.boolean().openapi({ description: 'false for an account made by signing in with a provider' }),
+  identities: z.array(linkedIdentitySchema).openapi({ description: 'Linked sign-in providers, oldest first' }),
+};
+export const signInMethodsSchema = z.strictObject(signInMethodsShape).openapi('SignInMethods');
+export const meSchema = z.strictObject({ ...userShape, ...signInMethodsShape }).openapi('Me');
+
+export const oauthSignedInSchema = z
+  .strictObject({
+    access_token: z.string(),
+    token_type: z.literal('bearer'),
+    user: userSchema,
+    created: z.boolean().openapi({ description: 'Whether this sign-in made the account' }),
+  })
+  .openapi('OAuthSignedIn');
+
+export const oauthLinkRequiredSchema = z
+  .strictObject({
+    detail: z.string(),
+    link_required: z.literal(true),
+    provider: z.string(),
+    email: z.string().openapi({ description: "The provider's verified email, which an existing account has" }),
+    link_token: z.string().openapi({ description: "Single-use, valid 10 minutes: the account's owner, signed in, confirms with `POST /api/auth/oauth/link`" }),
+  })
+  .openapi('OAuthLinkRequired');

@@ -94,8 +94,9 @@ export class AuthService {
       where: { usernameKey: username.trim().toLowerCase() },
       select: { ...publicUserSelect, hashedPassword: true },
     });
-    const valid = await this.guards.passwords.verify(password, found?.hashedPassword ?? (await this.decoyHash));
-    if (!found || !valid) return null;
+    // An account made by a provider has no password (an empty hash): it costs the decoy's check too, and fails.
+    const valid = await this.guards.passwords.verify(password, found?.hashedPassword || (await this.decoyHash));
+    if (!found || !found.hashedPassword || !valid) return null;
     const { hashedPassword: _hash, ...user } = found;
     return user;
   }

@@ -25,6 +25,7 @@ import { searchEngines } from './search/engines';
 import type { SearchStatements } from './search/message-search.service';
 import { MessageSearchService } from './search/message-search.service';
 import { SqliteSearchRunner } from './search/sqlite-search-runner';
+import { OAuthService } from './oauth/oauth.service';
 import { SocketQuota } from './socket-quota';
 import { settleWithin } from './timeout';
 import { UserService } from './user.service';
@@ -34,6 +35,8 @@ export interface Services {
   /** For the GraphQL Prisma plugin's relation loader only: rules go through the services below. */
   db: Database;
   auth: AuthService;
+  /** Sign-in with providers (Google or any OpenID Connect issuer, GitHub) and linking identities to users. */
+  oauth: OAuthService;
   users: UserService;
   chats: ChatService;
   /** Read positions: marking chats read, unread counts, read receipts. */
@@ -136,10 +139,12 @@ export function createServices(db: Database, config: Config, bus: EventBus, log:
     bot.answerAllPending().catch((error: unknown) => botLog.error({ err: error }, 'answering the asks left pending during the outage failed'));
   });
   const writeLimit = messageLimit(config.limits, metrics);
+  const auth = new AuthService(db, config, authGuards(config.limits, metrics));
   const messageChanges = new MessageChangeService(db, chats, pubsub, bot, feeds, bus, writeLimit, config.bot.name);
   return {
     db,
-    auth: new AuthService(db, config, authGuards(config.limits, metrics)),
+    auth,
+    oauth: new OAuthService(db, auth, config.oauth),
     users: new UserService(db),
     chats,
     readState,

@@ -53,6 +53,14 @@ export const emailSchema = z
   .pipe(z.email('value is not a valid email address'))
   .transform((email) => email.toLowerCase());
 
+/** A sign-in provider's name in a path: one this server knows, configured or not. */
+export const oauthProviderInput = z.object({ provider: z.enum(['google', 'github'], "Input should be 'google' or 'github'") });
+
+/** The link token a provider's callback answered, confirmed by the signed-in user it names. */
+export const oauthLinkInput = z.object({
+  link_token: z.string().min(1, 'String should have at least 1 character').max(256, 'String should have at most 256 characters'),
+});
+
 export const registerInput = z.object({ username: usernameSchema, email: emailSchema, password: passwordSchema });
 
 // Login does not re-validate the username's shape: an unknown name is an ordinary failed login.

@@ -1,0 +1,99 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { createTestApp } from './support/app';
+import type { TestApp } from './support/app';
+import type { GithubAccount } from './support/fake-github';
+import { startFakeGithub } from './support/fake-github';
+import { OAuthBrowser, PUBLIC_URL } from './support/oauth-browser';
+
+/** Sign-in with GitHub's OAuth app flow and user API, against a local stand-in of both. */
+
+const CLIENT = { clientId: 'gh-client', clientSecret: 'gh-secret-0123456789' };
+let github: ReturnType<typeof startFakeGithub>;
+let app: TestApp;
+let counter = 0;
+
+const githubAccount = (overrides: Partial<GithubAccount> = {}): GithubAccount => {
+  const n = ++counter;
+  return {
+    id: 1000 + n,
+    login: `octo${n}`,
+    name: `Octo ${n}`,
+    emails: [
+      { email: `octo${n}@users.noreply.example`, primary: false, verified: true },
+      { email: `octo${n}.${Date.now()}@example.com`, primary: true, verified: true },
+    ],
+    ...overrides,
+  };
+};
+
+beforeAll(async () => {
+  github = startFakeGithub(CLIENT);
+  app = await createTestApp({
+    GITHUB_CLIENT_ID: CLIENT.clientId,
+    GITHUB_CLIENT_SECRET: CLIENT.clientSecret,
+    GITHUB_URL: github.webUrl,
+    GITHUB_API_URL: github.apiUrl,
+    OAUTH_PUBLIC_URL: PUBLIC_URL,
+  });
+}, 30_000);
+afterAll(async () => {
+  await app?.cleanup();
+  await github?.close();
+});
+
+describe('GitHub sign-in', () => {
+  test('start redirects to GitHub with PKCE (S256) and state, no nonce', async () => {
+    const response = await app.request('/api/auth/oauth/github/start');
+    expect(response.status).toBe(302);
+    const location = new URL(response.headers.get('location')!);
+    expect(`${location.origin}${location.pathname}`).toBe(`${github.webUrl}/login/oauth/authorize`);
+    expect(location.searchParams.get('client_id')).toBe(CLIENT.clientId);
+    expect(location.searchParams.get('scope')).toBe('read:user user:email');
+    expect(location.searchParams.get('code_challenge_method')).toBe('S256');
+    expect(location.searchParams.get('state')).toBeTruthy();
+    expect(location.searchParams.get('nonce')).toBeNull();
+  });
+
+  test('the whole flow makes an account from the login and the verified primary email, and signs in to it after', async () => {
+    const account = githubAccount({ login: 'the-octocat' });
+    github.signInAs(account);
+    const response = await new OAuthBrowser(app).signIn('github');
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as { access_token: string; created: boolean; user: { id: number; username: string; email: string } };
+    expect(body.created).toBe(true);
+    expect(body.user.username).toBe('the-octocat');
+    expect(body.user.email).toBe(account.emails[1]!.email);
+    const me = (await (await app.request('/api/auth/me', { token: body.access_token })).json()) as { identities: { provider: string }[] };
+    expect(me.identities.map((identity) => identity.provider)).toEqual(['github']);
+
+    const again = (await (await new OAuthBrowser(app).signIn('github')).json()) as { created: boolean; user: { id: number } };
+    expect(again).toMatchObject({ created: false, user: { id: body.user.id } });
+  });
+
+  test('a primary email GitHub has not verified makes no account', async () => {
+    github.signInAs(githubAccount({ emails: [{ email: `unverified.${Date.now()}@example.com`, primary: true, verified: false }] }));
+    const response = await new OAuthBrowser(app).signIn('github');
+    expect(response.status).toBe(403);
+    expect(((await response.json()) as { detail: string }).detail).toContain('no verified email');
+  });
+
+  test('a code exchanged with the wrong PKCE verifier is refused', async () => {
+    github.signInAs(githubAccount());
+    const browser = new OAuthBrowser(app);
+    const callback = await browser.authorize(await browser.start('github'));
+    await app.app.services.db.oAuthSignIn.updateMany({ where: { provider: 'github' }, data: { codeVerifier: 'y'.repeat(43) } });
+    const response = await browser.callback(callback);
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { detail: string }).detail).toContain('github');
+  });
+
+  test('a replayed callback is refused', async () => {
+    github.signInAs(githubAccount());
+    const browser = new OAuthBrowser(app);
+    const callback = await browser.authorize(await browser.start('github'));
+    const cookies = new Map(browser.appCookies);
+    expect((await browser.callback(callback)).status).toBe(200);
+    for (const [name, value] of cookies) browser.appCookies.set(name, value);
+    expect((await browser.callback(callback)).status).toBe(400);
+  });
+});
