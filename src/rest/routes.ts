@@ -18,9 +18,23 @@ import {
   sendMessageInput,
   userIdInput,
   userSearchQuery,
+  createWebhookInput,
+  webhookIdInput,
 } from '../services/validation';
 import { json, readBody } from './http';
-import { chatJson, chatListItemJson, messageJson, messageSearchHitJson, participantJson, reactionsJson, readReceiptsJson, userJson } from '../serializers';
+import {
+  chatJson,
+  chatListItemJson,
+  createdWebhookJson,
+  messageJson,
+  messageSearchHitJson,
+  participantJson,
+  reactionsJson,
+  readReceiptsJson,
+  userJson,
+  webhookDeliveryJson,
+  webhookJson,
+} from '../serializers';
 import {
   BEARER_SCHEME,
   chatSchema,
@@ -41,6 +55,9 @@ import {
   unauthorizedResponse,
   userSchema,
   validationErrorResponse,
+  createdWebhookSchema,
+  webhookDeliveriesSchema,
+  webhookSchema,
 } from './schemas';
 
 export interface RouteContext {
@@ -78,6 +95,8 @@ const notInChat = detailResponse('"Not authorized": the caller is not in the cha
 const hashBusy = retryLaterResponse('"Server busy, try again": too many logins and registrations are waiting for a password hash');
 
 const participantParams = chatIdInput.extend(userIdInput.shape);
+const webhookParams = chatIdInput.extend(webhookIdInput.shape);
+const notChatOwner = detailResponse('"Only the chat\'s owner can manage its webhooks"');
 const messageParams = chatIdInput.extend(messageIdInput.shape);
 
 /** What both reaction routes answer besides their 200. */
@@ -459,5 +478,79 @@ export const restRoutes: RestRoute[] = [
       },
     },
     async ({ params, services }, user) => json(readReceiptsJson(await services.readState.receipts(user, params.chat_id))),
+  ),
+  authenticatedRoute(
+    {
+      method: 'post',
+      path: '/api/chats/{chat_id}/webhooks',
+      tags: ['webhooks'],
+      summary: 'Add an outgoing webhook to a chat you own',
+      description:
+        'From now on each of the `events` in the chat is POSTed to `url`, signed with the `secret` this answer shows once (see the README for the ' +
+        'scheme). Only https URLs, never to loopback, private, link-local or metadata addresses (checked again at each delivery, after DNS), unless ' +
+        'the server runs with WEBHOOK_ALLOW_PRIVATE=1.',
+      request: { params: chatIdInput, body: jsonBody(createWebhookInput) },
+      responses: {
+        201: jsonResponse(createdWebhookSchema, 'The webhook, with its secret'),
+        403: notChatOwner,
+        404: chatNotFound,
+        413: tooLargeResponse,
+        422: validationErrorResponse,
+      },
+    },
+    async ({ request, params, services }, user) => json(createdWebhookJson(await services.webhooks.create(user, params.chat_id, await readBody(request))), 201),
+  ),
+  authenticatedRoute(
+    {
+      method: 'get',
+      path: '/api/chats/{chat_id}/webhooks',
+      tags: ['webhooks'],
+      summary: "The chat's webhooks (without their secrets)",
+      request: { params: chatIdInput },
+      responses: { 200: jsonResponse(z.array(webhookSchema), 'Oldest first'), 403: notChatOwner, 404: chatNotFound, 422: validationErrorResponse },
+    },
+    async ({ params, services }, user) => json((await services.webhooks.list(user, params.chat_id)).map(webhookJson)),
+  ),
+  authenticatedRoute(
+    {
+      method: 'delete',
+      path: '/api/chats/{chat_id}/webhooks/{webhook_id}',
+      tags: ['webhooks'],
+      summary: 'Delete a webhook',
+      description: 'Nothing more is sent to it, deliveries still pending included.',
+      request: { params: webhookParams },
+      responses: {
+        200: jsonResponse(messageResultSchema('Webhook deleted'), 'Deleted'),
+        403: notChatOwner,
+        404: detailResponse('"Chat not found" or "Webhook not found"'),
+        422: validationErrorResponse,
+      },
+    },
+    async ({ params, services }, user) => {
+      await services.webhooks.delete(user, params.chat_id, params.webhook_id);
+      return json({ message: 'Webhook deleted' });
+    },
+  ),
+  authenticatedRoute(
+    {
+      method: 'get',
+      path: '/api/chats/{chat_id}/webhooks/{webhook_id}/deliveries',
+      tags: ['webhooks'],
+      summary: "A webhook's state and its latest deliveries",
+      description:
+        'Newest first: each with its status, attempts and the last error. A webhook whose delivery kept failing for WEBHOOK_RETRY_WINDOW_MS ' +
+        '(or whose address was refused, or that answered 410) is disabled, and `webhook.disabled_reason` says why.',
+      request: { params: webhookParams, query: historyQuery },
+      responses: {
+        200: jsonResponse(webhookDeliveriesSchema, 'The webhook and its deliveries'),
+        403: notChatOwner,
+        404: detailResponse('"Chat not found" or "Webhook not found"'),
+        422: validationErrorResponse,
+      },
+    },
+    async ({ params, url, services }, user) => {
+      const { webhook, deliveries } = await services.webhooks.deliveries(user, params.chat_id, params.webhook_id, Object.fromEntries(url.searchParams));
+      return json({ webhook: webhookJson(webhook), deliveries: deliveries.map(webhookDeliveryJson) });
+    },
   ),
 ];

@@ -129,3 +129,36 @@ export const retryLaterResponse = (description: string) =>
   detailResponse(description, z.object({ 'Retry-After': z.string().openapi({ description: 'Seconds to wait' }) }));
 
 export const tooLargeResponse = detailResponse('"Request body too large": over 1 MiB');
+
+const webhookEvent = z.enum(['message.created', 'message.updated', 'message.deleted', 'bot.answer.completed', 'member.joined', 'member.left']);
+const webhookShape = {
+  id,
+  chat_id: id,
+  url: z.string(),
+  events: z.array(webhookEvent),
+  created_at: timestamp,
+  enabled: z.boolean().openapi({ description: 'false once it was disabled for failing: it receives nothing more' }),
+  disabled_at: timestamp.nullable(),
+  disabled_reason: z.string().nullable().openapi({ description: 'Why it was disabled; null while enabled' }),
+};
+export const webhookSchema = z.strictObject(webhookShape).openapi('Webhook');
+export const createdWebhookSchema = z
+  .strictObject({
+    ...webhookShape,
+    secret: z.string().openapi({ description: 'The key deliveries are signed with (HMAC-SHA256). Shown this once: keep it.' }),
+  })
+  .openapi('CreatedWebhook');
+export const webhookDeliverySchema = z
+  .strictObject({
+    id: id.openapi({ description: "The delivery id: the body's `id` and the `X-Webhook-Id` header" }),
+    event: webhookEvent,
+    status: z.enum(['pending', 'delivered', 'failed']),
+    attempts: z.int().min(0),
+    response_status: z.int().nullable().openapi({ description: "The last attempt's HTTP status; null when it got no answer" }),
+    last_error: z.string().nullable().openapi({ description: 'What went wrong with the last attempt (the start of the answer, a timeout, a refused address)' }),
+    created_at: timestamp,
+    next_attempt_at: timestamp.nullable().openapi({ description: 'When it will be tried again; null unless pending' }),
+    delivered_at: timestamp.nullable(),
+  })
+  .openapi('WebhookDelivery');
+export const webhookDeliveriesSchema = z.strictObject({ webhook: webhookSchema, deliveries: z.array(webhookDeliverySchema) }).openapi('WebhookDeliveries');

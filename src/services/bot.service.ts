@@ -19,6 +19,8 @@ import { settleWithin } from './timeout';
 import type { RoomLock } from './room-lock';
 import { publicUserSelect } from './auth.service';
 import { parseChatId } from './validation';
+import type { WebhookOutbox } from './webhooks/outbox';
+import { botStreamFields } from '../serializers';
 
 const BOT_PREFIX = /^\/bot(?:\s|$)/;
 
@@ -87,6 +89,8 @@ export class BotService {
     private readonly feeds: RoomFeeds,
     private readonly log: Logger,
     private readonly metrics: Metrics,
+    /** Where `bot.answer.completed` goes for the chat's webhooks; none in tests that build the bot alone. */
+    private readonly outbox: Pick<WebhookOutbox, 'record'> = { record: () => Promise.resolve() },
   ) {
     this.gemini = lazyGemini(config.gemini);
     const perMinute = config.limits.botPerMinute;
@@ -354,8 +358,13 @@ export class BotService {
       error = NOT_STORED;
     } finally {
       // A deleted answer ends with nothing to show, like the end its readers were given when the deletion reached them.
-      if (deleted) publish({ chunk: '', isComplete: true, fullResponse: '', stopped: true });
-      else publish({ chunk: '', isComplete: true, fullResponse: answer.text, error, stopped: status === 'stopped' || undefined });
+      const completion = deleted
+        ? { chunk: '', isComplete: true, fullResponse: '', stopped: true }
+        : { chunk: '', isComplete: true, fullResponse: answer.text, error, stopped: status === 'stopped' || undefined };
+      await this.outbox
+        .record(chatId, 'bot.answer.completed', botStreamFields({ chatId, messageId, createdAt, ...completion }, completion.fullResponse, this.config.bot.name))
+        .catch((recordError: unknown) => this.log.error({ err: recordError, chatId, messageId }, 'a bot answer could not be written to the webhook outbox'));
+      publish(completion);
       roomFeed.stop();
       const outcome: AnswerOutcome = status === 'complete' ? 'completed' : cutShort ? 'stopped' : 'failed';
       report.end(outcome, error);

@@ -15,6 +15,8 @@ import type { RoomFeeds } from './room-feed';
 import { messageWithReactionsSelect, toMessageEvent, VISIBLE_STATUSES } from './room-feed';
 import type { KeyedRateLimiter } from './rate-limit';
 import { cursorSchema, historyQuery, parseChatId, parseInput, sendMessageInput } from './validation';
+import type { WebhookOutbox } from './webhooks/outbox';
+import { messageFrameFields } from '../serializers';
 
 /** At most this many missed messages are replayed on reconnect; beyond, the client is told of the gap. */
 export const CATCH_UP_LIMIT = 1000;
@@ -64,6 +66,7 @@ export class MessageService {
     /** BOT_NAME: the `username` of bot messages. */
     readonly botName: string,
     metrics: Metrics,
+    private readonly outbox: WebhookOutbox,
   ) {
     this.writer = new MessageWriter(db, metrics);
   }
@@ -96,8 +99,11 @@ export class MessageService {
       editedAt: null,
       deletedAt: null,
       changeMark: null,
+      senderName: null,
       reactions: [],
     };
+    // In the outbox before the sender hears it was sent: an acknowledged message reaches its webhooks.
+    await this.outbox.record(id, 'message.created', messageFrameFields(event), stored.createdAt);
     this.pubsub.publish('chat:message', id, event);
     if (prompt !== null) void this.bot.answer(id);
     return event;
