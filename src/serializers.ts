@@ -1,5 +1,6 @@
 import type { PublicUser } from './services/auth.service';
 import type { CreatedWebhook, WebhookDeliveryView, WebhookView } from './services/webhooks/webhook.service';
+import type { CreatedIncomingHook, IncomingHookView } from './services/webhooks/incoming-hook.service';
 import type { UserPresence } from './services/presence.service';
 import type { BotStreamEvent, ChatSummary, MessageEvent, ReactionSummary, ReadReceipts } from './services/pubsub';
 import type { ChatActivity } from './services/read-state.service';
@@ -125,3 +126,7 @@ export const webhookDeliveryJson = (delivery: WebhookDeliveryView) => ({
   next_attempt_at: delivery.nextAttemptAt?.toISOString() ?? null,
   delivered_at: delivery.deliveredAt?.toISOString() ?? null,
 });
+
+export const incomingHookJson = (hook: IncomingHookView) => ({ id: hook.id, chat_id: hook.chatId, name: hook.name, created_at: hook.createdAt.toISOString() });
+
+export const createdIncomingHookJson = (hook: CreatedIncomingHook) => ({ ...incomingHookJson(hook), token: hook.token, url: `/api/hooks/${hook.token}` });

@@ -20,12 +20,16 @@ import {
   userSearchQuery,
   createWebhookInput,
   webhookIdInput,
+  createIncomingHookInput,
+  hookIdInput,
 } from '../services/validation';
 import { json, readBody } from './http';
 import {
   chatJson,
   chatListItemJson,
   createdWebhookJson,
+  createdIncomingHookJson,
+  incomingHookJson,
   messageJson,
   messageSearchHitJson,
   participantJson,
@@ -56,6 +60,8 @@ import {
   userSchema,
   validationErrorResponse,
   createdWebhookSchema,
+  createdIncomingHookSchema,
+  incomingHookSchema,
   webhookDeliveriesSchema,
   webhookSchema,
 } from './schemas';
@@ -96,6 +102,8 @@ const hashBusy = retryLaterResponse('"Server busy, try again": too many logins a
 
 const participantParams = chatIdInput.extend(userIdInput.shape);
 const webhookParams = chatIdInput.extend(webhookIdInput.shape);
+const hookParams = chatIdInput.extend(hookIdInput.shape);
+const notHookOwner = detailResponse('"Only the chat\'s owner can manage its hooks"');
 const notChatOwner = detailResponse('"Only the chat\'s owner can manage its webhooks"');
 const messageParams = chatIdInput.extend(messageIdInput.shape);
 
@@ -552,5 +560,77 @@ export const restRoutes: RestRoute[] = [
       const { webhook, deliveries } = await services.webhooks.deliveries(user, params.chat_id, params.webhook_id, Object.fromEntries(url.searchParams));
       return json({ webhook: webhookJson(webhook), deliveries: deliveries.map(webhookDeliveryJson) });
     },
+  ),
+  authenticatedRoute(
+    {
+      method: 'post',
+      path: '/api/chats/{chat_id}/hooks',
+      tags: ['incoming hooks'],
+      summary: 'Create an incoming hook for a chat you own',
+      description:
+        'Whoever holds the token this answer shows once posts into the chat as `name` with `POST /api/hooks/{token}`, `/bot` asks included, until ' +
+        'you revoke it.',
+      request: { params: chatIdInput, body: jsonBody(createIncomingHookInput) },
+      responses: {
+        201: jsonResponse(createdIncomingHookSchema, 'The hook, with its token'),
+        403: notHookOwner,
+        404: chatNotFound,
+        413: tooLargeResponse,
+        422: validationErrorResponse,
+      },
+    },
+    async ({ request, params, services }, user) =>
+      json(createdIncomingHookJson(await services.incomingHooks.create(user, params.chat_id, await readBody(request))), 201),
+  ),
+  authenticatedRoute(
+    {
+      method: 'get',
+      path: '/api/chats/{chat_id}/hooks',
+      tags: ['incoming hooks'],
+      summary: "The chat's incoming hooks (without their tokens)",
+      request: { params: chatIdInput },
+      responses: { 200: jsonResponse(z.array(incomingHookSchema), 'Oldest first'), 403: notHookOwner, 404: chatNotFound, 422: validationErrorResponse },
+    },
+    async ({ params, services }, user) => json((await services.incomingHooks.list(user, params.chat_id)).map(incomingHookJson)),
+  ),
+  authenticatedRoute(
+    {
+      method: 'delete',
+      path: '/api/chats/{chat_id}/hooks/{hook_id}',
+      tags: ['incoming hooks'],
+      summary: 'Revoke an incoming hook',
+      request: { params: hookParams },
+      responses: {
+        200: jsonResponse(messageResultSchema('Hook revoked'), 'Revoked: its token posts nothing more'),
+        403: notHookOwner,
+        404: detailResponse('"Chat not found" or "Hook not found"'),
+        422: validationErrorResponse,
+      },
+    },
+    async ({ params, services }, user) => {
+      await services.incomingHooks.revoke(user, params.chat_id, params.hook_id);
+      return json({ message: 'Hook revoked' });
+    },
+  ),
+  publicRoute(
+    {
+      method: 'post',
+      path: '/api/hooks/{token}',
+      tags: ['incoming hooks'],
+      summary: "Post into a chat through an incoming hook's token",
+      description:
+        "The message shows the hook's name as its `username` (and `user_id` null); everyone in the chat receives it as any message, and a " +
+        '`/bot` ask is answered. Rate-limited as a user is (MESSAGE_RATE_LIMIT, BOT_RATE_LIMIT), each hook on its own.',
+      request: { params: z.object({ token: z.string() }), body: jsonBody(sendMessageInput) },
+      responses: {
+        200: jsonResponse(messageSchema, 'The stored message'),
+        404: detailResponse('"Unknown or revoked hook"'),
+        413: tooLargeResponse,
+        422: validationErrorResponse,
+        429: retryLaterResponse('"Too many messages: …" (MESSAGE_RATE_LIMIT, MESSAGE_BURST) or "Too many /bot requests: …" (BOT_RATE_LIMIT)'),
+        503: detailResponse('Redis is unreachable: nothing was stored, try again shortly'),
+      },
+    },
+    async ({ request, params, services }) => json(messageJson(await services.incomingHooks.post(params.token ?? '', await readBody(request)))),
   ),
 ];

@@ -56,8 +56,8 @@ export const messageSchema = z
   .strictObject({
     id,
     chat_id: id,
-    user_id: id.nullable().openapi({ description: 'null for the bot' }),
-    username: z.string().openapi({ description: "The author's username; BOT_NAME for the bot" }),
+    user_id: id.nullable().openapi({ description: "null for the bot and for an incoming hook's messages" }),
+    username: z.string().openapi({ description: "The author's username; BOT_NAME for the bot; an incoming hook's name for its messages" }),
     content: z.string(),
     is_bot: z.boolean(),
     created_at: timestamp,
@@ -162,3 +162,13 @@ export const webhookDeliverySchema = z
   })
   .openapi('WebhookDelivery');
 export const webhookDeliveriesSchema = z.strictObject({ webhook: webhookSchema, deliveries: z.array(webhookDeliverySchema) }).openapi('WebhookDeliveries');
+
+const incomingHookShape = { id, chat_id: id, name: z.string(), created_at: timestamp };
+export const incomingHookSchema = z.strictObject(incomingHookShape).openapi('IncomingHook');
+export const createdIncomingHookSchema = z
+  .strictObject({
+    ...incomingHookShape,
+    token: z.string().openapi({ description: 'Posts into the chat as `name` until revoked. Shown this once: keep it secret.' }),
+    url: z.string().openapi({ description: 'Where to POST `{"content": …}`: `/api/hooks/{token}`' }),
+  })
+  .openapi('CreatedIncomingHook');

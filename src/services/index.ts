@@ -27,6 +27,7 @@ import { settleWithin } from './timeout';
 import { UserService } from './user.service';
 import type { Resolver } from './webhooks/address-safety';
 import { WebhookDeliveryWorker } from './webhooks/delivery-worker';
+import { IncomingHookService } from './webhooks/incoming-hook.service';
 import { WebhookOutbox } from './webhooks/outbox';
 import { systemResolver } from './webhooks/send';
 import { WebhookService } from './webhooks/webhook.service';
@@ -52,6 +53,8 @@ export interface Services {
   bot: BotService;
   /** Outgoing webhooks of chats: their owners manage them here. */
   webhooks: WebhookService;
+  /** Incoming hooks: tokens that post into a chat under a name. */
+  incomingHooks: IncomingHookService;
   /** Sends the webhook outbox; the app starts it and stops it. */
   webhookWorker: WebhookDeliveryWorker;
   pubsub: PubSub;
@@ -128,6 +131,7 @@ export function createServices(
   });
   const writeLimit = messageLimit(config.limits, metrics);
   const messageChanges = new MessageChangeService(db, chats, pubsub, bot, feeds, bus, writeLimit, config.bot.name, outbox);
+  const messages = new MessageService(db, chats, pubsub, bot, feeds, messageChanges, bus, writeLimit, config.bot.name, metrics, outbox);
   return {
     db,
     auth: new AuthService(db, config, authGuards(config.limits, metrics)),
@@ -135,12 +139,13 @@ export function createServices(
     chats,
     readState,
     presence,
-    messages: new MessageService(db, chats, pubsub, bot, feeds, messageChanges, bus, writeLimit, config.bot.name, metrics, outbox),
+    messages,
     messageChanges,
     search: new MessageSearchService(db, memberships, searchEngines[config.database.engine], config.bot.name),
     reactions: new ReactionService(db, chats, pubsub, bus, reactionLimit(config.limits, metrics)),
     bot,
     webhooks: new WebhookService(db, config.webhooks),
+    incomingHooks: new IncomingHookService(db, messages),
     webhookWorker: new WebhookDeliveryWorker(db, config.database.engine, config.webhooks, outbox, resolveHost, log.child({ component: 'webhooks' })),
     pubsub,
     feeds,
