@@ -21,6 +21,7 @@ import { createServices } from './services';
 import { bearerToken } from './services/auth.service';
 import { AppError, domainError } from './services/errors';
 import { createEventBus } from './services/pubsub';
+import type { Resolver } from './services/webhooks/address-safety';
 import type { SocketData } from './ws';
 import { createWebSockets } from './ws';
 import { ChatSocketHub } from './ws/chat-socket';
@@ -54,6 +55,8 @@ export interface AppOptions {
   migrate?: boolean;
   /** Where the app logs; by default at LOG_LEVEL to the process's output. Tests pass one that writes to an array. */
   log?: Logger;
+  /** How webhook host names resolve (the system's DNS by default); tests stand in for DNS. */
+  resolveHost?: Resolver;
 }
 
 /** The GraphQL limits, explicit so clients and tests know them. */
@@ -86,12 +89,14 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const metrics = new Metrics();
   const db: Database = await openDatabase(config.database, { log: options.logQuery, migrate: options.migrate });
   const bus = await createEventBus(config.redisUrl, config.redisPrefix, log, metrics);
-  const services = createServices(db, config, bus, log, metrics);
+  const services = createServices(db, config, bus, log, metrics, options.resolveHost);
   // Alone, this process knows no answer is running anywhere; with Redis, other instances may be
   // streaming, and the room lock's holder clears what a dead one left instead.
   if (!bus.redis) await services.bot.failInterruptedAnswers();
   // Asks left pending by a stop or a crash, here or on an instance that is gone, are answered now.
   await services.bot.answerAllPending();
+  // Deliveries written before a stop or a crash, here or anywhere, are sent from now on.
+  services.webhookWorker.start();
 
   const yoga = createYoga<GraphqlWsServerContext, Context>({
     schema,
@@ -207,10 +212,11 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       });
     },
     async drain(graceMs) {
-      await services.bot.shutdown(graceMs);
+      await Promise.all([services.bot.shutdown(graceMs), services.webhookWorker.stop()]);
       sockets.closeAll(1001, 'Server shutting down');
     },
     async close() {
+      await services.webhookWorker.stop();
       await services.presence.close();
       await services.search.close();
       await bus.close();

@@ -57,6 +57,19 @@ export interface Config {
   metrics: { enabled: boolean; token: string | null };
   /** Sign-in with Google (or any OpenID Connect provider) and GitHub: off unless configured. */
   oauth: OAuthConfig;
+  /** Outgoing webhooks: where they may go, how long one attempt and all of a delivery's retries may take. */
+  webhooks: {
+    /** WEBHOOK_ALLOW_PRIVATE=1: loopback, private and link-local addresses (and plain http) are allowed; for tests and private networks. */
+    allowPrivate: boolean;
+    /** WEBHOOK_TIMEOUT_MS: one attempt, connection to answer. */
+    timeoutMs: number;
+    /** WEBHOOK_RETRY_WINDOW_MS: how long after its event a delivery is retried before it is given up and its webhook disabled. */
+    retryWindowMs: number;
+    /** WEBHOOK_RETRY_BASE_MS: the first retry's delay; each next one doubles it (with jitter), up to an hour. */
+    retryBaseMs: number;
+    /** WEBHOOK_POLL_MS: how often an instance looks for deliveries due (new ones written here are sent at once). */
+    pollMs: number;
+  };
   /** What start-up should warn about once it can log (a generated SECRET_KEY). */
   startupWarnings: string[];
 }
@@ -118,6 +131,13 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: logLevel(env.LOG_LEVEL),
     metrics: metricsSettings(env.METRICS, env.METRICS_TOKEN, production),
     oauth: oauthConfig(env, production),
+    webhooks: {
+      allowPrivate: flag(env, 'WEBHOOK_ALLOW_PRIVATE'),
+      timeoutMs: integer(env, 'WEBHOOK_TIMEOUT_MS', 5_000, { min: 1, max: 60_000 }),
+      retryWindowMs: integer(env, 'WEBHOOK_RETRY_WINDOW_MS', 86_400_000, { min: 0 }),
+      retryBaseMs: integer(env, 'WEBHOOK_RETRY_BASE_MS', 1_000, { min: 1 }),
+      pollMs: integer(env, 'WEBHOOK_POLL_MS', 1_000, { min: 1 }),
+    },
     startupWarnings,
   };
 }
@@ -147,6 +167,13 @@ function metricsSettings(raw: string | undefined, token: string | undefined, pro
   }
   const enabled = given === undefined ? !production || bearer !== null : given === 'on';
   return { enabled, token: bearer };
+}
+
+function flag(env: Env, name: string): boolean {
+  const raw = env[name]?.trim().toLowerCase();
+  if (raw === undefined || raw === '' || raw === '0' || raw === 'false') return false;
+  if (raw === '1' || raw === 'true') return true;
+  throw new ConfigError(`${name}=${env[name]} is not valid: set it to 1 (on) or 0 (off), or unset it (off).`);
 }
 
 function integer(env: Env, name: string, fallback: number, { min, max = Number.MAX_SAFE_INTEGER }: { min: number; max?: number }) {

@@ -1,7 +1,9 @@
 import type { PublicUser } from './services/auth.service';
 import type { SignInMethods } from './services/oauth/oauth.service';
+import type { CreatedWebhook, WebhookDeliveryView, WebhookView } from './services/webhooks/webhook.service';
+import type { CreatedIncomingHook, IncomingHookView } from './services/webhooks/incoming-hook.service';
 import type { UserPresence } from './services/presence.service';
-import type { ChatSummary, MessageEvent, ReactionSummary, ReadReceipts } from './services/pubsub';
+import type { BotStreamEvent, ChatSummary, MessageEvent, ReactionSummary, ReadReceipts } from './services/pubsub';
 import type { ChatActivity } from './services/read-state.service';
 import type { MessageSearchHit } from './services/search/message-search.service';
 
@@ -53,6 +55,36 @@ export const messageJson = (
   reactions: reactionsJson(message.reactions),
 });
 
+/** What both generations of `/ws` clients read of a message: the seed's flat fields and the later nested object. */
+export function messageFrameFields(message: Parameters<typeof messageJson>[0]) {
+  const nested = messageJson(message);
+  const { chat_id, username, content, is_bot, created_at } = nested;
+  return { chat_id, message_id: nested.id, username, content, is_bot, created_at, message: nested };
+}
+
+/** A step of a bot answer as `bot_stream` frames carry it: the seed's delta fields, and the nested message whose content is the whole text so far. */
+export const botStreamFields = (event: BotStreamEvent, textSoFar: string, botName: string) => ({
+  chat_id: event.chatId,
+  message_id: event.messageId,
+  chunk: event.chunk,
+  is_complete: event.isComplete,
+  ...(event.isComplete ? { full_response: event.fullResponse ?? '' } : {}),
+  ...(event.error ? { error: event.error } : {}),
+  ...(event.stopped ? { stopped: true } : {}),
+  message: messageJson({
+    id: event.messageId,
+    chatId: event.chatId,
+    userId: null,
+    username: botName,
+    content: textSoFar,
+    isBot: true,
+    createdAt: event.createdAt,
+    editedAt: null,
+    // Nobody can react to an answer before it is complete.
+    reactions: [],
+  }),
+});
+
 export const readReceiptsJson = (receipts: ReadReceipts) =>
   Object.fromEntries(
     Object.entries(receipts).map(([messageId, readers]) => [
@@ -78,3 +110,32 @@ export const signInMethodsJson = (methods: SignInMethods) => ({
 
 /** `GET /api/auth/me`: the caller, with how they can sign in. */
 export const meJson = (user: PublicUser, methods: SignInMethods) => ({ ...userJson(user), ...signInMethodsJson(methods) });
+/** A webhook as its owner sees it; the secret only in the creation's answer. */
+export const webhookJson = (webhook: WebhookView) => ({
+  id: webhook.id,
+  chat_id: webhook.chatId,
+  url: webhook.url,
+  events: webhook.events,
+  created_at: webhook.createdAt.toISOString(),
+  enabled: webhook.disabledAt === null,
+  disabled_at: webhook.disabledAt?.toISOString() ?? null,
+  disabled_reason: webhook.disabledReason,
+});
+
+export const createdWebhookJson = (webhook: CreatedWebhook) => ({ ...webhookJson(webhook), secret: webhook.secret });
+
+export const webhookDeliveryJson = (delivery: WebhookDeliveryView) => ({
+  id: delivery.id,
+  event: delivery.event,
+  status: delivery.status,
+  attempts: delivery.attempts,
+  response_status: delivery.responseStatus,
+  last_error: delivery.lastError,
+  created_at: delivery.createdAt.toISOString(),
+  next_attempt_at: delivery.nextAttemptAt?.toISOString() ?? null,
+  delivered_at: delivery.deliveredAt?.toISOString() ?? null,
+});
+
+export const incomingHookJson = (hook: IncomingHookView) => ({ id: hook.id, chat_id: hook.chatId, name: hook.name, created_at: hook.createdAt.toISOString() });
+
+export const createdIncomingHookJson = (hook: CreatedIncomingHook) => ({ ...incomingHookJson(hook), token: hook.token, url: `/api/hooks/${hook.token}` });

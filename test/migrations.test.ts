@@ -20,6 +20,7 @@ const MIGRATIONS = [
   '20261210000000_search',
   '20261211000000_presence',
   '20261212000000_oauth',
+  '20261213000000_webhooks',
 ];
 
 /**

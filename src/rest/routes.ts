@@ -18,18 +18,27 @@ import {
   sendMessageInput,
   userIdInput,
   userSearchQuery,
+  createWebhookInput,
+  webhookIdInput,
+  createIncomingHookInput,
+  hookIdInput,
 } from '../services/validation';
 import { json, readBody } from './http';
 import {
   chatJson,
   chatListItemJson,
   meJson,
+  createdWebhookJson,
+  createdIncomingHookJson,
+  incomingHookJson,
   messageJson,
   messageSearchHitJson,
   participantJson,
   reactionsJson,
   readReceiptsJson,
   userJson,
+  webhookDeliveryJson,
+  webhookJson,
 } from '../serializers';
 import {
   BEARER_SCHEME,
@@ -52,6 +61,11 @@ import {
   unauthorizedResponse,
   userSchema,
   validationErrorResponse,
+  createdWebhookSchema,
+  createdIncomingHookSchema,
+  incomingHookSchema,
+  webhookDeliveriesSchema,
+  webhookSchema,
 } from './schemas';
 
 export interface RouteContext {
@@ -89,6 +103,10 @@ const notInChat = detailResponse('"Not authorized": the caller is not in the cha
 const hashBusy = retryLaterResponse('"Server busy, try again": too many logins and registrations are waiting for a password hash');
 
 const participantParams = chatIdInput.extend(userIdInput.shape);
+const webhookParams = chatIdInput.extend(webhookIdInput.shape);
+const hookParams = chatIdInput.extend(hookIdInput.shape);
+const notHookOwner = detailResponse('"Only the chat\'s owner can manage its hooks"');
+const notChatOwner = detailResponse('"Only the chat\'s owner can manage its webhooks"');
 const messageParams = chatIdInput.extend(messageIdInput.shape);
 
 /** What both reaction routes answer besides their 200. */
@@ -477,5 +495,151 @@ export const restRoutes: RestRoute[] = [
       },
     },
     async ({ params, services }, user) => json(readReceiptsJson(await services.readState.receipts(user, params.chat_id))),
+  ),
+  authenticatedRoute(
+    {
+      method: 'post',
+      path: '/api/chats/{chat_id}/webhooks',
+      tags: ['webhooks'],
+      summary: 'Add an outgoing webhook to a chat you own',
+      description:
+        'From now on each of the `events` in the chat is POSTed to `url`, signed with the `secret` this answer shows once (see the README for the ' +
+        'scheme). Only https URLs, never to loopback, private, link-local or metadata addresses (checked again at each delivery, after DNS), unless ' +
+        'the server runs with WEBHOOK_ALLOW_PRIVATE=1.',
+      request: { params: chatIdInput, body: jsonBody(createWebhookInput) },
+      responses: {
+        201: jsonResponse(createdWebhookSchema, 'The webhook, with its secret'),
+        403: notChatOwner,
+        404: chatNotFound,
+        413: tooLargeResponse,
+        422: validationErrorResponse,
+      },
+    },
+    async ({ request, params, services }, user) => json(createdWebhookJson(await services.webhooks.create(user, params.chat_id, await readBody(request))), 201),
+  ),
+  authenticatedRoute(
+    {
+      method: 'get',
+      path: '/api/chats/{chat_id}/webhooks',
+      tags: ['webhooks'],
+      summary: "The chat's webhooks (without their secrets)",
+      request: { params: chatIdInput },
+      responses: { 200: jsonResponse(z.array(webhookSchema), 'Oldest first'), 403: notChatOwner, 404: chatNotFound, 422: validationErrorResponse },
+    },
+    async ({ params, services }, user) => json((await services.webhooks.list(user, params.chat_id)).map(webhookJson)),
+  ),
+  authenticatedRoute(
+    {
+      method: 'delete',
+      path: '/api/chats/{chat_id}/webhooks/{webhook_id}',
+      tags: ['webhooks'],
+      summary: 'Delete a webhook',
+      description: 'Nothing more is sent to it, deliveries still pending included.',
+      request: { params: webhookParams },
+      responses: {
+        200: jsonResponse(messageResultSchema('Webhook deleted'), 'Deleted'),
+        403: notChatOwner,
+        404: detailResponse('"Chat not found" or "Webhook not found"'),
+        422: validationErrorResponse,
+      },
+    },
+    async ({ params, services }, user) => {
+      await services.webhooks.delete(user, params.chat_id, params.webhook_id);
+      return json({ message: 'Webhook deleted' });
+    },
+  ),
+  authenticatedRoute(
+    {
+      method: 'get',
+      path: '/api/chats/{chat_id}/webhooks/{webhook_id}/deliveries',
+      tags: ['webhooks'],
+      summary: "A webhook's state and its latest deliveries",
+      description:
+        'Newest first: each with its status, attempts and the last error. A webhook whose delivery kept failing for WEBHOOK_RETRY_WINDOW_MS ' +
+        '(or whose address was refused, or that answered 410) is disabled, and `webhook.disabled_reason` says why.',
+      request: { params: webhookParams, query: historyQuery },
+      responses: {
+        200: jsonResponse(webhookDeliveriesSchema, 'The webhook and its deliveries'),
+        403: notChatOwner,
+        404: detailResponse('"Chat not found" or "Webhook not found"'),
+        422: validationErrorResponse,
+      },
+    },
+    async ({ params, url, services }, user) => {
+      const { webhook, deliveries } = await services.webhooks.deliveries(user, params.chat_id, params.webhook_id, Object.fromEntries(url.searchParams));
+      return json({ webhook: webhookJson(webhook), deliveries: deliveries.map(webhookDeliveryJson) });
+    },
+  ),
+  authenticatedRoute(
+    {
+      method: 'post',
+      path: '/api/chats/{chat_id}/hooks',
+      tags: ['incoming hooks'],
+      summary: 'Create an incoming hook for a chat you own',
+      description:
+        'Whoever holds the token this answer shows once posts into the chat as `name` with `POST /api/hooks/{token}`, `/bot` asks included, until ' +
+        'you revoke it.',
+      request: { params: chatIdInput, body: jsonBody(createIncomingHookInput) },
+      responses: {
+        201: jsonResponse(createdIncomingHookSchema, 'The hook, with its token'),
+        403: notHookOwner,
+        404: chatNotFound,
+        413: tooLargeResponse,
+        422: validationErrorResponse,
+      },
+    },
+    async ({ request, params, services }, user) =>
+      json(createdIncomingHookJson(await services.incomingHooks.create(user, params.chat_id, await readBody(request))), 201),
+  ),
+  authenticatedRoute(
+    {
+      method: 'get',
+      path: '/api/chats/{chat_id}/hooks',
+      tags: ['incoming hooks'],
+      summary: "The chat's incoming hooks (without their tokens)",
+      request: { params: chatIdInput },
+      responses: { 200: jsonResponse(z.array(incomingHookSchema), 'Oldest first'), 403: notHookOwner, 404: chatNotFound, 422: validationErrorResponse },
+    },
+    async ({ params, services }, user) => json((await services.incomingHooks.list(user, params.chat_id)).map(incomingHookJson)),
+  ),
+  authenticatedRoute(
+    {
+      method: 'delete',
+      path: '/api/chats/{chat_id}/hooks/{hook_id}',
+      tags: ['incoming hooks'],
+      summary: 'Revoke an incoming hook',
+      request: { params: hookParams },
+      responses: {
+        200: jsonResponse(messageResultSchema('Hook revoked'), 'Revoked: its token posts nothing more'),
+        403: notHookOwner,
+        404: detailResponse('"Chat not found" or "Hook not found"'),
+        422: validationErrorResponse,
+      },
+    },
+    async ({ params, services }, user) => {
+      await services.incomingHooks.revoke(user, params.chat_id, params.hook_id);
+      return json({ message: 'Hook revoked' });
+    },
+  ),
+  publicRoute(
+    {
+      method: 'post',
+      path: '/api/hooks/{token}',
+      tags: ['incoming hooks'],
+      summary: "Post into a chat through an incoming hook's token",
+      description:
+        "The message shows the hook's name as its `username` (and `user_id` null); everyone in the chat receives it as any message, and a " +
+        '`/bot` ask is answered. Rate-limited as a user is (MESSAGE_RATE_LIMIT, BOT_RATE_LIMIT), each hook on its own.',
+      request: { params: z.object({ token: z.string() }), body: jsonBody(sendMessageInput) },
+      responses: {
+        200: jsonResponse(messageSchema, 'The stored message'),
+        404: detailResponse('"Unknown or revoked hook"'),
+        413: tooLargeResponse,
+        422: validationErrorResponse,
+        429: retryLaterResponse('"Too many messages: …" (MESSAGE_RATE_LIMIT, MESSAGE_BURST) or "Too many /bot requests: …" (BOT_RATE_LIMIT)'),
+        503: detailResponse('Redis is unreachable: nothing was stored, try again shortly'),
+      },
+    },
+    async ({ request, params, services }) => json(messageJson(await services.incomingHooks.post(params.token ?? '', await readBody(request)))),
   ),
 ];

@@ -56,8 +56,8 @@ export const messageSchema = z
   .strictObject({
     id,
     chat_id: id,
-    user_id: id.nullable().openapi({ description: 'null for the bot' }),
-    username: z.string().openapi({ description: "The author's username; BOT_NAME for the bot" }),
+    user_id: id.nullable().openapi({ description: "null for the bot and for an incoming hook's messages" }),
+    username: z.string().openapi({ description: "The author's username; BOT_NAME for the bot; an incoming hook's name for its messages" }),
     content: z.string(),
     is_bot: z.boolean(),
     created_at: timestamp,
@@ -163,3 +163,45 @@ export const oauthLinkRequiredSchema = z
     link_token: z.string().openapi({ description: "Single-use, valid 10 minutes: the account's owner, signed in, confirms with `POST /api/auth/oauth/link`" }),
   })
   .openapi('OAuthLinkRequired');
+const webhookEvent = z.enum(['message.created', 'message.updated', 'message.deleted', 'bot.answer.completed', 'member.joined', 'member.left']);
+const webhookShape = {
+  id,
+  chat_id: id,
+  url: z.string(),
+  events: z.array(webhookEvent),
+  created_at: timestamp,
+  enabled: z.boolean().openapi({ description: 'false once it was disabled for failing: it receives nothing more' }),
+  disabled_at: timestamp.nullable(),
+  disabled_reason: z.string().nullable().openapi({ description: 'Why it was disabled; null while enabled' }),
+};
+export const webhookSchema = z.strictObject(webhookShape).openapi('Webhook');
+export const createdWebhookSchema = z
+  .strictObject({
+    ...webhookShape,
+    secret: z.string().openapi({ description: 'The key deliveries are signed with (HMAC-SHA256). Shown this once: keep it.' }),
+  })
+  .openapi('CreatedWebhook');
+export const webhookDeliverySchema = z
+  .strictObject({
+    id: id.openapi({ description: "The delivery id: the body's `id` and the `X-Webhook-Id` header" }),
+    event: webhookEvent,
+    status: z.enum(['pending', 'delivered', 'failed']),
+    attempts: z.int().min(0),
+    response_status: z.int().nullable().openapi({ description: "The last attempt's HTTP status; null when it got no answer" }),
+    last_error: z.string().nullable().openapi({ description: 'What went wrong with the last attempt (the start of the answer, a timeout, a refused address)' }),
+    created_at: timestamp,
+    next_attempt_at: timestamp.nullable().openapi({ description: 'When it will be tried again; null unless pending' }),
+    delivered_at: timestamp.nullable(),
+  })
+  .openapi('WebhookDelivery');
+export const webhookDeliveriesSchema = z.strictObject({ webhook: webhookSchema, deliveries: z.array(webhookDeliverySchema) }).openapi('WebhookDeliveries');
+
+const incomingHookShape = { id, chat_id: id, name: z.string(), created_at: timestamp };
+export const incomingHookSchema = z.strictObject(incomingHookShape).openapi('IncomingHook');
+export const createdIncomingHookSchema = z
+  .strictObject({
+    ...incomingHookShape,
+    token: z.string().openapi({ description: 'Posts into the chat as `name` until revoked. Shown this once: keep it secret.' }),
+    url: z.string().openapi({ description: 'Where to POST `{"content": …}`: `/api/hooks/{token}`' }),
+  })
+  .openapi('CreatedIncomingHook');

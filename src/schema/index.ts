@@ -6,6 +6,7 @@ import './message';
 import './events';
 import './search';
 import './identity';
+import './webhook';
 import '../resolvers/auth';
 import '../resolvers/users';
 import '../resolvers/chats';
@@ -14,5 +15,6 @@ import '../resolvers/reactions';
 import '../resolvers/bot';
 import '../resolvers/search';
 import '../resolvers/oauth';
+import '../resolvers/webhooks';
 
 export const schema = builder.toSchema({ sortSchema: true });

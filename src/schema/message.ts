@@ -33,9 +33,9 @@ export const MessageRef = builder.prismaObject('Message', {
     user: t.relation('user', { nullable: true }),
     username: t.string({
       nullable: true,
-      description: "The author's username; for bot messages, the bot's name (BOT_NAME).",
-      select: { user: { select: { username: true } } },
-      resolve: (message, _args, context) => (message.isBot ? context.services.messages.botName : (message.user?.username ?? null)),
+      description: "The author's username; for bot messages, the bot's name (BOT_NAME); for an incoming hook's, the hook's name.",
+      select: { senderName: true, user: { select: { username: true } } },
+      resolve: (message, _args, context) => (message.isBot ? context.services.messages.botName : (message.user?.username ?? message.senderName ?? null)),
     }),
     readBy: t.field({
       type: [ReadReceiptRef],

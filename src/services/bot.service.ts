@@ -19,6 +19,8 @@ import { settleWithin } from './timeout';
 import type { RoomLock } from './room-lock';
 import { publicUserSelect } from './auth.service';
 import { parseChatId } from './validation';
+import type { WebhookOutbox } from './webhooks/outbox';
+import { botStreamFields } from '../serializers';
 
 const BOT_PREFIX = /^\/bot(?:\s|$)/;
 
@@ -87,6 +89,8 @@ export class BotService {
     private readonly feeds: RoomFeeds,
     private readonly log: Logger,
     private readonly metrics: Metrics,
+    /** Where `bot.answer.completed` goes for the chat's webhooks; none in tests that build the bot alone. */
+    private readonly outbox: Pick<WebhookOutbox, 'record'> = { record: () => Promise.resolve() },
   ) {
     this.gemini = lazyGemini(config.gemini);
     const perMinute = config.limits.botPerMinute;
@@ -102,7 +106,7 @@ export class BotService {
    * Checks a `/bot` ask before its message is stored: a question is required, and each user has
    * `BOT_RATE_LIMIT` asks a minute.
    */
-  admit(asker: PublicUser, prompt: string): void {
+  admit(asker: Pick<PublicUser, 'id'>, prompt: string): void {
     if (this.closing.signal.aborted) throw new AppError('SERVICE_UNAVAILABLE', 'The server is shutting down: ask again in a moment');
     if (prompt === '') throw new AppError('BAD_USER_INPUT', 'Ask the bot something: /bot <question>');
     this.askLimit.take(asker.id);
@@ -240,8 +244,10 @@ export class BotService {
       const ask = await this.nextPendingAsk(chatId);
       if (!ask) return;
       // An ask whose author is gone has nobody to answer: it stays in the history, unanswered.
-      if (!ask.user) await this.clearPending(ask.id);
-      else await this.withCallSlot(() => this.run(chatId, ask.id, ask.user!, lost));
+      // An incoming hook's ask is answered for the hook, by its name.
+      const askerName = ask.user?.username ?? ask.senderName;
+      if (askerName === null) await this.clearPending(ask.id);
+      else await this.withCallSlot(() => this.run(chatId, ask.id, askerName, lost));
     }
   }
 
@@ -254,7 +260,7 @@ export class BotService {
     return this.db.message.findFirst({
       where: { askPending: true, chatId },
       orderBy: { id: 'asc' },
-      select: { id: true, user: { select: publicUserSelect } },
+      select: { id: true, senderName: true, user: { select: publicUserSelect } },
     });
   }
 
@@ -283,7 +289,7 @@ export class BotService {
   }
 
   /** Answers one ask: claims it, streams the model's answer to the room, stores it, and always publishes its completion. */
-  private async run(chatId: number, askMessageId: number, asker: PublicUser, lost: AbortSignal): Promise<void> {
+  private async run(chatId: number, askMessageId: number, askerName: string, lost: AbortSignal): Promise<void> {
     const chat = await this.db.chat.findUnique({ where: { id: chatId }, select: { name: true } });
     const history = await this.history(chatId, askMessageId);
     // Shutdown began or the lock went while those were read: the ask stays pending.
@@ -312,7 +318,7 @@ export class BotService {
     let cutShort = false;
     let deleted = false;
     try {
-      const instruction = systemInstruction(chat?.name ?? null, asker.username);
+      const instruction = systemInstruction(chat?.name ?? null, askerName);
       for await (const chunk of this.stream(buildContents(history, this.budget), instruction, answer.controller, report)) {
         answer.text += chunk;
         publish({ chunk, isComplete: false });
@@ -354,8 +360,13 @@ export class BotService {
       error = NOT_STORED;
     } finally {
       // A deleted answer ends with nothing to show, like the end its readers were given when the deletion reached them.
-      if (deleted) publish({ chunk: '', isComplete: true, fullResponse: '', stopped: true });
-      else publish({ chunk: '', isComplete: true, fullResponse: answer.text, error, stopped: status === 'stopped' || undefined });
+      const completion = deleted
+        ? { chunk: '', isComplete: true, fullResponse: '', stopped: true }
+        : { chunk: '', isComplete: true, fullResponse: answer.text, error, stopped: status === 'stopped' || undefined };
+      await this.outbox
+        .record(chatId, 'bot.answer.completed', botStreamFields({ chatId, messageId, createdAt, ...completion }, completion.fullResponse, this.config.bot.name))
+        .catch((recordError: unknown) => this.log.error({ err: recordError, chatId, messageId }, 'a bot answer could not be written to the webhook outbox'));
+      publish(completion);
       roomFeed.stop();
       const outcome: AnswerOutcome = status === 'complete' ? 'completed' : cutShort ? 'stopped' : 'failed';
       report.end(outcome, error);

@@ -29,6 +29,12 @@ import { OAuthService } from './oauth/oauth.service';
 import { SocketQuota } from './socket-quota';
 import { settleWithin } from './timeout';
 import { UserService } from './user.service';
+import type { Resolver } from './webhooks/address-safety';
+import { WebhookDeliveryWorker } from './webhooks/delivery-worker';
+import { IncomingHookService } from './webhooks/incoming-hook.service';
+import { WebhookOutbox } from './webhooks/outbox';
+import { systemResolver } from './webhooks/send';
+import { WebhookService } from './webhooks/webhook.service';
 
 /** The service layer every transport adapts: rules and data live here and nowhere else. */
 export interface Services {
@@ -51,6 +57,12 @@ export interface Services {
   /** Reactions to messages: adding, removing, and their changes as a stream. */
   reactions: ReactionService;
   bot: BotService;
+  /** Outgoing webhooks of chats: their owners manage them here. */
+  webhooks: WebhookService;
+  /** Incoming hooks: tokens that post into a chat under a name. */
+  incomingHooks: IncomingHookService;
+  /** Sends the webhook outbox; the app starts it and stops it. */
+  webhookWorker: WebhookDeliveryWorker;
   pubsub: PubSub;
   /** Each room's messages and bot answers for this process's readers, repaired after a Redis outage. */
   feeds: RoomFeeds;
@@ -120,27 +132,37 @@ function searchStatements(db: Database, config: Config, metrics: Metrics): Searc
   return { run: (statement) => runner.run(statement), close: () => runner.close() };
 }
 
-export function createServices(db: Database, config: Config, bus: EventBus, log: Logger, metrics: Metrics): Services {
+export function createServices(
+  db: Database,
+  config: Config,
+  bus: EventBus,
+  log: Logger,
+  metrics: Metrics,
+  /** How webhook host names are resolved; tests stand in for DNS. */
+  resolveHost: Resolver = systemResolver,
+): Services {
   const { pubsub } = bus;
+  const outbox = new WebhookOutbox(db);
   const memberships = new Memberships(db, pubsub);
   const readState = new ReadStateService(db, pubsub, memberships, config.bot.name);
   const presenceLog = log.child({ component: 'presence' });
   const presence = new PresenceService(db, pubsub, config.presenceGraceMs, presenceLog, metrics, (host) =>
     bus.redis ? new RedisPresenceStore(bus.redis, config.redisPrefix, config.presenceGraceMs, host, presenceLog) : new LocalPresenceStore(),
   );
-  const chats = new ChatService(db, pubsub, memberships, readState, presence);
+  const chats = new ChatService(db, pubsub, memberships, readState, presence, outbox);
   // Several instances share Redis, and with it the lock that keeps one answer per room at a time.
   const botLog = log.child({ component: 'bot' });
   const roomLock = bus.redis ? redisRoomLock(bus.redis, config.redisPrefix, botLog) : localRoomLock;
   const feeds = new RoomFeeds(db, pubsub, bus, log.child({ component: 'feeds' }));
-  const bot = new BotService(db, chats, pubsub, config, roomLock, feeds, botLog, metrics);
+  const bot = new BotService(db, chats, pubsub, config, roomLock, feeds, botLog, metrics, outbox);
   // Asks stored while Redis was away could not take their room's lock: they are answered once it is back.
   bus.onResume(() => {
     bot.answerAllPending().catch((error: unknown) => botLog.error({ err: error }, 'answering the asks left pending during the outage failed'));
   });
   const writeLimit = messageLimit(config.limits, metrics);
   const auth = new AuthService(db, config, authGuards(config.limits, metrics));
-  const messageChanges = new MessageChangeService(db, chats, pubsub, bot, feeds, bus, writeLimit, config.bot.name);
+  const messageChanges = new MessageChangeService(db, chats, pubsub, bot, feeds, bus, writeLimit, config.bot.name, outbox);
+  const messages = new MessageService(db, chats, pubsub, bot, feeds, messageChanges, bus, writeLimit, config.bot.name, metrics, outbox);
   return {
     db,
     auth,
@@ -149,11 +171,14 @@ export function createServices(db: Database, config: Config, bus: EventBus, log:
     chats,
     readState,
     presence,
-    messages: new MessageService(db, chats, pubsub, bot, feeds, messageChanges, bus, writeLimit, config.bot.name, metrics),
+    messages,
     messageChanges,
     search: new MessageSearchService(db, memberships, searchEngines[config.database.engine], searchStatements(db, config, metrics), config.bot.name),
     reactions: new ReactionService(db, chats, pubsub, bus, reactionLimit(config.limits, metrics)),
     bot,
+    webhooks: new WebhookService(db, config.webhooks),
+    incomingHooks: new IncomingHookService(db, messages),
+    webhookWorker: new WebhookDeliveryWorker(db, config.database.engine, config.webhooks, outbox, resolveHost, log.child({ component: 'webhooks' })),
     pubsub,
     feeds,
     sockets: new SocketQuota(config.limits.socketsPerUser, () => metrics.refused('socket_cap')),

@@ -13,6 +13,8 @@ import type { KeyedRateLimiter } from './rate-limit';
 import type { RoomFeeds } from './room-feed';
 import { changeOf, messageWithReactionsSelect, toMessageEvent } from './room-feed';
 import { cursorSchema, parseChatId, parseInput, parseMessageRef, sendMessageInput } from './validation';
+import type { WebhookOutbox } from './webhooks/outbox';
+import { messageFrameFields } from '../serializers';
 
 /** A missed change, or the marker that more than CATCH_UP_LIMIT of them were missed. */
 export type ChangeCatchUpEvent = MessageChange | HistoryGap;
@@ -41,6 +43,7 @@ export class MessageChangeService {
     private readonly writeLimit: KeyedRateLimiter<number>,
     /** BOT_NAME: the `username` of bot messages. */
     private readonly botName: string,
+    private readonly outbox: WebhookOutbox,
   ) {}
 
   /**
@@ -63,6 +66,7 @@ export class MessageChangeService {
     const editedAt = new Date();
     const changeMark = await this.stamp(ref, Prisma.sql`content = ${content}, edited_at = ${editedAt}`);
     const edited: MessageEvent = { ...current, content, editedAt, changeMark };
+    await this.outbox.record(ref.chatId, 'message.updated', messageFrameFields(edited), editedAt);
     this.pubsub.publish('chat:change', ref.chatId, { kind: 'updated', message: edited });
     return edited;
   }
@@ -83,7 +87,9 @@ export class MessageChangeService {
       throw new AppError('FORBIDDEN', "Only its author or the chat's owner can delete a message");
     }
     this.requireDelivery();
-    await this.stamp(ref, Prisma.sql`status = 'deleted', content = '', deleted_at = ${new Date()}, ask_pending = ${false}`);
+    const deletedAt = new Date();
+    await this.stamp(ref, Prisma.sql`status = 'deleted', content = '', deleted_at = ${deletedAt}, ask_pending = ${false}`);
+    await this.outbox.record(ref.chatId, 'message.deleted', { chat_id: ref.chatId, message_id: ref.messageId }, deletedAt);
     this.pubsub.publish('chat:change', ref.chatId, { kind: 'deleted', ...ref });
     await this.bot.stopAnswerOf(ref.chatId, message);
   }

@@ -15,6 +15,8 @@ import type { RoomFeeds } from './room-feed';
 import { messageWithReactionsSelect, toMessageEvent, VISIBLE_STATUSES } from './room-feed';
 import type { KeyedRateLimiter } from './rate-limit';
 import { cursorSchema, historyQuery, parseChatId, parseInput, sendMessageInput } from './validation';
+import type { WebhookOutbox } from './webhooks/outbox';
+import { messageFrameFields } from '../serializers';
 
 /** At most this many missed messages are replayed on reconnect; beyond, the client is told of the gap. */
 export const CATCH_UP_LIMIT = 1000;
@@ -64,6 +66,7 @@ export class MessageService {
     /** BOT_NAME: the `username` of bot messages. */
     readonly botName: string,
     metrics: Metrics,
+    private readonly outbox: WebhookOutbox,
   ) {
     this.writer = new MessageWriter(db, metrics);
   }
@@ -77,29 +80,62 @@ export class MessageService {
     const id = parseChatId(chatId);
     const { content } = parseInput(sendMessageInput, input);
     await this.chats.requireParticipant(author.id, id);
+    const user = { id: author.id, username: author.username, email: author.email, createdAt: author.createdAt };
+    return this.store(id, content, { asker: author, userId: author.id, username: author.username, user, senderName: null });
+  }
+
+  /**
+   * An incoming hook's message: posted into its chat under the hook's name (no user), through the
+   * same path as anyone's, `/bot` asks included. Rate-limited like a user: each hook has its own
+   * MESSAGE_RATE_LIMIT and BOT_RATE_LIMIT budgets.
+   */
+  async postAsHook(hook: { id: number; chatId: number; name: string }, input: unknown): Promise<MessageEvent> {
+    // Hooks' budgets are keyed apart from users' (ids are positive).
+    const key = -hook.id;
+    this.sendLimit.take(key);
+    const { content } = parseInput(sendMessageInput, input);
+    return this.store(hook.chatId, content, { asker: { id: key }, userId: null, username: hook.name, user: null, senderName: hook.name });
+  }
+
+  /** Persists, writes the webhook outbox, then publishes one `chat:message` event; a `/bot` ask is admitted first and answered after. */
+  private async store(
+    chatId: number,
+    content: string,
+    sender: { asker: { id: number }; userId: number | null; username: string; user: PublicUser | null; senderName: string | null },
+  ): Promise<MessageEvent> {
     // Refused before storing while other instances cannot hear of it: the sender retries, nothing half-delivered.
     if (!this.bus.available()) throw new AppError('SERVICE_UNAVAILABLE', 'Messages cannot be delivered right now (Redis is unreachable): try again shortly');
     const prompt = botPrompt(content);
-    if (prompt !== null) this.bot.admit(author, prompt);
-    const stored = await this.writer.write({ chatId: id, userId: author.id, content, askPending: prompt !== null });
+    if (prompt !== null) this.bot.admit(sender.asker, prompt);
+    const askPending = prompt !== null;
+    const stored = await this.writer.write({
+      chatId,
+      userId: sender.userId,
+      content,
+      askPending,
+      ...(sender.senderName ? { senderName: sender.senderName } : {}),
+    });
     const event: MessageEvent = {
       ...stored,
-      chatId: id,
-      userId: author.id,
-      username: author.username,
-      user: { id: author.id, username: author.username, email: author.email, createdAt: author.createdAt },
+      chatId,
+      userId: sender.userId,
+      username: sender.username,
+      user: sender.user,
       content,
       isBot: false,
       status: 'complete',
       replyToId: null,
-      askPending: prompt !== null,
+      askPending,
       editedAt: null,
       deletedAt: null,
       changeMark: null,
+      senderName: sender.senderName,
       reactions: [],
     };
-    this.pubsub.publish('chat:message', id, event);
-    if (prompt !== null) void this.bot.answer(id);
+    // In the outbox before the sender hears it was sent: an acknowledged message reaches its webhooks.
+    await this.outbox.record(chatId, 'message.created', messageFrameFields(event), stored.createdAt);
+    this.pubsub.publish('chat:message', chatId, event);
+    if (prompt !== null) void this.bot.answer(chatId);
     return event;
   }
 

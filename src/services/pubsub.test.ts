@@ -19,6 +19,7 @@ const message = (id: number): MessageEvent => ({
   editedAt: null,
   deletedAt: null,
   changeMark: null,
+  senderName: null,
   reactions: [],
 });
 

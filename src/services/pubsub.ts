@@ -34,6 +34,8 @@ export interface MessageEvent {
   deletedAt: Date | null;
   /** The chat's newest message id at its last edit (see MessageChangeService.changesSince); null if never edited. */
   changeMark: number | null;
+  /** For a message posted through an incoming hook: the hook's name, which is also its `username`. */
+  senderName: string | null;
   /** Grouped by emoji in first-use order; a message just sent has none, so its event costs no query for them. */
   reactions: ReactionSummary[];
 }

@@ -22,13 +22,14 @@ export const messageSelect = {
   editedAt: true,
   deletedAt: true,
   changeMark: true,
+  senderName: true,
   user: { select: publicUserSelect },
 } as const;
 
 /** A message's columns with its reactions: what history and catch-up deliver, one query for the reactions of a whole page. */
 export const messageWithReactionsSelect = { ...messageSelect, reactions: reactionRowsSelect } as const;
 
-export const toStoredMessage = (row: Omit<StoredMessage, 'username'>): StoredMessage => ({ ...row, username: row.user?.username ?? null });
+export const toStoredMessage = (row: Omit<StoredMessage, 'username'>): StoredMessage => ({ ...row, username: row.user?.username ?? row.senderName ?? null });
 
 export const toMessageEvent = ({ reactions, ...row }: Omit<StoredMessage, 'username'> & { reactions: ReactionRow[] }): MessageEvent => ({
   ...toStoredMessage(row),

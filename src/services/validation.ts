@@ -171,6 +171,26 @@ export type WsFrame = z.output<typeof wsFrame>;
 
 /** The one id rule for a chat named in a path or an argument; errors locate it as `chat_id`. */
 // Built once: zod compiles an object schema on first use, and this one is on every message's path.
+/** The events an outgoing webhook can ask for. */
+export const WEBHOOK_EVENTS = ['message.created', 'message.updated', 'message.deleted', 'bot.answer.completed', 'member.joined', 'member.left'] as const;
+export const MAX_WEBHOOK_URL_LENGTH = 2048;
+
+export const createWebhookInput = z.object({
+  url: storable(z.string().min(1).max(MAX_WEBHOOK_URL_LENGTH)),
+  events: z
+    .array(z.enum(WEBHOOK_EVENTS, `Input should be one of ${WEBHOOK_EVENTS.join(', ')}`))
+    .min(1, 'List should have at least 1 item')
+    .refine((events) => new Set(events).size === events.length, 'Each event should be named once'),
+});
+
+export const webhookIdInput = z.object({ webhook_id: idSchema });
+export const parseWebhookId = (value: unknown): number => parseInput(webhookIdInput, { webhook_id: value }, 'path').webhook_id;
+
+/** An incoming hook's name: what its messages show as their author. */
+export const createIncomingHookInput = z.object({ name: storable(z.string().trim().min(1, 'String should have at least 1 character').max(64)) });
+export const hookIdInput = z.object({ hook_id: idSchema });
+export const parseHookId = (value: unknown): number => parseInput(hookIdInput, { hook_id: value }, 'path').hook_id;
+
 export const chatIdInput = z.object({ chat_id: idSchema });
 export const parseChatId = (value: unknown): number => parseInput(chatIdInput, { chat_id: value }, 'path').chat_id;
 

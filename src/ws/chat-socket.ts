@@ -5,7 +5,7 @@ import type { PublicUser } from '../services/auth.service';
 import { AppError, domainError, RateLimitedError } from '../services/errors';
 import type { HistoryGap, RoomCatchUpEvent } from '../services/message.service';
 import { isHistoryGap } from '../services/message.service';
-import { chatJson, messageJson, reactionsJson, readReceiptsJson } from '../serializers';
+import { botStreamFields, chatJson, messageFrameFields, reactionsJson, readReceiptsJson } from '../serializers';
 import type { BotStreamEvent, Listening, MessageChange, MessageEvent, ReactionEvent, UserEvent } from '../services/pubsub';
 import { endsMembership, isMessageChange } from '../services/pubsub';
 import { TokenBucket } from '../services/rate-limit';
@@ -54,12 +54,7 @@ const messagesTopic = (chatId: number) => `chat:${chatId}:messages`;
 const botTopic = (chatId: number) => `chat:${chatId}:bot`;
 const membersTopic = (chatId: number) => `chat:${chatId}:members`;
 
-/** What both generations of clients read of a message: the seed's flat fields and the later nested object. */
-function messageFields(message: Parameters<typeof messageJson>[0]) {
-  const nested = messageJson(message);
-  const { chat_id, username, content, is_bot, created_at } = nested;
-  return { chat_id, message_id: nested.id, username, content, is_bot, created_at, message: nested };
-}
+const messageFields = messageFrameFields;
 
 /** The frames of both generations of the original service, built once per event and shared by every socket that gets it. */
 export const frames = {
@@ -71,28 +66,7 @@ export const frames = {
       : JSON.stringify({ type: 'message_deleted', chat_id: change.chatId, message_id: change.messageId }),
   /** The seed's delta fields, and the later nested message whose content is the whole text so far. */
   botStream: (event: BotStreamEvent, textSoFar: string, botName: string) =>
-    JSON.stringify({
-      type: 'bot_stream',
-      chat_id: event.chatId,
-      message_id: event.messageId,
-      chunk: event.chunk,
-      is_complete: event.isComplete,
-      ...(event.isComplete ? { full_response: event.fullResponse ?? '' } : {}),
-      ...(event.error ? { error: event.error } : {}),
-      ...(event.stopped ? { stopped: true } : {}),
-      message: messageJson({
-        id: event.messageId,
-        chatId: event.chatId,
-        userId: null,
-        username: botName,
-        content: textSoFar,
-        isBot: true,
-        createdAt: event.createdAt,
-        editedAt: null,
-        // Nobody can react to an answer before it is complete.
-        reactions: [],
-      }),
-    }),
+    JSON.stringify({ type: 'bot_stream', ...botStreamFields(event, textSoFar, botName) }),
   /** The change, and the message's reactions after it. */
   reaction: (event: ReactionEvent) =>
     JSON.stringify({
