@@ -275,12 +275,13 @@ describe('GET /api/auth/me', () => {
     await expectDetail(response, 401, 'Invalid authentication credentials');
   }
 
-  test('returns the caller as {id, username, email, created_at}', async () => {
+  test('returns the caller as {id, username, email, created_at}, with their linked sign-in providers', async () => {
     const response = await me(user.token);
     expect(response.status).toBe(200);
     const text = await response.text();
     const body = JSON.parse(text);
-    expect(keysOf(body)).toEqual(USER_KEYS);
+    expect(keysOf(body)).toEqual([...USER_KEYS, 'identities'].sort());
+    expect(body.identities).toEqual([]);
     expect(body).toMatchObject({ id: user.id, username: user.username, email: `${user.username}@example.com` });
     expectRecentUtc(body.created_at);
     expect(text).not.toContain('password');
