@@ -97,3 +97,33 @@ describe('GitHub sign-in', () => {
     expect((await browser.callback(callback)).status).toBe(400);
   });
 });
+
+describe('OAUTH_START_RATE_LIMIT=2', () => {
+  let limited: TestApp;
+  beforeAll(async () => {
+    limited = await createTestApp({
+      GITHUB_CLIENT_ID: CLIENT.clientId,
+      GITHUB_CLIENT_SECRET: CLIENT.clientSecret,
+      GITHUB_URL: github.webUrl,
+      GITHUB_API_URL: github.apiUrl,
+      OAUTH_PUBLIC_URL: PUBLIC_URL,
+      OAUTH_START_RATE_LIMIT: '2',
+    });
+  }, 30_000);
+  afterAll(() => limited?.cleanup());
+
+  test('a third sign-in started from one address within the minute is refused with 429, storing nothing', async () => {
+    const server = limited.listen();
+    try {
+      const start = () => fetch(`http://127.0.0.1:${server.port}/api/auth/oauth/github/start`, { redirect: 'manual' });
+      expect((await start()).status).toBe(302);
+      expect((await start()).status).toBe(302);
+      const refused = await start();
+      expect(refused.status).toBe(429);
+      expect(refused.headers.get('retry-after')).toBeTruthy();
+      expect(await limited.app.services.db.oAuthSignIn.count()).toBe(2);
+    } finally {
+      await server.stop(true);
+    }
+  });
+});
