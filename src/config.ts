@@ -34,6 +34,8 @@ export interface Config {
     messageBurst: number;
     /** Registrations per hour per client address; 0 turns the limit off. */
     registrationsPerHour: number;
+    /** Provider sign-ins started per minute per client address (each stores a pending row); 0 turns the limit off. */
+    oauthStartsPerMinute: number;
     /** Password hashes and checks running at once in this process, and how many may wait for a turn. */
     passwordHashConcurrency: number;
     passwordHashQueue: number;
@@ -116,6 +118,7 @@ export function loadConfig(env: Env = process.env): Config {
       messagesPerSecond: integer(env, 'MESSAGE_RATE_LIMIT', 5, { min: 0 }),
       messageBurst: integer(env, 'MESSAGE_BURST', 20, { min: 1 }),
       registrationsPerHour: integer(env, 'REGISTER_RATE_LIMIT', 20, { min: 0 }),
+      oauthStartsPerMinute: integer(env, 'OAUTH_START_RATE_LIMIT', 30, { min: 0 }),
       passwordHashConcurrency: integer(env, 'PASSWORD_HASH_CONCURRENCY', availableParallelism(), { min: 1 }),
       passwordHashQueue: integer(env, 'PASSWORD_HASH_QUEUE', 100, { min: 0 }),
       socketsPerUser: integer(env, 'MAX_SOCKETS_PER_USER', 20, { min: 0 }),

@@ -108,8 +108,9 @@ export const signInMethodsJson = (methods: SignInMethods) => ({
   identities: methods.identities.map((identity) => ({ provider: identity.provider, email: identity.email, created_at: identity.createdAt.toISOString() })),
 });
 
-/** `GET /api/auth/me`: the caller, with how they can sign in. */
-export const meJson = (user: PublicUser, methods: SignInMethods) => ({ ...userJson(user), ...signInMethodsJson(methods) });
+/** `GET /api/auth/me`: the caller, with their linked sign-in providers (the original's four fields first). */
+export const meJson = (user: PublicUser, methods: SignInMethods) => ({ ...userJson(user), identities: signInMethodsJson(methods).identities });
+
 /** A webhook as its owner sees it; the secret only in the creation's answer. */
 export const webhookJson = (webhook: WebhookView) => ({
   id: webhook.id,

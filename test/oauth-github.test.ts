@@ -97,3 +97,43 @@ describe('GitHub sign-in', () => {
     expect((await browser.callback(callback)).status).toBe(400);
   });
 });
+
+describe('OAUTH_START_RATE_LIMIT=2, OAUTH_PUBLIC_URL on https', () => {
+  let limited: TestApp;
+  beforeAll(async () => {
+    limited = await createTestApp({
+      GITHUB_CLIENT_ID: CLIENT.clientId,
+      GITHUB_CLIENT_SECRET: CLIENT.clientSecret,
+      GITHUB_URL: github.webUrl,
+      GITHUB_API_URL: github.apiUrl,
+      OAUTH_PUBLIC_URL: 'https://chat.example.com/coop',
+      OAUTH_START_RATE_LIMIT: '2',
+    });
+  }, 30_000);
+  afterAll(() => limited?.cleanup());
+
+  test('the state cookie is Secure, and the callback registered and scoped is under the public URL, path included', async () => {
+    const response = await limited.request('/api/auth/oauth/github/start');
+    const location = new URL(response.headers.get('location')!);
+    expect(location.searchParams.get('redirect_uri')).toBe('https://chat.example.com/coop/api/auth/oauth/github/callback');
+    const cookie = response.headers.get('set-cookie')!;
+    expect(cookie).toContain('; Secure');
+    expect(cookie).toContain('Path=/coop/api/auth/oauth/github/callback');
+  });
+
+  test('a third sign-in started from one address within the minute is refused with 429, storing nothing', async () => {
+    const server = limited.listen();
+    try {
+      const before = await limited.app.services.db.oAuthSignIn.count();
+      const start = () => fetch(`http://127.0.0.1:${server.port}/api/auth/oauth/github/start`, { redirect: 'manual' });
+      expect((await start()).status).toBe(302);
+      expect((await start()).status).toBe(302);
+      const refused = await start();
+      expect(refused.status).toBe(429);
+      expect(refused.headers.get('retry-after')).toBeTruthy();
+      expect(await limited.app.services.db.oAuthSignIn.count()).toBe(before + 2);
+    } finally {
+      await server.stop(true);
+    }
+  });
+});

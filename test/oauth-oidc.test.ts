@@ -71,8 +71,7 @@ describe('the code flow', () => {
     expect(body.user.email).toBe(person.email);
     const me = await app.request('/api/auth/me', { token: body.access_token });
     expect(me.status).toBe(200);
-    const profile = (await me.json()) as { has_password: boolean; identities: { provider: string; email: string }[] };
-    expect(profile.has_password).toBe(false);
+    const profile = (await me.json()) as { identities: { provider: string; email: string }[] };
     expect(profile.identities).toEqual([expect.objectContaining({ provider: 'google', email: person.email })]);
 
     // The same identity again signs in to the same account.

@@ -275,16 +275,16 @@ describe('GET /api/auth/me', () => {
     await expectDetail(response, 401, 'Invalid authentication credentials');
   }
 
-  test('returns the caller as {id, username, email, created_at}, plus how they can sign in', async () => {
+  test('returns the caller as {id, username, email, created_at}, with their linked sign-in providers', async () => {
     const response = await me(user.token);
     expect(response.status).toBe(200);
     const text = await response.text();
     const body = JSON.parse(text);
-    expect(keysOf(body)).toEqual([...USER_KEYS, 'has_password', 'identities'].sort());
-    expect(body).toMatchObject({ id: user.id, username: user.username, email: `${user.username}@example.com`, has_password: true, identities: [] });
+    expect(keysOf(body)).toEqual([...USER_KEYS, 'identities'].sort());
+    expect(body.identities).toEqual([]);
+    expect(body).toMatchObject({ id: user.id, username: user.username, email: `${user.username}@example.com` });
     expectRecentUtc(body.created_at);
-    expect(text).not.toContain('hashed');
-    expect(text).not.toContain('$argon2');
+    expect(text).not.toContain('password');
   });
 
   test('a hand-built HS256 token with the server key is accepted (so the refusals below are meaningful)', async () => {

@@ -9,7 +9,15 @@ import { signInMethodsJson, userJson } from '../serializers';
 import { json, readBody } from './http';
 import type { RestRoute } from './routes';
 import { authenticatedRoute, jsonBody, publicRoute } from './routes';
-import { detailResponse, jsonResponse, oauthLinkRequiredSchema, oauthSignedInSchema, signInMethodsSchema, validationErrorResponse } from './schemas';
+import {
+  detailResponse,
+  jsonResponse,
+  retryLaterResponse,
+  oauthLinkRequiredSchema,
+  oauthSignedInSchema,
+  signInMethodsSchema,
+  validationErrorResponse,
+} from './schemas';
 
 const providerParam = oauthProviderInput;
 const unknownProvider = detailResponse('"Unknown or disabled sign-in provider": not configured on this server');
@@ -80,11 +88,12 @@ export const oauthRoutes: RestRoute[] = [
         302: { description: "To the provider's authorization page", headers: z.object({ Location: z.string(), 'Set-Cookie': z.string() }) },
         404: unknownProvider,
         422: validationErrorResponse,
+        429: retryLaterResponse('"Too many sign-ins started from this address, try again shortly" (OAUTH_START_RATE_LIMIT)'),
         503: detailResponse('"<provider> did not answer": its discovery document could not be read'),
       },
     },
-    async ({ services, params }) => {
-      const { url, state } = await services.oauth.start(params.provider!);
+    async ({ services, params, clientAddress }) => {
+      const { url, state } = await services.oauth.start(params.provider!, clientAddress);
       const cookie = setStateCookie(services, params.provider as OAuthProviderName, state, SIGN_IN_TTL_MS / 1000);
       return new Response(null, { status: 302, headers: { location: url.href, 'set-cookie': cookie, 'cache-control': 'no-store' } });
     },

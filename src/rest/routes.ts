@@ -185,7 +185,7 @@ export const restRoutes: RestRoute[] = [
       path: '/api/auth/me',
       tags: ['auth'],
       summary: 'The caller',
-      description: 'The caller, with how they can sign in: whether they have a password, and their linked providers.',
+      description: 'The caller, with their linked sign-in providers (`identities`, oldest first).',
       responses: { 200: jsonResponse(meSchema, 'The caller') },
     },
     async ({ services }, user) => json(meJson(user, await services.oauth.signInMethods(user.id))),

@@ -143,7 +143,7 @@ const signInMethodsShape = {
   identities: z.array(linkedIdentitySchema).openapi({ description: 'Linked sign-in providers, oldest first' }),
 };
 export const signInMethodsSchema = z.strictObject(signInMethodsShape).openapi('SignInMethods');
-export const meSchema = z.strictObject({ ...userShape, ...signInMethodsShape }).openapi('Me');
+export const meSchema = z.strictObject({ ...userShape, identities: signInMethodsShape.identities }).openapi('Me');
 
 export const oauthSignedInSchema = z
   .strictObject({

@@ -166,7 +166,17 @@ export function createServices(
   return {
     db,
     auth,
-    oauth: new OAuthService(db, auth, config.oauth),
+    oauth: new OAuthService(
+      db,
+      auth,
+      config.oauth,
+      new WindowCounter({
+        limit: config.limits.oauthStartsPerMinute,
+        windowMs: 60_000,
+        message: 'Too many sign-ins started from this address, try again shortly',
+        onRefused: () => metrics.refused('oauth_start'),
+      }),
+    ),
     users: new UserService(db),
     chats,
     readState,

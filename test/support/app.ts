@@ -39,7 +39,14 @@ export function testRedisEnv(): Record<string, string> {
  * TEST_REDIS_URL are set. Call `cleanup()` in afterAll.
  */
 /** Every rate limit off: a test that is about a limit turns that one on. */
-export const RATE_LIMITS_OFF = { WS_RATE_LIMIT: '0', BOT_RATE_LIMIT: '0', LOGIN_RATE_LIMIT: '0', MESSAGE_RATE_LIMIT: '0', REGISTER_RATE_LIMIT: '0' } as const;
+export const RATE_LIMITS_OFF = {
+  WS_RATE_LIMIT: '0',
+  BOT_RATE_LIMIT: '0',
+  LOGIN_RATE_LIMIT: '0',
+  MESSAGE_RATE_LIMIT: '0',
+  REGISTER_RATE_LIMIT: '0',
+  OAUTH_START_RATE_LIMIT: '0',
+} as const;
 
 export async function createTestApp(env: Record<string, string> = {}, options: AppOptions = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'gemini-coop-test-'));

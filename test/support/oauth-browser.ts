@@ -1,23 +1,28 @@
 import { expect } from 'bun:test';
-import type { TestApp } from './app';
 
 /** What the test apps call themselves: callbacks land on `${PUBLIC_URL}/api/auth/oauth/{provider}/callback`. */
 export const PUBLIC_URL = 'http://localhost:8000';
 
+/** Where the browser sends the app's requests: a test app in-process, or an instance over HTTP. */
+export interface OAuthTarget {
+  request(path: string, init?: RequestInit): Promise<Response>;
+}
+
 /**
  * A browser going through a sign-in, one step at a time, so a test can tamper between steps. The
- * app is called in-process; the provider (a loopback server) over real HTTP, with a cookie jar.
+ * app is called through `app` (which a test may switch to another instance mid-flow); the provider
+ * (a loopback server) over real HTTP, with a cookie jar.
  */
 export class OAuthBrowser {
   private readonly providerCookies = new Map<string, string>();
   /** The app's cookies this browser holds (the state cookie). */
   readonly appCookies = new Map<string, string>();
 
-  constructor(private readonly app: TestApp) {}
+  constructor(public app: OAuthTarget) {}
 
   /** `GET /start`: the provider's authorization URL; the state cookie is kept. */
   async start(provider: string): Promise<URL> {
-    const response = await this.app.request(`/api/auth/oauth/${provider}/start`);
+    const response = await this.app.request(`/api/auth/oauth/${provider}/start`, { redirect: 'manual' });
     expect(response.status).toBe(302);
     this.keep(this.appCookies, response);
     return new URL(response.headers.get('location')!);
@@ -41,7 +46,7 @@ export class OAuthBrowser {
   /** The provider's redirect, sent to the app in-process with this browser's cookies. */
   callback(callbackUrl: URL, headers: Record<string, string> = { accept: 'application/json' }): Promise<Response> {
     const cookie = [...this.appCookies].map(([name, value]) => `${name}=${value}`).join('; ');
-    return this.app.request(`${callbackUrl.pathname}${callbackUrl.search}`, { headers: { ...headers, ...(cookie ? { cookie } : {}) } });
+    return this.app.request(`${callbackUrl.pathname}${callbackUrl.search}`, { redirect: 'manual', headers: { ...headers, ...(cookie ? { cookie } : {}) } });
   }
 
   /** The whole flow: start, the provider, the callback (JSON unless `headers` say otherwise). */

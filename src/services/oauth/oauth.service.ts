@@ -4,6 +4,7 @@ import type { Database } from '../../db/client';
 import type { OAuthConfig, OAuthProviderName } from '../../oauth-config';
 import { OAUTH_PROVIDERS } from '../../oauth-config';
 import type { AuthService, PublicUser } from '../auth.service';
+import type { WindowCounter } from '../rate-limit';
 import { isUniqueViolation, publicUserSelect } from '../auth.service';
 import { AppError } from '../errors';
 import { oauthLinkInput, oauthProviderInput, parseInput } from '../validation';
@@ -58,6 +59,8 @@ export class OAuthService {
     private readonly db: Database,
     private readonly auth: AuthService,
     private readonly config: OAuthConfig,
+    /** OAUTH_START_RATE_LIMIT: sign-ins started per client address, since each stores a row until it expires. */
+    private readonly starts: WindowCounter,
   ) {
     for (const [name, settings] of Object.entries(config.providers) as [OAuthProviderName, OAuthConfig['providers'][OAuthProviderName]][]) {
       if (settings?.kind === 'oidc') this.providers.set(name, new OidcSignIn(name, settings));
@@ -94,10 +97,11 @@ export class OAuthService {
   /**
    * Starts a sign-in: the provider's authorization URL, and the `state` the browser must hold (in a
    * cookie) to finish it. The PKCE verifier and nonce stay in the database, keyed by the state's hash.
-   * @example const { url, state } = await oauth.start('google')
+   * @example const { url, state } = await oauth.start('google', '203.0.113.7')
    */
-  async start(name: string): Promise<{ url: URL; state: string }> {
+  async start(name: string, clientAddress: string | null): Promise<{ url: URL; state: string }> {
     const provider = this.provider(name);
+    this.starts.reserve(clientAddress ? [clientAddress] : []);
     const checks: SignInChecks = {
       state: client.randomState(),
       codeVerifier: client.randomPKCECodeVerifier(),
