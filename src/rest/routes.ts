@@ -65,16 +65,16 @@ const publicRoute = (config: RouteConfig, handler: Handler): RestRoute => ({ rou
 const notAuthenticated = unauthorizedResponse('"Not authenticated" (no bearer token) or "Invalid authentication credentials"');
 
 /** A route for a signed-in caller: the bearer token is checked before anything else, and the description says so. */
-const authenticatedRoute = (config: RouteConfig, handler: (context: RouteContext, user: PublicUser) => Promise<Response> | Response): RestRoute => ({
+export const authenticatedRoute = (config: RouteConfig, handler: (context: RouteContext, user: PublicUser) => Promise<Response> | Response): RestRoute => ({
   route: createRoute({ ...config, security: [{ [BEARER_SCHEME]: [] }], responses: { ...config.responses, 401: notAuthenticated } }),
   handler: async (context) => handler(context, await context.services.auth.authenticate(bearerToken(context.request.headers.get('authorization')))),
 });
 
-const jsonBody = (schema: z.ZodType) => ({ required: true, content: { 'application/json': { schema } } });
+export const jsonBody = (schema: z.ZodType) => ({ required: true, content: { 'application/json': { schema } } });
 
 // Answers that several routes share.
-const chatNotFound = detailResponse('"Chat not found"');
-const notInChat = detailResponse('"Not authorized": the caller is not in the chat');
+export const chatNotFound = detailResponse('"Chat not found"');
+export const notInChat = detailResponse('"Not authorized": the caller is not in the chat');
 const hashBusy = retryLaterResponse('"Server busy, try again": too many logins and registrations are waiting for a password hash');
 
 const participantParams = chatIdInput.extend(userIdInput.shape);

@@ -33,9 +33,9 @@ export const MessageRef = builder.prismaObject('Message', {
     user: t.relation('user', { nullable: true }),
     username: t.string({
       nullable: true,
-      description: "The author's username; for bot messages, the bot's name (BOT_NAME).",
-      select: { user: { select: { username: true } } },
-      resolve: (message, _args, context) => (message.isBot ? context.services.messages.botName : (message.user?.username ?? null)),
+      description: "The author's username; for bot messages, their assistant's name, else the bot's (BOT_NAME).",
+      select: { user: { select: { username: true } }, assistant: { select: { name: true } } },
+      resolve: (message, _args, context) => (message.isBot ? (message.assistant?.name ?? context.services.messages.botName) : (message.user?.username ?? null)),
     }),
     readBy: t.field({
       type: [ReadReceiptRef],

@@ -5,6 +5,8 @@ import type { Metrics } from '../metrics';
 import type { AuthGuards } from './auth.service';
 import { AuthService } from './auth.service';
 import { BotService } from './bot.service';
+import { AssistantService } from './bot/assistant.service';
+import type { UsageService } from './bot/usage.service';
 import { localRoomLock, redisRoomLock } from './room-lock';
 import { ChatService } from './chat.service';
 import { LoginThrottle } from './login-throttle';
@@ -45,6 +47,10 @@ export interface Services {
   /** Reactions to messages: adding, removing, and their changes as a stream. */
   reactions: ReactionService;
   bot: BotService;
+  /** Each room's assistants: their settings, events and long memory. */
+  assistants: AssistantService;
+  /** What the bot's answers cost, per room, assistant and asker. */
+  usage: UsageService;
   pubsub: PubSub;
   /** Each room's messages and bot answers for this process's readers, repaired after a Redis outage. */
   feeds: RoomFeeds;
@@ -122,6 +128,8 @@ export function createServices(db: Database, config: Config, bus: EventBus, log:
     search: new MessageSearchService(db, memberships, searchEngines[config.database.engine], config.bot.name),
     reactions: new ReactionService(db, chats, pubsub, bus, reactionLimit(config.limits, metrics)),
     bot,
+    assistants: new AssistantService(db, chats, pubsub, config),
+    usage: bot.usage,
     pubsub,
     feeds,
     sockets: new SocketQuota(config.limits.socketsPerUser, () => metrics.refused('socket_cap')),

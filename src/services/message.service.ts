@@ -3,7 +3,6 @@ import type { Prisma } from '../generated/sqlite/client';
 import type { Metrics } from '../metrics';
 import type { PublicUser } from './auth.service';
 import type { BotService } from './bot.service';
-import { botPrompt } from './bot.service';
 import type { ChatService } from './chat.service';
 import { AppError, MessageNotFoundError } from './errors';
 import { replayThenLive } from './listen';
@@ -37,9 +36,9 @@ export type RoomCatchUpEvent = CatchUpEvent | MessageChange;
 
 export const isHistoryGap = (event: object): event is HistoryGap => 'gap' in event;
 
-/** A stored message as delivered. Bot messages have no author: they show BOT_NAME as their `username`. */
+/** A stored message as delivered. Bot messages have no author: they show their assistant's name, else BOT_NAME, as their `username`. */
 export function namedMessageEvent<M extends StoredMessage>(message: M, botName: string): M {
-  return message.isBot ? { ...message, username: botName } : message;
+  return message.isBot ? { ...message, username: message.assistant?.name ?? botName } : message;
 }
 
 /** What a replay is de-duplicated by: a message's id; a gap or a change is never dropped. */
@@ -75,13 +74,15 @@ export class MessageService {
   async send(author: PublicUser, chatId: unknown, input: unknown): Promise<MessageEvent> {
     this.sendLimit.take(author.id);
     const id = parseChatId(chatId);
-    const { content } = parseInput(sendMessageInput, input);
+    const { content, thread_id: under } = parseInput(sendMessageInput, input);
     await this.chats.requireParticipant(author.id, id);
     // Refused before storing while other instances cannot hear of it: the sender retries, nothing half-delivered.
     if (!this.bus.available()) throw new AppError('SERVICE_UNAVAILABLE', 'Messages cannot be delivered right now (Redis is unreachable): try again shortly');
-    const prompt = botPrompt(content);
-    if (prompt !== null) this.bot.admit(author, prompt);
-    const stored = await this.writer.write({ chatId: id, userId: author.id, content, askPending: prompt !== null });
+    const threadId = under ? await this.threadRoot(id, under) : null;
+    const ask = await this.bot.route(author, id, content);
+    const askPending = ask !== null;
+    const assistantId = ask?.assistantId ?? null;
+    const stored = await this.writer.write({ chatId: id, userId: author.id, content, askPending, assistantId, threadId });
     const event: MessageEvent = {
       ...stored,
       chatId: id,
@@ -92,15 +93,26 @@ export class MessageService {
       isBot: false,
       status: 'complete',
       replyToId: null,
-      askPending: prompt !== null,
+      askPending,
       editedAt: null,
       deletedAt: null,
       changeMark: null,
+      assistantId,
+      assistant: null,
+      threadId,
+      sources: null,
       reactions: [],
     };
     this.pubsub.publish('chat:message', id, event);
-    if (prompt !== null) void this.bot.answer(id);
+    if (askPending) void this.bot.answer(id);
     return event;
+  }
+
+  /** The thread a message written under `messageId` joins: that message's own thread, or the thread it starts. 404 unless it is in the chat's history. */
+  private async threadRoot(chatId: number, messageId: number): Promise<number> {
+    const under = await this.db.message.findFirst({ where: { id: messageId, chatId, status: { in: VISIBLE_STATUSES } }, select: { id: true, threadId: true } });
+    if (!under) throw new MessageNotFoundError();
+    return under.threadId ?? under.id;
   }
 
   /** Tells the room that `author` is typing; `socketId` is the `/ws` socket it came from, if any. */

@@ -18,6 +18,10 @@ const message = (id: number): MessageEvent => ({
   createdAt: new Date(0),
   editedAt: null,
   deletedAt: null,
+  assistantId: null,
+  assistant: null,
+  threadId: null,
+  sources: null,
   changeMark: null,
   reactions: [],
 });

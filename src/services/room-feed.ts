@@ -22,7 +22,11 @@ export const messageSelect = {
   editedAt: true,
   deletedAt: true,
   changeMark: true,
+  assistantId: true,
+  threadId: true,
+  sources: true,
   user: { select: publicUserSelect },
+  assistant: { select: { name: true } },
 } as const;
 
 /** A message's columns with its reactions: what history and catch-up deliver, one query for the reactions of a whole page. */
@@ -59,7 +63,7 @@ interface Room {
   sequence: number;
   completedAnswers: Set<number>;
   /** Each answer seen streaming here and not yet completed: its text so far as delivered to this room's readers. */
-  openAnswers: Map<number, { text: string; createdAt: Date }>;
+  openAnswers: Map<number, { text: string; createdAt: Date; assistantId?: number; assistantName?: string }>;
   registrations: Listening[];
   ready: Promise<unknown>;
 }
@@ -133,7 +137,7 @@ export class RoomFeeds {
   answersInProgress(chatId: number): BotStreamEvent[] {
     return [...(this.rooms.get(chatId)?.openAnswers ?? [])]
       .filter(([, answer]) => answer.text !== '')
-      .map(([messageId, answer]) => ({ chatId, messageId, chunk: answer.text, isComplete: false, createdAt: answer.createdAt }));
+      .map(([messageId, { text, ...answer }]) => ({ chatId, messageId, chunk: text, isComplete: false, ...answer }));
   }
 
   private register<L>(chatId: number, listenersOf: (room: Room) => Set<L>, listener: L): Listening {
@@ -204,6 +208,8 @@ export class RoomFeeds {
   }
 
   private deliverBot(room: Room, event: BotStreamEvent): void {
+    // An answer written again (regenerate) streams under its id once more.
+    if (event.regenerating && !event.isComplete) room.completedAnswers.delete(event.messageId);
     if (room.completedAnswers.has(event.messageId)) return;
     let textSoFar: string;
     if (event.isComplete) {
@@ -212,7 +218,8 @@ export class RoomFeeds {
       remember(room.completedAnswers, event.messageId);
     } else {
       textSoFar = (room.openAnswers.get(event.messageId)?.text ?? '') + event.chunk;
-      room.openAnswers.set(event.messageId, { text: textSoFar, createdAt: event.createdAt });
+      const { createdAt, assistantId, assistantName } = event;
+      room.openAnswers.set(event.messageId, { text: textSoFar, createdAt, ...(assistantId === undefined ? {} : { assistantId, assistantName }) });
     }
     for (const listener of [...room.botListeners]) this.isolated(() => listener(event, textSoFar));
   }
