@@ -168,3 +168,75 @@ describe('assistants', () => {
     expect(answer.username).toBe('gemini-ai');
   });
 });
+
+/** What the stand-in reports for a request it echoed: a quarter token a character, as test/support/fake-gemini.ts counts. */
+function reportedUsage(request: FakeGeminiRequest, answer: string) {
+  const tokens = (text: string) => Math.ceil(text.length / 4);
+  const prompt = tokens((request.body.contents as unknown[]).map(textOf).join(''));
+  const candidates = tokens(answer);
+  return { prompt, candidates, total: prompt + candidates };
+}
+
+describe('usage', () => {
+  const served = servedTestApp(() => ({ GEMINI_API_KEY: fake.apiKey, GEMINI_BASE_URL: fake.url, GEMINI_MODEL: 'm-usage', BOT_MODELS: 'm-usage' }));
+
+  test('each answer stores the reported token counts; the report sums them per assistant and per asker', async () => {
+    const r = await room(served.t);
+    const chef = await addAssistant(r, { name: 'chef', answers_mentions: true });
+    const asks: [TestUser, string][] = [
+      [r.bob, '/bot one'],
+      [r.bob, '@chef two'],
+      [r.alice, '/bot three'],
+    ];
+    const counts: ReturnType<typeof reportedUsage>[] = [];
+    for (const [user, content] of asks) {
+      const { requests } = await say(r, user, content);
+      counts.push(reportedUsage(requests[0]!, `Echo: ${user.username}: ${content}`));
+    }
+    const sum = (list: typeof counts) => ({
+      prompt_tokens: list.reduce((n, c) => n + c.prompt, 0),
+      answer_tokens: list.reduce((n, c) => n + c.candidates, 0),
+      total_tokens: list.reduce((n, c) => n + c.total, 0),
+    });
+    const report = await call(r.t, r.bob, 'GET', `/api/chats/${r.chatId}/usage`);
+    expect(report.status).toBe(200);
+    expect(report.body.total).toMatchObject({ answers: 3, ...sum(counts) });
+    expect(report.body.by_assistant).toEqual([expect.objectContaining({ assistant_id: chef.id, name: 'chef', answers: 3, ...sum(counts) })]);
+    expect(report.body.by_user).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ user_id: r.bob.id, username: r.bob.username, answers: 2, ...sum(counts.slice(0, 2)) }),
+        expect.objectContaining({ user_id: r.alice.id, answers: 1, ...sum(counts.slice(2)) }),
+      ]),
+    );
+    expect(report.body.total.duration_ms).toBeGreaterThanOrEqual(0);
+
+    // A period before the answers holds none; a non-member reads nothing.
+    const before = await call(r.t, r.bob, 'GET', `/api/chats/${r.chatId}/usage?from=2020-01-01T00:00:00Z&to=2020-02-01T00:00:00Z`);
+    expect(before.body.total).toMatchObject({ answers: 0, total_tokens: 0 });
+    expect((await call(r.t, r.dave, 'GET', `/api/chats/${r.chatId}/usage`)).status).toBe(403);
+    expect((await call(r.t, r.bob, 'GET', `/api/chats/${r.chatId}/usage?from=yesterday`)).status).toBe(422);
+
+    const metrics = await (await r.t.request('/metrics')).text();
+    expect(metrics).toContain(`gemini_coop_bot_usage_tokens_total{model="m-usage",purpose="answer"} ${sum(counts).total_tokens}`);
+  });
+});
+
+describe('BOT_ROOM_MONTHLY_TOKENS', () => {
+  const served = servedTestApp(() => ({ GEMINI_API_KEY: fake.apiKey, GEMINI_BASE_URL: fake.url, BOT_ROOM_MONTHLY_TOKENS: '10' }));
+
+  test('asks over the room’s monthly budget are refused with a clear error; nothing is stored; other rooms go on', async () => {
+    const r = await room(served.t);
+    const { requests } = await say(r, r.bob, '/bot tell me a long story please, with many words in it');
+    expect(requests).toHaveLength(1);
+    const refused = await call(r.t, r.bob, 'POST', `/api/chats/${r.chatId}/messages`, { content: '/bot again' });
+    expect(refused.status).toBe(429);
+    expect(refused.body.detail).toMatch(/^This chat has used its 10 bot tokens for this month \(BOT_ROOM_MONTHLY_TOKENS\)/);
+    expect((await history(r)).map((message) => message.content)).not.toContain('/bot again');
+    // Plain messages are not asks: they go through.
+    expect((await call(r.t, r.bob, 'POST', `/api/chats/${r.chatId}/messages`, { content: 'just talking' })).status).toBe(200);
+    const other = await room(served.t);
+    expect((await say(other, other.bob, '/bot hi')).requests).toHaveLength(1);
+    const metrics = await (await r.t.request('/metrics')).text();
+    expect(metrics).toContain('gemini_coop_rate_limit_refusals_total{kind="bot_budget"} 1');
+  });
+});
