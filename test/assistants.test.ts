@@ -240,3 +240,97 @@ describe('BOT_ROOM_MONTHLY_TOKENS', () => {
     expect(metrics).toContain('gemini_coop_rate_limit_refusals_total{kind="bot_budget"} 1');
   });
 });
+
+describe('steering answers', () => {
+  const served = servedTestApp(() => ({ GEMINI_API_KEY: fake.apiKey, GEMINI_BASE_URL: fake.url }));
+
+  test('regenerate: any member asks again; the new answer replaces the old in history and later context; both are versions', async () => {
+    const r = await room(served.t);
+    await addAssistant(r, { name: 'chef' });
+    fake.reply({ kind: 'text', chunks: ['first ', 'answer'] });
+    await say(r, r.alice, '/bot name a soup');
+    const answer = (await history(r)).at(-1);
+    expect(answer.content).toBe('first answer');
+
+    const socket = served.kit.chat(r.bob.token);
+    await socket.opened;
+    await socket.join(r.chatId);
+    fake.reply({ kind: 'text', chunks: ['second ', 'answer'] });
+    socket.send({ type: 'regenerate', chat_id: r.chatId, message_id: answer.id });
+    const completion = await socket.next((frame) => frame.type === 'bot_stream' && frame.is_complete === true, 'the completion');
+    expect(completion).toMatchObject({
+      message_id: answer.id,
+      full_response: 'second answer',
+      message: { id: answer.id, content: 'second answer', username: 'chef' },
+    });
+    const deltas = socket.frames.filter((frame) => frame.type === 'bot_stream' && frame.is_complete === false);
+    expect(deltas.map((frame) => [frame.message_id, frame.chunk, frame.regenerating])).toEqual([
+      [answer.id, 'second ', true],
+      [answer.id, 'answer', true],
+    ]);
+    await r.t.app.services.bot.idle();
+
+    const after = await history(r);
+    expect(after.filter((message) => message.is_bot)).toEqual([
+      expect.objectContaining({ id: answer.id, content: 'second answer', edited_at: expect.any(String) }),
+    ]);
+    const versions = await call(r.t, r.bob, 'GET', `/api/chats/${r.chatId}/messages/${answer.id}/versions`);
+    expect(versions.body.map((version: any) => [version.version, version.content])).toEqual([
+      [1, 'first answer'],
+      [2, 'second answer'],
+    ]);
+    const { requests } = await say(r, r.alice, '/bot and another?');
+    const context = (requests[0]!.body.contents as any[]).map((turn) => [turn.role, textOf(turn)]);
+    expect(context).toContainEqual(['model', 'second answer']);
+    expect(JSON.stringify(context)).not.toContain('first answer');
+    // Outsiders cannot, and only answers can be regenerated.
+    expect((await call(r.t, r.dave, 'POST', `/api/chats/${r.chatId}/messages/${answer.id}/regenerate`)).status).toBe(403);
+    expect((await call(r.t, r.bob, 'POST', `/api/chats/${r.chatId}/messages/${answer.id - 1}/regenerate`)).status).toBe(404);
+  });
+
+  test('stop works on a regenerated answer; a regeneration that fails leaves the earlier version in place', async () => {
+    const r = await room(served.t);
+    fake.reply({ kind: 'text', chunks: ['original'] });
+    await say(r, r.alice, '/bot hello');
+    const answer = (await history(r)).at(-1);
+
+    fake.reply({ kind: 'text', chunks: ['partial ', 'never sent'], holdAt: 1 });
+    const socket = served.kit.chat(r.bob.token);
+    await socket.opened;
+    await socket.join(r.chatId);
+    expect((await call(r.t, r.bob, 'POST', `/api/chats/${r.chatId}/messages/${answer.id}/regenerate`)).status).toBe(200);
+    await socket.next((frame) => frame.type === 'bot_stream' && frame.chunk === 'partial ', 'the first delta');
+    socket.send({ type: 'stop', chat_id: r.chatId });
+    expect(await socket.next((frame) => frame.type === 'bot_stream' && frame.is_complete === true, 'the completion')).toMatchObject({
+      stopped: true,
+      full_response: 'partial ',
+    });
+    await r.t.app.services.bot.idle();
+    expect((await history(r)).at(-1)).toMatchObject({ id: answer.id, content: 'partial ' });
+
+    fake.reply({ kind: 'http-error', status: 500, message: 'boom' });
+    await call(r.t, r.bob, 'POST', `/api/chats/${r.chatId}/messages/${answer.id}/regenerate`);
+    await r.t.app.services.bot.idle();
+    expect((await history(r)).at(-1)).toMatchObject({ id: answer.id, content: 'partial ' });
+    const versions = await call(r.t, r.bob, 'GET', `/api/chats/${r.chatId}/messages/${answer.id}/versions`);
+    expect(versions.body.map((version: any) => version.content)).toEqual(['original', 'partial ']);
+  });
+
+  test('asking under an earlier message puts that message and its replies first in the context', async () => {
+    const r = await room(served.t);
+    const root = (await say(r, r.alice, 'The boat is blue.')).message;
+    await say(r, r.bob, 'Lunch is at noon.');
+    const reply = (await say(r, r.bob, 'And its sail is red.', { thread_id: root.id })).message;
+    expect(reply.thread_id).toBe(root.id);
+    await say(r, r.alice, 'Dinner is at eight.');
+    const { requests, message } = await say(r, r.alice, '/bot what colours?', { thread_id: reply.id });
+    expect(message.thread_id).toBe(root.id);
+    const first = textOf(requests[0]!.body.contents[0]);
+    const lines = first.split('\n');
+    expect(lines.slice(0, 2)).toEqual([`${r.alice.username}: The boat is blue.`, `${r.bob.username}: And its sail is red.`]);
+    expect(lines.at(-1)).toBe(`${r.alice.username}: /bot what colours?`);
+    expect(first.indexOf('Lunch')).toBeGreaterThan(first.indexOf('sail'));
+    expect((await history(r)).at(-1)).toMatchObject({ is_bot: true, thread_id: root.id });
+    expect((await call(r.t, r.alice, 'POST', `/api/chats/${r.chatId}/messages`, { content: 'hi', thread_id: 2_000_000 })).status).toBe(404);
+  });
+});
