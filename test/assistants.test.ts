@@ -334,3 +334,39 @@ describe('steering answers', () => {
     expect((await call(r.t, r.alice, 'POST', `/api/chats/${r.chatId}/messages`, { content: 'hi', thread_id: 2_000_000 })).status).toBe(404);
   });
 });
+
+describe('grounding', () => {
+  const served = servedTestApp(() => ({ GEMINI_API_KEY: fake.apiKey, GEMINI_BASE_URL: fake.url }));
+  const SOURCES = [
+    { uri: 'https://example.org/soup', title: 'Soup facts' },
+    { uri: 'https://example.org/bread', title: 'Bread facts' },
+  ];
+
+  test('an assistant with grounding asks for Google Search; its answer carries the sources in frames, history and versions', async () => {
+    const r = await room(served.t);
+    const plain = await addAssistant(r, { name: 'plain', is_default: true });
+    await addAssistant(r, { name: 'scout', grounding: true, answers_mentions: true });
+    const socket = served.kit.chat(r.bob.token);
+    await socket.opened;
+    await socket.join(r.chatId);
+
+    fake.reply({ kind: 'text', chunks: ['Soup ', 'and bread'], grounding: SOURCES });
+    const { requests } = await say(r, r.alice, '@scout what is new?');
+    expect(requests[0]!.body.tools).toEqual([{ googleSearch: {} }]);
+    const expected = SOURCES.map(({ uri, title }) => ({ title, url: uri }));
+    const completion = await socket.next((frame) => frame.type === 'bot_stream' && frame.is_complete === true, 'the completion');
+    expect(completion).toMatchObject({ full_response: 'Soup and bread', sources: expected, message: { sources: expected } });
+    expect((await history(r)).at(-1)).toMatchObject({ content: 'Soup and bread', sources: expected });
+    const answerId = completion.message_id as number;
+    expect((await call(r.t, r.bob, 'GET', `/api/chats/${r.chatId}/messages/${answerId}/versions`)).body).toEqual([
+      expect.objectContaining({ version: 1, content: 'Soup and bread', sources: expected }),
+    ]);
+
+    // Without grounding: no tool asked, no sources field.
+    const plainAsk = await say(r, r.alice, '/bot hello');
+    expect(plainAsk.requests[0]!.body.tools).toBeUndefined();
+    const plainAnswer = (await history(r)).at(-1);
+    expect(plainAnswer.assistant_id).toBe(plain.id);
+    expect(plainAnswer.sources).toBeUndefined();
+  });
+});
