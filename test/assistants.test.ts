@@ -370,3 +370,57 @@ describe('grounding', () => {
     expect(plainAnswer.sources).toBeUndefined();
   });
 });
+
+describe('long memory', () => {
+  const served = servedTestApp(() => ({ GEMINI_API_KEY: fake.apiKey, GEMINI_BASE_URL: fake.url, BOT_CONTEXT_MESSAGES: '4' }));
+  const isSummary = (request: FakeGeminiRequest) => textOf(request.body.systemInstruction).includes('long-term memory');
+  let summaries = 0;
+
+  beforeAll(() => {
+    fake.setDefault((request) => {
+      if (isSummary(request)) return { kind: 'text', chunks: [`MEMORY ${++summaries}: the code is 4417`] };
+      const lastUser = (request.body.contents as any[]).findLast((turn) => turn.role === 'user');
+      return { kind: 'text', chunks: ['Echo: ', textOf(lastUser)] };
+    });
+  });
+
+  test('past the context budget older messages are summarised in the background; the summary leads later contexts', async () => {
+    const r = await room(served.t);
+    const keeper = await addAssistant(r, { name: 'keeper' });
+    await say(r, r.alice, 'The code is 4417.');
+    for (const filler of ['one', 'two', 'three', 'four', 'five']) await say(r, r.bob, filler);
+
+    const first = await say(r, r.alice, '/bot what is the code?');
+    expect(first.requests.map(isSummary)).toEqual([false, true]);
+    expect(JSON.stringify(first.requests[0]!.body.contents)).not.toContain('4417');
+    expect(textOf(first.requests[1]!.body.contents[0])).toContain(`${r.alice.username}: The code is 4417.`);
+    expect(first.requests[1]!.model).toBe(first.requests[0]!.model);
+
+    const memory = await call(r.t, r.bob, 'GET', `/api/chats/${r.chatId}/assistants/${keeper.id}/memory`);
+    expect(memory.body).toMatchObject({ assistant_id: keeper.id, summary: `MEMORY ${summaries}: the code is 4417`, up_to_message_id: expect.any(Number) });
+
+    const second = await say(r, r.bob, '/bot remind me?');
+    const lead = textOf(second.requests[0]!.body.contents[0]);
+    expect(lead).toStartWith("[Summary of this chat's earlier conversation");
+    expect(lead).toContain(memory.body.summary);
+    expect(textOf(second.requests[0]!.body.systemInstruction)).not.toContain('4417');
+
+    // Summaries count as usage, of nobody in particular.
+    const usage = await call(r.t, r.bob, 'GET', `/api/chats/${r.chatId}/usage`);
+    expect(usage.body.total.answers).toBe(2);
+    expect(usage.body.by_user.reduce((n: number, row: any) => n + row.total_tokens, 0)).toBeLessThan(usage.body.total.total_tokens);
+
+    expect((await call(r.t, r.bob, 'DELETE', `/api/chats/${r.chatId}/assistants/${keeper.id}/memory`)).status).toBe(403);
+    expect((await call(r.t, r.alice, 'DELETE', `/api/chats/${r.chatId}/assistants/${keeper.id}/memory`)).status).toBe(200);
+    expect((await call(r.t, r.bob, 'GET', `/api/chats/${r.chatId}/assistants/${keeper.id}/memory`)).body).toMatchObject({
+      summary: null,
+      up_to_message_id: null,
+    });
+  });
+
+  test('the built-in bot keeps no memory: a room without assistants makes one call per ask', async () => {
+    const r = await room(served.t);
+    for (const filler of ['one', 'two', 'three', 'four', 'five', 'six']) await say(r, r.bob, filler);
+    expect((await say(r, r.alice, '/bot hi')).requests.map(isSummary)).toEqual([false]);
+  });
+});
