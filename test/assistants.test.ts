@@ -424,3 +424,113 @@ describe('long memory', () => {
     expect((await say(r, r.alice, '/bot hi')).requests.map(isSummary)).toEqual([false]);
   });
 });
+
+describe('GraphQL', () => {
+  const served = servedTestApp(() => ({ GEMINI_API_KEY: fake.apiKey, GEMINI_BASE_URL: fake.url, GEMINI_MODEL: 'm-gql' }));
+
+  async function gql(t: TestApp, user: TestUser, query: string, variables: Record<string, unknown> = {}) {
+    const response = await t.request('/graphql', { method: 'POST', token: user.token, json: { query, variables }, headers: { accept: 'application/json' } });
+    return (await response.json()) as { data?: any; errors?: { message: string; extensions?: { code?: string } }[] };
+  }
+
+  test('assistants, grounded sources, regenerate, versions, usage and memory; changes and answers on graphql-ws', async () => {
+    const r = await room(served.t);
+    const client = served.kit.graphql(r.bob.token);
+    const changes = client.subscribe(
+      'subscription ($chatId: ID!) { assistantChanged(chatId: $chatId) { kind assistantId assistant { name grounding } } }',
+      { chatId: String(r.chatId) },
+      { field: 'assistantChanged', ready: ['chat:assistant', r.chatId] },
+    );
+    const stream = client.subscribe(
+      'subscription ($chatId: ID!) { botStream(chatId: $chatId) { messageId isComplete fullResponse assistantName regenerating sources { title url } } }',
+      { chatId: String(r.chatId) },
+      { field: 'botStream', ready: ['chat:bot', r.chatId] },
+    );
+    await Promise.all([changes.ready, stream.ready]);
+
+    const created = await gql(
+      r.t,
+      r.alice,
+      'mutation ($chatId: ID!, $input: AssistantInput!) { createAssistant(chatId: $chatId, input: $input) { id name model temperature grounding } }',
+      {
+        chatId: String(r.chatId),
+        input: { name: 'scout', grounding: true, temperature: 0.5 },
+      },
+    );
+    expect(created.data.createAssistant).toMatchObject({ name: 'scout', model: 'm-gql', temperature: 0.5, grounding: true });
+    const assistantId = created.data.createAssistant.id as string;
+    expect(await changes.next((event) => event.kind === 'UPDATED')).toEqual({ kind: 'UPDATED', assistantId, assistant: { name: 'scout', grounding: true } });
+    const refused = await gql(r.t, r.bob, 'mutation ($chatId: ID!) { createAssistant(chatId: $chatId, input: { name: "x" }) { id } }', {
+      chatId: String(r.chatId),
+    });
+    expect(refused.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+
+    fake.reply({ kind: 'text', chunks: ['Found it'], grounding: [{ uri: 'https://example.org/a', title: 'A' }] });
+    const sent = await gql(r.t, r.bob, 'mutation ($chatId: ID!) { sendMessage(chatId: $chatId, content: "/bot search please") { id assistantId } }', {
+      chatId: String(r.chatId),
+    });
+    expect(sent.data.sendMessage.assistantId).toBe(assistantId);
+    const done = await stream.next((event) => event.isComplete);
+    expect(done).toMatchObject({
+      fullResponse: 'Found it',
+      assistantName: 'scout',
+      regenerating: false,
+      sources: [{ title: 'A', url: 'https://example.org/a' }],
+    });
+    await r.t.app.services.bot.idle();
+
+    const messages = await gql(
+      r.t,
+      r.alice,
+      'query ($id: ID!) { chat(id: $id) { messages(last: 10) { edges { node { id username assistantId sources { url } } } } } }',
+      { id: String(r.chatId) },
+    );
+    const answer = messages.data.chat.messages.edges.at(-1).node;
+    expect(answer).toEqual({ id: done.messageId, username: 'scout', assistantId, sources: [{ url: 'https://example.org/a' }] });
+
+    fake.reply({ kind: 'text', chunks: ['Again'] });
+    const regenerated = await gql(r.t, r.bob, 'mutation ($chatId: ID!, $id: ID!) { regenerateAnswer(chatId: $chatId, messageId: $id) }', {
+      chatId: String(r.chatId),
+      id: answer.id,
+    });
+    expect(regenerated.data.regenerateAnswer).toBe(true);
+    expect(await stream.next((event) => event.isComplete)).toMatchObject({ messageId: answer.id, fullResponse: 'Again' });
+    expect(stream.events.filter((event) => !event.isComplete).at(-1)).toMatchObject({ regenerating: true });
+    await r.t.app.services.bot.idle();
+    const versions = await gql(
+      r.t,
+      r.bob,
+      'query ($chatId: ID!, $id: ID!) { answerVersions(chatId: $chatId, messageId: $id) { version content sources { title } } }',
+      {
+        chatId: String(r.chatId),
+        id: answer.id,
+      },
+    );
+    expect(versions.data.answerVersions).toEqual([
+      { version: 1, content: 'Found it', sources: [{ title: 'A' }] },
+      { version: 2, content: 'Again', sources: [] },
+    ]);
+
+    const usage = await gql(
+      r.t,
+      r.bob,
+      'query ($chatId: ID!) { chatUsage(chatId: $chatId) { total { answers totalTokens } byAssistant { name usage { answers } } byUser { username } } }',
+      {
+        chatId: String(r.chatId),
+      },
+    );
+    expect(usage.data.chatUsage).toMatchObject({
+      total: { answers: 2 },
+      byAssistant: [{ name: 'scout', usage: { answers: 2 } }],
+      byUser: [{ username: r.bob.username }],
+    });
+    expect(usage.data.chatUsage.total.totalTokens).toBeGreaterThan(0);
+    const memory = await gql(r.t, r.bob, 'query ($chatId: ID!, $id: ID!) { assistantMemory(chatId: $chatId, assistantId: $id) { summary upToMessageId } }', {
+      chatId: String(r.chatId),
+      id: assistantId,
+    });
+    expect(memory.data.assistantMemory).toEqual({ summary: null, upToMessageId: null });
+    const listed = await gql(r.t, r.bob, 'query ($chatId: ID!) { assistants(chatId: $chatId) { name } }', { chatId: String(r.chatId) });
+    expect(listed.data.assistants).toEqual([{ name: 'scout' }]);
+  });
+});

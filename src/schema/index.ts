@@ -5,6 +5,7 @@ import './reaction';
 import './message';
 import './events';
 import './search';
+import './assistant';
 import '../resolvers/auth';
 import '../resolvers/users';
 import '../resolvers/chats';
@@ -12,5 +13,6 @@ import '../resolvers/messages';
 import '../resolvers/reactions';
 import '../resolvers/bot';
 import '../resolvers/search';
+import '../resolvers/assistants';
 
 export const schema = builder.toSchema({ sortSchema: true });

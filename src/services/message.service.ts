@@ -11,7 +11,7 @@ import { MessageWriter } from './message-writer';
 import type { EventBus, MessageChange, MessageEvent, PubSub, StoredMessage } from './pubsub';
 import { boundedStream, isMessageChange, whileMember } from './pubsub';
 import type { RoomFeeds } from './room-feed';
-import { messageWithReactionsSelect, toMessageEvent, VISIBLE_STATUSES } from './room-feed';
+import { messageWithReactionsSelect, nameAssistants, toMessageEvent, VISIBLE_STATUSES } from './room-feed';
 import type { KeyedRateLimiter } from './rate-limit';
 import { cursorSchema, historyQuery, parseChatId, parseInput, sendMessageInput } from './validation';
 
@@ -172,10 +172,9 @@ export class MessageService {
       take: CATCH_UP_LIMIT + 1,
       select: messageWithReactionsSelect,
     });
-    const missed = rows
-      .slice(0, CATCH_UP_LIMIT)
-      .reverse()
-      .map((row) => namedMessageEvent(toMessageEvent(row), this.botName));
+    const missed = (await nameAssistants(this.db, rows.slice(0, CATCH_UP_LIMIT).reverse().map(toMessageEvent))).map((event) =>
+      namedMessageEvent(event, this.botName),
+    );
     if (rows.length <= CATCH_UP_LIMIT) return missed;
     return [{ chatId, after: afterId, before: missed[0]!.id, gap: true }, ...missed];
   }
@@ -205,6 +204,6 @@ export class MessageService {
       take: limit,
       select: messageWithReactionsSelect,
     });
-    return rows.reverse().map((row) => namedMessageEvent(toMessageEvent(row), this.botName));
+    return (await nameAssistants(this.db, rows.reverse().map(toMessageEvent))).map((event) => namedMessageEvent(event, this.botName));
   }
 }

@@ -26,15 +26,33 @@ export const messageSelect = {
   threadId: true,
   sources: true,
   user: { select: publicUserSelect },
-  assistant: { select: { name: true } },
 } as const;
 
 /** A message's columns with its reactions: what history and catch-up deliver, one query for the reactions of a whole page. */
 export const messageWithReactionsSelect = { ...messageSelect, reactions: reactionRowsSelect } as const;
 
-export const toStoredMessage = (row: Omit<StoredMessage, 'username'>): StoredMessage => ({ ...row, username: row.user?.username ?? null });
+/** `assistant` is named later, and only where a page holds an assistant's answer (see nameAssistants). */
+export const toStoredMessage = (row: Omit<StoredMessage, 'username' | 'assistant'>): StoredMessage => ({
+  ...row,
+  username: row.user?.username ?? null,
+  assistant: null,
+});
 
-export const toMessageEvent = ({ reactions, ...row }: Omit<StoredMessage, 'username'> & { reactions: ReactionRow[] }): MessageEvent => ({
+/**
+ * `messages` with the name of the assistant each answer came from: one query, and none at all for
+ * a page without assistants' answers (the rooms that have none pay nothing for them).
+ */
+export async function nameAssistants<M extends StoredMessage>(db: Database, messages: M[]): Promise<M[]> {
+  const ids = [...new Set(messages.flatMap((message) => (message.isBot && message.assistantId !== null ? [message.assistantId] : [])))];
+  if (ids.length === 0) return messages;
+  const names = new Map((await db.assistant.findMany({ where: { id: { in: ids } }, select: { id: true, name: true } })).map((row) => [row.id, row.name]));
+  return messages.map((message) => {
+    const name = message.isBot && message.assistantId !== null ? names.get(message.assistantId) : undefined;
+    return name === undefined ? message : { ...message, assistant: { name } };
+  });
+}
+
+export const toMessageEvent = ({ reactions, ...row }: Omit<StoredMessage, 'username' | 'assistant'> & { reactions: ReactionRow[] }): MessageEvent => ({
   ...toStoredMessage(row),
   reactions: summarizeReactions(reactions),
 });

@@ -164,6 +164,12 @@ export class AssistantService {
     this.pubsub.publish('chat:assistant', ref.chatId, { chatId: ref.chatId, kind: 'memory_cleared', assistantId: ref.assistantId });
   }
 
+  /** Assistants' names by id, for showing their answers' author. */
+  async names(ids: number[]): Promise<Map<number, string>> {
+    const rows = await this.db.assistant.findMany({ where: { id: { in: ids } }, select: { id: true, name: true } });
+    return new Map(rows.map((row) => [row.id, row.name]));
+  }
+
   /** The room's assistant changes, for a participant, until they are no longer in the chat. */
   async subscribe(reader: PublicUser, chatId: unknown): Promise<EventStream<AssistantEvent>> {
     const id = parseChatId(chatId);
