@@ -48,6 +48,10 @@ export interface Config {
     contextMessages: number;
     contextChars: number;
     maxConcurrentCalls: number;
+    /** BOT_MODELS: the models a room's assistant may use (GEMINI_MODEL, the built-in bot's, by default). */
+    models: string[];
+    /** BOT_ROOM_MONTHLY_TOKENS: tokens a room may use in a calendar month (UTC); 0 for no budget. */
+    roomMonthlyTokens: number;
   };
   /** On SIGTERM, how long running bot answers get to finish; the process is gone within a second after. */
   shutdownGraceMs: number;
@@ -95,6 +99,7 @@ export function loadConfig(env: Env = process.env): Config {
   const production = env.NODE_ENV === 'production';
   const database = { ...parseDatabaseUrl(env.DATABASE_URL ?? 'file:./gemini_coop.db'), timeoutMs: integer(env, 'DATABASE_TIMEOUT_MS', 10_000, { min: 1 }) };
   const startupWarnings: string[] = [];
+  const model = env.GEMINI_MODEL || 'gemini-2.5-flash';
   return {
     port: integer(env, 'PORT', 8000, { min: 0, max: 65535 }),
     host: env.HOST || '0.0.0.0',
@@ -107,7 +112,7 @@ export function loadConfig(env: Env = process.env): Config {
     tokenExpireMinutes: integer(env, 'TOKEN_EXPIRE_MINUTES', 1440, { min: 1 }),
     gemini: {
       apiKey: env.GEMINI_API_KEY || undefined,
-      model: env.GEMINI_MODEL || 'gemini-2.5-flash',
+      model,
       baseUrl: env.GEMINI_BASE_URL || undefined,
       timeoutMs: integer(env, 'GEMINI_TIMEOUT_MS', 60_000, { min: 1 }),
     },
@@ -128,6 +133,8 @@ export function loadConfig(env: Env = process.env): Config {
       contextMessages: integer(env, 'BOT_CONTEXT_MESSAGES', 50, { min: 1 }),
       contextChars: integer(env, 'BOT_CONTEXT_CHARS', 24_000, { min: 1 }),
       maxConcurrentCalls: integer(env, 'BOT_MAX_CONCURRENT_CALLS', 8, { min: 1 }),
+      models: botModels(env.BOT_MODELS, model),
+      roomMonthlyTokens: integer(env, 'BOT_ROOM_MONTHLY_TOKENS', 0, { min: 0 }),
     },
     shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', 10_000, { min: 0 }),
     presenceGraceMs: integer(env, 'PRESENCE_GRACE_MS', 5_000, { min: 0, max: MAX_PRESENCE_GRACE_MS }),
@@ -212,6 +219,27 @@ function botName(raw: string | undefined): string {
     throw new ConfigError(`BOT_NAME is ${name.length} characters long: set a name of at most ${MAX_BOT_NAME_LENGTH}, or unset it for gemini-ai.`);
   }
   return name;
+}
+
+/** A comma-separated list of model ids; GEMINI_MODEL alone when unset. */
+function botModels(raw: string | undefined, fallback: string): string[] {
+  if (raw === undefined || raw.trim() === '') return [fallback];
+  const models = [
+    ...new Set(
+      raw
+        .split(',')
+        .map((model) => model.trim())
+        .filter(Boolean),
+    ),
+  ];
+  for (const model of models) {
+    if (!/^[A-Za-z0-9._-]{1,100}$/.test(model)) {
+      throw new ConfigError(
+        `BOT_MODELS has "${model}": list Gemini model ids such as gemini-2.5-flash,gemini-2.5-pro, comma-separated, or unset it for GEMINI_MODEL.`,
+      );
+    }
+  }
+  return models;
 }
 
 function corsOrigins(raw: string | undefined, production: boolean): '*' | string[] {

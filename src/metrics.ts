@@ -4,7 +4,8 @@ import { bearerToken } from './services/auth.service';
 
 export type SocketTransport = 'ws' | 'graphql-ws';
 /** What a limit refused: each rate limit and cap of the server. */
-export type RefusalKind = 'login' | 'register' | 'oauth_start' | 'message' | 'reaction' | 'ws_frame' | 'bot' | 'socket_cap' | 'password_queue' | 'search_queue';
+export type RefusalKind =
+  'login' | 'register' | 'oauth_start' | 'message' | 'reaction' | 'ws_frame' | 'bot' | 'bot_budget' | 'socket_cap' | 'password_queue' | 'search_queue';
 /** How a bot answer ended: the model finished, a member or a shutdown cut it short, or it failed (model, network, storage). */
 export type AnswerOutcome = 'completed' | 'stopped' | 'failed';
 export type PubsubMode = 'local' | 'redis';
@@ -80,6 +81,12 @@ export class Metrics {
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });
+  readonly botUsageTokens = new Counter({
+    name: `${PREFIX}bot_usage_tokens_total`,
+    help: 'Total tokens the model reported, by model (one of BOT_MODELS) and purpose (answer, summary: long memory)',
+    labelNames: ['model', 'purpose'] as const,
+    registers: [this.registry],
+  });
   readonly pubsubUp = new Gauge({
     name: `${PREFIX}pubsub_up`,
     help: 'Whether events reach every instance: 1 (in memory for one process, or Redis answering), 0 (Redis unreachable); mode is local or redis',
@@ -99,7 +106,7 @@ export class Metrics {
   });
   readonly rateLimitRefusals = new Counter({
     name: `${PREFIX}rate_limit_refusals_total`,
-    help: 'Requests, frames and sockets refused by a limit, by kind (login, register, oauth_start, message, reaction, ws_frame, bot, socket_cap, password_queue, search_queue)',
+    help: 'Requests, frames and sockets refused by a limit, by kind (login, register, oauth_start, message, reaction, ws_frame, bot, bot_budget, socket_cap, password_queue, search_queue)',
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });
@@ -121,6 +128,7 @@ export class Metrics {
       'reaction',
       'ws_frame',
       'bot',
+      'bot_budget',
       'socket_cap',
       'password_queue',
       'search_queue',

@@ -3,7 +3,10 @@ import type { SignInMethods } from './services/oauth/oauth.service';
 import type { CreatedWebhook, WebhookDeliveryView, WebhookView } from './services/webhooks/webhook.service';
 import type { CreatedIncomingHook, IncomingHookView } from './services/webhooks/incoming-hook.service';
 import type { UserPresence } from './services/presence.service';
-import type { BotStreamEvent, ChatSummary, MessageEvent, ReactionSummary, ReadReceipts } from './services/pubsub';
+import type { AssistantMemory } from './services/bot/assistant.service';
+import type { UsageReport, UsageTotals } from './services/bot/usage.service';
+import type { AnswerVersion } from './services/bot.service';
+import type { AnswerSource, AssistantView, BotStreamEvent, ChatSummary, MessageEvent, ReactionSummary, ReadReceipts } from './services/pubsub';
 import type { ChatActivity } from './services/read-state.service';
 import type { MessageSearchHit } from './services/search/message-search.service';
 
@@ -41,19 +44,42 @@ export const chatListItemJson = (chat: ChatSummary & ChatActivity) => ({
 /** A message's reactions, in first-use order. */
 export const reactionsJson = (reactions: ReactionSummary[]) => reactions.map(({ emoji, count, userIds }) => ({ emoji, count, user_ids: userIds }));
 
+/** A grounded answer's stored sources (JSON), parsed; [] for none or unreadable. */
+export function parseSources(stored: string | null | undefined): AnswerSource[] {
+  if (!stored) return [];
+  try {
+    const sources: unknown = JSON.parse(stored);
+    return Array.isArray(sources) ? (sources as AnswerSource[]) : [];
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * A message in the original shapes. The later fields are there only when they say something
+ * (`assistant_id` on an assistant's ask or answer, `thread_id` in a thread, `sources` on a grounded
+ * answer), so what earlier clients read is unchanged.
+ */
 export const messageJson = (
-  message: Pick<MessageEvent, 'id' | 'chatId' | 'userId' | 'username' | 'content' | 'isBot' | 'createdAt' | 'editedAt' | 'reactions'>,
-) => ({
-  id: message.id,
-  chat_id: message.chatId,
-  user_id: message.userId,
-  username: message.username,
-  content: message.content,
-  is_bot: message.isBot,
-  created_at: message.createdAt.toISOString(),
-  edited_at: message.editedAt?.toISOString() ?? null,
-  reactions: reactionsJson(message.reactions),
-});
+  message: Pick<MessageEvent, 'id' | 'chatId' | 'userId' | 'username' | 'content' | 'isBot' | 'createdAt' | 'editedAt' | 'reactions'> &
+    Partial<Pick<MessageEvent, 'assistantId' | 'threadId' | 'sources'>>,
+) => {
+  const sources = parseSources(message.sources);
+  return {
+    id: message.id,
+    chat_id: message.chatId,
+    user_id: message.userId,
+    username: message.username,
+    content: message.content,
+    is_bot: message.isBot,
+    created_at: message.createdAt.toISOString(),
+    edited_at: message.editedAt?.toISOString() ?? null,
+    reactions: reactionsJson(message.reactions),
+    ...(message.assistantId == null ? {} : { assistant_id: message.assistantId }),
+    ...(message.threadId == null ? {} : { thread_id: message.threadId }),
+    ...(sources.length > 0 ? { sources } : {}),
+  };
+};
 
 /** What both generations of `/ws` clients read of a message: the seed's flat fields and the later nested object. */
 export function messageFrameFields(message: Parameters<typeof messageJson>[0]) {
@@ -71,11 +97,17 @@ export const botStreamFields = (event: BotStreamEvent, textSoFar: string, botNam
   ...(event.isComplete ? { full_response: event.fullResponse ?? '' } : {}),
   ...(event.error ? { error: event.error } : {}),
   ...(event.stopped ? { stopped: true } : {}),
+  // Only with assistants, grounding and regeneration: the built-in bot's frames stay as they were.
+  ...(event.assistantId === undefined ? {} : { assistant_id: event.assistantId }),
+  ...(event.sources ? { sources: event.sources } : {}),
+  ...(event.regenerating ? { regenerating: true } : {}),
   message: messageJson({
     id: event.messageId,
     chatId: event.chatId,
     userId: null,
-    username: botName,
+    username: event.assistantName ?? botName,
+    ...(event.sources ? { sources: JSON.stringify(event.sources) } : {}),
+    ...(event.assistantId === undefined ? {} : { assistantId: event.assistantId }),
     content: textSoFar,
     isBot: true,
     createdAt: event.createdAt,
@@ -140,3 +172,48 @@ export const webhookDeliveryJson = (delivery: WebhookDeliveryView) => ({
 export const incomingHookJson = (hook: IncomingHookView) => ({ id: hook.id, chat_id: hook.chatId, name: hook.name, created_at: hook.createdAt.toISOString() });
 
 export const createdIncomingHookJson = (hook: CreatedIncomingHook) => ({ ...incomingHookJson(hook), token: hook.token, url: `/api/hooks/${hook.token}` });
+
+export const assistantJson = (assistant: AssistantView) => ({
+  id: assistant.id,
+  chat_id: assistant.chatId,
+  name: assistant.name,
+  instructions: assistant.instructions,
+  model: assistant.model,
+  temperature: assistant.temperature,
+  answers_mentions: assistant.answersMentions,
+  grounding: assistant.grounding,
+  is_default: assistant.isDefault,
+  created_at: assistant.createdAt.toISOString(),
+  updated_at: assistant.updatedAt.toISOString(),
+});
+
+export const assistantMemoryJson = (memory: AssistantMemory) => ({
+  assistant_id: memory.assistantId,
+  summary: memory.summary,
+  up_to_message_id: memory.upToMessageId,
+  updated_at: memory.updatedAt?.toISOString() ?? null,
+});
+
+const usageTotalsJson = (totals: UsageTotals) => ({
+  answers: totals.answers,
+  prompt_tokens: totals.promptTokens,
+  answer_tokens: totals.answerTokens,
+  total_tokens: totals.totalTokens,
+  duration_ms: totals.durationMs,
+});
+
+export const usageJson = (report: UsageReport) => ({
+  chat_id: report.chatId,
+  from: report.from.toISOString(),
+  to: report.to.toISOString(),
+  total: usageTotalsJson(report.total),
+  by_assistant: report.byAssistant.map((row) => ({ assistant_id: row.assistantId, name: row.name, ...usageTotalsJson(row) })),
+  by_user: report.byUser.map((row) => ({ user_id: row.userId, username: row.username, ...usageTotalsJson(row) })),
+});
+
+export const answerVersionJson = (version: AnswerVersion) => ({
+  version: version.version,
+  content: version.content,
+  sources: parseSources(version.sources),
+  created_at: version.createdAt.toISOString(),
+});

@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'bun:test';
 import type { ContextMessage } from '../src/services/bot-context';
 import { buildContents, systemInstruction } from '../src/services/bot-context';
-import { botPrompt } from '../src/services/bot.service';
+import { botPrompt } from '../src/services/bot/addressing';
 
 /** The model's view of a room: `buildContents` and `systemInstruction`, as pure functions. */
 

@@ -12,8 +12,10 @@ builder.mutationFields((t) => ({
   // The service returns the stored message with its author: no selection to pass down.
   sendMessage: t.field({
     type: MessageRef,
-    args: { chatId: t.arg.id({ required: true }), content: t.arg.string({ required: true }) },
-    resolve: async (_root, args, context) => context.services.messages.send(await context.viewer(), args.chatId, { content: args.content }),
+    description: 'Sends a message; `threadId` writes it under an earlier message (an ask there puts that thread first in the answer’s context).',
+    args: { chatId: t.arg.id({ required: true }), content: t.arg.string({ required: true }), threadId: t.arg.id() },
+    resolve: async (_root, args, context) =>
+      context.services.messages.send(await context.viewer(), args.chatId, { content: args.content, thread_id: args.threadId ?? undefined }),
   }),
   editMessage: t.field({
     type: MessageRef,

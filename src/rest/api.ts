@@ -1,6 +1,7 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Services } from '../services';
 import { oauthRoutes } from './oauth-routes';
+import { assistantRoutes } from './assistant-routes';
 import { restRoutes } from './routes';
 import { BEARER_SCHEME, bearerScheme } from './schemas';
 
@@ -21,7 +22,7 @@ export interface RestEnv {
 export function createRestApi(services: Services): OpenAPIHono<RestEnv> {
   const api = new OpenAPIHono<RestEnv>();
   api.openAPIRegistry.registerComponent('securitySchemes', BEARER_SCHEME, bearerScheme);
-  for (const { route, handler } of [...restRoutes, ...oauthRoutes]) {
+  for (const { route, handler } of [...restRoutes, ...oauthRoutes, ...assistantRoutes]) {
     api.openAPIRegistry.registerPath(route);
     api.on(route.method.toUpperCase(), route.getRoutingPath(), (c) =>
       handler({ request: c.req.raw, url: new URL(c.req.url), params: c.req.param(), services, clientAddress: c.env.clientAddress }),

@@ -98,8 +98,8 @@ export const authenticatedRoute = (config: RouteConfig, handler: (context: Route
 export const jsonBody = (schema: z.ZodType) => ({ required: true, content: { 'application/json': { schema } } });
 
 // Answers that several routes share.
-const chatNotFound = detailResponse('"Chat not found"');
-const notInChat = detailResponse('"Not authorized": the caller is not in the chat');
+export const chatNotFound = detailResponse('"Chat not found"');
+export const notInChat = detailResponse('"Not authorized": the caller is not in the chat');
 const hashBusy = retryLaterResponse('"Server busy, try again": too many logins and registrations are waiting for a password hash');
 
 const participantParams = chatIdInput.extend(userIdInput.shape);

@@ -52,6 +52,8 @@ export const reactionSummarySchema = z
 
 export const reactionsSchema = z.array(reactionSummarySchema).openapi('Reactions', { description: "A message's reactions by emoji, in first-use order" });
 
+export const answerSourceSchema = z.strictObject({ title: z.string(), url: z.string() }).openapi('AnswerSource');
+
 export const messageSchema = z
   .strictObject({
     id,
@@ -61,8 +63,13 @@ export const messageSchema = z
     content: z.string(),
     is_bot: z.boolean(),
     created_at: timestamp,
-    edited_at: timestamp.nullable().openapi({ description: 'When its author last edited it; null if never' }),
+    edited_at: timestamp.nullable().openapi({ description: 'When its author last edited it (for an answer: when it was last regenerated); null if never' }),
     reactions: reactionsSchema,
+    assistant_id: id
+      .optional()
+      .openapi({ description: "An ask: the room's assistant it addresses; an answer: the one that wrote it. Absent for the built-in bot" }),
+    thread_id: id.optional().openapi({ description: 'Written under this earlier message (the first of its thread)' }),
+    sources: z.array(answerSourceSchema).optional().openapi({ description: "A grounded answer's sources; absent when it has none" }),
   })
   .openapi('Message');
 
@@ -205,3 +212,53 @@ export const createdIncomingHookSchema = z
     url: z.string().openapi({ description: 'Where to POST `{"content": …}`: `/api/hooks/{token}`' }),
   })
   .openapi('CreatedIncomingHook');
+
+export const assistantSchema = z
+  .strictObject({
+    id,
+    chat_id: id,
+    name: z.string().openapi({ description: 'Its display name: answers show it as their author; `@name` addresses it' }),
+    instructions: z.string().openapi({ description: "The owner's instructions, sent as the model's system instruction" }),
+    model: z.string().openapi({ description: 'One of BOT_MODELS' }),
+    temperature: z.number().nullable().openapi({ description: "0 to 2; null for the model's default" }),
+    answers_mentions: z.boolean().openapi({ description: 'Also answers messages starting with `@name`, not only `/bot @name …`' }),
+    grounding: z.boolean().openapi({ description: 'Google Search grounding: answers carry their sources' }),
+    is_default: z.boolean().openapi({ description: 'Answers a plain `/bot …` (without one marked, the oldest does)' }),
+    created_at: timestamp,
+    updated_at: timestamp,
+  })
+  .openapi('Assistant');
+
+export const assistantMemorySchema = z
+  .strictObject({
+    assistant_id: id,
+    summary: z.string().nullable().openapi({ description: "The model's summary of the room's older messages; null until there is one" }),
+    up_to_message_id: id.nullable().openapi({ description: 'The newest message it covers' }),
+    updated_at: timestamp.nullable(),
+  })
+  .openapi('AssistantMemory');
+
+const usageTotals = {
+  answers: z.int().min(0),
+  prompt_tokens: z.int().min(0),
+  answer_tokens: z.int().min(0),
+  total_tokens: z.int().min(0).openapi({ description: 'As the model reported it (answers and memory summaries)' }),
+  duration_ms: z.int().min(0),
+};
+
+export const usageSchema = z
+  .strictObject({
+    chat_id: id,
+    from: timestamp,
+    to: timestamp,
+    total: z.strictObject(usageTotals),
+    by_assistant: z.array(
+      z.strictObject({ assistant_id: id.nullable().openapi({ description: 'null: the built-in bot' }), name: z.string().nullable(), ...usageTotals }),
+    ),
+    by_user: z.array(z.strictObject({ user_id: id, username: z.string().nullable(), ...usageTotals })),
+  })
+  .openapi('Usage');
+
+export const answerVersionSchema = z
+  .strictObject({ version: z.int().min(1), content: z.string(), sources: z.array(answerSourceSchema), created_at: timestamp })
+  .openapi('AnswerVersion');

@@ -1,5 +1,6 @@
 import type { BotStreamEvent, MessageChange, TypingEvent, UserEvent } from '../services/pubsub';
 import type { ReadReceipt } from '../services/read-state.service';
+import { AnswerSourceRef } from './assistant';
 import { builder } from './builder';
 import { ChatRef } from './chat';
 import { eventRowHolds } from './event-rows';
@@ -22,6 +23,19 @@ export const BotStreamEventRef = builder.objectRef<BotStreamEvent>('BotStreamEve
     fullResponse: t.exposeString('fullResponse', { nullable: true }),
     error: t.exposeString('error', { nullable: true }),
     stopped: t.boolean({ resolve: (event) => event.stopped ?? false }),
+    assistantId: t.id({
+      nullable: true,
+      description: "The chat's assistant writing it; null for the built-in bot.",
+      resolve: (event) => event.assistantId ?? null,
+    }),
+    assistantName: t.string({ nullable: true, resolve: (event) => event.assistantName ?? null }),
+    sources: t.field({
+      type: [AnswerSourceRef],
+      nullable: true,
+      description: "On a grounded answer's completion: the sources it drew on.",
+      resolve: (event) => event.sources ?? null,
+    }),
+    regenerating: t.boolean({ description: 'The answer is being written again (regenerateAnswer).', resolve: (event) => event.regenerating ?? false }),
   }),
 });
 

@@ -7,6 +7,7 @@ import './events';
 import './search';
 import './identity';
 import './webhook';
+import './assistant';
 import '../resolvers/auth';
 import '../resolvers/users';
 import '../resolvers/chats';
@@ -16,5 +17,6 @@ import '../resolvers/bot';
 import '../resolvers/search';
 import '../resolvers/oauth';
 import '../resolvers/webhooks';
+import '../resolvers/assistants';
 
 export const schema = builder.toSchema({ sortSchema: true });

@@ -4,6 +4,8 @@ import { readersOf, readPositionSelect } from '../services/read-state.service';
 import { batchLoader } from './batch';
 import { builder } from './builder';
 import { ReactionSummaryRef } from './reaction';
+import { parseSources } from '../serializers';
+import { AnswerSourceRef } from './assistant';
 
 export const ReadReceiptRef = builder.objectRef<ReadReceipt>('ReadReceipt').implement({
   description: 'A participant who has read a message: their read position is at or past it.',
@@ -16,6 +18,9 @@ export const ReadReceiptRef = builder.objectRef<ReadReceipt>('ReadReceipt').impl
 
 /** The reactions of every message in the response whose reactions did not come with it, loaded together. */
 const messageReactions = batchLoader((context, messageIds: number[]) => context.services.reactions.summariesOf(messageIds));
+
+/** The names of the assistants whose answers are in the response, loaded together (none for a page without any). */
+const assistantNames = batchLoader((context, ids: number[]) => context.services.assistants.names(ids));
 
 /** Reactions a delivered message carries: a live event (none yet) or a history item (loaded with its page). */
 const carriedReactions = (message: object): ReactionSummary[] | undefined =>
@@ -31,11 +36,25 @@ export const MessageRef = builder.prismaObject('Message', {
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     editedAt: t.expose('editedAt', { type: 'DateTime', nullable: true, description: 'When its author last edited it; null if never.' }),
     user: t.relation('user', { nullable: true }),
+    assistantId: t.exposeID('assistantId', {
+      nullable: true,
+      description: "An ask: the chat's assistant it addresses; an answer: the one that wrote it. null for the built-in bot.",
+    }),
+    threadId: t.exposeID('threadId', { nullable: true, description: 'Written under this earlier message (the first of its thread).' }),
+    sources: t.field({
+      type: [AnswerSourceRef],
+      description: "A grounded answer's sources; empty for any other message.",
+      resolve: (message) => parseSources(message.sources),
+    }),
     username: t.string({
       nullable: true,
-      description: "The author's username; for bot messages, the bot's name (BOT_NAME); for an incoming hook's, the hook's name.",
+      description: "The author's username; for bot messages, their assistant's name, else the bot's (BOT_NAME); for an incoming hook's, the hook's name.",
       select: { senderName: true, user: { select: { username: true } } },
-      resolve: (message, _args, context) => (message.isBot ? context.services.messages.botName : (message.user?.username ?? message.senderName ?? null)),
+      resolve: async (message, _args, context) => {
+        if (!message.isBot) return message.user?.username ?? message.senderName ?? null;
+        const name = message.assistantId === null ? undefined : await assistantNames(context)(message.assistantId);
+        return name ?? context.services.messages.botName;
+      },
     }),
     readBy: t.field({
       type: [ReadReceiptRef],

@@ -36,6 +36,17 @@ export class AnswerReport {
     if (usage) this.usage = usage;
   }
 
+  /** The token counts the model reported (0 for what it did not), and the time since the answer started. */
+  get totals(): { promptTokens: number; answerTokens: number; totalTokens: number; durationMs: number } {
+    const { promptTokenCount = 0, candidatesTokenCount = 0, totalTokenCount } = this.usage ?? {};
+    return {
+      promptTokens: promptTokenCount,
+      answerTokens: candidatesTokenCount,
+      totalTokens: totalTokenCount ?? promptTokenCount + candidatesTokenCount,
+      durationMs: performance.now() - this.startedAt,
+    };
+  }
+
   /** Logs the answer's line and counts it; `error` is what its members were told, when it did not complete. */
   end(outcome: AnswerOutcome, error: string | undefined): void {
     const durationMs = performance.now() - this.startedAt;

@@ -1,15 +1,20 @@
-import type { Content, GoogleGenAI } from '@google/genai';
-import { isGeminiApiError, lazyGemini } from './gemini';
+import type { GoogleGenAI } from '@google/genai';
+import { lazyGemini } from './gemini';
 import type { Config } from '../config';
 import type { Database } from '../db/client';
 import type { Logger } from '../log';
 import { outsideRequest } from '../log';
-import type { AnswerOutcome, Metrics } from '../metrics';
-import { AnswerReport } from './answer-report';
+import type { Metrics } from '../metrics';
 import type { PublicUser } from './auth.service';
-import { buildContents, systemInstruction } from './bot-context';
+import { publicUserSelect } from './auth.service';
+import { addressedAssistant, parseAddress } from './bot/addressing';
+import type { Ask } from './bot/answer-context';
+import type { AnswerInProgress } from './bot/answer-runner';
+import { AnswerRunner } from './bot/answer-runner';
+import { MemoryKeeper } from './bot/memory';
+import { UsageService } from './bot/usage.service';
 import type { ChatService } from './chat.service';
-import { AppError } from './errors';
+import { AppError, MessageNotFoundError } from './errors';
 import type { BotStreamEvent, PubSub } from './pubsub';
 import { boundedStream, whileMember } from './pubsub';
 import { KeyedRateLimiter } from './rate-limit';
@@ -17,17 +22,11 @@ import type { RoomFeeds } from './room-feed';
 import { VISIBLE_STATUSES } from './room-feed';
 import { settleWithin } from './timeout';
 import type { RoomLock } from './room-lock';
-import { publicUserSelect } from './auth.service';
-import { parseChatId } from './validation';
+import { parseChatId, parseMessageRef } from './validation';
 import type { WebhookOutbox } from './webhooks/outbox';
-import { botStreamFields } from '../serializers';
 
-const BOT_PREFIX = /^\/bot(?:\s|$)/;
-
-/** The question of a `/bot …` message, '' for a bare `/bot`, or null when it is no bot command. */
-export function botPrompt(content: string): string | null {
-  return BOT_PREFIX.test(content) ? content.slice(4).trim() : null;
-}
+export { botPrompt } from './bot/addressing';
+export type { AnswerInProgress } from './bot/answer-runner';
 
 /**
  * Asks whichever instance runs the room's answer (with `answering`, the answer to that ask) to stop
@@ -44,41 +43,38 @@ export async function requestStop(db: Database, pubsub: PubSub, chatId: number, 
   return true;
 }
 
-/** The part of a running answer already published, for members who join mid-answer. */
-export interface AnswerInProgress {
-  messageId: number;
-  text: string;
+/** One version of an answer: 1 is the first written. */
+export interface AnswerVersion {
+  version: number;
+  content: string;
+  /** As stored (JSON), null for none. */
+  sources: string | null;
+  createdAt: Date;
 }
 
-interface RunningAnswer extends AnswerInProgress {
-  controller: AbortController;
+/** A message that asks the room's bot: the assistant it addresses (null: the built-in bot). */
+export interface BotAsk {
+  assistantId: number | null;
 }
-
-/** Why an answer ended without the model finishing it; the message is what members see. */
-class AnswerFailure extends Error {}
-
-/** An answer cut short: kept as stopped if it wrote anything. The message says why, '' when a member asked. */
-class AnswerStopped extends Error {}
-
-const SHUT_DOWN = 'The server shut down before the answer finished';
-const LOCK_LOST = 'The answer was interrupted: another server took over the room';
-const NOT_STORED = 'The answer could not be stored';
 
 /**
- * The room's AI. `/bot` asks are answered one at a time per room, in order; rooms run in
- * parallel up to a per-process cap on model calls. Each answer gets its message id when it starts,
- * streams deltas to the room's `chat:bot` topic, and is stored whole whoever is still listening.
+ * The room's AI. Asks (`/bot …`, `@name …`) are answered one at a time per room, in order; rooms
+ * run in parallel up to a per-process cap on model calls. Each answer gets its message id when it
+ * starts, streams deltas to the room's `chat:bot` topic, and is stored whole whoever is still
+ * listening (see AnswerRunner); afterwards the room's assistants bring their memory up to date.
  */
 export class BotService {
-  private readonly gemini: (() => Promise<GoogleGenAI>) | null;
   private readonly roomQueues = new Map<number, Promise<void>>();
-  private readonly running = new Map<number, RunningAnswer>();
   private readonly askLimit: KeyedRateLimiter<number>;
   /** Answers waiting for a model-call slot; each is told whether it got one (false: shutting down). */
   private readonly waitingForSlot: ((granted: boolean) => void)[] = [];
   private activeCalls = 0;
   /** Aborts when shutdown begins: from then on no lock is waited for, no ask taken, no model call started. */
   private readonly closing = new AbortController();
+  private readonly runner: AnswerRunner;
+  private readonly memory: MemoryKeeper;
+  /** What the room's answers cost, and BOT_ROOM_MONTHLY_TOKENS. */
+  readonly usage: UsageService;
 
   constructor(
     private readonly db: Database,
@@ -88,11 +84,14 @@ export class BotService {
     private readonly roomLock: RoomLock,
     private readonly feeds: RoomFeeds,
     private readonly log: Logger,
-    private readonly metrics: Metrics,
+    metrics: Metrics,
     /** Where `bot.answer.completed` goes for the chat's webhooks; none in tests that build the bot alone. */
-    private readonly outbox: Pick<WebhookOutbox, 'record'> = { record: () => Promise.resolve() },
+    outbox: Pick<WebhookOutbox, 'record'> = { record: () => Promise.resolve() },
   ) {
-    this.gemini = lazyGemini(config.gemini);
+    const gemini: (() => Promise<GoogleGenAI>) | null = lazyGemini(config.gemini);
+    this.usage = new UsageService(db, chats, config, metrics);
+    this.runner = new AnswerRunner(db, pubsub, feeds, config, log, metrics, this.usage, gemini, this.closing.signal, outbox);
+    this.memory = new MemoryKeeper(db, config, this.usage, log, gemini);
     const perMinute = config.limits.botPerMinute;
     this.askLimit = new KeyedRateLimiter({
       ratePerSecond: perMinute / 60,
@@ -103,19 +102,64 @@ export class BotService {
   }
 
   /**
-   * Checks a `/bot` ask before its message is stored: a question is required, and each user has
-   * `BOT_RATE_LIMIT` asks a minute.
+   * Whether `content` asks the room's bot, and which assistant, checked before the message is
+   * stored: `/bot …` asks the room's default assistant (the built-in bot in a room without any),
+   * `/bot @name …` the one named, `@name …` an assistant that answers mentions (else it is an
+   * ordinary message). A question is required, each user has `BOT_RATE_LIMIT` asks a minute, and
+   * the room its BOT_ROOM_MONTHLY_TOKENS. Null when it is no ask.
    */
-  admit(asker: Pick<PublicUser, 'id'>, prompt: string): void {
-    if (this.closing.signal.aborted) throw new AppError('SERVICE_UNAVAILABLE', 'The server is shutting down: ask again in a moment');
-    if (prompt === '') throw new AppError('BAD_USER_INPUT', 'Ask the bot something: /bot <question>');
-    this.askLimit.take(asker.id);
+  async route(asker: Pick<PublicUser, 'id'>, chatId: number, content: string): Promise<BotAsk | null> {
+    const address = parseAddress(content);
+    if (!address) return null;
+    const assistantId = await addressedAssistant(this.db, chatId, address);
+    if (assistantId === undefined) return null;
+    await this.admit(asker, chatId, address.prompt);
+    return { assistantId };
   }
 
   /**
-   * Makes sure the room's stored `/bot` asks get answered, after its earlier ones. Whoever holds
-   * the room's lock (on any instance) answers every pending ask in id order, so each is
-   * answered once and in order however the asks were spread over instances.
+   * Any member asks for an answer again: it is written anew in its place (same message id, streamed
+   * as any answer), its earlier text kept as a version. Refused while it is being written.
+   */
+  async regenerate(user: PublicUser, chatId: unknown, messageId: unknown): Promise<void> {
+    const ref = parseMessageRef(chatId, messageId);
+    await this.chats.requireParticipant(user.id, ref.chatId);
+    const answer = await this.db.message.findFirst({
+      where: { id: ref.messageId, chatId: ref.chatId, isBot: true, status: { in: VISIBLE_STATUSES } },
+      select: { replyToId: true },
+    });
+    if (!answer) throw new MessageNotFoundError();
+    const ask = answer.replyToId === null ? null : await this.db.message.findFirst({ where: { id: answer.replyToId, status: { in: VISIBLE_STATUSES } } });
+    if (!ask) throw new AppError('BAD_REQUEST', 'Only an answer to an ask that is still in the chat can be asked again');
+    await this.admit(user, ref.chatId, '-');
+    const { count } = await this.db.message.updateMany({ where: { id: ask.id, askPending: false }, data: { askPending: true } });
+    if (count === 0) throw new AppError('BAD_REQUEST', 'This answer is already being written again');
+    void this.answer(ref.chatId);
+  }
+
+  /** An answer's versions, oldest first, the current one last: each regeneration keeps the text it replaced. */
+  async versions(user: PublicUser, chatId: unknown, messageId: unknown): Promise<AnswerVersion[]> {
+    const ref = parseMessageRef(chatId, messageId);
+    await this.chats.requireParticipant(user.id, ref.chatId);
+    const answer = await this.db.message.findFirst({
+      where: { id: ref.messageId, chatId: ref.chatId, status: { in: VISIBLE_STATUSES } },
+      select: {
+        content: true,
+        sources: true,
+        createdAt: true,
+        editedAt: true,
+        versions: { orderBy: { id: 'asc' }, select: { content: true, sources: true, createdAt: true } },
+      },
+    });
+    if (!answer) throw new MessageNotFoundError();
+    const current = { content: answer.content, sources: answer.sources, createdAt: answer.editedAt ?? answer.createdAt };
+    return [...answer.versions, current].map((version, index) => ({ version: index + 1, ...version }));
+  }
+
+  /**
+   * Makes sure the room's stored asks get answered, after its earlier ones. Whoever holds the
+   * room's lock (on any instance) answers every pending ask in id order, so each is answered once
+   * and in order however the asks were spread over instances.
    */
   answer(chatId: number): Promise<void> {
     // Shutting down: the ask stays pending in the database, for the next start or another instance.
@@ -171,7 +215,7 @@ export class BotService {
     for (const message of interrupted) {
       await this.db.message.update({ where: { id: message.id }, data: { status: 'failed' } });
       // Its ask is answered, if by a failure: the process may have died before clearing its mark (see claim).
-      if (message.replyToId !== null) await this.clearPending(message.replyToId);
+      if (message.replyToId !== null) await this.runner.clearPending(message.replyToId);
       this.pubsub.publish('chat:bot', message.chatId, {
         chatId: message.chatId,
         messageId: message.id,
@@ -185,8 +229,7 @@ export class BotService {
   }
 
   progress(chatId: number): AnswerInProgress | null {
-    const running = this.running.get(chatId);
-    return running ? { messageId: running.messageId, text: running.text } : null;
+    return this.runner.progress(chatId);
   }
 
   /** Bot stream events for a participant, starting with the text so far of a running answer. */
@@ -211,8 +254,16 @@ export class BotService {
     this.closing.abort(new Error('The bot is shutting down'));
     for (const waiter of this.waitingForSlot.splice(0)) waiter(false);
     await settleWithin(this.idle(), graceMs, () => {});
-    for (const running of this.running.values()) running.controller.abort(new AnswerStopped(SHUT_DOWN));
+    this.runner.stopAll();
     await this.idle();
+  }
+
+  /** The checks every ask makes before it is stored: not shutting down, a question, the asker's rate, the room's budget. */
+  private async admit(asker: Pick<PublicUser, 'id'>, chatId: number, prompt: string): Promise<void> {
+    if (this.closing.signal.aborted) throw new AppError('SERVICE_UNAVAILABLE', 'The server is shutting down: ask again in a moment');
+    if (prompt === '') throw new AppError('BAD_USER_INPUT', 'Ask the bot something: /bot <question>');
+    this.askLimit.take(asker.id);
+    await this.usage.checkBudget(chatId);
   }
 
   /** Runs `run` in a model-call slot, or not at all if shutdown begins while it waits for one. */
@@ -237,17 +288,27 @@ export class BotService {
   /**
    * Under the room's lock: clears an answer a dead instance left, then answers every pending ask in
    * order, until none is left, shutdown begins, or the lock is `lost` (its new holder goes on).
+   * Then the assistants that answered bring their long memory up to date.
    */
   private async answerPending(chatId: number, lost: AbortSignal): Promise<void> {
     await this.failInterruptedAnswers(chatId);
-    while (!this.closing.signal.aborted && !lost.aborted) {
+    const answered = new Set<number>();
+    const stop = AbortSignal.any([this.closing.signal, lost]);
+    while (!stop.aborted) {
       const ask = await this.nextPendingAsk(chatId);
-      if (!ask) return;
+      if (!ask) break;
       // An ask whose author is gone has nobody to answer: it stays in the history, unanswered.
       // An incoming hook's ask is answered for the hook, by its name.
       const askerName = ask.user?.username ?? ask.senderName;
-      if (askerName === null) await this.clearPending(ask.id);
-      else await this.withCallSlot(() => this.run(chatId, ask.id, askerName, lost));
+      if (askerName === null) await this.runner.clearPending(ask.id);
+      else {
+        const pending: Ask = { id: ask.id, assistantId: ask.assistantId, threadId: ask.threadId, asker: { id: ask.user?.id ?? null, name: askerName } };
+        await this.withCallSlot(() => this.runner.run(chatId, pending, lost));
+      }
+      if (ask.assistantId !== null) answered.add(ask.assistantId);
+    }
+    for (const assistantId of answered) {
+      if (!stop.aborted) await this.withCallSlot(() => this.memory.refresh(chatId, assistantId, stop));
     }
   }
 
@@ -260,205 +321,7 @@ export class BotService {
     return this.db.message.findFirst({
       where: { askPending: true, chatId },
       orderBy: { id: 'asc' },
-      select: { id: true, senderName: true, user: { select: publicUserSelect } },
+      select: { id: true, assistantId: true, threadId: true, senderName: true, user: { select: publicUserSelect } },
     });
   }
-
-  /**
-   * Creates the answer's row, then takes the ask's pending mark: the ask is answered by whoever
-   * took the mark (another instance, were this one's lock lost meanwhile), and a row that lost the
-   * race goes. Not one transaction: on SQLite every query of the process shares one connection, so
-   * a transaction would take in (and a rollback undo) other requests' writes made meanwhile. Should
-   * the process die between the two, the next lock holder marks the row failed and clears the mark.
-   * Returns the answer's id, or null when the ask was not pending any more.
-   */
-  private async claim(chatId: number, askMessageId: number): Promise<{ id: number; createdAt: Date } | null> {
-    const answer = await this.db.message.create({
-      data: { chatId, isBot: true, content: '', status: 'streaming', replyToId: askMessageId },
-      select: { id: true, createdAt: true },
-    });
-    if (await this.clearPending(askMessageId)) return answer;
-    await this.db.message.delete({ where: { id: answer.id } });
-    return null;
-  }
-
-  /** Takes the ask's pending mark; false if it was already gone. */
-  private async clearPending(askMessageId: number): Promise<boolean> {
-    const { count } = await this.db.message.updateMany({ where: { id: askMessageId, askPending: true }, data: { askPending: false } });
-    return count === 1;
-  }
-
-  /** Answers one ask: claims it, streams the model's answer to the room, stores it, and always publishes its completion. */
-  private async run(chatId: number, askMessageId: number, askerName: string, lost: AbortSignal): Promise<void> {
-    const chat = await this.db.chat.findUnique({ where: { id: chatId }, select: { name: true } });
-    const history = await this.history(chatId, askMessageId);
-    // Shutdown began or the lock went while those were read: the ask stays pending.
-    if (this.closing.signal.aborted || lost.aborted) return;
-    const claimed = await this.claim(chatId, askMessageId);
-    if (claimed === null) return;
-    const { id: messageId, createdAt } = claimed;
-    const report = new AnswerReport(this.log, this.metrics, { chatId, messageId, model: this.config.gemini.model });
-    const answer: RunningAnswer = { messageId, text: '', controller: new AbortController() };
-    this.running.set(chatId, answer);
-    // Keeps the room's feed open while the answer runs, so a reader arriving mid-answer (on any
-    // instance's bus) is given the text so far exactly as it was delivered, then the rest.
-    const roomFeed = this.feeds.onBot(chatId, () => {});
-    await roomFeed.ready.catch(() => {});
-    const stopRequests = this.pubsub.on('chat:stop', chatId, (request) => {
-      if (request.messageId === messageId) answer.controller.abort(new AnswerStopped());
-    });
-    const onLockLost = () => answer.controller.abort(new AnswerFailure(LOCK_LOST));
-    if (lost.aborted) onLockLost();
-    else lost.addEventListener('abort', onLockLost, { once: true });
-    const publish = (event: Omit<BotStreamEvent, 'chatId' | 'messageId' | 'createdAt'>) =>
-      this.pubsub.publish('chat:bot', chatId, { chatId, messageId, createdAt, ...event });
-
-    let status: 'complete' | 'stopped' | 'failed' = 'complete';
-    let error: string | undefined;
-    let cutShort = false;
-    let deleted = false;
-    try {
-      const instruction = systemInstruction(chat?.name ?? null, askerName);
-      for await (const chunk of this.stream(buildContents(history, this.budget), instruction, answer.controller, report)) {
-        answer.text += chunk;
-        publish({ chunk, isComplete: false });
-      }
-    } catch (caught) {
-      // An abort's reason says why; the SDK's own error only says that it was aborted.
-      const why: unknown = answer.controller.signal.aborted ? answer.controller.signal.reason : caught;
-      if (why instanceof AnswerStopped) {
-        cutShort = true;
-        // Stopped before a word was written: nothing to keep in the history.
-        status = answer.text === '' ? 'failed' : 'stopped';
-        error = why.message || undefined;
-      } else {
-        status = 'failed';
-        error = describeFailure(why);
-        if (!(why instanceof AnswerFailure) && !isGeminiApiError(why)) this.log.error({ err: caught, chatId, messageId }, 'a bot answer failed unexpectedly');
-      }
-    } finally {
-      this.running.delete(chatId);
-      stopRequests.stop();
-      lost.removeEventListener('abort', onLockLost);
-    }
-    try {
-      // updateMany: the chat may have been deleted meanwhile (its answer stopped), taking this row
-      // with it; or the answer itself, whose tombstone stays.
-      const { count } = await this.db.message.updateMany({ where: { id: messageId, status: { not: 'deleted' } }, data: { content: answer.text, status } });
-      if (count === 0) {
-        deleted = (await this.db.message.findUnique({ where: { id: messageId }, select: { status: true } }))?.status === 'deleted';
-        // Otherwise the row went with its chat: nothing is wrong, but nothing was stored either.
-        if (!deleted) {
-          status = 'failed';
-          error = NOT_STORED;
-        }
-      }
-    } catch (storeError) {
-      // The room still learns that the answer is over, and that it is not in the history.
-      this.log.error({ err: storeError, chatId, messageId }, 'a bot answer could not be stored');
-      status = 'failed';
-      error = NOT_STORED;
-    } finally {
-      // A deleted answer ends with nothing to show, like the end its readers were given when the deletion reached them.
-      const completion = deleted
-        ? { chunk: '', isComplete: true, fullResponse: '', stopped: true }
-        : { chunk: '', isComplete: true, fullResponse: answer.text, error, stopped: status === 'stopped' || undefined };
-      await this.outbox
-        .record(chatId, 'bot.answer.completed', botStreamFields({ chatId, messageId, createdAt, ...completion }, completion.fullResponse, this.config.bot.name))
-        .catch((recordError: unknown) => this.log.error({ err: recordError, chatId, messageId }, 'a bot answer could not be written to the webhook outbox'));
-      publish(completion);
-      roomFeed.stop();
-      const outcome: AnswerOutcome = status === 'complete' ? 'completed' : cutShort ? 'stopped' : 'failed';
-      report.end(outcome, error);
-    }
-  }
-
-  private get budget() {
-    return { messages: this.config.bot.contextMessages, chars: this.config.bot.contextChars };
-  }
-
-  /**
-   * The room up to the asking message, oldest first, as its history shows it: deleted messages are
-   * left out, edited ones read as they are now. Each earlier answer sits right after the ask it
-   * replied to, wherever its id fell, so queued answers keep the conversation's order.
-   */
-  private async history(chatId: number, askMessageId: number) {
-    const rows = await this.db.message.findMany({
-      where: {
-        chatId,
-        status: { in: VISIBLE_STATUSES },
-        OR: [
-          { isBot: false, id: { lte: askMessageId } },
-          { isBot: true, replyToId: { lt: askMessageId } },
-        ],
-      },
-      orderBy: { id: 'desc' },
-      take: this.config.bot.contextMessages * 2,
-      select: { id: true, content: true, isBot: true, replyToId: true, user: { select: { username: true } } },
-    });
-    const position = (row: (typeof rows)[number]) => (row.isBot && row.replyToId !== null ? row.replyToId + 0.5 : row.id);
-    return rows
-      .sort((a, b) => position(a) - position(b))
-      .map((row) => ({ id: row.id, content: row.content, isBot: row.isBot, username: row.user?.username ?? null }));
-  }
-
-  /** The answer's text deltas; throws AnswerFailure with a readable reason when there is none to give. */
-  private async *stream(contents: Content[], instruction: string, controller: AbortController, report: AnswerReport): AsyncGenerator<string> {
-    if (!this.gemini) throw new AnswerFailure('Gemini is not configured: set GEMINI_API_KEY');
-    // Shutdown began after this answer was claimed: no model call starts any more.
-    if (this.closing.signal.aborted) throw new AnswerStopped(SHUT_DOWN);
-    const { timeoutMs } = this.config.gemini;
-    let silence: Timer | undefined;
-    // The timeout bounds each silence (before the first chunk and between chunks), not the answer.
-    const armSilenceTimer = () => {
-      clearTimeout(silence);
-      silence = setTimeout(() => controller.abort(new AnswerFailure(`Gemini did not answer within ${timeoutMs / 1000}s`)), timeoutMs);
-    };
-    armSilenceTimer();
-    try {
-      const response = await (
-        await this.gemini()
-      ).models.generateContentStream({
-        model: this.config.gemini.model,
-        contents,
-        config: { systemInstruction: instruction, abortSignal: controller.signal },
-      });
-      for await (const chunk of response) {
-        armSilenceTimer();
-        report.tokens(chunk.usageMetadata);
-        const blocked = chunk.promptFeedback?.blockReason ?? blockedFinish(chunk.candidates?.[0]?.finishReason);
-        if (blocked) throw new AnswerFailure(`Gemini declined to answer (${blocked})`);
-        const text = chunk.text;
-        if (text) {
-          report.text();
-          yield text;
-        }
-      }
-    } finally {
-      clearTimeout(silence);
-    }
-  }
-}
-
-const BLOCKING_FINISH_REASONS = new Set(['SAFETY', 'RECITATION', 'BLOCKLIST', 'PROHIBITED_CONTENT', 'SPII']);
-const blockedFinish = (reason: string | undefined) => (reason && BLOCKING_FINISH_REASONS.has(reason) ? reason : undefined);
-
-function describeFailure(error: unknown): string {
-  if (error instanceof AnswerFailure) return error.message;
-  if (isGeminiApiError(error)) return `Gemini answered with an error (HTTP ${error.status}): ${geminiMessage(error.message)}`;
-  return 'Gemini could not be reached or sent an unreadable answer';
-}
-
-/** Gemini's own error text, out of the JSON body the SDK puts in its message. */
-function geminiMessage(raw: string): string {
-  const json = raw.indexOf('{');
-  if (json >= 0) {
-    try {
-      const body = JSON.parse(raw.slice(json)) as { error?: { message?: string } };
-      if (body.error?.message) return body.error.message;
-    } catch {
-      // not JSON: fall through to the raw text
-    }
-  }
-  return raw.slice(0, 200);
 }

@@ -6,6 +6,8 @@ import type { Metrics } from '../metrics';
 import type { AuthGuards } from './auth.service';
 import { AuthService } from './auth.service';
 import { BotService } from './bot.service';
+import { AssistantService } from './bot/assistant.service';
+import type { UsageService } from './bot/usage.service';
 import { localRoomLock, redisRoomLock } from './room-lock';
 import { ChatService } from './chat.service';
 import { LoginThrottle } from './login-throttle';
@@ -63,6 +65,10 @@ export interface Services {
   incomingHooks: IncomingHookService;
   /** Sends the webhook outbox; the app starts it and stops it. */
   webhookWorker: WebhookDeliveryWorker;
+  /** Each room's assistants: their settings, events and long memory. */
+  assistants: AssistantService;
+  /** What the bot's answers cost, per room, assistant and asker. */
+  usage: UsageService;
   pubsub: PubSub;
   /** Each room's messages and bot answers for this process's readers, repaired after a Redis outage. */
   feeds: RoomFeeds;
@@ -189,6 +195,8 @@ export function createServices(
     webhooks: new WebhookService(db, config.webhooks),
     incomingHooks: new IncomingHookService(db, messages),
     webhookWorker: new WebhookDeliveryWorker(db, config.database.engine, config.webhooks, outbox, resolveHost, log.child({ component: 'webhooks' })),
+    assistants: new AssistantService(db, chats, pubsub, config),
+    usage: bot.usage,
     pubsub,
     feeds,
     sockets: new SocketQuota(config.limits.socketsPerUser, () => metrics.refused('socket_cap')),

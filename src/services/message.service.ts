@@ -3,7 +3,6 @@ import type { Prisma } from '../generated/sqlite/client';
 import type { Metrics } from '../metrics';
 import type { PublicUser } from './auth.service';
 import type { BotService } from './bot.service';
-import { botPrompt } from './bot.service';
 import type { ChatService } from './chat.service';
 import { AppError, MessageNotFoundError } from './errors';
 import { replayThenLive } from './listen';
@@ -12,7 +11,7 @@ import { MessageWriter } from './message-writer';
 import type { EventBus, MessageChange, MessageEvent, PubSub, StoredMessage } from './pubsub';
 import { boundedStream, isMessageChange, whileMember } from './pubsub';
 import type { RoomFeeds } from './room-feed';
-import { messageWithReactionsSelect, toMessageEvent, VISIBLE_STATUSES } from './room-feed';
+import { messageWithReactionsSelect, nameAssistants, toMessageEvent, VISIBLE_STATUSES } from './room-feed';
 import type { KeyedRateLimiter } from './rate-limit';
 import { cursorSchema, historyQuery, parseChatId, parseInput, sendMessageInput } from './validation';
 import type { WebhookOutbox } from './webhooks/outbox';
@@ -39,9 +38,9 @@ export type RoomCatchUpEvent = CatchUpEvent | MessageChange;
 
 export const isHistoryGap = (event: object): event is HistoryGap => 'gap' in event;
 
-/** A stored message as delivered. Bot messages have no author: they show BOT_NAME as their `username`. */
+/** A stored message as delivered. Bot messages have no author: they show their assistant's name, else BOT_NAME, as their `username`. */
 export function namedMessageEvent<M extends StoredMessage>(message: M, botName: string): M {
-  return message.isBot ? { ...message, username: botName } : message;
+  return message.isBot ? { ...message, username: message.assistant?.name ?? botName } : message;
 }
 
 /** What a replay is de-duplicated by: a message's id; a gap or a change is never dropped. */
@@ -78,10 +77,10 @@ export class MessageService {
   async send(author: PublicUser, chatId: unknown, input: unknown): Promise<MessageEvent> {
     this.sendLimit.take(author.id);
     const id = parseChatId(chatId);
-    const { content } = parseInput(sendMessageInput, input);
+    const { content, thread_id: under } = parseInput(sendMessageInput, input);
     await this.chats.requireParticipant(author.id, id);
     const user = { id: author.id, username: author.username, email: author.email, createdAt: author.createdAt };
-    return this.store(id, content, { asker: author, userId: author.id, username: author.username, user, senderName: null });
+    return this.store(id, content, under ?? null, { asker: author, userId: author.id, username: author.username, user, senderName: null });
   }
 
   /**
@@ -94,25 +93,30 @@ export class MessageService {
     const key = -hook.id;
     this.sendLimit.take(key);
     const { content } = parseInput(sendMessageInput, input);
-    return this.store(hook.chatId, content, { asker: { id: key }, userId: null, username: hook.name, user: null, senderName: hook.name });
+    return this.store(hook.chatId, content, null, { asker: { id: key }, userId: null, username: hook.name, user: null, senderName: hook.name });
   }
 
   /** Persists, writes the webhook outbox, then publishes one `chat:message` event; a `/bot` ask is admitted first and answered after. */
   private async store(
     chatId: number,
     content: string,
+    /** A message to reply under: the new message joins that message's thread. */
+    threadUnder: number | null,
     sender: { asker: { id: number }; userId: number | null; username: string; user: PublicUser | null; senderName: string | null },
   ): Promise<MessageEvent> {
     // Refused before storing while other instances cannot hear of it: the sender retries, nothing half-delivered.
     if (!this.bus.available()) throw new AppError('SERVICE_UNAVAILABLE', 'Messages cannot be delivered right now (Redis is unreachable): try again shortly');
-    const prompt = botPrompt(content);
-    if (prompt !== null) this.bot.admit(sender.asker, prompt);
-    const askPending = prompt !== null;
+    const threadId = threadUnder ? await this.threadRoot(chatId, threadUnder) : null;
+    const ask = await this.bot.route(sender.asker, chatId, content);
+    const askPending = ask !== null;
+    const assistantId = ask?.assistantId ?? null;
     const stored = await this.writer.write({
       chatId,
       userId: sender.userId,
       content,
       askPending,
+      assistantId,
+      threadId,
       ...(sender.senderName ? { senderName: sender.senderName } : {}),
     });
     const event: MessageEvent = {
@@ -130,13 +134,24 @@ export class MessageService {
       deletedAt: null,
       changeMark: null,
       senderName: sender.senderName,
+      assistantId,
+      assistant: null,
+      threadId,
+      sources: null,
       reactions: [],
     };
     // In the outbox before the sender hears it was sent: an acknowledged message reaches its webhooks.
     await this.outbox.record(chatId, 'message.created', messageFrameFields(event), stored.createdAt);
     this.pubsub.publish('chat:message', chatId, event);
-    if (prompt !== null) void this.bot.answer(chatId);
+    if (askPending) void this.bot.answer(chatId);
     return event;
+  }
+
+  /** The thread a message written under `messageId` joins: that message's own thread, or the thread it starts. 404 unless it is in the chat's history. */
+  private async threadRoot(chatId: number, messageId: number): Promise<number> {
+    const under = await this.db.message.findFirst({ where: { id: messageId, chatId, status: { in: VISIBLE_STATUSES } }, select: { id: true, threadId: true } });
+    if (!under) throw new MessageNotFoundError();
+    return under.threadId ?? under.id;
   }
 
   /** Tells the room that `author` is typing; `socketId` is the `/ws` socket it came from, if any. */
@@ -196,10 +211,9 @@ export class MessageService {
       take: CATCH_UP_LIMIT + 1,
       select: messageWithReactionsSelect,
     });
-    const missed = rows
-      .slice(0, CATCH_UP_LIMIT)
-      .reverse()
-      .map((row) => namedMessageEvent(toMessageEvent(row), this.botName));
+    const missed = (await nameAssistants(this.db, rows.slice(0, CATCH_UP_LIMIT).reverse().map(toMessageEvent))).map((event) =>
+      namedMessageEvent(event, this.botName),
+    );
     if (rows.length <= CATCH_UP_LIMIT) return missed;
     return [{ chatId, after: afterId, before: missed[0]!.id, gap: true }, ...missed];
   }
@@ -229,6 +243,6 @@ export class MessageService {
       take: limit,
       select: messageWithReactionsSelect,
     });
-    return rows.reverse().map((row) => namedMessageEvent(toMessageEvent(row), this.botName));
+    return (await nameAssistants(this.db, rows.reverse().map(toMessageEvent))).map((event) => namedMessageEvent(event, this.botName));
   }
 }

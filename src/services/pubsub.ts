@@ -36,6 +36,14 @@ export interface MessageEvent {
   changeMark: number | null;
   /** For a message posted through an incoming hook: the hook's name, which is also its `username`. */
   senderName: string | null;
+  /** An ask: the assistant it addresses; an answer: the assistant that wrote it (null: the built-in bot). */
+  assistantId: number | null;
+  /** That assistant's display name, which an answer shows as its author. */
+  assistant: { name: string } | null;
+  /** Asked (or answered) under this earlier message. */
+  threadId: number | null;
+  /** A grounded answer's sources as stored (JSON); null when it has none. */
+  sources: string | null;
   /** Grouped by emoji in first-use order; a message just sent has none, so its event costs no query for them. */
   reactions: ReactionSummary[];
 }
@@ -70,7 +78,42 @@ export interface BotStreamEvent {
   stopped?: boolean;
   /** When the answer began (its message's `created_at`). */
   createdAt: Date;
+  /** The room's assistant writing it; absent for the built-in bot. */
+  assistantId?: number;
+  /** Its display name, the author of the nested message (BOT_NAME for the built-in bot). */
+  assistantName?: string;
+  /** On a grounded answer's completion: the sources it drew on. */
+  sources?: AnswerSource[];
+  /** The answer is being written again (regenerate): its earlier text is a version now. */
+  regenerating?: boolean;
 }
+
+/** A source a grounded answer drew on. */
+export interface AnswerSource {
+  title: string;
+  url: string;
+}
+
+/** A room's assistant as members see it. */
+export interface AssistantView {
+  id: number;
+  chatId: number;
+  name: string;
+  instructions: string;
+  model: string;
+  temperature: number | null;
+  answersMentions: boolean;
+  grounding: boolean;
+  isDefault: boolean;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+/** The owner changed the room's assistants: one was created or changed (as it is now), deleted, or its memory cleared. */
+export type AssistantEvent =
+  | { chatId: number; kind: 'updated'; assistant: AssistantView }
+  | { chatId: number; kind: 'deleted'; assistantId: number }
+  | { chatId: number; kind: 'memory_cleared'; assistantId: number };
 
 /** Someone added or removed a reaction: what changed, and the message's reactions after the change. */
 export interface ReactionEvent {
@@ -161,6 +204,7 @@ export type Events = {
   'chat:room-presence': [chatId: number, event: RoomPresenceEvent];
   'chat:bot': [chatId: number, event: BotStreamEvent];
   'chat:reaction': [chatId: number, event: ReactionEvent];
+  'chat:assistant': [chatId: number, event: AssistantEvent];
   /** Asks whichever instance runs that answer to stop it. */
   'chat:stop': [chatId: number, request: { chatId: number; messageId: number }];
   'user:event': [userId: number, event: UserEvent];
@@ -442,7 +486,7 @@ export const whileMember =
     });
 
 /** Events carry Dates (`createdAt`, …); JSON turns them into strings, so they are revived here. */
-const DATE_KEYS = new Set(['createdAt', 'readAt', 'editedAt', 'deletedAt', 'lastSeenAt']);
+const DATE_KEYS = new Set(['createdAt', 'readAt', 'editedAt', 'deletedAt', 'lastSeenAt', 'updatedAt', 'memoryUpdatedAt']);
 const reviveDates = (key: string, value: unknown): unknown => (DATE_KEYS.has(key) && typeof value === 'string' ? new Date(value) : value);
 
 /** What `/health` says of the bus: `local` (one process), `ready`, or why Redis cannot be used. */

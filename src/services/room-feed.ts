@@ -23,15 +23,37 @@ export const messageSelect = {
   deletedAt: true,
   changeMark: true,
   senderName: true,
+  assistantId: true,
+  threadId: true,
+  sources: true,
   user: { select: publicUserSelect },
 } as const;
 
 /** A message's columns with its reactions: what history and catch-up deliver, one query for the reactions of a whole page. */
 export const messageWithReactionsSelect = { ...messageSelect, reactions: reactionRowsSelect } as const;
 
-export const toStoredMessage = (row: Omit<StoredMessage, 'username'>): StoredMessage => ({ ...row, username: row.user?.username ?? row.senderName ?? null });
+/** `assistant` is named later, and only where a page holds an assistant's answer (see nameAssistants). */
+export const toStoredMessage = (row: Omit<StoredMessage, 'username' | 'assistant'>): StoredMessage => ({
+  ...row,
+  username: row.user?.username ?? row.senderName ?? null,
+  assistant: null,
+});
 
-export const toMessageEvent = ({ reactions, ...row }: Omit<StoredMessage, 'username'> & { reactions: ReactionRow[] }): MessageEvent => ({
+/**
+ * `messages` with the name of the assistant each answer came from: one query, and none at all for
+ * a page without assistants' answers (the rooms that have none pay nothing for them).
+ */
+export async function nameAssistants<M extends StoredMessage>(db: Database, messages: M[]): Promise<M[]> {
+  const ids = [...new Set(messages.flatMap((message) => (message.isBot && message.assistantId !== null ? [message.assistantId] : [])))];
+  if (ids.length === 0) return messages;
+  const names = new Map((await db.assistant.findMany({ where: { id: { in: ids } }, select: { id: true, name: true } })).map((row) => [row.id, row.name]));
+  return messages.map((message) => {
+    const name = message.isBot && message.assistantId !== null ? names.get(message.assistantId) : undefined;
+    return name === undefined ? message : { ...message, assistant: { name } };
+  });
+}
+
+export const toMessageEvent = ({ reactions, ...row }: Omit<StoredMessage, 'username' | 'assistant'> & { reactions: ReactionRow[] }): MessageEvent => ({
   ...toStoredMessage(row),
   reactions: summarizeReactions(reactions),
 });
@@ -60,7 +82,7 @@ interface Room {
   sequence: number;
   completedAnswers: Set<number>;
   /** Each answer seen streaming here and not yet completed: its text so far as delivered to this room's readers. */
-  openAnswers: Map<number, { text: string; createdAt: Date }>;
+  openAnswers: Map<number, { text: string; createdAt: Date; assistantId?: number; assistantName?: string }>;
   registrations: Listening[];
   ready: Promise<unknown>;
 }
@@ -134,7 +156,7 @@ export class RoomFeeds {
   answersInProgress(chatId: number): BotStreamEvent[] {
     return [...(this.rooms.get(chatId)?.openAnswers ?? [])]
       .filter(([, answer]) => answer.text !== '')
-      .map(([messageId, answer]) => ({ chatId, messageId, chunk: answer.text, isComplete: false, createdAt: answer.createdAt }));
+      .map(([messageId, { text, ...answer }]) => ({ chatId, messageId, chunk: text, isComplete: false, ...answer }));
   }
 
   private register<L>(chatId: number, listenersOf: (room: Room) => Set<L>, listener: L): Listening {
@@ -205,6 +227,8 @@ export class RoomFeeds {
   }
 
   private deliverBot(room: Room, event: BotStreamEvent): void {
+    // An answer written again (regenerate) streams under its id once more.
+    if (event.regenerating && !event.isComplete) room.completedAnswers.delete(event.messageId);
     if (room.completedAnswers.has(event.messageId)) return;
     let textSoFar: string;
     if (event.isComplete) {
@@ -213,7 +237,8 @@ export class RoomFeeds {
       remember(room.completedAnswers, event.messageId);
     } else {
       textSoFar = (room.openAnswers.get(event.messageId)?.text ?? '') + event.chunk;
-      room.openAnswers.set(event.messageId, { text: textSoFar, createdAt: event.createdAt });
+      const { createdAt, assistantId, assistantName } = event;
+      room.openAnswers.set(event.messageId, { text: textSoFar, createdAt, ...(assistantId === undefined ? {} : { assistantId, assistantName }) });
     }
     for (const listener of [...room.botListeners]) this.isolated(() => listener(event, textSoFar));
   }

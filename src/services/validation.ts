@@ -95,7 +95,53 @@ export const contentSchema = storable(z.string())
   .refine((content) => content.trim().length > 0, 'Message content must not be empty')
   .refine((content) => content.length <= MAX_CONTENT_LENGTH, `Message content must be at most ${MAX_CONTENT_LENGTH} characters`);
 
-export const sendMessageInput = z.object({ content: contentSchema });
+/** `thread_id`: asked under that earlier message of the chat, whose thread then leads a bot answer's context. */
+export const sendMessageInput = z.object({ content: contentSchema, thread_id: idSchema.nullish() });
+
+/** An assistant's name: `@name` addresses it, so it is one word, unique in its room regardless of case. */
+export const assistantNameSchema = z
+  .string()
+  .trim()
+  .min(1, 'String should have at least 1 character')
+  .max(32, 'String should have at most 32 characters')
+  .regex(/^[A-Za-z0-9_.-]+$/, 'Name may contain only letters, digits, "_", "." and "-"');
+
+export const MAX_INSTRUCTIONS_LENGTH = 8_000;
+
+const assistantFields = {
+  name: assistantNameSchema,
+  instructions: storable(z.string().max(MAX_INSTRUCTIONS_LENGTH, `String should have at most ${MAX_INSTRUCTIONS_LENGTH} characters`)),
+  /** One of BOT_MODELS (checked by the service, which knows them); GEMINI_MODEL when left out. */
+  model: z.string().max(100),
+  temperature: z.number().min(0, 'Input should be greater than or equal to 0').max(2, 'Input should be less than or equal to 2').nullable(),
+  answers_mentions: z.boolean(),
+  grounding: z.boolean(),
+  is_default: z.boolean(),
+};
+
+/** A new assistant: only its name is required. */
+export const createAssistantInput = z.object({
+  ...assistantFields,
+  instructions: assistantFields.instructions.default(''),
+  model: assistantFields.model.optional(),
+  temperature: assistantFields.temperature.optional(),
+  answers_mentions: assistantFields.answers_mentions.default(false),
+  grounding: assistantFields.grounding.default(false),
+  is_default: assistantFields.is_default.default(false),
+});
+
+/** A change to an assistant: the fields given change, the others stay. */
+export const updateAssistantInput = z.object(assistantFields).partial();
+
+/** An assistant of a chat named in a path or arguments. */
+export const assistantRefInput = z.object({ chat_id: idSchema, assistant_id: idSchema });
+export const parseAssistantRef = (chatId: unknown, assistantId: unknown) => {
+  const ref = parseInput(assistantRefInput, { chat_id: chatId, assistant_id: assistantId }, 'path');
+  return { chatId: ref.chat_id, assistantId: ref.assistant_id };
+};
+
+/** A usage report's period: `from` inclusive, `to` exclusive, ISO 8601; the current month by default. */
+export const usageQuery = z.object({ from: z.iso.datetime({ offset: true }).optional(), to: z.iso.datetime({ offset: true }).optional() });
 
 /**
  * Longer than any emoji people send (the longest standard ones, a kiss with two skin tones and a
@@ -156,7 +202,8 @@ export const wsFrame = z.discriminatedUnion(
   'type',
   [
     z.object({ type: z.literal('join'), chat_id: idSchema, after: cursorSchema.optional() }),
-    z.object({ type: z.literal('message'), chat_id: idSchema, content: contentSchema }),
+    z.object({ type: z.literal('message'), chat_id: idSchema, content: contentSchema, thread_id: idSchema.nullish() }),
+    z.object({ type: z.literal('regenerate'), chat_id: idSchema, message_id: idSchema }),
     z.object({ type: z.literal('typing'), chat_id: idSchema }),
     z.object({ type: z.literal('leave'), chat_id: idSchema }),
     z.object({ type: z.literal('stop'), chat_id: idSchema }),

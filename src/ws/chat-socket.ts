@@ -5,8 +5,8 @@ import type { PublicUser } from '../services/auth.service';
 import { AppError, domainError, RateLimitedError } from '../services/errors';
 import type { HistoryGap, RoomCatchUpEvent } from '../services/message.service';
 import { isHistoryGap } from '../services/message.service';
-import { botStreamFields, chatJson, messageFrameFields, reactionsJson, readReceiptsJson } from '../serializers';
-import type { BotStreamEvent, Listening, MessageChange, MessageEvent, ReactionEvent, UserEvent } from '../services/pubsub';
+import { assistantJson, botStreamFields, chatJson, messageFrameFields, reactionsJson, readReceiptsJson } from '../serializers';
+import type { AssistantEvent, BotStreamEvent, Listening, MessageChange, MessageEvent, ReactionEvent, UserEvent } from '../services/pubsub';
 import { endsMembership, isMessageChange } from '../services/pubsub';
 import { TokenBucket } from '../services/rate-limit';
 import type { WsFrame } from '../services/validation';
@@ -79,6 +79,13 @@ export const frames = {
       action: event.action,
       reactions: reactionsJson(event.reactions),
     }),
+  /** A change to the room's assistants: `assistant_updated` (as it is now), `assistant_deleted` or `assistant_memory_cleared`. */
+  assistant: (event: AssistantEvent) =>
+    JSON.stringify(
+      event.kind === 'updated'
+        ? { type: 'assistant_updated', chat_id: event.chatId, assistant: assistantJson(event.assistant) }
+        : { type: event.kind === 'deleted' ? 'assistant_deleted' : 'assistant_memory_cleared', chat_id: event.chatId, assistant_id: event.assistantId },
+    ),
   historyGap: (gap: HistoryGap) => JSON.stringify({ type: 'history_gap', chat_id: gap.chatId, after: gap.after, before: gap.before }),
   /** Pushes about the user's own chats, in the later API's shapes (with the seed's flat `chat_invite` fields kept). */
   userEvent: (event: UserEvent): string | null => {
@@ -324,7 +331,7 @@ export class ChatSocketHub {
         if (ws.data.rooms.has(frame.chat_id)) this.leave(ws, user, frame.chat_id);
         return;
       case 'message':
-        await this.services.messages.send(user, frame.chat_id, { content: frame.content });
+        await this.services.messages.send(user, frame.chat_id, { content: frame.content, thread_id: frame.thread_id });
         return;
       case 'typing':
         await this.services.messages.typing(user, frame.chat_id, ws.data.socketId);
@@ -332,6 +339,9 @@ export class ChatSocketHub {
         return;
       case 'stop':
         await this.services.bot.stop(user, frame.chat_id);
+        return;
+      case 'regenerate':
+        await this.services.bot.regenerate(user, frame.chat_id, frame.message_id);
         return;
       case 'edit':
         await this.services.messageChanges.edit(user, frame.chat_id, frame.message_id, { content: frame.content });
@@ -493,6 +503,7 @@ export class ChatSocketHub {
       feeds.onChange(chatId, (change: MessageChange) => toTopic(messagesTopic(chatId), frames.change(change))),
       feeds.onBot(chatId, (event: BotStreamEvent, textSoFar) => toTopic(botTopic(chatId), frames.botStream(event, textSoFar, this.botName))),
       pubsub.on('chat:reaction', chatId, (event) => toTopic(membersTopic(chatId), frames.reaction(event))),
+      pubsub.on('chat:assistant', chatId, (event) => toTopic(membersTopic(chatId), frames.assistant(event))),
       pubsub.on('chat:typing', chatId, (event) => toOthers(JSON.stringify({ type: 'typing', chat_id: chatId, username: event.username }), event.socketId)),
       pubsub.on('chat:room-presence', chatId, (event) =>
         toOthers(JSON.stringify({ type: event.kind === 'joined' ? 'user_joined' : 'user_left', chat_id: chatId, username: event.username }), event.socketId),

@@ -16,7 +16,7 @@ export type FakeGeminiReply =
    * first `holdAt` chunks go out and the rest wait for the request's `release()`, so a test decides when the answer
    * goes on. `delayMs` paces the chunks for benchmarks; tests hold and release instead of timing.
    */
-  | { kind: 'text'; chunks: string[]; holdAt?: number; delayMs?: number }
+  | { kind: 'text'; chunks: string[]; holdAt?: number; delayMs?: number; grounding?: FakeGroundingSource[] }
   /** Answers an HTTP error with Gemini's JSON error body, before any stream. */
   | { kind: 'http-error'; status: number; message: string }
   /**
@@ -33,6 +33,15 @@ export type FakeGeminiReply =
   | { kind: 'safety-block' }
   /** 200 text/event-stream whose data lines are not JSON. */
   | { kind: 'garbage' };
+
+/**
+ * A web source of a grounded answer (Google Search grounding): the last frame's candidate carries
+ * them as the real API does, `groundingMetadata.groundingChunks[].web.{uri, title}`.
+ */
+export interface FakeGroundingSource {
+  uri: string;
+  title: string;
+}
 
 /** A reply, or a function choosing one from the request it answers. */
 export type FakeGeminiReplySource = FakeGeminiReply | ((req: FakeGeminiRequest) => FakeGeminiReply);
@@ -199,9 +208,16 @@ export async function startFakeGemini(options: { apiKey?: string; port?: number 
         const frames = chunks.map((text, i) => {
           if (i < chunks.length - 1) return frame(delta(text));
           const last = delta(text);
+          const grounding = reply.grounding && {
+            groundingMetadata: {
+              webSearchQueries: ['search'],
+              groundingChunks: reply.grounding.map((web) => ({ web })),
+              groundingSupports: reply.grounding.map((_, index) => ({ segment: { startIndex: 0, endIndex: 1, text }, groundingChunkIndices: [index] })),
+            },
+          };
           return frame({
             ...last,
-            candidates: [{ ...last.candidates[0], finishReason: 'STOP' }],
+            candidates: [{ ...last.candidates[0], finishReason: 'STOP', ...grounding }],
             usageMetadata: { promptTokenCount: prompt, candidatesTokenCount: out, totalTokenCount: prompt + out },
           });
         });
