@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test';
 import { createApp } from '../src/app';
+import { loadConfig } from '../src/config';
 import { createLogger } from '../src/log';
 import type { DeliveryOutcome } from '../src/services/webhooks/delivery-worker';
 import { WebhookDeliveryWorker } from '../src/services/webhooks/delivery-worker';
@@ -364,4 +365,14 @@ test('a delivery claimed by an instance that died is sent once its lease has run
   } finally {
     await worker.stop();
   }
+});
+
+test('webhook settings are checked at start-up, with the fix in the message', () => {
+  const base = { DATABASE_URL: 'postgresql://postgres@127.0.0.1:5432/unused', SECRET_KEY: 'config-test-secret-key-0123456789abcdef' };
+  expect(() => loadConfig({ ...base, WEBHOOK_ALLOW_PRIVATE: 'yes' })).toThrow(
+    'WEBHOOK_ALLOW_PRIVATE=yes is not valid: set it to 1 (on) or 0 (off), or unset it (off).',
+  );
+  expect(() => loadConfig({ ...base, WEBHOOK_TIMEOUT_MS: '0' })).toThrow('WEBHOOK_TIMEOUT_MS=0 is not valid');
+  expect(loadConfig({ ...base, WEBHOOK_ALLOW_PRIVATE: '1' }).webhooks).toMatchObject({ allowPrivate: true, timeoutMs: 5000, retryWindowMs: 86_400_000 });
+  expect(loadConfig(base).webhooks.allowPrivate).toBe(false);
 });

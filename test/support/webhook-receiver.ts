@@ -17,7 +17,7 @@ export function startReceiver() {
   const received: ReceivedDelivery[] = [];
   const answers: ReceiverAnswer[] = [];
   let fallback: ReceiverAnswer = 200;
-  let waiters: { match: (delivery: ReceivedDelivery) => boolean; resolve: (delivery: ReceivedDelivery) => void }[] = [];
+  let waiters: { match: (delivery: ReceivedDelivery, index: number) => boolean; resolve: (delivery: ReceivedDelivery) => void }[] = [];
   const hanging = new Set<() => void>();
   const server = Bun.serve({
     port: 0,
@@ -28,7 +28,7 @@ export function startReceiver() {
       const delivery: ReceivedDelivery = { headers: request.headers, body, json: JSON.parse(body) as ReceivedDelivery['json'] };
       const answer = answers.shift() ?? fallback;
       received.push(delivery);
-      const ready = waiters.filter((waiter) => waiter.match(delivery));
+      const ready = waiters.filter((waiter) => waiter.match(delivery, received.length - 1));
       waiters = waiters.filter((waiter) => !ready.includes(waiter));
       for (const waiter of ready) waiter.resolve(delivery);
       if (answer === 'hang') return new Promise<Response>((resolve) => hanging.add(() => resolve(new Response('late', { status: 200 }))));
@@ -47,8 +47,8 @@ export function startReceiver() {
       fallback = answer;
     },
     /** The first delivery `match` accepts, already received or still to come (resolved as it arrives, before it is answered). */
-    next(match: (delivery: ReceivedDelivery) => boolean = () => true): Promise<ReceivedDelivery> {
-      const already = received.find(match);
+    next(match: (delivery: ReceivedDelivery, index: number) => boolean = () => true): Promise<ReceivedDelivery> {
+      const already = received.find((delivery, index) => match(delivery, index));
       if (already) return Promise.resolve(already);
       return new Promise((resolve) => waiters.push({ match, resolve }));
     },
