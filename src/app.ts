@@ -149,7 +149,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
 
   /** Sends a request to its adapter: `/ws`, GraphQL (HTTP or graphql-ws), `/metrics`, or the plain HTTP routes (REST, docs, front door). */
   async function route(request: Request, url: URL, server: Server<SocketData> | undefined): Promise<Response | undefined> {
-    if (bodyTooLarge(request)) return Response.json({ detail: 'Request body too large' }, { status: 413 });
+    if (bodyTooLarge(request, url.pathname, config.uploads.maxBytes)) return Response.json({ detail: 'Request body too large' }, { status: 413 });
     const clientAddress = server?.requestIP(request)?.address ?? null;
     const wantsSocket = request.headers.get('upgrade')?.toLowerCase() === 'websocket';
     if (url.pathname === '/ws') {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Engine } from './db/migrate';
 
 /** Everything the server reads from its environment, parsed and checked once at start-up. */
@@ -53,6 +53,12 @@ export interface Config {
   logLevel: LogLevel;
   /** `GET /metrics` (Prometheus): served or not, and the bearer token it requires (null: none). */
   metrics: { enabled: boolean; token: string | null };
+  /**
+   * Attachments and avatars: MAX_UPLOAD_BYTES per file, and where files live: a folder (UPLOAD_DIR;
+   * by default `uploads` beside the SQLite file), or, on PostgreSQL without UPLOAD_DIR, the database
+   * itself, which every instance shares.
+   */
+  uploads: { maxBytes: number; store: { kind: 'disk'; dir: string } | { kind: 'database' } };
   /** What start-up should warn about once it can log (a generated SECRET_KEY). */
   startupWarnings: string[];
 }
@@ -113,8 +119,23 @@ export function loadConfig(env: Env = process.env): Config {
     presenceGraceMs: integer(env, 'PRESENCE_GRACE_MS', 5_000, { min: 0, max: MAX_PRESENCE_GRACE_MS }),
     logLevel: logLevel(env.LOG_LEVEL),
     metrics: metricsSettings(env.METRICS, env.METRICS_TOKEN, production),
+    uploads: {
+      maxBytes: integer(env, 'MAX_UPLOAD_BYTES', DEFAULT_MAX_UPLOAD_BYTES, { min: 1, max: MAX_UPLOAD_LIMIT }),
+      store: fileStore(env.UPLOAD_DIR, database),
+    },
     startupWarnings,
   };
+}
+
+/** 20 MiB: a phone photo, a few minutes of voice, most PDFs. */
+export const DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024;
+/** 1 GiB: the server streams files, but an upload is one request and a bot turn sends files inline. */
+const MAX_UPLOAD_LIMIT = 1024 * 1024 * 1024;
+
+function fileStore(dir: string | undefined, database: Omit<Config['database'], 'timeoutMs'>): Config['uploads']['store'] {
+  if (dir?.trim()) return { kind: 'disk', dir: resolve(dir.trim()) };
+  if (database.engine === 'sqlite') return { kind: 'disk', dir: join(dirname(sqliteFilePath(database.url)), 'uploads') };
+  return { kind: 'database' };
 }
 
 function logLevel(raw: string | undefined): LogLevel {

@@ -1,3 +1,4 @@
+import type { AttachmentView } from './services/attachments/attachment.service';
 import type { PublicUser } from './services/auth.service';
 import type { UserPresence } from './services/presence.service';
 import type { ChatSummary, MessageEvent, ReactionSummary, ReadReceipts } from './services/pubsub';
@@ -38,8 +39,26 @@ export const chatListItemJson = (chat: ChatSummary & ChatActivity) => ({
 /** A message's reactions, in first-use order. */
 export const reactionsJson = (reactions: ReactionSummary[]) => reactions.map(({ emoji, count, userIds }) => ({ emoji, count, user_ids: userIds }));
 
+/** Makes an attachment's download URL: a signed link, for the hour (src/services/attachments/links.ts). */
+export interface AttachmentUrls {
+  url(attachmentId: number): string;
+}
+
+export const attachmentJson = (attachment: AttachmentView, urls: AttachmentUrls) => ({
+  id: attachment.id,
+  filename: attachment.filename,
+  content_type: attachment.contentType,
+  size: attachment.size,
+  kind: attachment.kind,
+  url: urls.url(attachment.id),
+  width: attachment.width,
+  height: attachment.height,
+  duration_ms: attachment.durationMs,
+});
+
 export const messageJson = (
-  message: Pick<MessageEvent, 'id' | 'chatId' | 'userId' | 'username' | 'content' | 'isBot' | 'createdAt' | 'editedAt' | 'reactions'>,
+  message: Pick<MessageEvent, 'id' | 'chatId' | 'userId' | 'username' | 'content' | 'isBot' | 'createdAt' | 'editedAt' | 'reactions' | 'attachments'>,
+  urls: AttachmentUrls,
 ) => ({
   id: message.id,
   chat_id: message.chatId,
@@ -50,6 +69,7 @@ export const messageJson = (
   created_at: message.createdAt.toISOString(),
   edited_at: message.editedAt?.toISOString() ?? null,
   reactions: reactionsJson(message.reactions),
+  attachments: message.attachments.map((attachment) => attachmentJson(attachment, urls)),
 });
 
 export const readReceiptsJson = (receipts: ReadReceipts) =>

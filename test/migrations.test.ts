@@ -19,6 +19,7 @@ const MIGRATIONS = [
   '20261209000000_edit_delete',
   '20261210000000_search',
   '20261211000000_presence',
+  '20261214000000_attachments_profiles',
 ];
 
 /**

@@ -12,8 +12,14 @@ builder.mutationFields((t) => ({
   // The service returns the stored message with its author: no selection to pass down.
   sendMessage: t.field({
     type: MessageRef,
-    args: { chatId: t.arg.id({ required: true }), content: t.arg.string({ required: true }) },
-    resolve: async (_root, args, context) => context.services.messages.send(await context.viewer(), args.chatId, { content: args.content }),
+    description: 'Sends text, attachments (ids of your uploads to the chat, each sent once), or both: content may be empty when attachments are given.',
+    args: {
+      chatId: t.arg.id({ required: true }),
+      content: t.arg.string({ required: false, defaultValue: '' }),
+      attachmentIds: t.arg.idList({ required: false, description: 'From POST /api/chats/{chat_id}/attachments.' }),
+    },
+    resolve: async (_root, args, context) =>
+      context.services.messages.send(await context.viewer(), args.chatId, { content: args.content, attachment_ids: args.attachmentIds ?? [] }),
   }),
   editMessage: t.field({
     type: MessageRef,

@@ -16,13 +16,27 @@ import {
   reactionInput,
   registerInput,
   sendMessageInput,
+  editMessageInput,
   userIdInput,
   userSearchQuery,
 } from '../services/validation';
 import { json, readBody } from './http';
-import { chatJson, chatListItemJson, messageJson, messageSearchHitJson, participantJson, reactionsJson, readReceiptsJson, userJson } from '../serializers';
+import { attachmentIdInput } from '../services/attachments/attachment.service';
+import type { Download } from '../services/attachments/attachment.service';
+import {
+  attachmentJson,
+  chatJson,
+  chatListItemJson,
+  messageJson,
+  messageSearchHitJson,
+  participantJson,
+  reactionsJson,
+  readReceiptsJson,
+  userJson,
+} from '../serializers';
 import {
   BEARER_SCHEME,
+  attachmentSchema,
   chatSchema,
   chatListItemSchema,
   detailResponse,
@@ -88,6 +102,39 @@ const reactionRefusals = {
   429: retryLaterResponse('"Too many reactions: …" (MESSAGE_RATE_LIMIT, MESSAGE_BURST)'),
   503: detailResponse('Redis is unreachable: nothing was changed, try again shortly'),
 };
+
+const uploadBody = {
+  required: true,
+  content: {
+    'multipart/form-data': {
+      schema: z.object({ file: z.any().openapi({ type: 'string', format: 'binary', description: 'The file; its type is read from its bytes' }) }),
+    },
+  },
+};
+
+/** The file's bytes with the headers that make a browser treat them safely: never sniffed, never run as a page. */
+function downloadResponse({ attachment, range, body }: Download): Response {
+  const media = attachment.kind === 'image' || attachment.kind === 'audio';
+  const headers: Record<string, string> = {
+    'Content-Type': attachment.contentType,
+    'Content-Length': String(range ? range.end - range.start + 1 : attachment.size),
+    'Content-Disposition': contentDisposition(media ? 'inline' : 'attachment', attachment.filename),
+    'Accept-Ranges': 'bytes',
+    // Images and audio render as media; anything else (a PDF, text) opened directly gets no scripts, no plugins, no origin.
+    'Content-Security-Policy': media
+      ? "default-src 'none'; img-src 'self'; media-src 'self'; frame-ancestors 'none'"
+      : "default-src 'none'; sandbox; frame-ancestors 'none'",
+    'Cache-Control': 'private, max-age=3600',
+  };
+  if (range) headers['Content-Range'] = `bytes ${range.start}-${range.end}/${attachment.size}`;
+  return new Response(body, { status: range ? 206 : 200, headers });
+}
+
+/** RFC 6266: an ASCII fallback name and the exact one, percent-encoded. */
+function contentDisposition(disposition: 'inline' | 'attachment', filename: string): string {
+  const fallback = filename.replace(/[^\x20-\x7e]|["\\]/g, '_');
+  return `${disposition}; filename="${fallback}"; filename*=UTF-8''${encodeURIComponent(filename)}`;
+}
 
 /** The original FastAPI service's routes, path for path. */
 export const restRoutes: RestRoute[] = [
@@ -257,7 +304,11 @@ export const restRoutes: RestRoute[] = [
       responses: { 200: jsonResponse(z.array(messageSchema), 'The messages'), 403: notInChat, 404: chatNotFound, 422: validationErrorResponse },
     },
     async ({ url, params, services }, user) =>
-      json((await services.messages.history(user, params.chat_id, Object.fromEntries(url.searchParams))).map(messageJson)),
+      json(
+        (await services.messages.history(user, params.chat_id, Object.fromEntries(url.searchParams))).map((message) =>
+          messageJson(message, services.attachments),
+        ),
+      ),
   ),
   authenticatedRoute(
     {
@@ -277,7 +328,66 @@ export const restRoutes: RestRoute[] = [
         503: detailResponse('Redis is unreachable: nothing was stored, try again shortly'),
       },
     },
-    async ({ request, params, services }, user) => json(messageJson(await services.messages.send(user, params.chat_id, await readBody(request)))),
+    async ({ request, params, services }, user) =>
+      json(messageJson(await services.messages.send(user, params.chat_id, await readBody(request)), services.attachments)),
+  ),
+  authenticatedRoute(
+    {
+      method: 'post',
+      path: '/api/chats/{chat_id}/attachments',
+      tags: ['attachments'],
+      summary: 'Upload a file to a chat, to send with a message',
+      description:
+        'One file in a `multipart/form-data` part named `file`. Its type is read from its bytes: PNG, JPEG, GIF, WebP, WebM, Ogg/Opus, MP3, WAV, M4A, PDF or plain UTF-8 text. ' +
+        'Send it with `attachment_ids` on a message (once, in this chat, by you); one never sent is deleted after a day.',
+      request: { params: chatIdInput, body: uploadBody },
+      responses: {
+        201: jsonResponse(attachmentSchema, 'Stored'),
+        400: detailResponse('Not a multipart body with a part named "file"'),
+        403: notInChat,
+        404: chatNotFound,
+        413: detailResponse('"File too large: at most … bytes" (MAX_UPLOAD_BYTES)'),
+        415: detailResponse('"Unsupported file type: …", or the bytes contradict the Content-Type the part claims'),
+        422: validationErrorResponse,
+      },
+    },
+    async ({ request, params, services }, user) =>
+      json(
+        attachmentJson(await services.attachments.upload(user, params.chat_id, request.body, request.headers.get('content-type')), services.attachments),
+        201,
+      ),
+  ),
+  publicRoute(
+    {
+      method: 'get',
+      path: '/api/attachments/{attachment_id}/content',
+      tags: ['attachments'],
+      summary: "An attachment's file",
+      description:
+        "With the signed link's `expires` and `signature` (an attachment's `url`), no header is needed; without them, a bearer token of a participant of the chat. " +
+        'Images and audio are served inline, anything else as a download under a sandboxing CSP. A single `Range` is answered with 206.',
+      security: [{}, { [BEARER_SCHEME]: [] }],
+      request: {
+        params: attachmentIdInput,
+        query: z.object({ expires: z.string().optional(), signature: z.string().optional() }),
+      },
+      responses: {
+        200: { description: 'The file', content: { 'application/octet-stream': { schema: z.any().openapi({ type: 'string', format: 'binary' }) } } },
+        206: { description: 'The requested range (`Content-Range`)' },
+        401: notAuthenticated,
+        403: detailResponse('"This link is invalid or has expired", or "Not authorized" (not in the chat)'),
+        404: detailResponse('"Attachment not found": never uploaded, or deleted with its message or chat'),
+        416: detailResponse('"Range not satisfiable"'),
+        422: validationErrorResponse,
+      },
+    },
+    async ({ request, url, params, services }) => {
+      const signed = url.searchParams.has('signature') || url.searchParams.has('expires');
+      const access = signed
+        ? { expires: url.searchParams.get('expires'), signature: url.searchParams.get('signature') }
+        : { viewer: await services.auth.authenticate(bearerToken(request.headers.get('authorization'))) };
+      return downloadResponse(await services.attachments.open(access, params.attachment_id, request.headers.get('range')));
+    },
   ),
   authenticatedRoute(
     {
@@ -287,7 +397,7 @@ export const restRoutes: RestRoute[] = [
       summary: 'Edit your message',
       description:
         'The same content rules as sending. The message gains `edited_at`; every participant is pushed `message_updated`. Editing a `/bot` ask does not ask again; the same content again changes nothing and pushes nothing.',
-      request: { params: messageRefInput, body: jsonBody(sendMessageInput) },
+      request: { params: messageRefInput, body: jsonBody(editMessageInput) },
       responses: {
         200: jsonResponse(messageSchema, 'The message as it is now'),
         403: detailResponse('"Not authorized" (not in the chat), "Only its author can edit a message" or "Bot answers cannot be edited"'),
@@ -299,7 +409,7 @@ export const restRoutes: RestRoute[] = [
       },
     },
     async ({ request, params, services }, user) =>
-      json(messageJson(await services.messageChanges.edit(user, params.chat_id, params.message_id, await readBody(request)))),
+      json(messageJson(await services.messageChanges.edit(user, params.chat_id, params.message_id, await readBody(request)), services.attachments)),
   ),
   authenticatedRoute(
     {

@@ -52,6 +52,24 @@ export const reactionSummarySchema = z
 
 export const reactionsSchema = z.array(reactionSummarySchema).openapi('Reactions', { description: "A message's reactions by emoji, in first-use order" });
 
+export const attachmentSchema = z
+  .strictObject({
+    id,
+    filename: z.string(),
+    content_type: z.string().openapi({ description: 'Decided from the bytes, never from the client', example: 'image/png' }),
+    size: z.int().min(1).openapi({ description: 'Bytes' }),
+    kind: z.enum(['image', 'audio', 'pdf', 'file']),
+    url: z.string().openapi({
+      description:
+        'A signed download link (path and query), valid one to two hours: works in an `<img>` or `<audio>` tag with no header. Read it again from the message for a fresh one.',
+      example: '/api/attachments/7/content?expires=1767225600&signature=…',
+    }),
+    width: z.int().nullable().openapi({ description: 'Images: from the header; null otherwise' }),
+    height: z.int().nullable(),
+    duration_ms: z.int().nullable().openapi({ description: 'WAV audio: from the header; null for other formats (it would take decoding the file)' }),
+  })
+  .openapi('Attachment');
+
 export const messageSchema = z
   .strictObject({
     id,
@@ -63,6 +81,7 @@ export const messageSchema = z
     created_at: timestamp,
     edited_at: timestamp.nullable().openapi({ description: 'When its author last edited it; null if never' }),
     reactions: reactionsSchema,
+    attachments: z.array(attachmentSchema).openapi({ description: 'The files sent with it, in order' }),
   })
   .openapi('Message');
 

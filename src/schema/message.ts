@@ -4,6 +4,8 @@ import { readersOf, readPositionSelect } from '../services/read-state.service';
 import { batchLoader } from './batch';
 import { builder } from './builder';
 import { ReactionSummaryRef } from './reaction';
+import { AttachmentRef } from './attachment';
+import type { AttachmentView } from '../services/attachments/attachment.service';
 
 export const ReadReceiptRef = builder.objectRef<ReadReceipt>('ReadReceipt').implement({
   description: 'A participant who has read a message: their read position is at or past it.',
@@ -16,6 +18,12 @@ export const ReadReceiptRef = builder.objectRef<ReadReceipt>('ReadReceipt').impl
 
 /** The reactions of every message in the response whose reactions did not come with it, loaded together. */
 const messageReactions = batchLoader((context, messageIds: number[]) => context.services.reactions.summariesOf(messageIds));
+
+/** The attachments of every message in the response whose attachments did not come with it, loaded together. */
+const messageAttachments = batchLoader((context, messageIds: number[]) => context.services.attachments.viewsOf(messageIds));
+
+const carriedAttachments = (message: object): AttachmentView[] | undefined =>
+  'attachments' in message && Array.isArray(message.attachments) ? (message.attachments as AttachmentView[]) : undefined;
 
 /** Reactions a delivered message carries: a live event (none yet) or a history item (loaded with its page). */
 const carriedReactions = (message: object): ReactionSummary[] | undefined =>
@@ -48,6 +56,11 @@ export const MessageRef = builder.prismaObject('Message', {
       type: [ReactionSummaryRef],
       description: 'Reactions by emoji, in first-use order.',
       resolve: async (message, _args, context) => carriedReactions(message) ?? (await messageReactions(context)(message.id)) ?? [],
+    }),
+    attachments: t.field({
+      type: [AttachmentRef],
+      description: 'The files sent with it, in order.',
+      resolve: async (message, _args, context) => carriedAttachments(message) ?? (await messageAttachments(context)(message.id)) ?? [],
     }),
   }),
 });

@@ -4,6 +4,9 @@ import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { AuthGuards } from './auth.service';
 import { AuthService } from './auth.service';
+import { AttachmentService } from './attachments/attachment.service';
+import { DatabaseFileStore, DiskFileStore } from './attachments/file-store';
+import { AttachmentLinks } from './attachments/links';
 import { BotService } from './bot.service';
 import { localRoomLock, redisRoomLock } from './room-lock';
 import { ChatService } from './chat.service';
@@ -44,6 +47,8 @@ export interface Services {
   search: MessageSearchService;
   /** Reactions to messages: adding, removing, and their changes as a stream. */
   reactions: ReactionService;
+  /** Files uploaded to chats and sent with messages: uploads, downloads, signed links, the sweep. */
+  attachments: AttachmentService;
   bot: BotService;
   pubsub: PubSub;
   /** Each room's messages and bot answers for this process's readers, repaired after a Redis outage. */
@@ -98,7 +103,15 @@ export function createServices(db: Database, config: Config, bus: EventBus, log:
   const presence = new PresenceService(db, pubsub, config.presenceGraceMs, presenceLog, metrics, (host) =>
     bus.redis ? new RedisPresenceStore(bus.redis, config.redisPrefix, config.presenceGraceMs, host, presenceLog) : new LocalPresenceStore(),
   );
-  const chats = new ChatService(db, pubsub, memberships, readState, presence);
+  // Attachments check membership through the chats, and a deleted chat takes its files with it.
+  const attachments: AttachmentService = new AttachmentService(
+    db,
+    { requireParticipant: (userId, chatId) => chats.requireParticipant(userId, chatId) },
+    config.uploads.store.kind === 'disk' ? new DiskFileStore(config.uploads.store.dir) : new DatabaseFileStore(db),
+    new AttachmentLinks(config.secretKey),
+    config.uploads.maxBytes,
+  );
+  const chats: ChatService = new ChatService(db, pubsub, memberships, readState, presence, attachments);
   // Several instances share Redis, and with it the lock that keeps one answer per room at a time.
   const botLog = log.child({ component: 'bot' });
   const roomLock = bus.redis ? redisRoomLock(bus.redis, config.redisPrefix, botLog) : localRoomLock;
@@ -109,7 +122,7 @@ export function createServices(db: Database, config: Config, bus: EventBus, log:
     bot.answerAllPending().catch((error: unknown) => botLog.error({ err: error }, 'answering the asks left pending during the outage failed'));
   });
   const writeLimit = messageLimit(config.limits, metrics);
-  const messageChanges = new MessageChangeService(db, chats, pubsub, bot, feeds, bus, writeLimit, config.bot.name);
+  const messageChanges = new MessageChangeService(db, chats, pubsub, bot, feeds, bus, writeLimit, config.bot.name, attachments);
   return {
     db,
     auth: new AuthService(db, config, authGuards(config.limits, metrics)),
@@ -117,9 +130,10 @@ export function createServices(db: Database, config: Config, bus: EventBus, log:
     chats,
     readState,
     presence,
-    messages: new MessageService(db, chats, pubsub, bot, feeds, messageChanges, bus, writeLimit, config.bot.name, metrics),
+    messages: new MessageService(db, chats, pubsub, bot, feeds, messageChanges, bus, writeLimit, config.bot.name, metrics, attachments),
     messageChanges,
     search: new MessageSearchService(db, memberships, searchEngines[config.database.engine], config.bot.name),
+    attachments,
     reactions: new ReactionService(db, chats, pubsub, bus, reactionLimit(config.limits, metrics)),
     bot,
     pubsub,

@@ -1,3 +1,4 @@
+import type { AttachmentService } from './attachments/attachment.service';
 import type { Database } from '../db/client';
 import { Prisma } from '../generated/sqlite/client';
 import type { PublicUser } from './auth.service';
@@ -12,7 +13,7 @@ import { boundedStream, whileMember } from './pubsub';
 import type { KeyedRateLimiter } from './rate-limit';
 import type { RoomFeeds } from './room-feed';
 import { changeOf, messageWithReactionsSelect, toMessageEvent } from './room-feed';
-import { cursorSchema, parseChatId, parseInput, parseMessageRef, sendMessageInput } from './validation';
+import { cursorSchema, parseChatId, parseInput, parseMessageRef, editMessageInput } from './validation';
 
 /** A missed change, or the marker that more than CATCH_UP_LIMIT of them were missed. */
 export type ChangeCatchUpEvent = MessageChange | HistoryGap;
@@ -41,6 +42,7 @@ export class MessageChangeService {
     private readonly writeLimit: KeyedRateLimiter<number>,
     /** BOT_NAME: the `username` of bot messages. */
     private readonly botName: string,
+    private readonly attachments: Pick<AttachmentService, 'deleteForMessage'>,
   ) {}
 
   /**
@@ -52,7 +54,7 @@ export class MessageChangeService {
   async edit(author: PublicUser, chatId: unknown, messageId: unknown, input: unknown): Promise<MessageEvent> {
     this.writeLimit.take(author.id);
     const ref = parseMessageRef(chatId, messageId);
-    const { content } = parseInput(sendMessageInput, input);
+    const { content } = parseInput(editMessageInput, input);
     await this.chats.requireParticipant(author.id, ref.chatId);
     const message = await this.standing(ref);
     if (message.isBot) throw new AppError('FORBIDDEN', 'Bot answers cannot be edited');
@@ -85,6 +87,7 @@ export class MessageChangeService {
     this.requireDelivery();
     await this.stamp(ref, Prisma.sql`status = 'deleted', content = '', deleted_at = ${new Date()}, ask_pending = ${false}`);
     this.pubsub.publish('chat:change', ref.chatId, { kind: 'deleted', ...ref });
+    await this.attachments.deleteForMessage(ref.messageId);
     await this.bot.stopAnswerOf(ref.chatId, message);
   }
 

@@ -1,3 +1,4 @@
+import type { AttachmentService } from './attachments/attachment.service';
 import type { Database } from '../db/client';
 import type { Prisma } from '../generated/sqlite/client';
 import type { Metrics } from '../metrics';
@@ -64,6 +65,7 @@ export class MessageService {
     /** BOT_NAME: the `username` of bot messages. */
     readonly botName: string,
     metrics: Metrics,
+    private readonly attachments: AttachmentService,
   ) {
     this.writer = new MessageWriter(db, metrics);
   }
@@ -75,13 +77,19 @@ export class MessageService {
   async send(author: PublicUser, chatId: unknown, input: unknown): Promise<MessageEvent> {
     this.sendLimit.take(author.id);
     const id = parseChatId(chatId);
-    const { content } = parseInput(sendMessageInput, input);
+    const { content, attachment_ids: attachmentIds } = parseInput(sendMessageInput, input);
     await this.chats.requireParticipant(author.id, id);
+    const attachments = await this.attachments.usable(author, id, attachmentIds);
     // Refused before storing while other instances cannot hear of it: the sender retries, nothing half-delivered.
     if (!this.bus.available()) throw new AppError('SERVICE_UNAVAILABLE', 'Messages cannot be delivered right now (Redis is unreachable): try again shortly');
     const prompt = botPrompt(content);
     if (prompt !== null) this.bot.admit(author, prompt);
     const stored = await this.writer.write({ chatId: id, userId: author.id, content, askPending: prompt !== null });
+    if (!(await this.attachments.claim(author, id, stored.id, attachmentIds))) {
+      // Another request sent one of them first: this message never happened.
+      await this.db.message.delete({ where: { id: stored.id } });
+      throw new AppError('BAD_USER_INPUT', 'An attachment was sent with another message meanwhile');
+    }
     const event: MessageEvent = {
       ...stored,
       chatId: id,
@@ -97,6 +105,7 @@ export class MessageService {
       deletedAt: null,
       changeMark: null,
       reactions: [],
+      attachments,
     };
     this.pubsub.publish('chat:message', id, event);
     if (prompt !== null) void this.bot.answer(id);

@@ -20,6 +20,7 @@ const message = (id: number): MessageEvent => ({
   deletedAt: null,
   changeMark: null,
   reactions: [],
+  attachments: [],
 });
 
 /** The in-memory bus, with the errors it logs. */

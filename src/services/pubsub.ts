@@ -1,3 +1,4 @@
+import type { AttachmentView } from './attachments/attachment.service';
 import type { Redis } from 'ioredis';
 import { redact } from '../config';
 import type { Logger } from '../log';
@@ -36,10 +37,12 @@ export interface MessageEvent {
   changeMark: number | null;
   /** Grouped by emoji in first-use order; a message just sent has none, so its event costs no query for them. */
   reactions: ReactionSummary[];
+  /** The files sent with it, in the order they were sent. */
+  attachments: AttachmentView[];
 }
 
-/** A stored message read without its reactions (the chat list's last message): GraphQL loads them if asked. */
-export type StoredMessage = Omit<MessageEvent, 'reactions'>;
+/** A stored message read without its reactions and attachments (the chat list's last message): GraphQL loads them if asked. */
+export type StoredMessage = Omit<MessageEvent, 'reactions' | 'attachments'>;
 
 /**
  * An edit or a deletion of a stored message, delivered to everyone in its chat. An update carries

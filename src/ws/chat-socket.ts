@@ -5,6 +5,7 @@ import type { PublicUser } from '../services/auth.service';
 import { AppError, domainError, RateLimitedError } from '../services/errors';
 import type { HistoryGap, RoomCatchUpEvent } from '../services/message.service';
 import { isHistoryGap } from '../services/message.service';
+import type { AttachmentUrls } from '../serializers';
 import { chatJson, messageJson, reactionsJson, readReceiptsJson } from '../serializers';
 import type { BotStreamEvent, Listening, MessageChange, MessageEvent, ReactionEvent, UserEvent } from '../services/pubsub';
 import { endsMembership, isMessageChange } from '../services/pubsub';
@@ -55,22 +56,22 @@ const botTopic = (chatId: number) => `chat:${chatId}:bot`;
 const membersTopic = (chatId: number) => `chat:${chatId}:members`;
 
 /** What both generations of clients read of a message: the seed's flat fields and the later nested object. */
-function messageFields(message: Parameters<typeof messageJson>[0]) {
-  const nested = messageJson(message);
+function messageFields(message: Parameters<typeof messageJson>[0], urls: AttachmentUrls) {
+  const nested = messageJson(message, urls);
   const { chat_id, username, content, is_bot, created_at } = nested;
   return { chat_id, message_id: nested.id, username, content, is_bot, created_at, message: nested };
 }
 
 /** The frames of both generations of the original service, built once per event and shared by every socket that gets it. */
 export const frames = {
-  message: (event: MessageEvent) => JSON.stringify({ type: 'message', ...messageFields(event) }),
+  message: (event: MessageEvent, urls: AttachmentUrls) => JSON.stringify({ type: 'message', ...messageFields(event, urls) }),
   /** An edit as the message it made, in the `message` frame's fields; a deletion by ids only. */
-  change: (change: MessageChange) =>
+  change: (change: MessageChange, urls: AttachmentUrls) =>
     change.kind === 'updated'
-      ? JSON.stringify({ type: 'message_updated', ...messageFields(change.message) })
+      ? JSON.stringify({ type: 'message_updated', ...messageFields(change.message, urls) })
       : JSON.stringify({ type: 'message_deleted', chat_id: change.chatId, message_id: change.messageId }),
   /** The seed's delta fields, and the later nested message whose content is the whole text so far. */
-  botStream: (event: BotStreamEvent, textSoFar: string, botName: string) =>
+  botStream: (event: BotStreamEvent, textSoFar: string, botName: string, urls: AttachmentUrls) =>
     JSON.stringify({
       type: 'bot_stream',
       chat_id: event.chatId,
@@ -80,18 +81,22 @@ export const frames = {
       ...(event.isComplete ? { full_response: event.fullResponse ?? '' } : {}),
       ...(event.error ? { error: event.error } : {}),
       ...(event.stopped ? { stopped: true } : {}),
-      message: messageJson({
-        id: event.messageId,
-        chatId: event.chatId,
-        userId: null,
-        username: botName,
-        content: textSoFar,
-        isBot: true,
-        createdAt: event.createdAt,
-        editedAt: null,
-        // Nobody can react to an answer before it is complete.
-        reactions: [],
-      }),
+      message: messageJson(
+        {
+          id: event.messageId,
+          chatId: event.chatId,
+          userId: null,
+          username: botName,
+          content: textSoFar,
+          isBot: true,
+          createdAt: event.createdAt,
+          editedAt: null,
+          // Nobody can react to an answer before it is complete.
+          reactions: [],
+          attachments: [],
+        },
+        urls,
+      ),
     }),
   /** The change, and the message's reactions after it. */
   reaction: (event: ReactionEvent) =>
@@ -350,7 +355,7 @@ export class ChatSocketHub {
         if (ws.data.rooms.has(frame.chat_id)) this.leave(ws, user, frame.chat_id);
         return;
       case 'message':
-        await this.services.messages.send(user, frame.chat_id, { content: frame.content });
+        await this.services.messages.send(user, frame.chat_id, { content: frame.content, attachment_ids: frame.attachment_ids });
         return;
       case 'typing':
         await this.services.messages.typing(user, frame.chat_id, ws.data.socketId);
@@ -421,7 +426,7 @@ export class ChatSocketHub {
     this.roomFor(chatId).joined.add(ws);
     // Someone joining mid-answer first gets the text so far, then the live deltas: both in this tick.
     for (const snapshot of this.services.feeds.answersInProgress(chatId)) {
-      ws.send(frames.botStream(snapshot, snapshot.chunk, this.botName));
+      ws.send(frames.botStream(snapshot, snapshot.chunk, this.botName, this.services.attachments));
       this.services.metrics.delivered('ws', 1);
     }
     ws.subscribe(botTopic(chatId));
@@ -475,7 +480,13 @@ export class ChatSocketHub {
   private async pump(ws: ChatSocket, events: AsyncIterableIterator<RoomCatchUpEvent>): Promise<void> {
     try {
       for await (const event of events) {
-        ws.send(isHistoryGap(event) ? frames.historyGap(event) : isMessageChange(event) ? frames.change(event) : frames.message(event));
+        ws.send(
+          isHistoryGap(event)
+            ? frames.historyGap(event)
+            : isMessageChange(event)
+              ? frames.change(event, this.services.attachments)
+              : frames.message(event, this.services.attachments),
+        );
         this.services.metrics.delivered('ws', 1);
         if (ws.getBufferedAmount() > CATCH_UP_BUFFER_BYTES && ws.readyState === WebSocket.OPEN) {
           await new Promise<void>((resolve) => ws.data.drainWaiters.push(resolve));
@@ -515,9 +526,11 @@ export class ChatSocketHub {
       metrics.delivered('ws', sent);
     };
     const registrations = [
-      feeds.onMessage(chatId, (event: MessageEvent) => toTopic(messagesTopic(chatId), frames.message(event))),
-      feeds.onChange(chatId, (change: MessageChange) => toTopic(messagesTopic(chatId), frames.change(change))),
-      feeds.onBot(chatId, (event: BotStreamEvent, textSoFar) => toTopic(botTopic(chatId), frames.botStream(event, textSoFar, this.botName))),
+      feeds.onMessage(chatId, (event: MessageEvent) => toTopic(messagesTopic(chatId), frames.message(event, this.services.attachments))),
+      feeds.onChange(chatId, (change: MessageChange) => toTopic(messagesTopic(chatId), frames.change(change, this.services.attachments))),
+      feeds.onBot(chatId, (event: BotStreamEvent, textSoFar) =>
+        toTopic(botTopic(chatId), frames.botStream(event, textSoFar, this.botName, this.services.attachments)),
+      ),
       pubsub.on('chat:reaction', chatId, (event) => toTopic(membersTopic(chatId), frames.reaction(event))),
       pubsub.on('chat:typing', chatId, (event) => toOthers(JSON.stringify({ type: 'typing', chat_id: chatId, username: event.username }), event.socketId)),
       pubsub.on('chat:room-presence', chatId, (event) =>
