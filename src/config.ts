@@ -43,6 +43,8 @@ export interface Config {
     name: string;
     contextMessages: number;
     contextChars: number;
+    /** BOT_CONTEXT_BYTES: the files (images, audio, PDFs) sent to the model with one ask, newest first, at most this many bytes. */
+    contextBytes: number;
     maxConcurrentCalls: number;
   };
   /** On SIGTERM, how long running bot answers get to finish; the process is gone within a second after. */
@@ -113,6 +115,8 @@ export function loadConfig(env: Env = process.env): Config {
       name: botName(env.BOT_NAME),
       contextMessages: integer(env, 'BOT_CONTEXT_MESSAGES', 50, { min: 1 }),
       contextChars: integer(env, 'BOT_CONTEXT_CHARS', 24_000, { min: 1 }),
+      // Gemini takes at most 20 MB of inline data per request, in base64 (4/3 of the bytes).
+      contextBytes: integer(env, 'BOT_CONTEXT_BYTES', 8 * 1024 * 1024, { min: 0, max: 14 * 1024 * 1024 }),
       maxConcurrentCalls: integer(env, 'BOT_MAX_CONCURRENT_CALLS', 8, { min: 1 }),
     },
     shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', 10_000, { min: 0 }),

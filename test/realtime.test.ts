@@ -242,6 +242,7 @@ describe('/ws frames out', () => {
         created_at: own.created_at,
         edited_at: null,
         reactions: [],
+        attachments: [],
       },
     });
   });

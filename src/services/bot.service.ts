@@ -7,7 +7,7 @@ import { outsideRequest } from '../log';
 import type { AnswerOutcome, Metrics } from '../metrics';
 import { AnswerReport } from './answer-report';
 import type { PublicUser } from './auth.service';
-import { buildContents, systemInstruction } from './bot-context';
+import { buildContents, chooseMedia, contextWindow, systemInstruction } from './bot-context';
 import type { ChatService } from './chat.service';
 import { AppError } from './errors';
 import type { BotStreamEvent, PubSub } from './pubsub';
@@ -87,6 +87,8 @@ export class BotService {
     private readonly feeds: RoomFeeds,
     private readonly log: Logger,
     private readonly metrics: Metrics,
+    /** The bytes of the files in a bot's context (base64, by attachment id); none without it. */
+    private readonly media: { dataOf(ids: number[]): Promise<Map<number, string>> } = { dataOf: () => Promise.resolve(new Map()) },
   ) {
     this.gemini = lazyGemini(config.gemini);
     const perMinute = config.limits.botPerMinute;
@@ -313,7 +315,10 @@ export class BotService {
     let deleted = false;
     try {
       const instruction = systemInstruction(chat?.name ?? null, asker.username);
-      for await (const chunk of this.stream(buildContents(history, this.budget), instruction, answer.controller, report)) {
+      // The newest images, audio and PDFs that fit BOT_CONTEXT_BYTES go as data; older ones as a note.
+      const chosen = chooseMedia(contextWindow(history, this.budget), this.config.bot.contextBytes);
+      const media = await this.media.dataOf(chosen.map((attachment) => attachment.id));
+      for await (const chunk of this.stream(buildContents(history, this.budget, media), instruction, answer.controller, report)) {
         answer.text += chunk;
         publish({ chunk, isComplete: false });
       }
@@ -383,12 +388,19 @@ export class BotService {
       },
       orderBy: { id: 'desc' },
       take: this.config.bot.contextMessages * 2,
-      select: { id: true, content: true, isBot: true, replyToId: true, user: { select: { username: true } } },
+      select: {
+        id: true,
+        content: true,
+        isBot: true,
+        replyToId: true,
+        user: { select: { username: true } },
+        attachments: { select: { id: true, filename: true, contentType: true, size: true }, orderBy: { id: 'asc' } },
+      },
     });
     const position = (row: (typeof rows)[number]) => (row.isBot && row.replyToId !== null ? row.replyToId + 0.5 : row.id);
     return rows
       .sort((a, b) => position(a) - position(b))
-      .map((row) => ({ id: row.id, content: row.content, isBot: row.isBot, username: row.user?.username ?? null }));
+      .map((row) => ({ id: row.id, content: row.content, isBot: row.isBot, username: row.user?.username ?? null, attachments: row.attachments }));
   }
 
   /** The answer's text deltas; throws AnswerFailure with a readable reason when there is none to give. */

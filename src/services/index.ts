@@ -116,7 +116,7 @@ export function createServices(db: Database, config: Config, bus: EventBus, log:
   const botLog = log.child({ component: 'bot' });
   const roomLock = bus.redis ? redisRoomLock(bus.redis, config.redisPrefix, botLog) : localRoomLock;
   const feeds = new RoomFeeds(db, pubsub, bus, log.child({ component: 'feeds' }));
-  const bot = new BotService(db, chats, pubsub, config, roomLock, feeds, botLog, metrics);
+  const bot = new BotService(db, chats, pubsub, config, roomLock, feeds, botLog, metrics, attachments);
   // Asks stored while Redis was away could not take their room's lock: they are answered once it is back.
   bus.onResume(() => {
     bot.answerAllPending().catch((error: unknown) => botLog.error({ err: error }, 'answering the asks left pending during the outage failed'));

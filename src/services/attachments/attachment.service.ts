@@ -221,6 +221,18 @@ export class AttachmentService {
     return views;
   }
 
+  /** The files' bytes in base64, by attachment id, for the bot's context (bounded by BOT_CONTEXT_BYTES); files gone meanwhile are left out. */
+  async dataOf(ids: number[]): Promise<Map<number, string>> {
+    const data = new Map<number, string>();
+    if (ids.length === 0) return data;
+    const rows = await this.db.attachment.findMany({ where: { id: { in: ids } }, select: { id: true, storageKey: true } });
+    for (const row of rows) {
+      const bytes = await new Response(this.store.read(row.storageKey, null)).arrayBuffer().catch(() => null);
+      if (bytes) data.set(row.id, Buffer.from(bytes).toString('base64'));
+    }
+    return data;
+  }
+
   /** Deletes the files of a message being deleted (their rows go with it). */
   async deleteForMessage(messageId: number): Promise<void> {
     const rows = await this.db.attachment.findMany({ where: { messageId }, select: { id: true, storageKey: true } });
