@@ -1,5 +1,6 @@
 import type { AttachmentView } from './services/attachments/attachment.service';
 import type { PublicUser } from './services/auth.service';
+import { avatarUrl } from './services/auth.service';
 import type { UserPresence } from './services/presence.service';
 import type { ChatSummary, MessageEvent, ReactionSummary, ReadReceipts } from './services/pubsub';
 import type { ChatActivity } from './services/read-state.service';
@@ -11,7 +12,12 @@ export const userJson = (user: PublicUser) => ({
   username: user.username,
   email: user.email,
   created_at: user.createdAt.toISOString(),
+  display_name: user.displayName,
+  avatar_url: avatarUrl(user),
 });
+
+/** A user's profile: the user and their bio. */
+export const profileJson = (profile: PublicUser & { bio: string | null }) => ({ ...userJson(profile), bio: profile.bio });
 
 /** A chat's participant: the user, whether they are online, and when they were last seen (null while online). */
 export const participantJson = (participant: PublicUser & UserPresence) => ({

@@ -17,8 +17,8 @@ beforeAll(async () => {
 afterAll(() => t.cleanup());
 
 const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
-const USER_KEYS = ['created_at', 'email', 'id', 'username'];
-const PARTICIPANT_KEYS = ['created_at', 'email', 'id', 'last_seen_at', 'online', 'username'];
+const USER_KEYS = ['avatar_url', 'created_at', 'display_name', 'email', 'id', 'username'];
+const PARTICIPANT_KEYS = ['avatar_url', 'created_at', 'display_name', 'email', 'id', 'last_seen_at', 'online', 'username'];
 const CHAT_KEYS = ['created_at', 'id', 'is_group', 'name', 'owner_id'];
 const MESSAGE_KEYS = ['attachments', 'chat_id', 'content', 'created_at', 'edited_at', 'id', 'is_bot', 'reactions', 'user_id', 'username'];
 

@@ -21,9 +21,11 @@ import {
   userSearchQuery,
 } from '../services/validation';
 import { json, readBody } from './http';
+import { MAX_AVATAR_BYTES, profileInput } from '../services/profile.service';
 import { attachmentIdInput } from '../services/attachments/attachment.service';
 import type { Download } from '../services/attachments/attachment.service';
 import {
+  profileJson,
   attachmentJson,
   chatJson,
   chatListItemJson,
@@ -37,6 +39,7 @@ import {
 import {
   BEARER_SCHEME,
   attachmentSchema,
+  profileSchema,
   chatSchema,
   chatListItemSchema,
   detailResponse,
@@ -203,6 +206,45 @@ export const restRoutes: RestRoute[] = [
   ),
   authenticatedRoute(
     {
+      method: 'patch',
+      path: '/api/auth/me',
+      tags: ['auth'],
+      summary: 'Set your display name and bio',
+      description: 'A field left out stays as it is; null or blank clears it. You and everyone who shares a chat with you are pushed `user_updated`.',
+      request: { body: jsonBody(profileInput) },
+      responses: { 200: jsonResponse(profileSchema, 'Your profile'), 413: tooLargeResponse, 422: validationErrorResponse },
+    },
+    async ({ request, services }, user) => json(profileJson(await services.profiles.update(user, await readBody(request)))),
+  ),
+  authenticatedRoute(
+    {
+      method: 'put',
+      path: '/api/auth/me/avatar',
+      tags: ['auth'],
+      summary: 'Set your avatar',
+      description: `An image (PNG, JPEG, GIF or WebP, read from its bytes) of at most ${MAX_AVATAR_BYTES} bytes: the raw bytes as the body, or a multipart part named \`file\`. Pushes \`user_updated\`.`,
+      request: { body: { required: true, content: { 'image/*': { schema: z.any().openapi({ type: 'string', format: 'binary' }) }, ...uploadBody.content } } },
+      responses: {
+        200: jsonResponse(profileSchema, 'Your profile, with its new `avatar_url`'),
+        413: detailResponse(`"File too large: at most ${MAX_AVATAR_BYTES} bytes"`),
+        415: detailResponse('Not an image on the list, or not the type it claims'),
+        422: validationErrorResponse,
+      },
+    },
+    async ({ request, services }, user) => json(profileJson(await services.profiles.setAvatar(user, request.body, request.headers.get('content-type')))),
+  ),
+  authenticatedRoute(
+    {
+      method: 'delete',
+      path: '/api/auth/me/avatar',
+      tags: ['auth'],
+      summary: 'Remove your avatar',
+      responses: { 200: jsonResponse(profileSchema, 'Your profile, `avatar_url` null') },
+    },
+    async ({ services }, user) => json(profileJson(await services.profiles.deleteAvatar(user))),
+  ),
+  authenticatedRoute(
+    {
       method: 'get',
       path: '/api/users/search',
       tags: ['users'],
@@ -214,6 +256,46 @@ export const restRoutes: RestRoute[] = [
     async ({ url, services }, user) => json((await services.users.search(user, Object.fromEntries(url.searchParams))).map(userJson)),
   ),
 
+  // After /api/users/search, which the router would otherwise read as a user id.
+  authenticatedRoute(
+    {
+      method: 'get',
+      path: '/api/users/{user_id}',
+      tags: ['users'],
+      summary: "Someone's profile",
+      request: { params: userIdInput },
+      responses: { 200: jsonResponse(profileSchema, 'The profile'), 404: detailResponse('"User not found"'), 422: validationErrorResponse },
+    },
+    async ({ params, services }) => json(profileJson(await services.profiles.get(params.user_id))),
+  ),
+  publicRoute(
+    {
+      method: 'get',
+      path: '/api/users/{user_id}/avatar',
+      tags: ['users'],
+      summary: "Someone's avatar image",
+      description:
+        'Public, like usernames, so an `<img>` loads it with no header; its URL (`avatar_url`) changes with each new avatar, so it is cached for good.',
+      request: { params: userIdInput },
+      responses: {
+        200: { description: 'The image', content: { 'application/octet-stream': { schema: z.any().openapi({ type: 'string', format: 'binary' }) } } },
+        404: detailResponse('"No avatar"'),
+        422: validationErrorResponse,
+      },
+    },
+    async ({ params, services }) => {
+      const { contentType, body } = await services.profiles.avatar(params.user_id);
+      return new Response(body, {
+        headers: {
+          'Content-Type': contentType,
+          'Cache-Control': 'public, max-age=31536000, immutable',
+          'Content-Security-Policy': "default-src 'none'; img-src 'self'; frame-ancestors 'none'",
+          // Other sites may show avatars (the attachment links stay same-site).
+          'Cross-Origin-Resource-Policy': 'cross-origin',
+        },
+      });
+    },
+  ),
   authenticatedRoute(
     {
       method: 'post',

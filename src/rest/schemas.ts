@@ -21,8 +21,19 @@ export const bearerScheme = {
 const id = z.int().min(1);
 const timestamp = z.iso.datetime().openapi({ description: 'ISO 8601, UTC', example: '2026-01-02T03:04:05.678Z' });
 
-const userShape = { id, username: z.string(), email: z.string(), created_at: timestamp };
+const userShape = {
+  id,
+  username: z.string(),
+  email: z.string(),
+  created_at: timestamp,
+  display_name: z.string().nullable().openapi({ description: 'What to show instead of the username; null when unset' }),
+  avatar_url: z
+    .string()
+    .nullable()
+    .openapi({ description: 'The avatar (path and query; public, cacheable for good: a new avatar has a new URL); null when unset' }),
+};
 export const userSchema = z.strictObject(userShape).openapi('User');
+export const profileSchema = z.strictObject({ ...userShape, bio: z.string().nullable() }).openapi('Profile');
 export const participantSchema = z
   .strictObject({
     ...userShape,

@@ -4,6 +4,7 @@ import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { AuthGuards } from './auth.service';
 import { AuthService } from './auth.service';
+import { ProfileService } from './profile.service';
 import { AttachmentService } from './attachments/attachment.service';
 import { DatabaseFileStore, DiskFileStore } from './attachments/file-store';
 import { AttachmentLinks } from './attachments/links';
@@ -47,6 +48,8 @@ export interface Services {
   search: MessageSearchService;
   /** Reactions to messages: adding, removing, and their changes as a stream. */
   reactions: ReactionService;
+  /** Display names, bios and avatars; changes pushed as `user_updated`. */
+  profiles: ProfileService;
   /** Files uploaded to chats and sent with messages: uploads, downloads, signed links, the sweep. */
   attachments: AttachmentService;
   bot: BotService;
@@ -97,6 +100,7 @@ function reactionLimit({ messagesPerSecond, messageBurst }: Config['limits'], me
 
 export function createServices(db: Database, config: Config, bus: EventBus, log: Logger, metrics: Metrics): Services {
   const { pubsub } = bus;
+  const auth = new AuthService(db, config, authGuards(config.limits, metrics));
   const memberships = new Memberships(db, pubsub);
   const readState = new ReadStateService(db, pubsub, memberships, config.bot.name);
   const presenceLog = log.child({ component: 'presence' });
@@ -125,7 +129,7 @@ export function createServices(db: Database, config: Config, bus: EventBus, log:
   const messageChanges = new MessageChangeService(db, chats, pubsub, bot, feeds, bus, writeLimit, config.bot.name, attachments);
   return {
     db,
-    auth: new AuthService(db, config, authGuards(config.limits, metrics)),
+    auth,
     users: new UserService(db),
     chats,
     readState,
@@ -134,6 +138,7 @@ export function createServices(db: Database, config: Config, bus: EventBus, log:
     messageChanges,
     search: new MessageSearchService(db, memberships, searchEngines[config.database.engine], config.bot.name),
     attachments,
+    profiles: new ProfileService(db, auth, pubsub, attachments.store, (userId) => presence.sharersOf(userId)),
     reactions: new ReactionService(db, chats, pubsub, bus, reactionLimit(config.limits, metrics)),
     bot,
     pubsub,

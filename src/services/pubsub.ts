@@ -145,7 +145,9 @@ export type UserEvent =
   | { type: 'user_left'; chatId: number; chatName: string | null; userId: number; username: string; how: 'removed' | 'left' }
   | { type: 'read_receipts_updated'; chatId: number; receipts: ReadReceipts }
   /** Someone who shares a chat with the user came online or went offline. */
-  | UserPresenceEvent;
+  | UserPresenceEvent
+  /** The user, or someone who shares a chat with them, changed their display name, bio or avatar. */
+  | { type: 'user_updated'; user: PublicUser };
 
 /** The user events after which the user is no longer in `chatId`. */
 export const endsMembership = (event: UserEvent): number | null =>

@@ -32,6 +32,7 @@ export const cursorSchema = integer(0, MAX_ID);
  * event (built from the input) and the history would disagree; PostgreSQL refuses NUL outright, in
  * a stored value or a lookup. Both are refused here, the same on every transport.
  */
+export const storableText = (schema: z.ZodString) => storable(schema);
 const storable = (schema: z.ZodString) =>
   schema
     .refine((text) => text.isWellFormed(), 'String should not contain unpaired surrogates')

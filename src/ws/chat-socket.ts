@@ -6,7 +6,7 @@ import { AppError, domainError, RateLimitedError } from '../services/errors';
 import type { HistoryGap, RoomCatchUpEvent } from '../services/message.service';
 import { isHistoryGap } from '../services/message.service';
 import type { AttachmentUrls } from '../serializers';
-import { chatJson, messageJson, reactionsJson, readReceiptsJson } from '../serializers';
+import { chatJson, messageJson, reactionsJson, readReceiptsJson, userJson } from '../serializers';
 import type { BotStreamEvent, Listening, MessageChange, MessageEvent, ReactionEvent, UserEvent } from '../services/pubsub';
 import { endsMembership, isMessageChange } from '../services/pubsub';
 import { TokenBucket } from '../services/rate-limit';
@@ -155,6 +155,8 @@ export const frames = {
           status: event.status,
           last_seen_at: event.lastSeenAt?.toISOString() ?? null,
         });
+      case 'user_updated':
+        return JSON.stringify({ type: 'user_updated', user: userJson(event.user) });
       case 'left_chat':
         return null;
     }
