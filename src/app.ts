@@ -61,6 +61,9 @@ export interface AppOptions {
 // dozen fields on each chat costs 22,345 (measured); the limit admits that and refuses wider or nested pages.
 export const GRAPHQL_LIMITS = { depth: 8, aliases: 15, tokens: 1000, directives: 10, cost: 50_000 } as const;
 
+/** How often each instance deletes the uploads that were never sent with a message (UNATTACHED_TTL_MS after upload). */
+const SWEEP_EVERY_MS = 3_600_000;
+
 /** The request with its body read as REST reads bodies (`readBodyText`); a 413 or 400 when that refuses it. */
 async function withCheckedBody(request: Request): Promise<Request | Response> {
   if (request.method !== 'POST') return request;
@@ -92,6 +95,15 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   if (!bus.redis) await services.bot.failInterruptedAnswers();
   // Asks left pending by a stop or a crash, here or on an instance that is gone, are answered now.
   await services.bot.answerAllPending();
+  // Uploads never sent go a day after their upload; every instance sweeps (deleting twice is harmless).
+  const sweepLog = log.child({ component: 'attachments' });
+  const sweep = () =>
+    void services.attachments.sweep().then(
+      (count) => count > 0 && sweepLog.info({ count }, 'swept uploads never sent'),
+      (error: unknown) => sweepLog.error({ err: error }, 'sweeping unsent uploads failed'),
+    );
+  const sweeper = setInterval(sweep, SWEEP_EVERY_MS);
+  sweeper.unref();
 
   const yoga = createYoga<GraphqlWsServerContext, Context>({
     schema,
@@ -211,6 +223,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       sockets.closeAll(1001, 'Server shutting down');
     },
     async close() {
+      clearInterval(sweeper);
       await services.presence.close();
       await bus.close();
       await db.$disconnect();
