@@ -64,6 +64,9 @@ export interface AppOptions {
 // dozen fields on each chat costs 22,345 (measured); the limit admits that and refuses wider or nested pages.
 export const GRAPHQL_LIMITS = { depth: 8, aliases: 15, tokens: 1000, directives: 10, cost: 50_000 } as const;
 
+/** How often each instance deletes the uploads that were never sent with a message (UNATTACHED_TTL_MS after upload). */
+const SWEEP_EVERY_MS = 3_600_000;
+
 /** The request with its body read as REST reads bodies (`readBodyText`); a 413 or 400 when that refuses it. */
 async function withCheckedBody(request: Request): Promise<Request | Response> {
   if (request.method !== 'POST') return request;
@@ -97,6 +100,15 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   await services.bot.answerAllPending();
   // Deliveries written before a stop or a crash, here or anywhere, are sent from now on.
   services.webhookWorker.start();
+  // Uploads never sent go a day after their upload; every instance sweeps (deleting twice is harmless).
+  const sweepLog = log.child({ component: 'attachments' });
+  const sweep = () =>
+    void services.attachments.sweep().then(
+      (count) => count > 0 && sweepLog.info({ count }, 'swept uploads never sent'),
+      (error: unknown) => sweepLog.error({ err: error }, 'sweeping unsent uploads failed'),
+    );
+  const sweeper = setInterval(sweep, SWEEP_EVERY_MS);
+  sweeper.unref();
 
   const yoga = createYoga<GraphqlWsServerContext, Context>({
     schema,
@@ -154,7 +166,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
 
   /** Sends a request to its adapter: `/ws`, GraphQL (HTTP or graphql-ws), `/metrics`, or the plain HTTP routes (REST, docs, front door). */
   async function route(request: Request, url: URL, server: Server<SocketData> | undefined): Promise<Response | undefined> {
-    if (bodyTooLarge(request)) return Response.json({ detail: 'Request body too large' }, { status: 413 });
+    if (bodyTooLarge(request, url.pathname, config.uploads.maxBytes)) return Response.json({ detail: 'Request body too large' }, { status: 413 });
     const clientAddress = server?.requestIP(request)?.address ?? null;
     const wantsSocket = request.headers.get('upgrade')?.toLowerCase() === 'websocket';
     if (url.pathname === '/ws') {
@@ -217,6 +229,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     },
     async close() {
       await services.webhookWorker.stop();
+      clearInterval(sweeper);
       await services.presence.close();
       await services.search.close();
       await bus.close();

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Engine } from './db/migrate';
 import type { OAuthConfig } from './oauth-config';
 import { oauthConfig } from './oauth-config';
@@ -47,6 +47,8 @@ export interface Config {
     name: string;
     contextMessages: number;
     contextChars: number;
+    /** BOT_CONTEXT_BYTES: the files (images, audio, PDFs) sent to the model with one ask, newest first, at most this many bytes. */
+    contextBytes: number;
     maxConcurrentCalls: number;
     /** BOT_MODELS: the models a room's assistant may use (GEMINI_MODEL, the built-in bot's, by default). */
     models: string[];
@@ -76,6 +78,12 @@ export interface Config {
     /** WEBHOOK_POLL_MS: how often an instance looks for deliveries due (new ones written here are sent at once). */
     pollMs: number;
   };
+  /**
+   * Attachments and avatars: MAX_UPLOAD_BYTES per file, and where files live: a folder (UPLOAD_DIR;
+   * by default `uploads` beside the SQLite file), or, on PostgreSQL without UPLOAD_DIR, the database
+   * itself, which every instance shares.
+   */
+  uploads: { maxBytes: number; store: { kind: 'disk'; dir: string } | { kind: 'database' } };
   /** What start-up should warn about once it can log (a generated SECRET_KEY). */
   startupWarnings: string[];
 }
@@ -132,6 +140,8 @@ export function loadConfig(env: Env = process.env): Config {
       name: botName(env.BOT_NAME),
       contextMessages: integer(env, 'BOT_CONTEXT_MESSAGES', 50, { min: 1 }),
       contextChars: integer(env, 'BOT_CONTEXT_CHARS', 24_000, { min: 1 }),
+      // Gemini takes at most 20 MB of inline data per request, in base64 (4/3 of the bytes).
+      contextBytes: integer(env, 'BOT_CONTEXT_BYTES', 8 * 1024 * 1024, { min: 0, max: 14 * 1024 * 1024 }),
       maxConcurrentCalls: integer(env, 'BOT_MAX_CONCURRENT_CALLS', 8, { min: 1 }),
       models: botModels(env.BOT_MODELS, model),
       roomMonthlyTokens: integer(env, 'BOT_ROOM_MONTHLY_TOKENS', 0, { min: 0 }),
@@ -148,8 +158,23 @@ export function loadConfig(env: Env = process.env): Config {
       retryBaseMs: integer(env, 'WEBHOOK_RETRY_BASE_MS', 1_000, { min: 1 }),
       pollMs: integer(env, 'WEBHOOK_POLL_MS', 1_000, { min: 1 }),
     },
+    uploads: {
+      maxBytes: integer(env, 'MAX_UPLOAD_BYTES', DEFAULT_MAX_UPLOAD_BYTES, { min: 1, max: MAX_UPLOAD_LIMIT }),
+      store: fileStore(env.UPLOAD_DIR, database),
+    },
     startupWarnings,
   };
+}
+
+/** 20 MiB: a phone photo, a few minutes of voice, most PDFs. */
+export const DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024;
+/** 1 GiB: the server streams files, but an upload is one request and a bot turn sends files inline. */
+const MAX_UPLOAD_LIMIT = 1024 * 1024 * 1024;
+
+function fileStore(dir: string | undefined, database: Omit<Config['database'], 'timeoutMs'>): Config['uploads']['store'] {
+  if (dir?.trim()) return { kind: 'disk', dir: resolve(dir.trim()) };
+  if (database.engine === 'sqlite') return { kind: 'disk', dir: join(dirname(sqliteFilePath(database.url)), 'uploads') };
+  return { kind: 'database' };
 }
 
 function logLevel(raw: string | undefined): LogLevel {

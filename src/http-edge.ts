@@ -44,7 +44,7 @@ export function preflight(request: Request, policy: CorsPolicy): Response | null
   const headers = new Headers();
   if (origin) {
     headers.set('Access-Control-Allow-Origin', origin);
-    headers.set('Access-Control-Allow-Methods', 'GET, POST, PATCH, DELETE, OPTIONS');
+    headers.set('Access-Control-Allow-Methods', 'GET, POST, PUT, PATCH, DELETE, OPTIONS');
     headers.set('Access-Control-Allow-Headers', 'Authorization, Content-Type');
     headers.set('Access-Control-Max-Age', '600');
   }
@@ -55,7 +55,8 @@ export function preflight(request: Request, policy: CorsPolicy): Response | null
 export function secure(response: Response, request: Request, policy: CorsPolicy): Response {
   const headers = response.headers;
   for (const [name, value] of Object.entries(SECURITY_HEADERS)) headers.set(name, value);
-  if (!headers.get('content-type')?.startsWith('text/html')) headers.set('Content-Security-Policy', API_CSP);
+  // A response that set its own policy keeps it (HTML pages, downloaded files).
+  if (!headers.get('content-type')?.startsWith('text/html') && !headers.has('content-security-policy')) headers.set('Content-Security-Policy', API_CSP);
   const origin = allowedOrigin(policy, request.headers.get('origin'));
   if (origin) headers.set('Access-Control-Allow-Origin', origin);
   // With a list, the answer depends on the Origin header whether or not this one is allowed: a cache
@@ -79,8 +80,8 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
  * Throws PAYLOAD_TOO_LARGE, or BAD_USER_INPUT with FastAPI's `json_invalid` issue.
  */
 export async function readBodyText(request: Request): Promise<string> {
-  const bytes = await request.arrayBuffer().catch(() => null);
-  if (!bytes || bytes.byteLength > MAX_BODY_BYTES) throw new AppError('PAYLOAD_TOO_LARGE', 'Request body too large');
+  const bytes = await readCapped(request);
+  if (!bytes) throw new AppError('PAYLOAD_TOO_LARGE', 'Request body too large');
   try {
     return strictUtf8.decode(bytes);
   } catch {
@@ -89,7 +90,34 @@ export async function readBodyText(request: Request): Promise<string> {
   }
 }
 
-/** A declared body over the cap is refused before anything reads it. */
-export function bodyTooLarge(request: Request): boolean {
-  return Number(request.headers.get('content-length') ?? 0) > MAX_BODY_BYTES;
+/**
+ * The body, read until it passes MAX_BODY_BYTES (then null, and the rest is never read): the
+ * server admits larger bodies for uploads (MAX_UPLOAD_BYTES), which no other route may buffer.
+ */
+async function readCapped(request: Request): Promise<Uint8Array | null> {
+  if (!request.body) return new Uint8Array();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  try {
+    for await (const chunk of request.body) {
+      total += chunk.length;
+      if (total > MAX_BODY_BYTES) return null;
+      chunks.push(chunk);
+    }
+  } catch {
+    return null;
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Room for a multipart body's boundaries and part headers around an uploaded file. */
+export const MULTIPART_OVERHEAD_BYTES = 64 * 1024;
+
+/** The routes that take a file: their bodies may reach the upload cap. */
+const UPLOAD_PATH = /^\/api\/(chats\/[^/]+\/attachments|auth\/me\/avatar)$/;
+
+/** A declared body over the cap (for an upload route, MAX_UPLOAD_BYTES and its multipart framing) is refused before anything reads it. */
+export function bodyTooLarge(request: Request, pathname: string, maxUploadBytes: number): boolean {
+  const cap = UPLOAD_PATH.test(pathname) ? maxUploadBytes + MULTIPART_OVERHEAD_BYTES : MAX_BODY_BYTES;
+  return Number(request.headers.get('content-length') ?? 0) > cap;
 }

@@ -1,7 +1,9 @@
+import type { AttachmentView } from './services/attachments/attachment.service';
 import type { PublicUser } from './services/auth.service';
 import type { SignInMethods } from './services/oauth/oauth.service';
 import type { CreatedWebhook, WebhookDeliveryView, WebhookView } from './services/webhooks/webhook.service';
 import type { CreatedIncomingHook, IncomingHookView } from './services/webhooks/incoming-hook.service';
+import { avatarUrl } from './services/auth.service';
 import type { UserPresence } from './services/presence.service';
 import type { AssistantMemory } from './services/bot/assistant.service';
 import type { UsageReport, UsageTotals } from './services/bot/usage.service';
@@ -16,7 +18,12 @@ export const userJson = (user: PublicUser) => ({
   username: user.username,
   email: user.email,
   created_at: user.createdAt.toISOString(),
+  display_name: user.displayName,
+  avatar_url: avatarUrl(user),
 });
+
+/** A user's profile: the user and their bio. */
+export const profileJson = (profile: PublicUser & { bio: string | null }) => ({ ...userJson(profile), bio: profile.bio });
 
 /** A chat's participant: the user, whether they are online, and when they were last seen (null while online). */
 export const participantJson = (participant: PublicUser & UserPresence) => ({
@@ -44,6 +51,26 @@ export const chatListItemJson = (chat: ChatSummary & ChatActivity) => ({
 /** A message's reactions, in first-use order. */
 export const reactionsJson = (reactions: ReactionSummary[]) => reactions.map(({ emoji, count, userIds }) => ({ emoji, count, user_ids: userIds }));
 
+/** Makes an attachment's download URL: a signed link, for the hour (src/services/attachments/links.ts). */
+export interface AttachmentUrls {
+  url(attachmentId: number): string;
+}
+
+/** For messages that carry no attachment (a bot answer): no link is ever asked of it. */
+const noAttachmentUrls: AttachmentUrls = { url: () => '' };
+
+export const attachmentJson = (attachment: AttachmentView, urls: AttachmentUrls) => ({
+  id: attachment.id,
+  filename: attachment.filename,
+  content_type: attachment.contentType,
+  size: attachment.size,
+  kind: attachment.kind,
+  url: urls.url(attachment.id),
+  width: attachment.width,
+  height: attachment.height,
+  duration_ms: attachment.durationMs,
+});
+
 /** A grounded answer's stored sources (JSON), parsed; [] for none or unreadable. */
 export function parseSources(stored: string | null | undefined): AnswerSource[] {
   if (!stored) return [];
@@ -56,13 +83,14 @@ export function parseSources(stored: string | null | undefined): AnswerSource[] 
 }
 
 /**
- * A message in the original shapes. The later fields are there only when they say something
- * (`assistant_id` on an assistant's ask or answer, `thread_id` in a thread, `sources` on a grounded
- * answer), so what earlier clients read is unchanged.
+ * A message in the original shapes, with its attachments. The later fields are there only when they
+ * say something (`assistant_id` on an assistant's ask or answer, `thread_id` in a thread, `sources` on
+ * a grounded answer), so what earlier clients read is unchanged.
  */
 export const messageJson = (
-  message: Pick<MessageEvent, 'id' | 'chatId' | 'userId' | 'username' | 'content' | 'isBot' | 'createdAt' | 'editedAt' | 'reactions'> &
+  message: Pick<MessageEvent, 'id' | 'chatId' | 'userId' | 'username' | 'content' | 'isBot' | 'createdAt' | 'editedAt' | 'reactions' | 'attachments'> &
     Partial<Pick<MessageEvent, 'assistantId' | 'threadId' | 'sources'>>,
+  urls: AttachmentUrls,
 ) => {
   const sources = parseSources(message.sources);
   return {
@@ -75,6 +103,7 @@ export const messageJson = (
     created_at: message.createdAt.toISOString(),
     edited_at: message.editedAt?.toISOString() ?? null,
     reactions: reactionsJson(message.reactions),
+    attachments: message.attachments.map((attachment) => attachmentJson(attachment, urls)),
     ...(message.assistantId == null ? {} : { assistant_id: message.assistantId }),
     ...(message.threadId == null ? {} : { thread_id: message.threadId }),
     ...(sources.length > 0 ? { sources } : {}),
@@ -82,10 +111,10 @@ export const messageJson = (
 };
 
 /** What both generations of `/ws` clients read of a message: the seed's flat fields and the later nested object. */
-export function messageFrameFields(message: Parameters<typeof messageJson>[0]) {
-  const nested = messageJson(message);
-  const { chat_id, username, content, is_bot, created_at } = nested;
-  return { chat_id, message_id: nested.id, username, content, is_bot, created_at, message: nested };
+export function messageFrameFields(message: Parameters<typeof messageJson>[0], urls: AttachmentUrls) {
+  const nested = messageJson(message, urls);
+  const { chat_id, username, content, is_bot, created_at, attachments } = nested;
+  return { chat_id, message_id: nested.id, username, content, is_bot, created_at, attachments, message: nested };
 }
 
 /** A step of a bot answer as `bot_stream` frames carry it: the seed's delta fields, and the nested message whose content is the whole text so far. */
@@ -101,20 +130,24 @@ export const botStreamFields = (event: BotStreamEvent, textSoFar: string, botNam
   ...(event.assistantId === undefined ? {} : { assistant_id: event.assistantId }),
   ...(event.sources ? { sources: event.sources } : {}),
   ...(event.regenerating ? { regenerating: true } : {}),
-  message: messageJson({
-    id: event.messageId,
-    chatId: event.chatId,
-    userId: null,
-    username: event.assistantName ?? botName,
-    ...(event.sources ? { sources: JSON.stringify(event.sources) } : {}),
-    ...(event.assistantId === undefined ? {} : { assistantId: event.assistantId }),
-    content: textSoFar,
-    isBot: true,
-    createdAt: event.createdAt,
-    editedAt: null,
-    // Nobody can react to an answer before it is complete.
-    reactions: [],
-  }),
+  message: messageJson(
+    {
+      id: event.messageId,
+      chatId: event.chatId,
+      userId: null,
+      username: event.assistantName ?? botName,
+      ...(event.sources ? { sources: JSON.stringify(event.sources) } : {}),
+      ...(event.assistantId === undefined ? {} : { assistantId: event.assistantId }),
+      content: textSoFar,
+      isBot: true,
+      createdAt: event.createdAt,
+      editedAt: null,
+      // Nobody can react to an answer before it is complete, and an answer has no files.
+      reactions: [],
+      attachments: [],
+    },
+    noAttachmentUrls,
+  ),
 });
 
 export const readReceiptsJson = (receipts: ReadReceipts) =>

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { createApp } from './app';
 import { loadConfig } from './config';
-import { MAX_BODY_BYTES } from './http-edge';
+import { MAX_BODY_BYTES, MULTIPART_OVERHEAD_BYTES } from './http-edge';
 import { exitOnStartFailure } from './start-failure';
 import { createLogger } from './log';
 
@@ -28,7 +28,8 @@ async function main() {
   const server = Bun.serve({
     port: config.port,
     hostname: config.host,
-    maxRequestBodySize: MAX_BODY_BYTES,
+    // Uploads may be this large; every other route stops reading at MAX_BODY_BYTES (src/http-edge.ts).
+    maxRequestBodySize: Math.max(MAX_BODY_BYTES, config.uploads.maxBytes + MULTIPART_OVERHEAD_BYTES),
     fetch: (request, server) => app.fetch(request, server),
     websocket: app.websocket,
   });

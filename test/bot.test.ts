@@ -391,6 +391,7 @@ function expectStreamed(frames: Frame[], chatId: number, full: string, extra: Fr
     created_at: expect.stringMatching(/^\d{4}-\d{2}-\d{2}T/),
     edited_at: null,
     reactions: [],
+    attachments: [],
   });
   let textSoFar = '';
   for (const delta of deltas) {

@@ -180,6 +180,7 @@ describe('POST /api/chats with participant_usernames and is_ai_chat', () => {
         created_at: expect.stringMatching(ISO_UTC),
         edited_at: null,
         reactions: [],
+        attachments: [],
       },
     ]);
     expect(AI_CHAT_GREETING).toBe("Hello! I'm your AI assistant. How can I help you today?");

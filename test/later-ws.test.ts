@@ -144,6 +144,7 @@ describe('one server for both generations of clients', () => {
         created_at: m.created_at,
         edited_at: null,
         reactions: [],
+        attachments: [],
       })),
     );
     const laterBot = later.frames.filter((f) => f.type === 'bot_stream').map(laterView);
@@ -158,6 +159,7 @@ describe('one server for both generations of clients', () => {
       created_at: expect.stringMatching(ISO_UTC),
       edited_at: null,
       reactions: [],
+      attachments: [],
     });
     for (const nested of laterBot) expect(answer.startsWith(nested!.content as string)).toBe(true);
     await t.app.services.bot.idle();

@@ -21,6 +21,7 @@ const MIGRATIONS = [
   '20261211000000_presence',
   '20261212000000_oauth',
   '20261213000000_webhooks',
+  '20261214000000_attachments_profiles',
   '20261215000000_assistants',
 ];
 

@@ -174,6 +174,6 @@ test('a REST history page with reactions costs the same SQL for 2 messages as fo
   expect(few.messages).toHaveLength(2);
   expect(many.messages).toHaveLength(40);
   expect(many.messages.filter((message) => message.reactions.length > 0)).toHaveLength(30);
-  // The messages, their authors, their reactions (the caller and the membership are cached by then).
-  expectFixedCost('REST history with reactions (pages of 2 and 40 messages)', few, many, 3);
+  // The messages, their authors, their reactions, their attachments (the caller and the membership are cached by then).
+  expectFixedCost('REST history with reactions (pages of 2 and 40 messages)', few, many, 4);
 });

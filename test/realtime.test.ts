@@ -222,7 +222,7 @@ describe('/ws frames out', () => {
     a.send({ type: 'message', chat_id: chat.id, content });
     const [own, other] = await Promise.all([a.next(isMessage(content)), b.next(isMessage(content))]);
     expect(own).toEqual(other);
-    expect(keysOf(own)).toEqual(['chat_id', 'content', 'created_at', 'is_bot', 'message', 'message_id', 'type', 'username']);
+    expect(keysOf(own)).toEqual(['attachments', 'chat_id', 'content', 'created_at', 'is_bot', 'message', 'message_id', 'type', 'username']);
     const [stored] = (await history(alice, chat.id)).filter((message) => message.content === content);
     expect(own).toEqual({
       type: 'message',
@@ -232,6 +232,7 @@ describe('/ws frames out', () => {
       content,
       is_bot: false,
       created_at: expect.stringMatching(ISO_UTC),
+      attachments: [],
       message: {
         id: stored!.id,
         chat_id: chat.id,
@@ -242,6 +243,7 @@ describe('/ws frames out', () => {
         created_at: own.created_at,
         edited_at: null,
         reactions: [],
+        attachments: [],
       },
     });
   });

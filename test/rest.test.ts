@@ -17,10 +17,10 @@ beforeAll(async () => {
 afterAll(() => t.cleanup());
 
 const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
-const USER_KEYS = ['created_at', 'email', 'id', 'username'];
-const PARTICIPANT_KEYS = ['created_at', 'email', 'id', 'last_seen_at', 'online', 'username'];
+const USER_KEYS = ['avatar_url', 'created_at', 'display_name', 'email', 'id', 'username'];
+const PARTICIPANT_KEYS = ['avatar_url', 'created_at', 'display_name', 'email', 'id', 'last_seen_at', 'online', 'username'];
 const CHAT_KEYS = ['created_at', 'id', 'is_group', 'name', 'owner_id'];
-const MESSAGE_KEYS = ['chat_id', 'content', 'created_at', 'edited_at', 'id', 'is_bot', 'reactions', 'user_id', 'username'];
+const MESSAGE_KEYS = ['attachments', 'chat_id', 'content', 'created_at', 'edited_at', 'id', 'is_bot', 'reactions', 'user_id', 'username'];
 
 let nameCounter = 0;
 const freshName = (prefix = 'u') => `${prefix}${++nameCounter}_${Math.random().toString(36).slice(2, 8)}`;
@@ -546,7 +546,7 @@ describe('messages', () => {
     return ((await response.json()) as { content: string }[]).map((message) => message.content);
   };
 
-  test('POST returns exactly {id, chat_id, user_id, username, content, is_bot, created_at, edited_at, reactions}', async () => {
+  test('POST returns exactly {id, chat_id, user_id, username, content, is_bot, created_at, edited_at, reactions, attachments}', async () => {
     const other = (await createChat(author)).id;
     const response = await t.request(`/api/chats/${other}/messages`, { method: 'POST', token: author.token, json: { content: 'hello there' } });
     expect(response.status).toBe(200);

@@ -12,10 +12,20 @@ builder.mutationFields((t) => ({
   // The service returns the stored message with its author: no selection to pass down.
   sendMessage: t.field({
     type: MessageRef,
-    description: 'Sends a message; `threadId` writes it under an earlier message (an ask there puts that thread first in the answer’s context).',
-    args: { chatId: t.arg.id({ required: true }), content: t.arg.string({ required: true }), threadId: t.arg.id() },
+    description:
+      'Sends text, attachments (ids of your uploads to the chat, each sent once), or both: content may be empty when attachments are given. `threadId` writes it under an earlier message (an ask there puts that thread first in the answer’s context).',
+    args: {
+      chatId: t.arg.id({ required: true }),
+      content: t.arg.string({ required: false, defaultValue: '' }),
+      attachmentIds: t.arg.idList({ required: false, description: 'From POST /api/chats/{chat_id}/attachments.' }),
+      threadId: t.arg.id(),
+    },
     resolve: async (_root, args, context) =>
-      context.services.messages.send(await context.viewer(), args.chatId, { content: args.content, thread_id: args.threadId ?? undefined }),
+      context.services.messages.send(await context.viewer(), args.chatId, {
+        content: args.content,
+        attachment_ids: args.attachmentIds ?? [],
+        thread_id: args.threadId ?? undefined,
+      }),
   }),
   editMessage: t.field({
     type: MessageRef,

@@ -11,6 +11,7 @@ export function errorResponse(caught: unknown, log: Logger): Response {
   if (error) {
     const headers: Record<string, string> = {};
     if (error.status === 401) headers['WWW-Authenticate'] = 'Bearer';
+    if (error.code === 'RANGE_NOT_SATISFIABLE') headers['Content-Range'] = `bytes */${String(error.detail)}`;
     if (error.retryAfterSeconds !== undefined) headers['Retry-After'] = String(Math.max(1, error.retryAfterSeconds));
     const detail = error.code === 'BAD_USER_INPUT' && error.detail ? error.detail : error.message;
     return json({ detail }, error.status, headers);

@@ -16,6 +16,7 @@ import {
   reactionInput,
   registerInput,
   sendMessageInput,
+  editMessageInput,
   userIdInput,
   userSearchQuery,
   createWebhookInput,
@@ -24,7 +25,12 @@ import {
   hookIdInput,
 } from '../services/validation';
 import { json, readBody } from './http';
+import { MAX_AVATAR_BYTES, profileInput } from '../services/profile.service';
+import { attachmentIdInput } from '../services/attachments/attachment.service';
+import type { Download } from '../services/attachments/attachment.service';
 import {
+  profileJson,
+  attachmentJson,
   chatJson,
   chatListItemJson,
   meJson,
@@ -42,6 +48,8 @@ import {
 } from '../serializers';
 import {
   BEARER_SCHEME,
+  attachmentSchema,
+  profileSchema,
   chatSchema,
   chatListItemSchema,
   detailResponse,
@@ -118,6 +126,39 @@ const reactionRefusals = {
   503: detailResponse('Redis is unreachable: nothing was changed, try again shortly'),
 };
 
+const uploadBody = {
+  required: true,
+  content: {
+    'multipart/form-data': {
+      schema: z.object({ file: z.any().openapi({ type: 'string', format: 'binary', description: 'The file; its type is read from its bytes' }) }),
+    },
+  },
+};
+
+/** The file's bytes with the headers that make a browser treat them safely: never sniffed, never run as a page. */
+function downloadResponse({ attachment, range, body }: Download): Response {
+  const media = attachment.kind === 'image' || attachment.kind === 'audio';
+  const headers: Record<string, string> = {
+    'Content-Type': attachment.contentType,
+    'Content-Length': String(range ? range.end - range.start + 1 : attachment.size),
+    'Content-Disposition': contentDisposition(media ? 'inline' : 'attachment', attachment.filename),
+    'Accept-Ranges': 'bytes',
+    // Images and audio render as media; anything else (a PDF, text) opened directly gets no scripts, no plugins, no origin.
+    'Content-Security-Policy': media
+      ? "default-src 'none'; img-src 'self'; media-src 'self'; frame-ancestors 'none'"
+      : "default-src 'none'; sandbox; frame-ancestors 'none'",
+    'Cache-Control': 'private, max-age=3600',
+  };
+  if (range) headers['Content-Range'] = `bytes ${range.start}-${range.end}/${attachment.size}`;
+  return new Response(body, { status: range ? 206 : 200, headers });
+}
+
+/** RFC 6266: an ASCII fallback name and the exact one, percent-encoded. */
+function contentDisposition(disposition: 'inline' | 'attachment', filename: string): string {
+  const fallback = filename.replace(/[^\x20-\x7e]|["\\]/g, '_');
+  return `${disposition}; filename="${fallback}"; filename*=UTF-8''${encodeURIComponent(filename)}`;
+}
+
 /** The original FastAPI service's routes, path for path. */
 export const restRoutes: RestRoute[] = [
   publicRoute(
@@ -192,6 +233,45 @@ export const restRoutes: RestRoute[] = [
   ),
   authenticatedRoute(
     {
+      method: 'patch',
+      path: '/api/auth/me',
+      tags: ['auth'],
+      summary: 'Set your display name and bio',
+      description: 'A field left out stays as it is; null or blank clears it. You and everyone who shares a chat with you are pushed `user_updated`.',
+      request: { body: jsonBody(profileInput) },
+      responses: { 200: jsonResponse(profileSchema, 'Your profile'), 413: tooLargeResponse, 422: validationErrorResponse },
+    },
+    async ({ request, services }, user) => json(profileJson(await services.profiles.update(user, await readBody(request)))),
+  ),
+  authenticatedRoute(
+    {
+      method: 'put',
+      path: '/api/auth/me/avatar',
+      tags: ['auth'],
+      summary: 'Set your avatar',
+      description: `An image (PNG, JPEG, GIF or WebP, read from its bytes) of at most ${MAX_AVATAR_BYTES} bytes: the raw bytes as the body, or a multipart part named \`file\`. Pushes \`user_updated\`.`,
+      request: { body: { required: true, content: { 'image/*': { schema: z.any().openapi({ type: 'string', format: 'binary' }) }, ...uploadBody.content } } },
+      responses: {
+        200: jsonResponse(profileSchema, 'Your profile, with its new `avatar_url`'),
+        413: detailResponse(`"File too large: at most ${MAX_AVATAR_BYTES} bytes"`),
+        415: detailResponse('Not an image on the list, or not the type it claims'),
+        422: validationErrorResponse,
+      },
+    },
+    async ({ request, services }, user) => json(profileJson(await services.profiles.setAvatar(user, request.body, request.headers.get('content-type')))),
+  ),
+  authenticatedRoute(
+    {
+      method: 'delete',
+      path: '/api/auth/me/avatar',
+      tags: ['auth'],
+      summary: 'Remove your avatar',
+      responses: { 200: jsonResponse(profileSchema, 'Your profile, `avatar_url` null') },
+    },
+    async ({ services }, user) => json(profileJson(await services.profiles.deleteAvatar(user))),
+  ),
+  authenticatedRoute(
+    {
       method: 'get',
       path: '/api/users/search',
       tags: ['users'],
@@ -203,6 +283,46 @@ export const restRoutes: RestRoute[] = [
     async ({ url, services }, user) => json((await services.users.search(user, Object.fromEntries(url.searchParams))).map(userJson)),
   ),
 
+  // After /api/users/search, which the router would otherwise read as a user id.
+  authenticatedRoute(
+    {
+      method: 'get',
+      path: '/api/users/{user_id}',
+      tags: ['users'],
+      summary: "Someone's profile",
+      request: { params: userIdInput },
+      responses: { 200: jsonResponse(profileSchema, 'The profile'), 404: detailResponse('"User not found"'), 422: validationErrorResponse },
+    },
+    async ({ params, services }) => json(profileJson(await services.profiles.get(params.user_id))),
+  ),
+  publicRoute(
+    {
+      method: 'get',
+      path: '/api/users/{user_id}/avatar',
+      tags: ['users'],
+      summary: "Someone's avatar image",
+      description:
+        'Public, like usernames, so an `<img>` loads it with no header; its URL (`avatar_url`) changes with each new avatar, so it is cached for good.',
+      request: { params: userIdInput },
+      responses: {
+        200: { description: 'The image', content: { 'application/octet-stream': { schema: z.any().openapi({ type: 'string', format: 'binary' }) } } },
+        404: detailResponse('"No avatar"'),
+        422: validationErrorResponse,
+      },
+    },
+    async ({ params, services }) => {
+      const { contentType, body } = await services.profiles.avatar(params.user_id);
+      return new Response(body, {
+        headers: {
+          'Content-Type': contentType,
+          'Cache-Control': 'public, max-age=31536000, immutable',
+          'Content-Security-Policy': "default-src 'none'; img-src 'self'; frame-ancestors 'none'",
+          // Other sites may show avatars (the attachment links stay same-site).
+          'Cross-Origin-Resource-Policy': 'cross-origin',
+        },
+      });
+    },
+  ),
   authenticatedRoute(
     {
       method: 'post',
@@ -293,7 +413,11 @@ export const restRoutes: RestRoute[] = [
       responses: { 200: jsonResponse(z.array(messageSchema), 'The messages'), 403: notInChat, 404: chatNotFound, 422: validationErrorResponse },
     },
     async ({ url, params, services }, user) =>
-      json((await services.messages.history(user, params.chat_id, Object.fromEntries(url.searchParams))).map(messageJson)),
+      json(
+        (await services.messages.history(user, params.chat_id, Object.fromEntries(url.searchParams))).map((message) =>
+          messageJson(message, services.attachments),
+        ),
+      ),
   ),
   authenticatedRoute(
     {
@@ -313,7 +437,66 @@ export const restRoutes: RestRoute[] = [
         503: detailResponse('Redis is unreachable: nothing was stored, try again shortly'),
       },
     },
-    async ({ request, params, services }, user) => json(messageJson(await services.messages.send(user, params.chat_id, await readBody(request)))),
+    async ({ request, params, services }, user) =>
+      json(messageJson(await services.messages.send(user, params.chat_id, await readBody(request)), services.attachments)),
+  ),
+  authenticatedRoute(
+    {
+      method: 'post',
+      path: '/api/chats/{chat_id}/attachments',
+      tags: ['attachments'],
+      summary: 'Upload a file to a chat, to send with a message',
+      description:
+        'One file in a `multipart/form-data` part named `file`. Its type is read from its bytes: PNG, JPEG, GIF, WebP, WebM, Ogg/Opus, MP3, WAV, M4A, PDF or plain UTF-8 text. ' +
+        'Send it with `attachment_ids` on a message (once, in this chat, by you); one never sent is deleted after a day.',
+      request: { params: chatIdInput, body: uploadBody },
+      responses: {
+        201: jsonResponse(attachmentSchema, 'Stored'),
+        400: detailResponse('Not a multipart body with a part named "file"'),
+        403: notInChat,
+        404: chatNotFound,
+        413: detailResponse('"File too large: at most … bytes" (MAX_UPLOAD_BYTES)'),
+        415: detailResponse('"Unsupported file type: …", or the bytes contradict the Content-Type the part claims'),
+        422: validationErrorResponse,
+      },
+    },
+    async ({ request, params, services }, user) =>
+      json(
+        attachmentJson(await services.attachments.upload(user, params.chat_id, request.body, request.headers.get('content-type')), services.attachments),
+        201,
+      ),
+  ),
+  publicRoute(
+    {
+      method: 'get',
+      path: '/api/attachments/{attachment_id}/content',
+      tags: ['attachments'],
+      summary: "An attachment's file",
+      description:
+        "With the signed link's `expires` and `signature` (an attachment's `url`), no header is needed; without them, a bearer token of a participant of the chat. " +
+        'Images and audio are served inline, anything else as a download under a sandboxing CSP. A single `Range` is answered with 206.',
+      security: [{}, { [BEARER_SCHEME]: [] }],
+      request: {
+        params: attachmentIdInput,
+        query: z.object({ expires: z.string().optional(), signature: z.string().optional() }),
+      },
+      responses: {
+        200: { description: 'The file', content: { 'application/octet-stream': { schema: z.any().openapi({ type: 'string', format: 'binary' }) } } },
+        206: { description: 'The requested range (`Content-Range`)' },
+        401: notAuthenticated,
+        403: detailResponse('"This link is invalid or has expired", or "Not authorized" (not in the chat)'),
+        404: detailResponse('"Attachment not found": never uploaded, or deleted with its message or chat'),
+        416: detailResponse('"Range not satisfiable"'),
+        422: validationErrorResponse,
+      },
+    },
+    async ({ request, url, params, services }) => {
+      const signed = url.searchParams.has('signature') || url.searchParams.has('expires');
+      const access = signed
+        ? { expires: url.searchParams.get('expires'), signature: url.searchParams.get('signature') }
+        : { viewer: await services.auth.authenticate(bearerToken(request.headers.get('authorization'))) };
+      return downloadResponse(await services.attachments.open(access, params.attachment_id, request.headers.get('range')));
+    },
   ),
   authenticatedRoute(
     {
@@ -323,7 +506,7 @@ export const restRoutes: RestRoute[] = [
       summary: 'Edit your message',
       description:
         'The same content rules as sending. The message gains `edited_at`; every participant is pushed `message_updated`. Editing a `/bot` ask does not ask again; the same content again changes nothing and pushes nothing.',
-      request: { params: messageRefInput, body: jsonBody(sendMessageInput) },
+      request: { params: messageRefInput, body: jsonBody(editMessageInput) },
       responses: {
         200: jsonResponse(messageSchema, 'The message as it is now'),
         403: detailResponse('"Not authorized" (not in the chat), "Only its author can edit a message" or "Bot answers cannot be edited"'),
@@ -335,7 +518,7 @@ export const restRoutes: RestRoute[] = [
       },
     },
     async ({ request, params, services }, user) =>
-      json(messageJson(await services.messageChanges.edit(user, params.chat_id, params.message_id, await readBody(request)))),
+      json(messageJson(await services.messageChanges.edit(user, params.chat_id, params.message_id, await readBody(request)), services.attachments)),
   ),
   authenticatedRoute(
     {
@@ -640,6 +823,7 @@ export const restRoutes: RestRoute[] = [
         503: detailResponse('Redis is unreachable: nothing was stored, try again shortly'),
       },
     },
-    async ({ request, params, services }) => json(messageJson(await services.incomingHooks.post(params.token ?? '', await readBody(request)))),
+    async ({ request, params, services }) =>
+      json(messageJson(await services.incomingHooks.post(params.token ?? '', await readBody(request)), services.attachments)),
   ),
 ];

@@ -21,8 +21,19 @@ export const bearerScheme = {
 const id = z.int().min(1);
 const timestamp = z.iso.datetime().openapi({ description: 'ISO 8601, UTC', example: '2026-01-02T03:04:05.678Z' });
 
-const userShape = { id, username: z.string(), email: z.string(), created_at: timestamp };
+const userShape = {
+  id,
+  username: z.string(),
+  email: z.string(),
+  created_at: timestamp,
+  display_name: z.string().nullable().openapi({ description: 'What to show instead of the username; null when unset' }),
+  avatar_url: z
+    .string()
+    .nullable()
+    .openapi({ description: 'The avatar (path and query; public, cacheable for good: a new avatar has a new URL); null when unset' }),
+};
 export const userSchema = z.strictObject(userShape).openapi('User');
+export const profileSchema = z.strictObject({ ...userShape, bio: z.string().nullable() }).openapi('Profile');
 export const participantSchema = z
   .strictObject({
     ...userShape,
@@ -54,6 +65,24 @@ export const reactionsSchema = z.array(reactionSummarySchema).openapi('Reactions
 
 export const answerSourceSchema = z.strictObject({ title: z.string(), url: z.string() }).openapi('AnswerSource');
 
+export const attachmentSchema = z
+  .strictObject({
+    id,
+    filename: z.string(),
+    content_type: z.string().openapi({ description: 'Decided from the bytes, never from the client', example: 'image/png' }),
+    size: z.int().min(1).openapi({ description: 'Bytes' }),
+    kind: z.enum(['image', 'audio', 'pdf', 'file']),
+    url: z.string().openapi({
+      description:
+        'A signed download link (path and query), valid one to two hours: works in an `<img>` or `<audio>` tag with no header. Read it again from the message for a fresh one.',
+      example: '/api/attachments/7/content?expires=1767225600&signature=…',
+    }),
+    width: z.int().nullable().openapi({ description: 'Images: from the header; null otherwise' }),
+    height: z.int().nullable(),
+    duration_ms: z.int().nullable().openapi({ description: 'WAV audio: from the header; null for other formats (it would take decoding the file)' }),
+  })
+  .openapi('Attachment');
+
 export const messageSchema = z
   .strictObject({
     id,
@@ -70,6 +99,8 @@ export const messageSchema = z
       .openapi({ description: "An ask: the room's assistant it addresses; an answer: the one that wrote it. Absent for the built-in bot" }),
     thread_id: id.optional().openapi({ description: 'Written under this earlier message (the first of its thread)' }),
     sources: z.array(answerSourceSchema).optional().openapi({ description: "A grounded answer's sources; absent when it has none" }),
+
+    attachments: z.array(attachmentSchema).openapi({ description: 'The files sent with it, in order' }),
   })
   .openapi('Message');
 

@@ -1,3 +1,4 @@
+import { UserRef } from './user';
 import type { BotStreamEvent, MessageChange, TypingEvent, UserEvent } from '../services/pubsub';
 import type { ReadReceipt } from '../services/read-state.service';
 import { AnswerSourceRef } from './assistant';
@@ -154,6 +155,13 @@ const PresenceChangedEventRef = builder.objectRef<EventOf<'presence'>>('Presence
   }),
 });
 
+const UserUpdatedEventRef = builder.objectRef<EventOf<'user_updated'>>('UserUpdatedEvent').implement({
+  description: 'You, or someone who shares a chat with you, changed their display name, bio or avatar.',
+  fields: (t) => ({
+    user: t.field({ type: UserRef, resolve: (event) => event.user }),
+  }),
+});
+
 const viewerEventTypes = {
   chat_created: ChatCreatedEventRef,
   chat_invite: ChatInviteEventRef,
@@ -163,6 +171,7 @@ const viewerEventTypes = {
   user_left: UserLeftEventRef,
   read_receipts_updated: ReadReceiptsUpdatedEventRef,
   presence: PresenceChangedEventRef,
+  user_updated: UserUpdatedEventRef,
 } as const;
 
 export const ViewerEventRef = builder.unionType('ViewerEvent', {

@@ -2,6 +2,7 @@ import { builder } from './builder';
 import './user';
 import './chat';
 import './reaction';
+import './attachment';
 import './message';
 import './events';
 import './search';

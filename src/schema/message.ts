@@ -6,6 +6,8 @@ import { builder } from './builder';
 import { ReactionSummaryRef } from './reaction';
 import { parseSources } from '../serializers';
 import { AnswerSourceRef } from './assistant';
+import { AttachmentRef } from './attachment';
+import type { AttachmentView } from '../services/attachments/attachment.service';
 
 export const ReadReceiptRef = builder.objectRef<ReadReceipt>('ReadReceipt').implement({
   description: 'A participant who has read a message: their read position is at or past it.',
@@ -21,6 +23,12 @@ const messageReactions = batchLoader((context, messageIds: number[]) => context.
 
 /** The names of the assistants whose answers are in the response, loaded together (none for a page without any). */
 const assistantNames = batchLoader((context, ids: number[]) => context.services.assistants.names(ids));
+
+/** The attachments of every message in the response whose attachments did not come with it, loaded together. */
+const messageAttachments = batchLoader((context, messageIds: number[]) => context.services.attachments.viewsOf(messageIds));
+
+const carriedAttachments = (message: object): AttachmentView[] | undefined =>
+  'attachments' in message && Array.isArray(message.attachments) ? (message.attachments as AttachmentView[]) : undefined;
 
 /** Reactions a delivered message carries: a live event (none yet) or a history item (loaded with its page). */
 const carriedReactions = (message: object): ReactionSummary[] | undefined =>
@@ -67,6 +75,11 @@ export const MessageRef = builder.prismaObject('Message', {
       type: [ReactionSummaryRef],
       description: 'Reactions by emoji, in first-use order.',
       resolve: async (message, _args, context) => carriedReactions(message) ?? (await messageReactions(context)(message.id)) ?? [],
+    }),
+    attachments: t.field({
+      type: [AttachmentRef],
+      description: 'The files sent with it, in order.',
+      resolve: async (message, _args, context) => carriedAttachments(message) ?? (await messageAttachments(context)(message.id)) ?? [],
     }),
   }),
 });

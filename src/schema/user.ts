@@ -1,5 +1,5 @@
 import type { PublicUser } from '../services/auth.service';
-import { publicUserSelect } from '../services/auth.service';
+import { avatarUrl, publicUserSelect } from '../services/auth.service';
 import { AppError } from '../services/errors';
 import type { UserPresence } from '../services/presence.service';
 import { batchLoader } from './batch';
@@ -31,6 +31,12 @@ export const UserRef = builder.prismaObject('User', {
     username: t.exposeString('username'),
     email: t.exposeString('email'),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    displayName: t.exposeString('displayName', { nullable: true, description: 'What to show instead of the username; null when unset.' }),
+    avatarUrl: t.string({
+      nullable: true,
+      description: 'The avatar (path and query; public, and a new URL for each new avatar); null when unset.',
+      resolve: (user) => avatarUrl(user),
+    }),
     online: t.boolean({
       nullable: true,
       description:

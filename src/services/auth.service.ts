@@ -9,13 +9,21 @@ import type { Attempt, WindowCounter } from './rate-limit';
 import { loginInput, parseInput, registerInput } from './validation';
 
 /** The columns of a user that may leave the server: never the password hash. */
-export const publicUserSelect = { id: true, username: true, email: true, createdAt: true } as const;
+export const publicUserSelect = { id: true, username: true, email: true, createdAt: true, displayName: true, avatarKey: true } as const;
 export interface PublicUser {
   id: number;
   username: string;
   email: string;
   createdAt: Date;
+  /** What others see instead of the username, when set. */
+  displayName: string | null;
+  /** The avatar's key in the file store, null when unset: its URL is made from it (`avatarUrl`). */
+  avatarKey: string | null;
 }
+
+/** A user's avatar URL: public (an `<img>` sends no header), and new with each avatar, so it is cached for good. */
+export const avatarUrl = (user: Pick<PublicUser, 'id' | 'avatarKey'>): string | null =>
+  user.avatarKey ? `/api/users/${user.id}/avatar?v=${user.avatarKey.slice(-12)}` : null;
 
 const ALGORITHM = 'HS256';
 const CLOCK_TOLERANCE_SECONDS = 5;
@@ -155,6 +163,11 @@ export class AuthService {
   }
 
   private readonly users = new LruCache<number, PublicUser>(USER_CACHE_SIZE, USER_CACHE_TTL_MS);
+
+  /** Drops a user's cached columns after their profile changed, so this process's next lookup reads it anew. */
+  forget(userId: number): void {
+    this.users.delete(userId);
+  }
 }
 
 const USER_CACHE_SIZE = 10_000;

@@ -8,7 +8,7 @@ import type { Metrics } from '../metrics';
 import type { PublicUser } from './auth.service';
 import { publicUserSelect } from './auth.service';
 import { addressedAssistant, parseAddress } from './bot/addressing';
-import type { Ask } from './bot/answer-context';
+import type { Ask, MediaSource } from './bot/answer-context';
 import type { AnswerInProgress } from './bot/answer-runner';
 import { AnswerRunner } from './bot/answer-runner';
 import { MemoryKeeper } from './bot/memory';
@@ -87,10 +87,12 @@ export class BotService {
     metrics: Metrics,
     /** Where `bot.answer.completed` goes for the chat's webhooks; none in tests that build the bot alone. */
     outbox: Pick<WebhookOutbox, 'record'> = { record: () => Promise.resolve() },
+    /** The bytes of the files in a bot's context (base64, by attachment id); none without it. */
+    media: MediaSource = { dataOf: () => Promise.resolve(new Map()) },
   ) {
     const gemini: (() => Promise<GoogleGenAI>) | null = lazyGemini(config.gemini);
     this.usage = new UsageService(db, chats, config, metrics);
-    this.runner = new AnswerRunner(db, pubsub, feeds, config, log, metrics, this.usage, gemini, this.closing.signal, outbox);
+    this.runner = new AnswerRunner(db, pubsub, feeds, config, log, metrics, this.usage, gemini, this.closing.signal, outbox, media);
     this.memory = new MemoryKeeper(db, config, this.usage, log, gemini);
     const perMinute = config.limits.botPerMinute;
     this.askLimit = new KeyedRateLimiter({

@@ -1,3 +1,4 @@
+import type { AttachmentService } from './attachments/attachment.service';
 import type { Database } from '../db/client';
 import type { Prisma } from '../generated/sqlite/client';
 import type { PublicUser } from './auth.service';
@@ -30,6 +31,7 @@ export class ChatService {
     private readonly readState: ReadStateService,
     private readonly presence: PresenceService,
     private readonly outbox: WebhookOutbox,
+    private readonly attachments: Pick<AttachmentService, 'filesOfChat'>,
   ) {}
 
   /**
@@ -188,9 +190,12 @@ export class ChatService {
     if (chat.ownerId !== owner.id) throw new AppError('FORBIDDEN', 'Only chat admin can delete chat');
     const participantIds = await this.participantIds(id);
     await requestStop(this.db, this.pubsub, id);
+    const files = await this.attachments.filesOfChat(id);
     const { count } = await this.db.chat.deleteMany({ where: { id } });
     // Deleted at this very moment by another request of the owner's: that one tells everyone.
     if (count === 0) throw new ChatNotFoundError();
+    // An upload finishing meanwhile finds its chat gone and removes its own file.
+    await files.release();
     this.forgetMemberships({ chatId: id });
     this.publishTo([owner.id], { type: 'left_chat', chatId: id });
     this.publishTo(

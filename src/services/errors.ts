@@ -14,6 +14,10 @@ export type ErrorCode =
   | 'CONFLICT'
   | 'RATE_LIMITED'
   | 'PAYLOAD_TOO_LARGE'
+  /** A file whose bytes are not on the upload allow-list, or contradict the type it claims. */
+  | 'UNSUPPORTED_MEDIA_TYPE'
+  /** A download's `Range` past the end of the file; `detail` is the file's size. */
+  | 'RANGE_NOT_SATISFIABLE'
   | 'SERVICE_UNAVAILABLE'
   | 'SLOW_SUBSCRIBER';
 
@@ -26,6 +30,8 @@ const statusByCode: Record<ErrorCode, number> = {
   CONFLICT: 400, // the original answers duplicate usernames and emails with 400
   RATE_LIMITED: 429,
   PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  RANGE_NOT_SATISFIABLE: 416,
   SERVICE_UNAVAILABLE: 503,
   SLOW_SUBSCRIBER: 429, // only ever a subscription's last event, never an HTTP answer
 };

@@ -5,6 +5,10 @@ import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { AuthGuards } from './auth.service';
 import { AuthService } from './auth.service';
+import { ProfileService } from './profile.service';
+import { AttachmentService } from './attachments/attachment.service';
+import { DatabaseFileStore, DiskFileStore } from './attachments/file-store';
+import { AttachmentLinks } from './attachments/links';
 import { BotService } from './bot.service';
 import { AssistantService } from './bot/assistant.service';
 import type { UsageService } from './bot/usage.service';
@@ -58,6 +62,10 @@ export interface Services {
   search: MessageSearchService;
   /** Reactions to messages: adding, removing, and their changes as a stream. */
   reactions: ReactionService;
+  /** Display names, bios and avatars; changes pushed as `user_updated`. */
+  profiles: ProfileService;
+  /** Files uploaded to chats and sent with messages: uploads, downloads, signed links, the sweep. */
+  attachments: AttachmentService;
   bot: BotService;
   /** Outgoing webhooks of chats: their owners manage them here. */
   webhooks: WebhookService;
@@ -149,26 +157,34 @@ export function createServices(
 ): Services {
   const { pubsub } = bus;
   const outbox = new WebhookOutbox(db);
+  const auth = new AuthService(db, config, authGuards(config.limits, metrics));
   const memberships = new Memberships(db, pubsub);
   const readState = new ReadStateService(db, pubsub, memberships, config.bot.name);
   const presenceLog = log.child({ component: 'presence' });
   const presence = new PresenceService(db, pubsub, config.presenceGraceMs, presenceLog, metrics, (host) =>
     bus.redis ? new RedisPresenceStore(bus.redis, config.redisPrefix, config.presenceGraceMs, host, presenceLog) : new LocalPresenceStore(),
   );
-  const chats = new ChatService(db, pubsub, memberships, readState, presence, outbox);
+  // Attachments check membership through the chats, and a deleted chat takes its files with it.
+  const attachments: AttachmentService = new AttachmentService(
+    db,
+    { requireParticipant: (userId, chatId) => chats.requireParticipant(userId, chatId) },
+    config.uploads.store.kind === 'disk' ? new DiskFileStore(config.uploads.store.dir) : new DatabaseFileStore(db),
+    new AttachmentLinks(config.secretKey),
+    config.uploads.maxBytes,
+  );
+  const chats: ChatService = new ChatService(db, pubsub, memberships, readState, presence, outbox, attachments);
   // Several instances share Redis, and with it the lock that keeps one answer per room at a time.
   const botLog = log.child({ component: 'bot' });
   const roomLock = bus.redis ? redisRoomLock(bus.redis, config.redisPrefix, botLog) : localRoomLock;
   const feeds = new RoomFeeds(db, pubsub, bus, log.child({ component: 'feeds' }));
-  const bot = new BotService(db, chats, pubsub, config, roomLock, feeds, botLog, metrics, outbox);
+  const bot = new BotService(db, chats, pubsub, config, roomLock, feeds, botLog, metrics, outbox, attachments);
   // Asks stored while Redis was away could not take their room's lock: they are answered once it is back.
   bus.onResume(() => {
     bot.answerAllPending().catch((error: unknown) => botLog.error({ err: error }, 'answering the asks left pending during the outage failed'));
   });
   const writeLimit = messageLimit(config.limits, metrics);
-  const auth = new AuthService(db, config, authGuards(config.limits, metrics));
-  const messageChanges = new MessageChangeService(db, chats, pubsub, bot, feeds, bus, writeLimit, config.bot.name, outbox);
-  const messages = new MessageService(db, chats, pubsub, bot, feeds, messageChanges, bus, writeLimit, config.bot.name, metrics, outbox);
+  const messageChanges = new MessageChangeService(db, chats, pubsub, bot, feeds, bus, writeLimit, config.bot.name, outbox, attachments);
+  const messages = new MessageService(db, chats, pubsub, bot, feeds, messageChanges, bus, writeLimit, config.bot.name, metrics, outbox, attachments);
   return {
     db,
     auth,
@@ -190,6 +206,8 @@ export function createServices(
     messages,
     messageChanges,
     search: new MessageSearchService(db, memberships, searchEngines[config.database.engine], searchStatements(db, config, metrics), config.bot.name),
+    attachments,
+    profiles: new ProfileService(db, auth, pubsub, attachments.store, (userId) => presence.sharersOf(userId)),
     reactions: new ReactionService(db, chats, pubsub, bus, reactionLimit(config.limits, metrics)),
     bot,
     webhooks: new WebhookService(db, config.webhooks),

@@ -1,3 +1,4 @@
+import type { AttachmentService } from './attachments/attachment.service';
 import type { Database } from '../db/client';
 import { Prisma } from '../generated/sqlite/client';
 import type { PublicUser } from './auth.service';
@@ -12,7 +13,7 @@ import { boundedStream, whileMember } from './pubsub';
 import type { KeyedRateLimiter } from './rate-limit';
 import type { RoomFeeds } from './room-feed';
 import { changeOf, messageWithReactionsSelect, toMessageEvent } from './room-feed';
-import { cursorSchema, parseChatId, parseInput, parseMessageRef, sendMessageInput } from './validation';
+import { cursorSchema, editMessageInput, parseChatId, parseInput, parseMessageRef } from './validation';
 import type { WebhookOutbox } from './webhooks/outbox';
 import { messageFrameFields } from '../serializers';
 
@@ -44,6 +45,7 @@ export class MessageChangeService {
     /** BOT_NAME: the `username` of bot messages. */
     private readonly botName: string,
     private readonly outbox: WebhookOutbox,
+    private readonly attachments: Pick<AttachmentService, 'deleteForMessage' | 'url'>,
   ) {}
 
   /**
@@ -55,7 +57,7 @@ export class MessageChangeService {
   async edit(author: PublicUser, chatId: unknown, messageId: unknown, input: unknown): Promise<MessageEvent> {
     this.writeLimit.take(author.id);
     const ref = parseMessageRef(chatId, messageId);
-    const { content } = parseInput(sendMessageInput, input);
+    const { content } = parseInput(editMessageInput, input);
     await this.chats.requireParticipant(author.id, ref.chatId);
     const message = await this.standing(ref);
     if (message.isBot) throw new AppError('FORBIDDEN', 'Bot answers cannot be edited');
@@ -66,7 +68,7 @@ export class MessageChangeService {
     const editedAt = new Date();
     const changeMark = await this.stamp(ref, Prisma.sql`content = ${content}, edited_at = ${editedAt}`);
     const edited: MessageEvent = { ...current, content, editedAt, changeMark };
-    await this.outbox.record(ref.chatId, 'message.updated', messageFrameFields(edited), editedAt);
+    await this.outbox.record(ref.chatId, 'message.updated', messageFrameFields(edited, this.attachments), editedAt);
     this.pubsub.publish('chat:change', ref.chatId, { kind: 'updated', message: edited });
     return edited;
   }
@@ -91,6 +93,7 @@ export class MessageChangeService {
     await this.stamp(ref, Prisma.sql`status = 'deleted', content = '', deleted_at = ${deletedAt}, ask_pending = ${false}`);
     await this.outbox.record(ref.chatId, 'message.deleted', { chat_id: ref.chatId, message_id: ref.messageId }, deletedAt);
     this.pubsub.publish('chat:change', ref.chatId, { kind: 'deleted', ...ref });
+    await this.attachments.deleteForMessage(ref.messageId);
     await this.bot.stopAnswerOf(ref.chatId, message);
   }
 

@@ -1,3 +1,4 @@
+import type { AttachmentService } from './attachments/attachment.service';
 import type { Database } from '../db/client';
 import type { Prisma } from '../generated/sqlite/client';
 import type { Metrics } from '../metrics';
@@ -13,7 +14,7 @@ import { boundedStream, isMessageChange, whileMember } from './pubsub';
 import type { RoomFeeds } from './room-feed';
 import { messageWithReactionsSelect, nameAssistants, toMessageEvent, VISIBLE_STATUSES } from './room-feed';
 import type { KeyedRateLimiter } from './rate-limit';
-import { cursorSchema, historyQuery, parseChatId, parseInput, sendMessageInput } from './validation';
+import { cursorSchema, historyQuery, hookMessageInput, parseChatId, parseInput, sendMessageInput } from './validation';
 import type { WebhookOutbox } from './webhooks/outbox';
 import { messageFrameFields } from '../serializers';
 
@@ -66,6 +67,7 @@ export class MessageService {
     readonly botName: string,
     metrics: Metrics,
     private readonly outbox: WebhookOutbox,
+    private readonly attachments: AttachmentService,
   ) {
     this.writer = new MessageWriter(db, metrics);
   }
@@ -77,33 +79,46 @@ export class MessageService {
   async send(author: PublicUser, chatId: unknown, input: unknown): Promise<MessageEvent> {
     this.sendLimit.take(author.id);
     const id = parseChatId(chatId);
-    const { content, thread_id: under } = parseInput(sendMessageInput, input);
+    const { content, thread_id: under, attachment_ids: attachmentIds } = parseInput(sendMessageInput, input);
     await this.chats.requireParticipant(author.id, id);
-    const user = { id: author.id, username: author.username, email: author.email, createdAt: author.createdAt };
-    return this.store(id, content, under ?? null, { asker: author, userId: author.id, username: author.username, user, senderName: null });
+    const user = {
+      id: author.id,
+      username: author.username,
+      email: author.email,
+      createdAt: author.createdAt,
+      displayName: author.displayName,
+      avatarKey: author.avatarKey,
+    };
+    return this.store(id, content, under ?? null, attachmentIds, { asker: author, userId: author.id, username: author.username, user, senderName: null });
   }
 
   /**
    * An incoming hook's message: posted into its chat under the hook's name (no user), through the
-   * same path as anyone's, `/bot` asks included. Rate-limited like a user: each hook has its own
-   * MESSAGE_RATE_LIMIT and BOT_RATE_LIMIT budgets.
+   * same path as anyone's, `/bot` asks included, without attachments (a hook uploads none).
+   * Rate-limited like a user: each hook has its own MESSAGE_RATE_LIMIT and BOT_RATE_LIMIT budgets.
    */
   async postAsHook(hook: { id: number; chatId: number; name: string }, input: unknown): Promise<MessageEvent> {
     // Hooks' budgets are keyed apart from users' (ids are positive).
     const key = -hook.id;
     this.sendLimit.take(key);
-    const { content } = parseInput(sendMessageInput, input);
-    return this.store(hook.chatId, content, null, { asker: { id: key }, userId: null, username: hook.name, user: null, senderName: hook.name });
+    const { content } = parseInput(hookMessageInput, input);
+    return this.store(hook.chatId, content, null, [], { asker: { id: key }, userId: null, username: hook.name, user: null, senderName: hook.name });
   }
 
-  /** Persists, writes the webhook outbox, then publishes one `chat:message` event; a `/bot` ask is admitted first and answered after. */
+  /**
+   * Persists, claims the attachments, writes the webhook outbox, then publishes one `chat:message`
+   * event; a `/bot` ask is admitted first and answered after.
+   */
   private async store(
     chatId: number,
     content: string,
     /** A message to reply under: the new message joins that message's thread. */
     threadUnder: number | null,
+    /** The sender's uploads to the chat, each sent once. */
+    attachmentIds: number[],
     sender: { asker: { id: number }; userId: number | null; username: string; user: PublicUser | null; senderName: string | null },
   ): Promise<MessageEvent> {
+    const attachments = sender.user ? await this.attachments.usable(sender.user, chatId, attachmentIds) : [];
     // Refused before storing while other instances cannot hear of it: the sender retries, nothing half-delivered.
     if (!this.bus.available()) throw new AppError('SERVICE_UNAVAILABLE', 'Messages cannot be delivered right now (Redis is unreachable): try again shortly');
     const threadId = threadUnder ? await this.threadRoot(chatId, threadUnder) : null;
@@ -119,6 +134,11 @@ export class MessageService {
       threadId,
       ...(sender.senderName ? { senderName: sender.senderName } : {}),
     });
+    if (sender.user && !(await this.attachments.claim(sender.user, chatId, stored.id, attachmentIds))) {
+      // Another request sent one of them first: this message never happened.
+      await this.db.message.delete({ where: { id: stored.id } });
+      throw new AppError('BAD_USER_INPUT', 'An attachment was sent with another message meanwhile');
+    }
     const event: MessageEvent = {
       ...stored,
       chatId,
@@ -139,9 +159,10 @@ export class MessageService {
       threadId,
       sources: null,
       reactions: [],
+      attachments,
     };
     // In the outbox before the sender hears it was sent: an acknowledged message reaches its webhooks.
-    await this.outbox.record(chatId, 'message.created', messageFrameFields(event), stored.createdAt);
+    await this.outbox.record(chatId, 'message.created', messageFrameFields(event, this.attachments), stored.createdAt);
     this.pubsub.publish('chat:message', chatId, event);
     if (askPending) void this.bot.answer(chatId);
     return event;

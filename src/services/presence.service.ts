@@ -230,7 +230,7 @@ export class PresenceService implements PresenceHost {
   }
 
   /** Everyone who shares at least one chat with `userId`, once each, themselves left out. */
-  private async sharersOf(userId: number): Promise<number[]> {
+  async sharersOf(userId: number): Promise<number[]> {
     const rows = await this.db.$queryRaw<{ user_id: number }[]>`
       SELECT DISTINCT other.user_id FROM chat_participants mine
       JOIN chat_participants other ON other.chat_id = mine.chat_id

@@ -7,7 +7,7 @@ import { LocalPresenceStore } from './presence-store';
 import { PresenceService } from './presence.service';
 import type { PubSub, UserEvent, UserPresenceEvent } from './pubsub';
 
-const ana: PublicUser = { id: 1, username: 'ana', email: 'ana@example.com', createdAt: new Date(0) };
+const ana: PublicUser = { id: 1, username: 'ana', email: 'ana@example.com', createdAt: new Date(0), displayName: null, avatarKey: null };
 const BEN = 2;
 
 /**

@@ -9,7 +9,7 @@ const message = (id: number): MessageEvent => ({
   chatId: 1,
   userId: 1,
   username: 'ana',
-  user: { id: 1, username: 'ana', email: 'ana@example.com', createdAt: new Date(0) },
+  user: { id: 1, username: 'ana', email: 'ana@example.com', createdAt: new Date(0), displayName: null, avatarKey: null },
   content: `message ${id}`,
   isBot: false,
   status: 'complete',
@@ -25,6 +25,7 @@ const message = (id: number): MessageEvent => ({
   changeMark: null,
   senderName: null,
   reactions: [],
+  attachments: [],
 });
 
 /** The in-memory bus, with the errors it logs. */

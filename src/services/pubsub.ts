@@ -1,3 +1,4 @@
+import type { AttachmentView } from './attachments/attachment.service';
 import type { Redis } from 'ioredis';
 import { redact } from '../config';
 import type { Logger } from '../log';
@@ -46,10 +47,12 @@ export interface MessageEvent {
   sources: string | null;
   /** Grouped by emoji in first-use order; a message just sent has none, so its event costs no query for them. */
   reactions: ReactionSummary[];
+  /** The files sent with it, in the order they were sent. */
+  attachments: AttachmentView[];
 }
 
-/** A stored message read without its reactions (the chat list's last message): GraphQL loads them if asked. */
-export type StoredMessage = Omit<MessageEvent, 'reactions'>;
+/** A stored message read without its reactions and attachments (the chat list's last message): GraphQL loads them if asked. */
+export type StoredMessage = Omit<MessageEvent, 'reactions' | 'attachments'>;
 
 /**
  * An edit or a deletion of a stored message, delivered to everyone in its chat. An update carries
@@ -187,7 +190,9 @@ export type UserEvent =
   | { type: 'user_left'; chatId: number; chatName: string | null; userId: number; username: string; how: 'removed' | 'left' }
   | { type: 'read_receipts_updated'; chatId: number; receipts: ReadReceipts }
   /** Someone who shares a chat with the user came online or went offline. */
-  | UserPresenceEvent;
+  | UserPresenceEvent
+  /** The user, or someone who shares a chat with them, changed their display name, bio or avatar. */
+  | { type: 'user_updated'; user: PublicUser };
 
 /** The user events after which the user is no longer in `chatId`. */
 export const endsMembership = (event: UserEvent): number | null =>

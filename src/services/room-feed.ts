@@ -1,3 +1,4 @@
+import { attachmentSelect, toAttachmentView } from './attachments/attachment.service';
 import type { Database } from '../db/client';
 import { publicUserSelect } from './auth.service';
 import type { Logger } from '../log';
@@ -30,7 +31,11 @@ export const messageSelect = {
 } as const;
 
 /** A message's columns with its reactions: what history and catch-up deliver, one query for the reactions of a whole page. */
-export const messageWithReactionsSelect = { ...messageSelect, reactions: reactionRowsSelect } as const;
+export const messageWithReactionsSelect = {
+  ...messageSelect,
+  reactions: reactionRowsSelect,
+  attachments: { select: attachmentSelect, orderBy: { id: 'asc' } },
+} as const;
 
 /** `assistant` is named later, and only where a page holds an assistant's answer (see nameAssistants). */
 export const toStoredMessage = (row: Omit<StoredMessage, 'username' | 'assistant'>): StoredMessage => ({
@@ -53,9 +58,14 @@ export async function nameAssistants<M extends StoredMessage>(db: Database, mess
   });
 }
 
-export const toMessageEvent = ({ reactions, ...row }: Omit<StoredMessage, 'username' | 'assistant'> & { reactions: ReactionRow[] }): MessageEvent => ({
+export const toMessageEvent = ({
+  reactions,
+  attachments,
+  ...row
+}: Omit<StoredMessage, 'username' | 'assistant'> & { reactions: ReactionRow[]; attachments: Parameters<typeof toAttachmentView>[0][] }): MessageEvent => ({
   ...toStoredMessage(row),
   reactions: summarizeReactions(reactions),
+  attachments: attachments.map(toAttachmentView),
 });
 
 /** What a stored message that was edited or deleted tells its readers now, its reactions with it. Only people's messages are edited. */

@@ -32,6 +32,7 @@ export const cursorSchema = integer(0, MAX_ID);
  * event (built from the input) and the history would disagree; PostgreSQL refuses NUL outright, in
  * a stored value or a lookup. Both are refused here, the same on every transport.
  */
+export const storableText = (schema: z.ZodString) => storable(schema);
 const storable = (schema: z.ZodString) =>
   schema
     .refine((text) => text.isWellFormed(), 'String should not contain unpaired surrogates')
@@ -95,9 +96,6 @@ export const contentSchema = storable(z.string())
   .refine((content) => content.trim().length > 0, 'Message content must not be empty')
   .refine((content) => content.length <= MAX_CONTENT_LENGTH, `Message content must be at most ${MAX_CONTENT_LENGTH} characters`);
 
-/** `thread_id`: asked under that earlier message of the chat, whose thread then leads a bot answer's context. */
-export const sendMessageInput = z.object({ content: contentSchema, thread_id: idSchema.nullish() });
-
 /** An assistant's name: `@name` addresses it, so it is one word, unique in its room regardless of case. */
 export const assistantNameSchema = z
   .string()
@@ -142,6 +140,39 @@ export const parseAssistantRef = (chatId: unknown, assistantId: unknown) => {
 
 /** A usage report's period: `from` inclusive, `to` exclusive, ISO 8601; the current month by default. */
 export const usageQuery = z.object({ from: z.iso.datetime({ offset: true }).optional(), to: z.iso.datetime({ offset: true }).optional() });
+/** The content rules of an edit; a message sent with attachments may have no text (`sendMessageInput`). */
+export const editMessageInput = z.object({ content: contentSchema });
+
+/** What an incoming hook posts: text under the rules of an edit (a hook uploads no file). */
+export const hookMessageInput = editMessageInput;
+
+/** At most this many attachments on one message. */
+export const MAX_ATTACHMENTS_PER_MESSAGE = 10;
+
+export const attachmentIdsSchema = z
+  .array(idSchema)
+  .max(MAX_ATTACHMENTS_PER_MESSAGE, `List should have at most ${MAX_ATTACHMENTS_PER_MESSAGE} items`)
+  .refine((ids) => new Set(ids).size === ids.length, 'Attachment ids must not repeat');
+
+const optionalContent = storable(z.string()).refine(
+  (content) => content.length <= MAX_CONTENT_LENGTH,
+  `Message content must be at most ${MAX_CONTENT_LENGTH} characters`,
+);
+
+/**
+ * What a message is sent with, every transport alike. `thread_id`: written under that earlier message of
+ * the chat, whose thread then leads a bot answer's context.
+ */
+const sendFields = { content: optionalContent.default(''), attachment_ids: attachmentIdsSchema.default([]), thread_id: idSchema.nullish() };
+
+/** Text, attachments (ids of the sender's uploads to the chat), or both: the text may be empty only with attachments. */
+const needsTextOrFiles = (message: { content: string; attachment_ids: number[] }, context: z.RefinementCtx) => {
+  if (message.attachment_ids.length === 0 && message.content.trim().length === 0) {
+    context.addIssue({ code: 'custom', path: ['content'], message: 'Message content must not be empty' });
+  }
+};
+
+export const sendMessageInput = z.object(sendFields).superRefine(needsTextOrFiles);
 
 /**
  * Longer than any emoji people send (the longest standard ones, a kiss with two skin tones and a
@@ -198,22 +229,26 @@ export const messageSearchQuery = z.object({
 });
 
 /** Frames a `/ws` client may send: the original protocol, plus `stop` for a running bot answer, `edit`/`delete` of a message and reactions. */
-export const wsFrame = z.discriminatedUnion(
-  'type',
-  [
-    z.object({ type: z.literal('join'), chat_id: idSchema, after: cursorSchema.optional() }),
-    z.object({ type: z.literal('message'), chat_id: idSchema, content: contentSchema, thread_id: idSchema.nullish() }),
-    z.object({ type: z.literal('regenerate'), chat_id: idSchema, message_id: idSchema }),
-    z.object({ type: z.literal('typing'), chat_id: idSchema }),
-    z.object({ type: z.literal('leave'), chat_id: idSchema }),
-    z.object({ type: z.literal('stop'), chat_id: idSchema }),
-    z.object({ type: z.literal('edit'), chat_id: idSchema, message_id: idSchema, content: contentSchema }),
-    z.object({ type: z.literal('delete'), chat_id: idSchema, message_id: idSchema }),
-    z.object({ type: z.literal('react'), chat_id: idSchema, message_id: idSchema, emoji: emojiSchema }),
-    z.object({ type: z.literal('unreact'), chat_id: idSchema, message_id: idSchema, emoji: emojiSchema }),
-  ],
-  { error: 'Unknown message type' },
-);
+export const wsFrame = z
+  .discriminatedUnion(
+    'type',
+    [
+      z.object({ type: z.literal('join'), chat_id: idSchema, after: cursorSchema.optional() }),
+      z.object({ type: z.literal('message'), chat_id: idSchema, ...sendFields }),
+      z.object({ type: z.literal('regenerate'), chat_id: idSchema, message_id: idSchema }),
+      z.object({ type: z.literal('typing'), chat_id: idSchema }),
+      z.object({ type: z.literal('leave'), chat_id: idSchema }),
+      z.object({ type: z.literal('stop'), chat_id: idSchema }),
+      z.object({ type: z.literal('edit'), chat_id: idSchema, message_id: idSchema, content: contentSchema }),
+      z.object({ type: z.literal('delete'), chat_id: idSchema, message_id: idSchema }),
+      z.object({ type: z.literal('react'), chat_id: idSchema, message_id: idSchema, emoji: emojiSchema }),
+      z.object({ type: z.literal('unreact'), chat_id: idSchema, message_id: idSchema, emoji: emojiSchema }),
+    ],
+    { error: 'Unknown message type' },
+  )
+  .superRefine((frame, context) => {
+    if (frame.type === 'message') needsTextOrFiles(frame, context);
+  });
 export type WsFrame = z.output<typeof wsFrame>;
 
 /** The one id rule for a chat named in a path or an argument; errors locate it as `chat_id`. */

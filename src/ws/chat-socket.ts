@@ -5,7 +5,8 @@ import type { PublicUser } from '../services/auth.service';
 import { AppError, domainError, RateLimitedError } from '../services/errors';
 import type { HistoryGap, RoomCatchUpEvent } from '../services/message.service';
 import { isHistoryGap } from '../services/message.service';
-import { assistantJson, botStreamFields, chatJson, messageFrameFields, reactionsJson, readReceiptsJson } from '../serializers';
+import type { AttachmentUrls } from '../serializers';
+import { assistantJson, botStreamFields, chatJson, messageFrameFields, reactionsJson, readReceiptsJson, userJson } from '../serializers';
 import type { AssistantEvent, BotStreamEvent, Listening, MessageChange, MessageEvent, ReactionEvent, UserEvent } from '../services/pubsub';
 import { endsMembership, isMessageChange } from '../services/pubsub';
 import { TokenBucket } from '../services/rate-limit';
@@ -58,11 +59,11 @@ const messageFields = messageFrameFields;
 
 /** The frames of both generations of the original service, built once per event and shared by every socket that gets it. */
 export const frames = {
-  message: (event: MessageEvent) => JSON.stringify({ type: 'message', ...messageFields(event) }),
+  message: (event: MessageEvent, urls: AttachmentUrls) => JSON.stringify({ type: 'message', ...messageFields(event, urls) }),
   /** An edit as the message it made, in the `message` frame's fields; a deletion by ids only. */
-  change: (change: MessageChange) =>
+  change: (change: MessageChange, urls: AttachmentUrls) =>
     change.kind === 'updated'
-      ? JSON.stringify({ type: 'message_updated', ...messageFields(change.message) })
+      ? JSON.stringify({ type: 'message_updated', ...messageFields(change.message, urls) })
       : JSON.stringify({ type: 'message_deleted', chat_id: change.chatId, message_id: change.messageId }),
   /** The seed's delta fields, and the later nested message whose content is the whole text so far. */
   botStream: (event: BotStreamEvent, textSoFar: string, botName: string) =>
@@ -131,6 +132,8 @@ export const frames = {
           status: event.status,
           last_seen_at: event.lastSeenAt?.toISOString() ?? null,
         });
+      case 'user_updated':
+        return JSON.stringify({ type: 'user_updated', user: userJson(event.user) });
       case 'left_chat':
         return null;
     }
@@ -331,7 +334,7 @@ export class ChatSocketHub {
         if (ws.data.rooms.has(frame.chat_id)) this.leave(ws, user, frame.chat_id);
         return;
       case 'message':
-        await this.services.messages.send(user, frame.chat_id, { content: frame.content, thread_id: frame.thread_id });
+        await this.services.messages.send(user, frame.chat_id, { content: frame.content, attachment_ids: frame.attachment_ids, thread_id: frame.thread_id });
         return;
       case 'typing':
         await this.services.messages.typing(user, frame.chat_id, ws.data.socketId);
@@ -459,7 +462,13 @@ export class ChatSocketHub {
   private async pump(ws: ChatSocket, events: AsyncIterableIterator<RoomCatchUpEvent>): Promise<void> {
     try {
       for await (const event of events) {
-        ws.send(isHistoryGap(event) ? frames.historyGap(event) : isMessageChange(event) ? frames.change(event) : frames.message(event));
+        ws.send(
+          isHistoryGap(event)
+            ? frames.historyGap(event)
+            : isMessageChange(event)
+              ? frames.change(event, this.services.attachments)
+              : frames.message(event, this.services.attachments),
+        );
         this.services.metrics.delivered('ws', 1);
         if (ws.getBufferedAmount() > CATCH_UP_BUFFER_BYTES && ws.readyState === WebSocket.OPEN) {
           await new Promise<void>((resolve) => ws.data.drainWaiters.push(resolve));
@@ -499,8 +508,8 @@ export class ChatSocketHub {
       metrics.delivered('ws', sent);
     };
     const registrations = [
-      feeds.onMessage(chatId, (event: MessageEvent) => toTopic(messagesTopic(chatId), frames.message(event))),
-      feeds.onChange(chatId, (change: MessageChange) => toTopic(messagesTopic(chatId), frames.change(change))),
+      feeds.onMessage(chatId, (event: MessageEvent) => toTopic(messagesTopic(chatId), frames.message(event, this.services.attachments))),
+      feeds.onChange(chatId, (change: MessageChange) => toTopic(messagesTopic(chatId), frames.change(change, this.services.attachments))),
       feeds.onBot(chatId, (event: BotStreamEvent, textSoFar) => toTopic(botTopic(chatId), frames.botStream(event, textSoFar, this.botName))),
       pubsub.on('chat:reaction', chatId, (event) => toTopic(membersTopic(chatId), frames.reaction(event))),
       pubsub.on('chat:assistant', chatId, (event) => toTopic(membersTopic(chatId), frames.assistant(event))),

@@ -110,6 +110,56 @@ function textOf(content: unknown): string {
   return parts.map((p) => (typeof p.text === 'string' ? p.text : '')).join('');
 }
 
+/** The inline data types Gemini documents for images, audio and documents. */
+export const GEMINI_INLINE_TYPES = new Set([
+  'image/png',
+  'image/jpeg',
+  'image/webp',
+  'image/heic',
+  'image/heif',
+  'audio/wav',
+  'audio/mp3',
+  'audio/aiff',
+  'audio/aac',
+  'audio/ogg',
+  'audio/flac',
+  'application/pdf',
+  'text/plain',
+]);
+/** Gemini's cap on a request's inline data. */
+export const GEMINI_INLINE_LIMIT_BYTES = 20 * 1024 * 1024;
+
+/**
+ * What real Gemini refuses with 400 in `contents`: a role other than user/model, turns that do not
+ * alternate or start with the user, an empty turn, a part that is not exactly one of text and
+ * inlineData, inline data of a type it does not read, not base64 or empty, or over 20 MB in all.
+ */
+function invalidContents(contents: any[]): string | null {
+  let inlineBytes = 0;
+  for (const [index, content] of contents.entries()) {
+    const where = `* GenerateContentRequest.contents[${index}]`;
+    if (content?.role !== 'user' && content?.role !== 'model') return `${where}.role: must be user or model`;
+    if (index === 0 && content.role !== 'user') return `${where}: the conversation must start with a user turn`;
+    if (index > 0 && contents[index - 1].role === content.role) return `${where}: roles must alternate between user and model`;
+    if (!Array.isArray(content.parts) || content.parts.length === 0) return `${where}.parts: contents.parts must not be empty`;
+    for (const [at, part] of (content.parts as any[]).entries()) {
+      const fields = Object.keys(part ?? {}).filter((key) => key === 'text' || key === 'inlineData');
+      if (fields.length !== 1) return `${where}.parts[${at}]: exactly one of text or inlineData must be set`;
+      if (fields[0] === 'text' && typeof part.text !== 'string') return `${where}.parts[${at}].text: must be a string`;
+      if (fields[0] === 'inlineData') {
+        const { mimeType, data } = part.inlineData ?? {};
+        if (!GEMINI_INLINE_TYPES.has(mimeType)) return `${where}.parts[${at}].inline_data.mime_type: Unsupported MIME type: ${String(mimeType)}`;
+        if (typeof data !== 'string' || data.length === 0 || !/^[A-Za-z0-9+/]+={0,2}$/.test(data) || data.length % 4 !== 0) {
+          return `${where}.parts[${at}].inline_data.data: Invalid value (bytes): base64 decoding failed`;
+        }
+        inlineBytes += (data.length / 4) * 3 - (data.endsWith('==') ? 2 : data.endsWith('=') ? 1 : 0);
+      }
+    }
+  }
+  if (inlineBytes > GEMINI_INLINE_LIMIT_BYTES) return `Request payload size exceeds the limit: ${GEMINI_INLINE_LIMIT_BYTES} bytes.`;
+  return null;
+}
+
 /** Default reply: echoes the last user turn. */
 function echoReply(req: FakeGeminiRequest): FakeGeminiReply {
   const contents: unknown[] = Array.isArray(req.body?.contents) ? req.body.contents : [];
@@ -305,6 +355,8 @@ export async function startFakeGemini(options: { apiKey?: string; port?: number 
       if (!Array.isArray(req.body.contents) || req.body.contents.length === 0) {
         return errorResponse(400, '* GenerateContentRequest.contents: contents is not specified');
       }
+      const invalid = invalidContents(req.body.contents);
+      if (invalid) return errorResponse(400, invalid);
       const source = queue.shift() ?? fallback;
       return answer(req, httpReq.signal, typeof source === 'function' ? source(req) : source, control);
     },

@@ -1,8 +1,8 @@
 import type { Content } from '@google/genai';
 import type { Config } from '../../config';
 import type { Database } from '../../db/client';
-import type { ContextMessage } from '../bot-context';
-import { assistantInstruction, buildContents, memoryTurn, systemInstruction } from '../bot-context';
+import type { ContextAttachment, ContextMessage } from '../bot-context';
+import { assistantInstruction, buildContents, chooseMedia, contextWindow, memoryTurn, systemInstruction } from '../bot-context';
 import { VISIBLE_STATUSES } from '../room-feed';
 
 /** The pending ask an answer is for, as the queue found it. */
@@ -24,14 +24,33 @@ export interface AnswerSettings {
   contents: Content[];
 }
 
-const messageColumns = { id: true, content: true, isBot: true, replyToId: true, senderName: true, user: { select: { username: true } } } as const;
+const messageColumns = {
+  id: true,
+  content: true,
+  isBot: true,
+  replyToId: true,
+  senderName: true,
+  user: { select: { username: true } },
+  attachments: { select: { id: true, filename: true, contentType: true, size: true }, orderBy: { id: 'asc' } },
+} as const;
+
+/** The bytes of the files in a context (base64, by attachment id). */
+export interface MediaSource {
+  dataOf(attachmentIds: number[]): Promise<Map<number, string>>;
+}
 
 /**
  * Everything an answer sends the model, read from the database when it starts (so every instance
  * answers with the same settings): the assistant's model, temperature, grounding and instructions,
  * and the context: its memory's summary, then the ask's thread, then the room's newest messages.
  */
-export async function answerSettings(db: Database, config: Pick<Config, 'gemini' | 'bot'>, chatId: number, ask: Ask): Promise<AnswerSettings> {
+export async function answerSettings(
+  db: Database,
+  config: Pick<Config, 'gemini' | 'bot'>,
+  media: MediaSource,
+  chatId: number,
+  ask: Ask,
+): Promise<AnswerSettings> {
   const [chat, assistant] = await Promise.all([
     db.chat.findUnique({ where: { id: chatId }, select: { name: true } }),
     ask.assistantId === null
@@ -47,22 +66,33 @@ export async function answerSettings(db: Database, config: Pick<Config, 'gemini'
   const recent = (await history(db, chatId, ask.id, budget.messages)).filter((message) => !inThread.has(message.id) || message.id === ask.id);
   const lead = [...(assistant?.memory ? [memoryTurn(assistant.memory)] : []), ...thread.filter((message) => message.id !== ask.id)];
   const chatName = chat?.name ?? null;
+  // The newest images, audio and PDFs that fit BOT_CONTEXT_BYTES go as data; older ones as a note.
+  const chosen = chooseMedia(contextWindow(recent, budget, lead), config.bot.contextBytes);
+  const data = await media.dataOf(chosen.map((attachment) => attachment.id));
   return {
     assistant: assistant && { id: assistant.id, name: assistant.name, memory: assistant.memory },
     model: assistant?.model ?? config.gemini.model,
     temperature: assistant?.temperature ?? null,
     grounding: assistant?.grounding ?? false,
     instruction: assistant ? assistantInstruction(chatName, ask.asker.name, assistant) : systemInstruction(chatName, ask.asker.name),
-    contents: buildContents(recent, budget, lead),
+    contents: buildContents(recent, budget, lead, data),
   };
 }
 
-const toContext = (row: { id: number; content: string; isBot: boolean; senderName: string | null; user: { username: string } | null }): ContextMessage => ({
+const toContext = (row: {
+  id: number;
+  content: string;
+  isBot: boolean;
+  senderName: string | null;
+  user: { username: string } | null;
+  attachments: ContextAttachment[];
+}): ContextMessage => ({
   id: row.id,
   content: row.content,
   isBot: row.isBot,
   // An incoming hook's message speaks under the hook's name.
   username: row.user?.username ?? row.senderName,
+  attachments: row.attachments,
 });
 
 /**

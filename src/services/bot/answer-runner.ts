@@ -8,7 +8,7 @@ import { isGeminiApiError } from '../gemini';
 import type { AnswerSource, BotStreamEvent, PubSub } from '../pubsub';
 import type { RoomFeeds } from '../room-feed';
 import { VISIBLE_STATUSES } from '../room-feed';
-import type { Ask } from './answer-context';
+import type { Ask, MediaSource } from './answer-context';
 import type { WebhookOutbox } from '../webhooks/outbox';
 import { botStreamFields } from '../../serializers';
 import { answerSettings } from './answer-context';
@@ -63,6 +63,7 @@ export class AnswerRunner {
     private readonly closing: AbortSignal,
     /** Where `bot.answer.completed` goes for the chat's webhooks. */
     private readonly outbox: Pick<WebhookOutbox, 'record'>,
+    private readonly media: MediaSource,
   ) {}
 
   progress(chatId: number): AnswerInProgress | null {
@@ -83,7 +84,7 @@ export class AnswerRunner {
 
   /** Answers one ask: claims it, streams the model's answer to the room, stores it, and always publishes its completion. */
   async run(chatId: number, ask: Ask, lost: AbortSignal): Promise<void> {
-    const settings = await answerSettings(this.db, this.config, chatId, ask);
+    const settings = await answerSettings(this.db, this.config, this.media, chatId, ask);
     // Shutdown began or the lock went while those were read: the ask stays pending.
     if (this.closing.aborted || lost.aborted) return;
     const claimed = await this.claim(chatId, ask, settings.assistant?.id ?? null);

@@ -18,7 +18,7 @@ export class WebhookOutbox {
   /**
    * Stores `event` with its `data` (the fields of the matching `/ws` frame) for each webhook of the
    * chat that subscribed to it. One statement; none when no webhook of the chat wants it.
-   * @example await outbox.record(chatId, 'message.created', messageFrameFields(message))
+   * @example await outbox.record(chatId, 'message.created', messageFrameFields(message, attachments))
    */
   async record(chatId: number, event: WebhookEvent, data: object, at = new Date()): Promise<void> {
     const payload = JSON.stringify(data);
