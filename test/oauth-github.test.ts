@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { MAX_PROVIDER_ANSWER_BYTES } from '../src/services/oauth/providers';
 import { createTestApp } from './support/app';
 import type { TestApp } from './support/app';
 import type { GithubAccount } from './support/fake-github';
@@ -96,6 +97,26 @@ describe('GitHub sign-in', () => {
     for (const [name, value] of cookies) browser.appCookies.set(name, value);
     expect((await browser.callback(callback)).status).toBe(400);
   });
+});
+
+describe('a provider that answers an enormous body', () => {
+  for (const path of ['/login/oauth/access_token', '/api/user', '/api/user/emails']) {
+    test(`${path}: read up to MAX_PROVIDER_ANSWER_BYTES, then the sign-in is refused with 503, nothing made`, async () => {
+      github.signInAs(githubAccount());
+      const users = await app.app.services.db.user.count();
+      const browser = new OAuthBrowser(app);
+      const callback = await browser.authorize(await browser.start('github'));
+      github.answerHugeAt(path);
+      try {
+        const response = await browser.callback(callback);
+        expect(response.status).toBe(503);
+        expect(((await response.json()) as { detail: string }).detail).toBe(`github answered more than ${MAX_PROVIDER_ANSWER_BYTES} bytes: try again shortly`);
+      } finally {
+        github.answerHugeAt(null);
+      }
+      expect(await app.app.services.db.user.count()).toBe(users);
+    });
+  }
 });
 
 describe('OAUTH_START_RATE_LIMIT=2, OAUTH_PUBLIC_URL on https', () => {
