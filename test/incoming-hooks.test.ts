@@ -147,3 +147,50 @@ test('a hook is rate-limited like a user, in a budget of its own', async () => {
     await limited.cleanup();
   }
 });
+
+describe('a hostile caller', () => {
+  test("content is judged exactly as a user's message is, and a malformed or oversized body is refused", async () => {
+    const hook = await createHook(t, owner, chatId, 'Mirror');
+    for (const json of [{ content: '' }, { content: '   ' }, { content: 'x'.repeat(10_001) }, { content: 'a\u0000b' }, { content: 42 }, {}, [], 'text']) {
+      const asUser = await t.request(`/api/chats/${chatId}/messages`, { method: 'POST', token: member.token, json });
+      const asHook = await post(t, hook.token, json);
+      expect([JSON.stringify(json).slice(0, 40), asHook.status]).toEqual([JSON.stringify(json).slice(0, 40), asUser.status]);
+    }
+    const malformed = await t.request(`/api/hooks/${hook.token}`, { method: 'POST', body: '{"content": ', headers: { 'content-type': 'application/json' } });
+    expect(malformed.status).toBe(422);
+    const huge = await t.request(`/api/hooks/${hook.token}`, {
+      method: 'POST',
+      body: JSON.stringify({ content: 'x'.repeat(2_000_000) }),
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(huge.status).toBe(413);
+  });
+
+  test('a hook of a deleted chat posts nothing; one revoked mid-burst answers 200 or 404, never a 500, and 404 once revoked', async () => {
+    const room = await groupRoom(t, owner, [], 'short-lived');
+    const hook = await createHook(t, owner, room, 'Doomed');
+    const burst = Array.from({ length: 10 }, (_, n) => post(t, hook.token, { content: `burst ${n}` }));
+    const revoked = await t.request(`/api/chats/${room}/hooks/${hook.id}`, { method: 'DELETE', token: owner.token });
+    expect(revoked.status).toBe(200);
+    for (const answer of await Promise.all(burst)) expect([200, 404, 429]).toContain(answer.status);
+    expect((await post(t, hook.token, { content: 'after' })).status).toBe(404);
+
+    const other = await createHook(t, owner, room, 'Orphan');
+    expect((await t.request(`/api/chats/${room}`, { method: 'DELETE', token: owner.token })).status).toBe(200);
+    expect((await post(t, other.token, { content: 'into the void' })).status).toBe(404);
+  });
+});
+
+test('a burst in parallel gets exactly the budget, however many are in flight', async () => {
+  const limited = await createTestApp({ MESSAGE_RATE_LIMIT: '1', MESSAGE_BURST: '3' });
+  try {
+    const boss = await signUp(limited);
+    const room = await groupRoom(limited, boss, [], 'burst');
+    const hook = await createHook(limited, boss, room, 'Flood');
+    const answers = await Promise.all(Array.from({ length: 20 }, (_, n) => post(limited, hook.token, { content: `m${n}` })));
+    expect(answers.filter((r) => r.status === 200)).toHaveLength(3);
+    expect(answers.filter((r) => r.status === 429)).toHaveLength(17);
+  } finally {
+    await limited.cleanup();
+  }
+});

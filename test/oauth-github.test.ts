@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { MAX_PROVIDER_ANSWER_BYTES } from '../src/services/oauth/providers';
 import { createTestApp } from './support/app';
 import type { TestApp } from './support/app';
 import type { GithubAccount } from './support/fake-github';
@@ -96,6 +97,61 @@ describe('GitHub sign-in', () => {
     for (const [name, value] of cookies) browser.appCookies.set(name, value);
     expect((await browser.callback(callback)).status).toBe(400);
   });
+});
+
+describe('a tampered callback', () => {
+  const tamper = async (change: (callback: URL) => void) => {
+    github.signInAs(githubAccount());
+    const users = await app.app.services.db.user.count();
+    const browser = new OAuthBrowser(app);
+    const callback = await browser.authorize(await browser.start('github'));
+    change(callback);
+    const response = await browser.callback(callback);
+    expect(await app.app.services.db.user.count()).toBe(users);
+    return response;
+  };
+
+  test('both a code and an error: refused, nothing made', async () => {
+    const response = await tamper((callback) => callback.searchParams.append('error', 'access_denied'));
+    expect(response.status).toBe(400);
+  });
+
+  test('a repeated state or code: refused, nothing made', async () => {
+    expect((await tamper((callback) => callback.searchParams.append('state', 'forged'))).status).toBe(400);
+    expect((await tamper((callback) => callback.searchParams.append('code', 'forged'))).status).toBe(400);
+  });
+
+  test('a huge parameter: refused, nothing made, no 500', async () => {
+    expect((await tamper((callback) => callback.searchParams.set('state', 'x'.repeat(100_000)))).status).toBe(400);
+    expect((await tamper((callback) => callback.searchParams.set('code', 'x'.repeat(100_000)))).status).toBe(400);
+  });
+
+  test('no state, or a state with no cookie: refused', async () => {
+    expect((await tamper((callback) => callback.searchParams.delete('state'))).status).toBe(400);
+    github.signInAs(githubAccount());
+    const callback = await new OAuthBrowser(app).authorize(await new OAuthBrowser(app).start('github'));
+    expect((await new OAuthBrowser(app).callback(callback)).status).toBe(400);
+  });
+});
+
+describe('a provider that answers an enormous body', () => {
+  for (const path of ['/login/oauth/access_token', '/api/user', '/api/user/emails']) {
+    test(`${path}: read up to MAX_PROVIDER_ANSWER_BYTES, then the sign-in is refused with 503, nothing made`, async () => {
+      github.signInAs(githubAccount());
+      const users = await app.app.services.db.user.count();
+      const browser = new OAuthBrowser(app);
+      const callback = await browser.authorize(await browser.start('github'));
+      github.answerHugeAt(path);
+      try {
+        const response = await browser.callback(callback);
+        expect(response.status).toBe(503);
+        expect(((await response.json()) as { detail: string }).detail).toBe(`github answered more than ${MAX_PROVIDER_ANSWER_BYTES} bytes: try again shortly`);
+      } finally {
+        github.answerHugeAt(null);
+      }
+      expect(await app.app.services.db.user.count()).toBe(users);
+    });
+  }
 });
 
 describe('OAUTH_START_RATE_LIMIT=2, OAUTH_PUBLIC_URL on https', () => {

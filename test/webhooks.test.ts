@@ -5,6 +5,7 @@ import { createLogger } from '../src/log';
 import type { DeliveryOutcome } from '../src/services/webhooks/delivery-worker';
 import { WebhookDeliveryWorker } from '../src/services/webhooks/delivery-worker';
 import { WebhookOutbox } from '../src/services/webhooks/outbox';
+import { MAX_WEBHOOKS_PER_CHAT } from '../src/services/webhooks/webhook.service';
 import { systemResolver } from '../src/services/webhooks/send';
 import { SIGNATURE_TOLERANCE_SECONDS, verifyDelivery } from '../src/services/webhooks/signing';
 import { createTestApp, signUp, type TestApp, type TestUser } from './support/app';
@@ -160,6 +161,26 @@ describe('managing webhooks', () => {
       const response = await t.request(`/api/chats/${chatId}/webhooks`, { method: 'POST', token: owner.token, json });
       expect(response.status).toBe(422);
     }
+  });
+  test('a chat holds at most MAX_WEBHOOKS_PER_CHAT webhooks, even when many are added at once; deleting one makes room', async () => {
+    const t = await webhookApp();
+    const owner = await signUp(t);
+    const chatId = await groupRoom(t, owner, [], 'many hooks');
+    const add = () =>
+      t.request(`/api/chats/${chatId}/webhooks`, {
+        method: 'POST',
+        token: owner.token,
+        json: { url: 'https://a.example.com/in', events: ['message.created'] },
+      });
+    const answers = await Promise.all(Array.from({ length: MAX_WEBHOOKS_PER_CHAT + 5 }, add));
+    expect(answers.filter((r) => r.status === 201)).toHaveLength(MAX_WEBHOOKS_PER_CHAT);
+    const refused = answers.filter((r) => r.status !== 201);
+    expect(refused.map((r) => r.status)).toEqual([400, 400, 400, 400, 400]);
+    expect(await refused[0]!.json()).toEqual({ detail: `This chat has ${MAX_WEBHOOKS_PER_CHAT} webhooks already: delete one before adding another` });
+    const list = (await (await t.request(`/api/chats/${chatId}/webhooks`, { token: owner.token })).json()) as { id: number }[];
+    expect(list).toHaveLength(MAX_WEBHOOKS_PER_CHAT);
+    expect((await t.request(`/api/chats/${chatId}/webhooks/${list[0]!.id}`, { method: 'DELETE', token: owner.token })).status).toBe(200);
+    expect((await add()).status).toBe(201);
   });
 });
 

@@ -75,6 +75,7 @@ import {
   webhookDeliveriesSchema,
   webhookSchema,
 } from './schemas';
+import { MAX_WEBHOOKS_PER_CHAT } from '../services/webhooks/webhook.service';
 
 export interface RouteContext {
   request: Request;
@@ -688,10 +689,11 @@ export const restRoutes: RestRoute[] = [
       description:
         'From now on each of the `events` in the chat is POSTed to `url`, signed with the `secret` this answer shows once (see the README for the ' +
         'scheme). Only https URLs, never to loopback, private, link-local or metadata addresses (checked again at each delivery, after DNS), unless ' +
-        'the server runs with WEBHOOK_ALLOW_PRIVATE=1.',
+        `the server runs with WEBHOOK_ALLOW_PRIVATE=1. A chat holds at most ${MAX_WEBHOOKS_PER_CHAT} webhooks.`,
       request: { params: chatIdInput, body: jsonBody(createWebhookInput) },
       responses: {
         201: jsonResponse(createdWebhookSchema, 'The webhook, with its secret'),
+        400: detailResponse(`"This chat has ${MAX_WEBHOOKS_PER_CHAT} webhooks already: delete one before adding another"`),
         403: notChatOwner,
         404: chatNotFound,
         413: tooLargeResponse,

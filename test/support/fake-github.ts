@@ -14,8 +14,22 @@ export interface GithubAccount {
  * whoever `signInAs` names at once. It checks what GitHub checks: the client, its secret, the
  * redirect URI and the code verifier, each code used once.
  */
+/** `{"padding":"xxxx…`, 8 MiB with no length announced and never closed: more than anyone should read. */
+function hugeAnswer(): Response {
+  const chunk = new TextEncoder().encode('x'.repeat(64 * 1024));
+  let sent = 0;
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      controller.enqueue(sent === 0 ? new TextEncoder().encode('{"padding":"') : chunk);
+      if (++sent > 128) controller.close();
+    },
+  });
+  return new Response(body, { headers: { 'content-type': 'application/json' } });
+}
+
 export function startFakeGithub(client: { clientId: string; clientSecret: string }) {
   let current: GithubAccount | null = null;
+  let hugeAt: string | null = null;
   const codes = new Map<string, { account: GithubAccount; challenge: string; redirectUri: string }>();
   const tokens = new Map<string, GithubAccount>();
   const server = Bun.serve({
@@ -23,6 +37,7 @@ export function startFakeGithub(client: { clientId: string; clientSecret: string
     hostname: '127.0.0.1',
     async fetch(request) {
       const url = new URL(request.url);
+      if (url.pathname === hugeAt) return hugeAnswer();
       if (url.pathname === '/login/oauth/authorize') {
         const params = url.searchParams;
         if (params.get('client_id') !== client.clientId || !current) return new Response('unknown client or no account', { status: 400 });
@@ -63,6 +78,10 @@ export function startFakeGithub(client: { clientId: string; clientSecret: string
     apiUrl: `http://127.0.0.1:${server.port}/api`,
     signInAs(account: GithubAccount) {
       current = account;
+    },
+    /** From now on `path` (null: none) answers a huge JSON body with no length, as a broken or hostile provider might. */
+    answerHugeAt(path: string | null) {
+      hugeAt = path;
     },
     close: () => server.stop(true),
   };

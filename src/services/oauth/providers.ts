@@ -40,12 +40,48 @@ export class SignInFailedError extends AppError {
 
 const insecure = (url: URL) => (url.protocol === 'http:' ? [client.allowInsecureRequests] : []);
 
+/** The most a provider's answer may hold: a discovery document, a key set, tokens or a profile are a few KiB. */
+export const MAX_PROVIDER_ANSWER_BYTES = 1024 * 1024;
+
+/**
+ * fetch for openid-client that stops reading an answer past MAX_PROVIDER_ANSWER_BYTES: a broken or
+ * hostile provider cannot fill this server's memory. (openid-client's own timeout, 30 s a request, bounds the time.)
+ */
+function cappedFetch(provider: string): client.CustomFetch {
+  const tooLarge = () =>
+    new AppError('SERVICE_UNAVAILABLE', `${provider} answered more than ${MAX_PROVIDER_ANSWER_BYTES} bytes: try again shortly`, undefined, 5);
+  return async (url, options) => {
+    const response = await fetch(url, options as RequestInit);
+    if (Number(response.headers.get('content-length') ?? 0) > MAX_PROVIDER_ANSWER_BYTES) {
+      await response.body?.cancel();
+      throw tooLarge();
+    }
+    if (!response.body) return response;
+    const reader = response.body.getReader();
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > MAX_PROVIDER_ANSWER_BYTES) {
+        await reader.cancel();
+        throw tooLarge();
+      }
+      chunks.push(value);
+    }
+    return new Response(Buffer.concat(chunks), { status: response.status, statusText: response.statusText, headers: response.headers });
+  };
+}
+
 /** Maps openid-client's failures: the provider's or the answer's refusal is the client's 400, an unreachable provider a 503. */
 async function guarded<T>(provider: string, work: () => Promise<T>): Promise<T> {
   try {
     return await work();
   } catch (error) {
     if (error instanceof AppError) throw error;
+    // openid-client wraps what its fetch threw (cappedFetch's refusal).
+    if ((error as { cause?: unknown }).cause instanceof AppError) throw (error as { cause: AppError }).cause;
     if (error instanceof client.AuthorizationResponseError || error instanceof client.ResponseBodyError) {
       throw new SignInFailedError(`${provider} refused the sign-in (${error.error}): start again`);
     }
@@ -77,6 +113,7 @@ export class OidcSignIn implements SignInProvider {
     this.configuration ??= client
       .discovery(this.settings.issuer, this.settings.clientId, undefined, client.ClientSecretBasic(this.settings.clientSecret), {
         execute: insecure(this.settings.issuer),
+        [client.customFetch]: cappedFetch(this.name),
       })
       .catch((error: unknown) => {
         this.configuration = null;
@@ -148,6 +185,7 @@ export class GithubSignIn implements SignInProvider {
       token_endpoint: new URL('login/oauth/access_token', withSlash(settings.webUrl)).href,
     };
     this.config = new client.Configuration(server, settings.clientId, undefined, client.ClientSecretPost(settings.clientSecret));
+    this.config[client.customFetch] = cappedFetch(this.name);
     if (settings.webUrl.protocol === 'http:' || settings.apiUrl.protocol === 'http:') client.allowInsecureRequests(this.config);
   }
 

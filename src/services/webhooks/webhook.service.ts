@@ -44,6 +44,9 @@ const toView = (row: { events: string } & Omit<WebhookView, 'events'>): WebhookV
 
 const webhookNotFound = () => new AppError('NOT_FOUND', 'Webhook not found');
 
+/** Each event is sent to every webhook of its chat: a cap keeps one message from fanning out without end. */
+export const MAX_WEBHOOKS_PER_CHAT = 20;
+
 /**
  * Outgoing webhooks of a chat, managed by its owner only: another participant is refused (403), as
  * for removing people. What they receive is written by the services (see WebhookOutbox) and sent by
@@ -70,7 +73,14 @@ export class WebhookService {
       throw new AppError('BAD_USER_INPUT', msg, [issue]);
     }
     const secret = newWebhookSecret();
-    const row = await this.db.webhook.create({ data: { chatId: id, url, events: `,${events.join(',')},`, secret }, select: webhookSelect });
+    const row = await this.db.$transaction(async (tx) => {
+      // The chat's row is locked first, so two creations at once cannot both pass the cap.
+      await tx.$executeRaw`UPDATE chats SET owner_id = owner_id WHERE id = ${id}`;
+      if ((await tx.webhook.count({ where: { chatId: id } })) >= MAX_WEBHOOKS_PER_CHAT) {
+        throw new AppError('CONFLICT', `This chat has ${MAX_WEBHOOKS_PER_CHAT} webhooks already: delete one before adding another`);
+      }
+      return tx.webhook.create({ data: { chatId: id, url, events: `,${events.join(',')},`, secret }, select: webhookSelect });
+    });
     return { ...toView(row), secret };
   }
 
