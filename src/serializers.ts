@@ -7,7 +7,7 @@ import { avatarUrl } from './services/auth.service';
 import type { UserPresence } from './services/presence.service';
 import type { AssistantMemory } from './services/bot/assistant.service';
 import type { UsageReport, UsageTotals } from './services/bot/usage.service';
-import type { AnswerVersion } from './services/bot.service';
+import type { AnswerVersion } from './services/bot/answer-versions';
 import type { AnswerSource, AssistantView, BotStreamEvent, ChatSummary, MessageEvent, ReactionSummary, ReadReceipts } from './services/pubsub';
 import type { ChatActivity } from './services/read-state.service';
 import type { MessageSearchHit } from './services/search/message-search.service';

@@ -43,6 +43,14 @@ describe('defaults', () => {
     expect(configError(() => loadConfig({ SECRET_KEY: SECRET, BOT_NAME: 'b'.repeat(65) })).message).toContain('BOT_NAME');
   });
 
+  test('BOT_MODELS is GEMINI_MODEL alone by default, else a comma-separated list of model ids; BOT_ROOM_MONTHLY_TOKENS is off by default', () => {
+    expect(loadConfig({ SECRET_KEY: SECRET, GEMINI_MODEL: 'm-one' }).bot).toMatchObject({ models: ['m-one'], roomMonthlyTokens: 0 });
+    expect(loadConfig({ SECRET_KEY: SECRET, BOT_MODELS: ' a-1, b.2 ,a-1' }).bot.models).toEqual(['a-1', 'b.2']);
+    expect(loadConfig({ SECRET_KEY: SECRET, BOT_ROOM_MONTHLY_TOKENS: '5000' }).bot.roomMonthlyTokens).toBe(5000);
+    expect(configError(() => loadConfig({ SECRET_KEY: SECRET, BOT_MODELS: 'good,bad model' })).message).toContain('BOT_MODELS has "bad model"');
+    expect(configError(() => loadConfig({ SECRET_KEY: SECRET, BOT_ROOM_MONTHLY_TOKENS: '-1' })).message).toContain('BOT_ROOM_MONTHLY_TOKENS');
+  });
+
   test('empty integer settings fall back to their defaults', () => {
     const config = loadConfig({ SECRET_KEY: SECRET, PORT: '', TOKEN_EXPIRE_MINUTES: '' });
     expect(config.port).toBe(8000);

@@ -426,7 +426,8 @@ export const restRoutes: RestRoute[] = [
       path: '/api/chats/{chat_id}/messages',
       tags: ['messages'],
       summary: 'Send a message',
-      description: 'Delivered to every participant like one sent over `/ws` or GraphQL; one starting with `/bot ` is answered by the bot in the room.',
+      description:
+        'Delivered to every participant like one sent over `/ws` or GraphQL; one starting with `/bot ` is answered by the bot in the room (`/bot @name …` and `@name …` by an assistant of that name). `thread_id` writes it under an earlier message.',
       request: { params: chatIdInput, body: jsonBody(sendMessageInput) },
       responses: {
         200: jsonResponse(messageSchema, 'The stored message'),
@@ -434,7 +435,9 @@ export const restRoutes: RestRoute[] = [
         404: chatNotFound,
         413: tooLargeResponse,
         422: validationErrorResponse,
-        429: retryLaterResponse('"Too many messages: …" (MESSAGE_RATE_LIMIT) or "Too many /bot requests: …" (BOT_RATE_LIMIT)'),
+        429: retryLaterResponse(
+          '"Too many messages: …" (MESSAGE_RATE_LIMIT), "Too many /bot requests: …" (BOT_RATE_LIMIT) or "This chat has used its … bot tokens for this month …" (BOT_ROOM_MONTHLY_TOKENS)',
+        ),
         503: detailResponse('Redis is unreachable: nothing was stored, try again shortly'),
       },
     },

@@ -1,6 +1,6 @@
 import type { AssistantMemory } from '../services/bot/assistant.service';
 import type { UsageReport, UsageTotals } from '../services/bot/usage.service';
-import type { AnswerVersion } from '../services/bot.service';
+import type { AnswerVersion } from '../services/bot/answer-versions';
 import type { AnswerSource, AssistantEvent, AssistantView } from '../services/pubsub';
 import { parseSources } from '../serializers';
 import { builder } from './builder';

@@ -11,22 +11,24 @@ import { addressedAssistant, parseAddress } from './bot/addressing';
 import type { Ask, MediaSource } from './bot/answer-context';
 import type { AnswerInProgress } from './bot/answer-runner';
 import { AnswerRunner } from './bot/answer-runner';
+import type { AnswerVersion } from './bot/answer-versions';
+import { AnswerVersions } from './bot/answer-versions';
 import { MemoryKeeper } from './bot/memory';
 import { UsageService } from './bot/usage.service';
 import type { ChatService } from './chat.service';
-import { AppError, MessageNotFoundError } from './errors';
+import { AppError } from './errors';
 import type { BotStreamEvent, PubSub } from './pubsub';
 import { boundedStream, whileMember } from './pubsub';
 import { KeyedRateLimiter } from './rate-limit';
 import type { RoomFeeds } from './room-feed';
-import { VISIBLE_STATUSES } from './room-feed';
 import { settleWithin } from './timeout';
 import type { RoomLock } from './room-lock';
-import { parseChatId, parseMessageRef } from './validation';
+import { parseChatId } from './validation';
 import type { WebhookOutbox } from './webhooks/outbox';
 
 export { botPrompt } from './bot/addressing';
 export type { AnswerInProgress } from './bot/answer-runner';
+export type { AnswerVersion } from './bot/answer-versions';
 
 /**
  * Asks whichever instance runs the room's answer (with `answering`, the answer to that ask) to stop
@@ -41,15 +43,6 @@ export async function requestStop(db: Database, pubsub: PubSub, chatId: number, 
   if (!streaming) return false;
   pubsub.publish('chat:stop', chatId, { chatId, messageId: streaming.id });
   return true;
-}
-
-/** One version of an answer: 1 is the first written. */
-export interface AnswerVersion {
-  version: number;
-  content: string;
-  /** As stored (JSON), null for none. */
-  sources: string | null;
-  createdAt: Date;
 }
 
 /** A message that asks the room's bot: the assistant it addresses (null: the built-in bot). */
@@ -73,6 +66,7 @@ export class BotService {
   private readonly closing = new AbortController();
   private readonly runner: AnswerRunner;
   private readonly memory: MemoryKeeper;
+  private readonly versionsOf: AnswerVersions;
   /** What the room's answers cost, and BOT_ROOM_MONTHLY_TOKENS. */
   readonly usage: UsageService;
 
@@ -94,6 +88,12 @@ export class BotService {
     this.usage = new UsageService(db, chats, config, metrics);
     this.runner = new AnswerRunner(db, pubsub, feeds, config, log, metrics, this.usage, gemini, this.closing.signal, outbox, media);
     this.memory = new MemoryKeeper(db, config, this.usage, log, gemini);
+    this.versionsOf = new AnswerVersions(
+      db,
+      chats,
+      (user, chatId) => this.admit(user, chatId, '-'),
+      (chatId) => void this.answer(chatId),
+    );
     const perMinute = config.limits.botPerMinute;
     this.askLimit = new KeyedRateLimiter({
       ratePerSecond: perMinute / 60,
@@ -119,43 +119,14 @@ export class BotService {
     return { assistantId };
   }
 
-  /**
-   * Any member asks for an answer again: it is written anew in its place (same message id, streamed
-   * as any answer), its earlier text kept as a version. Refused while it is being written.
-   */
-  async regenerate(user: PublicUser, chatId: unknown, messageId: unknown): Promise<void> {
-    const ref = parseMessageRef(chatId, messageId);
-    await this.chats.requireParticipant(user.id, ref.chatId);
-    const answer = await this.db.message.findFirst({
-      where: { id: ref.messageId, chatId: ref.chatId, isBot: true, status: { in: VISIBLE_STATUSES } },
-      select: { replyToId: true },
-    });
-    if (!answer) throw new MessageNotFoundError();
-    const ask = answer.replyToId === null ? null : await this.db.message.findFirst({ where: { id: answer.replyToId, status: { in: VISIBLE_STATUSES } } });
-    if (!ask) throw new AppError('BAD_REQUEST', 'Only an answer to an ask that is still in the chat can be asked again');
-    await this.admit(user, ref.chatId, '-');
-    const { count } = await this.db.message.updateMany({ where: { id: ask.id, askPending: false }, data: { askPending: true } });
-    if (count === 0) throw new AppError('BAD_REQUEST', 'This answer is already being written again');
-    void this.answer(ref.chatId);
+  /** Any member asks for an answer again (see AnswerVersions.regenerate). */
+  regenerate(user: PublicUser, chatId: unknown, messageId: unknown): Promise<void> {
+    return this.versionsOf.regenerate(user, chatId, messageId);
   }
 
-  /** An answer's versions, oldest first, the current one last: each regeneration keeps the text it replaced. */
-  async versions(user: PublicUser, chatId: unknown, messageId: unknown): Promise<AnswerVersion[]> {
-    const ref = parseMessageRef(chatId, messageId);
-    await this.chats.requireParticipant(user.id, ref.chatId);
-    const answer = await this.db.message.findFirst({
-      where: { id: ref.messageId, chatId: ref.chatId, status: { in: VISIBLE_STATUSES } },
-      select: {
-        content: true,
-        sources: true,
-        createdAt: true,
-        editedAt: true,
-        versions: { orderBy: { id: 'asc' }, select: { content: true, sources: true, createdAt: true } },
-      },
-    });
-    if (!answer) throw new MessageNotFoundError();
-    const current = { content: answer.content, sources: answer.sources, createdAt: answer.editedAt ?? answer.createdAt };
-    return [...answer.versions, current].map((version, index) => ({ version: index + 1, ...version }));
+  /** An answer's versions, oldest first, the current one last. */
+  versions(user: PublicUser, chatId: unknown, messageId: unknown): Promise<AnswerVersion[]> {
+    return this.versionsOf.list(user, chatId, messageId);
   }
 
   /**
@@ -209,25 +180,8 @@ export class BotService {
   }
 
   /** At start of a single instance, no answer can still be running: any marked streaming died with a process. */
-  async failInterruptedAnswers(chatId?: number): Promise<void> {
-    const interrupted = await this.db.message.findMany({
-      where: { status: 'streaming', ...(chatId === undefined ? {} : { chatId }) },
-      select: { id: true, chatId: true, content: true, replyToId: true, createdAt: true },
-    });
-    for (const message of interrupted) {
-      await this.db.message.update({ where: { id: message.id }, data: { status: 'failed' } });
-      // Its ask is answered, if by a failure: the process may have died before clearing its mark (see claim).
-      if (message.replyToId !== null) await this.runner.clearPending(message.replyToId);
-      this.pubsub.publish('chat:bot', message.chatId, {
-        chatId: message.chatId,
-        messageId: message.id,
-        chunk: '',
-        isComplete: true,
-        fullResponse: message.content,
-        error: 'The answer was interrupted: the server running it stopped',
-        createdAt: message.createdAt,
-      });
-    }
+  failInterruptedAnswers(chatId?: number): Promise<void> {
+    return this.runner.failInterrupted(chatId);
   }
 
   progress(chatId: number): AnswerInProgress | null {

@@ -76,6 +76,35 @@ export class AnswerRunner {
     for (const running of this.running.values()) running.controller.abort(new AnswerStopped(SHUT_DOWN));
   }
 
+  /** At start of a single instance, no answer can still be running: any marked streaming died with a process. */
+  async failInterrupted(chatId?: number): Promise<void> {
+    const interrupted = await this.db.message.findMany({
+      where: { status: 'streaming', ...(chatId === undefined ? {} : { chatId }) },
+      select: { id: true, chatId: true, content: true, replyToId: true, createdAt: true, versions: { orderBy: { id: 'desc' }, take: 1 } },
+    });
+    for (const message of interrupted) {
+      // A regeneration cut short by a dead process leaves the answer as it was before.
+      const earlier = message.versions[0];
+      if (earlier) {
+        await this.db.message.update({ where: { id: message.id }, data: { status: 'complete', content: earlier.content, sources: earlier.sources } });
+        await this.db.messageVersion.delete({ where: { id: earlier.id } });
+      } else {
+        await this.db.message.update({ where: { id: message.id }, data: { status: 'failed' } });
+      }
+      // Its ask is answered, if by a failure: the process may have died before clearing its mark (see claim).
+      if (message.replyToId !== null) await this.clearPending(message.replyToId);
+      this.pubsub.publish('chat:bot', message.chatId, {
+        chatId: message.chatId,
+        messageId: message.id,
+        chunk: '',
+        isComplete: true,
+        fullResponse: earlier?.content ?? message.content,
+        error: 'The answer was interrupted: the server running it stopped',
+        createdAt: message.createdAt,
+      });
+    }
+  }
+
   /** Takes the ask's pending mark; false if it was already gone. */
   async clearPending(askMessageId: number): Promise<boolean> {
     const { count } = await this.db.message.updateMany({ where: { id: askMessageId, askPending: true }, data: { askPending: false } });
