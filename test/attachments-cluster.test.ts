@@ -1,9 +1,7 @@
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { tmpdir } from 'node:os';
+import { beforeAll, describe, expect, test } from 'bun:test';
 import { DATABASE_CHUNK_BYTES } from '../src/services/attachments/file-store';
-import { createTestDatabase, RATE_LIMITS_OFF, testRedisEnv } from './support/app';
 import type { Instance } from './support/cluster';
-import { ok, signUpOn, startInstance } from './support/cluster';
+import { ok, signUpOn, twoInstances } from './support/cluster';
 import { media } from './support/media';
 
 /**
@@ -13,31 +11,12 @@ import { media } from './support/media';
  * Runs only when TEST_DATABASE_URL and TEST_REDIS_URL are set.
  */
 
-const STARTUP_TIMEOUT_MS = 60_000;
-
 if (process.env.TEST_DATABASE_URL && process.env.TEST_REDIS_URL) {
   describe('attachments on two instances', () => {
-    let database: { url: string; drop: () => Promise<void> };
     let a: Instance;
     let b: Instance;
-
-    beforeAll(async () => {
-      database = await createTestDatabase(tmpdir());
-      const env = {
-        NODE_ENV: 'production',
-        DATABASE_URL: database.url,
-        ...testRedisEnv(),
-        SECRET_KEY: 'attachments-cluster-test-secret-key-0123456789abcdef',
-        ...RATE_LIMITS_OFF,
-      };
-      [a, b] = await Promise.all([startInstance('A', env), startInstance('B', env)]);
-    }, STARTUP_TIMEOUT_MS);
-
-    afterAll(async () => {
-      await Promise.all([a?.kit.dispose(), b?.kit.dispose()].map((closing) => closing?.catch(() => {})));
-      await Promise.all([a?.kill(), b?.kill()]);
-      await database?.drop();
-    }, STARTUP_TIMEOUT_MS);
+    const cluster = twoInstances('attachments');
+    beforeAll(() => ({ a, b } = cluster));
 
     const upload = async (instance: Instance, token: string, chatId: number, file: Uint8Array, name: string) => {
       const form = new FormData();

@@ -1,8 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { tmpdir } from 'node:os';
-import { createTestDatabase, RATE_LIMITS_OFF, testRedisEnv } from './support/app';
 import type { Instance } from './support/cluster';
-import { ok, signUpOn, startInstance } from './support/cluster';
+import { ok, signUpOn, twoInstances } from './support/cluster';
 import { type Receiver, startReceiver } from './support/webhook-receiver';
 
 /**
@@ -11,37 +9,21 @@ import { type Receiver, startReceiver } from './support/webhook-receiver';
  * claimed and sent by one of them, once. Runs only when TEST_DATABASE_URL and TEST_REDIS_URL are set.
  */
 
-const STARTUP_TIMEOUT_MS = 60_000;
 const MESSAGES = 60;
 
 if (process.env.TEST_DATABASE_URL && process.env.TEST_REDIS_URL) {
   describe('webhooks on two instances', () => {
-    let database: { url: string; drop: () => Promise<void> };
     let a: Instance;
     let b: Instance;
     let receiver: Receiver;
-
-    beforeAll(async () => {
+    beforeAll(() => {
       receiver = startReceiver();
-      database = await createTestDatabase(tmpdir());
-      const env = {
-        NODE_ENV: 'production',
-        DATABASE_URL: database.url,
-        ...testRedisEnv(),
-        SECRET_KEY: 'webhooks-cluster-test-secret-key-0123456789abcdef',
-        ...RATE_LIMITS_OFF,
-        WEBHOOK_ALLOW_PRIVATE: '1',
-        WEBHOOK_POLL_MS: '5',
-      };
-      [a, b] = await Promise.all([startInstance('A', env), startInstance('B', env)]);
-    }, STARTUP_TIMEOUT_MS);
-
+    });
     afterAll(async () => {
-      await Promise.all([a?.kit.dispose(), b?.kit.dispose()].map((closing) => closing?.catch(() => {})));
-      await Promise.all([a?.kill(), b?.kill()]);
       await receiver?.stop();
-      await database?.drop();
-    }, STARTUP_TIMEOUT_MS);
+    });
+    const cluster = twoInstances('webhooks', { WEBHOOK_ALLOW_PRIVATE: '1', WEBHOOK_POLL_MS: '5' });
+    beforeAll(() => ({ a, b } = cluster));
 
     test('messages sent on both instances reach the webhook once each', async () => {
       const [alice, bob] = await Promise.all([signUpOn(a, 'alice'), signUpOn(b, 'bob')]);
@@ -72,7 +54,7 @@ if (process.env.TEST_DATABASE_URL && process.env.TEST_REDIS_URL) {
 
       // Every row delivered at its first attempt: none was sent twice, now or later. A sender stores the
       // outcome just after the receiver answered, so the last ones are read again until stored.
-      const sql = new Bun.SQL(database.url);
+      const sql = new Bun.SQL(cluster.databaseUrl);
       try {
         type Row = { status: string; attempts: number; n: number };
         const tally = async () =>

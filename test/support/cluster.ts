@@ -247,6 +247,8 @@ export async function eventually<T>(wait: () => Promise<T>, deadlineMs: number):
 export interface TwoInstances {
   a: Instance;
   b: Instance;
+  /** The PostgreSQL database both use, for a test that reads it directly. */
+  databaseUrl: string;
 }
 
 /**
@@ -259,6 +261,7 @@ export function twoInstances(name: string, env: Record<string, string> = {}): Tw
   let database: { url: string; drop: () => Promise<void> } | undefined;
   beforeAll(async () => {
     database = await createTestDatabase(tmpdir());
+    cluster.databaseUrl = database.url;
     const settings = {
       NODE_ENV: 'production',
       DATABASE_URL: database.url,
