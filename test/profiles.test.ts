@@ -49,6 +49,29 @@ describe('profiles', () => {
   });
 });
 
+test("GraphQL: updateProfile sets and clears like PATCH, user(id) reads anyone's profile, errors carry extensions.code", async () => {
+  const t = served.t;
+  const { alice, bob } = await pair();
+  const gql = async (token: string, query: string, variables: Record<string, unknown> = {}) =>
+    (await (await t.request('/graphql', { method: 'POST', token, json: { query, variables } })).json()) as { data?: any; errors?: any[] };
+  const set = await gql(alice.token, 'mutation { updateProfile(displayName: " Ali ", bio: "Maps") { id displayName bio } }');
+  expect(set.data.updateProfile).toEqual({ id: String(alice.id), displayName: 'Ali', bio: 'Maps' });
+  // Left out stays, null clears.
+  const cleared = await gql(alice.token, 'mutation { updateProfile(bio: null) { displayName bio } }');
+  expect(cleared.data.updateProfile).toEqual({ displayName: 'Ali', bio: null });
+  const seen = await gql(bob.token, 'query ($id: ID!) { user(id: $id) { username displayName bio avatarUrl } }', { id: String(alice.id) });
+  expect(seen.data.user).toEqual({ username: alice.username, displayName: 'Ali', bio: null, avatarUrl: null });
+  expect((await t.request('/api/users/' + alice.id, { token: bob.token }).then((r) => r.json())) as object).toMatchObject({ display_name: 'Ali', bio: null });
+  const tooLong = await gql(alice.token, 'mutation ($name: String) { updateProfile(displayName: $name) { id } }', { name: 'x'.repeat(65) });
+  expect(tooLong.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+  const missing = await gql(bob.token, '{ user(id: "999999") { id } }');
+  expect(missing.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
+  const signedOut = await gql('', 'mutation { removeAvatar { id } }');
+  expect(signedOut.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+  const removed = await gql(alice.token, 'mutation { removeAvatar { avatarUrl } }');
+  expect(removed.data.removeAvatar).toEqual({ avatarUrl: null });
+});
+
 describe('avatars', () => {
   test('PUT an image sets avatar_url, which serves it to anyone; a new one replaces it; DELETE clears it', async () => {
     const t = served.t;

@@ -32,6 +32,7 @@ export const UserRef = builder.prismaObject('User', {
     email: t.exposeString('email'),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     displayName: t.exposeString('displayName', { nullable: true, description: 'What to show instead of the username; null when unset.' }),
+    bio: t.exposeString('bio', { nullable: true, description: 'What they say of themselves; null when unset.' }),
     avatarUrl: t.string({
       nullable: true,
       description: 'The avatar (path and query; public, and a new URL for each new avatar); null when unset.',
