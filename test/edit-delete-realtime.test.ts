@@ -59,6 +59,7 @@ const updatedFrame = (message: MessageJson) => ({
   content: message.content,
   is_bot: message.is_bot,
   created_at: message.created_at,
+  attachments: message.attachments,
   message,
 });
 const deletedFrame = (chatId: number, messageId: number) => ({ type: 'message_deleted', chat_id: chatId, message_id: messageId });

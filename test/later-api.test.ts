@@ -40,7 +40,7 @@ async function record(...users: TestUser[]): Promise<UserEventRecorder[]> {
 }
 
 const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
-const USER_KEYS = ['created_at', 'email', 'id', 'username'];
+const USER_KEYS = ['avatar_url', 'created_at', 'display_name', 'email', 'id', 'username'];
 const CHAT_KEYS = ['created_at', 'id', 'is_group', 'name', 'owner_id'];
 const keysOf = (value: object) => Object.keys(value).sort();
 
