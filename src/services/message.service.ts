@@ -106,8 +106,8 @@ export class MessageService {
   }
 
   /**
-   * Persists, claims the attachments, writes the webhook outbox, then publishes one `chat:message`
-   * event; a `/bot` ask is admitted first and answered after.
+   * Persists, claims the attachments, publishes one `chat:message` event, then writes the webhook
+   * outbox before the sender is answered; a `/bot` ask is admitted first and answered after.
    */
   private async store(
     chatId: number,
@@ -161,10 +161,13 @@ export class MessageService {
       reactions: [],
       attachments,
     };
-    // In the outbox before the sender hears it was sent: an acknowledged message reaches its webhooks.
-    await this.outbox.record(chatId, 'message.created', messageFrameFields(event, this.attachments), stored.createdAt);
+    // Published as soon as it is stored: the writer settles a batch's messages in id order within one
+    // turn, so the room gets them in that order; an await before this line would let another
+    // message's answer (on PostgreSQL, from another connection) overtake it.
     this.pubsub.publish('chat:message', chatId, event);
     if (askPending) void this.bot.answer(chatId);
+    // In the outbox before the sender hears it was sent: an acknowledged message reaches its webhooks.
+    await this.outbox.record(chatId, 'message.created', messageFrameFields(event, this.attachments), stored.createdAt);
     return event;
   }
 
