@@ -23,6 +23,8 @@ import type { IdleResult } from './scenarios/idle';
 import type { ReactionCostResult } from './scenarios/reactions';
 import { runReactionCost } from './scenarios/reactions';
 import { runIdle } from './scenarios/idle';
+import type { FilesResult } from './scenarios/files';
+import { runFiles } from './scenarios/files';
 import type { PresenceResult } from './scenarios/presence';
 import { runPresence } from './scenarios/presence';
 import type { ScaleResult } from './scenarios/scale';
@@ -30,7 +32,7 @@ import { BackendUnreachable, runScale, scaleFailures, scaleReport } from './scen
 import type { SearchConfig } from './scenarios/search';
 import { runSearch, searchReport } from './scenarios/search';
 
-const SCENARIOS = ['ws', 'gql', 'bot', 'idle', 'http', 'scale', 'search', 'reactions', 'presence'] as const;
+const SCENARIOS = ['ws', 'gql', 'bot', 'idle', 'http', 'scale', 'search', 'reactions', 'presence', 'files'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 interface Settings extends FanoutConfig {
@@ -449,6 +451,25 @@ async function main() {
     console.log('  cycle is an online and an offline change, each written (offline: last_seen_at), looked up (who shares a chat)');
     console.log('  and pushed to the room. A change costs its socket open (token check, memberships) too. Both loads run on');
     console.log('  one server, one after the other: repeat runs before trusting a difference ("other" shows how busy the machine was).');
+  });
+
+  await scenario('files', '10. Files — uploads and downloads of 20 MiB against Bun doing the same unchecked, then 20 uploads of 20 MiB at once', async () => {
+    const files: FilesResult = await runFiles(context);
+    results.files = files;
+    const { uploadMbPerSecond: up, downloadMbPerSecond: down, concurrent } = files;
+    console.log(
+      table(
+        ['', 'project', 'Bun alone', 'project/Bun'],
+        [
+          ['upload MB/s (multipart, sniffed, streamed to disk)', num(up.project, 0), num(up.bun, 0), times(ratio(up.project, up.bun))],
+          ['download MB/s (signed link)', num(down.project, 0), num(down.bun, 0), times(ratio(down.project, down.bun))],
+        ],
+      ),
+    );
+    console.log(
+      `  ${concurrent.clients} uploads of ${files.fileMb} MiB at once (${concurrent.sentMb} MB) in ${num(concurrent.seconds, 1)} s: server RSS ${mb(concurrent.rssBeforeMb)} MB before, peak ${mb(concurrent.peakRssMb)} MB during.`,
+    );
+    console.log('  Uploads stream to the store: the peak should stay far below what was sent.');
   });
 
   const durationSeconds = (performance.now() - started) / 1000;

@@ -1,0 +1,101 @@
+import { join } from 'node:path';
+import { createRoom, registerAndLogin } from '../lib/api';
+import type { BenchContext } from '../lib/context';
+import { progress } from '../lib/context';
+
+export interface FilesResult {
+  fileMb: number;
+  /** MB/s of one upload at a time (multipart, sniffed, streamed to the store), and of Bun writing the same body to a file. */
+  uploadMbPerSecond: { project: number; bun: number };
+  /** MB/s of one download at a time through the signed link, and of Bun serving the same file from disk. */
+  downloadMbPerSecond: { project: number; bun: number };
+  /** `clients` uploading a file each at once: the server's RSS before and its peak during, MB. */
+  concurrent: { clients: number; seconds: number; rssBeforeMb: number; peakRssMb: number; sentMb: number };
+}
+
+const MB = 1024 * 1024;
+
+/** A PNG-headed file of `bytes`, so it passes the sniffing; the rest is filler the server never reads. */
+function pngFile(bytes: number): Uint8Array<ArrayBuffer> {
+  const file = new Uint8Array(bytes);
+  file.set([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, 0x49, 0x48, 0x44, 0x52, 0, 0, 1, 0, 0, 0, 1, 0]);
+  for (let i = 24; i < bytes; i += 4096) file[i] = i & 0xff;
+  return file;
+}
+
+const form = (file: Uint8Array<ArrayBuffer>) => {
+  const body = new FormData();
+  body.append('file', new Blob([file]), 'bench.png');
+  return body;
+};
+
+async function timed(work: () => Promise<unknown>): Promise<number> {
+  const started = performance.now();
+  await work();
+  return (performance.now() - started) / 1000;
+}
+
+/**
+ * Uploads and downloads of one `fileMb` file against Bun doing the same with no checks (writing a
+ * request body to a file, serving a file), then `clients` uploads at once with the server's peak
+ * RSS: flat when uploads stream (the server never holds a whole file).
+ */
+export async function runFiles(context: BenchContext, { fileMb = 20, rounds = 5, clients = 20 } = {}): Promise<FilesResult> {
+  const { server, dbPath } = await context.startProject('files');
+  const baseDir = join(dbPath, '..', 'bun-baseline');
+  const baseline = Bun.serve({
+    port: 0,
+    hostname: '127.0.0.1',
+    maxRequestBodySize: (fileMb + 1) * MB,
+    fetch: async (request) => {
+      if (request.method === 'POST') {
+        await Bun.write(join(baseDir, 'upload.bin'), request);
+        return new Response('ok');
+      }
+      return new Response(Bun.file(join(baseDir, 'upload.bin')));
+    },
+  });
+  try {
+    const file = pngFile(fileMb * MB);
+    const owner = await registerAndLogin(server.url, `files_${Date.now()}`);
+    const chatId = await createRoom(server.url, owner, 'files');
+    const upload = async () => {
+      const response = await fetch(`${server.url}/api/chats/${chatId}/attachments`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${owner.token}` },
+        body: form(file),
+      });
+      if (response.status !== 201) throw new Error(`upload → ${response.status} ${await response.text()}`);
+      return (await response.json()) as { url: string };
+    };
+    progress(`files: ${rounds} uploads and downloads of ${fileMb} MiB, project and Bun`);
+    let url = '';
+    const projectUp = await timed(async () => {
+      for (let i = 0; i < rounds; i++) url = (await upload()).url;
+    });
+    const bunUp = await timed(async () => {
+      for (let i = 0; i < rounds; i++) await (await fetch(baseline.url, { method: 'POST', body: form(file) })).text();
+    });
+    const projectDown = await timed(async () => {
+      for (let i = 0; i < rounds; i++) await (await fetch(`${server.url}${url}`)).arrayBuffer();
+    });
+    const bunDown = await timed(async () => {
+      for (let i = 0; i < rounds; i++) await (await fetch(baseline.url)).arrayBuffer();
+    });
+    progress(`files: ${clients} uploads of ${fileMb} MiB at once`);
+    const rssBefore = server.rssWindow();
+    const rssBeforeMb = rssBefore.peak() / MB;
+    const window = server.rssWindow();
+    const seconds = await timed(() => Promise.all(Array.from({ length: clients }, upload)));
+    const mbPerSecond = (time: number) => (fileMb * rounds) / time;
+    return {
+      fileMb,
+      uploadMbPerSecond: { project: mbPerSecond(projectUp), bun: mbPerSecond(bunUp) },
+      downloadMbPerSecond: { project: mbPerSecond(projectDown), bun: mbPerSecond(bunDown) },
+      concurrent: { clients, seconds, rssBeforeMb, peakRssMb: window.peak() / MB, sentMb: clients * fileMb },
+    };
+  } finally {
+    await baseline.stop(true);
+    await server.stop();
+  }
+}
