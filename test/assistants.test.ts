@@ -164,7 +164,18 @@ describe('assistants', () => {
     expect(requests[0]!.body.generationConfig?.temperature).toBeUndefined();
     expect(requests[0]!.body.tools).toBeUndefined();
     const answer = (await history(r)).at(-1);
-    expect(Object.keys(answer).sort()).toEqual(['attachments', 'chat_id', 'content', 'created_at', 'edited_at', 'id', 'is_bot', 'reactions', 'user_id', 'username']);
+    expect(Object.keys(answer).sort()).toEqual([
+      'attachments',
+      'chat_id',
+      'content',
+      'created_at',
+      'edited_at',
+      'id',
+      'is_bot',
+      'reactions',
+      'user_id',
+      'username',
+    ]);
     expect(answer.username).toBe('gemini-ai');
   });
 });
