@@ -9,8 +9,11 @@ export interface FilesResult {
   uploadMbPerSecond: { project: number; bun: number };
   /** MB/s of one download at a time through the signed link, and of Bun serving the same file from disk. */
   downloadMbPerSecond: { project: number; bun: number };
-  /** `clients` uploading a file each at once: the server's RSS before and its peak during, MB. */
-  concurrent: { clients: number; seconds: number; rssBeforeMb: number; peakRssMb: number; sentMb: number };
+  /**
+   * `clients` uploading a file each at once, with files of `fileMb` and of a quarter of it: the server's
+   * RSS before and its peak during, MB. Streamed uploads cost the same whatever the file's size.
+   */
+  concurrent: { clients: number; fileMb: number; seconds: number; rssBeforeMb: number; peakRssMb: number; sentMb: number }[];
 }
 
 const MB = 1024 * 1024;
@@ -59,11 +62,11 @@ export async function runFiles(context: BenchContext, { fileMb = 20, rounds = 5,
     const file = pngFile(fileMb * MB);
     const owner = await registerAndLogin(server.url, `files_${Date.now()}`);
     const chatId = await createRoom(server.url, owner, 'files');
-    const upload = async () => {
+    const upload = async (body = file) => {
       const response = await fetch(`${server.url}/api/chats/${chatId}/attachments`, {
         method: 'POST',
         headers: { authorization: `Bearer ${owner.token}` },
-        body: form(file),
+        body: form(body),
       });
       if (response.status !== 201) throw new Error(`upload → ${response.status} ${await response.text()}`);
       return (await response.json()) as { url: string };
@@ -82,17 +85,22 @@ export async function runFiles(context: BenchContext, { fileMb = 20, rounds = 5,
     const bunDown = await timed(async () => {
       for (let i = 0; i < rounds; i++) await (await fetch(baseline.url)).arrayBuffer();
     });
-    progress(`files: ${clients} uploads of ${fileMb} MiB at once`);
-    const rssBefore = server.rssWindow();
-    const rssBeforeMb = rssBefore.peak() / MB;
-    const window = server.rssWindow();
-    const seconds = await timed(() => Promise.all(Array.from({ length: clients }, upload)));
+    const concurrent: FilesResult['concurrent'] = [];
+    // The smaller files first: the peak of the larger ones cannot hide in what the smaller left behind.
+    for (const size of [fileMb / 4, fileMb]) {
+      progress(`files: ${clients} uploads of ${size} MiB at once`);
+      const sized = pngFile(size * MB);
+      const rssBeforeMb = server.rssWindow().peak() / MB;
+      const window = server.rssWindow();
+      const seconds = await timed(() => Promise.all(Array.from({ length: clients }, () => upload(sized))));
+      concurrent.push({ clients, fileMb: size, seconds, rssBeforeMb, peakRssMb: window.peak() / MB, sentMb: clients * size });
+    }
     const mbPerSecond = (time: number) => (fileMb * rounds) / time;
     return {
       fileMb,
       uploadMbPerSecond: { project: mbPerSecond(projectUp), bun: mbPerSecond(bunUp) },
       downloadMbPerSecond: { project: mbPerSecond(projectDown), bun: mbPerSecond(bunDown) },
-      concurrent: { clients, seconds, rssBeforeMb, peakRssMb: window.peak() / MB, sentMb: clients * fileMb },
+      concurrent,
     };
   } finally {
     await baseline.stop(true);

@@ -210,7 +210,7 @@ export function createServices(
     profiles: new ProfileService(db, auth, pubsub, attachments.store, (userId) => presence.sharersOf(userId)),
     reactions: new ReactionService(db, chats, pubsub, bus, reactionLimit(config.limits, metrics)),
     bot,
-    webhooks: new WebhookService(db, config.webhooks),
+    webhooks: new WebhookService(db, config.webhooks, outbox),
     incomingHooks: new IncomingHookService(db, messages),
     webhookWorker: new WebhookDeliveryWorker(db, config.database.engine, config.webhooks, outbox, resolveHost, log.child({ component: 'webhooks' })),
     assistants: new AssistantService(db, chats, pubsub, config),

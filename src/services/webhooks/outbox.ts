@@ -1,9 +1,14 @@
 import type { Database } from '../../db/client';
 import { Prisma } from '../../generated/sqlite/client';
 
-import type { WEBHOOK_EVENTS } from '../validation';
+import { LruCache } from '../lru-cache';
+import { WEBHOOK_EVENTS } from '../validation';
 
 export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
+
+/** How long a chat found to have no webhook for an event is taken at its word (see WebhookOutbox.withoutWebhook). */
+export const NO_WEBHOOK_MEMORY_MS = 1_000;
+const NO_WEBHOOK_MEMORY_ENTRIES = 10_000;
 
 /**
  * The write side of webhook delivery: an event becomes one row per enabled webhook of its chat that
@@ -12,8 +17,20 @@ export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
  */
 export class WebhookOutbox {
   private readonly listeners = new Set<() => void>();
+  /**
+   * "chat event" pairs just found to have no webhook: most chats have none, and their messages should
+   * not each pay a query to learn it. A webhook created here clears its chat at once; one created on
+   * another instance is seen here within NO_WEBHOOK_MEMORY_MS, the delay after creation from which a
+   * new webhook is sure to receive every event.
+   */
+  private readonly withoutWebhook: LruCache<string, true>;
 
-  constructor(private readonly db: Database) {}
+  constructor(
+    private readonly db: Database,
+    now: () => number = Date.now,
+  ) {
+    this.withoutWebhook = new LruCache<string, true>(NO_WEBHOOK_MEMORY_ENTRIES, NO_WEBHOOK_MEMORY_MS, now);
+  }
 
   /**
    * Stores `event` with its `data` (the fields of the matching `/ws` frame) for each webhook of the
@@ -21,14 +38,24 @@ export class WebhookOutbox {
    * @example await outbox.record(chatId, 'message.created', messageFrameFields(message, attachments))
    */
   async record(chatId: number, event: WebhookEvent, data: object, at = new Date()): Promise<void> {
-    const payload = JSON.stringify(data);
+    const pair = `${chatId} ${event}`;
+    if (this.withoutWebhook.get(pair)) return;
     // A read first: most chats have no webhook, and a read takes no write lock.
     const hooks = await this.db.$queryRaw<{ id: number }[]>`
       SELECT id FROM webhooks WHERE chat_id = ${chatId} AND disabled_at IS NULL AND events LIKE ${`%,${event},%`}`;
-    if (hooks.length === 0) return;
+    if (hooks.length === 0) {
+      this.withoutWebhook.set(pair, true);
+      return;
+    }
+    const payload = JSON.stringify(data);
     const rows = Prisma.join(hooks.map((hook) => Prisma.sql`(${hook.id}, ${event}, ${payload}, ${at}, ${at})`));
     await this.db.$executeRaw`INSERT INTO webhook_deliveries (webhook_id, event, payload, created_at, next_attempt_at) VALUES ${rows}`;
     for (const listener of this.listeners) listener();
+  }
+
+  /** A webhook of the chat was created here: its events are looked up again from now on. */
+  forgetChat(chatId: number): void {
+    for (const event of WEBHOOK_EVENTS) this.withoutWebhook.delete(`${chatId} ${event}`);
   }
 
   /** Called after each write, so this instance's worker sends at once instead of at its next poll. */

@@ -5,7 +5,7 @@ import { AppError, ChatNotFoundError } from '../errors';
 import type { ValidationIssue } from '../validation';
 import { createWebhookInput, historyQuery, parseChatId, parseInput, parseWebhookId } from '../validation';
 import { refusedUrl } from './address-safety';
-import type { WebhookEvent } from './outbox';
+import type { WebhookEvent, WebhookOutbox } from './outbox';
 import { newWebhookSecret } from './signing';
 
 export interface WebhookView {
@@ -56,6 +56,7 @@ export class WebhookService {
   constructor(
     private readonly db: Database,
     private readonly settings: Pick<Config['webhooks'], 'allowPrivate'>,
+    private readonly outbox: Pick<WebhookOutbox, 'forgetChat'>,
   ) {}
 
   /**
@@ -81,6 +82,7 @@ export class WebhookService {
       }
       return tx.webhook.create({ data: { chatId: id, url, events: `,${events.join(',')},`, secret }, select: webhookSelect });
     });
+    this.outbox.forgetChat(id);
     return { ...toView(row), secret };
   }
 
