@@ -482,8 +482,13 @@ async function main() {
           ]),
         ),
       );
-      console.log('  Streamed: the rise is about the same for files 4 times larger (socket buffers and chunks in flight, per upload),');
-      console.log('  far below what was sent; an upload held whole would make it grow with the file.');
+      const [small, large] = concurrent;
+      if (small && large) {
+        const growth = ratio(large.peakRssMb - large.rssBeforeMb, small.peakRssMb - small.rssBeforeMb);
+        console.log(
+          `  Files ${num(large.fileMb / small.fileMb, 0)} times larger raised the peak ${times(growth)} as much; an upload held whole would add its whole size (${num(large.sentMb, 0)} MB).`,
+        );
+      }
     },
   );
 

@@ -116,7 +116,7 @@ export class ChatService {
       throw error;
     }
     const summary = await this.db.chat.findUniqueOrThrow({ where: { id }, select: chatSummarySelect });
-    await this.outbox.record(id, 'member.joined', { chat_id: id, user_id: invitee.id, username: invitee.username, invited_by: inviter.username });
+    await this.outbox.record(id, 'member.joined', () => ({ chat_id: id, user_id: invitee.id, username: invitee.username, invited_by: inviter.username }));
     this.pubsub.publish('user:event', invitee.id, { type: 'chat_invite', chat: summary, invitedBy: inviter.username });
     return invitee;
   }
@@ -152,7 +152,7 @@ export class ChatService {
     await this.deleteParticipation(id, removedId, 'User is not a participant');
     const removed = await this.db.user.findUniqueOrThrow({ where: { id: removedId }, select: { username: true } });
     const chatName = chat.name;
-    await this.outbox.record(id, 'member.left', { chat_id: id, user_id: removedId, username: removed.username, how: 'removed' });
+    await this.outbox.record(id, 'member.left', () => ({ chat_id: id, user_id: removedId, username: removed.username, how: 'removed' }));
     this.publishTo([removedId], { type: 'removed_from_chat', chatId: id, chatName, removedBy: owner.username });
     this.publishTo(await this.participantIds(id), { type: 'user_left', chatId: id, chatName, userId: removedId, username: removed.username, how: 'removed' });
   }
@@ -166,7 +166,7 @@ export class ChatService {
     const chat = await this.findChat(id);
     if (chat.ownerId === user.id) throw new AppError('BAD_REQUEST', 'Chat owner cannot leave. Delete the chat instead');
     await this.deleteParticipation(id, user.id, 'Not a participant');
-    await this.outbox.record(id, 'member.left', { chat_id: id, user_id: user.id, username: user.username, how: 'left' });
+    await this.outbox.record(id, 'member.left', () => ({ chat_id: id, user_id: user.id, username: user.username, how: 'left' }));
     this.publishTo([user.id], { type: 'left_chat', chatId: id });
     this.publishTo(await this.participantIds(id), {
       type: 'user_left',

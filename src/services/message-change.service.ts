@@ -68,7 +68,7 @@ export class MessageChangeService {
     const editedAt = new Date();
     const changeMark = await this.stamp(ref, Prisma.sql`content = ${content}, edited_at = ${editedAt}`);
     const edited: MessageEvent = { ...current, content, editedAt, changeMark };
-    await this.outbox.record(ref.chatId, 'message.updated', messageFrameFields(edited, this.attachments), editedAt);
+    await this.outbox.record(ref.chatId, 'message.updated', () => messageFrameFields(edited, this.attachments), editedAt);
     this.pubsub.publish('chat:change', ref.chatId, { kind: 'updated', message: edited });
     return edited;
   }
@@ -91,7 +91,7 @@ export class MessageChangeService {
     this.requireDelivery();
     const deletedAt = new Date();
     await this.stamp(ref, Prisma.sql`status = 'deleted', content = '', deleted_at = ${deletedAt}, ask_pending = ${false}`);
-    await this.outbox.record(ref.chatId, 'message.deleted', { chat_id: ref.chatId, message_id: ref.messageId }, deletedAt);
+    await this.outbox.record(ref.chatId, 'message.deleted', () => ({ chat_id: ref.chatId, message_id: ref.messageId }), deletedAt);
     this.pubsub.publish('chat:change', ref.chatId, { kind: 'deleted', ...ref });
     await this.attachments.deleteForMessage(ref.messageId);
     await this.bot.stopAnswerOf(ref.chatId, message);

@@ -167,7 +167,7 @@ export class MessageService {
     this.pubsub.publish('chat:message', chatId, event);
     if (askPending) void this.bot.answer(chatId);
     // In the outbox before the sender hears it was sent: an acknowledged message reaches its webhooks.
-    await this.outbox.record(chatId, 'message.created', messageFrameFields(event, this.attachments), stored.createdAt);
+    await this.outbox.record(chatId, 'message.created', () => messageFrameFields(event, this.attachments), stored.createdAt);
     return event;
   }
 

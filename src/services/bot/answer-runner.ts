@@ -198,7 +198,9 @@ export class AnswerRunner {
         ? { chunk: '', isComplete: true, fullResponse, stopped: true }
         : { chunk: '', isComplete: true, fullResponse, error, stopped: status === 'stopped' || undefined, ...withSources };
       await this.outbox
-        .record(chatId, 'bot.answer.completed', botStreamFields({ chatId, messageId, createdAt, ...who, ...completion }, fullResponse, this.config.bot.name))
+        .record(chatId, 'bot.answer.completed', () =>
+          botStreamFields({ chatId, messageId, createdAt, ...who, ...completion }, fullResponse, this.config.bot.name),
+        )
         .catch((recordError: unknown) => this.log.error({ err: recordError, chatId, messageId }, 'a bot answer could not be written to the webhook outbox'));
       publish(completion);
       roomFeed.stop();

@@ -23,13 +23,13 @@ describe('WebhookOutbox', () => {
     let now = 0;
     const { db, calls } = countingDb(() => []);
     const outbox = new WebhookOutbox(db, () => now);
-    for (let i = 0; i < 5; i++) await outbox.record(1, 'message.created', { i });
+    for (let i = 0; i < 5; i++) await outbox.record(1, 'message.created', () => ({ i }));
     expect(calls.lookups).toBe(1);
-    await outbox.record(1, 'message.deleted', {});
-    await outbox.record(2, 'message.created', {});
+    await outbox.record(1, 'message.deleted', () => ({}));
+    await outbox.record(2, 'message.created', () => ({}));
     expect(calls.lookups).toBe(3);
     now += NO_WEBHOOK_MEMORY_MS;
-    await outbox.record(1, 'message.created', {});
+    await outbox.record(1, 'message.created', () => ({}));
     expect(calls.lookups).toBe(4);
   });
 
@@ -37,17 +37,17 @@ describe('WebhookOutbox', () => {
     let hooks: number[] = [];
     const { db, calls } = countingDb(() => hooks);
     const outbox = new WebhookOutbox(db, () => 0);
-    await outbox.record(1, 'message.created', {});
+    await outbox.record(1, 'message.created', () => ({}));
     hooks = [7];
     outbox.forgetChat(1);
-    await outbox.record(1, 'message.created', {});
+    await outbox.record(1, 'message.created', () => ({}));
     expect(calls).toEqual({ lookups: 2, inserts: 1 });
   });
 
   test('a chat with webhooks is looked up for every event', async () => {
     const { db, calls } = countingDb(() => [7]);
     const outbox = new WebhookOutbox(db, () => 0);
-    for (let i = 0; i < 3; i++) await outbox.record(1, 'message.created', { i });
+    for (let i = 0; i < 3; i++) await outbox.record(1, 'message.created', () => ({ i }));
     expect(calls).toEqual({ lookups: 3, inserts: 3 });
   });
 });

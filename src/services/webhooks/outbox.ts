@@ -33,11 +33,11 @@ export class WebhookOutbox {
   }
 
   /**
-   * Stores `event` with its `data` (the fields of the matching `/ws` frame) for each webhook of the
+   * Stores `event` with its `data` (the fields of the matching `/ws` frame, built only when a webhook wants them) for each webhook of the
    * chat that subscribed to it. One statement; none when no webhook of the chat wants it.
-   * @example await outbox.record(chatId, 'message.created', messageFrameFields(message, attachments))
+   * @example await outbox.record(chatId, 'message.created', () => messageFrameFields(message, attachments))
    */
-  async record(chatId: number, event: WebhookEvent, data: object, at = new Date()): Promise<void> {
+  async record(chatId: number, event: WebhookEvent, data: () => object, at = new Date()): Promise<void> {
     const pair = `${chatId} ${event}`;
     if (this.withoutWebhook.get(pair)) return;
     // A read first: most chats have no webhook, and a read takes no write lock.
@@ -47,7 +47,7 @@ export class WebhookOutbox {
       this.withoutWebhook.set(pair, true);
       return;
     }
-    const payload = JSON.stringify(data);
+    const payload = JSON.stringify(data());
     const rows = Prisma.join(hooks.map((hook) => Prisma.sql`(${hook.id}, ${event}, ${payload}, ${at}, ${at})`));
     await this.db.$executeRaw`INSERT INTO webhook_deliveries (webhook_id, event, payload, created_at, next_attempt_at) VALUES ${rows}`;
     for (const listener of this.listeners) listener();
