@@ -23,11 +23,13 @@ const MIGRATIONS = [
   '20261213000000_webhooks',
   '20261214000000_attachments_profiles',
   '20261215000000_assistants',
+  '20261216000000_partial_indexes',
 ];
 
 /**
  * What the migrations build that Prisma's models cannot describe, by name: message search's index
- * (20261210000000_search). The drift tests compare everything else exactly, and require these to
+ * (20261210000000_search) and the partial indexes of pending asks and changed messages
+ * (20261216000000_partial_indexes). The drift tests compare everything else exactly, and require these to
  * exist: a later migration that dropped them (say, by redefining `messages`) fails here.
  */
 const RAW_ONLY = {
@@ -40,8 +42,16 @@ const RAW_ONLY = {
     'trigger messages_search_delete',
     'trigger messages_search_insert',
     'trigger messages_search_update',
+    'index messages_pending_ask_idx',
+    'index messages_changed_idx',
   ],
-  postgres: ['column messages.search_vector', 'function search_fold', 'index messages_search_vector_idx'],
+  postgres: [
+    'column messages.search_vector',
+    'function search_fold',
+    'index messages_search_vector_idx',
+    'index messages_pending_ask_idx',
+    'index messages_changed_idx',
+  ],
 };
 
 const migrationSql = (engine: 'sqlite' | 'postgres', name: string) =>

@@ -175,8 +175,9 @@ export class BotService {
    * when the lock's Redis is back. Resolves once they are queued; `idle()` waits for the answers.
    */
   async answerAllPending(): Promise<void> {
-    const rooms = await this.db.message.groupBy({ by: ['chatId'], where: { askPending: true } });
-    for (const { chatId } of rooms) void this.answer(chatId);
+    // `WHERE ask_pending` written out, not compared with a bound value: only then may SQLite read the partial index.
+    const rooms = await this.db.$queryRaw<{ chat_id: number }[]>`SELECT DISTINCT chat_id FROM messages WHERE ask_pending`;
+    for (const { chat_id: chatId } of rooms) void this.answer(chatId);
   }
 
   /** At start of a single instance, no answer can still be running: any marked streaming died with a process. */
@@ -269,14 +270,17 @@ export class BotService {
   }
 
   /**
-   * The room's oldest pending ask: an index lookup (ask_pending, chat_id, id), whatever the room's
+   * The room's oldest pending ask: a lookup in the partial index of pending asks, whatever the room's
    * history. By mark, not by "after the last answered id": on PostgreSQL two asks can commit out of
-   * id order, and the later id answered first must not hide the earlier one.
+   * id order, and the later id answered first must not hide the earlier one. An ask taken between
+   * the two reads is refused by the runner's claim.
    */
-  private nextPendingAsk(chatId: number) {
+  private async nextPendingAsk(chatId: number) {
+    // `WHERE ask_pending` written out, as in answerAllPending.
+    const [oldest] = await this.db.$queryRaw<{ id: number }[]>`SELECT id FROM messages WHERE ask_pending AND chat_id = ${chatId} ORDER BY id LIMIT 1`;
+    if (!oldest) return null;
     return this.db.message.findFirst({
-      where: { askPending: true, chatId },
-      orderBy: { id: 'asc' },
+      where: { id: oldest.id, chatId },
       select: { id: true, assistantId: true, threadId: true, senderName: true, user: { select: publicUserSelect } },
     });
   }
