@@ -16,7 +16,7 @@ beforeAll(async () => {
   alice = await signUp(t);
   const { db } = t.app.services;
   const counting = { $queryRaw: (...args: Parameters<Database['$queryRaw']>) => (statements++, db.$queryRaw(...args)) };
-  writer = new MessageWriter(counting as unknown as Database, t.app.services.metrics);
+  writer = new MessageWriter(counting as unknown as Database, t.config.database.engine, t.app.services.metrics);
 });
 afterAll(() => t.cleanup());
 

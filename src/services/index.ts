@@ -18,6 +18,7 @@ import { LoginThrottle } from './login-throttle';
 import { Memberships } from './memberships';
 import { MessageChangeService } from './message-change.service';
 import { MessageService } from './message.service';
+import { MessageWriter } from './message-writer';
 import type { EventBus, PubSub } from './pubsub';
 import { RoomFeeds } from './room-feed';
 import { PasswordHasher } from './password-hasher';
@@ -184,7 +185,20 @@ export function createServices(
   });
   const writeLimit = messageLimit(config.limits, metrics);
   const messageChanges = new MessageChangeService(db, chats, pubsub, bot, feeds, bus, writeLimit, config.bot.name, outbox, attachments);
-  const messages = new MessageService(db, chats, pubsub, bot, feeds, messageChanges, bus, writeLimit, config.bot.name, metrics, outbox, attachments);
+  const messages = new MessageService(
+    db,
+    chats,
+    pubsub,
+    bot,
+    feeds,
+    messageChanges,
+    bus,
+    writeLimit,
+    config.bot.name,
+    new MessageWriter(db, config.database.engine, metrics),
+    outbox,
+    attachments,
+  );
   return {
     db,
     auth,

@@ -19,10 +19,31 @@ interface PendingWrite {
 }
 
 /**
- * Rows per INSERT: bounds a statement's size (8 parameters a row, far under SQLite's 32,766 and
- * PostgreSQL's 65,535) and how long one statement holds the write lock; the rest go in the next.
+ * Rows per INSERT: bounds how long one statement holds the write lock; the rest go in the next.
  */
 export const MAX_BATCH_ROWS = 500;
+
+/** A row as the INSERT reads it from its one JSON parameter: `[chat_id, user_id, content, ask_pending, sender_name, assistant_id, thread_id]`. */
+type RowTuple = [number, number | null, string, boolean, string | null, number | null, number | null];
+
+/**
+ * The batch's INSERT, one statement text whatever its size: the rows travel as one JSON array, so the
+ * statement is prepared once and Prisma maps three parameters instead of eight a row (measured: the
+ * per-row parameters, and preparing a new statement for each batch size, cost more than the insert).
+ * Rows are inserted in array order, so ids follow it.
+ */
+const insertStatements = {
+  sqlite: (rows: string, createdAt: Date) => Prisma.sql`
+    INSERT INTO messages (chat_id, user_id, content, created_at, ask_pending, sender_name, assistant_id, thread_id)
+    SELECT value ->> 0, value ->> 1, value ->> 2, ${createdAt}, value ->> 3, value ->> 4, value ->> 5, value ->> 6
+    FROM json_each(${rows}) ORDER BY key
+    RETURNING id, created_at`,
+  postgres: (rows: string, createdAt: Date) => Prisma.sql`
+    INSERT INTO messages (chat_id, user_id, content, created_at, ask_pending, sender_name, assistant_id, thread_id)
+    SELECT (row ->> 0)::int, (row ->> 1)::int, row ->> 2, ${createdAt}, (row ->> 3)::boolean, row ->> 4, (row ->> 5)::int, (row ->> 6)::int
+    FROM jsonb_array_elements(${rows}::jsonb) WITH ORDINALITY AS rows (row, position) ORDER BY position
+    RETURNING id, created_at`,
+};
 
 /**
  * Group commit for the hot path. Messages written while an insert is in flight wait for it and
@@ -37,6 +58,7 @@ export class MessageWriter {
 
   constructor(
     private readonly db: Database,
+    private readonly engine: 'sqlite' | 'postgres',
     private readonly metrics: Pick<Metrics, 'messagesStored' | 'messageBatchSize'>,
   ) {}
 
@@ -70,20 +92,22 @@ export class MessageWriter {
   /** One INSERT of the rows, in order; returns each row's id and timestamp in the same order. */
   private async insert(batch: PendingWrite[]): Promise<{ id: number; createdAt: Date }[]> {
     const createdAt = new Date();
-    const values = Prisma.join(
-      batch.map(
-        ({ data }) =>
-          Prisma.sql`(${data.chatId}, ${data.userId}, ${data.content}, ${createdAt}, ${data.askPending}, ${data.senderName ?? null}, ${data.assistantId ?? null}, ${data.threadId ?? null})`,
-      ),
+    const rows = JSON.stringify(
+      batch.map(({ data }): RowTuple => [
+        data.chatId,
+        data.userId,
+        data.content,
+        data.askPending,
+        data.senderName ?? null,
+        data.assistantId ?? null,
+        data.threadId ?? null,
+      ]),
     );
-    // Raw SQL, portable across both engines: a fraction of createManyAndReturn's cost per row
-    // (measured: 18 µs against 77 µs a row in batches of ten), on this path that matters most.
-    const rows = await this.db.$queryRaw<{ id: number; created_at: Date }[]>`
-      INSERT INTO messages (chat_id, user_id, content, created_at, ask_pending, sender_name, assistant_id, thread_id) VALUES ${values} RETURNING id, created_at`;
-    this.metrics.messagesStored.inc(rows.length);
-    this.metrics.messageBatchSize.observe(rows.length);
+    const stored = await this.db.$queryRaw<{ id: number; created_at: Date }[]>(insertStatements[this.engine](rows, createdAt));
+    this.metrics.messagesStored.inc(stored.length);
+    this.metrics.messageBatchSize.observe(stored.length);
     // Ids follow the rows' order in the statement; sorting makes that explicit.
-    rows.sort((a, b) => a.id - b.id);
-    return rows.map((row) => ({ id: row.id, createdAt: row.created_at }));
+    stored.sort((a, b) => a.id - b.id);
+    return stored.map((row) => ({ id: row.id, createdAt: row.created_at }));
   }
 }

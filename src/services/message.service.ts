@@ -1,14 +1,13 @@
 import type { AttachmentService } from './attachments/attachment.service';
 import type { Database } from '../db/client';
 import type { Prisma } from '../generated/sqlite/client';
-import type { Metrics } from '../metrics';
 import type { PublicUser } from './auth.service';
 import type { BotService } from './bot.service';
 import type { ChatService } from './chat.service';
 import { AppError, MessageNotFoundError } from './errors';
 import { replayThenLive } from './listen';
 import type { MessageChangeService } from './message-change.service';
-import { MessageWriter } from './message-writer';
+import type { MessageWriter } from './message-writer';
 import type { EventBus, MessageChange, MessageEvent, PubSub, StoredMessage } from './pubsub';
 import { boundedStream, isMessageChange, whileMember } from './pubsub';
 import type { RoomFeeds } from './room-feed';
@@ -51,8 +50,6 @@ const messageKey = (event: RoomCatchUpEvent): number | undefined => (isHistoryGa
 export type MessageQuery = Omit<Prisma.MessageFindUniqueArgs, 'where'>;
 
 export class MessageService {
-  private readonly writer: MessageWriter;
-
   constructor(
     private readonly db: Database,
     private readonly chats: ChatService,
@@ -65,12 +62,11 @@ export class MessageService {
     private readonly sendLimit: KeyedRateLimiter<number>,
     /** BOT_NAME: the `username` of bot messages. */
     readonly botName: string,
-    metrics: Metrics,
+    /** The group-commit writer every message is stored through. */
+    private readonly writer: MessageWriter,
     private readonly outbox: WebhookOutbox,
     private readonly attachments: AttachmentService,
-  ) {
-    this.writer = new MessageWriter(db, metrics);
-  }
+  ) {}
 
   /**
    * The one write path for a user's message, whatever the transport: checks, persists,
