@@ -5,8 +5,10 @@ import { useDisableIntrospection } from '@graphql-yoga/plugin-disable-introspect
 import { createYoga } from 'graphql-yoga';
 import type { Server, WebSocketHandler } from 'bun';
 import type { Config } from './config';
+import { sharedSqliteFile } from './config';
 import type { Database } from './db/client';
 import { openDatabase } from './db/client';
+import { SqliteCheckpointer } from './db/sqlite-checkpointer';
 import { bodyTooLarge, preflight, readBodyText, secure } from './http-edge';
 import { GRAPHIQL_EXAMPLE } from './graphiql-example';
 import { createHttpRouter } from './http-router';
@@ -91,6 +93,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   for (const warning of config.startupWarnings) log.warn(warning);
   const metrics = new Metrics();
   const db: Database = await openDatabase(config.database, { log: options.logQuery, migrate: options.migrate });
+  const sqliteFile = sharedSqliteFile(config.database);
+  const checkpointer = sqliteFile ? await SqliteCheckpointer.start(db, sqliteFile, log.child({ component: 'database' })) : null;
   const bus = await createEventBus(config.redisUrl, config.redisPrefix, log, metrics);
   const services = createServices(db, config, bus, log, metrics, options.resolveHost);
   // Alone, this process knows no answer is running anywhere; with Redis, other instances may be
@@ -233,6 +237,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       await services.presence.close();
       await services.search.close();
       await bus.close();
+      checkpointer?.close();
       await db.$disconnect();
       metrics.close();
     },

@@ -294,6 +294,12 @@ export function sqliteFilePath(url: string): string {
   return resolve(url.slice('file:'.length));
 }
 
+/** The file of a SQLite database that other threads can open too; null on PostgreSQL and for an in-memory one. */
+export function sharedSqliteFile({ engine, url }: Pick<Config['database'], 'engine' | 'url'>): string | null {
+  if (engine !== 'sqlite' || url.includes(':memory:') || url.includes('mode=memory')) return null;
+  return sqliteFilePath(url.split('?')[0]!);
+}
+
 function secretKey(given: string | undefined, production: boolean, database: Config['database'], warnings: string[]): string {
   if (given) {
     if (production && Buffer.byteLength(given) < MIN_PRODUCTION_SECRET_BYTES) {

@@ -1,5 +1,5 @@
 import type { Config } from '../config';
-import { sqliteFilePath } from '../config';
+import { sharedSqliteFile } from '../config';
 import type { Database } from '../db/client';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
@@ -134,13 +134,11 @@ const SEARCH_WORKER_IDLE_MS = 60_000;
  * which no other thread can open, stays on this one).
  */
 function searchStatements(db: Database, config: Config, metrics: Metrics): SearchStatements {
-  const { engine, url, timeoutMs } = config.database;
-  if (engine === 'postgres' || url.includes(':memory:') || url.includes('mode=memory')) {
-    return { run: (statement) => db.$queryRaw<unknown[]>(statement), close: async () => {} };
-  }
-  const runner = new SqliteSearchRunner(sqliteFilePath(url.split('?')[0]!), {
+  const file = sharedSqliteFile(config.database);
+  if (!file) return { run: (statement) => db.$queryRaw<unknown[]>(statement), close: async () => {} };
+  const runner = new SqliteSearchRunner(file, {
     maxWaiting: SEARCH_QUEUE_LIMIT,
-    timeoutMs,
+    timeoutMs: config.database.timeoutMs,
     idleMs: SEARCH_WORKER_IDLE_MS,
     onRefused: () => metrics.refused('search_queue'),
   });
