@@ -30,7 +30,8 @@ async function open(name: string, workerPath: string | null, observer: Checkpoin
   return db;
 }
 
-const autocheckpoint = async (db: Database) => Number((await db.$queryRawUnsafe<{ wal_autocheckpoint: bigint }[]>('PRAGMA wal_autocheckpoint'))[0]!.wal_autocheckpoint);
+const autocheckpoint = async (db: Database) =>
+  Number((await db.$queryRawUnsafe<{ wal_autocheckpoint: bigint }[]>('PRAGMA wal_autocheckpoint'))[0]!.wal_autocheckpoint);
 
 /** Resolves with the first report that `accept`s. */
 function reportWhere(accept: (report: CheckpointReport) => boolean): { observer: CheckpointObserver; report: Promise<CheckpointReport> } {
