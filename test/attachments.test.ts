@@ -299,7 +299,13 @@ test('the default store is a folder beside the SQLite file; UPLOAD_DIR moves it'
   if (process.env.TEST_DATABASE_URL) return;
   const t = await createTestApp();
   try {
-    expect(t.config.uploads).toEqual({ maxBytes: 20 * 1024 * 1024, store: { kind: 'disk', dir: `${t.dir}/uploads` } });
+    expect(t.config.uploads).toEqual({
+      maxBytes: 20 * 1024 * 1024,
+      store: { kind: 'disk', dir: `${t.dir}/uploads` },
+      concurrency: 4,
+      queue: 32,
+      queueWaitMs: 5000,
+    });
   } finally {
     await t.cleanup();
   }
