@@ -158,7 +158,7 @@ export function createServices(
 ): Services {
   const { pubsub } = bus;
   const outbox = new WebhookOutbox(db);
-  const auth = new AuthService(db, config, authGuards(config.limits, metrics));
+  const auth = new AuthService(db, config, authGuards(config.limits, metrics), pubsub);
   const memberships = new Memberships(db, pubsub);
   const readState = new ReadStateService(db, pubsub, memberships, config.bot.name);
   const presenceLog = log.child({ component: 'presence' });
