@@ -4,7 +4,9 @@ import type { PublicUser } from '../auth.service';
 import type { ChatService } from '../chat.service';
 import { AppError } from '../errors';
 import { parseChatId, parseInput, idSchema } from '../validation';
+import { audioDurationMs } from './duration';
 import type { ByteRange, FileStore } from './file-store';
+import { storedFileWindow } from './file-store';
 import type { AttachmentLinks } from './links';
 import { readFilePart } from './multipart';
 import type { AttachmentKind, MediaFacts, Sniffed } from './sniff';
@@ -165,8 +167,21 @@ export class AttachmentService {
       return { filename, ...(await storeChecked(this.store, key, { filename, claimedType: part.contentType, body: part.body }, this.maxBytes)) };
     });
     try {
+      // Most audio states its duration at its end, or in a box anywhere: a few bounded reads of the stored file.
+      const durationMs =
+        facts.durationMs ?? (sniffed.kind === 'audio' ? await audioDurationMs(sniffed.contentType, storedFileWindow(this.store, key, size)) : null);
       const row = await this.db.attachment.create({
-        data: { chatId: id, uploaderId: uploader.id, filename, contentType: sniffed.contentType, size, kind: sniffed.kind, ...facts, storageKey: key },
+        data: {
+          chatId: id,
+          uploaderId: uploader.id,
+          filename,
+          contentType: sniffed.contentType,
+          size,
+          kind: sniffed.kind,
+          ...facts,
+          durationMs,
+          storageKey: key,
+        },
         select: attachmentSelect,
       });
       return toAttachmentView(row);

@@ -2,6 +2,8 @@ import { mkdirSync } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Database } from '../../db/client';
+import type { FileWindow } from './duration';
+import { WINDOW_BYTES } from './duration';
 
 /** A byte range of a stored file, both ends included (as HTTP's `Range` counts). */
 export interface ByteRange {
@@ -21,6 +23,18 @@ export interface FileStore {
   read(key: string, range: ByteRange | null): ReadableStream<Uint8Array>;
   /** Removes the files; keys that are not there are ignored. */
   delete(keys: string[]): Promise<void>;
+}
+
+/** A stored file of `size` bytes as a FileWindow: each read is one range of at most WINDOW_BYTES, never the whole file. */
+export function storedFileWindow(store: FileStore, key: string, size: number): FileWindow {
+  return {
+    size,
+    read: async (offset, length) => {
+      const end = Math.min(size, offset + Math.min(length, WINDOW_BYTES)) - 1;
+      if (offset < 0 || offset > end) return new Uint8Array();
+      return new Uint8Array(await new Response(store.read(key, { start: offset, end })).arrayBuffer());
+    },
+  };
 }
 
 /** Keys are made by the server (uuids, with an optional `avatar-` prefix); anything else never reaches a path. */
