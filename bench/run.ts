@@ -482,6 +482,7 @@ async function main() {
           ]),
         ),
       );
+      console.log(`  The server reads ${files.maxConcurrentUploads} upload bodies at once (MAX_CONCURRENT_UPLOADS); the others wait their turn unread.`);
       const [small, large] = concurrent;
       if (small && large) {
         const growth = ratio(large.peakRssMb - large.rssBeforeMb, small.peakRssMb - small.rssBeforeMb);

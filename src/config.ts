@@ -83,7 +83,16 @@ export interface Config {
    * by default `uploads` beside the SQLite file), or, on PostgreSQL without UPLOAD_DIR, the database
    * itself, which every instance shares.
    */
-  uploads: { maxBytes: number; store: { kind: 'disk'; dir: string } | { kind: 'database' } };
+  uploads: {
+    maxBytes: number;
+    store: { kind: 'disk'; dir: string } | { kind: 'database' };
+    /** MAX_CONCURRENT_UPLOADS: upload bodies read at once in this process; the others wait their turn. */
+    concurrency: number;
+    /** UPLOAD_QUEUE: uploads waiting for a turn; one more is refused with 503 at once. */
+    queue: number;
+    /** UPLOAD_QUEUE_WAIT_MS: how long an upload may wait for a turn before it is refused with 503. */
+    queueWaitMs: number;
+  };
   /** What start-up should warn about once it can log (a generated SECRET_KEY). */
   startupWarnings: string[];
 }
@@ -161,6 +170,9 @@ export function loadConfig(env: Env = process.env): Config {
     uploads: {
       maxBytes: integer(env, 'MAX_UPLOAD_BYTES', DEFAULT_MAX_UPLOAD_BYTES, { min: 1, max: MAX_UPLOAD_LIMIT }),
       store: fileStore(env.UPLOAD_DIR, database),
+      concurrency: integer(env, 'MAX_CONCURRENT_UPLOADS', DEFAULT_MAX_CONCURRENT_UPLOADS, { min: 1 }),
+      queue: integer(env, 'UPLOAD_QUEUE', 32, { min: 0 }),
+      queueWaitMs: uploadQueueWait(env.UPLOAD_QUEUE_WAIT_MS),
     },
     startupWarnings,
   };
@@ -170,6 +182,25 @@ export function loadConfig(env: Env = process.env): Config {
 export const DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024;
 /** 1 GiB: the server streams files, but an upload is one request and a bot turn sends files inline. */
 const MAX_UPLOAD_LIMIT = 1024 * 1024 * 1024;
+
+/**
+ * Bun holds about 9 MB of a body it reads for a slower consumer, and under 2 MB of one not read yet:
+ * four read at once keep a burst of uploads to a few tens of MB and still fill a disk.
+ */
+export const DEFAULT_MAX_CONCURRENT_UPLOADS = 4;
+
+/** Bun closes a request it has not read for 10 s (Bun.serve's `idleTimeout`): a waiting upload must get its turn, or its 503, before. */
+const MAX_UPLOAD_QUEUE_WAIT_MS = 9_000;
+
+function uploadQueueWait(raw: string | undefined): number {
+  const waitMs = integer({ UPLOAD_QUEUE_WAIT_MS: raw }, 'UPLOAD_QUEUE_WAIT_MS', 5_000, { min: 1 });
+  if (waitMs > MAX_UPLOAD_QUEUE_WAIT_MS) {
+    throw new ConfigError(
+      `UPLOAD_QUEUE_WAIT_MS=${raw} is too long: the server drops a request it has not read for 10 s, so set it to at most ${MAX_UPLOAD_QUEUE_WAIT_MS}, or unset it for 5000.`,
+    );
+  }
+  return waitMs;
+}
 
 function fileStore(dir: string | undefined, database: Omit<Config['database'], 'timeoutMs'>): Config['uploads']['store'] {
   if (dir?.trim()) return { kind: 'disk', dir: resolve(dir.trim()) };

@@ -5,7 +5,18 @@ import { bearerToken } from './services/auth.service';
 export type SocketTransport = 'ws' | 'graphql-ws';
 /** What a limit refused: each rate limit and cap of the server. */
 export type RefusalKind =
-  'login' | 'register' | 'oauth_start' | 'message' | 'reaction' | 'ws_frame' | 'bot' | 'bot_budget' | 'socket_cap' | 'password_queue' | 'search_queue';
+  | 'login'
+  | 'register'
+  | 'oauth_start'
+  | 'message'
+  | 'reaction'
+  | 'ws_frame'
+  | 'bot'
+  | 'bot_budget'
+  | 'socket_cap'
+  | 'password_queue'
+  | 'search_queue'
+  | 'upload_queue';
 /** How a bot answer ended: the model finished, a member or a shutdown cut it short, or it failed (model, network, storage). */
 export type AnswerOutcome = 'completed' | 'stopped' | 'failed';
 export type PubsubMode = 'local' | 'redis';
@@ -106,7 +117,7 @@ export class Metrics {
   });
   readonly rateLimitRefusals = new Counter({
     name: `${PREFIX}rate_limit_refusals_total`,
-    help: 'Requests, frames and sockets refused by a limit, by kind (login, register, oauth_start, message, reaction, ws_frame, bot, bot_budget, socket_cap, password_queue, search_queue)',
+    help: 'Requests, frames and sockets refused by a limit, by kind (login, register, oauth_start, message, reaction, ws_frame, bot, bot_budget, socket_cap, password_queue, search_queue, upload_queue)',
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });
@@ -132,6 +143,7 @@ export class Metrics {
       'socket_cap',
       'password_queue',
       'search_queue',
+      'upload_queue',
     ] satisfies RefusalKind[]) {
       this.rateLimitRefusals.inc({ kind }, 0);
     }

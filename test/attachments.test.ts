@@ -92,6 +92,18 @@ describe('upload', () => {
     expect(await uploaded(served.t, alice, chatId, media.wav(150), { name: 'a.wav' })).toMatchObject({ kind: 'audio', duration_ms: 150 });
   });
 
+  test.each([
+    ['voice.ogg', media.oggOpus({ durationMs: 1500 }), 1500],
+    ['song.ogg', media.oggVorbis({ durationMs: 2000 }), 2000],
+    ['song.mp3', media.mp3Xing({ frames: 100 }), 2612],
+    ['memo.m4a', media.m4aWithDuration({ timescale: 1000, duration: 3250, moovLast: true }), 3250],
+    ['clip.webm', media.webmRecorded({ duration: 800 }), 800],
+    ['recorded.webm', media.webmRecorded(), null],
+  ])('%s says its duration as its container states it (read back from the stored file)', async (name, file, durationMs) => {
+    const { alice, chatId } = await room(served.t);
+    expect(await uploaded(served.t, alice, chatId, file, { name })).toMatchObject({ kind: 'audio', size: file.length, duration_ms: durationMs });
+  });
+
   test('a PDF or text download is an attachment under a sandboxing CSP', async () => {
     const { alice, chatId } = await room(served.t);
     const { url } = await uploaded(served.t, alice, chatId, media.pdf(), { name: 'r.pdf' });
@@ -299,7 +311,13 @@ test('the default store is a folder beside the SQLite file; UPLOAD_DIR moves it'
   if (process.env.TEST_DATABASE_URL) return;
   const t = await createTestApp();
   try {
-    expect(t.config.uploads).toEqual({ maxBytes: 20 * 1024 * 1024, store: { kind: 'disk', dir: `${t.dir}/uploads` } });
+    expect(t.config.uploads).toEqual({
+      maxBytes: 20 * 1024 * 1024,
+      store: { kind: 'disk', dir: `${t.dir}/uploads` },
+      concurrency: 4,
+      queue: 32,
+      queueWaitMs: 5000,
+    });
   } finally {
     await t.cleanup();
   }

@@ -63,3 +63,21 @@ describe('abuse limit settings', () => {
     expect((error as Error).message).toContain('whole number');
   });
 });
+
+describe('upload admission settings', () => {
+  test('defaults: four bodies read at once, 32 waiting for at most 5 s; each read from its variable', () => {
+    expect(loadConfig({ SECRET_KEY: SECRET }).uploads).toMatchObject({ concurrency: 4, queue: 32, queueWaitMs: 5000 });
+    const uploads = loadConfig({ SECRET_KEY: SECRET, MAX_CONCURRENT_UPLOADS: '2', UPLOAD_QUEUE: '0', UPLOAD_QUEUE_WAIT_MS: '9000' }).uploads;
+    expect(uploads).toMatchObject({ concurrency: 2, queue: 0, queueWaitMs: 9000 });
+  });
+
+  test.each([
+    ['MAX_CONCURRENT_UPLOADS', '0', 'is not valid: set it to a whole number from 1'],
+    ['UPLOAD_QUEUE', '-1', 'is not valid: set it to a whole number from 0'],
+    ['UPLOAD_QUEUE_WAIT_MS', 'soon', 'is not valid: set it to a whole number from 1'],
+    ['UPLOAD_QUEUE_WAIT_MS', '10000', 'is too long: the server drops a request it has not read for 10 s, so set it to at most 9000'],
+  ])('%s=%s is a ConfigError that says the fix', (name, value, fix) => {
+    expect(() => loadConfig({ SECRET_KEY: SECRET, [name]: value })).toThrow(ConfigError);
+    expect(() => loadConfig({ SECRET_KEY: SECRET, [name]: value })).toThrow(`${name}=${value} ${fix}`);
+  });
+});

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { DEFAULT_MAX_CONCURRENT_UPLOADS } from '../../src/config';
 import { createRoom, registerAndLogin } from '../lib/api';
 import type { BenchContext } from '../lib/context';
 import { progress } from '../lib/context';
@@ -9,6 +10,8 @@ export interface FilesResult {
   uploadMbPerSecond: { project: number; bun: number };
   /** MB/s of one download at a time through the signed link, and of Bun serving the same file from disk. */
   downloadMbPerSecond: { project: number; bun: number };
+  /** MAX_CONCURRENT_UPLOADS of the server: upload bodies read at once, the others wait their turn. */
+  maxConcurrentUploads: number;
   /**
    * `clients` uploading a file each at once, with files of `fileMb` and of a quarter of it: the server's
    * RSS before and its peak during, MB. Streamed uploads cost the same whatever the file's size.
@@ -44,7 +47,8 @@ async function timed(work: () => Promise<unknown>): Promise<number> {
  * RSS: flat when uploads stream (the server never holds a whole file).
  */
 export async function runFiles(context: BenchContext, { fileMb = 20, rounds = 5, clients = 20 } = {}): Promise<FilesResult> {
-  const { server, dbPath } = await context.startProject('files');
+  const maxConcurrentUploads = DEFAULT_MAX_CONCURRENT_UPLOADS;
+  const { server, dbPath } = await context.startProject('files', { MAX_CONCURRENT_UPLOADS: String(maxConcurrentUploads) });
   const baseDir = join(dbPath, '..', 'bun-baseline');
   const baseline = Bun.serve({
     port: 0,
@@ -100,6 +104,7 @@ export async function runFiles(context: BenchContext, { fileMb = 20, rounds = 5,
       fileMb,
       uploadMbPerSecond: { project: mbPerSecond(projectUp), bun: mbPerSecond(bunUp) },
       downloadMbPerSecond: { project: mbPerSecond(projectDown), bun: mbPerSecond(bunDown) },
+      maxConcurrentUploads,
       concurrent,
     };
   } finally {

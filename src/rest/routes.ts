@@ -27,7 +27,7 @@ import {
 import { json, readBody } from './http';
 import { MAX_AVATAR_BYTES, profileInput } from '../services/profile.service';
 import { attachmentIdInput } from '../services/attachments/attachment.service';
-import type { Download } from '../services/attachments/attachment.service';
+import type { Download, UploadRequest } from '../services/attachments/attachment.service';
 import {
   profileJson,
   attachmentJson,
@@ -135,6 +135,12 @@ const uploadBody = {
     },
   },
 };
+
+/** What the upload services read of a request; its signal says when the client has gone. */
+const uploadRequest = (request: Request): UploadRequest => ({ body: request.body, contentType: request.headers.get('content-type'), signal: request.signal });
+
+/** Refused before any of the file was stored: too many uploads wait already, or this one waited too long. */
+const uploadsBusy = retryLaterResponse('"Too many uploads at once: try again shortly" (MAX_CONCURRENT_UPLOADS, UPLOAD_QUEUE, UPLOAD_QUEUE_WAIT_MS)');
 
 /** The file's bytes with the headers that make a browser treat them safely: never sniffed, never run as a page. */
 function downloadResponse({ attachment, range, body }: Download): Response {
@@ -257,9 +263,10 @@ export const restRoutes: RestRoute[] = [
         413: detailResponse(`"File too large: at most ${MAX_AVATAR_BYTES} bytes"`),
         415: detailResponse('Not an image on the list, or not the type it claims'),
         422: validationErrorResponse,
+        503: uploadsBusy,
       },
     },
-    async ({ request, services }, user) => json(profileJson(await services.profiles.setAvatar(user, request.body, request.headers.get('content-type')))),
+    async ({ request, services }, user) => json(profileJson(await services.profiles.setAvatar(user, uploadRequest(request)))),
   ),
   authenticatedRoute(
     {
@@ -462,13 +469,11 @@ export const restRoutes: RestRoute[] = [
         413: detailResponse('"File too large: at most … bytes" (MAX_UPLOAD_BYTES)'),
         415: detailResponse('"Unsupported file type: …", or the bytes contradict the Content-Type the part claims'),
         422: validationErrorResponse,
+        503: uploadsBusy,
       },
     },
     async ({ request, params, services }, user) =>
-      json(
-        attachmentJson(await services.attachments.upload(user, params.chat_id, request.body, request.headers.get('content-type')), services.attachments),
-        201,
-      ),
+      json(attachmentJson(await services.attachments.upload(user, params.chat_id, uploadRequest(request)), services.attachments), 201),
   ),
   publicRoute(
     {

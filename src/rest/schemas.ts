@@ -79,7 +79,10 @@ export const attachmentSchema = z
     }),
     width: z.int().nullable().openapi({ description: 'Images: from the header; null otherwise' }),
     height: z.int().nullable(),
-    duration_ms: z.int().nullable().openapi({ description: 'WAV audio: from the header; null for other formats (it would take decoding the file)' }),
+    duration_ms: z.int().nullable().openapi({
+      description:
+        'Audio: as its container states it (WAV and WebM headers, the last Ogg page, MP3 frame counts or bitrate, M4A `mvhd`); null where it does not (browser-recorded WebM)',
+    }),
   })
   .openapi('Attachment');
 

@@ -20,6 +20,9 @@ export const AttachmentRef = builder.objectRef<AttachmentView>('Attachment').imp
     }),
     width: t.exposeInt('width', { nullable: true, description: 'Images only.' }),
     height: t.exposeInt('height', { nullable: true, description: 'Images only.' }),
-    durationMs: t.exposeInt('durationMs', { nullable: true, description: 'WAV audio; null for formats whose header does not state it.' }),
+    durationMs: t.exposeInt('durationMs', {
+      nullable: true,
+      description: 'Audio: as its container states it (WAV, Ogg, MP3, M4A, WebM); null where it does not (a WebM from a browser recorder).',
+    }),
   }),
 });

@@ -9,6 +9,7 @@ import { ProfileService } from './profile.service';
 import { AttachmentService } from './attachments/attachment.service';
 import { DatabaseFileStore, DiskFileStore } from './attachments/file-store';
 import { AttachmentLinks } from './attachments/links';
+import { UploadAdmission } from './attachments/upload-admission';
 import { BotService } from './bot.service';
 import { AssistantService } from './bot/assistant.service';
 import type { UsageService } from './bot/usage.service';
@@ -156,7 +157,7 @@ export function createServices(
 ): Services {
   const { pubsub } = bus;
   const outbox = new WebhookOutbox(db);
-  const auth = new AuthService(db, config, authGuards(config.limits, metrics));
+  const auth = new AuthService(db, config, authGuards(config.limits, metrics), pubsub);
   const memberships = new Memberships(db, pubsub);
   const readState = new ReadStateService(db, pubsub, memberships, config.bot.name);
   const presenceLog = log.child({ component: 'presence' });
@@ -170,6 +171,12 @@ export function createServices(
     config.uploads.store.kind === 'disk' ? new DiskFileStore(config.uploads.store.dir) : new DatabaseFileStore(db),
     new AttachmentLinks(config.secretKey),
     config.uploads.maxBytes,
+    new UploadAdmission({
+      concurrency: config.uploads.concurrency,
+      maxWaiting: config.uploads.queue,
+      waitMs: config.uploads.queueWaitMs,
+      onRefused: () => metrics.refused('upload_queue'),
+    }),
   );
   const chats: ChatService = new ChatService(db, pubsub, memberships, readState, presence, outbox, attachments);
   // Several instances share Redis, and with it the lock that keeps one answer per room at a time.
@@ -219,7 +226,7 @@ export function createServices(
     messageChanges,
     search: new MessageSearchService(db, memberships, searchEngines[config.database.engine], searchStatements(db, config, metrics), config.bot.name),
     attachments,
-    profiles: new ProfileService(db, auth, pubsub, attachments.store, (userId) => presence.sharersOf(userId)),
+    profiles: new ProfileService(db, auth, pubsub, attachments.store, attachments.admission, (userId) => presence.sharersOf(userId)),
     reactions: new ReactionService(db, chats, pubsub, bus, reactionLimit(config.limits, metrics)),
     bot,
     webhooks: new WebhookService(db, config.webhooks, outbox),

@@ -4,7 +4,9 @@ import type { AuthService, PublicUser } from './auth.service';
 import { publicUserSelect } from './auth.service';
 import type { FileStore } from './attachments/file-store';
 import { readFilePart, multipartBoundary } from './attachments/multipart';
+import type { UploadRequest } from './attachments/attachment.service';
 import { storeChecked } from './attachments/attachment.service';
+import type { UploadAdmission } from './attachments/upload-admission';
 import { AppError, UserNotFoundError } from './errors';
 import type { PubSub } from './pubsub';
 import { parseInput, parseUserId, storableText } from './validation';
@@ -33,6 +35,8 @@ export class ProfileService {
     private readonly auth: Pick<AuthService, 'forget'>,
     private readonly pubsub: PubSub,
     private readonly store: FileStore,
+    /** The attachments' admission: avatars take turns with every other upload. */
+    private readonly admission: UploadAdmission,
     private readonly sharersOf: (userId: number) => Promise<number[]>,
   ) {}
 
@@ -56,17 +60,19 @@ export class ProfileService {
   }
 
   /** Replaces the caller's avatar with an image (raw bytes, or a multipart part named `file`), at most MAX_AVATAR_BYTES. */
-  async setAvatar(user: PublicUser, body: ReadableStream<Uint8Array> | null, contentType: string | null): Promise<Profile> {
-    const multipart = multipartBoundary(contentType) !== null;
-    const file = multipart ? await readFilePart(body, contentType) : { filename: null, contentType, body: body ?? emptyStream() };
+  async setAvatar(user: PublicUser, { body, contentType, signal }: UploadRequest): Promise<Profile> {
     const key = `avatar-${crypto.randomUUID()}`;
-    const { sniffed } = await storeChecked(
-      this.store,
-      key,
-      { filename: file.filename, claimedType: file.contentType, body: file.body },
-      MAX_AVATAR_BYTES,
-      (type) => type.kind === 'image',
-    );
+    const { sniffed } = await this.admission.admit(signal, async () => {
+      const multipart = multipartBoundary(contentType) !== null;
+      const file = multipart ? await readFilePart(body, contentType) : { filename: null, contentType, body: body ?? emptyStream() };
+      return storeChecked(
+        this.store,
+        key,
+        { filename: file.filename, claimedType: file.contentType, body: file.body },
+        MAX_AVATAR_BYTES,
+        (type) => type.kind === 'image',
+      );
+    });
     return this.replaceAvatar(user, { avatarKey: key, avatarType: sniffed.contentType });
   }
 

@@ -215,6 +215,8 @@ export type Events = {
   'user:event': [userId: number, event: UserEvent];
   /** Drops cached memberships on every instance after someone left a chat; one channel (id 0) for the whole cluster. */
   'membership:forget': [cluster: 0, scope: { userId?: number; chatId?: number; origin: string }];
+  /** Drops a user's cached columns on every instance after their profile changed; one channel (id 0) for the whole cluster. */
+  'user:forget': [cluster: 0, change: { userId: number; origin: string }];
 };
 
 export type Topic = keyof Events;

@@ -4,11 +4,14 @@ import type { PublicUser } from '../auth.service';
 import type { ChatService } from '../chat.service';
 import { AppError } from '../errors';
 import { parseChatId, parseInput, idSchema } from '../validation';
+import { audioDurationMs } from './duration';
 import type { ByteRange, FileStore } from './file-store';
+import { storedFileWindow } from './file-store';
 import type { AttachmentLinks } from './links';
 import { readFilePart } from './multipart';
 import type { AttachmentKind, MediaFacts, Sniffed } from './sniff';
 import { claimContradicts, mediaFacts, PLAIN_TEXT, sniff, SNIFF_BYTES, TextValidator } from './sniff';
+import type { UploadAdmission } from './upload-admission';
 
 /** An attachment as every transport shows it (the download URL is added at the edge: it is signed for the hour). */
 export interface AttachmentView extends MediaFacts {
@@ -44,6 +47,13 @@ export interface Download {
   body: ReadableStream<Uint8Array>;
 }
 
+/** An upload as the services read it: its body, its Content-Type, and the signal that says the client left. */
+export interface UploadRequest {
+  body: ReadableStream<Uint8Array> | null;
+  contentType: string | null;
+  signal?: AbortSignal;
+}
+
 export interface UploadedFile {
   /** The file's own name and bytes, sniffed and counted here. */
   filename: string | null;
@@ -75,7 +85,8 @@ export async function storeChecked(
     headBytes += next.value.length;
     if (headBytes > maxBytes) throw tooLarge();
   }
-  const headBytesJoined = Buffer.concat(head);
+  // Usually the first chunk alone: used as it is, not copied.
+  const headBytesJoined = head.length === 1 ? head[0]! : Buffer.concat(head);
   if (headBytesJoined.length === 0)
     throw new AppError('BAD_USER_INPUT', 'The file is empty', [{ type: 'value_error', loc: ['body', 'file'], msg: 'The file is empty' }]);
   const sniffed = sniff(headBytesJoined, { complete: ended });
@@ -83,10 +94,12 @@ export async function storeChecked(
   if (claimContradicts(file.claimedType, sniffed)) {
     throw new AppError('UNSUPPORTED_MEDIA_TYPE', `The file's content is ${sniffed.contentType}, not ${file.claimedType} as it claims`);
   }
+  const facts = mediaFacts(headBytesJoined, sniffed.contentType);
   const text = sniffed.contentType === PLAIN_TEXT ? new TextValidator() : null;
   let size = headBytesJoined.length;
-  async function* checked(): AsyncGenerator<Uint8Array> {
-    yield headBytesJoined;
+  // Only the generator holds the head from here: once written, it is garbage, not kept for the whole upload.
+  async function* checked(first: Uint8Array): AsyncGenerator<Uint8Array> {
+    yield first;
     if (!ended) {
       for (;;) {
         const next = await iterator.next();
@@ -99,8 +112,8 @@ export async function storeChecked(
     }
     if (text && !ended && !text.end()) throw unsupported();
   }
-  await store.write(key, checked());
-  return { sniffed, facts: mediaFacts(headBytesJoined, sniffed.contentType), size };
+  await store.write(key, checked(headBytesJoined));
+  return { sniffed, facts, size };
 }
 
 const unsupported = () =>
@@ -129,6 +142,8 @@ export class AttachmentService {
     readonly links: AttachmentLinks,
     /** MAX_UPLOAD_BYTES */
     readonly maxBytes: number,
+    /** Shared with avatars: every upload body of the process is read in a turn. */
+    readonly admission: UploadAdmission,
   ) {}
 
   /** The download URL of an attachment, signed for the hour. */
@@ -138,19 +153,35 @@ export class AttachmentService {
 
   /**
    * Stores one file sent as `multipart/form-data` (a part named `file`) in the chat, for a participant.
-   * Its type is decided from its bytes; it streams to the store and is never held whole.
-   * @example await attachments.upload(me, 7, request.body, request.headers.get('content-type'))
+   * Its type is decided from its bytes; it streams to the store and is never held whole. The body is
+   * read in its turn (`admission`): a 503 when too many wait already, or the wait is too long.
+   * @example await attachments.upload(me, 7, { body: request.body, contentType: request.headers.get('content-type'), signal: request.signal })
    */
-  async upload(uploader: PublicUser, chatId: unknown, body: ReadableStream<Uint8Array> | null, contentType: string | null): Promise<AttachmentView> {
+  async upload(uploader: PublicUser, chatId: unknown, request: UploadRequest): Promise<AttachmentView> {
     const id = parseChatId(chatId);
     await this.chats.requireParticipant(uploader.id, id);
-    const part = await readFilePart(body, contentType);
-    const filename = checkedFilename(part.filename);
     const key = crypto.randomUUID();
-    const { sniffed, facts, size } = await storeChecked(this.store, key, { filename, claimedType: part.contentType, body: part.body }, this.maxBytes);
+    const { filename, sniffed, facts, size } = await this.admission.admit(request.signal, async () => {
+      const part = await readFilePart(request.body, request.contentType);
+      const filename = checkedFilename(part.filename);
+      return { filename, ...(await storeChecked(this.store, key, { filename, claimedType: part.contentType, body: part.body }, this.maxBytes)) };
+    });
     try {
+      // Most audio states its duration at its end, or in a box anywhere: a few bounded reads of the stored file.
+      const durationMs =
+        facts.durationMs ?? (sniffed.kind === 'audio' ? await audioDurationMs(sniffed.contentType, storedFileWindow(this.store, key, size)) : null);
       const row = await this.db.attachment.create({
-        data: { chatId: id, uploaderId: uploader.id, filename, contentType: sniffed.contentType, size, kind: sniffed.kind, ...facts, storageKey: key },
+        data: {
+          chatId: id,
+          uploaderId: uploader.id,
+          filename,
+          contentType: sniffed.contentType,
+          size,
+          kind: sniffed.kind,
+          ...facts,
+          durationMs,
+          storageKey: key,
+        },
         select: attachmentSelect,
       });
       return toAttachmentView(row);

@@ -2,6 +2,8 @@ import { mkdirSync } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Database } from '../../db/client';
+import type { FileWindow } from './duration';
+import { WINDOW_BYTES } from './duration';
 
 /** A byte range of a stored file, both ends included (as HTTP's `Range` counts). */
 export interface ByteRange {
@@ -21,6 +23,18 @@ export interface FileStore {
   read(key: string, range: ByteRange | null): ReadableStream<Uint8Array>;
   /** Removes the files; keys that are not there are ignored. */
   delete(keys: string[]): Promise<void>;
+}
+
+/** A stored file of `size` bytes as a FileWindow: each read is one range of at most WINDOW_BYTES, never the whole file. */
+export function storedFileWindow(store: FileStore, key: string, size: number): FileWindow {
+  return {
+    size,
+    read: async (offset, length) => {
+      const end = Math.min(size, offset + Math.min(length, WINDOW_BYTES)) - 1;
+      if (offset < 0 || offset > end) return new Uint8Array();
+      return new Uint8Array(await new Response(store.read(key, { start: offset, end })).arrayBuffer());
+    },
+  };
 }
 
 /** Keys are made by the server (uuids, with an optional `avatar-` prefix); anything else never reaches a path. */
@@ -69,25 +83,28 @@ export class DatabaseFileStore implements FileStore {
   constructor(private readonly db: Database) {}
 
   async write(key: string, chunks: AsyncIterable<Uint8Array>): Promise<void> {
-    let pending: Uint8Array[] = [];
-    let pendingBytes = 0;
+    // Each row's bytes are copied once, into the row's own buffer, however the chunks fall.
+    let row = new Uint8Array(DATABASE_CHUNK_BYTES);
+    let filled = 0;
     let seq = 0;
-    const flush = async (bytes: Uint8Array) => {
-      await this.db.fileChunk.create({ data: { key, seq: seq++, data: new Uint8Array(bytes) } });
+    const flush = async (data: Uint8Array<ArrayBuffer>) => {
+      await this.db.fileChunk.create({ data: { key, seq: seq++, data } });
     };
     try {
       for await (const chunk of chunks) {
-        pending.push(chunk);
-        pendingBytes += chunk.length;
-        while (pendingBytes >= DATABASE_CHUNK_BYTES) {
-          const joined = Buffer.concat(pending);
-          await flush(joined.subarray(0, DATABASE_CHUNK_BYTES));
-          const rest = joined.subarray(DATABASE_CHUNK_BYTES);
-          pending = [rest];
-          pendingBytes = rest.length;
+        for (let at = 0; at < chunk.length;) {
+          const taken = Math.min(chunk.length - at, DATABASE_CHUNK_BYTES - filled);
+          row.set(chunk.subarray(at, at + taken), filled);
+          filled += taken;
+          at += taken;
+          if (filled === DATABASE_CHUNK_BYTES) {
+            await flush(row);
+            row = new Uint8Array(DATABASE_CHUNK_BYTES);
+            filled = 0;
+          }
         }
       }
-      if (pendingBytes > 0 || seq === 0) await flush(Buffer.concat(pending));
+      if (filled > 0 || seq === 0) await flush(row.slice(0, filled));
     } catch (error) {
       await this.delete([key]);
       throw error;

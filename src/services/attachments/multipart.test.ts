@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test';
-import { dispositionParam, multipartBoundary, readFilePart } from './multipart';
+import { delimiterStartAtEnd, dispositionParam, multipartBoundary, readFilePart } from './multipart';
 
 /** A body delivered in chunks of `chunkSize` bytes, so delimiters fall across chunk edges. */
 function chunked(text: string | Uint8Array, chunkSize: number): ReadableStream<Uint8Array> {
@@ -35,6 +35,39 @@ describe('readFilePart', () => {
     expect(part.filename).toBe('a "b".txt');
     expect(part.contentType).toBe('text/plain');
     expect(await collect(part.body)).toBe('line one\r\n--XyNot a delimiter\r\nend');
+  });
+
+  test('hands the file on in views of the chunks it arrived in, copying none of it', async () => {
+    const file = new Uint8Array(3 * 4096).fill(0x61);
+    // No preamble, as clients send it (one before the first delimiter is joined to the bytes after it).
+    const input = chunked(
+      Buffer.concat([Buffer.from(body.slice(body.indexOf('--XyZ'), body.indexOf('line one'))), file, Buffer.from('\r\n--XyZ--\r\n')]),
+      4096,
+    );
+    const arrived = new Set<ArrayBufferLike>();
+    const reader = input.getReader();
+    const watched = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        const { done, value } = await reader.read();
+        if (done) return controller.close();
+        arrived.add(value.buffer);
+        controller.enqueue(value);
+      },
+    });
+    const part = await readFilePart(watched, TYPE);
+    let bytes = 0;
+    for await (const chunk of part.body) {
+      expect(arrived.has(chunk.buffer)).toBe(true);
+      bytes += chunk.length;
+    }
+    expect(bytes).toBe(file.length);
+  });
+
+  test('a body ending in what may start a delimiter keeps just those bytes until the next chunk says', () => {
+    expect(delimiterStartAtEnd(Buffer.from('data\r\n--Xy'), Buffer.from('\r\n--XyZ'))).toBe(6);
+    expect(delimiterStartAtEnd(Buffer.from('data\r'), Buffer.from('\r\n--XyZ'))).toBe(1);
+    expect(delimiterStartAtEnd(Buffer.from('data\r\n-x'), Buffer.from('\r\n--XyZ'))).toBe(0);
+    expect(delimiterStartAtEnd(Buffer.from('\r\r\n'), Buffer.from('\r\n--XyZ'))).toBe(2);
   });
 
   test('refuses a body that is not multipart, has no file part, or ends early', async () => {

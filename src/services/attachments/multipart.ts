@@ -39,13 +39,16 @@ export async function readFilePart(stream: ReadableStream<Uint8Array> | null, co
   const boundary = multipartBoundary(contentType);
   if (!boundary || !stream) throw badBody('Send the file as multipart/form-data, in a part named "file"');
   const reader = new ChunkReader(stream);
-  // A CRLF in front lets the first delimiter be found like every other one.
-  reader.prepend(new Uint8Array([13, 10]));
   const delimiter = Buffer.from(`\r\n--${boundary}`);
   let skipped = 0;
-  for await (const chunk of reader.until(delimiter)) {
-    skipped += chunk.length;
-    if (skipped > MAX_SKIPPED_BYTES) throw badBody('Too much before the file part');
+  // Clients start with the first delimiter; a preamble before it is skipped, with a CRLF in front so
+  // that the first delimiter is found like every other one (joining it to the first chunk).
+  if (!(await reader.skipIfNext(delimiter.subarray(2)))) {
+    reader.prepend(new Uint8Array([13, 10]));
+    for await (const chunk of reader.until(delimiter)) {
+      skipped += chunk.length;
+      if (skipped > MAX_SKIPPED_BYTES) throw badBody('Too much before the file part');
+    }
   }
   for (;;) {
     const after = await reader.take(2);
@@ -89,7 +92,11 @@ export function dispositionParam(header: string, name: string): string | null {
   return plain[1] !== undefined ? plain[1].replace(/%22/g, '"').replace(/%0D/gi, '\r').replace(/%0A/gi, '\n') : plain[2]!.trim();
 }
 
-/** A stream read in pieces: up to a delimiter, a header block, or a few bytes. */
+/**
+ * A stream read in pieces: up to a delimiter, a header block, or a few bytes. What it hands on are
+ * views of the chunks as they arrived (Bun gives each chunk a buffer of its own and never reuses
+ * it), never copies: an upload's bytes pass through without being copied on the way to the store.
+ */
 class ChunkReader {
   private buffer: Buffer = Buffer.alloc(0);
   private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
@@ -111,7 +118,17 @@ class ChunkReader {
       this.ended = true;
       return false;
     }
-    this.buffer = this.buffer.length === 0 ? Buffer.from(value.buffer, value.byteOffset, value.byteLength) : Buffer.concat([this.buffer, value]);
+    const chunk = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+    // Only a few bytes that may start a delimiter (or an unfinished header block) are ever joined to the next chunk.
+    this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
+    return true;
+  }
+
+  /** Consumes `bytes` if the stream goes on with them; false (nothing consumed) otherwise, or when it ends first. */
+  async skipIfNext(bytes: Uint8Array): Promise<boolean> {
+    while (this.buffer.length < bytes.length) if (!(await this.fill())) return false;
+    if (!this.buffer.subarray(0, bytes.length).equals(bytes)) return false;
+    this.buffer = this.buffer.subarray(bytes.length);
     return true;
   }
 
@@ -136,22 +153,34 @@ class ChunkReader {
     }
   }
 
-  /** The bytes up to `delimiter` (consumed, not yielded), as they arrive; a copy of each, so the caller may keep them. */
+  /** The bytes up to `delimiter` (consumed, not yielded), as they arrive, in views of the chunks read. */
   async *until(delimiter: Buffer): AsyncGenerator<Uint8Array> {
     for (;;) {
       const found = this.buffer.indexOf(delimiter);
       if (found >= 0) {
-        if (found > 0) yield Uint8Array.prototype.slice.call(this.buffer, 0, found);
+        if (found > 0) yield this.buffer.subarray(0, found);
         this.buffer = this.buffer.subarray(found + delimiter.length);
         return;
       }
-      // All but a possible start of the delimiter can go.
-      const safe = this.buffer.length - (delimiter.length - 1);
+      // All but the bytes that may start a delimiter can go: usually all of them, so the next chunk needs no joining.
+      const safe = this.buffer.length - delimiterStartAtEnd(this.buffer, delimiter);
       if (safe > 0) {
-        yield Uint8Array.prototype.slice.call(this.buffer, 0, safe);
+        yield this.buffer.subarray(0, safe);
         this.buffer = this.buffer.subarray(safe);
       }
       if (!(await this.fill())) throw badBody('The multipart body ended early');
     }
   }
+}
+
+/** How many bytes at the end of `bytes` are the start of `delimiter` (which `bytes` does not hold whole). */
+export function delimiterStartAtEnd(bytes: Uint8Array, delimiter: Uint8Array): number {
+  const first = delimiter[0]!;
+  for (let at = Math.max(0, bytes.length - delimiter.length + 1); at < bytes.length; at++) {
+    if (bytes[at] !== first) continue;
+    let matches = true;
+    for (let index = 1; at + index < bytes.length && matches; index++) matches = bytes[at + index] === delimiter[index];
+    if (matches) return bytes.length - at;
+  }
+  return 0;
 }

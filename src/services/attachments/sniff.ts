@@ -139,8 +139,8 @@ const u32be = (b: Uint8Array, at: number) => ((b[at]! << 24) | (b[at + 1]! << 16
 
 /**
  * An image's width and height from its header (PNG, JPEG, GIF, WebP), a WAV's duration from its
- * format and data chunks; null where the head does not say (Ogg, WebM, MP3 and M4A durations
- * would need the whole file or a demuxer).
+ * format and data chunks; null where the head does not say (other audio durations are read from the
+ * stored file once written: duration.ts).
  * @example mediaFacts(pngHead, 'image/png') // { width: 640, height: 480, durationMs: null }
  */
 export function mediaFacts(head: Uint8Array, contentType: string): MediaFacts {
