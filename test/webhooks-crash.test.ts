@@ -26,7 +26,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('kill -9 while a delivery is in flight: the next server sends it', async () => {
+test('kill -9 while a delivery is in flight: the next server sends it', { timeout: 20_000 }, async () => {
   const env = {
     DATABASE_URL: `file:${join(dir, 'crash.db')}`,
     SECRET_KEY: 'webhook-crash-test-secret-key-0123456789abcdef',

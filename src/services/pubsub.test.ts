@@ -2,7 +2,7 @@ import { expect, test } from 'bun:test';
 import { captureLogs } from '../../test/support/logs';
 import { Metrics } from '../metrics';
 import type { MessageEvent } from './pubsub';
-import { createEventBus, SlowSubscriberError, SUBSCRIBER_QUEUE_LIMIT } from './pubsub';
+import { canForward, createEventBus, SlowSubscriberError, SUBSCRIBER_QUEUE_LIMIT } from './pubsub';
 
 const message = (id: number): MessageEvent => ({
   id,
@@ -90,4 +90,49 @@ test('stop() is idempotent and only removes its own listener', async () => {
   a.stop();
   a.stop();
   expect(pubsub.listenerCount()).toBe(1);
+});
+
+test('a forwarding subscriber gets what was queued, then each event within its publish, and hears the end once', async () => {
+  const { pubsub } = await localBus();
+  const stream = pubsub.subscribe('chat:message', 1);
+  if (!canForward(stream)) throw new Error('a subscription can forward');
+  const first = stream.next();
+  pubsub.publish('chat:message', 1, message(1));
+  pubsub.publish('chat:message', 1, message(2));
+  expect(((await first).value as MessageEvent).id).toBe(1);
+  const forwarded: number[] = [];
+  const ends: (Error | null)[] = [];
+  stream.forward(
+    (event) => forwarded.push(event.id),
+    (failure) => ends.push(failure),
+  );
+  expect(forwarded).toEqual([2]);
+  pubsub.publish('chat:message', 1, message(3));
+  // No promise in between: the event is handed over inside the publish.
+  expect(forwarded).toEqual([2, 3]);
+  await stream.return();
+  await stream.return();
+  pubsub.publish('chat:message', 1, message(4));
+  expect(forwarded).toEqual([2, 3]);
+  expect(ends).toEqual([null]);
+  expect(pubsub.listenerCount()).toBe(0);
+});
+
+test('a forwarding subscriber whose stream already ended hears it at once, with its error', async () => {
+  const { pubsub } = await localBus();
+  const stream = pubsub.subscribe('chat:message', 1);
+  if (!canForward(stream)) throw new Error('a subscription can forward');
+  const first = stream.next();
+  for (let id = 1; id <= SUBSCRIBER_QUEUE_LIMIT + 2; id++) pubsub.publish('chat:message', 1, message(id));
+  await first;
+  const forwarded: number[] = [];
+  const ends: (Error | null)[] = [];
+  stream.forward(
+    (event) => forwarded.push(event.id),
+    (failure) => ends.push(failure),
+  );
+  expect(forwarded).toHaveLength(SUBSCRIBER_QUEUE_LIMIT);
+  expect(ends).toHaveLength(1);
+  expect(ends[0]).toBeInstanceOf(SlowSubscriberError);
+  expect(pubsub.listenerCount()).toBe(0);
 });

@@ -4,6 +4,7 @@ import type { ServerWebSocket } from 'bun';
 import type { Context } from '../schema/context';
 import { hasSharedResults } from '../schema/shared-results';
 import type { Services } from '../services';
+import { canForward, SlowSubscriberError, SUBSCRIBER_QUEUE_LIMIT } from '../services/pubsub';
 
 /** What a subscription of a field with shared results executes for each event, and how its results are found again. */
 export interface SharedOperation {
@@ -165,9 +166,12 @@ export class CorkedOutbox {
 }
 
 /**
- * One subscriber of a shared operation: pulls its own event stream (its authorization, catch-up and
- * departure are its own) and queues each event's shared payload for its socket as a graphql-ws
- * `next` message, so the per-subscriber work is one string concatenation and a queued write.
+ * One subscriber of a shared operation: its own event stream (its authorization, catch-up and
+ * departure are its own), each event's shared payload queued for its socket as a graphql-ws `next`
+ * message, so the per-subscriber work is one string concatenation and a queued write. A stream that
+ * can forward (a live room feed) hands its events over as they come; others (a catch-up's replay)
+ * are pulled. Payloads that await a query go out in order after those before them, at most
+ * SUBSCRIBER_QUEUE_LIMIT waiting, past which the subscriber ends as too slow.
  * graphql-ws sees an iterator that yields nothing and ends when the stream ends; its `return()`
  * (the client completed, or the socket closed) ends the stream, and nothing is sent after it.
  */
@@ -181,24 +185,77 @@ export function deliverShared(
   let ended = false;
   const sink = sinkFor(() => !ended);
   const frameStart = `{"id":${JSON.stringify(subscriptionId)},"type":"next","payload":`;
+  const send = (json: string) => ended || sink.send(`${frameStart}${json}}`);
+  /** Payloads still awaited, chained in event order. */
+  let backlog: Promise<void> = Promise.resolve();
+  let awaited = 0;
+  /** Queues `event`'s frame; returns the backlog when its payload is awaited, null when it went at once. */
+  const deliver = (event: unknown): Promise<void> | null => {
+    const payload = results.payload(event as object, operation);
+    if (typeof payload === 'string' && awaited === 0) {
+      send(payload);
+      return null;
+    }
+    if (awaited >= SUBSCRIBER_QUEUE_LIMIT) throw new SlowSubscriberError();
+    awaited++;
+    backlog = backlog.then(async () => {
+      const json = await payload;
+      awaited--;
+      send(json);
+    });
+    return backlog;
+  };
   const done = (): IteratorResult<ExecutionResult> => ({ done: true, value: undefined });
+
+  /** Until the stream ends: events forwarded as they come, or pulled one after another. */
+  const consume = async (): Promise<void> => {
+    if (canForward(source)) {
+      const end = Promise.withResolvers<void>();
+      // Rejected before the stream is told to end, whose end would otherwise read as a normal one.
+      const fail = (error: unknown) => {
+        end.reject(error);
+        void source.return();
+      };
+      source.forward(
+        (event) => {
+          try {
+            deliver(event)?.catch(fail);
+          } catch (error) {
+            fail(error);
+          }
+        },
+        (failure) => (failure ? end.reject(failure) : end.resolve()),
+      );
+      await end.promise;
+      return;
+    }
+    while (!ended) {
+      const step = await source.next();
+      if (step.done || ended) return;
+      await deliver(step.value);
+    }
+  };
+  let consumed: Promise<IteratorResult<ExecutionResult>> | null = null;
   return {
     [Symbol.asyncIterator]() {
       return this;
     },
-    async next() {
-      try {
-        while (!ended) {
-          const step = await source.next();
-          if (step.done || ended) break;
-          const payload = results.payload(step.value as object, operation);
-          const json = typeof payload === 'string' ? payload : await payload;
-          if (!ended) sink.send(`${frameStart}${json}}`);
+    next() {
+      consumed ??= (async () => {
+        try {
+          // Sources and queries fail with Errors; lastResultOnError reports whatever comes out of here.
+          const outcome: { failure?: Error } = {};
+          await consume().catch((error: Error) => (outcome.failure = error));
+          // Whatever was delivered before the stream ended goes out before the end: not after a failure
+          // (a subscriber too slow must not wait for its backlog) nor once the client has gone.
+          if (!outcome.failure && !ended) await backlog.catch((error: Error) => (outcome.failure = error));
+          if (outcome.failure) throw outcome.failure;
+          return done();
+        } finally {
+          sink.flush();
         }
-        return done();
-      } finally {
-        sink.flush();
-      }
+      })();
+      return consumed;
     },
     async return() {
       ended = true;

@@ -1,0 +1,87 @@
+import { expect, test } from 'bun:test';
+import { Metrics } from '../metrics';
+import { captureLogs } from '../../test/support/logs';
+import { createEventBus, SlowSubscriberError, SUBSCRIBER_QUEUE_LIMIT } from '../services/pubsub';
+import type { TypingEvent } from '../services/pubsub';
+import type { FrameSink, SharedOperation, SharedResults } from './shared-subscriptions';
+import { deliverShared } from './shared-subscriptions';
+
+/** One subscriber's delivery, whose payloads `payloadOf` decides: a string, or a promise as when a query is awaited. */
+function delivery(source: AsyncIterator<unknown>, payloadOf: (event: TypingEvent) => string | Promise<string>) {
+  const frames: string[] = [];
+  const sink: FrameSink = { send: (frame) => frames.push(frame), flush: () => {} };
+  const results = { payload: (event: object) => payloadOf(event as TypingEvent) } as unknown as SharedResults;
+  const iterator = deliverShared(source, {} as SharedOperation, results, 's1', () => sink);
+  const payloads = () => frames.map((frame) => (JSON.parse(frame) as { payload: unknown }).payload);
+  return { iterator, payloads };
+}
+
+async function typingStream() {
+  const { pubsub } = await createEventBus(null, '', captureLogs('error').log, new Metrics());
+  const typing = (n: number) => pubsub.publish('chat:typing', 1, { chatId: 1, userId: n, username: `u${n}`, socketId: null });
+  return { pubsub, typing, source: pubsub.subscribe('chat:typing', 1) };
+}
+
+test('a live stream is forwarded: payloads go out in event order, an awaited one holding back those after it', async () => {
+  const { typing, source, pubsub } = await typingStream();
+  const slow = Promise.withResolvers<string>();
+  const { iterator, payloads } = delivery(source, (event) => (event.userId === 2 ? slow.promise : `${event.userId}`));
+  const ended = iterator.next();
+  typing(1);
+  typing(2);
+  typing(3);
+  expect(payloads()).toEqual([1]);
+  slow.resolve('2');
+  await slow.promise;
+  await Bun.sleep(0);
+  expect(payloads()).toEqual([1, 2, 3]);
+  await iterator.return!();
+  typing(4);
+  expect((await ended).done).toBe(true);
+  expect(payloads()).toEqual([1, 2, 3]);
+  expect(pubsub.listenerCount()).toBe(0);
+});
+
+test('more than SUBSCRIBER_QUEUE_LIMIT awaited payloads end the subscriber as too slow, and release its stream', async () => {
+  const { typing, source, pubsub } = await typingStream();
+  const never = new Promise<string>(() => {});
+  const { iterator } = delivery(source, () => never);
+  const ended = iterator.next();
+  for (let n = 0; n <= SUBSCRIBER_QUEUE_LIMIT; n++) typing(n);
+  expect(
+    await ended.then(
+      () => null,
+      (error: unknown) => error,
+    ),
+  ).toBeInstanceOf(SlowSubscriberError);
+  expect(pubsub.listenerCount()).toBe(0);
+});
+
+test('a payload that fails ends the subscriber with its error, after what came before it', async () => {
+  const { typing, source, pubsub } = await typingStream();
+  const { iterator, payloads } = delivery(source, (event) => (event.userId === 2 ? Promise.reject(new Error('query failed')) : `${event.userId}`));
+  const ended = iterator.next();
+  typing(1);
+  typing(2);
+  expect(
+    await ended.then(
+      () => null,
+      (error: unknown) => (error as Error).message,
+    ),
+  ).toBe('query failed');
+  expect(payloads()).toEqual([1]);
+  expect(pubsub.listenerCount()).toBe(0);
+});
+
+test('a stream that cannot forward (a replay) is pulled, in the same order', async () => {
+  const events = [1, 2, 3].map((userId) => ({ chatId: 1, userId, username: `u${userId}`, socketId: null }));
+  const replay: AsyncIterator<unknown> = {
+    next: () => Promise.resolve(events.length > 0 ? { done: false, value: events.shift() } : { done: true, value: undefined }),
+  };
+  const slow = Promise.withResolvers<string>();
+  const { iterator, payloads } = delivery(replay, (event) => (event.userId === 1 ? slow.promise : `${event.userId}`));
+  const ended = iterator.next();
+  slow.resolve('1');
+  expect((await ended).done).toBe(true);
+  expect(payloads()).toEqual([1, 2, 3]);
+});
