@@ -28,7 +28,7 @@ async function open(name: string, workerPath: string | null, observer: Checkpoin
   const db = await openDatabase(config.database);
   const checkpointer = await SqliteCheckpointer.start(db, workerPath ?? path, log, observer);
   opened.push({ db, checkpointer });
-  return db;
+  return Object.assign(db, { checkpointer });
 }
 
 const autocheckpoint = async (db: Database) =>
@@ -88,3 +88,13 @@ test('under writes that never pause, the WAL still starts over from its beginnin
   reader.close();
   expect(restarted).toBe(true);
 }, 30_000);
+
+test('a worker thread that ends without an error (killed mid-round) hands checkpoints back to the server too', async () => {
+  const fellBack = Promise.withResolvers<void>();
+  const { observer, report } = reportWhere(() => true);
+  const db = await open('dies', null, { ...observer, onFallBack: () => fellBack.resolve() });
+  await report;
+  (db.checkpointer as unknown as { worker: Worker }).worker.terminate();
+  await fellBack.promise;
+  expect(await autocheckpoint(db)).toBe(1000);
+});
