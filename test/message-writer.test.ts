@@ -68,9 +68,9 @@ test('a row that cannot be stored fails alone: its neighbours in the batch are s
 
 test('every field of every row in one batch is stored exactly as sent, ids in the rows’ order', async () => {
   const chatId = await newChat('unicode');
-  const assistant = (await (
-    await t.request(`/api/chats/${chatId}/assistants`, { method: 'POST', token: alice.token, json: { name: 'helper' } })
-  ).json()) as { id: number };
+  const assistant = (await (await t.request(`/api/chats/${chatId}/assistants`, { method: 'POST', token: alice.token, json: { name: 'helper' } })).json()) as {
+    id: number;
+  };
   const under = await writer.write({ chatId, userId: alice.id, content: 'thread start', askPending: false });
   const astral = '𝄞🙂👩🏽‍💻🇫🇷';
   const contents = [
