@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, expect, test } from 'bun:test';
 import type { Database } from '../src/db/client';
+import { Prisma } from '../src/generated/sqlite/client';
 import { MAX_BATCH_ROWS, MessageWriter } from '../src/services/message-writer';
+import { MAX_CONTENT_LENGTH } from '../src/services/validation';
 import type { TestApp, TestUser } from './support/app';
 import { createTestApp, signUp } from './support/app';
 
@@ -62,4 +64,71 @@ test('a row that cannot be stored fails alone: its neighbours in the batch are s
     writer.write({ chatId: kept, userId: alice.id, content: 'after 2', askPending: false }),
   ]);
   expect(statements - next).toBe(1);
+});
+
+test('every field of every row in one batch is stored exactly as sent, ids in the rows’ order', async () => {
+  const chatId = await newChat('unicode');
+  const assistant = (await (await t.request(`/api/chats/${chatId}/assistants`, { method: 'POST', token: alice.token, json: { name: 'helper' } })).json()) as {
+    id: number;
+  };
+  const under = await writer.write({ chatId, userId: alice.id, content: 'thread start', askPending: false });
+  const astral = '𝄞🙂👩🏽‍💻🇫🇷';
+  const contents = [
+    'plain',
+    astral,
+    'e\u0301 a\u0308\u0323 Z\u0351\u0352\u0353',
+    'שלום عربي \u202ereversed\u202c \u200f',
+    'line\u2028separator\u2029paragraph',
+    `"quoted" 'single' \\backslash\\ \\u0041 \\n not a newline`,
+    'tab\tnewline\ncr\r\u0001\u001f\u007f\u0085',
+    '\ufeffbom \ufffe \uffff noncharacters',
+    '{"a":[1,"x"]}',
+    '123',
+    'true',
+    'null',
+    '  leading and trailing spaces  ',
+    // The longest content allowed, in astral characters: each is two UTF-16 units and four UTF-8 bytes.
+    '😀'.repeat(MAX_CONTENT_LENGTH / 2),
+    'x'.repeat(MAX_CONTENT_LENGTH),
+  ];
+  const rows = contents.map((content, i) => ({
+    chatId,
+    userId: i % 3 === 0 ? null : alice.id,
+    content,
+    askPending: i % 2 === 0,
+    ...(i % 3 === 0 ? { senderName: `Hook ${astral} "${i}" \\` } : {}),
+    assistantId: i % 4 === 0 ? assistant.id : null,
+    threadId: i % 5 === 0 ? under.id : null,
+  }));
+  const before = statements;
+  const stored = await Promise.all(rows.map((row) => writer.write(row)));
+  expect(statements - before).toBe(1);
+  const ids = stored.map((row) => row.id);
+  expect(ids).toEqual([...ids].sort((a, b) => a - b));
+
+  const { db } = t.app.services;
+  const saved = await db.message.findMany({
+    where: { id: { in: ids } },
+    orderBy: { id: 'asc' },
+    select: { id: true, chatId: true, userId: true, content: true, askPending: true, senderName: true, assistantId: true, threadId: true },
+  });
+  expect(saved).toEqual(
+    rows.map((row, i) => ({
+      id: ids[i]!,
+      chatId,
+      userId: row.userId,
+      content: row.content,
+      askPending: row.askPending,
+      senderName: row.senderName ?? null,
+      assistantId: row.assistantId,
+      threadId: row.threadId,
+    })),
+  );
+  // Byte for byte, as the database holds them (not only as the driver decodes them).
+  const hex =
+    t.config.database.engine === 'sqlite'
+      ? Prisma.sql`SELECT id, lower(hex(content)) AS bytes FROM messages WHERE chat_id = ${chatId} ORDER BY id`
+      : Prisma.sql`SELECT id, encode(convert_to(content, 'UTF8'), 'hex') AS bytes FROM messages WHERE chat_id = ${chatId} ORDER BY id`;
+  const bytes = await db.$queryRaw<{ id: number; bytes: string }[]>(hex);
+  expect(bytes.slice(1).map((row) => row.bytes)).toEqual(contents.map((content) => Buffer.from(content, 'utf8').toString('hex')));
 });

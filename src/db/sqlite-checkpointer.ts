@@ -30,6 +30,7 @@ export class SqliteCheckpointer {
   private readonly timer: Timer;
   private inFlight = false;
   private failed = false;
+  private closed = false;
 
   private constructor(
     private readonly db: Database,
@@ -45,6 +46,9 @@ export class SqliteCheckpointer {
       if ('error' in data) void this.fallBack(data.error);
     };
     this.worker.onerror = (event) => void this.fallBack(event.message);
+    // A thread that ends with no error event (killed, or exited) would otherwise leave the round it was
+    // given in flight for ever, and no checkpoint would run again.
+    this.worker.addEventListener('close', () => void this.fallBack('the worker thread ended'));
     this.timer = setInterval(() => this.round(), CHECKPOINT_EVERY_MS);
     this.timer.unref();
   }
@@ -63,7 +67,8 @@ export class SqliteCheckpointer {
   }
 
   private async fallBack(reason: string): Promise<void> {
-    if (this.failed) return;
+    // After close() the server's connection is closing, or closed: a query now would open it again.
+    if (this.failed || this.closed) return;
     this.failed = true;
     this.log.error({ reason }, 'the SQLite checkpoint worker failed: the server checkpoints on its own connection again');
     clearInterval(this.timer);
@@ -76,6 +81,7 @@ export class SqliteCheckpointer {
 
   /** Stops the rounds; closing the server's connection then checkpoints what is left, as SQLite does. */
   close(): void {
+    this.closed = true;
     clearInterval(this.timer);
     this.worker.terminate();
   }
