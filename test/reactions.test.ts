@@ -581,6 +581,8 @@ describe('what reactions cost', () => {
     queries = [];
     const id = await post(alice, chatId, 'heard');
     expect(await listening.next((event) => event.content === 'heard')).toEqual({ id: String(id), content: 'heard', reactions: [] });
-    expect(queries.length).toBe(sendCost);
+    // No more than a send costs alone (less when the webhook outbox still remembers the chat has none), and none of the reactions table.
+    expect(queries.length).toBeLessThanOrEqual(sendCost);
+    expect(queries.filter((query) => query.includes('reactions'))).toEqual([]);
   });
 });
