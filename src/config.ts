@@ -5,6 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import type { Engine } from './db/migrate';
 import type { OAuthConfig } from './oauth-config';
 import { oauthConfig } from './oauth-config';
+import type { UploadPace } from './services/attachments/upload-pace';
 
 /** Everything the server reads from its environment, parsed and checked once at start-up. */
 export interface Config {
@@ -92,6 +93,8 @@ export interface Config {
     queue: number;
     /** UPLOAD_QUEUE_WAIT_MS: how long an upload may wait for a turn before it is refused with 503. */
     queueWaitMs: number;
+    /** UPLOAD_MIN_BYTES_PER_SECOND (0: off) over windows of UPLOAD_MIN_RATE_WINDOW_MS: a body slower than this loses its turn with 408. */
+    pace: UploadPace;
   };
   /** What start-up should warn about once it can log (a generated SECRET_KEY). */
   startupWarnings: string[];
@@ -173,6 +176,10 @@ export function loadConfig(env: Env = process.env): Config {
       concurrency: integer(env, 'MAX_CONCURRENT_UPLOADS', DEFAULT_MAX_CONCURRENT_UPLOADS, { min: 1 }),
       queue: integer(env, 'UPLOAD_QUEUE', 32, { min: 0 }),
       queueWaitMs: uploadQueueWait(env.UPLOAD_QUEUE_WAIT_MS),
+      pace: {
+        minBytesPerSecond: integer(env, 'UPLOAD_MIN_BYTES_PER_SECOND', DEFAULT_UPLOAD_MIN_BYTES_PER_SECOND, { min: 0, max: MAX_UPLOAD_LIMIT }),
+        windowMs: integer(env, 'UPLOAD_MIN_RATE_WINDOW_MS', 5_000, { min: 1, max: 60_000 }),
+      },
     },
     startupWarnings,
   };
@@ -188,6 +195,13 @@ const MAX_UPLOAD_LIMIT = 1024 * 1024 * 1024;
  * four read at once keep a burst of uploads to a few tens of MB and still fill a disk.
  */
 export const DEFAULT_MAX_CONCURRENT_UPLOADS = 4;
+
+/**
+ * 16 KiB/s (128 kbit/s): well under what a phone sends on 3G, far over a trickle of a byte at a time
+ * that would hold an upload slot for as long as its sender likes (Bun's idle timeout never fires
+ * while bytes keep coming).
+ */
+const DEFAULT_UPLOAD_MIN_BYTES_PER_SECOND = 16 * 1024;
 
 /** Bun closes a request it has not read for 10 s (Bun.serve's `idleTimeout`): a waiting upload must get its turn, or its 503, before. */
 const MAX_UPLOAD_QUEUE_WAIT_MS = 9_000;

@@ -16,7 +16,8 @@ export type RefusalKind =
   | 'socket_cap'
   | 'password_queue'
   | 'search_queue'
-  | 'upload_queue';
+  | 'upload_queue'
+  | 'upload_too_slow';
 /** How a bot answer ended: the model finished, a member or a shutdown cut it short, or it failed (model, network, storage). */
 export type AnswerOutcome = 'completed' | 'stopped' | 'failed';
 export type PubsubMode = 'local' | 'redis';
@@ -117,7 +118,7 @@ export class Metrics {
   });
   readonly rateLimitRefusals = new Counter({
     name: `${PREFIX}rate_limit_refusals_total`,
-    help: 'Requests, frames and sockets refused by a limit, by kind (login, register, oauth_start, message, reaction, ws_frame, bot, bot_budget, socket_cap, password_queue, search_queue, upload_queue)',
+    help: 'Requests, frames and sockets refused by a limit, by kind (login, register, oauth_start, message, reaction, ws_frame, bot, bot_budget, socket_cap, password_queue, search_queue, upload_queue, upload_too_slow)',
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });
@@ -144,6 +145,7 @@ export class Metrics {
       'password_queue',
       'search_queue',
       'upload_queue',
+      'upload_too_slow',
     ] satisfies RefusalKind[]) {
       this.rateLimitRefusals.inc({ kind }, 0);
     }

@@ -76,9 +76,9 @@ function nextAdmission(t: TestApp): Promise<void> {
   const admission = t.app.services.attachments.admission;
   const admit = admission.admit.bind(admission);
   return new Promise((resolve) => {
-    admission.admit = (signal, read) => {
+    admission.admit = (upload, read) => {
       admission.admit = admit;
-      const turn = admit(signal, read);
+      const turn = admit(upload, read);
       resolve();
       return turn;
     };
@@ -198,3 +198,115 @@ test('an upload that waited past UPLOAD_QUEUE_WAIT_MS is refused with 503 and Re
     await t.cleanup();
   }
 }, 30_000);
+
+/**
+ * A client over a raw socket that sends the request's head and `burst` of its body at once, then a
+ * byte every few milliseconds (of a body it declared far longer) until the server answers or hangs
+ * up: a trickle that Bun's idle timeout never ends. Resolves with what the server sent back.
+ */
+async function trickle(port: number, path: string, token: string, burst: Uint8Array): Promise<string> {
+  const head = Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="slow.txt"\r\nContent-Type: text/plain\r\n\r\n`);
+  const request = Buffer.concat([
+    Buffer.from(
+      `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\n` +
+        `Content-Type: multipart/form-data; boundary=${BOUNDARY}\r\nContent-Length: ${head.length + burst.length + 1_000_000}\r\n\r\n`,
+    ),
+    head,
+    burst,
+  ]);
+  let answer = '';
+  let unsent: Buffer = request;
+  let hungUp!: () => void;
+  const closed = new Promise<void>((resolve) => (hungUp = resolve));
+  const send = (socket: Bun.Socket) => {
+    // A write takes what the socket buffer has room for; `drain` says when to send the rest.
+    unsent = unsent.subarray(socket.write(unsent));
+  };
+  const socket = await Bun.connect({
+    hostname: '127.0.0.1',
+    port,
+    socket: {
+      data: (_socket, data) => void (answer += data.toString()),
+      drain: send,
+      close: () => hungUp(),
+      error: () => hungUp(),
+    },
+  });
+  send(socket);
+  const drip = setInterval(() => {
+    if (unsent.length === 0) socket.write('a');
+  }, 10);
+  try {
+    await closed;
+  } finally {
+    clearInterval(drip);
+  }
+  return answer;
+}
+
+async function refusalsOf(t: TestApp, kind: string): Promise<number> {
+  const text = await (await t.request('/metrics')).text();
+  return Number(new RegExp(`gemini_coop_rate_limit_refusals_total\\{kind="${kind}"\\} (\\d+)`).exec(text)?.[1] ?? Number.NaN);
+}
+
+describe('an upload must keep arriving at UPLOAD_MIN_BYTES_PER_SECOND', () => {
+  test('a trickle over a real socket holding the only slot is ended with 408, its slot goes to the waiting upload, and nothing of it is stored', async () => {
+    // A window of 100 ms must bring 100 KiB: the burst (past the 64 KiB read before anything is stored) is short of it.
+    const t = await createTestApp({
+      MAX_CONCURRENT_UPLOADS: '1',
+      UPLOAD_QUEUE_WAIT_MS: '9000',
+      UPLOAD_MIN_BYTES_PER_SECOND: String(1024 * 1024),
+      UPLOAD_MIN_RATE_WINDOW_MS: '100',
+    });
+    const server = t.listen();
+    try {
+      const { alice, chatId } = await room(t);
+      const before = await stored(t);
+      const refusalsBefore = await refusalsOf(t, 'upload_too_slow');
+      const admitted = nextAdmission(t);
+      const slow = trickle(server.port!, `/api/chats/${chatId}/attachments`, alice.token, new Uint8Array(80 * 1024).fill(0x61));
+      await admitted;
+      expect(t.app.services.attachments.admission.inFlight).toBe(1);
+      const queued = nextAdmission(t);
+      const waiting = sendFile(t, alice, chatId);
+      await queued;
+      expect(t.app.services.attachments.admission.queued).toBe(1);
+
+      const answer = await slow;
+      expect(answer).toStartWith('HTTP/1.1 408');
+      expect(answer).toContain('"detail":"The upload arrived too slowly');
+      // Else the trickle would go on, on a connection nobody reads, until Bun's idle timeout.
+      expect(answer).toContain('Connection: close');
+      const next = await waiting;
+      expect(next.status).toBe(201);
+      expect(await stored(t)).toEqual({ rows: before.rows + 1, files: before.files + 1 });
+      expect(await refusalsOf(t, 'upload_too_slow')).toBe(refusalsBefore + 1);
+      expect(t.app.services.attachments.admission.inFlight).toBe(0);
+      expect(t.app.services.attachments.admission.queued).toBe(0);
+    } finally {
+      await server.stop(true);
+      await t.cleanup();
+    }
+  }, 30_000);
+
+  test('a fast client over a real socket is not cut, however short the window', async () => {
+    const t = await createTestApp({ UPLOAD_MIN_RATE_WINDOW_MS: '100' });
+    const server = t.listen();
+    try {
+      const { alice, chatId } = await room(t);
+      const form = new FormData();
+      form.append('file', new Blob([new Uint8Array(4 * 1024 * 1024).fill(0x61)], { type: 'text/plain' }), 'fast.txt');
+      const answer = await fetch(`http://127.0.0.1:${server.port}/api/chats/${chatId}/attachments`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${alice.token}` },
+        body: form,
+      });
+      expect(answer.status).toBe(201);
+      expect(await answer.json()).toMatchObject({ size: 4 * 1024 * 1024, kind: 'file' });
+      expect(await refusalsOf(t, 'upload_too_slow')).toBe(0);
+    } finally {
+      await server.stop(true);
+      await t.cleanup();
+    }
+  }, 30_000);
+});

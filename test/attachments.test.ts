@@ -317,6 +317,7 @@ test('the default store is a folder beside the SQLite file; UPLOAD_DIR moves it'
       concurrency: 4,
       queue: 32,
       queueWaitMs: 5000,
+      pace: { minBytesPerSecond: 16384, windowMs: 5000 },
     });
   } finally {
     await t.cleanup();

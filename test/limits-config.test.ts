@@ -71,11 +71,21 @@ describe('upload admission settings', () => {
     expect(uploads).toMatchObject({ concurrency: 2, queue: 0, queueWaitMs: 9000 });
   });
 
+  test('an admitted body must bring 16 KiB/s, checked over 5 s of waiting for it; 0 turns the check off', () => {
+    expect(loadConfig({ SECRET_KEY: SECRET }).uploads.pace).toEqual({ minBytesPerSecond: 16384, windowMs: 5000 });
+    const pace = loadConfig({ SECRET_KEY: SECRET, UPLOAD_MIN_BYTES_PER_SECOND: '0', UPLOAD_MIN_RATE_WINDOW_MS: '60000' }).uploads.pace;
+    expect(pace).toEqual({ minBytesPerSecond: 0, windowMs: 60000 });
+  });
+
   test.each([
     ['MAX_CONCURRENT_UPLOADS', '0', 'is not valid: set it to a whole number from 1'],
     ['UPLOAD_QUEUE', '-1', 'is not valid: set it to a whole number from 0'],
     ['UPLOAD_QUEUE_WAIT_MS', 'soon', 'is not valid: set it to a whole number from 1'],
     ['UPLOAD_QUEUE_WAIT_MS', '10000', 'is too long: the server drops a request it has not read for 10 s, so set it to at most 9000'],
+    ['UPLOAD_MIN_BYTES_PER_SECOND', '16k', 'is not valid: set it to a whole number from 0 to 1073741824, or unset it for 16384'],
+    ['UPLOAD_MIN_BYTES_PER_SECOND', '-1', 'is not valid: set it to a whole number from 0'],
+    ['UPLOAD_MIN_RATE_WINDOW_MS', '0', 'is not valid: set it to a whole number from 1 to 60000, or unset it for 5000'],
+    ['UPLOAD_MIN_RATE_WINDOW_MS', '60001', 'is not valid: set it to a whole number from 1 to 60000'],
   ])('%s=%s is a ConfigError that says the fix', (name, value, fix) => {
     expect(() => loadConfig({ SECRET_KEY: SECRET, [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ SECRET_KEY: SECRET, [name]: value })).toThrow(`${name}=${value} ${fix}`);

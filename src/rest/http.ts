@@ -12,6 +12,8 @@ export function errorResponse(caught: unknown, log: Logger): Response {
     const headers: Record<string, string> = {};
     if (error.status === 401) headers['WWW-Authenticate'] = 'Bearer';
     if (error.code === 'RANGE_NOT_SATISFIABLE') headers['Content-Range'] = `bytes */${String(error.detail)}`;
+    // The rest of a body too slow is never read: without this Bun keeps the connection, and the trickle on it, until its idle timeout.
+    if (error.code === 'REQUEST_TIMEOUT') headers['Connection'] = 'close';
     if (error.retryAfterSeconds !== undefined) headers['Retry-After'] = String(Math.max(1, error.retryAfterSeconds));
     const detail = error.code === 'BAD_USER_INPUT' && error.detail ? error.detail : error.message;
     return json({ detail }, error.status, headers);

@@ -142,6 +142,12 @@ const uploadRequest = (request: Request): UploadRequest => ({ body: request.body
 /** Refused before any of the file was stored: too many uploads wait already, or this one waited too long. */
 const uploadsBusy = retryLaterResponse('"Too many uploads at once: try again shortly" (MAX_CONCURRENT_UPLOADS, UPLOAD_QUEUE, UPLOAD_QUEUE_WAIT_MS)');
 
+/** Ended mid-body: the client sent it slower than the minimum rate, and the rest of it is not read. */
+const uploadTooSlow = detailResponse(
+  '"The upload arrived too slowly: …" (UPLOAD_MIN_BYTES_PER_SECOND over UPLOAD_MIN_RATE_WINDOW_MS); nothing was stored, and the connection is closed',
+  z.object({ Connection: z.literal('close') }),
+);
+
 /** The file's bytes with the headers that make a browser treat them safely: never sniffed, never run as a page. */
 function downloadResponse({ attachment, range, body }: Download): Response {
   const media = attachment.kind === 'image' || attachment.kind === 'audio';
@@ -260,6 +266,7 @@ export const restRoutes: RestRoute[] = [
       request: { body: { required: true, content: { 'image/*': { schema: z.any().openapi({ type: 'string', format: 'binary' }) }, ...uploadBody.content } } },
       responses: {
         200: jsonResponse(profileSchema, 'Your profile, with its new `avatar_url`'),
+        408: uploadTooSlow,
         413: detailResponse(`"File too large: at most ${MAX_AVATAR_BYTES} bytes"`),
         415: detailResponse('Not an image on the list, or not the type it claims'),
         422: validationErrorResponse,
@@ -466,6 +473,7 @@ export const restRoutes: RestRoute[] = [
         400: detailResponse('Not a multipart body with a part named "file"'),
         403: notInChat,
         404: chatNotFound,
+        408: uploadTooSlow,
         413: detailResponse('"File too large: at most … bytes" (MAX_UPLOAD_BYTES)'),
         415: detailResponse('"Unsupported file type: …", or the bytes contradict the Content-Type the part claims'),
         422: validationErrorResponse,

@@ -13,6 +13,8 @@ export type ErrorCode =
   | 'BAD_REQUEST'
   | 'CONFLICT'
   | 'RATE_LIMITED'
+  /** An upload body that arrived slower than UPLOAD_MIN_BYTES_PER_SECOND. */
+  | 'REQUEST_TIMEOUT'
   | 'PAYLOAD_TOO_LARGE'
   /** A file whose bytes are not on the upload allow-list, or contradict the type it claims. */
   | 'UNSUPPORTED_MEDIA_TYPE'
@@ -29,6 +31,7 @@ const statusByCode: Record<ErrorCode, number> = {
   BAD_REQUEST: 400,
   CONFLICT: 400, // the original answers duplicate usernames and emails with 400
   RATE_LIMITED: 429,
+  REQUEST_TIMEOUT: 408,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   RANGE_NOT_SATISFIABLE: 416,

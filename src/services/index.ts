@@ -175,7 +175,9 @@ export function createServices(
       concurrency: config.uploads.concurrency,
       maxWaiting: config.uploads.queue,
       waitMs: config.uploads.queueWaitMs,
+      pace: config.uploads.pace,
       onRefused: () => metrics.refused('upload_queue'),
+      onTooSlow: () => metrics.refused('upload_too_slow'),
     }),
   );
   const chats: ChatService = new ChatService(db, pubsub, memberships, readState, presence, outbox, attachments);

@@ -60,9 +60,10 @@ export class ProfileService {
   }
 
   /** Replaces the caller's avatar with an image (raw bytes, or a multipart part named `file`), at most MAX_AVATAR_BYTES. */
-  async setAvatar(user: PublicUser, { body, contentType, signal }: UploadRequest): Promise<Profile> {
+  async setAvatar(user: PublicUser, upload: UploadRequest): Promise<Profile> {
     const key = `avatar-${crypto.randomUUID()}`;
-    const { sniffed } = await this.admission.admit(signal, async () => {
+    const { contentType } = upload;
+    const { sniffed } = await this.admission.admit(upload, async (body) => {
       const multipart = multipartBoundary(contentType) !== null;
       const file = multipart ? await readFilePart(body, contentType) : { filename: null, contentType, body: body ?? emptyStream() };
       return storeChecked(

@@ -154,15 +154,16 @@ export class AttachmentService {
   /**
    * Stores one file sent as `multipart/form-data` (a part named `file`) in the chat, for a participant.
    * Its type is decided from its bytes; it streams to the store and is never held whole. The body is
-   * read in its turn (`admission`): a 503 when too many wait already, or the wait is too long.
+   * read in its turn (`admission`): a 503 when too many wait already, or the wait is too long; a 408
+   * when it arrives too slowly (UPLOAD_MIN_BYTES_PER_SECOND), with nothing stored.
    * @example await attachments.upload(me, 7, { body: request.body, contentType: request.headers.get('content-type'), signal: request.signal })
    */
   async upload(uploader: PublicUser, chatId: unknown, request: UploadRequest): Promise<AttachmentView> {
     const id = parseChatId(chatId);
     await this.chats.requireParticipant(uploader.id, id);
     const key = crypto.randomUUID();
-    const { filename, sniffed, facts, size } = await this.admission.admit(request.signal, async () => {
-      const part = await readFilePart(request.body, request.contentType);
+    const { filename, sniffed, facts, size } = await this.admission.admit(request, async (body) => {
+      const part = await readFilePart(body, request.contentType);
       const filename = checkedFilename(part.filename);
       return { filename, ...(await storeChecked(this.store, key, { filename, claimedType: part.contentType, body: part.body }, this.maxBytes)) };
     });

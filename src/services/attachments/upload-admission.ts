@@ -1,4 +1,6 @@
 import { AppError } from '../errors';
+import type { UploadPace } from './upload-pace';
+import { pacedBody } from './upload-pace';
 
 /** What a refused upload is told to wait before trying again. */
 const RETRY_AFTER_SECONDS = 2;
@@ -10,7 +12,16 @@ export interface UploadAdmissionLimits {
   maxWaiting: number;
   /** UPLOAD_QUEUE_WAIT_MS: an upload that waited this long without a turn is refused. */
   waitMs: number;
+  /** UPLOAD_MIN_BYTES_PER_SECOND over UPLOAD_MIN_RATE_WINDOW_MS: what an admitted body must keep up to keep its slot. */
+  pace: UploadPace;
   onRefused?: () => void;
+  onTooSlow?: () => void;
+}
+
+/** What an upload hands the admission: its body, and the signal that says its client has gone. */
+export interface AdmittedUpload {
+  body: ReadableStream<Uint8Array> | null;
+  signal?: AbortSignal;
 }
 
 interface Waiter {
@@ -27,7 +38,9 @@ const busy = () => new AppError('SERVICE_UNAVAILABLE', 'Too many uploads at once
  * stops the client), so waiting uploads cost little and the peak stays flat however many arrive.
  * At most `maxWaiting` wait; past that, or after `waitMs`, an upload is refused with 503 and a
  * `Retry-After`, before any of its bytes were stored. A client gone while it waits leaves the queue.
- * @example const view = await admission.admit(request.signal, () => readAndStore(request.body))
+ * A body admitted must keep arriving at `pace` (see pacedBody), or it ends with 408 and its slot goes
+ * to the next in line: a client trickling a byte at a time cannot hold a slot for as long as it likes.
+ * @example const view = await admission.admit({ body: request.body, signal: request.signal }, (body) => readAndStore(body))
  */
 export class UploadAdmission {
   private reading = 0;
@@ -46,11 +59,11 @@ export class UploadAdmission {
     return this.waiting.size;
   }
 
-  /** Runs `read` (which reads the upload's body) in a turn; the turn is given back however `read` ends. */
-  async admit<T>(signal: AbortSignal | undefined, read: () => Promise<T>): Promise<T> {
-    await this.turn(signal);
+  /** Runs `read` on the upload's body, paced, in a turn; the turn is given back however `read` ends. */
+  async admit<T>(upload: AdmittedUpload, read: (body: ReadableStream<Uint8Array> | null) => Promise<T>): Promise<T> {
+    await this.turn(upload.signal);
     try {
-      return await read();
+      return await read(upload.body && pacedBody(upload.body, this.limits.pace, this.limits.onTooSlow));
     } finally {
       this.release();
     }
