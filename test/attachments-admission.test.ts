@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { readdirSync } from 'node:fs';
-import { createTestApp, signUp, type TestApp, type TestUser } from './support/app';
+import { createTestApp, signUp, storedFiles, type TestApp, type TestUser } from './support/app';
 import { media } from './support/media';
 
 /**
@@ -85,13 +84,6 @@ function nextAdmission(t: TestApp): Promise<void> {
   });
 }
 
-async function stored(t: TestApp) {
-  const rows = await t.app.services.db.attachment.count();
-  const store = t.config.uploads.store;
-  const files = store.kind === 'disk' ? readdirSync(store.dir).length : (await t.app.services.db.fileChunk.groupBy({ by: ['key'] })).length;
-  return { rows, files };
-}
-
 async function uploadRefusals(t: TestApp): Promise<number> {
   const text = await (await t.request('/metrics')).text();
   return Number(/gemini_coop_rate_limit_refusals_total\{kind="upload_queue"\} (\d+)/.exec(text)?.[1] ?? Number.NaN);
@@ -134,7 +126,7 @@ describe('one upload read at a time, one waiting', () => {
     const queued = nextAdmission(t);
     const waitingAnswer = send(t, alice, chatId, waiting);
     await queued;
-    const before = await stored(t);
+    const before = await storedFiles(t);
     const refusalsBefore = await uploadRefusals(t);
 
     const refused = await sendFile(t, alice, chatId);
@@ -144,7 +136,7 @@ describe('one upload read at a time, one waiting', () => {
     const avatar = await t.request('/api/auth/me/avatar', { method: 'PUT', token: alice.token, headers: { 'content-type': 'image/png' }, body: media.png() });
     expect(avatar.status).toBe(503);
     expect(avatar.headers.get('retry-after')).toBeTruthy();
-    expect(await stored(t)).toEqual(before);
+    expect(await storedFiles(t)).toEqual(before);
     expect(await uploadRefusals(t)).toBe(refusalsBefore + 2);
 
     running.finish();
@@ -169,10 +161,10 @@ describe('one upload read at a time, one waiting', () => {
     expect(t.app.services.attachments.admission.queued).toBe(0);
     expect(abandoned.reads()).toBe(0);
 
-    const before = await stored(t);
+    const before = await storedFiles(t);
     running.fail();
     expect((await runningAnswer).status).toBeGreaterThanOrEqual(400);
-    expect(await stored(t)).toEqual(before);
+    expect(await storedFiles(t)).toEqual(before);
     expect(t.app.services.attachments.admission.inFlight).toBe(0);
     expect((await sendFile(t, alice, chatId)).status).toBe(201);
   });
@@ -185,11 +177,11 @@ test('an upload that waited past UPLOAD_QUEUE_WAIT_MS is refused with 503 and Re
     const running = controlledUpload();
     const runningAnswer = send(t, alice, chatId, running);
     await running.reading;
-    const before = await stored(t);
+    const before = await storedFiles(t);
     const late = await sendFile(t, alice, chatId);
     expect(late.status).toBe(503);
     expect(late.headers.get('retry-after')).toBeTruthy();
-    expect(await stored(t)).toEqual(before);
+    expect(await storedFiles(t)).toEqual(before);
     expect(t.app.services.attachments.admission.queued).toBe(0);
     running.finish();
     expect((await runningAnswer).status).toBe(201);
@@ -261,7 +253,7 @@ describe('an upload must keep arriving at UPLOAD_MIN_BYTES_PER_SECOND', () => {
     const server = t.listen();
     try {
       const { alice, chatId } = await room(t);
-      const before = await stored(t);
+      const before = await storedFiles(t);
       const refusalsBefore = await refusalsOf(t, 'upload_too_slow');
       const admitted = nextAdmission(t);
       const slow = trickle(server.port!, `/api/chats/${chatId}/attachments`, alice.token, new Uint8Array(80 * 1024).fill(0x61));
@@ -279,7 +271,7 @@ describe('an upload must keep arriving at UPLOAD_MIN_BYTES_PER_SECOND', () => {
       expect(answer).toContain('Connection: close');
       const next = await waiting;
       expect(next.status).toBe(201);
-      expect(await stored(t)).toEqual({ rows: before.rows + 1, files: before.files + 1 });
+      expect(await storedFiles(t)).toEqual({ rows: before.rows + 1, files: before.files + 1 });
       expect(await refusalsOf(t, 'upload_too_slow')).toBe(refusalsBefore + 1);
       expect(t.app.services.attachments.admission.inFlight).toBe(0);
       expect(t.app.services.attachments.admission.queued).toBe(0);

@@ -1,7 +1,6 @@
 import { describe, expect, test } from 'bun:test';
-import { readdirSync } from 'node:fs';
 import { signature } from '../src/services/attachments/links';
-import { createTestApp, signUp, type TestApp, type TestUser } from './support/app';
+import { createTestApp, signUp, storedFiles, type TestApp, type TestUser } from './support/app';
 import { media } from './support/media';
 import { servedTestApp } from './support/sockets';
 
@@ -35,14 +34,6 @@ async function uploaded(t: TestApp, user: TestUser, chatId: number, file: Uint8A
   const body = await response.json();
   if (response.status !== 201) throw new Error(`upload failed: ${response.status} ${JSON.stringify(body)}`);
   return body;
-}
-
-/** The files the store holds: rows of attachments and stored bytes (a folder on SQLite, chunks on PostgreSQL). */
-async function stored(t: TestApp) {
-  const rows = await t.app.services.db.attachment.count();
-  const store = t.config.uploads.store;
-  const files = store.kind === 'disk' ? readdirSync(store.dir).length : (await t.app.services.db.fileChunk.groupBy({ by: ['key'] })).length;
-  return { rows, files };
 }
 
 describe('upload', () => {
@@ -123,11 +114,11 @@ describe('upload', () => {
   ])('%s is refused with a clear 4xx and stores nothing', async (_case, file, options, status) => {
     const t = served.t;
     const { alice, chatId } = await room(t);
-    const before = await stored(t);
+    const before = await storedFiles(t);
     const response = await upload(t, alice, chatId, file(), options);
     expect(response.status).toBe(status);
     expect(((await response.json()) as { detail: unknown }).detail).toBeTruthy();
-    expect(await stored(t)).toEqual(before);
+    expect(await storedFiles(t)).toEqual(before);
   });
 
   test('a non-participant cannot upload; nor can a request without a multipart file', async () => {
@@ -273,14 +264,14 @@ describe("the files' end", () => {
   test('deleting a message deletes its files; deleting a chat deletes its files, sent or not', async () => {
     const t = served.t;
     const { alice, chatId } = await room(t);
-    const before = await stored(t);
+    const before = await storedFiles(t);
     const sentFile = await uploaded(t, alice, chatId, media.png());
     const sent = (await (
       await t.request(`/api/chats/${chatId}/messages`, { method: 'POST', token: alice.token, json: { content: 'look', attachment_ids: [sentFile.id] } })
     ).json()) as { id: number };
     expect((await t.request(`/api/chats/${chatId}/messages/${sent.id}`, { method: 'DELETE', token: alice.token })).status).toBe(200);
     expect((await t.request(sentFile.url)).status).toBe(404);
-    expect(await stored(t)).toEqual(before);
+    expect(await storedFiles(t)).toEqual(before);
 
     const kept = await uploaded(t, alice, chatId, media.png());
     await t.request(`/api/chats/${chatId}/messages`, { method: 'POST', token: alice.token, json: { content: 'x', attachment_ids: [kept.id] } });
@@ -288,7 +279,7 @@ describe("the files' end", () => {
     expect((await t.request(`/api/chats/${chatId}`, { method: 'DELETE', token: alice.token })).status).toBe(200);
     expect((await t.request(kept.url)).status).toBe(404);
     expect((await t.request(unsent.url)).status).toBe(404);
-    expect(await stored(t)).toEqual(before);
+    expect(await storedFiles(t)).toEqual(before);
   });
 
   test('uploads never sent are swept after a day; sent ones and fresh ones stay', async () => {

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { App, AppOptions } from '../../src/app';
@@ -107,3 +107,11 @@ export async function signUp(test: TestApp, name = `user${++counter}_${Math.rand
 export type TestUser = Awaited<ReturnType<typeof signUp>>;
 
 export type { App };
+
+/** The files the store holds: rows of attachments and stored bytes (a folder on SQLite, chunks on PostgreSQL). */
+export async function storedFiles(t: TestApp): Promise<{ rows: number; files: number }> {
+  const rows = await t.app.services.db.attachment.count();
+  const store = t.config.uploads.store;
+  const files = store.kind === 'disk' ? readdirSync(store.dir).length : (await t.app.services.db.fileChunk.groupBy({ by: ['key'] })).length;
+  return { rows, files };
+}
