@@ -50,8 +50,8 @@ test('a row that cannot be stored fails alone: its neighbours in the batch are s
     [kept, deleted, kept, kept].map((chatId, i) => writer.write({ chatId, userId: alice.id, content: `n${i}`, askPending: false })),
   );
   expect(results.map((result) => result.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
-  // The batch's statement, then each row alone.
-  expect(statements - before).toBe(1 + 4);
+  // The batch's statement, whether the database answers, then each row alone.
+  expect(statements - before).toBe(1 + 1 + 4);
   const rows = await t.app.services.db.message.findMany({ where: { chatId: kept }, orderBy: { id: 'asc' }, select: { id: true, content: true } });
   expect(rows.map((row) => row.content)).toEqual(['n0', 'n2', 'n3']);
   expect(rows.map((row) => row.id)).toEqual(results.filter((result) => result.status === 'fulfilled').map((result) => result.value.id));
@@ -64,6 +64,18 @@ test('a row that cannot be stored fails alone: its neighbours in the batch are s
     writer.write({ chatId: kept, userId: alice.id, content: 'after 2', askPending: false }),
   ]);
   expect(statements - next).toBe(1);
+});
+
+test('when the database itself fails, a batch fails at once: its rows are not retried one by one', async () => {
+  let attempts = 0;
+  const down = { $queryRaw: () => (attempts++, Promise.reject(new Error('Connection terminated unexpectedly'))) } as unknown as Database;
+  const failing = new MessageWriter(down, t.config.database.engine, t.app.services.metrics);
+  const results = await Promise.allSettled(
+    Array.from({ length: 10 }, (_, i) => failing.write({ chatId: 1, userId: alice.id, content: `lost ${i}`, askPending: false })),
+  );
+  expect(results.map((result) => result.status)).toEqual(Array.from({ length: 10 }, () => 'rejected'));
+  // The batch's statement and the question whether the database answers: not ten retries.
+  expect(attempts).toBe(2);
 });
 
 test('every field of every row in one batch is stored exactly as sent, ids in the rows’ order', async () => {

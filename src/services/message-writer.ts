@@ -81,12 +81,21 @@ export class MessageWriter {
         batch.forEach((write, index) => write.resolve(rows[index]!));
       } catch (error) {
         // One bad row (its chat deleted meanwhile, say) fails the whole statement: retried alone,
-        // each row succeeds or fails on its own, so only the bad one's sender sees an error.
-        if (batch.length === 1) batch[0]!.reject(error);
+        // each row succeeds or fails on its own, so only the bad one's sender sees an error. Unless the
+        // database itself fails: then each retry would wait out its own timeout, one after another.
+        if (batch.length === 1 || !(await this.answers())) batch.forEach((write) => write.reject(error));
         else for (const write of batch) await this.insert([write]).then(([row]) => write.resolve(row!), write.reject);
       }
     }
     this.flushing = false;
+  }
+
+  /** Whether the database answers at all: one statement, bounded like any by DATABASE_TIMEOUT_MS. */
+  private answers(): Promise<boolean> {
+    return this.db.$queryRaw`SELECT 1`.then(
+      () => true,
+      () => false,
+    );
   }
 
   /** One INSERT of the rows, in order; returns each row's id and timestamp in the same order. */
