@@ -151,6 +151,36 @@ describe('completes, closes and ids', () => {
     await listenersBackTo(baseline);
   });
 
+  test('an id completed and subscribed again while its first subscribe is still starting: the second is refused, the first released', async () => {
+    const chatId = await room('same id race');
+    const baseline = served.t.app.services.pubsub.listenerCount();
+    const socket = await rawGraphql(member);
+    // The first subscribe is held while it is authorized, until the complete and the second subscribe have been answered.
+    const { messages } = served.t.app.services;
+    const original = messages.subscribe;
+    const answered = Promise.withResolvers<void>();
+    messages.subscribe = async (...args) => {
+      messages.subscribe = original;
+      await answered.promise;
+      return original.apply(messages, args);
+    };
+    const subscribe = { id: 'raced', type: 'subscribe', payload: { query: PLAIN, variables: { chatId } } };
+    socket.send(subscribe);
+    socket.send({ id: 'raced', type: 'complete' });
+    socket.send(subscribe);
+    const refused = await socket.next((frame) => frame.id === 'raced');
+    expect(refused).toMatchObject({ type: 'error', payload: [{ extensions: { code: 'BAD_REQUEST' } }] });
+    answered.resolve();
+
+    await subscribed(socket, 'witness', chatId, PLAIN);
+    const [id] = await fill(chatId, 1);
+    await socket.next((frame) => frame.id === 'witness' && frame.type === 'next');
+    expect(nextIds(socket, 'witness')).toEqual([id!]);
+    expect(framesOf(socket, 'raced')).toEqual([refused]);
+    await socket.close();
+    await listenersBackTo(baseline);
+  });
+
   test('clients that reconnect in a loop, closing mid-burst, leave no listener behind', async () => {
     const chatId = await room('reconnect loop');
     const baseline = served.t.app.services.pubsub.listenerCount();

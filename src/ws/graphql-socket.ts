@@ -18,6 +18,8 @@ export interface GraphqlSocketData {
   user: PublicUser | null;
   /** Gives back what the authenticated socket holds (see `holdSocket`); called when it closes. */
   release: (() => void) | null;
+  /** The ids of the operations graphql-ws is still handling, each with whether the client has completed it. */
+  operations: Map<string, { completed: boolean }>;
 }
 
 export interface GraphqlWsServerContext {
@@ -147,7 +149,58 @@ export function createGraphqlSocketHandler(
       return (Symbol.asyncIterator in result ? lastResultOnError(result, maskError) : result) as never;
     },
   });
-  return handler as WebSocketHandler<unknown>;
+  return oneOperationPerId(handler as GraphqlWsHandler);
+}
+
+/** What graphql-ws's `makeHandler` gives: a Bun handler whose `message` is always there. */
+type GraphqlWsHandler = WebSocketHandler<GraphqlSocketData> & Required<Pick<WebSocketHandler<GraphqlSocketData>, 'message'>>;
+
+/**
+ * graphql-ws refuses a subscribe whose id is in use (4409), but an operation the client completed
+ * while it was still starting goes on until it has started, and a subscribe that reuses its id
+ * meanwhile takes its place: graphql-ws then keeps whichever started last, and the other runs on,
+ * held by nothing, even after the socket closed. Such a subscribe is answered with an error instead;
+ * the client may use the id again once the earlier operation is gone.
+ */
+function oneOperationPerId(graphqlWs: GraphqlWsHandler): WebSocketHandler<GraphqlSocketData> {
+  return {
+    ...graphqlWs,
+    message(socket, message) {
+      const frame = operationFrame(message);
+      const { operations } = socket.data;
+      const earlier = frame && operations.get(frame.id);
+      if (frame?.type === 'complete' && earlier) earlier.completed = true;
+      if (frame?.type === 'subscribe' && earlier?.completed) {
+        const refusal = { message: `Operation ${frame.id} is still being completed: subscribe under another id`, extensions: { code: 'BAD_REQUEST' } };
+        socket.sendText(JSON.stringify({ id: frame.id, type: 'error', payload: [refusal] }));
+        return;
+      }
+      const handled = Promise.resolve(graphqlWs.message(socket, message));
+      if (frame?.type === 'subscribe' && !earlier) {
+        // The message's handling ends when graphql-ws is done with the operation (a subscription's whole life).
+        const operation = { completed: false };
+        operations.set(frame.id, operation);
+        const forget = () => {
+          if (operations.get(frame.id) === operation) operations.delete(frame.id);
+        };
+        // Its failure is index.ts's to report; this chain only must not leave one more rejection unhandled.
+        handled.then(forget, forget);
+      }
+      return handled;
+    },
+  };
+}
+
+/** The type and id of a client's graphql-ws message, when it has both; graphql-ws judges the rest. */
+function operationFrame(message: string | Buffer): { type: unknown; id: string } | null {
+  try {
+    const frame: unknown = JSON.parse(String(message));
+    if (typeof frame !== 'object' || frame === null) return null;
+    const { type, id } = frame as { type?: unknown; id?: unknown };
+    return typeof id === 'string' ? { type, id } : null;
+  } catch {
+    return null;
+  }
 }
 
 /**

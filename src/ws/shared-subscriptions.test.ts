@@ -42,10 +42,10 @@ test('a live stream is forwarded: payloads go out in event order, an awaited one
   expect(pubsub.listenerCount()).toBe(0);
 });
 
-test('more than SUBSCRIBER_QUEUE_LIMIT awaited payloads end the subscriber as too slow, and release its stream', async () => {
+test('more than SUBSCRIBER_QUEUE_LIMIT awaited payloads end the subscriber as too slow, and release its stream; what it awaited is never sent', async () => {
   const { typing, source, pubsub } = await typingStream();
-  const never = new Promise<string>(() => {});
-  const { iterator } = delivery(source, () => never);
+  const slow = Promise.withResolvers<string>();
+  const { iterator, payloads } = delivery(source, () => slow.promise);
   const ended = iterator.next();
   for (let n = 0; n <= SUBSCRIBER_QUEUE_LIMIT; n++) typing(n);
   expect(
@@ -55,6 +55,11 @@ test('more than SUBSCRIBER_QUEUE_LIMIT awaited payloads end the subscriber as to
     ),
   ).toBeInstanceOf(SlowSubscriberError);
   expect(pubsub.listenerCount()).toBe(0);
+  // Its error result and complete are on their way: a frame now would come after them.
+  slow.resolve('late');
+  await slow.promise;
+  await Bun.sleep(0);
+  expect(payloads()).toEqual([]);
 });
 
 test('a payload that fails ends the subscriber with its error, after what came before it', async () => {

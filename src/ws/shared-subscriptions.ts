@@ -183,9 +183,11 @@ export function deliverShared(
   sinkFor: (wanted: () => boolean) => FrameSink,
 ): AsyncIterableIterator<ExecutionResult> {
   let ended = false;
+  /** Its last frames are flushed: a payload still awaited then (a subscriber ended as too slow) would follow its end. */
+  let finished = false;
   const sink = sinkFor(() => !ended);
   const frameStart = `{"id":${JSON.stringify(subscriptionId)},"type":"next","payload":`;
-  const send = (json: string) => ended || sink.send(`${frameStart}${json}}`);
+  const send = (json: string) => ended || finished || sink.send(`${frameStart}${json}}`);
   /** Payloads still awaited, chained in event order. */
   let backlog: Promise<void> = Promise.resolve();
   let awaited = 0;
@@ -252,6 +254,7 @@ export function deliverShared(
           if (outcome.failure) throw outcome.failure;
           return done();
         } finally {
+          finished = true;
           sink.flush();
         }
       })();
