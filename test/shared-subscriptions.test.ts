@@ -154,6 +154,31 @@ describe('graphql-ws messageAdded with N subscribers', () => {
     expect(leaving.events.map((event) => event.id)).not.toContain(String(id));
   });
 
+  test('a removed member’s subscription ends as soon as the removal is stored, before the rest of the removal runs', async () => {
+    const removed = await signUp(served.t);
+    await served.t.request(`/api/chats/${chatId}/invite`, { method: 'POST', token: owner.token, json: { username: removed.username } });
+    const leaving = await subscribe(removed, CARRIED);
+    // The removal's next step (looking up the removed user's name) waits until the test lets it go on.
+    const { db } = served.t.app.services;
+    const lookUp = db.user.findUniqueOrThrow;
+    const held = Promise.withResolvers<void>();
+    const reached = Promise.withResolvers<void>();
+    db.user.findUniqueOrThrow = ((args: Parameters<typeof lookUp>[0]) => {
+      reached.resolve();
+      return held.promise.then(() => lookUp.call(db.user, args));
+    }) as typeof lookUp;
+    try {
+      const removal = served.t.request(`/api/chats/${chatId}/participants/${removed.id}`, { method: 'DELETE', token: owner.token });
+      await reached.promise;
+      expect(await leaving.done).toEqual({ kind: 'complete' });
+      held.resolve();
+      expect((await removal).status).toBe(200);
+    } finally {
+      db.user.findUniqueOrThrow = lookUp;
+      held.resolve();
+    }
+  });
+
   test('a subscription the client completes gets nothing more; its neighbour on the same socket does', async () => {
     const client = served.kit.graphql(members[2]!.token);
     const options = { field: 'messageAdded', ready: ['chat:message', chatId] as [string, number] };

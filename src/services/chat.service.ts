@@ -150,10 +150,11 @@ export class ChatService {
     if (chat.ownerId !== owner.id) throw new AppError('FORBIDDEN', 'Only chat admin can remove participants');
     if (removedId === owner.id) throw new AppError('BAD_REQUEST', 'Cannot remove yourself. Use leave endpoint instead');
     await this.deleteParticipation(id, removedId, 'User is not a participant');
-    const removed = await this.db.user.findUniqueOrThrow({ where: { id: removedId }, select: { username: true } });
     const chatName = chat.name;
-    await this.outbox.record(id, 'member.left', () => ({ chat_id: id, user_id: removedId, username: removed.username, how: 'removed' }));
+    // At once: until the removed user's streams hear it, they still deliver the room's messages.
     this.publishTo([removedId], { type: 'removed_from_chat', chatId: id, chatName, removedBy: owner.username });
+    const removed = await this.db.user.findUniqueOrThrow({ where: { id: removedId }, select: { username: true } });
+    await this.outbox.record(id, 'member.left', () => ({ chat_id: id, user_id: removedId, username: removed.username, how: 'removed' }));
     this.publishTo(await this.participantIds(id), { type: 'user_left', chatId: id, chatName, userId: removedId, username: removed.username, how: 'removed' });
   }
 
@@ -166,8 +167,9 @@ export class ChatService {
     const chat = await this.findChat(id);
     if (chat.ownerId === user.id) throw new AppError('BAD_REQUEST', 'Chat owner cannot leave. Delete the chat instead');
     await this.deleteParticipation(id, user.id, 'Not a participant');
-    await this.outbox.record(id, 'member.left', () => ({ chat_id: id, user_id: user.id, username: user.username, how: 'left' }));
+    // At once, as on removal.
     this.publishTo([user.id], { type: 'left_chat', chatId: id });
+    await this.outbox.record(id, 'member.left', () => ({ chat_id: id, user_id: user.id, username: user.username, how: 'left' }));
     this.publishTo(await this.participantIds(id), {
       type: 'user_left',
       chatId: id,
