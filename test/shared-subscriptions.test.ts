@@ -166,7 +166,7 @@ describe('graphql-ws messageAdded with N subscribers', () => {
     db.user.findUniqueOrThrow = ((args: Parameters<typeof lookUp>[0]) => {
       reached.resolve();
       return held.promise.then(() => lookUp.call(db.user, args));
-    }) as typeof lookUp;
+    }) as unknown as typeof lookUp;
     try {
       const removal = served.t.request(`/api/chats/${chatId}/participants/${removed.id}`, { method: 'DELETE', token: owner.token });
       await reached.promise;
