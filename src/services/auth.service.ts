@@ -6,6 +6,7 @@ import type { LoginThrottle } from './login-throttle';
 import { LruCache } from './lru-cache';
 import type { PasswordHasher } from './password-hasher';
 import type { Attempt, WindowCounter } from './rate-limit';
+import { ClusterForgetting } from './cluster-forgetting';
 import type { PubSub } from './pubsub';
 import { loginInput, parseInput, registerInput } from './validation';
 
@@ -48,14 +49,11 @@ export class AuthService {
     private readonly db: Database,
     private readonly config: Pick<Config, 'secretKey' | 'tokenExpireMinutes'>,
     private readonly guards: AuthGuards,
-    private readonly pubsub: PubSub,
+    pubsub: PubSub,
   ) {
     this.key = new TextEncoder().encode(config.secretKey);
     this.decoyHash = guards.passwords.hash(crypto.randomUUID());
-    // Held for the life of the process: the cache it keeps honest lives as long.
-    pubsub.on('user:forget', CLUSTER, ({ userId, origin }) => {
-      if (origin !== this.origin) this.forgetHere(userId);
-    });
+    this.forgetting = new ClusterForgetting(pubsub, 'user:forget', ({ userId }) => this.users.delete(userId));
   }
 
   /**
@@ -164,33 +162,23 @@ export class AuthService {
   private async userById(id: number): Promise<PublicUser | null> {
     const cached = this.users.get(id);
     if (cached) return cached;
-    const forgetsBefore = this.forgets;
+    const mark = this.forgetting.mark();
     const user = await this.db.user.findUnique({ where: { id }, select: publicUserSelect });
     // A lookup that a profile change overtook does not cache the columns it read before the change.
-    if (user && this.forgets === forgetsBefore) this.users.set(id, user);
+    if (user && !this.forgetting.overtaken(mark)) this.users.set(id, user);
     return user;
   }
 
   private readonly users = new LruCache<number, PublicUser>(USER_CACHE_SIZE, USER_CACHE_TTL_MS);
-  private forgets = 0;
-  /** This instance's invalidations come back to it from the bus; already applied, they are skipped. */
-  private readonly origin = crypto.randomUUID();
+  private readonly forgetting: ClusterForgetting<'user:forget'>;
 
   /** Drops a user's cached columns after their profile changed, here at once and on every other instance through the pub/sub. */
   forget(userId: number): void {
-    this.forgetHere(userId);
-    this.pubsub.publish('user:forget', CLUSTER, { userId, origin: this.origin });
-  }
-
-  private forgetHere(userId: number): void {
-    this.forgets++;
-    this.users.delete(userId);
+    this.forgetting.forget({ userId });
   }
 }
 
 const USER_CACHE_SIZE = 10_000;
-/** Every instance listens to one invalidation channel. */
-const CLUSTER = 0;
 const USER_CACHE_TTL_MS = 60_000;
 
 /** Runs `work` for a counted attempt; one the server failed (busy, database down) was not the client's, and is given back. */
