@@ -13,11 +13,9 @@
  */
 import { Database } from 'bun:sqlite';
 import type { CheckpointRequest, CheckpointReport } from './sqlite-checkpointer';
+import { AUTOCHECKPOINT_PAGES as RESTART_AFTER_PAGES } from './sqlite-checkpointer';
 
 declare const self: Worker;
-
-/** SQLite's own autocheckpoint length: the WAL is started over about as often as SQLite would. */
-const RESTART_AFTER_PAGES = 1000;
 
 let db: Database | null = null;
 

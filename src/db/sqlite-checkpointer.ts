@@ -12,9 +12,9 @@ export interface CheckpointObserver {
 }
 
 /** How often the worker copies the WAL back: bounds the WAL to what the server writes in this long. */
-export const CHECKPOINT_EVERY_MS = 200;
-/** SQLite's own default, which the server's connection goes back to if the worker fails. */
-const AUTOCHECKPOINT_PAGES = 1000;
+const CHECKPOINT_EVERY_MS = 200;
+/** SQLite's own autocheckpoint length: the server's connection goes back to it if the worker fails, and the worker starts the WAL over about as often. */
+export const AUTOCHECKPOINT_PAGES = 1000;
 
 /**
  * Moves SQLite's WAL checkpoints off the event loop. By default the connection that commits also

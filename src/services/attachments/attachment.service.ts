@@ -11,7 +11,7 @@ import type { AttachmentLinks } from './links';
 import { readFilePart } from './multipart';
 import type { AttachmentKind, MediaFacts, Sniffed } from './sniff';
 import { claimContradicts, mediaFacts, PLAIN_TEXT, sniff, SNIFF_BYTES, TextValidator } from './sniff';
-import type { UploadAdmission } from './upload-admission';
+import type { AdmittedUpload, UploadAdmission } from './upload-admission';
 
 /** An attachment as every transport shows it (the download URL is added at the edge: it is signed for the hour). */
 export interface AttachmentView extends MediaFacts {
@@ -47,11 +47,9 @@ export interface Download {
   body: ReadableStream<Uint8Array>;
 }
 
-/** An upload as the services read it: its body, its Content-Type, and the signal that says the client left. */
-export interface UploadRequest {
-  body: ReadableStream<Uint8Array> | null;
+/** An upload as the services read it: what the admission reads (its body, the signal that says the client left), and its Content-Type. */
+export interface UploadRequest extends AdmittedUpload {
   contentType: string | null;
-  signal?: AbortSignal;
 }
 
 export interface UploadedFile {
