@@ -247,7 +247,7 @@ describe("a failed user lookup is the server's fault, not bad credentials", () =
     s = await serve({}, { log: errors.log });
     alice = await signUp(s.t);
     // Alice has never been authenticated, so her user is not cached: every transport looks her up.
-    s.t.app.services.db.user.findUnique = (() => Promise.reject(new Error('database unreachable'))) as never;
+    s.t.app.services.db.user.findMany = (() => Promise.reject(new Error('database unreachable'))) as never;
   });
   afterEach(() => s.kit.closeAll());
   afterAll(() => s.stop());

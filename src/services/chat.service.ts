@@ -4,6 +4,7 @@ import type { Prisma } from '../generated/sqlite/client';
 import type { PublicUser } from './auth.service';
 import { isUniqueViolation, publicUserSelect } from './auth.service';
 import { requestStop } from './bot.service';
+import { batched } from './batched';
 import { AppError, ChatNotFoundError, UserNotFoundError } from './errors';
 import type { Memberships, MembershipScope } from './memberships';
 import type { UserPresence, PresenceService } from './presence.service';
@@ -121,11 +122,15 @@ export class ChatService {
     return invitee;
   }
 
-  /** The ids of every chat `userId` takes part in: what their sockets receive messages from. */
+  /** The ids of every chat `userId` takes part in: what their sockets receive messages from. The sockets opened in one turn share one query. */
   async chatIdsOf(userId: number): Promise<number[]> {
-    const rows = await this.db.chatParticipant.findMany({ where: { userId }, select: { chatId: true } });
-    return rows.map((row) => row.chatId);
+    return (await this.chatIdsOfUsers(userId)) ?? [];
   }
+
+  private readonly chatIdsOfUsers = batched(async (userIds: number[]) => {
+    const rows = await this.db.chatParticipant.findMany({ where: { userId: { in: userIds } }, select: { userId: true, chatId: true } });
+    return new Map([...Map.groupBy(rows, (row) => row.userId)].map(([userId, chats]) => [userId, chats.map((row) => row.chatId)]));
+  });
 
   /** The chat's participants in the order they joined, each with whether they are online and when they were last seen. */
   async participants(user: PublicUser, chatId: unknown): Promise<(PublicUser & UserPresence)[]> {

@@ -1,7 +1,9 @@
 import type { Database } from '../db/client';
+import { Prisma } from '../generated/sqlite/client';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { PublicUser } from './auth.service';
+import { batched } from './batched';
 import { LruCache } from './lru-cache';
 import type { PresenceChange, PresenceHost, PresenceStore, PresentUser } from './presence-store';
 import type { PubSub, UserEvent, UserPresenceEvent } from './pubsub';
@@ -229,14 +231,18 @@ export class PresenceService implements PresenceHost {
     await this.db.user.updateMany({ where: { id: userId, OR: [{ lastSeenAt: null }, { lastSeenAt: { lt: lastSeenAt } }] }, data: { lastSeenAt } });
   }
 
-  /** Everyone who shares at least one chat with `userId`, once each, themselves left out. */
+  /** Everyone who shares at least one chat with `userId`, once each, themselves left out. The users asked about in one turn share one query. */
   async sharersOf(userId: number): Promise<number[]> {
-    const rows = await this.db.$queryRaw<{ user_id: number }[]>`
-      SELECT DISTINCT other.user_id FROM chat_participants mine
-      JOIN chat_participants other ON other.chat_id = mine.chat_id
-      WHERE mine.user_id = ${userId} AND other.user_id <> ${userId}`;
-    return rows.map((row) => Number(row.user_id));
+    return (await this.sharersOfUsers(userId)) ?? [];
   }
+
+  private readonly sharersOfUsers = batched(async (userIds: number[]) => {
+    const rows = await this.db.$queryRaw<{ user_id: number; sharer_id: number }[]>`
+      SELECT DISTINCT mine.user_id, other.user_id AS sharer_id FROM chat_participants mine
+      JOIN chat_participants other ON other.chat_id = mine.chat_id
+      WHERE mine.user_id IN (${Prisma.join(userIds)}) AND other.user_id <> mine.user_id`;
+    return new Map([...Map.groupBy(rows, (row) => Number(row.user_id))].map(([userId, pairs]) => [userId, pairs.map((row) => Number(row.sharer_id))]));
+  });
 
   /** A store that failed has logged it (once per outage) and repairs itself when it answers again. */
   private storeFailed(error: unknown, userId: number): void {

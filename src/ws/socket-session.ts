@@ -42,10 +42,10 @@ export async function authenticateSocket(auth: AuthService, token: string | null
 
 /**
  * What an authenticated socket holds while it is open, whatever its protocol: a place in its user's
- * socket quota, the timer that closes it (4401) when its token expires, and its count in its user's
- * presence (online while any socket is open). Over the quota the socket is closed at once (4429)
- * and null returned. The release returned is called by the close handler (src/ws/index.ts), so it
- * runs on every path a socket closes by.
+ * socket quota, its place on the clock that closes it (4401) when its token expires, and its count in
+ * its user's presence (online while any socket is open). Over the quota the socket is closed at once
+ * (4429) and null returned. The release returned is called by the close handler (src/ws/index.ts), so
+ * it runs on every path a socket closes by.
  */
 export function holdSocket(
   { sockets, presence }: { sockets: SocketQuota; presence: PresenceService },
@@ -60,10 +60,10 @@ export function holdSocket(
     ws.close(CLOSE.tooManySockets.code, CLOSE.tooManySockets.reason);
     return null;
   }
-  const stopTimer = at(session.expiresAt, () => ws.close(CLOSE.tokenExpired.code, CLOSE.tokenExpired.reason));
+  const expiry = tokenExpiries.add(session.expiresAt, ws);
   const leave = presence.connect(session.user);
   return () => {
-    stopTimer();
+    tokenExpiries.remove(expiry, ws);
     releasePlace();
     leave();
   };
@@ -72,13 +72,63 @@ export function holdSocket(
 // setTimeout fires at once for delays past 2^31-1 ms (24.8 days): longer waits go in steps.
 const LONGEST_TIMEOUT_MS = 2 ** 31 - 1;
 
-/** Runs `run` at `time` (ms since the epoch); the function returned cancels it. */
-function at(time: number, run: () => void): () => void {
-  let timer: Timer;
-  const arm = () => {
-    const left = time - Date.now();
-    timer = left > LONGEST_TIMEOUT_MS ? setTimeout(arm, LONGEST_TIMEOUT_MS) : setTimeout(run, Math.max(0, left));
-  };
-  arm();
-  return () => clearTimeout(timer);
+/** The sockets whose tokens expire within one second, and the one timer that closes them all. */
+interface ExpirySecond {
+  sockets: Set<ServerWebSocket<unknown>>;
+  timer: Timer;
 }
+
+/**
+ * Closes each socket (4401) when its token expires. A timer costs some 2 KB, as much as the rest of an
+ * idle socket: sockets whose tokens expire in the same second share one, so a process holds at most one
+ * timer per second of the token lifetime (TOKEN_EXPIRE_MINUTES × 60), however many sockets are open.
+ * A socket is closed within a second after its token's `exp`.
+ */
+export class TokenExpiries {
+  private readonly seconds = new Map<number, ExpirySecond>();
+
+  /** How many timers it holds: one per second that some open socket's token expires in. */
+  get timers(): number {
+    return this.seconds.size;
+  }
+
+  /** Schedules `ws`'s close at `expiresAt` (ms since the epoch); returns the second it went in, for `remove`. */
+  add(expiresAt: number, ws: ServerWebSocket<unknown>): number {
+    const second = Math.ceil(expiresAt / 1000);
+    let due = this.seconds.get(second);
+    if (!due) {
+      due = { sockets: new Set(), timer: this.arm(second) };
+      this.seconds.set(second, due);
+    }
+    due.sockets.add(ws);
+    return second;
+  }
+
+  remove(second: number, ws: ServerWebSocket<unknown>): void {
+    const due = this.seconds.get(second);
+    if (!due?.sockets.delete(ws) || due.sockets.size > 0) return;
+    clearTimeout(due.timer);
+    this.seconds.delete(second);
+  }
+
+  private arm(second: number): Timer {
+    const left = second * 1000 - Date.now();
+    if (left > LONGEST_TIMEOUT_MS) {
+      return setTimeout(() => {
+        const due = this.seconds.get(second);
+        if (due) due.timer = this.arm(second);
+      }, LONGEST_TIMEOUT_MS);
+    }
+    return setTimeout(() => this.expire(second), Math.max(0, left));
+  }
+
+  private expire(second: number): void {
+    const due = this.seconds.get(second);
+    this.seconds.delete(second);
+    // Each close runs its socket's release, which finds its second gone and has nothing to undo.
+    for (const ws of due?.sockets ?? []) ws.close(CLOSE.tokenExpired.code, CLOSE.tokenExpired.reason);
+  }
+}
+
+/** One clock for every socket of the process, of either protocol. */
+const tokenExpiries = new TokenExpiries();

@@ -1,0 +1,59 @@
+import { afterAll, beforeAll, expect, test } from 'bun:test';
+import { createTestApp, signUp, type TestApp, type TestUser } from './support/app';
+import { groupRoom } from './support/rooms';
+
+/**
+ * What every socket's opening looks up (its user, its chats, who shares a chat with it) costs one
+ * statement for all the sockets of one turn, never one per socket: a burst of reconnections after a
+ * deploy is a few queries, not thousands. Counted on the service layer both protocols call.
+ */
+let queries: string[] = [];
+let t: TestApp;
+let owners: TestUser[];
+let members: TestUser[];
+let rooms: number[];
+beforeAll(async () => {
+  t = await createTestApp({}, { logQuery: (query) => queries.push(query) });
+  owners = [await signUp(t), await signUp(t)];
+  members = [await signUp(t), await signUp(t), await signUp(t)];
+  rooms = [await groupRoom(t, owners[0]!, members.slice(0, 2), 'first'), await groupRoom(t, owners[1]!, members.slice(2), 'second')];
+});
+afterAll(() => t.cleanup());
+
+/** The statements `run` caused that read `table` (a background job may run meanwhile on others). */
+async function statementsOn(table: string, run: () => Promise<unknown>): Promise<number> {
+  queries = [];
+  await run();
+  return queries.filter((query) => new RegExp(`\\b${table}\\b`).test(query)).length;
+}
+
+test('users never looked up before, authenticated at once: one query, each token gets its own user', async () => {
+  let users: { id: number }[] = [];
+  const count = await statementsOn('users', async () => {
+    users = await Promise.all(members.map((member) => t.app.services.auth.authenticate(member.token)));
+  });
+  expect(count).toBe(1);
+  expect(users.map((user) => user.id)).toEqual(members.map((member) => member.id));
+});
+
+test("the chats of every user, asked at once: one query, each user's own chats", async () => {
+  const everyone = [...owners, ...members];
+  let chatIds: number[][] = [];
+  const count = await statementsOn('chat_participants', async () => {
+    chatIds = await Promise.all(everyone.map((user) => t.app.services.chats.chatIdsOf(user.id)));
+  });
+  expect(count).toBe(1);
+  expect(chatIds).toEqual([[rooms[0]], [rooms[1]], [rooms[0]], [rooms[0]], [rooms[1]]]);
+});
+
+test('who shares a chat with each user, asked at once: one query, each user left out of their own list', async () => {
+  const everyone = [...owners, ...members];
+  let sharers: number[][] = [];
+  const count = await statementsOn('chat_participants', async () => {
+    sharers = await Promise.all(everyone.map((user) => t.app.services.presence.sharersOf(user.id)));
+  });
+  expect(count).toBe(1);
+  const [ana, ben] = owners.map((user) => user.id);
+  const [cal, dan, eve] = members.map((user) => user.id);
+  expect(sharers.map((ids) => ids.sort((a, b) => a - b))).toEqual([[cal!, dan!], [eve!], [ana!, dan!], [ana!, cal!], [ben!]]);
+});
