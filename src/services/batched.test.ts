@@ -4,9 +4,9 @@ import { batched } from './batched';
 /** A loader over `known` that records each call's keys. */
 function recording(known: Map<number, string>) {
   const calls: number[][] = [];
-  const load = batched(async (keys: number[]) => {
+  const load = batched((keys: number[]) => {
     calls.push(keys);
-    return new Map(keys.flatMap((key) => (known.has(key) ? [[key, known.get(key)!] as const] : [])));
+    return Promise.resolve(new Map(keys.flatMap((key) => (known.has(key) ? [[key, known.get(key)!] as const] : []))));
   });
   return { load, calls };
 }
@@ -40,10 +40,9 @@ test('a burst over 500 keys is loaded in several calls of at most 500', async ()
 
 test('a failed load rejects every caller of its batch, and the next batch loads again', async () => {
   let fail = true;
-  const load = batched(async (keys: number[]) => {
-    if (fail) throw new Error('database unreachable');
-    return new Map(keys.map((key) => [key, key * 2]));
-  });
+  const load = batched((keys: number[]) =>
+    fail ? Promise.reject(new Error('database unreachable')) : Promise.resolve(new Map(keys.map((key) => [key, key * 2]))),
+  );
   const failed = await Promise.all(
     [load(1), load(2)].map((answer) =>
       answer.then(
