@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, expect, test } from 'bun:test';
+import { afterAll, beforeAll, expect, spyOn, test } from 'bun:test';
 import { createTestApp, signUp, type TestApp, type TestUser } from './support/app';
 import { groupRoom } from './support/rooms';
 
@@ -27,13 +27,25 @@ async function statementsOn(table: string, run: () => Promise<unknown>): Promise
   return queries.filter((query) => new RegExp(`\\b${table}\\b`).test(query)).length;
 }
 
-test('users never looked up before, authenticated at once: one query, each token gets its own user', async () => {
-  let users: { id: number }[] = [];
+test('users never looked up before, looked up at once: one query, each id gets its own user', async () => {
+  // As authentication does once a token's signature is checked (the checks end in turns of their own).
+  let users: ({ id: number } | null)[] = [];
   const count = await statementsOn('users', async () => {
-    users = await Promise.all(members.map((member) => t.app.services.auth.authenticate(member.token)));
+    users = await Promise.all(members.map((member) => t.app.services.auth.userById(member.id)));
   });
   expect(count).toBe(1);
-  expect(users.map((user) => user.id)).toEqual(members.map((member) => member.id));
+  expect(users.map((user) => user?.id)).toEqual(members.map((member) => member.id));
+  expect(await t.app.services.auth.userById(2_147_483_647)).toBeNull();
+});
+
+test('checking tokens imports no key: the signing key was imported once, when the service was made', async () => {
+  const imports = spyOn(crypto.subtle, 'importKey');
+  try {
+    await Promise.all([...owners, ...members].map((user) => t.app.services.auth.authenticate(user.token)));
+    expect(imports).not.toHaveBeenCalled();
+  } finally {
+    imports.mockRestore();
+  }
 });
 
 test("the chats of every user, asked at once: one query, each user's own chats", async () => {

@@ -43,6 +43,8 @@ export interface AuthGuards {
 
 export class AuthService {
   private readonly key: Uint8Array;
+  /** The key imported once for checking signatures: given the raw bytes, jose imports them again for every token. */
+  private readonly verifyingKey: Promise<CryptoKey>;
   /** Verified against when the username is unknown, so both failures cost the same time. */
   private readonly decoyHash: Promise<string>;
 
@@ -53,6 +55,7 @@ export class AuthService {
     pubsub: PubSub,
   ) {
     this.key = new TextEncoder().encode(config.secretKey);
+    this.verifyingKey = crypto.subtle.importKey('raw', this.key, { name: 'HMAC', hash: 'SHA-256' }, false, ['verify']);
     this.decoyHash = guards.passwords.hash(crypto.randomUUID());
     this.forgetting = new ClusterForgetting(pubsub, 'user:forget', ({ userId }) => this.users.delete(userId));
   }
@@ -140,7 +143,7 @@ export class AuthService {
     if (!token) throw new NotAuthenticatedError();
     let claims: { sub?: string; exp?: number };
     try {
-      ({ payload: claims } = await jwtVerify(token, this.key, {
+      ({ payload: claims } = await jwtVerify(token, await this.verifyingKey, {
         algorithms: [ALGORITHM],
         requiredClaims: ['exp', 'sub'],
         clockTolerance: CLOCK_TOLERANCE_SECONDS,
@@ -161,7 +164,7 @@ export class AuthService {
    * sockets reconnecting). A profile change drops the user's entry on every instance (`forget`);
    * the expiry is a safety net only.
    */
-  private async userById(id: number): Promise<PublicUser | null> {
+  async userById(id: number): Promise<PublicUser | null> {
     const cached = this.users.get(id);
     if (cached) return cached;
     const mark = this.forgetting.mark();
