@@ -42,7 +42,7 @@ export interface AuthGuards {
 }
 
 export class AuthService {
-  private readonly key: Uint8Array;
+  private readonly key: Uint8Array<ArrayBuffer>;
   /** The key imported once for checking signatures: given the raw bytes, jose imports them again for every token. */
   private readonly verifyingKey: Promise<CryptoKey>;
   /** Verified against when the username is unknown, so both failures cost the same time. */
