@@ -359,7 +359,11 @@ function secretKey(given: string | undefined, production: boolean, database: Con
   }
   // Outside production a generated key is kept beside the database, so tokens survive a restart.
   const keyFile = database.engine === 'sqlite' ? `${sqliteFilePath(database.url)}.secret` : resolve('.gemini_coop.secret');
-  if (existsSync(keyFile)) return readFileSync(keyFile, 'utf8').trim();
+  if (existsSync(keyFile)) {
+    const kept = readFileSync(keyFile, 'utf8').trim();
+    if (!kept) throw new ConfigError(`The key file ${keyFile} is empty: delete it (a new key is generated on start) or set SECRET_KEY.`);
+    return kept;
+  }
   const generated = randomBytes(32).toString('hex');
   writeFileSync(keyFile, generated, { mode: 0o600 });
   warnings.push(`SECRET_KEY is not set: generated one and kept it in ${keyFile}. Set SECRET_KEY before going to production.`);

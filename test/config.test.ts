@@ -219,6 +219,15 @@ describe('SECRET_KEY outside production', () => {
     expect(readFileSync(`${database}.secret`, 'utf8')).toBe('a-key-someone-kept-from-before\n');
   });
 
+  test('an empty key file is a ConfigError that says to delete it or set SECRET_KEY, and it is left as it was', () => {
+    const database = join(dir, 'emptied.db');
+    writeFileSync(`${database}.secret`, ' \n');
+    const error = configError(() => loadConfig({ DATABASE_URL: `file:${database}` }));
+    expect(error.message).toContain(`${database}.secret is empty`);
+    expect(error.message).toContain('SECRET_KEY');
+    expect(readFileSync(`${database}.secret`, 'utf8')).toBe(' \n');
+  });
+
   test('a given key wins over a generated one and writes nothing', () => {
     const database = join(dir, 'given.db');
     expect(loadConfig({ DATABASE_URL: `file:${database}`, SECRET_KEY: SECRET }).secretKey).toBe(SECRET);
