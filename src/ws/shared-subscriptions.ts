@@ -126,7 +126,7 @@ export class CorkedOutbox {
   private scheduled = false;
 
   constructor(
-    /** Told how many frames each flush handed to a socket (graphql-ws's own `onNext` never sees these). */
+    /** Told how many frames each flush handed to sockets (graphql-ws's own `onNext` never sees these). */
     private readonly delivered: (frames: number) => void,
   ) {}
 
@@ -149,19 +149,26 @@ export class CorkedOutbox {
 
   private flushAll(): void {
     this.scheduled = false;
-    for (const socket of [...this.pending.keys()]) this.flush(socket);
+    let sent = 0;
+    for (const socket of [...this.pending.keys()]) sent += this.write(socket);
+    this.delivered(sent);
   }
 
   private flush(socket: ServerWebSocket<unknown>): void {
+    this.delivered(this.write(socket));
+  }
+
+  /** Writes what is queued for `socket`; returns how many frames went. */
+  private write(socket: ServerWebSocket<unknown>): number {
     const frames = this.pending.get(socket);
-    if (!frames) return;
+    if (!frames) return 0;
     this.pending.delete(socket);
-    if (socket.readyState !== WebSocket.OPEN) return;
+    if (socket.readyState !== WebSocket.OPEN) return 0;
     const wantedFrames = frames.filter(({ wanted }) => wanted());
     // One frame is one write either way: corking it would only add a call into Bun and back.
     if (wantedFrames.length === 1) socket.sendText(wantedFrames[0]!.frame);
     else if (wantedFrames.length > 1) socket.cork(() => wantedFrames.forEach(({ frame }) => socket.sendText(frame)));
-    this.delivered(wantedFrames.length);
+    return wantedFrames.length;
   }
 }
 
