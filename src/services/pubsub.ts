@@ -230,7 +230,7 @@ export interface Listening {
    * registered and is subscribed again when Redis returns).
    */
   ready: Promise<void>;
-  stop(): void;
+  stop: () => void;
 }
 
 /** A subscriber that let this many events queue up unread is ended rather than allowed to grow memory. */
@@ -248,16 +248,13 @@ export class SlowSubscriberError extends AppError {
 interface Transport {
   /** Sends `payload` to every instance's listeners of `channel` (this one's included). */
   publish(channel: string, payload: unknown): void;
-  /** First local listener of `channel`: start receiving it; null when that is done at once (in memory). */
-  open(channel: string): Promise<void> | null;
+  /** First local listener of `channel`: start receiving it. */
+  open(channel: string): Promise<void>;
   /** Last local listener of `channel` gone. */
   close(channel: string): void;
 }
 
 type Deliver = (channel: string, payload: unknown) => void;
-
-/** The `ready` of every channel a transport opens at once: one settled promise, not three per channel. */
-const OPENED: Promise<void> = Promise.resolve();
 
 interface Channel {
   listeners: Set<(payload: never) => void>;
@@ -265,27 +262,6 @@ interface Channel {
 }
 
 const unavailable = () => new AppError('SERVICE_UNAVAILABLE', 'Real-time delivery is unavailable right now (Redis is unreachable): try again shortly');
-
-/** One listener's registration: one object per listener, where closures would cost three (every socket holds one). */
-class ChannelListening implements Listening {
-  readonly ready: Promise<void>;
-  private stopped = false;
-
-  constructor(
-    private readonly name: string,
-    private readonly channel: Channel,
-    private readonly listener: (payload: never) => void,
-    private readonly release: (name: string, channel: Channel, listener: (payload: never) => void) => void,
-  ) {
-    this.ready = channel.ready;
-  }
-
-  stop(): void {
-    if (this.stopped) return;
-    this.stopped = true;
-    this.release(this.name, this.channel, this.listener);
-  }
-}
 
 /**
  * The typed pub/sub. Every listener runs isolated (one that throws is logged, never stops the
@@ -315,18 +291,22 @@ export class PubSub {
       channel = { listeners: new Set(), ready: this.open(name) };
       this.channels.set(name, channel);
     }
-    channel.listeners.add(listener);
-    return new ChannelListening(name, channel, listener, this.release);
+    const registered = channel;
+    registered.listeners.add(listener);
+    let stopped = false;
+    return {
+      ready: registered.ready,
+      stop: () => {
+        if (stopped) return;
+        stopped = true;
+        registered.listeners.delete(listener);
+        if (registered.listeners.size === 0 && this.channels.get(name) === registered) {
+          this.channels.delete(name);
+          this.transport.close(name);
+        }
+      },
+    };
   }
-
-  /** Takes `listener` off `channel`, and closes the channel once it was the last. */
-  private readonly release = (name: string, channel: Channel, listener: (payload: never) => void): void => {
-    channel.listeners.delete(listener);
-    if (channel.listeners.size === 0 && this.channels.get(name) === channel) {
-      this.channels.delete(name);
-      this.transport.close(name);
-    }
-  };
 
   /**
    * The topic's events as an async iterator for GraphQL subscriptions. It listens from its first
@@ -352,9 +332,7 @@ export class PubSub {
   }
 
   private open(name: string): Promise<void> {
-    const opening = this.transport.open(name);
-    if (!opening) return OPENED;
-    const ready = opening.catch(() => {
+    const ready = this.transport.open(name).catch(() => {
       throw unavailable();
     });
     // Reported to whoever awaits `ready`; the registration itself stands until Redis is back.
@@ -587,7 +565,7 @@ export async function createEventBus(redisUrl: string | null, prefix: string, lo
     const pubsub = new PubSub(
       (deliver) => ({
         publish: (channel, payload) => deliver(channel, payload),
-        open: () => null,
+        open: () => Promise.resolve(),
         close: () => {},
       }),
       busLog,
