@@ -1,5 +1,5 @@
 import { expect, test } from 'bun:test';
-import { batched } from './batched';
+import { batched, groupedBy } from './batched';
 
 /** A loader over `known` that records each call's keys. */
 function recording(known: Map<number, string>) {
@@ -54,4 +54,24 @@ test('a failed load rejects every caller of its batch, and the next batch loads 
   expect(failed).toEqual(['database unreachable', 'database unreachable']);
   fail = false;
   expect(await load(2)).toBe(4);
+});
+
+test('groupedBy keeps each key with the values of its rows, in the rows’ order', () => {
+  const rows = [
+    { userId: 7, chatId: 4 },
+    { userId: 2, chatId: 1 },
+    { userId: 7, chatId: 1 },
+  ];
+  expect(
+    groupedBy(
+      rows,
+      (row) => row.userId,
+      (row) => row.chatId,
+    ),
+  ).toEqual(
+    new Map([
+      [7, [4, 1]],
+      [2, [1]],
+    ]),
+  );
 });

@@ -25,3 +25,18 @@ export function batched<K, V>(loadMany: (keys: K[]) => Promise<Map<K, V>>): (key
     return open.loaded.then((values) => values.get(key));
   };
 }
+
+/**
+ * `rows` as a loader's answer: each key with the values of its rows, in the rows' order.
+ * @example groupedBy(rows, (row) => row.userId, (row) => row.chatId) // Map { 7 => [1, 4] }
+ */
+export function groupedBy<R, K, V>(rows: R[], keyOf: (row: R) => K, valueOf: (row: R) => V): Map<K, V[]> {
+  const groups = new Map<K, V[]>();
+  for (const row of rows) {
+    const key = keyOf(row);
+    const values = groups.get(key);
+    if (values) values.push(valueOf(row));
+    else groups.set(key, [valueOf(row)]);
+  }
+  return groups;
+}

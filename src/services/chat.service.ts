@@ -4,7 +4,7 @@ import type { Prisma } from '../generated/sqlite/client';
 import type { PublicUser } from './auth.service';
 import { isUniqueViolation, publicUserSelect } from './auth.service';
 import { requestStop } from './bot.service';
-import { batched } from './batched';
+import { batched, groupedBy } from './batched';
 import { AppError, ChatNotFoundError, UserNotFoundError } from './errors';
 import type { Memberships, MembershipScope } from './memberships';
 import type { UserPresence, PresenceService } from './presence.service';
@@ -129,7 +129,11 @@ export class ChatService {
 
   private readonly chatIdsOfUsers = batched(async (userIds: number[]) => {
     const rows = await this.db.chatParticipant.findMany({ where: { userId: { in: userIds } }, select: { userId: true, chatId: true } });
-    return new Map([...Map.groupBy(rows, (row) => row.userId)].map(([userId, chats]) => [userId, chats.map((row) => row.chatId)]));
+    return groupedBy(
+      rows,
+      (row) => row.userId,
+      (row) => row.chatId,
+    );
   });
 
   /** The chat's participants in the order they joined, each with whether they are online and when they were last seen. */

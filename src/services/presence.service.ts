@@ -3,7 +3,7 @@ import { Prisma } from '../generated/sqlite/client';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { PublicUser } from './auth.service';
-import { batched } from './batched';
+import { batched, groupedBy } from './batched';
 import { LruCache } from './lru-cache';
 import type { PresenceChange, PresenceHost, PresenceStore, PresentUser } from './presence-store';
 import type { PubSub, UserEvent, UserPresenceEvent } from './pubsub';
@@ -241,7 +241,11 @@ export class PresenceService implements PresenceHost {
       SELECT DISTINCT mine.user_id, other.user_id AS sharer_id FROM chat_participants mine
       JOIN chat_participants other ON other.chat_id = mine.chat_id
       WHERE mine.user_id IN (${Prisma.join(userIds)}) AND other.user_id <> mine.user_id`;
-    return new Map([...Map.groupBy(rows, (row) => Number(row.user_id))].map(([userId, pairs]) => [userId, pairs.map((row) => Number(row.sharer_id))]));
+    return groupedBy(
+      rows,
+      (row) => Number(row.user_id),
+      (row) => Number(row.sharer_id),
+    );
   });
 
   /** A store that failed has logged it (once per outage) and repairs itself when it answers again. */

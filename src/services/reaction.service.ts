@@ -2,6 +2,7 @@ import type { Database } from '../db/client';
 import { Prisma } from '../generated/sqlite/client';
 import type { PublicUser } from './auth.service';
 import type { ChatService } from './chat.service';
+import { groupedBy } from './batched';
 import { AppError } from './errors';
 import type { EventBus, EventStream, PubSub, ReactionEvent, ReactionSummary } from './pubsub';
 import { whileMember } from './pubsub';
@@ -84,12 +85,11 @@ export class ReactionService {
       orderBy: { id: 'asc' },
       select: { messageId: true, emoji: true, userId: true },
     });
-    const byMessage = new Map<number, ReactionRow[]>();
-    for (const row of rows) {
-      const list = byMessage.get(row.messageId);
-      if (list) list.push(row);
-      else byMessage.set(row.messageId, [row]);
-    }
+    const byMessage = groupedBy(
+      rows,
+      (row) => row.messageId,
+      (row) => row,
+    );
     return new Map([...byMessage].map(([messageId, list]) => [messageId, summarizeReactions(list)]));
   }
 

@@ -3,6 +3,7 @@ import type { Database } from '../../db/client';
 import type { PublicUser } from '../auth.service';
 import type { ChatService } from '../chat.service';
 import { AppError } from '../errors';
+import { groupedBy } from '../batched';
 import { parseChatId, parseInput, idSchema } from '../validation';
 import { audioDurationMs } from './duration';
 import type { ByteRange, FileStore } from './file-store';
@@ -236,19 +237,17 @@ export class AttachmentService {
 
   /** The attachments of each of the messages, in the order they were sent. */
   async viewsOf(messageIds: number[]): Promise<Map<number, AttachmentView[]>> {
-    const views = new Map<number, AttachmentView[]>();
-    if (messageIds.length === 0) return views;
+    if (messageIds.length === 0) return new Map();
     const rows = await this.db.attachment.findMany({
       where: { messageId: { in: messageIds } },
       orderBy: { id: 'asc' },
       select: { ...attachmentSelect, messageId: true },
     });
-    for (const { messageId, ...row } of rows) {
-      const list = views.get(messageId!) ?? [];
-      list.push(toAttachmentView(row));
-      views.set(messageId!, list);
-    }
-    return views;
+    return groupedBy(
+      rows,
+      (row) => row.messageId!,
+      ({ messageId: _message, ...row }) => toAttachmentView(row),
+    );
   }
 
   /** The files' bytes in base64, by attachment id, for the bot's context (bounded by BOT_CONTEXT_BYTES); files gone meanwhile are left out. */
