@@ -578,6 +578,8 @@ describe('what reactions cost', () => {
 
     const listening = served.kit.graphql(bob.token).subscribe(query, { chatId: String(chatId) }, { field: 'messageAdded', ready: ['chat:message', chatId] });
     await listening.ready;
+    // Bob's socket announces his presence with a query of its own: done before anything is counted.
+    await served.t.app.services.presence.idle();
     queries = [];
     const id = await post(alice, chatId, 'heard');
     expect(await listening.next((event) => event.content === 'heard')).toEqual({ id: String(id), content: 'heard', reactions: [] });

@@ -58,6 +58,8 @@ async function queriesToSend(count: number): Promise<number> {
 async function subscribe(user: TestUser, query: string, variables: Record<string, unknown> = { chatId }): Promise<GraphqlSubscription> {
   const subscription = served.kit.graphql(user.token).subscribe(query, variables, { field: 'messageAdded', ready: ['chat:message', chatId] });
   await subscription.ready;
+  // The socket's presence is announced after it opens, with a query of its own: done before anything is counted.
+  await served.t.app.services.presence.idle();
   return subscription;
 }
 
