@@ -179,7 +179,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     }
     if (url.pathname === '/graphql') {
       if (server && wantsSocket) {
-        const data: GraphqlSocketData = { kind: 'graphql', user: null, release: null, operations: new Map() };
+        const data: GraphqlSocketData = { kind: 'graphql', user: null, hold: null, operations: new Map() };
         return server.upgrade(request, { data }) ? undefined : new Response('Upgrade Required', { status: 426 });
       }
       const checked = await withCheckedBody(request);

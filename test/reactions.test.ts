@@ -125,7 +125,7 @@ async function recordReactions(chatId: number) {
       await waitFor(() => events.length > claimed, 'reaction event');
       return events[claimed++]!;
     },
-    stop: listening.stop,
+    stop: () => listening.stop(),
   };
 }
 

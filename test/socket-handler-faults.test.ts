@@ -19,7 +19,7 @@ test('a graphql-ws message that throws closes its socket with 1011 and is logged
   const server = Bun.serve<SocketData>({
     port: 0,
     fetch: (request, server) => {
-      const data: GraphqlSocketData = { kind: 'graphql', user: null, release: null, operations: new Map() };
+      const data: GraphqlSocketData = { kind: 'graphql', user: null, hold: null, operations: new Map() };
       return server.upgrade(request, { data }) ? undefined : new Response('Upgrade Required', { status: 426 });
     },
     websocket: sockets.handler,

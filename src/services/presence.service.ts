@@ -16,7 +16,11 @@ export interface UserPresence {
 }
 
 /** A user of this instance: their sockets here, and the timer of their grace once the last one closed. */
+/** What `connect` hands out for `disconnect`: the user's entry itself, so a socket costs no object of its own. */
+export type PresenceTicket = Here;
+
 interface Here {
+  userId: number;
   username: string;
   sockets: number;
   grace: Timer | null;
@@ -64,16 +68,16 @@ export class PresenceService implements PresenceHost {
   }
 
   /**
-   * Counts an open socket of `user` until the returned release is called (once, whatever the path
-   * the socket closes by). Never waits for the store: a socket opens and closes the same whether it
-   * answers or not.
-   * @example ws.data.release = presence.connect(user)
+   * Counts an open socket of `user` until the ticket returned is handed to `disconnect`, once, when the
+   * socket closes (SocketHold does). Never waits for the store: a socket opens and closes the same
+   * whether it answers or not.
+   * @example const ticket = presence.connect(user); … presence.disconnect(ticket)
    */
-  connect(user: PublicUser): () => void {
-    if (this.closed) return () => {};
+  connect(user: PublicUser): PresenceTicket | null {
+    if (this.closed) return null;
     let entry = this.here.get(user.id);
     if (!entry) {
-      entry = { username: user.username, sockets: 0, grace: null };
+      entry = { userId: user.id, username: user.username, sockets: 0, grace: null };
       this.here.set(user.id, entry);
     }
     entry.sockets++;
@@ -86,12 +90,12 @@ export class PresenceService implements PresenceHost {
         ),
       );
     }
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      this.release(user.id, entry);
-    };
+    return entry;
+  }
+
+  /** One socket counted by `connect` has closed: called once per ticket. */
+  disconnect(ticket: PresenceTicket | null): void {
+    if (ticket) this.release(ticket);
   }
 
   /**
@@ -173,7 +177,8 @@ export class PresenceService implements PresenceHost {
     );
   }
 
-  private release(userId: number, entry: Here): void {
+  private release(entry: Here): void {
+    const { userId } = entry;
     if (this.closed || this.here.get(userId) !== entry) return;
     entry.sockets--;
     if (entry.sockets > 0) return;

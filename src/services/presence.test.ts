@@ -44,14 +44,13 @@ test('online with the first socket, offline once the last has been closed for th
   const first = service.connect(ana);
   await service.idle();
   const second = service.connect(ana);
-  first();
-  first();
+  service.disconnect(first);
   await service.idle();
   expect(service.tracking(ana.id)).toEqual({ sockets: 1, grace: false });
   expect(told.map((event) => event.status)).toEqual(['online']);
 
   const offline = next();
-  second();
+  service.disconnect(second);
   await service.idle();
   expect(service.tracking(ana.id)).toEqual({ sockets: 0, grace: true });
   expect(await offline).toMatchObject({ type: 'presence', userId: ana.id, username: 'ana', status: 'offline' });
@@ -63,7 +62,7 @@ test('online with the first socket, offline once the last has been closed for th
 
 test('a socket opened within the grace stops it: no offline, no second online', async () => {
   const { service, told } = presence(60_000);
-  service.connect(ana)();
+  service.disconnect(service.connect(ana));
   await service.idle();
   expect(service.tracking(ana.id)).toEqual({ sockets: 0, grace: true });
   service.connect(ana);

@@ -230,7 +230,8 @@ export interface Listening {
    * registered and is subscribed again when Redis returns).
    */
   ready: Promise<void>;
-  stop: () => void;
+  /** A method, not a field: lint refuses passing it around detached from its registration. */
+  stop(): void;
 }
 
 /** A subscriber that let this many events queue up unread is ended rather than allowed to grow memory. */
@@ -248,8 +249,8 @@ export class SlowSubscriberError extends AppError {
 interface Transport {
   /** Sends `payload` to every instance's listeners of `channel` (this one's included). */
   publish(channel: string, payload: unknown): void;
-  /** First local listener of `channel`: start receiving it. */
-  open(channel: string): Promise<void>;
+  /** First local listener of `channel`: start receiving it; null when that is done at once (memory). */
+  open(channel: string): Promise<void> | null;
   /** Last local listener of `channel` gone. */
   close(channel: string): void;
 }
@@ -259,6 +260,30 @@ type Deliver = (channel: string, payload: unknown) => void;
 interface Channel {
   listeners: Set<(payload: never) => void>;
   ready: Promise<void>;
+}
+
+/** Every channel opened at once shares it: a socket's channel costs no promise of its own. */
+const OPEN: Promise<void> = Promise.resolve();
+
+/** One listener on one channel (see PubSub.on): an object, not closures, since every open socket holds one. */
+class Registration implements Listening {
+  readonly ready: Promise<void>;
+  private stopped = false;
+
+  constructor(
+    private readonly pubsub: PubSub,
+    private readonly name: string,
+    private readonly channel: Channel,
+    private readonly listener: (payload: never) => void,
+  ) {
+    this.ready = channel.ready;
+  }
+
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.pubsub.unlisten(this.name, this.channel, this.listener);
+  }
 }
 
 const unavailable = () => new AppError('SERVICE_UNAVAILABLE', 'Real-time delivery is unavailable right now (Redis is unreachable): try again shortly');
@@ -291,21 +316,17 @@ export class PubSub {
       channel = { listeners: new Set(), ready: this.open(name) };
       this.channels.set(name, channel);
     }
-    const registered = channel;
-    registered.listeners.add(listener);
-    let stopped = false;
-    return {
-      ready: registered.ready,
-      stop: () => {
-        if (stopped) return;
-        stopped = true;
-        registered.listeners.delete(listener);
-        if (registered.listeners.size === 0 && this.channels.get(name) === registered) {
-          this.channels.delete(name);
-          this.transport.close(name);
-        }
-      },
-    };
+    channel.listeners.add(listener);
+    return new Registration(this, name, channel, listener);
+  }
+
+  /** A registration stopped: its channel closes with its last listener. */
+  unlisten(name: string, channel: Channel, listener: (payload: never) => void): void {
+    channel.listeners.delete(listener);
+    if (channel.listeners.size === 0 && this.channels.get(name) === channel) {
+      this.channels.delete(name);
+      this.transport.close(name);
+    }
   }
 
   /**
@@ -332,7 +353,9 @@ export class PubSub {
   }
 
   private open(name: string): Promise<void> {
-    const ready = this.transport.open(name).catch(() => {
+    const opening = this.transport.open(name);
+    if (!opening) return OPEN;
+    const ready = opening.catch(() => {
       throw unavailable();
     });
     // Reported to whoever awaits `ready`; the registration itself stands until Redis is back.
@@ -565,7 +588,7 @@ export async function createEventBus(redisUrl: string | null, prefix: string, lo
     const pubsub = new PubSub(
       (deliver) => ({
         publish: (channel, payload) => deliver(channel, payload),
-        open: () => Promise.resolve(),
+        open: () => null,
         close: () => {},
       }),
       busLog,

@@ -15,23 +15,21 @@ export class SocketQuota {
 
   /**
    * Takes a place for one more socket of `userId`, or throws RATE_LIMITED "Too many open sockets".
-   * The returned release gives the place back once, however often it is called.
+   * Each place taken is given back by one `release` (SocketHold calls it once, when the socket closes).
    */
-  acquire(userId: number): () => void {
+  acquire(userId: number): void {
     const count = this.open.get(userId) ?? 0;
     if (this.maxPerUser !== 0 && count >= this.maxPerUser) {
       this.onRefused?.();
       throw new AppError('RATE_LIMITED', 'Too many open sockets');
     }
     this.open.set(userId, count + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const left = (this.open.get(userId) ?? 1) - 1;
-      if (left === 0) this.open.delete(userId);
-      else this.open.set(userId, left);
-    };
+  }
+
+  release(userId: number): void {
+    const left = (this.open.get(userId) ?? 1) - 1;
+    if (left === 0) this.open.delete(userId);
+    else this.open.set(userId, left);
   }
 
   /** The sockets `userId` has open here. */

@@ -13,6 +13,7 @@ import { TokenBucket } from '../services/rate-limit';
 import type { WsFrame } from '../services/validation';
 import { parseInput, wsFrame } from '../services/validation';
 import type { SocketClose, SocketSession } from './socket-session';
+import type { SocketHold } from './socket-session';
 import { authenticateSocket, CLOSE, holdSocket } from './socket-session';
 
 /** What a `/ws` socket carries from its upgrade: the authenticated user, or null to refuse it. */
@@ -23,22 +24,25 @@ export interface ChatSocketData {
   expiresAt: number;
   /** Why a socket without a user is closed as soon as it opens: bad credentials, or a server fault. */
   refusal: SocketClose | null;
-  /** Gives back what the open socket holds (see `holdSocket`); called when it closes. */
-  release: (() => void) | null;
-  socketId: string;
+  /** What the open socket holds (see SocketHold), released when it closes. */
+  hold: SocketHold | null;
   /** The chats of its user this socket receives messages from, joined or not. */
   memberships: Set<number>;
-  /** The rooms it joined: their bot streams, typing and join/leave notices too. */
-  rooms: Set<number>;
-  bucket: TokenBucket;
   /** For each chat, where its deliveries stood when this socket began receiving them (see RoomFeeds.deliveredSince). */
   liveSince: Map<number, number>;
+  // What follows is made on first use: an idle socket holds none of it, and most sockets are idle.
+  /** Tells the rooms it joined or typed in which socket an event came from (see `socketIdOf`). */
+  socketId?: string;
+  /** The rooms it joined: their bot streams, typing and join/leave notices too. */
+  rooms?: Set<number>;
+  /** Its frame budget, from its first frame on. */
+  bucket?: TokenBucket;
   /** When this socket last told each room its user is typing: keystrokes in between are coalesced. */
-  typingAt: Map<number, number>;
+  typingAt?: Map<number, number>;
   /** The catch-up stream of each room joined with `after`, ended when the socket leaves the room. */
-  catchUps: Map<number, AsyncIterableIterator<RoomCatchUpEvent>>;
+  catchUps?: Map<number, AsyncIterableIterator<RoomCatchUpEvent>>;
   /** Catch-ups waiting for the socket's send buffer to drain; resumed on drain, leave and close. */
-  drainWaiters: (() => void)[];
+  drainWaiters?: (() => void)[];
   /** Settles when this socket's memberships are loaded and its last join or leave is done; later frames wait for it. */
   membershipChange: Promise<unknown>;
 }
@@ -46,6 +50,17 @@ export interface ChatSocketData {
 type ChatSocket = ServerWebSocket<ChatSocketData>;
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** What a socket's `membershipChange` starts as: nothing to wait for. */
+const SETTLED: Promise<unknown> = Promise.resolve();
+
+/**
+ * The socket's id, made when it first joins a room or types: events it causes carry it, so the room
+ * tells everyone but the socket they came from. Unique across instances (events travel through Redis).
+ */
+function socketIdOf(ws: ChatSocket): string {
+  return (ws.data.socketId ??= crypto.randomUUID());
+}
 
 // Bun topics of a chat: its messages, their edits and deletions reach every socket of its participants;
 // its bot streams only the sockets that joined. A socket catching up takes its messages from its catch-up
@@ -201,16 +216,10 @@ export class ChatSocketHub {
       user: session?.user ?? null,
       expiresAt: session?.expiresAt ?? 0,
       refusal,
-      release: null,
-      socketId: crypto.randomUUID(),
+      hold: null,
       memberships: new Set(),
-      rooms: new Set(),
-      membershipChange: Promise.resolve(),
-      catchUps: new Map(),
-      drainWaiters: [],
-      bucket: new TokenBucket(this.rateLimitPerSecond, Math.max(1, this.rateLimitPerSecond)),
-      typingAt: new Map(),
       liveSince: new Map(),
+      membershipChange: SETTLED,
     };
     return server.upgrade(request, { data }) ? undefined : new Response('Upgrade Required', { status: 426 });
   }
@@ -222,16 +231,9 @@ export class ChatSocketHub {
       ws.close(code, reason);
       return;
     }
-    ws.data.release = holdSocket(this.services, { user, expiresAt }, ws);
-    if (!ws.data.release) return;
-    let channel = this.users.get(user.id);
-    if (!channel) {
-      const sockets = new Set<ChatSocket>();
-      const registration = this.services.pubsub.on('user:event', user.id, (event) => this.onUserEvent(sockets, event));
-      channel = { sockets, registration };
-      this.users.set(user.id, channel);
-    }
-    channel.sockets.add(ws);
+    ws.data.hold = holdSocket(this.services, { user, expiresAt }, ws);
+    if (!ws.data.hold) return;
+    this.userChannel(user.id).sockets.add(ws);
     // Listening to the user's events first, then reading their chats: a chat added meanwhile is in one or both.
     ws.data.membershipChange = this.services.chats
       .chatIdsOf(user.id)
@@ -285,7 +287,7 @@ export class ChatSocketHub {
   close(ws: ChatSocket): void {
     const { user } = ws.data;
     if (!user) return;
-    for (const chatId of ws.data.rooms) this.leave(ws, user, chatId);
+    for (const chatId of ws.data.rooms ?? []) this.leave(ws, user, chatId);
     for (const chatId of ws.data.memberships) this.removeMembership(ws, chatId);
     const channel = this.users.get(user.id);
     channel?.sockets.delete(ws);
@@ -297,13 +299,14 @@ export class ChatSocketHub {
 
   /** Resumes the catch-ups paused on this socket's send buffer. */
   drain(ws: ChatSocket): void {
-    for (const resume of ws.data.drainWaiters.splice(0)) resume();
+    for (const resume of ws.data.drainWaiters?.splice(0) ?? []) resume();
   }
 
   private takeFrameBudget(ws: ChatSocket): void {
-    if (!ws.data.bucket.take()) {
+    const bucket = (ws.data.bucket ??= new TokenBucket(this.rateLimitPerSecond, Math.max(1, this.rateLimitPerSecond)));
+    if (!bucket.take()) {
       this.services.metrics.refused('ws_frame');
-      throw new RateLimitedError('Rate limit exceeded: slow down', ws.data.bucket.secondsUntilNext());
+      throw new RateLimitedError('Rate limit exceeded: slow down', bucket.secondsUntilNext());
     }
   }
 
@@ -312,7 +315,7 @@ export class ChatSocketHub {
     if (typeof parsed !== 'object' || parsed === null) return false;
     const { type, chat_id: chatId } = parsed as { type?: unknown; chat_id?: unknown };
     if (type !== 'typing' || typeof chatId !== 'number') return false;
-    const last = ws.data.typingAt.get(chatId);
+    const last = ws.data.typingAt?.get(chatId);
     return last !== undefined && performance.now() - last < TYPING_EVERY_MS;
   }
 
@@ -322,7 +325,7 @@ export class ChatSocketHub {
         await this.services.chats.requireParticipant(user.id, frame.chat_id);
         // A socket that closed while the check ran has already left its rooms: joining now would
         // announce a user who is gone and keep the room bridged for a dead socket forever.
-        if (ws.readyState !== WebSocket.OPEN || ws.data.rooms.has(frame.chat_id)) return;
+        if (ws.readyState !== WebSocket.OPEN || ws.data.rooms?.has(frame.chat_id)) return;
         this.addMembership(ws, frame.chat_id);
         this.join(ws, user, frame.chat_id);
         if (frame.after !== undefined) await this.catchUp(ws, user, frame.chat_id, frame.after);
@@ -331,14 +334,14 @@ export class ChatSocketHub {
         await this.rooms.get(frame.chat_id)?.ready.catch(() => {});
         return;
       case 'leave':
-        if (ws.data.rooms.has(frame.chat_id)) this.leave(ws, user, frame.chat_id);
+        if (ws.data.rooms?.has(frame.chat_id)) this.leave(ws, user, frame.chat_id);
         return;
       case 'message':
         await this.services.messages.send(user, frame.chat_id, { content: frame.content, attachment_ids: frame.attachment_ids, thread_id: frame.thread_id });
         return;
       case 'typing':
-        await this.services.messages.typing(user, frame.chat_id, ws.data.socketId);
-        ws.data.typingAt.set(frame.chat_id, performance.now());
+        await this.services.messages.typing(user, frame.chat_id, socketIdOf(ws));
+        (ws.data.typingAt ??= new Map()).set(frame.chat_id, performance.now());
         return;
       case 'stop':
         await this.services.bot.stop(user, frame.chat_id);
@@ -361,6 +364,19 @@ export class ChatSocketHub {
     }
   }
 
+  /**
+   * The sockets here of `userId` and their one listener on the user's events. Made apart from `open`,
+   * so the listener's closure keeps only these sockets, not the first socket's whole scope.
+   */
+  private userChannel(userId: number): { sockets: Set<ChatSocket>; registration: Listening } {
+    const existing = this.users.get(userId);
+    if (existing) return existing;
+    const sockets = new Set<ChatSocket>();
+    const channel = { sockets, registration: this.services.pubsub.on('user:event', userId, (event) => this.onUserEvent(sockets, event)) };
+    this.users.set(userId, channel);
+    return channel;
+  }
+
   /** Pushes a user's event to their sockets here, and follows the memberships it changes. */
   private onUserEvent(sockets: Set<ChatSocket>, event: UserEvent): void {
     if (!this.services.presence.isCurrent(event)) return;
@@ -369,7 +385,7 @@ export class ChatSocketHub {
     for (const ws of [...sockets]) {
       if (event.type === 'chat_created' || event.type === 'chat_invite') this.addMembership(ws, event.chat.id);
       if (ended !== null && ws.data.user) {
-        if (ws.data.rooms.has(ended)) this.leave(ws, ws.data.user, ended, { announce: false });
+        if (ws.data.rooms?.has(ended)) this.leave(ws, ws.data.user, ended, { announce: false });
         this.removeMembership(ws, ended);
       }
       if (frame) ws.send(frame);
@@ -388,7 +404,7 @@ export class ChatSocketHub {
 
   private removeMembership(ws: ChatSocket, chatId: number): void {
     if (!ws.data.memberships.delete(chatId)) return;
-    ws.data.typingAt.delete(chatId);
+    ws.data.typingAt?.delete(chatId);
     ws.data.liveSince.delete(chatId);
     // A closing socket has already left its Bun topics.
     if (ws.readyState === WebSocket.OPEN) {
@@ -404,7 +420,7 @@ export class ChatSocketHub {
   }
 
   private join(ws: ChatSocket, user: PublicUser, chatId: number): void {
-    ws.data.rooms.add(chatId);
+    (ws.data.rooms ??= new Set()).add(chatId);
     this.roomFor(chatId).joined.add(ws);
     // Someone joining mid-answer first gets the text so far, then the live deltas: both in this tick.
     for (const snapshot of this.services.feeds.answersInProgress(chatId)) {
@@ -412,14 +428,14 @@ export class ChatSocketHub {
       this.services.metrics.delivered('ws', 1);
     }
     ws.subscribe(botTopic(chatId));
-    this.services.pubsub.publish('chat:room-presence', chatId, { chatId, username: user.username, kind: 'joined', socketId: ws.data.socketId });
+    this.services.pubsub.publish('chat:room-presence', chatId, { chatId, username: user.username, kind: 'joined', socketId: socketIdOf(ws) });
   }
 
   /** Leaves the joined room; its messages keep coming while the user is a participant. `announce: false` when they are not any more. */
   private leave(ws: ChatSocket, user: PublicUser, chatId: number, { announce = true } = {}): void {
-    ws.data.rooms.delete(chatId);
-    const catchUp = ws.data.catchUps.get(chatId);
-    ws.data.catchUps.delete(chatId);
+    ws.data.rooms?.delete(chatId);
+    const catchUp = ws.data.catchUps?.get(chatId);
+    ws.data.catchUps?.delete(chatId);
     if (ws.readyState === WebSocket.OPEN) {
       ws.unsubscribe(botTopic(chatId));
       // Back from its own catch-up stream to the room's topic, in one tick: nothing missed, nothing twice.
@@ -428,7 +444,7 @@ export class ChatSocketHub {
     void catchUp?.return?.();
     this.drain(ws);
     this.rooms.get(chatId)?.joined.delete(ws);
-    if (announce) this.services.pubsub.publish('chat:room-presence', chatId, { chatId, username: user.username, kind: 'left', socketId: ws.data.socketId });
+    if (announce) this.services.pubsub.publish('chat:room-presence', chatId, { chatId, username: user.username, kind: 'left', socketId: socketIdOf(ws) });
   }
 
   /**
@@ -443,7 +459,7 @@ export class ChatSocketHub {
     ws.unsubscribe(messagesTopic(chatId));
     const delivered = this.services.feeds.deliveredSince(chatId, ws.data.liveSince.get(chatId) ?? 0);
     const backOnTopic = () => {
-      if (ws.readyState === WebSocket.OPEN && ws.data.memberships.has(chatId) && !ws.data.catchUps.has(chatId)) ws.subscribe(messagesTopic(chatId));
+      if (ws.readyState === WebSocket.OPEN && ws.data.memberships.has(chatId) && !ws.data.catchUps?.has(chatId)) ws.subscribe(messagesTopic(chatId));
     };
     let events: AsyncIterableIterator<RoomCatchUpEvent>;
     try {
@@ -453,8 +469,8 @@ export class ChatSocketHub {
       throw error;
     }
     // Left (or closed) while the check ran: the stream never started, so there is nothing to release.
-    if (!ws.data.rooms.has(chatId) || ws.readyState !== WebSocket.OPEN) return backOnTopic();
-    ws.data.catchUps.set(chatId, events);
+    if (!ws.data.rooms?.has(chatId) || ws.readyState !== WebSocket.OPEN) return backOnTopic();
+    (ws.data.catchUps ??= new Map()).set(chatId, events);
     void this.pump(ws, events);
   }
 
@@ -471,7 +487,7 @@ export class ChatSocketHub {
         );
         this.services.metrics.delivered('ws', 1);
         if (ws.getBufferedAmount() > CATCH_UP_BUFFER_BYTES && ws.readyState === WebSocket.OPEN) {
-          await new Promise<void>((resolve) => ws.data.drainWaiters.push(resolve));
+          await new Promise<void>((resolve) => (ws.data.drainWaiters ??= []).push(resolve));
         }
       }
     } catch (error) {

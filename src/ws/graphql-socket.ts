@@ -8,6 +8,7 @@ import type { Services } from '../services';
 import type { PublicUser } from '../services/auth.service';
 import { bearerToken } from '../services/auth.service';
 import type { SocketSession } from './socket-session';
+import type { SocketHold } from './socket-session';
 import { authenticateSocket, CLOSE, holdSocket } from './socket-session';
 import type { SharedOperation } from './shared-subscriptions';
 import { CorkedOutbox, deliverShared, SharedResults, sharedOperation } from './shared-subscriptions';
@@ -16,8 +17,8 @@ import { CorkedOutbox, deliverShared, SharedResults, sharedOperation } from './s
 export interface GraphqlSocketData {
   kind: 'graphql';
   user: PublicUser | null;
-  /** Gives back what the authenticated socket holds (see `holdSocket`); called when it closes. */
-  release: (() => void) | null;
+  /** What the authenticated socket holds (see SocketHold), released when it closes. */
+  hold: SocketHold | null;
   /** The ids of the operations graphql-ws is still handling, each with whether the client has completed it. */
   operations: Map<string, { completed: boolean }>;
 }
@@ -82,8 +83,8 @@ export function createGraphqlSocketHandler(
       // A socket that closed while the token was checked must not take a place it would never give back.
       if (!session || socket.readyState !== WebSocket.OPEN) return false;
       // Refused here, the socket is closed already with its own code: graphql-ws's 4403 then changes nothing.
-      socket.data.release = holdSocket(services, session, socket);
-      if (!socket.data.release) return false;
+      socket.data.hold = holdSocket(services, session, socket);
+      if (!socket.data.hold) return false;
       socket.data.user = session.user;
       return true;
     },

@@ -61,7 +61,7 @@ export function createWebSockets(chat: ChatSocketHub, graphql: WebSocketHandler<
         metrics.openSockets.dec({ transport });
         socketLog.info({ transport, userId: ws.data.user?.id ?? null, durationMs, code }, 'socket closed');
         // Whichever side closed and why: the socket's quota place and expiry timer go with it.
-        ws.data.release?.();
+        ws.data.hold?.release();
         return ws.data.kind === 'chat' ? chat.close(ws as never) : graphqlHandler.close?.(ws, code, reason);
       },
     },

@@ -1,6 +1,9 @@
 import { expect, test } from 'bun:test';
 import type { ServerWebSocket } from 'bun';
-import { CLOSE, TokenExpiries } from './socket-session';
+import type { PublicUser } from '../services/auth.service';
+import type { PresenceService } from '../services/presence.service';
+import { SocketQuota } from '../services/socket-quota';
+import { CLOSE, holdSocket, TokenExpiries } from './socket-session';
 
 /** A socket that records how it was closed; `closed` settles then. */
 function fakeSocket() {
@@ -14,14 +17,14 @@ test('sockets whose tokens expire in the same second share one timer; removing t
   const expiries = new TokenExpiries();
   const second = Math.ceil(Date.now() / 1000) * 1000 + 60_000;
   const sockets = Array.from({ length: 100 }, (_, i) => ({ ws: fakeSocket().ws, expiresAt: second - 999 + i * 9 }));
-  const held = sockets.map(({ ws, expiresAt }) => ({ ws, at: expiries.add(expiresAt, ws) }));
+  for (const { ws, expiresAt } of sockets) expiries.add(expiresAt, ws);
   expect(expiries.timers).toBe(1);
   const later = fakeSocket().ws;
-  const laterAt = expiries.add(second + 5_000, later);
+  expiries.add(second + 5_000, later);
   expect(expiries.timers).toBe(2);
-  for (const { ws, at } of held) expiries.remove(at, ws);
+  for (const { ws, expiresAt } of sockets) expiries.remove(expiresAt, ws);
   expect(expiries.timers).toBe(1);
-  expiries.remove(laterAt, later);
+  expiries.remove(second + 5_000, later);
   expect(expiries.timers).toBe(0);
 });
 
@@ -29,12 +32,29 @@ test('every socket of a second that comes is closed with 4401 "Token expired", a
   const expiries = new TokenExpiries();
   const expiresAt = Date.now() + 20;
   const sockets = [fakeSocket(), fakeSocket(), fakeSocket()];
-  const seconds = sockets.map(({ ws }) => expiries.add(expiresAt, ws));
+  for (const { ws } of sockets) expiries.add(expiresAt, ws);
   // One of them closed by its client before the expiry is not closed again.
-  expiries.remove(seconds[2]!, sockets[2]!.ws);
+  expiries.remove(expiresAt, sockets[2]!.ws);
   expect(await Promise.all(sockets.slice(0, 2).map(({ closed }) => closed))).toEqual([CLOSE.tokenExpired, CLOSE.tokenExpired]);
   expect(expiries.timers).toBe(0);
   // A release after the close (the close handler runs it) finds nothing to undo.
-  expiries.remove(seconds[0]!, sockets[0]!.ws);
+  expiries.remove(expiresAt, sockets[0]!.ws);
   expect(expiries.timers).toBe(0);
+});
+
+test('a hold gives its quota place and its presence back once, however often it is released', async () => {
+  const sockets = new SocketQuota(1);
+  const presence = { connected: 0, connect: () => ({ ticket: true }), disconnect: () => presence.connected-- };
+  const session = { user: { id: 7, username: 'ana' } as PublicUser, expiresAt: Date.now() + 60_000 };
+  const first = fakeSocket();
+  const hold = holdSocket({ sockets, presence: presence as unknown as PresenceService }, session, first.ws);
+  expect(sockets.openFor(7)).toBe(1);
+  // Over the quota: closed with 4429 at once, nothing held.
+  const second = fakeSocket();
+  expect(holdSocket({ sockets, presence: presence as unknown as PresenceService }, session, second.ws)).toBeNull();
+  expect(await second.closed).toEqual(CLOSE.tooManySockets);
+  hold!.release();
+  hold!.release();
+  expect(sockets.openFor(7)).toBe(0);
+  expect(presence.connected).toBe(-1);
 });

@@ -1,7 +1,7 @@
 import type { ServerWebSocket } from 'bun';
 import type { AuthService, PublicUser } from '../services/auth.service';
 import { AppError } from '../services/errors';
-import type { PresenceService } from '../services/presence.service';
+import type { PresenceService, PresenceTicket } from '../services/presence.service';
 import type { SocketQuota } from '../services/socket-quota';
 
 /** How the server closes a socket of either protocol, and the reason the client reads. */
@@ -40,37 +40,59 @@ export async function authenticateSocket(auth: AuthService, token: string | null
   }
 }
 
+/** The services whose resources an open socket holds. */
+type Holders = { sockets: SocketQuota; presence: PresenceService };
+
 /**
  * What an authenticated socket holds while it is open, whatever its protocol: a place in its user's
  * socket quota, its place on the clock that closes it (4401) when its token expires, and its count in
- * its user's presence (online while any socket is open). Over the quota the socket is closed at once
- * (4429) and null returned. The release returned is called by the close handler (src/ws/index.ts), so
- * it runs on every path a socket closes by.
+ * its user's presence (online while any socket is open). One object per socket, no closure each: an
+ * idle socket's memory is mostly what it holds. `release` gives it all back once, however often it is
+ * called; the close handler (src/ws/index.ts) calls it, so it runs on every path a socket closes by.
  */
-export function holdSocket(
-  { sockets, presence }: { sockets: SocketQuota; presence: PresenceService },
-  session: SocketSession,
-  ws: ServerWebSocket<unknown>,
-): (() => void) | null {
-  let releasePlace: () => void;
+export class SocketHold {
+  private released = false;
+  private readonly userId: number;
+  private readonly expiresAt: number;
+  private readonly presenceTicket: PresenceTicket | null;
+
+  constructor(
+    private readonly holders: Holders,
+    session: SocketSession,
+    private readonly ws: ServerWebSocket<unknown>,
+  ) {
+    this.userId = session.user.id;
+    this.expiresAt = session.expiresAt;
+    tokenExpiries.add(session.expiresAt, ws);
+    this.presenceTicket = holders.presence.connect(session.user);
+  }
+
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    tokenExpiries.remove(this.expiresAt, this.ws);
+    this.holders.sockets.release(this.userId);
+    this.holders.presence.disconnect(this.presenceTicket);
+  }
+}
+
+/** Takes what `ws` holds while open (see SocketHold); over the quota the socket is closed at once (4429) and null returned. */
+export function holdSocket(holders: Holders, session: SocketSession, ws: ServerWebSocket<unknown>): SocketHold | null {
   try {
-    releasePlace = sockets.acquire(session.user.id);
+    holders.sockets.acquire(session.user.id);
   } catch (error) {
     if (!(error instanceof AppError)) throw error;
     ws.close(CLOSE.tooManySockets.code, CLOSE.tooManySockets.reason);
     return null;
   }
-  const expiry = tokenExpiries.add(session.expiresAt, ws);
-  const leave = presence.connect(session.user);
-  return () => {
-    tokenExpiries.remove(expiry, ws);
-    releasePlace();
-    leave();
-  };
+  return new SocketHold(holders, session, ws);
 }
 
 // setTimeout fires at once for delays past 2^31-1 ms (24.8 days): longer waits go in steps.
 const LONGEST_TIMEOUT_MS = 2 ** 31 - 1;
+
+/** The whole second a token expiring at `expiresAt` (ms) is due in: `exp` is in whole seconds, so this is exact. */
+const secondOf = (expiresAt: number) => Math.ceil(expiresAt / 1000);
 
 /** The sockets whose tokens expire within one second, and the one timer that closes them all. */
 interface ExpirySecond {
@@ -92,19 +114,20 @@ export class TokenExpiries {
     return this.seconds.size;
   }
 
-  /** Schedules `ws`'s close at `expiresAt` (ms since the epoch); returns the second it went in, for `remove`. */
-  add(expiresAt: number, ws: ServerWebSocket<unknown>): number {
-    const second = Math.ceil(expiresAt / 1000);
+  /** Schedules `ws`'s close at `expiresAt` (ms since the epoch). */
+  add(expiresAt: number, ws: ServerWebSocket<unknown>): void {
+    const second = secondOf(expiresAt);
     let due = this.seconds.get(second);
     if (!due) {
       due = { sockets: new Set(), timer: this.arm(second) };
       this.seconds.set(second, due);
     }
     due.sockets.add(ws);
-    return second;
   }
 
-  remove(second: number, ws: ServerWebSocket<unknown>): void {
+  /** Unschedules `ws`, added with the same `expiresAt`. */
+  remove(expiresAt: number, ws: ServerWebSocket<unknown>): void {
+    const second = secondOf(expiresAt);
     const due = this.seconds.get(second);
     if (!due?.sockets.delete(ws) || due.sockets.size > 0) return;
     clearTimeout(due.timer);

@@ -14,7 +14,7 @@ export async function recordTopic<K extends Topic>(pubsub: PubSub, topic: K, id:
   return {
     events: log.all,
     next: (predicate: (event: Payload<K>) => boolean = () => true, description = `an event on ${topic}:${id}`) => log.next(predicate, description),
-    stop: listening.stop,
+    stop: () => listening.stop(),
   };
 }
 

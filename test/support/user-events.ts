@@ -33,7 +33,7 @@ export async function recordUserEvents(pubsub: PubSub, userId: number) {
       waiting.delete(marker);
       return events;
     },
-    stop: listening.stop,
+    stop: () => listening.stop(),
   };
   await recorder.settled();
   events.length = 0;
