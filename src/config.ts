@@ -14,6 +14,8 @@ export interface Config {
   production: boolean;
   /** `timeoutMs` (DATABASE_TIMEOUT_MS): how long a PostgreSQL connection or query may take before it fails (a 503), so a stalled server cannot hang requests. */
   database: { engine: Engine; url: string; timeoutMs: number };
+  /** SEARCH_INDEX_DELAY_MS (SQLite): how long new messages wait to be indexed for search together (a search takes them in first). */
+  searchIndexDelayMs: number;
   /** Redis for the pub/sub (and the cluster-wide bot lock) when several instances run; null for one process. */
   redisUrl: string | null;
   /** Prefixes every Redis channel and key, so deployments (or test runs) can share one Redis. */
@@ -125,6 +127,7 @@ export function loadConfig(env: Env = process.env): Config {
     host: env.HOST || '0.0.0.0',
     production,
     database,
+    searchIndexDelayMs: integer(env, 'SEARCH_INDEX_DELAY_MS', 100, { min: 1 }),
     redisUrl: redisUrl(env.REDIS_URL),
     redisPrefix: env.REDIS_PREFIX ?? 'gemini-coop:',
     secretKey: secretKey(env.SECRET_KEY, production, database, startupWarnings),

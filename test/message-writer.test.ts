@@ -2,6 +2,7 @@ import { afterAll, beforeAll, expect, test } from 'bun:test';
 import type { Database } from '../src/db/client';
 import { Prisma } from '../src/generated/sqlite/client';
 import { MAX_BATCH_ROWS, MessageWriter } from '../src/services/message-writer';
+import { indexedOnWrite } from '../src/services/search/search-index';
 import { MAX_CONTENT_LENGTH } from '../src/services/validation';
 import type { TestApp, TestUser } from './support/app';
 import { createTestApp, signUp } from './support/app';
@@ -18,7 +19,7 @@ beforeAll(async () => {
   alice = await signUp(t);
   const { db } = t.app.services;
   const counting = { $queryRaw: (...args: Parameters<Database['$queryRaw']>) => (statements++, db.$queryRaw(...args)) };
-  writer = new MessageWriter(counting as unknown as Database, t.config.database.engine, t.app.services.metrics);
+  writer = new MessageWriter(counting as unknown as Database, t.config.database.engine, t.app.services.metrics, indexedOnWrite);
 });
 afterAll(() => t.cleanup());
 
@@ -69,7 +70,7 @@ test('a row that cannot be stored fails alone: its neighbours in the batch are s
 test('when the database itself fails, a batch fails at once: its rows are not retried one by one', async () => {
   let attempts = 0;
   const down = { $queryRaw: () => (attempts++, Promise.reject(new Error('Connection terminated unexpectedly'))) } as unknown as Database;
-  const failing = new MessageWriter(down, t.config.database.engine, t.app.services.metrics);
+  const failing = new MessageWriter(down, t.config.database.engine, t.app.services.metrics, indexedOnWrite);
   const results = await Promise.allSettled(
     Array.from({ length: 10 }, (_, i) => failing.write({ chatId: 1, userId: alice.id, content: `lost ${i}`, askPending: false })),
   );

@@ -8,8 +8,9 @@
  *
  * The history is written straight into the database (raw SQL, big transactions), not through the
  * API: a million messages through REST would take hours. The index is built once after the rows
- * (triggers or GIN index dropped while seeding, then recreated from their own definitions), which is
- * how a bulk load is done, and gives the same index as row-by-row upkeep would.
+ * (SQLite: by moving the search progress on, as the server does; PostgreSQL: the GIN index dropped while
+ * seeding, then recreated from its own definition), which is how a bulk load is done, and gives the same
+ * index as row-by-row upkeep would.
  */
 import { Database } from 'bun:sqlite';
 import { randomUUID } from 'node:crypto';
@@ -244,7 +245,8 @@ async function seedSqlite(context: BenchContext, h: History, vocabulary: Vocabul
   }
   const seedSeconds = (performance.now() - started) / 1000;
   const indexing = performance.now();
-  db.exec(`INSERT INTO messages_search (rowid, content, chat_id) SELECT id, content, chat_id FROM messages WHERE status IN ('complete', 'stopped')`);
+  // As the server takes in new messages (SqliteSearchIndex): its progress moved on to the newest, whose trigger indexes them all.
+  db.exec('UPDATE search_progress SET indexed_up_to = (SELECT max(id) FROM messages)');
   for (const { sql } of triggers) db.exec(sql);
   const indexSeconds = (performance.now() - indexing) / 1000;
   db.close();

@@ -58,10 +58,13 @@ export const MessageRef = builder.prismaObject('Message', {
       nullable: true,
       description: "The author's username; for bot messages, their assistant's name, else the bot's (BOT_NAME); for an incoming hook's, the hook's name.",
       select: { senderName: true, user: { select: { username: true } } },
-      resolve: async (message, _args, context) => {
+      // Synchronous unless an assistant's name must be loaded: one promise makes a shared subscription's
+      // whole execution asynchronous, and then every subscriber awaits its payload (see deliverShared).
+      resolve: (message, _args, context) => {
         if (!message.isBot) return message.user?.username ?? message.senderName ?? null;
-        const name = message.assistantId === null ? undefined : await assistantNames(context)(message.assistantId);
-        return name ?? context.services.messages.botName;
+        const { botName } = context.services.messages;
+        if (message.assistantId === null) return botName;
+        return assistantNames(context)(message.assistantId).then((name) => name ?? botName);
       },
     }),
     readBy: t.field({
@@ -74,12 +77,14 @@ export const MessageRef = builder.prismaObject('Message', {
     reactions: t.field({
       type: [ReactionSummaryRef],
       description: 'Reactions by emoji, in first-use order.',
-      resolve: async (message, _args, context) => carriedReactions(message) ?? (await messageReactions(context)(message.id)) ?? [],
+      // Synchronous when the event carries them (see username).
+      resolve: (message, _args, context) => carriedReactions(message) ?? messageReactions(context)(message.id).then((reactions) => reactions ?? []),
     }),
     attachments: t.field({
       type: [AttachmentRef],
       description: 'The files sent with it, in order.',
-      resolve: async (message, _args, context) => carriedAttachments(message) ?? (await messageAttachments(context)(message.id)) ?? [],
+      // Synchronous when the event carries them (see username).
+      resolve: (message, _args, context) => carriedAttachments(message) ?? messageAttachments(context)(message.id).then((attachments) => attachments ?? []),
     }),
   }),
 });

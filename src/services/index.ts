@@ -32,6 +32,8 @@ import { ReadStateService } from './read-state.service';
 import { searchEngines } from './search/engines';
 import type { SearchStatements } from './search/message-search.service';
 import { MessageSearchService } from './search/message-search.service';
+import type { SearchIndex } from './search/search-index';
+import { indexedOnWrite, SqliteSearchIndex } from './search/search-index';
 import { SqliteSearchRunner } from './search/sqlite-search-runner';
 import { OAuthService } from './oauth/oauth.service';
 import { SocketQuota } from './socket-quota';
@@ -62,6 +64,8 @@ export interface Services {
   messageChanges: MessageChangeService;
   /** Full-text search over the messages of the caller's chats. */
   search: MessageSearchService;
+  /** What keeps search's index up with the messages (SQLite takes new ones in bulk). */
+  searchIndex: SearchIndex;
   /** Reactions to messages: adding, removing, and their changes as a stream. */
   reactions: ReactionService;
   /** Display names, bios and avatars; changes pushed as `user_updated`. */
@@ -191,6 +195,10 @@ export function createServices(
     bot.answerAllPending().catch((error: unknown) => botLog.error({ err: error }, 'answering the asks left pending during the outage failed'));
   });
   const writeLimit = messageLimit(config.limits, metrics);
+  // Messages stored before a crash and not yet in search are taken in by the first run (scheduled here).
+  const searchIndex =
+    config.database.engine === 'sqlite' ? new SqliteSearchIndex(db, log.child({ component: 'search' }), config.searchIndexDelayMs) : indexedOnWrite;
+  searchIndex.stored();
   const messageChanges = new MessageChangeService(db, chats, pubsub, bot, feeds, bus, writeLimit, config.bot.name, outbox, attachments);
   const messages = new MessageService(
     db,
@@ -202,7 +210,7 @@ export function createServices(
     bus,
     writeLimit,
     config.bot.name,
-    new MessageWriter(db, config.database.engine, metrics),
+    new MessageWriter(db, config.database.engine, metrics, searchIndex),
     outbox,
     attachments,
   );
@@ -226,7 +234,15 @@ export function createServices(
     presence,
     messages,
     messageChanges,
-    search: new MessageSearchService(db, memberships, searchEngines[config.database.engine], searchStatements(db, config, metrics), config.bot.name),
+    searchIndex,
+    search: new MessageSearchService(
+      db,
+      memberships,
+      searchEngines[config.database.engine],
+      searchStatements(db, config, metrics),
+      searchIndex,
+      config.bot.name,
+    ),
     attachments,
     profiles: new ProfileService(db, auth, pubsub, attachments.store, attachments.admission, (userId) => presence.sharersOf(userId)),
     reactions: new ReactionService(db, chats, pubsub, bus, reactionLimit(config.limits, metrics)),

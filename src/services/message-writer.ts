@@ -1,6 +1,7 @@
 import type { Database } from '../db/client';
 import type { Metrics } from '../metrics';
 import { Prisma } from '../generated/sqlite/client';
+import type { SearchIndex } from './search/search-index';
 
 interface PendingWrite {
   /** `askPending` marks a `/bot` ask that no answer has started for yet. */
@@ -60,6 +61,8 @@ export class MessageWriter {
     private readonly db: Database,
     private readonly engine: 'sqlite' | 'postgres',
     private readonly metrics: Pick<Metrics, 'messagesStored' | 'messageBatchSize'>,
+    /** Told of every batch stored, to take it into search soon. */
+    private readonly searchIndex: Pick<SearchIndex, 'stored'>,
   ) {}
 
   write(data: PendingWrite['data']): Promise<{ id: number; createdAt: Date }> {
@@ -114,6 +117,7 @@ export class MessageWriter {
     );
     const stored = await this.db.$queryRaw<{ id: number; created_at: Date }[]>(insertStatements[this.engine](rows, createdAt));
     this.metrics.messagesStored.inc(stored.length);
+    this.searchIndex.stored();
     this.metrics.messageBatchSize.observe(stored.length);
     // Ids follow the rows' order in the statement; sorting makes that explicit.
     stored.sort((a, b) => a.id - b.id);

@@ -58,9 +58,10 @@ export async function createTestApp(env: Record<string, string> = {}, options: A
     ...RATE_LIMITS_OFF,
     // Quiet: a test that reads the log passes its own (`captureLogs`) as `options.log`.
     LOG_LEVEL: 'silent',
-    // A test that counts SQL counts only what it caused: the webhook worker's poll would land in its
-    // window now and then. Webhooks still go at once, since every write wakes the worker.
-    ...(options.logQuery ? { WEBHOOK_POLL_MS: '3600000' } : {}),
+    // A test that counts SQL counts only what it caused: the webhook worker's poll, or search taking in
+    // the messages just stored, would land in its window now and then. Webhooks still go at once, since
+    // every write wakes the worker, and a search takes in every message stored before it.
+    ...(options.logQuery ? { WEBHOOK_POLL_MS: '3600000', SEARCH_INDEX_DELAY_MS: '3600000' } : {}),
     ...env,
   });
   const app = await createApp(config, options);

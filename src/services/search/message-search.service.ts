@@ -6,6 +6,7 @@ import type { Memberships } from '../memberships';
 import { messageSearchQuery, parseInput } from '../validation';
 import type { SearchEngine, SearchHitRow, SearchScope } from './engines';
 import { INDEXED_CHATS_LIMIT } from './engines';
+import type { SearchIndex } from './search-index';
 import { snippet } from './snippet';
 
 /** A message that matched a search, with the snippet that shows why. */
@@ -36,8 +37,9 @@ export interface MessageSearchPage {
 /**
  * Full-text search over the messages of the caller's chats: every word must match, best matches
  * first (bm25 on SQLite, ts_rank on PostgreSQL), then newest. Only visible messages are indexed
- * (never a streaming, failed or deleted one), and the index follows every write by itself (see the
- * migration 20261210000000_search), so an edit is found by its new words at once.
+ * (never a streaming, failed or deleted one), and the index follows every write (see the migration
+ * 20261210000000_search; on SQLite new messages go in bulk, see SqliteSearchIndex), so an edit is
+ * found by its new words at once.
  *
  * Pages: the order is by rank, so a page cannot start "below an id" as history does; `before` names
  * the last hit received, and the next page starts after that hit's (rank, id) computed afresh in the
@@ -50,6 +52,8 @@ export class MessageSearchService {
     private readonly memberships: Memberships,
     private readonly engine: SearchEngine,
     private readonly statements: SearchStatements,
+    /** Caught up before each search, so it finds every message stored before it. */
+    private readonly index: SearchIndex,
     /** BOT_NAME: the `username` of bot messages, as history shows it. */
     private readonly botName: string,
   ) {}
@@ -58,6 +62,7 @@ export class MessageSearchService {
     const { q: query, chat_id: chatId, limit, before } = parseInput(messageSearchQuery, input, 'query');
     const scope = await this.scopeOf(reader, chatId);
     if (scope === null) return { hits: [], hasMore: false };
+    await this.index.catchUp();
     if (before !== undefined && (await this.statements.run(this.engine.hit(query, scope, before))).length === 0) {
       const msg = `Message ${before} is not a result of this search (it changed, or was deleted): search again`;
       throw new AppError('BAD_USER_INPUT', `before: ${msg}`, [{ type: 'value_error', loc: ['query', 'before'], msg }]);
@@ -76,8 +81,9 @@ export class MessageSearchService {
     };
   }
 
-  /** At shutdown: ends the search worker, if any. */
+  /** At shutdown: ends the search worker, if any, and the index's schedule. */
   close(): Promise<void> {
+    this.index.close();
     return this.statements.close();
   }
 

@@ -1,0 +1,119 @@
+import { Database } from 'bun:sqlite';
+import { afterAll, beforeAll, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SEARCH_INDEX_BATCH } from '../src/services/search/search-index';
+import { createTestApp, signUp, type TestApp, type TestUser } from './support/app';
+import { groupRoom, storeMessages } from './support/rooms';
+
+/**
+ * SQLite's search index takes new messages in bulk, after they are stored (SqliteSearchIndex and the
+ * migration 20261217000000_deferred_search_index): whatever engine the suite runs on, this file runs
+ * on a SQLite file of its own, which it also reads directly to see what the index holds.
+ */
+const dir = mkdtempSync(join(tmpdir(), 'gemini-coop-search-index-'));
+const file = join(dir, 'search.db');
+/** Long enough that only a search (or `settled` after a short one) takes messages in. */
+const NEVER = '3600000';
+
+let t: TestApp;
+let owner: TestUser;
+let chatId: number;
+beforeAll(async () => {
+  t = await createTestApp({ DATABASE_URL: `file:${file}`, SEARCH_INDEX_DELAY_MS: NEVER });
+  owner = await signUp(t);
+  chatId = await groupRoom(t, owner, [], 'search index');
+});
+afterAll(async () => {
+  await t.cleanup();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** What the index holds, read on a connection of its own: its documents, and the newest message id it has passed. */
+function indexState(): { documents: number; indexedUpTo: number } {
+  const db = new Database(file, { readonly: true });
+  try {
+    const { documents } = db.query('SELECT count(*) AS documents FROM messages_search_docsize').get() as { documents: number };
+    const { indexedUpTo } = db.query('SELECT indexed_up_to AS indexedUpTo FROM search_progress').get() as { indexedUpTo: number };
+    return { documents, indexedUpTo };
+  } finally {
+    db.close();
+  }
+}
+
+/** The ids of the owner's messages that match `q`. */
+async function found(q: string): Promise<number[]> {
+  const response = await t.request(`/api/messages/search?q=${encodeURIComponent(q)}`, { token: owner.token });
+  expect(response.status).toBe(200);
+  return ((await response.json()) as { message_id: number }[]).map((hit) => hit.message_id).sort((a, b) => a - b);
+}
+
+async function edit(messageId: number, content: string): Promise<void> {
+  const user = await t.app.services.auth.authenticate(owner.token);
+  await t.app.services.messageChanges.edit(user, chatId, messageId, { content });
+}
+
+test('messages stored are not indexed with their commits; a search takes in every one stored before it', async () => {
+  const before = indexState();
+  const first = await storeMessages(t, owner, chatId, 3, (i) => `lantern first ${i}`);
+  const second = await storeMessages(t, owner, chatId, 2, (i) => `lantern second ${i}`);
+  // Two commits, and the index has not changed.
+  expect(indexState()).toEqual(before);
+  expect(await found('lantern')).toEqual([...first, ...second]);
+  expect(indexState()).toEqual({ documents: before.documents + 5, indexedUpTo: second.at(-1)! });
+});
+
+test('an edit or a deletion before a message is indexed leaves the index right, as does one after', async () => {
+  const [edited, deleted, kept] = await storeMessages(t, owner, chatId, 3, (i) => ['harbour before', 'harbour gone', 'harbour kept'][i]!);
+  await edit(edited!, 'quay during');
+  const user = await t.app.services.auth.authenticate(owner.token);
+  await t.app.services.messageChanges.delete(user, chatId, deleted!);
+  expect(await found('harbour')).toEqual([kept!]);
+  expect(await found('quay')).toEqual([edited!]);
+  // Indexed by now: a later edit goes through the index's own trigger.
+  await edit(edited!, 'pier after');
+  expect(await found('quay')).toEqual([]);
+  expect(await found('pier')).toEqual([edited!]);
+  const db = new Database(file);
+  try {
+    // FTS5's own check of its structure: throws on a corrupt index.
+    db.run(`INSERT INTO messages_search (messages_search) VALUES ('integrity-check')`);
+  } finally {
+    db.close();
+  }
+});
+
+test('what the process had not indexed when it stopped is taken in after the next start, without a search', async () => {
+  const unindexed = await storeMessages(t, owner, chatId, 2, (i) => `beacon ${i}`);
+  expect(indexState().indexedUpTo).toBeLessThan(unindexed[0]!);
+  await t.cleanup();
+  // The same file, served again with the default delay: the start schedules the run.
+  const again = await createTestApp({ DATABASE_URL: `file:${file}` });
+  try {
+    await again.app.services.searchIndex.settled();
+    expect(indexState().indexedUpTo).toBe(unindexed.at(-1)!);
+  } finally {
+    await again.cleanup();
+  }
+  t = await createTestApp({ DATABASE_URL: `file:${file}`, SEARCH_INDEX_DELAY_MS: NEVER });
+});
+
+test(`a large backlog goes in statements of at most ${SEARCH_INDEX_BATCH} messages`, async () => {
+  const statements: string[] = [];
+  const counted = await createTestApp({ DATABASE_URL: `file:${file}`, SEARCH_INDEX_DELAY_MS: NEVER }, { logQuery: (query) => statements.push(query) });
+  try {
+    const stored = await storeMessages(counted, owner, chatId, 2 * SEARCH_INDEX_BATCH + 10, (i) => `backlog ${i}`);
+    expect(indexState().indexedUpTo).toBeLessThan(stored[0]!);
+    statements.length = 0;
+    await counted.app.services.searchIndex.catchUp();
+    const advances = statements.filter((statement) => statement.includes('UPDATE search_progress'));
+    // Three that move it on, and one that finds nothing left.
+    expect(advances).toHaveLength(4);
+    expect(indexState().indexedUpTo).toBe(stored.at(-1)!);
+    // Found: a first page of them.
+    expect(await found('backlog')).toHaveLength(20);
+  } finally {
+    await counted.cleanup();
+  }
+});
