@@ -3,8 +3,13 @@ import { Metrics } from '../metrics';
 import { captureLogs } from '../../test/support/logs';
 import { createEventBus, SlowSubscriberError, SUBSCRIBER_QUEUE_LIMIT } from '../services/pubsub';
 import type { TypingEvent } from '../services/pubsub';
-import type { FrameSink, SharedOperation, SharedResults } from './shared-subscriptions';
-import { deliverShared } from './shared-subscriptions';
+import { parse } from 'graphql';
+import { schema } from '../schema';
+import type { Services } from '../services';
+import type { PublicUser } from '../services/auth.service';
+import type { MessageEvent } from '../services/pubsub';
+import type { FrameSink, SharedOperation } from './shared-subscriptions';
+import { deliverShared, SharedResults, sharedOperation } from './shared-subscriptions';
 
 /** One subscriber's delivery, whose payloads `payloadOf` decides: a string, or a promise as when a query is awaited. */
 function delivery(source: AsyncIterator<unknown>, payloadOf: (event: TypingEvent) => string | Promise<string>) {
@@ -89,4 +94,43 @@ test('a stream that cannot forward (a replay) is pulled, in the same order', asy
   slow.resolve('1');
   expect((await ended).done).toBe(true);
   expect(payloads()).toEqual([1, 2, 3]);
+});
+
+test("a chat client's selection of a new message executes synchronously: what the event carries needs no promise, for a person's message or the bot's", () => {
+  const query = `subscription($c: ID!) { messageAdded(chatId: $c) {
+    id chatId content username createdAt isBot user { id username } reactions { emoji count } attachments { id } } }`;
+  const operation = sharedOperation(schema, parse(query), null, query, { c: '1' })!;
+  const results = new SharedResults({ messages: { botName: 'helper-bot' } } as unknown as Services, (error) => error as Error, undefined);
+  const author: PublicUser = { id: 7, username: 'ana', email: 'ana@example.com', createdAt: new Date(0), displayName: null, avatarKey: null };
+  const message: MessageEvent = {
+    id: 1,
+    chatId: 1,
+    userId: 7,
+    username: 'ana',
+    user: author,
+    content: 'hello',
+    isBot: false,
+    status: 'complete',
+    replyToId: null,
+    askPending: false,
+    createdAt: new Date(0),
+    editedAt: null,
+    deletedAt: null,
+    changeMark: null,
+    senderName: null,
+    assistantId: null,
+    assistant: null,
+    threadId: null,
+    sources: null,
+    reactions: [{ emoji: '👍', count: 1, userIds: [7] }],
+    attachments: [],
+  };
+  const answer: MessageEvent = { ...message, id: 2, userId: null, username: null, user: null, isBot: true, replyToId: 1 };
+  for (const event of [message, answer]) {
+    const payload = results.payload(event, operation);
+    expect(typeof payload).toBe('string');
+    expect(JSON.parse(payload as string)).not.toHaveProperty('errors');
+  }
+  const answerResult = JSON.parse(results.payload(answer, operation) as string) as { data: { messageAdded: { username: string } } };
+  expect(answerResult.data.messageAdded.username).toBe('helper-bot');
 });
