@@ -1,32 +1,11 @@
 import { expect, test } from 'bun:test';
 import { captureLogs } from '../../test/support/logs';
+import { messageEvent } from '../../test/support/message-event';
 import { Metrics } from '../metrics';
 import type { MessageEvent } from './pubsub';
 import { canForward, createEventBus, SlowSubscriberError, SUBSCRIBER_QUEUE_LIMIT } from './pubsub';
 
-const message = (id: number): MessageEvent => ({
-  id,
-  chatId: 1,
-  userId: 1,
-  username: 'ana',
-  user: { id: 1, username: 'ana', email: 'ana@example.com', createdAt: new Date(0), displayName: null, avatarKey: null },
-  content: `message ${id}`,
-  isBot: false,
-  status: 'complete',
-  replyToId: null,
-  askPending: false,
-  createdAt: new Date(0),
-  editedAt: null,
-  deletedAt: null,
-  assistantId: null,
-  assistant: null,
-  threadId: null,
-  sources: null,
-  changeMark: null,
-  senderName: null,
-  reactions: [],
-  attachments: [],
-});
+const message = (id: number) => messageEvent(id);
 
 /** The in-memory bus, with the errors it logs. */
 async function localBus() {

@@ -6,8 +6,7 @@ import type { TypingEvent } from '../services/pubsub';
 import { parse } from 'graphql';
 import { schema } from '../schema';
 import type { Services } from '../services';
-import type { PublicUser } from '../services/auth.service';
-import type { MessageEvent } from '../services/pubsub';
+import { messageEvent } from '../../test/support/message-event';
 import type { FrameSink, SharedOperation } from './shared-subscriptions';
 import { deliverShared, SharedResults, sharedOperation } from './shared-subscriptions';
 
@@ -101,31 +100,8 @@ test("a chat client's selection of a new message executes synchronously: what th
     id chatId content username createdAt isBot user { id username } reactions { emoji count } attachments { id } } }`;
   const operation = sharedOperation(schema, parse(query), null, query, { c: '1' })!;
   const results = new SharedResults({ messages: { botName: 'helper-bot' } } as unknown as Services, (error) => error as Error, undefined);
-  const author: PublicUser = { id: 7, username: 'ana', email: 'ana@example.com', createdAt: new Date(0), displayName: null, avatarKey: null };
-  const message: MessageEvent = {
-    id: 1,
-    chatId: 1,
-    userId: 7,
-    username: 'ana',
-    user: author,
-    content: 'hello',
-    isBot: false,
-    status: 'complete',
-    replyToId: null,
-    askPending: false,
-    createdAt: new Date(0),
-    editedAt: null,
-    deletedAt: null,
-    changeMark: null,
-    senderName: null,
-    assistantId: null,
-    assistant: null,
-    threadId: null,
-    sources: null,
-    reactions: [{ emoji: '👍', count: 1, userIds: [7] }],
-    attachments: [],
-  };
-  const answer: MessageEvent = { ...message, id: 2, userId: null, username: null, user: null, isBot: true, replyToId: 1 };
+  const message = messageEvent(1, { reactions: [{ emoji: '👍', count: 1, userIds: [1] }] });
+  const answer = messageEvent(2, { userId: null, username: null, user: null, isBot: true, replyToId: 1 });
   for (const event of [message, answer]) {
     const payload = results.payload(event, operation);
     expect(typeof payload).toBe('string');
