@@ -117,3 +117,18 @@ test(`a large backlog goes in statements of at most ${SEARCH_INDEX_BATCH} messag
     await counted.cleanup();
   }
 });
+
+test('a burst of searches shares the run that takes messages in: at most the one under way and one more', async () => {
+  const statements: string[] = [];
+  const counted = await createTestApp({ DATABASE_URL: `file:${file}`, SEARCH_INDEX_DELAY_MS: NEVER }, { logQuery: (query) => statements.push(query) });
+  try {
+    const stored = await storeMessages(counted, owner, chatId, 3, (i) => `burst ${i}`);
+    statements.length = 0;
+    await Promise.all(Array.from({ length: 50 }, () => counted.app.services.searchIndex.catchUp()));
+    // One run: the statement that moves the progress on, and the one that finds nothing left.
+    expect(statements.filter((statement) => statement.includes('UPDATE search_progress'))).toHaveLength(2);
+    expect(indexState().indexedUpTo).toBe(stored.at(-1)!);
+  } finally {
+    await counted.cleanup();
+  }
+});

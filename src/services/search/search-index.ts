@@ -41,6 +41,8 @@ export class SqliteSearchIndex implements SearchIndex {
   private scheduled: PromiseWithResolvers<void> | null = null;
   /** The run in progress or last done; the next one starts after it. */
   private running: Promise<void> = Promise.resolve();
+  /** The next run while it waits for `running`: every caller meanwhile shares it. */
+  private queued: Promise<void> | null = null;
   private closed = false;
 
   constructor(
@@ -69,8 +71,19 @@ export class SqliteSearchIndex implements SearchIndex {
     return this.scheduled ? this.scheduled.promise.then(() => running) : running;
   }
 
+  /**
+   * A run that starts after this call, so it takes in everything stored before it. Callers share a run
+   * that has not started yet: a burst of searches costs at most the run under way and one more.
+   */
   catchUp(): Promise<void> {
-    const run = this.running.catch(() => {}).then(() => this.takeEverything());
+    if (this.queued) return this.queued;
+    const run = this.running
+      .catch(() => {})
+      .then(() => {
+        this.queued = null;
+        return this.takeEverything();
+      });
+    this.queued = run;
     this.running = run;
     return run;
   }
