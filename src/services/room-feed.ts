@@ -215,7 +215,7 @@ export class RoomFeeds {
     if (room.deliveredMessages.has(event.id)) return;
     room.deliveredMessages.set(event.id, ++room.sequence);
     if (room.deliveredMessages.size > REMEMBERED_IDS) room.deliveredMessages.delete(room.deliveredMessages.keys().next().value!);
-    for (const listener of [...room.messageListeners]) this.isolated(() => listener(event));
+    this.deliverTo(room.messageListeners, event, undefined);
   }
 
   /**
@@ -233,7 +233,7 @@ export class RoomFeeds {
         remember(room.completedAnswers, change.messageId);
       }
     }
-    for (const listener of [...room.changeListeners]) this.isolated(() => listener(change));
+    this.deliverTo(room.changeListeners, change, undefined);
   }
 
   private deliverBot(room: Room, event: BotStreamEvent): void {
@@ -250,7 +250,7 @@ export class RoomFeeds {
       const { createdAt, assistantId, assistantName } = event;
       room.openAnswers.set(event.messageId, { text: textSoFar, createdAt, ...(assistantId === undefined ? {} : { assistantId, assistantName }) });
     }
-    for (const listener of [...room.botListeners]) this.isolated(() => listener(event, textSoFar));
+    this.deliverTo(room.botListeners, event, textSoFar);
   }
 
   /**
@@ -303,12 +303,18 @@ export class RoomFeeds {
     }
   }
 
-  /** One reader's failure is logged and never keeps the event from the others. */
-  private isolated(deliver: () => void): void {
-    try {
-      deliver();
-    } catch (error) {
-      this.log.error({ err: error }, 'delivering an event failed');
+  /**
+   * Hands the event to each listener there is now (one added meanwhile waits for the next event). One
+   * reader's failure is logged and never keeps the event from the others. No closure per listener: this
+   * runs for every subscriber of every event.
+   */
+  private deliverTo<E, Extra>(listeners: Set<(event: E, extra: Extra) => void>, event: E, extra: Extra): void {
+    for (const listener of [...listeners]) {
+      try {
+        listener(event, extra);
+      } catch (error) {
+        this.log.error({ err: error }, 'delivering an event failed');
+      }
     }
   }
 }
