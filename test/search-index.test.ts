@@ -132,3 +132,16 @@ test('a burst of searches shares the run that takes messages in: at most the one
     await counted.cleanup();
   }
 });
+
+test('closing waits for a run under way, so it never meets a closed database', async () => {
+  const closing = await createTestApp({ DATABASE_URL: `file:${file}`, SEARCH_INDEX_DELAY_MS: NEVER });
+  try {
+    await storeMessages(closing, owner, chatId, 3, (i) => `closing ${i}`);
+    let finished = false;
+    void closing.app.services.searchIndex.catchUp().then(() => (finished = true));
+    await closing.app.services.searchIndex.close();
+    expect(finished).toBe(true);
+  } finally {
+    await closing.cleanup();
+  }
+});

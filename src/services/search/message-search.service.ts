@@ -82,9 +82,9 @@ export class MessageSearchService {
   }
 
   /** At shutdown: ends the search worker, if any, and the index's schedule. */
-  close(): Promise<void> {
-    this.index.close();
-    return this.statements.close();
+  async close(): Promise<void> {
+    await this.index.close();
+    await this.statements.close();
   }
 
   /** The chats to search: the one named, if the caller is in it (404, then 403, as everywhere), else all of theirs; null when they are in none. */

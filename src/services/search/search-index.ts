@@ -12,8 +12,8 @@ export interface SearchIndex {
   catchUp(): Promise<void>;
   /** Settles once what was scheduled or running when called is done (tests wait on it). */
   settled(): Promise<void>;
-  /** At shutdown: nothing more is scheduled. */
-  close(): void;
+  /** At shutdown: nothing more is scheduled; settles once a run under way is done. */
+  close(): Promise<void>;
 }
 
 /** PostgreSQL indexes each message as it is written (a generated column and its GIN index): nothing to do. */
@@ -21,7 +21,7 @@ export const indexedOnWrite: SearchIndex = {
   stored() {},
   catchUp: () => Promise.resolve(),
   settled: () => Promise.resolve(),
-  close() {},
+  close: () => Promise.resolve(),
 };
 
 /** Messages taken in by one statement at most: it holds the write lock, which message writes wait for. */
@@ -88,12 +88,14 @@ export class SqliteSearchIndex implements SearchIndex {
     return run;
   }
 
-  close(): void {
+  async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     this.scheduled?.resolve();
     this.scheduled = null;
+    // The database closes after this: a run under way finishes first rather than failing.
+    await this.running.catch(() => {});
   }
 
   /** Moves the progress on until it reaches the newest message: one statement per SEARCH_INDEX_BATCH messages. */
