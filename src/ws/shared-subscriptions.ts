@@ -60,8 +60,6 @@ function variablesBelow(document: DocumentNode, operation: OperationDefinitionNo
  */
 export class SharedResults {
   private readonly payloads = new WeakMap<object, Map<string, string | Promise<string>>>();
-  /** The last payload asked for (one event held at most): a room's subscribers ask for the same one, one after another. */
-  private last: { event: object; key: string; payload: string | Promise<string> } | null = null;
 
   constructor(
     private readonly services: Services,
@@ -72,8 +70,6 @@ export class SharedResults {
 
   /** The JSON of `event`'s result for `operation`: a string, or a promise when resolving it awaits (a query). */
   payload(event: object, operation: SharedOperation): string | Promise<string> {
-    const last = this.last;
-    if (last !== null && last.event === event && last.key === operation.key) return last.payload;
     let byKey = this.payloads.get(event);
     if (!byKey) this.payloads.set(event, (byKey = new Map<string, string | Promise<string>>()));
     let payload = byKey.get(operation.key);
@@ -81,7 +77,6 @@ export class SharedResults {
       payload = this.execute(event, operation);
       byKey.set(operation.key, payload);
     }
-    this.last = { event, key: operation.key, payload };
     return payload;
   }
 
