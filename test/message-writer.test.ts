@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, test } from 'bun:test';
 import type { Database } from '../src/db/client';
 import { Prisma } from '../src/generated/sqlite/client';
-import { MAX_BATCH_ROWS, MessageWriter } from '../src/services/message-writer';
+import { insertRowsFor, MAX_BATCH_ROWS, MessageWriter } from '../src/services/message-writer';
 import { indexedOnWrite } from '../src/services/search/search-index';
 import { MAX_CONTENT_LENGTH } from '../src/services/validation';
 import type { TestApp, TestUser } from './support/app';
@@ -12,14 +12,23 @@ import { createTestApp, signUp } from './support/app';
 let t: TestApp;
 let alice: TestUser;
 let statements = 0;
-/** A writer whose every statement, failed ones included (the query log shows only those that succeed), is counted. */
+/**
+ * A writer whose every batch and every question whether the database answers, failed ones included
+ * (the query log shows only statements that succeed, and none that bypass Prisma), is counted.
+ */
 let writer: MessageWriter;
 beforeAll(async () => {
   t = await createTestApp();
   alice = await signUp(t);
   const { db } = t.app.services;
+  const insertRows = insertRowsFor(db);
   const counting = { $queryRaw: (...args: Parameters<Database['$queryRaw']>) => (statements++, db.$queryRaw(...args)) };
-  writer = new MessageWriter(counting as unknown as Database, t.config.database.engine, t.app.services.metrics, indexedOnWrite);
+  writer = new MessageWriter(
+    counting as unknown as Database,
+    (rows, createdAt) => (statements++, insertRows(rows, createdAt)),
+    t.app.services.metrics,
+    indexedOnWrite,
+  );
 });
 afterAll(() => t.cleanup());
 
@@ -69,8 +78,8 @@ test('a row that cannot be stored fails alone: its neighbours in the batch are s
 
 test('when the database itself fails, a batch fails at once: its rows are not retried one by one', async () => {
   let attempts = 0;
-  const down = { $queryRaw: () => (attempts++, Promise.reject(new Error('Connection terminated unexpectedly'))) } as unknown as Database;
-  const failing = new MessageWriter(down, t.config.database.engine, t.app.services.metrics, indexedOnWrite);
+  const fail = () => (attempts++, Promise.reject(new Error('Connection terminated unexpectedly')));
+  const failing = new MessageWriter({ $queryRaw: fail } as unknown as Database, fail, t.app.services.metrics, indexedOnWrite);
   const results = await Promise.allSettled(
     Array.from({ length: 10 }, (_, i) => failing.write({ chatId: 1, userId: alice.id, content: `lost ${i}`, askPending: false })),
   );
@@ -123,7 +132,7 @@ test('every field of every row in one batch is stored exactly as sent, ids in th
   const saved = await db.message.findMany({
     where: { id: { in: ids } },
     orderBy: { id: 'asc' },
-    select: { id: true, chatId: true, userId: true, content: true, askPending: true, senderName: true, assistantId: true, threadId: true },
+    select: { id: true, chatId: true, userId: true, content: true, askPending: true, senderName: true, assistantId: true, threadId: true, createdAt: true },
   });
   expect(saved).toEqual(
     rows.map((row, i) => ({
@@ -135,6 +144,8 @@ test('every field of every row in one batch is stored exactly as sent, ids in th
       senderName: row.senderName ?? null,
       assistantId: row.assistantId,
       threadId: row.threadId,
+      // As the writer told its callers, read back by Prisma: the writer stores dates as Prisma does.
+      createdAt: stored[i]!.createdAt,
     })),
   );
   // Byte for byte, as the database holds them (not only as the driver decodes them).
@@ -144,4 +155,35 @@ test('every field of every row in one batch is stored exactly as sent, ids in th
       : Prisma.sql`SELECT id, encode(convert_to(content, 'UTF8'), 'hex') AS bytes FROM messages WHERE chat_id = ${chatId} ORDER BY id`;
   const bytes = await db.$queryRaw<{ id: number; bytes: string }[]>(hex);
   expect(bytes.slice(1).map((row) => row.bytes)).toEqual(contents.map((content) => Buffer.from(content, 'utf8').toString('hex')));
+});
+
+test('a batch written while a Prisma transaction is open on the connection is not taken into it: its rollback keeps the batch', async () => {
+  const chatId = await newChat('beside a transaction');
+  const { db } = t.app.services;
+  let entered!: () => void;
+  const inside = new Promise<void>((resolve) => (entered = resolve));
+  let rollBack!: () => void;
+  const rolledBack = new Promise<void>((resolve) => (rollBack = resolve));
+  const transaction = db
+    .$transaction(async (tx) => {
+      await tx.message.create({ data: { chatId, userId: alice.id, content: 'rolled back' } });
+      entered();
+      // Awaits outside the database, as a transaction that calls out would: other work runs meanwhile.
+      await rolledBack;
+      throw new Error('roll back');
+    })
+    .then(
+      () => null,
+      (error: unknown) => error,
+    );
+  await inside;
+  const written = writer.write({ chatId, userId: alice.id, content: 'acknowledged', askPending: false });
+  // The batch gets its turn while the transaction is still open.
+  await new Promise((resolve) => setImmediate(resolve));
+  await new Promise((resolve) => setImmediate(resolve));
+  rollBack();
+  expect(((await transaction) as Error).message).toBe('roll back');
+  const stored = await written;
+  const rows = await db.message.findMany({ where: { chatId }, select: { id: true, content: true } });
+  expect(rows).toEqual([{ id: stored.id, content: 'acknowledged' }]);
 });

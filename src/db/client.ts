@@ -1,4 +1,5 @@
-import type { SqlMigrationAwareDriverAdapterFactory } from '@prisma/driver-adapter-utils';
+import type { Database as SqliteConnection } from 'bun:sqlite';
+import type { SqlDriverAdapterFactory, SqlMigrationAwareDriverAdapterFactory } from '@prisma/driver-adapter-utils';
 import type { BunSqliteAdapter } from 'prisma-adapter-bun-sqlite';
 import { PrismaBunSqlite } from 'prisma-adapter-bun-sqlite';
 import type { Config } from '../config';
@@ -53,12 +54,43 @@ export async function migrateDatabase(database: Omit<Config['database'], 'timeou
 export async function openDatabase(database: Config['database'], options: OpenOptions = {}): Promise<Database> {
   if (options.migrate !== false) await migrateDatabase(database);
   const { adapter, Client } = await engineOf(database, { timeoutMs: database.timeoutMs });
-  const client = new Client({ adapter: adapter as PrismaBunSqlite, log: options.log ? [{ emit: 'event', level: 'query' }] : [] });
+  let connection: SqliteConnection | null = null;
+  const client = new Client({
+    adapter: adapter instanceof PrismaBunSqlite ? capturingConnection(adapter, (opened) => (connection = opened)) : adapter,
+    log: options.log ? [{ emit: 'event', level: 'query' }] : [],
+  });
   if (options.log) {
     const log = options.log;
     client.$on('query' as never, (event: { query: string }) => log(event.query));
   }
+  if (adapter instanceof PrismaBunSqlite) {
+    await client.$connect();
+    sqliteConnections.set(client, connection!);
+  }
   return client;
+}
+
+const sqliteConnections = new WeakMap<Database, SqliteConnection>();
+
+/**
+ * The one SQLite connection a client's queries run on (opened by `openDatabase`, never reopened), for
+ * the statement too hot for Prisma (see MessageWriter); null on PostgreSQL.
+ */
+export function sqliteConnectionOf(client: Database): SqliteConnection | null {
+  return sqliteConnections.get(client) ?? null;
+}
+
+/** The adapter factory, telling `opened` of the connection it makes. */
+function capturingConnection(factory: PrismaBunSqlite, opened: (connection: SqliteConnection) => void): SqlDriverAdapterFactory {
+  return {
+    provider: factory.provider,
+    adapterName: factory.adapterName,
+    async connect() {
+      const connection = (await factory.connect()) as BunSqliteAdapter;
+      opened(connection.getDatabase());
+      return connection;
+    },
+  };
 }
 
 /**

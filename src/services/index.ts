@@ -19,7 +19,7 @@ import { LoginThrottle } from './login-throttle';
 import { Memberships } from './memberships';
 import { MessageChangeService } from './message-change.service';
 import { MessageService } from './message.service';
-import { MessageWriter } from './message-writer';
+import { insertRowsFor, MessageWriter } from './message-writer';
 import type { EventBus, PubSub } from './pubsub';
 import { RoomFeeds } from './room-feed';
 import { PasswordHasher } from './password-hasher';
@@ -210,7 +210,7 @@ export function createServices(
     bus,
     writeLimit,
     config.bot.name,
-    new MessageWriter(db, config.database.engine, metrics, searchIndex),
+    new MessageWriter(db, insertRowsFor(db), metrics, searchIndex),
     outbox,
     attachments,
   );
