@@ -59,7 +59,7 @@ export class Metrics {
   });
   readonly messageBatchSize = new Histogram({
     name: `${PREFIX}message_batch_size`,
-    help: 'Messages per INSERT of the group commit',
+    help: 'Messages per transaction of the group commit',
     buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500],
     registers: [this.registry],
   });

@@ -37,7 +37,7 @@ async function newChat(name: string): Promise<number> {
   return ((await response.json()) as { id: number }).id;
 }
 
-test(`a burst is written ${MAX_BATCH_ROWS} rows per INSERT, the rest in the next statements, each row in order`, async () => {
+test(`a burst is written ${MAX_BATCH_ROWS} rows per batch, the rest in the next batches, each row in order`, async () => {
   const chatId = await newChat('burst');
   const count = 2 * MAX_BATCH_ROWS + 1;
   const before = statements;

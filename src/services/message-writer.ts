@@ -21,7 +21,7 @@ interface PendingWrite {
 }
 
 /**
- * Rows per INSERT: bounds how long one statement holds the write lock; the rest go in the next.
+ * Rows per transaction: bounds how long one batch holds the write lock; the rest go in the next.
  */
 export const MAX_BATCH_ROWS = 500;
 
@@ -78,9 +78,9 @@ export function insertRowsFor(db: Database): InsertRows {
 }
 
 /**
- * Group commit for the hot path. Messages written while an insert is in flight wait for it and
- * then go together as one multi-row `INSERT … RETURNING`: one statement and one transaction per
- * batch instead of per message. Under light load a batch is a single message, so nothing waits
+ * Group commit for the hot path. Messages written in one turn of the event loop, or while an insert
+ * is in flight, go together in one transaction (see InsertRows): one commit per batch instead of
+ * per message. Under light load a batch is a single message, so nothing waits
  * longer than one insert; under heavy load batches grow and the per-message cost falls.
  * A message's promise settles only once its row is durable: callers publish and acknowledge after.
  */
