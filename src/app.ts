@@ -237,7 +237,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       await services.presence.close();
       await services.search.close();
       await bus.close();
-      checkpointer?.close();
+      await checkpointer?.close();
       await db.$disconnect();
       metrics.close();
     },

@@ -1,5 +1,5 @@
 import type { Database as SqliteConnection } from 'bun:sqlite';
-import type { SqlDriverAdapterFactory, SqlMigrationAwareDriverAdapterFactory } from '@prisma/driver-adapter-utils';
+import type { SqlMigrationAwareDriverAdapterFactory } from '@prisma/driver-adapter-utils';
 import type { BunSqliteAdapter } from 'prisma-adapter-bun-sqlite';
 import { PrismaBunSqlite } from 'prisma-adapter-bun-sqlite';
 import type { Config } from '../config';
@@ -26,10 +26,11 @@ export interface OpenOptions {
  * times out fails and its connection is dropped from the pool, so a stalled server neither hangs requests
  * nor poisons the pool after it recovers. Migrations run without it: building an index may take long.
  */
-async function engineOf(database: Omit<Config['database'], 'timeoutMs'>, { timeoutMs }: { timeoutMs: number | undefined }) {
-  if (database.engine === 'sqlite') {
-    return { adapter: new PrismaBunSqlite({ url: database.url, wal: { enabled: true, synchronous: 'NORMAL', busyTimeout: 5_000 } }), Client: PrismaClient };
-  }
+async function engineOf(
+  database: Omit<Config['database'], 'timeoutMs'>,
+  { timeoutMs, opened }: { timeoutMs: number | undefined; opened?: (connection: SqliteConnection) => void },
+) {
+  if (database.engine === 'sqlite') return { adapter: sqliteAdapter(database.url, opened), Client: PrismaClient };
   const [{ PrismaPg }, { PrismaClient: PostgresClient }] = await Promise.all([import('@prisma/adapter-pg'), import('../generated/postgres/client')]);
   const adapter = new PrismaPg({ connectionString: database.url, connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs });
   return { adapter, Client: PostgresClient as unknown as typeof PrismaClient };
@@ -38,10 +39,7 @@ async function engineOf(database: Omit<Config['database'], 'timeoutMs'>, { timeo
 /** Applies every committed migration the database has not seen yet; a failure is a configuration error that says the fix. */
 export async function migrateDatabase(database: Omit<Config['database'], 'timeoutMs'>): Promise<void> {
   try {
-    await applyMigrations(
-      database.engine,
-      database.engine === 'sqlite' ? sqliteMigrationAdapter(database.url) : (await engineOf(database, { timeoutMs: undefined })).adapter,
-    );
+    await applyMigrations(database.engine, (await engineOf(database, { timeoutMs: undefined })).adapter);
   } catch (error) {
     // The driver's own message may quote the URL too: the whole line is redacted.
     throw new ConfigError(
@@ -53,17 +51,14 @@ export async function migrateDatabase(database: Omit<Config['database'], 'timeou
 /** Opens the configured database, applying pending migrations first unless told they are applied. */
 export async function openDatabase(database: Config['database'], options: OpenOptions = {}): Promise<Database> {
   if (options.migrate !== false) await migrateDatabase(database);
-  const { adapter, Client } = await engineOf(database, { timeoutMs: database.timeoutMs });
   let connection: SqliteConnection | null = null;
-  const client = new Client({
-    adapter: adapter instanceof PrismaBunSqlite ? capturingConnection(adapter, (opened) => (connection = opened)) : adapter,
-    log: options.log ? [{ emit: 'event', level: 'query' }] : [],
-  });
+  const { adapter, Client } = await engineOf(database, { timeoutMs: database.timeoutMs, opened: (opened) => (connection = opened) });
+  const client = new Client({ adapter, log: options.log ? [{ emit: 'event', level: 'query' }] : [] });
   if (options.log) {
     const log = options.log;
     client.$on('query' as never, (event: { query: string }) => log(event.query));
   }
-  if (adapter instanceof PrismaBunSqlite) {
+  if (database.engine === 'sqlite') {
     await client.$connect();
     sqliteConnections.set(client, connection!);
   }
@@ -80,34 +75,26 @@ export function sqliteConnectionOf(client: Database): SqliteConnection | null {
   return sqliteConnections.get(client) ?? null;
 }
 
-/** The adapter factory, telling `opened` of the connection it makes. */
-function capturingConnection(factory: PrismaBunSqlite, opened: (connection: SqliteConnection) => void): SqlDriverAdapterFactory {
-  return {
-    provider: factory.provider,
-    adapterName: factory.adapterName,
-    async connect() {
-      const connection = (await factory.connect()) as BunSqliteAdapter;
-      opened(connection.getDatabase());
-      return connection;
-    },
-  };
-}
-
 /**
- * The adapter SQLite migrations run on: its connections leave no statement behind, so closing one
- * closes it. The adapter's own WAL set-up prepares a statement that only the GC finalizes, and a
- * closed migration connection then lingered, holding the file, until the client's first connection
- * failed with "database is locked". Here WAL is set with `run`, which finalizes at once.
+ * Prisma's SQLite adapter, with each connection set up here rather than by the adapter: WAL, where a
+ * commit is durable once in the log (`synchronous=NORMAL`), foreign keys on and a 5 s busy timeout
+ * (the adapter's own). The adapter's WAL set-up prepares a statement that only the garbage collector
+ * finalizes, and until then a closed connection lingers, holding the file: a closed migration
+ * connection made the client's first one fail with "database is locked". Statements made with
+ * `query` are finalized when their connection closes. `opened` hears of each connection made.
  */
-function sqliteMigrationAdapter(url: string): SqlMigrationAwareDriverAdapterFactory {
+function sqliteAdapter(url: string, opened?: (connection: SqliteConnection) => void): SqlMigrationAwareDriverAdapterFactory {
   const factory = new PrismaBunSqlite({ url, wal: false });
   return {
     provider: factory.provider,
     adapterName: factory.adapterName,
     async connect() {
-      const connection = (await factory.connect()) as BunSqliteAdapter;
-      connection.getDatabase().run('PRAGMA journal_mode = WAL');
-      return connection;
+      const adapter = (await factory.connect()) as BunSqliteAdapter;
+      const connection = adapter.getDatabase();
+      connection.run('PRAGMA journal_mode = WAL');
+      connection.run('PRAGMA synchronous = NORMAL');
+      opened?.(connection);
+      return adapter;
     },
     connectToShadowDb: () => factory.connectToShadowDb(),
   };

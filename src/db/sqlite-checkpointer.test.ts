@@ -14,7 +14,7 @@ const dir = mkdtempSync(join(tmpdir(), 'gemini-coop-checkpoints-'));
 const opened: { db: Database; checkpointer: SqliteCheckpointer }[] = [];
 afterAll(async () => {
   for (const { db, checkpointer } of opened) {
-    checkpointer.close();
+    await checkpointer.close();
     await db.$disconnect();
   }
   rmSync(dir, { recursive: true, force: true });

@@ -31,6 +31,8 @@ export class SqliteCheckpointer {
   private inFlight = false;
   private failed = false;
   private closed = false;
+  /** Settles when the thread has ended, and with it the connection it holds. */
+  private readonly ended: Promise<void>;
 
   private constructor(
     private readonly db: Database,
@@ -48,7 +50,12 @@ export class SqliteCheckpointer {
     this.worker.onerror = (event) => void this.fallBack(event.message);
     // A thread that ends with no error event (killed, or exited) would otherwise leave the round it was
     // given in flight for ever, and no checkpoint would run again.
-    this.worker.addEventListener('close', () => void this.fallBack('the worker thread ended'));
+    const ended = Promise.withResolvers<void>();
+    this.ended = ended.promise;
+    this.worker.addEventListener('close', () => {
+      ended.resolve();
+      void this.fallBack('the worker thread ended');
+    });
     this.timer = setInterval(() => this.round(), CHECKPOINT_EVERY_MS);
     this.timer.unref();
   }
@@ -79,10 +86,15 @@ export class SqliteCheckpointer {
     this.observer.onFallBack?.();
   }
 
-  /** Stops the rounds; closing the server's connection then checkpoints what is left, as SQLite does. */
-  close(): void {
+  /**
+   * Stops the rounds and waits for the thread to end: its connection closes with it, later than
+   * `terminate` returns, and until then the file stays open. Closing the server's connection after
+   * this checkpoints what is left and removes the WAL, as SQLite does when its last connection closes.
+   */
+  async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
     this.worker.terminate();
+    await this.ended;
   }
 }

@@ -55,7 +55,9 @@ export function prismaInsertRows(db: Database): InsertRows {
  * Dates are written as Prisma writes them, so Prisma reads these rows like its own.
  */
 export function sqliteInsertRows(connection: SqliteConnection): InsertRows {
-  const insert = connection.prepare<unknown, [number, number | null, string, string, number, string | null, number | null, number | null]>(
+  // `query`, not `prepare`: the connection keeps the statement and finalizes it when Prisma closes the
+  // connection. An unfinalized one would keep the closed connection alive, holding the file's lock.
+  const insert = connection.query<unknown, [number, number | null, string, string, number, string | null, number | null, number | null]>(
     'INSERT INTO messages (chat_id, user_id, content, created_at, ask_pending, sender_name, assistant_id, thread_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
   );
   const insertAll = connection.transaction((rows: RowTuple[], createdAt: string) =>
