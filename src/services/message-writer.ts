@@ -35,7 +35,7 @@ export type InsertRows = (rows: RowTuple[], createdAt: Date) => Promise<number[]
  * PostgreSQL's batch INSERT, one statement text whatever its size: the rows travel as one JSON array,
  * so the statement is prepared once and Prisma maps three parameters instead of eight a row.
  */
-export function prismaInsertRows(db: Database): InsertRows {
+function prismaInsertRows(db: Database): InsertRows {
   return async (rows, createdAt) => {
     const stored = await db.$queryRaw<{ id: number }[]>`
       INSERT INTO messages (chat_id, user_id, content, created_at, ask_pending, sender_name, assistant_id, thread_id)
@@ -54,7 +54,7 @@ export function prismaInsertRows(db: Database): InsertRows {
  * inserts 8.4 µs, and Prisma's own work per statement is gone too.
  * Dates are written as Prisma writes them, so Prisma reads these rows like its own.
  */
-export function sqliteInsertRows(connection: SqliteConnection): InsertRows {
+function sqliteInsertRows(connection: SqliteConnection): InsertRows {
   // `query`, not `prepare`: the connection keeps the statement and finalizes it when Prisma closes the
   // connection. An unfinalized one would keep the closed connection alive, holding the file's lock.
   const insert = connection.query<unknown, [number, number | null, string, string, number, string | null, number | null, number | null]>(
