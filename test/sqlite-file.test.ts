@@ -42,6 +42,8 @@ test('a closed app lets go of its SQLite file at once, after messages went throu
     } finally {
       next.close();
     }
+    // What the test app made besides the app (its folder; on PostgreSQL runs, its database) goes too.
+    await t.cleanup();
   });
 });
 
