@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BenchContext, RATE_LIMITS_OFF } from './lib/context';
 import type { CpuShares } from './lib/proc';
-import { ratio } from './lib/stats';
+import { median, ratio } from './lib/stats';
 import { num, table } from './lib/table';
 import type { BotResult } from './scenarios/bot';
 import { runBot } from './scenarios/bot';
@@ -22,7 +22,7 @@ import { GRAPHQL_QUERY, runHttp } from './scenarios/http';
 import type { IdleResult } from './scenarios/idle';
 import type { ReactionCostResult } from './scenarios/reactions';
 import { runReactionCost } from './scenarios/reactions';
-import { runIdle } from './scenarios/idle';
+import { runIdle, SETTLE_SECONDS } from './scenarios/idle';
 import type { FilesResult } from './scenarios/files';
 import { runFiles } from './scenarios/files';
 import type { PresenceResult } from './scenarios/presence';
@@ -46,6 +46,8 @@ interface Settings extends FanoutConfig {
   httpSeconds: number;
   search: SearchConfig;
   reactionSeconds: number;
+  /** How many times the ws, gql and idle scenarios run (each round in full, one after the other). */
+  rounds: number;
   keep: boolean;
 }
 
@@ -65,6 +67,7 @@ const FULL = {
   'search-member-rooms': 50,
   'search-queries': 200,
   'reaction-seconds': 3,
+  rounds: 1,
 };
 const QUICK: typeof FULL = {
   rooms: 4,
@@ -82,6 +85,7 @@ const QUICK: typeof FULL = {
   'search-member-rooms': 10,
   'search-queries': 40,
   'reaction-seconds': 2,
+  rounds: 1,
 };
 
 const HELP = `bun bench/run.ts [flags]   (npm run bench -- [flags])
@@ -101,6 +105,8 @@ const HELP = `bun bench/run.ts [flags]   (npm run bench -- [flags])
   --search-messages N --search-rooms N --search-member-rooms N --search-queries N
                                  search's history (default ${FULL['search-messages'].toLocaleString('en-US')} messages in ${FULL['search-rooms']} rooms, the searcher in
                                  ${FULL['search-member-rooms']}) and queries per row (default ${FULL['search-queries']}); seeding 1,000,000 takes minutes
+  --rounds N                     run ws, gql and idle N times (default ${FULL.rounds}): the machine is noisy, and the
+                                 targets table at the end gives each round's ratio, their median and how many met it
   --keep                         keep the temp dir (databases, server logs)
 
   scale and search use BENCH_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/postgres: a database is created
@@ -152,6 +158,7 @@ function settings(): Settings {
       queries: pick('search-queries'),
     },
     reactionSeconds: pick('reaction-seconds'),
+    rounds: pick('rounds'),
     keep: values.keep ?? false,
   };
 }
@@ -178,6 +185,44 @@ function fanoutRows(results: FanoutResult[]): (string | number | null)[][] {
     ['CPU cores server / client / other', ...each(cores)],
     ['setup s (REST, argon2-bound)', ...each((r) => num(r.setupSeconds, 1))],
   ];
+}
+
+type Ratios = Record<'deliveriesPerSecond' | 'p50' | 'p99' | 'peakRss', number | null>;
+
+/** `measured` against `reference`, figure by figure. */
+const fanoutRatios = (measured: FanoutResult, reference: FanoutResult): Ratios => ({
+  deliveriesPerSecond: ratio(measured.deliveriesPerSecond, reference.deliveriesPerSecond),
+  p50: ratio(measured.latencyMs.p50, reference.latencyMs.p50),
+  p99: ratio(measured.latencyMs.p99, reference.latencyMs.p99),
+  peakRss: ratio(measured.peakRssMb, reference.peakRssMb),
+});
+
+/** What one round of the ws, gql and idle scenarios measured (each absent when its scenario did not run). */
+interface Round {
+  ws?: { project: FanoutResult; baseline: FanoutResult; groupBaseline: FanoutResult; ratios: { row: Ratios; group: Ratios } };
+  gql?: { gql: FanoutResult; ws: FanoutResult; ratios: Ratios };
+  idle?: { project: IdleResult; baseline: IdleResult; ratios: Record<'perSocket' | 'perSocketSettled' | 'rssBefore', number | null> };
+}
+
+/** The ratios the project's performance is held to, each read off one round. */
+const TARGETS: { label: string; limit: number; atMost?: true; read: (round: Round) => number | null | undefined }[] = [
+  { label: '/ws deliveries/s ÷ group-commit baseline', limit: 0.8, read: (round) => round.ws?.ratios.group.deliveriesPerSecond },
+  { label: '/ws p99 ÷ group-commit baseline', limit: 1.5, atMost: true, read: (round) => round.ws?.ratios.group.p99 },
+  { label: 'graphql-ws deliveries/s ÷ /ws', limit: 0.5, read: (round) => round.gql?.ratios.deliveriesPerSecond },
+  { label: 'graphql-ws p99 ÷ /ws', limit: 1.5, atMost: true, read: (round) => round.gql?.ratios.p99 },
+  { label: 'peak RSS under the /ws load ÷ group-commit baseline', limit: 3, atMost: true, read: (round) => round.ws?.ratios.group.peakRss },
+  { label: 'idle socket ÷ baseline, 3 s after', limit: 1.5, atMost: true, read: (round) => round.idle?.ratios.perSocket },
+  { label: `idle socket ÷ baseline, ${3 + SETTLE_SECONDS} s after`, limit: 1.5, atMost: true, read: (round) => round.idle?.ratios.perSocketSettled },
+];
+
+/** Each target's value in every round, their median, and in how many rounds it was met; targets no round measured are left out. */
+function targetsOf(rounds: Round[]) {
+  return TARGETS.map(({ label, limit, atMost, read }) => {
+    const values = rounds.map((round) => read(round) ?? null);
+    const measured = values.filter((value): value is number => value !== null).sort((a, b) => a - b);
+    const met = measured.filter((value) => (atMost ? value <= limit : value >= limit)).length;
+    return { label, limit, atMost, values, median: median(measured), met };
+  }).filter((target) => target.median !== null);
 }
 
 /** Rounds every number of the JSON dump to 3 decimals: the precision the figures have. */
@@ -240,52 +285,49 @@ async function main() {
   const fanout: FanoutConfig = config;
   const shape = `${config.rooms} rooms × ${config.members} members, ${config.inflight} in flight per room, ${config.seconds} s after ${config.warmupSeconds} s warm-up`;
 
-  await scenario('ws', `1. /ws fan-out vs baselines — ${shape}`, async () => {
-    const project = await runFanout(context, fanout, { target: 'project', receivers: 'ws' });
-    const row = await runFanout(context, fanout, { target: 'baseline', receivers: 'ws', commit: 'row' });
-    const group = await runFanout(context, fanout, { target: 'baseline', receivers: 'ws', commit: 'group' });
-    const against = (baseline: FanoutResult) => ({
-      deliveriesPerSecond: ratio(project.deliveriesPerSecond, baseline.deliveriesPerSecond),
-      p50: ratio(project.latencyMs.p50, baseline.latencyMs.p50),
-      p99: ratio(project.latencyMs.p99, baseline.latencyMs.p99),
-      peakRss: ratio(project.peakRssMb, baseline.peakRssMb),
-    });
-    const ratios = { row: against(row), group: against(group) };
-    results.ws = { project, baseline: row, groupBaseline: group, ratios };
-    const rows = fanoutRows([project, row, group]);
-    for (const [index, key] of [
-      [0, 'deliveriesPerSecond'],
-      [2, 'p50'],
-      [3, 'p99'],
-      [10, 'peakRss'],
-    ] as const) {
-      rows[index]!.push(times(ratios.row[key]), times(ratios.group[key]));
-    }
-    console.log(table(['', 'project', 'baseline row', 'baseline group', 'project/row', 'project/group'], rows));
-    console.log('  baselines = bench/baseline-server.ts: bare Bun.serve, same frames, bun:sqlite WAL, server.publish; "row" commits');
-    console.log('  each message, "group" every message read in one turn of the event loop in one transaction (as the project does).');
-    console.log('  No auth, membership check, validation, ORM, pub/sub layer or GraphQL.');
-  });
+  /** What each round of ws, gql and idle measured, for the targets table at the end. */
+  const rounds: Round[] = Array.from({ length: config.rounds }, () => ({}));
+  const ofRound = (index: number) => (config.rounds > 1 ? ` (round ${index + 1} of ${config.rounds})` : '');
 
-  await scenario('gql', `2. graphql-ws fan-out vs /ws — ${shape}; receivers are messageAdded subscribers, senders on /ws`, async () => {
-    const gql = await runFanout(context, fanout, { target: 'project', receivers: 'graphql-ws' });
-    const ws = (results.ws as { project: FanoutResult } | undefined)?.project ?? (await runFanout(context, fanout, { target: 'project', receivers: 'ws' }));
-    const ratios = {
-      deliveriesPerSecond: ratio(gql.deliveriesPerSecond, ws.deliveriesPerSecond),
-      p50: ratio(gql.latencyMs.p50, ws.latencyMs.p50),
-      p99: ratio(gql.latencyMs.p99, ws.latencyMs.p99),
-      peakRss: ratio(gql.peakRssMb, ws.peakRssMb),
-    };
-    results.gql = { gql, ws, ratios };
-    const rows = fanoutRows([gql, ws]);
-    rows[0]!.push(times(ratios.deliveriesPerSecond));
-    rows[2]!.push(times(ratios.p50));
-    rows[3]!.push(times(ratios.p99));
-    rows[10]!.push(times(ratios.peakRss));
-    console.log(table(['', 'project graphql-ws', 'project /ws', 'graphql-ws//ws'], rows));
-    console.log(`  graphql-ws selection: ${CHAT_CLIENT_SUBSCRIPTION}`);
-    console.log('  Both kinds of receiver find the send time in the frame text without parsing it.');
-  });
+  for (const [index, round] of rounds.entries()) {
+    await scenario('ws', `1. /ws fan-out vs baselines — ${shape}${ofRound(index)}`, async () => {
+      const project = await runFanout(context, fanout, { target: 'project', receivers: 'ws' });
+      const row = await runFanout(context, fanout, { target: 'baseline', receivers: 'ws', commit: 'row' });
+      const group = await runFanout(context, fanout, { target: 'baseline', receivers: 'ws', commit: 'group' });
+      round.ws = { project, baseline: row, groupBaseline: group, ratios: { row: fanoutRatios(project, row), group: fanoutRatios(project, group) } };
+      const { ratios } = round.ws;
+      const rows = fanoutRows([project, row, group]);
+      for (const [rowIndex, key] of [
+        [0, 'deliveriesPerSecond'],
+        [2, 'p50'],
+        [3, 'p99'],
+        [10, 'peakRss'],
+      ] as const) {
+        rows[rowIndex]!.push(times(ratios.row[key]), times(ratios.group[key]));
+      }
+      console.log(table(['', 'project', 'baseline row', 'baseline group', 'project/row', 'project/group'], rows));
+      console.log('  baselines = bench/baseline-server.ts: bare Bun.serve, same frames, bun:sqlite WAL, server.publish; "row" commits');
+      console.log('  each message, "group" every message read in one turn of the event loop in one transaction (as the project does).');
+      console.log('  No auth, membership check, validation, ORM, pub/sub layer or GraphQL.');
+    });
+
+    await scenario('gql', `2. graphql-ws fan-out vs /ws — ${shape}; receivers are messageAdded subscribers, senders on /ws${ofRound(index)}`, async () => {
+      const gql = await runFanout(context, fanout, { target: 'project', receivers: 'graphql-ws' });
+      const ws = round.ws?.project ?? (await runFanout(context, fanout, { target: 'project', receivers: 'ws' }));
+      const ratios = fanoutRatios(gql, ws);
+      round.gql = { gql, ws, ratios };
+      const rows = fanoutRows([gql, ws]);
+      rows[0]!.push(times(ratios.deliveriesPerSecond));
+      rows[2]!.push(times(ratios.p50));
+      rows[3]!.push(times(ratios.p99));
+      rows[10]!.push(times(ratios.peakRss));
+      console.log(table(['', 'project graphql-ws', 'project /ws', 'graphql-ws//ws'], rows));
+      console.log(`  graphql-ws selection: ${CHAT_CLIENT_SUBSCRIPTION}`);
+      console.log('  Both kinds of receiver find the send time in the frame text without parsing it.');
+    });
+  }
+  results.ws = rounds.flatMap((round) => round.ws ?? []);
+  results.gql = rounds.flatMap((round) => round.gql ?? []);
 
   await scenario(
     'bot',
@@ -319,26 +361,45 @@ async function main() {
     },
   );
 
-  await scenario('idle', `4. Idle sockets — ${config.idleSockets} /ws sockets (authenticated, one user each, on the project), fresh servers`, async () => {
-    const project: IdleResult = await runIdle(context, config.idleSockets, 'project');
-    const baseline: IdleResult = await runIdle(context, config.idleSockets, 'baseline');
-    const ratios = { perSocket: ratio(project.perSocketKb, baseline.perSocketKb), rssBefore: ratio(project.rssBeforeMb, baseline.rssBeforeMb) };
-    results.idle = { project, baseline, ratios };
-    console.log(
-      table(
-        ['', 'project', 'baseline', 'project/baseline'],
-        [
-          ['sockets requested / opened / still open', ...[project, baseline].map((idle) => `${idle.requested} / ${idle.opened} / ${idle.stillOpen}`), ''],
-          ['time to open s (500 at a time)', num(project.openSeconds, 1), num(baseline.openSeconds, 1), ''],
-          ['server RSS before MB', mb(project.rssBeforeMb), mb(baseline.rssBeforeMb), times(ratios.rssBefore)],
-          ['server RSS after MB', mb(project.rssAfterMb), mb(baseline.rssAfterMb), ''],
-          ['per socket KB', num(project.perSocketKb, 1), num(baseline.perSocketKb, 1), times(ratios.perSocket)],
-        ],
-      ),
+  for (const [index, round] of rounds.entries()) {
+    await scenario(
+      'idle',
+      `4. Idle sockets — ${config.idleSockets} /ws sockets (authenticated, one user each, on the project), fresh servers${ofRound(index)}`,
+      async () => {
+        const project: IdleResult = await runIdle(context, config.idleSockets, 'project');
+        const baseline: IdleResult = await runIdle(context, config.idleSockets, 'baseline');
+        const ratios = {
+          perSocket: ratio(project.perSocketKb, baseline.perSocketKb),
+          perSocketSettled: ratio(project.perSocketSettledKb, baseline.perSocketSettledKb),
+          rssBefore: ratio(project.rssBeforeMb, baseline.rssBeforeMb),
+        };
+        round.idle = { project, baseline, ratios };
+        console.log(
+          table(
+            ['', 'project', 'baseline', 'project/baseline'],
+            [
+              ['sockets requested / opened / still open', ...[project, baseline].map((idle) => `${idle.requested} / ${idle.opened} / ${idle.stillOpen}`), ''],
+              ['time to open s (500 at a time)', num(project.openSeconds, 1), num(baseline.openSeconds, 1), ''],
+              ['server RSS before MB', mb(project.rssBeforeMb), mb(baseline.rssBeforeMb), times(ratios.rssBefore)],
+              ['server RSS 3 s after MB', mb(project.rssAfterMb), mb(baseline.rssAfterMb), ''],
+              ['per socket KB, 3 s after', num(project.perSocketKb, 1), num(baseline.perSocketKb, 1), times(ratios.perSocket)],
+              [`server RSS ${3 + SETTLE_SECONDS} s after MB`, mb(project.rssSettledMb), mb(baseline.rssSettledMb), ''],
+              [
+                `per socket KB, ${3 + SETTLE_SECONDS} s after`,
+                num(project.perSocketSettledKb, 1),
+                num(baseline.perSocketSettledKb, 1),
+                times(ratios.perSocketSettled),
+              ],
+            ],
+          ),
+        );
+        for (const idle of [project, baseline]) if (idle.note) console.log(`  NOTE: ${idle.note}`);
+        console.log('  Read 3 s after the last socket opened, the RSS still holds garbage of the upgrades that the collector and the');
+        console.log(`  allocator give back over the next seconds; ${3 + SETTLE_SECONDS} s after, it holds what idle sockets keep.`);
+      },
     );
-    for (const idle of [project, baseline]) if (idle.note) console.log(`  NOTE: ${idle.note}`);
-    console.log('  "After" is read 3 s after the last socket opened; it may include upgrade garbage not yet collected.');
-  });
+  }
+  results.idle = rounds.flatMap((round) => round.idle ?? []);
 
   await scenario('http', `5. HTTP — closed loop, ${config.httpSeconds} s each`, async () => {
     const loads: HttpLoad[] = await runHttp(context, {
@@ -492,6 +553,26 @@ async function main() {
       }
     },
   );
+
+  const targets = targetsOf(rounds);
+  if (targets.length > 0) {
+    results.targets = targets;
+    console.log(
+      `\nTargets — each ratio as a round measured it${config.rounds > 1 ? `, ${config.rounds} rounds` : ''}; the machine is noisy: run --rounds=3 or more`,
+    );
+    console.log(
+      table(
+        ['', 'target', ...rounds.map((_, index) => `round ${index + 1}`), 'median', 'met'],
+        targets.map((target) => [
+          target.label,
+          `${target.atMost === undefined ? '≥' : '≤'} ${target.limit}×`,
+          ...target.values.map(times),
+          times(target.median),
+          `${target.met} of ${target.values.filter((value) => value !== null).length}`,
+        ]),
+      ),
+    );
+  }
 
   const durationSeconds = (performance.now() - started) / 1000;
   const resultsDir = join(import.meta.dir, 'results');

@@ -44,6 +44,13 @@ export function percentile(sorted: ArrayLike<number>, p: number): number | null 
   return sorted[rank]!;
 }
 
+/** The middle value of an ascending array, or the mean of the two middle ones; null when it is empty. */
+export function median(sorted: ArrayLike<number>): number | null {
+  if (sorted.length === 0) return null;
+  const half = sorted.length / 2;
+  return sorted.length % 2 === 1 ? sorted[Math.floor(half)]! : (sorted[half - 1]! + sorted[half]!) / 2;
+}
+
 export function summarize(sorted: ArrayLike<number>): Summary {
   let total = 0;
   for (let i = 0; i < sorted.length; i++) total += sorted[i]!;

@@ -8,14 +8,20 @@ import { closeAll, openMany, openSocket } from '../lib/sockets';
 export interface IdleResult {
   requested: number;
   opened: number;
-  /** Still open after the settle time (the server closes sockets it cannot authenticate). */
+  /** Still open at the last reading (the server closes sockets it cannot authenticate). */
   stillOpen: number;
   note: string | null;
   openSeconds: number;
   rssBeforeMb: number;
   rssAfterMb: number;
   perSocketKb: number | null;
+  /** RSS once the sockets have been idle SETTLE_SECONDS: what the collector and the allocator have given back by then is out. */
+  rssSettledMb: number;
+  perSocketSettledKb: number | null;
 }
+
+/** How long after the first reading the second is taken: the allocator returns freed pages over tens of seconds. */
+export const SETTLE_SECONDS = 30;
 
 /** Descriptors kept free for everything else a process opens (database, logs, HTTP). */
 const FD_HEADROOM = 256;
@@ -87,6 +93,10 @@ export async function runIdle(context: BenchContext, requested: number, target: 
     // Let the upgrade garbage settle a little; the server cannot be asked to collect it.
     await Bun.sleep(3_000);
     const rssAfter = memoryOf(server.pid)!.rss;
+    const openAtFirstReading = opened.length - closedEarly;
+    progress(`idle ${target}: ${SETTLE_SECONDS} s more for the second reading`);
+    await Bun.sleep(SETTLE_SECONDS * 1000);
+    const rssSettled = memoryOf(server.pid)!.rss;
     const stillOpen = opened.length - closedEarly;
 
     await closeAll(sockets, 10_000);
@@ -98,7 +108,9 @@ export async function runIdle(context: BenchContext, requested: number, target: 
       openSeconds,
       rssBeforeMb: rssBefore / 2 ** 20,
       rssAfterMb: rssAfter / 2 ** 20,
-      perSocketKb: stillOpen > 0 ? (rssAfter - rssBefore) / 1024 / stillOpen : null,
+      perSocketKb: openAtFirstReading > 0 ? (rssAfter - rssBefore) / 1024 / openAtFirstReading : null,
+      rssSettledMb: rssSettled / 2 ** 20,
+      perSocketSettledKb: stillOpen > 0 ? (rssSettled - rssBefore) / 1024 / stillOpen : null,
     };
   } finally {
     for (const ws of sockets) ws.close();
