@@ -26,10 +26,11 @@ export interface ChatSocketData {
   refusal: SocketClose | null;
   /** What the open socket holds (see SocketHold), released when it closes. */
   hold: SocketHold | null;
-  /** The chats of its user this socket receives messages from, joined or not. */
-  memberships: Set<number>;
-  /** For each chat, where its deliveries stood when this socket began receiving them (see RoomFeeds.deliveredSince). */
-  liveSince: Map<number, number>;
+  /**
+   * The chats of its user this socket receives messages from, joined or not, each with where the chat's
+   * deliveries stood when this socket began receiving them (see RoomFeeds.deliveredSince).
+   */
+  memberships: Map<number, number>;
   // What follows is made on first use: an idle socket holds none of it, and most sockets are idle.
   /** Tells the rooms it joined or typed in which socket an event came from (see `socketIdOf`). */
   socketId?: string;
@@ -43,7 +44,10 @@ export interface ChatSocketData {
   catchUps?: Map<number, AsyncIterableIterator<RoomCatchUpEvent>>;
   /** Catch-ups waiting for the socket's send buffer to drain; resumed on drain, leave and close. */
   drainWaiters?: (() => void)[];
-  /** Settles when this socket's memberships are loaded and its last join or leave is done; later frames wait for it. */
+  /**
+   * Settles when this socket's memberships are loaded and its last join or leave is done; later frames
+   * wait for it. Back to SETTLED once it has settled (see changeMemberships).
+   */
   membershipChange: Promise<unknown>;
 }
 
@@ -53,6 +57,17 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** What a socket's `membershipChange` starts as: nothing to wait for. */
 const SETTLED: Promise<unknown> = Promise.resolve();
+
+/**
+ * Makes `change` (which never rejects) what the socket's later frames wait for, until it settles: then
+ * SETTLED again, unless a later change took its place. An idle socket holds no settled promise of its own.
+ */
+function changeMemberships(ws: ChatSocket, change: Promise<unknown>): void {
+  ws.data.membershipChange = change;
+  void change.then(() => {
+    if (ws.data.membershipChange === change) ws.data.membershipChange = SETTLED;
+  });
+}
 
 /**
  * The socket's id, made when it first joins a room or types: events it causes carry it, so the room
@@ -217,8 +232,7 @@ export class ChatSocketHub {
       expiresAt: session?.expiresAt ?? 0,
       refusal,
       hold: null,
-      memberships: new Set(),
-      liveSince: new Map(),
+      memberships: new Map(),
       membershipChange: SETTLED,
     };
     return server.upgrade(request, { data }) ? undefined : new Response('Upgrade Required', { status: 426 });
@@ -235,18 +249,21 @@ export class ChatSocketHub {
     if (!ws.data.hold) return;
     this.userChannel(user.id).sockets.add(ws);
     // Listening to the user's events first, then reading their chats: a chat added meanwhile is in one or both.
-    ws.data.membershipChange = this.services.chats
-      .chatIdsOf(user.id)
-      .then((chatIds) => {
-        if (ws.readyState !== WebSocket.OPEN) return;
-        for (const chatId of chatIds) this.addMembership(ws, chatId);
-        // Frames wait until Redis confirmed the rooms (or failed to: the outage's repair covers that).
-        return Promise.all(chatIds.map((chatId) => this.roomFor(chatId).ready.catch(() => {})));
-      })
-      .catch((error: unknown) => {
-        this.log.error({ err: error, userId: user.id }, 'loading the chats of a /ws socket failed');
-        ws.close(CLOSE.internalError.code, CLOSE.internalError.reason);
-      });
+    changeMemberships(
+      ws,
+      this.services.chats
+        .chatIdsOf(user.id)
+        .then((chatIds) => {
+          if (ws.readyState !== WebSocket.OPEN) return;
+          for (const chatId of chatIds) this.addMembership(ws, chatId);
+          // Frames wait until Redis confirmed the rooms (or failed to: the outage's repair covers that).
+          return Promise.all(chatIds.map((chatId) => this.roomFor(chatId).ready.catch(() => {})));
+        })
+        .catch((error: unknown) => {
+          this.log.error({ err: error, userId: user.id }, 'loading the chats of a /ws socket failed');
+          ws.close(CLOSE.internalError.code, CLOSE.internalError.reason);
+        }),
+    );
   }
 
   async message(ws: ChatSocket, raw: string | Buffer): Promise<void> {
@@ -271,7 +288,11 @@ export class ChatSocketHub {
       // still see the join done, while messages themselves may overlap.
       const previous = ws.data.membershipChange;
       const handled = previous.then(() => this.handle(ws, user, frame));
-      if (frame.type === 'join' || frame.type === 'leave') ws.data.membershipChange = handled.catch(() => {});
+      if (frame.type === 'join' || frame.type === 'leave')
+        changeMemberships(
+          ws,
+          handled.catch(() => {}),
+        );
       await handled;
     } catch (error) {
       const domain = domainError(error);
@@ -288,7 +309,7 @@ export class ChatSocketHub {
     const { user } = ws.data;
     if (!user) return;
     for (const chatId of ws.data.rooms ?? []) this.leave(ws, user, chatId);
-    for (const chatId of ws.data.memberships) this.removeMembership(ws, chatId);
+    for (const chatId of ws.data.memberships.keys()) this.removeMembership(ws, chatId);
     const channel = this.users.get(user.id);
     channel?.sockets.delete(ws);
     if (channel?.sockets.size === 0) {
@@ -372,7 +393,8 @@ export class ChatSocketHub {
     const existing = this.users.get(userId);
     if (existing) return existing;
     const sockets = new Set<ChatSocket>();
-    const channel = { sockets, registration: this.services.pubsub.on('user:event', userId, (event) => this.onUserEvent(sockets, event)) };
+    // Bound rather than an arrow function: one object per user instead of a closure and its two scopes.
+    const channel = { sockets, registration: this.services.pubsub.on('user:event', userId, this.onUserEvent.bind(this, sockets)) };
     this.users.set(userId, channel);
     return channel;
   }
@@ -395,9 +417,8 @@ export class ChatSocketHub {
 
   private addMembership(ws: ChatSocket, chatId: number): void {
     if (ws.data.memberships.has(chatId) || ws.readyState !== WebSocket.OPEN) return;
-    ws.data.memberships.add(chatId);
+    ws.data.memberships.set(chatId, this.services.feeds.messageSequence(chatId));
     this.roomFor(chatId).members.add(ws);
-    ws.data.liveSince.set(chatId, this.services.feeds.messageSequence(chatId));
     ws.subscribe(messagesTopic(chatId));
     ws.subscribe(membersTopic(chatId));
   }
@@ -405,7 +426,6 @@ export class ChatSocketHub {
   private removeMembership(ws: ChatSocket, chatId: number): void {
     if (!ws.data.memberships.delete(chatId)) return;
     ws.data.typingAt?.delete(chatId);
-    ws.data.liveSince.delete(chatId);
     // A closing socket has already left its Bun topics.
     if (ws.readyState === WebSocket.OPEN) {
       ws.unsubscribe(messagesTopic(chatId));
@@ -457,7 +477,7 @@ export class ChatSocketHub {
     // Off the room's topic now; what the topic already gave this socket is left out of its replay,
     // and what is delivered until the stream listens is in the replay: each message once.
     ws.unsubscribe(messagesTopic(chatId));
-    const delivered = this.services.feeds.deliveredSince(chatId, ws.data.liveSince.get(chatId) ?? 0);
+    const delivered = this.services.feeds.deliveredSince(chatId, ws.data.memberships.get(chatId) ?? 0);
     const backOnTopic = () => {
       if (ws.readyState === WebSocket.OPEN && ws.data.memberships.has(chatId) && !ws.data.catchUps?.has(chatId)) ws.subscribe(messagesTopic(chatId));
     };
