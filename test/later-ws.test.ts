@@ -384,6 +384,44 @@ describe('a user no longer in a chat', () => {
   }
 });
 
+describe('a removal while a join is checked', () => {
+  test('the join that read "a participant" before the removal is refused, and the room\'s messages stop', async () => {
+    const alice = await signUp(t);
+    const bob = await signUp(t);
+    const chat = await groupChat(t, alice, [bob]);
+    const bobSocket = await connect(bob);
+    const { chats } = t.app.services;
+    const check = chats.requireParticipant.bind(chats);
+    // The join's check passes, then waits here until bob has been removed and told of it.
+    const passed = Promise.withResolvers<void>();
+    const release = Promise.withResolvers<void>();
+    let held = false;
+    chats.requireParticipant = async (userId, chatId) => {
+      const answer = await check(userId, chatId);
+      if (chatId === chat.id && !held) {
+        held = true;
+        passed.resolve();
+        await release.promise;
+      }
+      return answer;
+    };
+    try {
+      bobSocket.send({ type: 'join', chat_id: chat.id });
+      await passed.promise;
+      await removeParticipant(alice, chat.id, bob.id);
+      await bobSocket.next('removed_from_chat');
+      release.resolve();
+      expect(await bobSocket.nextError()).toEqual({ type: 'error', error: 'Not authorized' });
+    } finally {
+      chats.requireParticipant = check;
+    }
+    const after = await post(alice, chat.id, unique('after the removal'));
+    // Published to the room's sockets at once: a frame answered later on bob's socket comes after it.
+    await bobSocket.sync();
+    expect(copiesOf(bobSocket, after.id)).toBe(0);
+  });
+});
+
 describe('typing coalescing', () => {
   const limited = servedTestApp({ WS_RATE_LIMIT: '5' });
 
