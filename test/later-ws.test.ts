@@ -420,6 +420,40 @@ describe('a removal while a join is checked', () => {
     await bobSocket.sync();
     expect(copiesOf(bobSocket, after.id)).toBe(0);
   });
+
+  test('a messageAdded subscription whose check passed before the removal ends, and gets nothing after it', async () => {
+    const alice = await signUp(t);
+    const bob = await signUp(t);
+    const chat = await groupChat(t, alice, [bob]);
+    // Tells when the removal has reached this instance's listeners of bob's events.
+    const bobSocket = await connect(bob);
+    const { chats } = t.app.services;
+    const check = chats.requireParticipant.bind(chats);
+    const passed = Promise.withResolvers<void>();
+    const release = Promise.withResolvers<void>();
+    let held = false;
+    chats.requireParticipant = async (userId, chatId) => {
+      const answer = await check(userId, chatId);
+      if (chatId === chat.id && !held) {
+        held = true;
+        passed.resolve();
+        await release.promise;
+      }
+      return answer;
+    };
+    let subscription: ReturnType<ReturnType<SocketKit['graphql']>['subscribe']>;
+    try {
+      subscription = kit.graphql(bob.token).subscribe(MESSAGE_ADDED, { chatId: chat.id }, { field: 'messageAdded' });
+      await passed.promise;
+      await removeParticipant(alice, chat.id, bob.id);
+      await bobSocket.next('removed_from_chat');
+      release.resolve();
+      expect(await withDeadline(subscription.done, () => 'messageAdded did not end')).toEqual({ kind: 'complete' });
+    } finally {
+      chats.requireParticipant = check;
+    }
+    expect(subscription.events).toEqual([]);
+  });
 });
 
 describe('typing coalescing', () => {

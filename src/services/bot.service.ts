@@ -18,7 +18,7 @@ import { UsageService } from './bot/usage.service';
 import type { ChatService } from './chat.service';
 import { AppError } from './errors';
 import type { BotStreamEvent, PubSub } from './pubsub';
-import { boundedStream, whileMember } from './pubsub';
+import { boundedStream } from './pubsub';
 import { KeyedRateLimiter } from './rate-limit';
 import type { RoomFeeds } from './room-feed';
 import { settleWithin } from './timeout';
@@ -192,8 +192,8 @@ export class BotService {
   /** Bot stream events for a participant, starting with the text so far of a running answer. */
   async subscribe(reader: PublicUser, chatId: unknown): Promise<AsyncIterableIterator<BotStreamEvent>> {
     const id = parseChatId(chatId);
-    await this.chats.requireParticipant(reader.id, id);
-    return boundedStream((onEvent) => this.feeds.onBot(id, onEvent, { textSoFar: true }), whileMember(this.pubsub, reader.id, id));
+    const untilLeft = await this.chats.participantUntilLeft(reader.id, id);
+    return boundedStream((onEvent) => this.feeds.onBot(id, onEvent, { textSoFar: true }), untilLeft);
   }
 
   /** Settles when every queued answer has finished: for shutdown and tests. */

@@ -8,8 +8,8 @@ import { batched, groupedBy } from './batched';
 import { AppError, ChatNotFoundError, UserNotFoundError } from './errors';
 import type { Memberships, MembershipScope } from './memberships';
 import type { UserPresence, PresenceService } from './presence.service';
-import type { ChatSummary, EventStream, PubSub, UserEvent } from './pubsub';
-import { boundedStream } from './pubsub';
+import type { ChatSummary, EndWhen, EventStream, PubSub, UserEvent } from './pubsub';
+import { boundedStream, whileMember } from './pubsub';
 import type { ChatActivity, ReadStateService } from './read-state.service';
 import { createChatInput, inviteInput, parseChatId, parseInput, parseUserId } from './validation';
 import type { WebhookOutbox } from './webhooks/outbox';
@@ -233,6 +233,31 @@ export class ChatService {
    */
   requireParticipant(userId: number, chatId: number): Promise<{ id: number; name: string | null }> {
     return this.memberships.require(userId, chatId);
+  }
+
+  /**
+   * The membership rule, for a caller that acts on the answer later: with what tells, when it acts,
+   * whether a removal heard since the check covers the membership (the "yes" is then stale).
+   */
+  async requireParticipantSince(userId: number, chatId: number): Promise<() => boolean> {
+    const mark = this.memberships.mark();
+    await this.requireParticipant(userId, chatId);
+    return () => this.memberships.leftSince(mark, userId, chatId);
+  }
+
+  /**
+   * For a subscription to the chat's events: the membership rule, then what ends the subscription once
+   * `userId` is no longer in the chat (see whileMember). The subscription listens from its first read:
+   * a removal heard between the check and then found no listener, so it ends the subscription as it starts.
+   */
+  async participantUntilLeft(userId: number, chatId: number): Promise<EndWhen> {
+    const leftSinceCheck = await this.requireParticipantSince(userId, chatId);
+    const whileStillMember = whileMember(this.pubsub, userId, chatId);
+    return (end) => {
+      const listening = whileStillMember(end);
+      if (leftSinceCheck()) end();
+      return listening;
+    };
   }
 
   /**

@@ -7,9 +7,17 @@ import type { PubSub } from './pubsub';
 const MEMBERSHIP_CACHE_SIZE = 50_000;
 /** A safety net only: removals reach every instance's cache at once through the pub/sub. */
 const MEMBERSHIP_CACHE_TTL_MS = 60_000;
+/**
+ * Removals remembered for answers acted on after their check (see `leftSince`): a check and the act are
+ * microseconds to milliseconds apart, and this many removals rarely fit in between.
+ */
+const REMEMBERED_REMOVALS = 1_000;
 
 /** Whose cached memberships to drop: one user in one chat, a user in every chat, or everyone in a chat. */
 export type MembershipScope = { userId: number; chatId?: number } | { userId?: number; chatId: number };
+
+/** A scope as it arrives from any instance: a user, a chat, or both. */
+type ForgottenScope = { userId?: number; chatId?: number };
 
 interface CachedMembership {
   userId: number;
@@ -24,6 +32,8 @@ interface CachedMembership {
 export class Memberships {
   private readonly cache = new LruCache<string, CachedMembership>(MEMBERSHIP_CACHE_SIZE, MEMBERSHIP_CACHE_TTL_MS);
   private readonly forgetting: ClusterForgetting<'membership:forget'>;
+  /** The last REMEMBERED_REMOVALS scopes forgotten, oldest first, each with its mark (see `leftSince`). */
+  private readonly removals: { mark: number; scope: ForgottenScope }[] = [];
 
   constructor(
     private readonly db: Database,
@@ -49,15 +59,37 @@ export class Memberships {
     return membership;
   }
 
+  /** Where removals stand now: taken before a membership is checked, for `leftSince` after. */
+  mark(): number {
+    return this.forgetting.mark();
+  }
+
   /** Drops the cached answers `scope` covers on this instance at once, and on every other one. */
   forget(scope: MembershipScope): void {
     this.forgetting.forget(scope);
   }
 
-  private forgetHere({ userId, chatId }: { userId?: number; chatId?: number }): void {
+  /**
+   * Whether a removal heard here since `mark` covers `userId` in `chatId`: a "yes" read after `mark`
+   * may be older than it. True as well when the removals since then are too many to be remembered.
+   */
+  leftSince(mark: number, userId: number, chatId: number): boolean {
+    if (!this.forgetting.overtaken(mark)) return false;
+    if ((this.removals[0]?.mark ?? Infinity) > mark + 1) return true;
+    return this.removals.some((removal) => removal.mark > mark && covers(removal.scope, userId, chatId));
+  }
+
+  private forgetHere(scope: ForgottenScope): void {
+    const { userId, chatId } = scope;
     if (userId !== undefined && chatId !== undefined) this.cache.delete(membershipKey(userId, chatId));
-    else this.cache.deleteWhere((_key, cached) => cached.userId === userId || cached.chat.id === chatId);
+    else this.cache.deleteWhere((_key, cached) => covers(scope, cached.userId, cached.chat.id));
+    this.removals.push({ mark: this.forgetting.mark(), scope });
+    if (this.removals.length > REMEMBERED_REMOVALS) this.removals.shift();
   }
 }
+
+/** Whether forgetting `scope` drops `userId`'s membership of `chatId`. */
+const covers = (scope: ForgottenScope, userId: number, chatId: number) =>
+  (scope.userId === undefined || scope.userId === userId) && (scope.chatId === undefined || scope.chatId === chatId);
 
 const membershipKey = (userId: number, chatId: number) => `${userId}:${chatId}`;

@@ -9,7 +9,7 @@ import { replayThenLive } from './listen';
 import type { HistoryGap } from './message.service';
 import { CATCH_UP_LIMIT, namedMessageEvent } from './message.service';
 import type { EventBus, EventStream, MessageChange, MessageEvent, PubSub } from './pubsub';
-import { boundedStream, whileMember } from './pubsub';
+import { boundedStream } from './pubsub';
 import type { KeyedRateLimiter } from './rate-limit';
 import type { RoomFeeds } from './room-feed';
 import { changeOf, messageWithReactionsSelect, toMessageEvent } from './room-feed';
@@ -105,9 +105,8 @@ export class MessageChangeService {
   async subscribe(reader: PublicUser, chatId: unknown, after?: unknown): Promise<EventStream<ChangeCatchUpEvent>> {
     const id = parseChatId(chatId);
     const afterId = after === undefined || after === null ? null : parseInput(cursorSchema, after, 'query');
-    await this.chats.requireParticipant(reader.id, id);
+    const untilLeft = await this.chats.participantUntilLeft(reader.id, id);
     const listen = (onEvent: (change: ChangeCatchUpEvent) => void) => this.feeds.onChange(id, onEvent);
-    const untilLeft = whileMember(this.pubsub, reader.id, id);
     if (afterId === null) return boundedStream(listen, untilLeft);
     // Changes are never de-duplicated against the replay: one delivered twice changes nothing.
     return replayThenLive<ChangeCatchUpEvent>(listen, () => this.changesSince(id, afterId), undefined, untilLeft);

@@ -9,7 +9,7 @@ import { replayThenLive } from './listen';
 import type { MessageChangeService } from './message-change.service';
 import type { MessageWriter } from './message-writer';
 import type { EventBus, MessageChange, MessageEvent, PubSub, StoredMessage } from './pubsub';
-import { boundedStream, isMessageChange, whileMember } from './pubsub';
+import { boundedStream, isMessageChange } from './pubsub';
 import type { RoomFeeds } from './room-feed';
 import { messageWithReactionsSelect, nameAssistants, toMessageEvent, VISIBLE_STATUSES } from './room-feed';
 import type { KeyedRateLimiter } from './rate-limit';
@@ -189,9 +189,8 @@ export class MessageService {
   async subscribe(reader: PublicUser, chatId: unknown, after?: unknown): Promise<AsyncIterableIterator<CatchUpEvent>> {
     const id = parseChatId(chatId);
     const afterId = after === undefined || after === null ? null : parseInput(cursorSchema, after, 'query');
-    await this.chats.requireParticipant(reader.id, id);
+    const untilLeft = await this.chats.participantUntilLeft(reader.id, id);
     const listen = (onEvent: (event: MessageEvent) => void) => this.feeds.onMessage(id, onEvent);
-    const untilLeft = whileMember(this.pubsub, reader.id, id);
     if (afterId === null) return boundedStream(listen, untilLeft);
     return replayThenLive<CatchUpEvent>(listen, () => this.missed(id, afterId), messageKey, untilLeft);
   }
@@ -208,19 +207,14 @@ export class MessageService {
   async catchUp(reader: PublicUser, chatId: unknown, after: unknown, alreadyDelivered: ReadonlySet<number>): Promise<AsyncIterableIterator<RoomCatchUpEvent>> {
     const id = parseChatId(chatId);
     const afterId = parseInput(cursorSchema, after, 'query');
-    await this.chats.requireParticipant(reader.id, id);
+    const untilLeft = await this.chats.participantUntilLeft(reader.id, id);
     // Messages above this that the reader does not have come in the replay as they are now.
     const upTo = Math.max(afterId, ...alreadyDelivered);
     const replay = async () => {
       const [missed, changes] = await Promise.all([this.missed(id, afterId), this.changes.changesSince(id, afterId, { upTo })]);
       return [...missed.filter((event) => isHistoryGap(event) || !alreadyDelivered.has(event.id)), ...changes];
     };
-    return replayThenLive<RoomCatchUpEvent>(
-      (onEvent) => this.feeds.onMessageOrChange(id, onEvent),
-      replay,
-      messageKey,
-      whileMember(this.pubsub, reader.id, id),
-    );
+    return replayThenLive<RoomCatchUpEvent>((onEvent) => this.feeds.onMessageOrChange(id, onEvent), replay, messageKey, untilLeft);
   }
 
   /** The messages after `afterId`, oldest first: all of them, or a gap and the newest CATCH_UP_LIMIT. */
@@ -240,8 +234,7 @@ export class MessageService {
 
   async subscribeTyping(reader: PublicUser, chatId: unknown) {
     const id = parseChatId(chatId);
-    await this.chats.requireParticipant(reader.id, id);
-    return this.pubsub.subscribe('chat:typing', id, whileMember(this.pubsub, reader.id, id));
+    return this.pubsub.subscribe('chat:typing', id, await this.chats.participantUntilLeft(reader.id, id));
   }
 
   /** A delivered message read again with what a GraphQL selection asks and its event did not carry. */

@@ -5,7 +5,6 @@ import type { ChatService } from './chat.service';
 import { groupedBy } from './batched';
 import { AppError } from './errors';
 import type { EventBus, EventStream, PubSub, ReactionEvent, ReactionSummary } from './pubsub';
-import { whileMember } from './pubsub';
 import type { KeyedRateLimiter } from './rate-limit';
 import type { ReactionRow } from './reaction-summaries';
 import { summarizeReactions } from './reaction-summaries';
@@ -96,8 +95,7 @@ export class ReactionService {
   /** The chat's reaction changes, for a participant, until they are no longer in the chat. */
   async subscribe(reader: PublicUser, chatId: unknown): Promise<EventStream<ReactionEvent>> {
     const id = parseChatId(chatId);
-    await this.chats.requireParticipant(reader.id, id);
-    return this.pubsub.subscribe('chat:reaction', id, whileMember(this.pubsub, reader.id, id));
+    return this.pubsub.subscribe('chat:reaction', id, await this.chats.participantUntilLeft(reader.id, id));
   }
 
   /**

@@ -7,7 +7,7 @@ import type { HistoryGap, RoomCatchUpEvent } from '../services/message.service';
 import { isHistoryGap } from '../services/message.service';
 import type { AttachmentUrls } from '../serializers';
 import { assistantJson, botStreamFields, chatJson, messageFrameFields, reactionsJson, readReceiptsJson, userJson } from '../serializers';
-import type { AssistantEvent, BotStreamEvent, Listening, MessageChange, MessageEvent, PubSub, ReactionEvent, UserEvent } from '../services/pubsub';
+import type { AssistantEvent, BotStreamEvent, Listening, MessageChange, MessageEvent, ReactionEvent, UserEvent } from '../services/pubsub';
 import { endsMembership, isMessageChange } from '../services/pubsub';
 import { TokenBucket } from '../services/rate-limit';
 import type { WsFrame } from '../services/validation';
@@ -52,19 +52,6 @@ export interface ChatSocketData {
 }
 
 type ChatSocket = ServerWebSocket<ChatSocketData>;
-
-/** A user's sockets here, their one listener on the user's events, and how many memberships those events ended. */
-class UserChannel {
-  readonly sockets = new Set<ChatSocket>();
-  /** Counts the user's departures from chats heard here: a join checks that none came while it checked membership. */
-  membershipsEnded = 0;
-  readonly registration: Listening;
-
-  constructor(pubsub: PubSub, userId: number, onEvent: (channel: UserChannel, event: UserEvent) => void) {
-    // Bound rather than an arrow function: one object per user instead of a closure and its two scopes.
-    this.registration = pubsub.on('user:event', userId, onEvent.bind(null, this));
-  }
-}
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -211,7 +198,7 @@ interface Room {
  */
 export class ChatSocketHub {
   private readonly rooms = new Map<number, Room>();
-  private readonly users = new Map<number, UserChannel>();
+  private readonly users = new Map<number, { sockets: Set<ChatSocket>; registration: Listening }>();
   private server: Server<unknown> | undefined;
   private readonly log: Logger;
 
@@ -356,17 +343,14 @@ export class ChatSocketHub {
   private async handle(ws: ChatSocket, user: PublicUser, frame: WsFrame): Promise<void> {
     switch (frame.type) {
       case 'join': {
-        // Checked again while this user's sockets here heard meanwhile that they left a chat or were
-        // taken out of one: that removal is handled already, and the join, acting on the "yes" read
-        // before it, would add the membership back and with it the chat's messages. The removal
-        // dropped the cached answer, so the second check reads the database. Nothing awaits between
-        // the last comparison and the membership being added.
-        const channel = this.users.get(user.id);
-        let membershipsEnded: number | undefined;
-        do {
-          membershipsEnded = channel?.membershipsEnded;
-          await this.services.chats.requireParticipant(user.id, frame.chat_id);
-        } while (channel?.membershipsEnded !== membershipsEnded);
+        // Checked again when a removal heard meanwhile covers it: that removal is handled already, and
+        // the join, acting on the "yes" read before it, would add the membership back and with it the
+        // chat's messages. The removal dropped the cached answer, so the second check reads the
+        // database. Nothing awaits between the last look and the membership being added.
+        for (;;) {
+          const leftSinceCheck = await this.services.chats.requireParticipantSince(user.id, frame.chat_id);
+          if (!leftSinceCheck()) break;
+        }
         // A socket that closed while the check ran has already left its rooms: joining now would
         // announce a user who is gone and keep the room bridged for a dead socket forever.
         if (ws.readyState !== WebSocket.OPEN || ws.data.rooms?.has(frame.chat_id)) return;
@@ -410,21 +394,21 @@ export class ChatSocketHub {
   }
 
   /** The sockets here of `userId` and their one listener on the user's events. */
-  private userChannel(userId: number): UserChannel {
+  private userChannel(userId: number): { sockets: Set<ChatSocket>; registration: Listening } {
     const existing = this.users.get(userId);
     if (existing) return existing;
-    const channel = new UserChannel(this.services.pubsub, userId, this.onUserEvent);
+    const sockets = new Set<ChatSocket>();
+    // Bound rather than an arrow function: one object per user instead of a closure and its two scopes.
+    const channel = { sockets, registration: this.services.pubsub.on('user:event', userId, this.onUserEvent.bind(this, sockets)) };
     this.users.set(userId, channel);
     return channel;
   }
 
   /** Pushes a user's event to their sockets here, and follows the memberships it changes. */
-  private readonly onUserEvent = (channel: UserChannel, event: UserEvent): void => {
+  private onUserEvent(sockets: Set<ChatSocket>, event: UserEvent): void {
     if (!this.services.presence.isCurrent(event)) return;
     const frame = frames.userEvent(event);
     const ended = endsMembership(event);
-    if (ended !== null) channel.membershipsEnded++;
-    const { sockets } = channel;
     for (const ws of [...sockets]) {
       if (event.type === 'chat_created' || event.type === 'chat_invite') this.addMembership(ws, event.chat.id);
       if (ended !== null && ws.data.user) {
@@ -434,7 +418,7 @@ export class ChatSocketHub {
       if (frame) ws.send(frame);
     }
     if (frame) this.services.metrics.delivered('ws', sockets.size);
-  };
+  }
 
   private addMembership(ws: ChatSocket, chatId: number): void {
     if (ws.data.memberships.has(chatId) || ws.readyState !== WebSocket.OPEN) return;

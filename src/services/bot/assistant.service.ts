@@ -5,7 +5,6 @@ import { isUniqueViolation } from '../auth.service';
 import type { ChatService } from '../chat.service';
 import { AppError, ChatNotFoundError } from '../errors';
 import type { AssistantEvent, AssistantView, EventStream, PubSub } from '../pubsub';
-import { whileMember } from '../pubsub';
 import type { ValidationIssue } from '../validation';
 import { createAssistantInput, parseAssistantRef, parseChatId, parseInput, updateAssistantInput } from '../validation';
 
@@ -173,8 +172,7 @@ export class AssistantService {
   /** The room's assistant changes, for a participant, until they are no longer in the chat. */
   async subscribe(reader: PublicUser, chatId: unknown): Promise<EventStream<AssistantEvent>> {
     const id = parseChatId(chatId);
-    await this.chats.requireParticipant(reader.id, id);
-    return this.pubsub.subscribe('chat:assistant', id, whileMember(this.pubsub, reader.id, id));
+    return this.pubsub.subscribe('chat:assistant', id, await this.chats.participantUntilLeft(reader.id, id));
   }
 
   private async find(chatId: number, assistantId: number): Promise<AssistantView> {
