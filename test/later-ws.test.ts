@@ -384,15 +384,19 @@ describe('a user no longer in a chat', () => {
   }
 });
 
-describe('a removal while a join is checked', () => {
-  test('the join that read "a participant" before the removal is refused, and the room\'s messages stop', async () => {
+describe('a removal between a membership check and the act on it', () => {
+  /**
+   * A chat of alice's with bob in it, bob's `/ws` socket (its `removed_from_chat` tells that the removal
+   * reached this instance), and bob's next membership check of the chat held once it has passed:
+   * `removeWhileHeld(act)` starts `act`, removes bob while its check is held, then lets it go on.
+   */
+  async function heldCheck() {
     const alice = await signUp(t);
     const bob = await signUp(t);
     const chat = await groupChat(t, alice, [bob]);
     const bobSocket = await connect(bob);
     const { chats } = t.app.services;
     const check = chats.requireParticipant.bind(chats);
-    // The join's check passes, then waits here until bob has been removed and told of it.
     const passed = Promise.withResolvers<void>();
     const release = Promise.withResolvers<void>();
     let held = false;
@@ -405,53 +409,35 @@ describe('a removal while a join is checked', () => {
       }
       return answer;
     };
-    try {
-      bobSocket.send({ type: 'join', chat_id: chat.id });
-      await passed.promise;
-      await removeParticipant(alice, chat.id, bob.id);
-      await bobSocket.next('removed_from_chat');
-      release.resolve();
-      expect(await bobSocket.nextError()).toEqual({ type: 'error', error: 'Not authorized' });
-    } finally {
-      chats.requireParticipant = check;
-    }
+    const removeWhileHeld = async (act: () => void) => {
+      try {
+        act();
+        await passed.promise;
+        await removeParticipant(alice, chat.id, bob.id);
+        await bobSocket.next('removed_from_chat');
+      } finally {
+        release.resolve();
+        chats.requireParticipant = check;
+      }
+    };
+    return { alice, bob, chat, bobSocket, removeWhileHeld };
+  }
+
+  test('a /ws join that read "a participant" before the removal is refused, and the room\'s messages stop', async () => {
+    const { alice, chat, bobSocket, removeWhileHeld } = await heldCheck();
+    await removeWhileHeld(() => bobSocket.send({ type: 'join', chat_id: chat.id }));
+    expect(await bobSocket.nextError()).toEqual({ type: 'error', error: 'Not authorized' });
     const after = await post(alice, chat.id, unique('after the removal'));
     // Published to the room's sockets at once: a frame answered later on bob's socket comes after it.
     await bobSocket.sync();
     expect(copiesOf(bobSocket, after.id)).toBe(0);
   });
 
-  test('a messageAdded subscription whose check passed before the removal ends, and gets nothing after it', async () => {
-    const alice = await signUp(t);
-    const bob = await signUp(t);
-    const chat = await groupChat(t, alice, [bob]);
-    // Tells when the removal has reached this instance's listeners of bob's events.
-    const bobSocket = await connect(bob);
-    const { chats } = t.app.services;
-    const check = chats.requireParticipant.bind(chats);
-    const passed = Promise.withResolvers<void>();
-    const release = Promise.withResolvers<void>();
-    let held = false;
-    chats.requireParticipant = async (userId, chatId) => {
-      const answer = await check(userId, chatId);
-      if (chatId === chat.id && !held) {
-        held = true;
-        passed.resolve();
-        await release.promise;
-      }
-      return answer;
-    };
-    let subscription: ReturnType<ReturnType<SocketKit['graphql']>['subscribe']>;
-    try {
-      subscription = kit.graphql(bob.token).subscribe(MESSAGE_ADDED, { chatId: chat.id }, { field: 'messageAdded' });
-      await passed.promise;
-      await removeParticipant(alice, chat.id, bob.id);
-      await bobSocket.next('removed_from_chat');
-      release.resolve();
-      expect(await withDeadline(subscription.done, () => 'messageAdded did not end')).toEqual({ kind: 'complete' });
-    } finally {
-      chats.requireParticipant = check;
-    }
+  test('a messageAdded subscription whose check passed before the removal ends as it starts, with nothing delivered', async () => {
+    const { bob, chat, removeWhileHeld } = await heldCheck();
+    let subscription!: ReturnType<ReturnType<SocketKit['graphql']>['subscribe']>;
+    await removeWhileHeld(() => (subscription = kit.graphql(bob.token).subscribe(MESSAGE_ADDED, { chatId: chat.id }, { field: 'messageAdded' })));
+    expect(await withDeadline(subscription.done, () => 'messageAdded did not end')).toEqual({ kind: 'complete' });
     expect(subscription.events).toEqual([]);
   });
 });
