@@ -84,6 +84,7 @@ async function settledOpening(users: { id: number }[]): Promise<void> {
   await presence.idle();
 }
 
+/** The heap's live objects, after full collections. */
 function liveObjects(): number {
   Bun.gc(true);
   Bun.gc(true);

@@ -198,7 +198,8 @@ interface Room {
  */
 export class ChatSocketHub {
   private readonly rooms = new Map<number, Room>();
-  private readonly users = new Map<number, { sockets: Set<ChatSocket>; registration: Listening }>();
+  /** Each user's sockets here (an array: a user has a few, and a set of one costs five times an array of one) and their one listener. */
+  private readonly users = new Map<number, { sockets: ChatSocket[]; registration: Listening }>();
   private server: Server<unknown> | undefined;
   private readonly log: Logger;
 
@@ -247,7 +248,7 @@ export class ChatSocketHub {
     }
     ws.data.hold = holdSocket(this.services, { user, expiresAt }, ws);
     if (!ws.data.hold) return;
-    this.userChannel(user.id).sockets.add(ws);
+    this.userChannel(user.id).sockets.push(ws);
     // Listening to the user's events first, then reading their chats: a chat added meanwhile is in one or both.
     changeMemberships(
       ws,
@@ -311,8 +312,10 @@ export class ChatSocketHub {
     for (const chatId of ws.data.rooms ?? []) this.leave(ws, user, chatId);
     for (const chatId of ws.data.memberships.keys()) this.removeMembership(ws, chatId);
     const channel = this.users.get(user.id);
-    channel?.sockets.delete(ws);
-    if (channel?.sockets.size === 0) {
+    if (!channel) return;
+    const index = channel.sockets.indexOf(ws);
+    if (index >= 0) channel.sockets.splice(index, 1);
+    if (channel.sockets.length === 0) {
       channel.registration.stop();
       this.users.delete(user.id);
     }
@@ -394,10 +397,10 @@ export class ChatSocketHub {
   }
 
   /** The sockets here of `userId` and their one listener on the user's events. */
-  private userChannel(userId: number): { sockets: Set<ChatSocket>; registration: Listening } {
+  private userChannel(userId: number): { sockets: ChatSocket[]; registration: Listening } {
     const existing = this.users.get(userId);
     if (existing) return existing;
-    const sockets = new Set<ChatSocket>();
+    const sockets: ChatSocket[] = [];
     // Bound rather than an arrow function: one object per user instead of a closure and its two scopes.
     const channel = { sockets, registration: this.services.pubsub.on('user:event', userId, this.onUserEvent.bind(this, sockets)) };
     this.users.set(userId, channel);
@@ -405,11 +408,11 @@ export class ChatSocketHub {
   }
 
   /** Pushes a user's event to their sockets here, and follows the memberships it changes. */
-  private onUserEvent(sockets: Set<ChatSocket>, event: UserEvent): void {
+  private onUserEvent(sockets: ChatSocket[], event: UserEvent): void {
     if (!this.services.presence.isCurrent(event)) return;
     const frame = frames.userEvent(event);
     const ended = endsMembership(event);
-    for (const ws of [...sockets]) {
+    for (const ws of sockets.slice()) {
       if (event.type === 'chat_created' || event.type === 'chat_invite') this.addMembership(ws, event.chat.id);
       if (ended !== null && ws.data.user) {
         if (ws.data.rooms?.has(ended)) this.leave(ws, ws.data.user, ended, { announce: false });
@@ -417,7 +420,7 @@ export class ChatSocketHub {
       }
       if (frame) ws.send(frame);
     }
-    if (frame) this.services.metrics.delivered('ws', sockets.size);
+    if (frame) this.services.metrics.delivered('ws', sockets.length);
   }
 
   private addMembership(ws: ChatSocket, chatId: number): void {
