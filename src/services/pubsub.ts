@@ -5,6 +5,7 @@ import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import { AppError } from './errors';
 import { settleWithin } from './timeout';
+import { removeFirst } from './lists';
 import type { PublicUser } from './auth.service';
 
 /** One emoji's reactions to a message: who reacted with it, oldest first. */
@@ -326,8 +327,7 @@ export class PubSub {
 
   /** A registration stopped: its channel closes with its last listener. */
   unlisten(name: string, channel: Channel, listener: (payload: never) => void): void {
-    const index = channel.listeners.indexOf(listener);
-    if (index >= 0) channel.listeners.splice(index, 1);
+    removeFirst(channel.listeners, listener);
     if (channel.listeners.length === 0 && this.channels.get(name) === channel) {
       this.channels.delete(name);
       this.transport.close(name);

@@ -15,6 +15,7 @@ import { parseInput, wsFrame } from '../services/validation';
 import type { SocketClose, SocketSession } from './socket-session';
 import type { SocketHold } from './socket-session';
 import { authenticateSocket, CLOSE, holdSocket } from './socket-session';
+import { removeFirst } from '../services/lists';
 
 /** What a `/ws` socket carries from its upgrade: the authenticated user, or null to refuse it. */
 export interface ChatSocketData {
@@ -313,8 +314,7 @@ export class ChatSocketHub {
     for (const chatId of ws.data.memberships.keys()) this.removeMembership(ws, chatId);
     const channel = this.users.get(user.id);
     if (!channel) return;
-    const index = channel.sockets.indexOf(ws);
-    if (index >= 0) channel.sockets.splice(index, 1);
+    removeFirst(channel.sockets, ws);
     if (channel.sockets.length === 0) {
       channel.registration.stop();
       this.users.delete(user.id);

@@ -1,5 +1,6 @@
 import type { Prisma } from '../../generated/sqlite/client';
 import { AppError } from '../errors';
+import { removeFirst } from '../lists';
 
 /** A search statement for the worker: SQLite's text with `?` placeholders and its values. */
 export interface SearchRequest {
@@ -121,9 +122,7 @@ export class SqliteSearchRunner {
 
   /** The caller stops waiting: taken out of the queue, or, when its statement runs, left to finish unheard. */
   private giveUp(pending: Pending): void {
-    const queued = this.waiting.indexOf(pending);
-    if (queued >= 0) this.waiting.splice(queued, 1);
-    else if (this.running?.caller === pending) this.running.caller = null;
+    if (!removeFirst(this.waiting, pending) && this.running?.caller === pending) this.running.caller = null;
     pending.reject(busy());
   }
 
