@@ -60,13 +60,18 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 const SETTLED: Promise<unknown> = Promise.resolve();
 
 /**
- * Makes `change` (which never rejects) what the socket's later frames wait for, until it settles: then
- * SETTLED again, unless a later change took its place. An idle socket holds no settled promise of its own.
+ * Makes `change` what the socket's later frames wait for, until it settles: then SETTLED again, unless a
+ * later change took its place. An idle socket holds no settled promise of its own. A failure is the
+ * caller's to report: later frames only wait for it to settle.
  */
 function changeMemberships(ws: ChatSocket, change: Promise<unknown>): void {
-  ws.data.membershipChange = change;
-  void change.then(() => {
-    if (ws.data.membershipChange === change) ws.data.membershipChange = SETTLED;
+  const settled = change.then(
+    () => {},
+    () => {},
+  );
+  ws.data.membershipChange = settled;
+  void settled.then(() => {
+    if (ws.data.membershipChange === settled) ws.data.membershipChange = SETTLED;
   });
 }
 
@@ -290,11 +295,7 @@ export class ChatSocketHub {
       // still see the join done, while messages themselves may overlap.
       const previous = ws.data.membershipChange;
       const handled = previous.then(() => this.handle(ws, user, frame));
-      if (frame.type === 'join' || frame.type === 'leave')
-        changeMemberships(
-          ws,
-          handled.catch(() => {}),
-        );
+      if (frame.type === 'join' || frame.type === 'leave') changeMemberships(ws, handled);
       await handled;
     } catch (error) {
       const domain = domainError(error);
