@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { PrismaPg } from '@prisma/adapter-pg';
 import { PrismaBunSqlite } from 'prisma-adapter-bun-sqlite';
 import { applyMigrations, modelsSql } from '../src/db/migrate';
+import { VISIBLE_STATUSES } from '../src/services/room-feed';
+import { attachSearchIndex, indexPass, searchIndexFile } from '../src/services/search/sqlite-search-file';
 import { createTestDatabase } from './support/app';
 
 const dir = mkdtempSync(join(tmpdir(), 'gemini-coop-migrations-'));
@@ -25,25 +27,22 @@ const MIGRATIONS = [
   '20261215000000_assistants',
   '20261216000000_partial_indexes',
   '20261217000000_deferred_search_index',
+  '20261218000000_search_index_file',
 ];
 
 /**
- * What the migrations build that Prisma's models cannot describe, by name: message search's index
- * (20261210000000_search, fed in bulk since 20261217000000_deferred_search_index) and the partial indexes of pending asks and changed messages
+ * What the migrations build that Prisma's models cannot describe, by name: what message search needs
+ * (on SQLite, what its index in a file of its own follows: 20261218000000_search_index_file; on
+ * PostgreSQL, its index: 20261210000000_search) and the partial indexes of pending asks and changed messages
  * (20261216000000_partial_indexes). The drift tests compare everything else exactly, and require these to
  * exist: a later migration that dropped them (say, by redefining `messages`) fails here.
  */
 const RAW_ONLY = {
   sqlite: [
-    'table messages_search',
-    'table messages_search_config',
-    'table messages_search_data',
-    'table messages_search_docsize',
-    'table messages_search_idx',
-    'trigger messages_search_delete',
-    'trigger messages_search_update',
-    'table search_progress',
-    'trigger search_progress_advance',
+    'table search_source',
+    'table search_changes',
+    'trigger search_changes_update',
+    'trigger search_changes_delete',
     'index messages_pending_ask_idx',
     'index messages_changed_idx',
   ],
@@ -129,12 +128,16 @@ describe('SQLite migrations', () => {
     expect(withoutRawOnly(sqliteSchema(migrated), RAW_ONLY.sqlite)).toEqual(sqliteSchema(fromModels));
   });
 
-  test('the search migration indexes the visible messages a database already holds', async () => {
-    const db = new Database(join(dir, 'existing.db'));
+  test('after the migrations, the search index takes in the visible messages a database held before search existed', async () => {
+    const path = join(dir, 'existing.db');
+    const db = new Database(path);
     try {
-      for (const migration of MIGRATIONS.slice(0, -1)) db.exec(await migrationSql('sqlite', migration));
+      const beforeSearch = MIGRATIONS.indexOf('20261210000000_search');
+      for (const migration of MIGRATIONS.slice(0, beforeSearch)) db.exec(await migrationSql('sqlite', migration));
       db.exec(EXISTING_MESSAGES);
-      db.exec(await migrationSql('sqlite', MIGRATIONS.at(-1)!));
+      for (const migration of MIGRATIONS.slice(beforeSearch)) db.exec(await migrationSql('sqlite', migration));
+      attachSearchIndex(db, searchIndexFile(path));
+      indexPass(db, VISIBLE_STATUSES);
       expect(db.query(`SELECT rowid AS id FROM messages_search WHERE messages_search MATCH 'lighthouse'`).all()).toEqual([{ id: 1 }]);
     } finally {
       db.close();
@@ -185,9 +188,10 @@ if (process.env.TEST_DATABASE_URL) {
       const existing = await createTestDatabase(dir);
       const sql = new Bun.SQL(existing.url);
       try {
-        for (const migration of MIGRATIONS.slice(0, -1)) await sql.unsafe(await migrationSql('postgres', migration));
+        const beforeSearch = MIGRATIONS.indexOf('20261210000000_search');
+        for (const migration of MIGRATIONS.slice(0, beforeSearch)) await sql.unsafe(await migrationSql('postgres', migration));
         await sql.unsafe(EXISTING_MESSAGES);
-        await sql.unsafe(await migrationSql('postgres', MIGRATIONS.at(-1)!));
+        for (const migration of MIGRATIONS.slice(beforeSearch)) await sql.unsafe(await migrationSql('postgres', migration));
         expect(await sql`SELECT id FROM messages WHERE search_vector @@ to_tsquery('simple', 'lighthouse')`).toEqual([{ id: 1 }]);
       } finally {
         await sql.close();

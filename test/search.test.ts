@@ -1,7 +1,10 @@
+import { Database } from 'bun:sqlite';
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { sharedSqliteFile } from '../src/config';
 import type { PublicUser } from '../src/services/auth.service';
 import { INDEXED_CHATS_LIMIT } from '../src/services/search/engines';
 import { MAX_QUERY_LENGTH, MAX_QUERY_WORDS } from '../src/services/search/search-query';
+import { searchIndexFile } from '../src/services/search/sqlite-search-file';
 import { createTestApp, signUp, type TestApp, type TestUser } from './support/app';
 import { captureLogs } from './support/logs';
 import { groupRoom } from './support/rooms';
@@ -66,6 +69,22 @@ async function hits(user: TestUser, q: string, params: Record<string, string | n
 }
 
 const ids = (found: Hit[]) => found.map((hit) => hit.message_id);
+
+/** The messages in SQLite's index, read from its file (sqlite-search-file.ts). */
+function sqliteIndexed(): number {
+  const index = new Database(searchIndexFile(sharedSqliteFile(t.config.database)!), { readonly: true });
+  try {
+    return index.query<{ n: number }, []>('SELECT count(*) AS n FROM messages_search_docsize').get()!.n;
+  } finally {
+    index.close();
+  }
+}
+
+/** The messages PostgreSQL has a search vector for. */
+async function postgresIndexed(): Promise<number> {
+  const [row] = await t.app.services.db.$queryRaw<{ n: number }[]>`SELECT count(*)::int AS n FROM messages WHERE search_vector IS NOT NULL`;
+  return row!.n;
+}
 
 async function graphql(user: TestUser | null, query: string, variables: Record<string, unknown> = {}) {
   const response = await t.request('/graphql', { method: 'POST', json: { query, variables }, ...(user ? { token: user.token } : {}) });
@@ -159,12 +178,10 @@ describe('what is searchable', () => {
     const doomed = await groupRoom(t, carol, [bob], 'doomed');
     await send(carol, doomed, 'ephemeral words here', 'more ephemeral words');
     await t.app.services.chats.delete(await viewer(carol), doomed);
-    const indexed =
-      t.config.database.engine === 'sqlite'
-        ? await t.app.services.db.$queryRaw<{ n: number }[]>`SELECT count(*) AS n FROM messages_search_docsize`
-        : await t.app.services.db.$queryRaw<{ n: number }[]>`SELECT count(*)::int AS n FROM messages WHERE search_vector IS NOT NULL`;
+    await t.app.services.searchIndex.catchUp();
+    const indexed = t.config.database.engine === 'sqlite' ? sqliteIndexed() : await postgresIndexed();
     const visible = await t.app.services.db.message.count({ where: { status: { in: ['complete', 'stopped'] } } });
-    expect(Number(indexed[0]!.n)).toBe(visible);
+    expect(indexed).toBe(visible);
   });
 });
 

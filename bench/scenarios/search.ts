@@ -21,6 +21,8 @@ import type { SearchScope } from '../../src/services/search/engines';
 import { searchEngines } from '../../src/services/search/engines';
 import type { SearchQuery } from '../../src/services/search/search-query';
 import { parseSearchQuery } from '../../src/services/search/search-query';
+import { VISIBLE_STATUSES } from '../../src/services/room-feed';
+import { attachSearchIndex, indexPass, searchIndexFile } from '../../src/services/search/sqlite-search-file';
 import { mintToken } from '../lib/api';
 import type { BenchContext } from '../lib/context';
 import { progress } from '../lib/context';
@@ -223,9 +225,6 @@ async function seedSqlite(context: BenchContext, h: History, vocabulary: Vocabul
     const participant = db.prepare('INSERT INTO chat_participants (chat_id, user_id) VALUES (?, ?)');
     for (const [chatId, userId] of participants(h)) participant.run(chatId, userId);
   })();
-  // Rows first, the index after, from the triggers' own definitions.
-  const triggers = db.query<{ name: string; sql: string }, []>("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'messages'").all();
-  for (const { name } of triggers) db.exec(`DROP TRIGGER "${name}"`);
   const rowsPerStatement = 100;
   const insert = db.prepare(
     `INSERT INTO messages (chat_id, user_id, is_bot, content, created_at) VALUES ${Array.from({ length: rowsPerStatement }, () => '(?, ?, ?, ?, ?)').join(', ')}`,
@@ -245,13 +244,14 @@ async function seedSqlite(context: BenchContext, h: History, vocabulary: Vocabul
   }
   const seedSeconds = (performance.now() - started) / 1000;
   const indexing = performance.now();
-  // As the server takes in new messages (SqliteSearchIndex): its progress moved on to the newest, whose trigger indexes them all.
-  db.exec('UPDATE search_progress SET indexed_up_to = (SELECT max(id) FROM messages)');
-  for (const { sql } of triggers) db.exec(sql);
+  // As the server's search worker takes messages into the index's own file (sqlite-search-file.ts).
+  attachSearchIndex(db, searchIndexFile(path));
+  indexPass(db, VISIBLE_STATUSES);
   const indexSeconds = (performance.now() - indexing) / 1000;
   db.close();
-  // The bare queries get a connection like the server's: WAL, SQLite's default page cache.
+  // The bare queries get a connection like the server's worker: WAL, SQLite's default page cache, the index attached.
   const reader = new Database(path, { readonly: true });
+  reader.run('ATTACH DATABASE ? AS search', [searchIndexFile(path)]);
   return {
     engine: 'sqlite',
     databaseUrl: `file:${path}`,

@@ -1,6 +1,7 @@
 import type { Config } from '../config';
 import { sharedSqliteFile } from '../config';
 import type { Database } from '../db/client';
+import { sqliteConnectionOf, outsidePrismaTransaction } from '../db/client';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { AuthGuards } from './auth.service';
@@ -21,7 +22,7 @@ import { MessageChangeService } from './message-change.service';
 import { MessageService } from './message.service';
 import { insertRowsFor, MessageWriter } from './message-writer';
 import type { EventBus, PubSub } from './pubsub';
-import { RoomFeeds } from './room-feed';
+import { RoomFeeds, VISIBLE_STATUSES } from './room-feed';
 import { PasswordHasher } from './password-hasher';
 import { RedisPresenceStore } from './presence-redis';
 import { PresenceService } from './presence.service';
@@ -32,8 +33,9 @@ import { ReadStateService } from './read-state.service';
 import { searchEngines } from './search/engines';
 import type { SearchStatements } from './search/message-search.service';
 import { MessageSearchService } from './search/message-search.service';
-import type { SearchIndex } from './search/search-index';
+import type { IndexPass, SearchIndex } from './search/search-index';
 import { indexedOnWrite, SqliteSearchIndex } from './search/search-index';
+import { attachSearchIndex, indexPass, searchIndexFile } from './search/sqlite-search-file';
 import { SqliteSearchRunner } from './search/sqlite-search-runner';
 import { OAuthService } from './oauth/oauth.service';
 import { SocketQuota } from './socket-quota';
@@ -134,20 +136,33 @@ const SEARCH_QUEUE_LIMIT = 64;
 const SEARCH_WORKER_IDLE_MS = 60_000;
 
 /**
- * How search statements run: on PostgreSQL through Prisma's pool (the database server does the work);
- * on SQLite on a worker thread, so a slow search never stalls the event loop (an in-memory database,
- * which no other thread can open, stays on this one).
+ * How search statements run, and where SQLite's index is kept up. On PostgreSQL, statements go through
+ * Prisma's pool (the database server does the work) and each message is indexed as it is written. On
+ * SQLite, statements and index passes run on a worker thread, with the index in a file of its own
+ * (sqlite-search-file.ts), so neither a slow search nor indexing stalls the event loop. An in-memory
+ * database, which no other thread can open, keeps its index in memory too, and both run on this thread.
  */
-function searchStatements(db: Database, config: Config, metrics: Metrics): SearchStatements {
+function searchOf(db: Database, config: Config, metrics: Metrics, log: Logger): { statements: SearchStatements; index: SearchIndex } {
+  const onPrisma: SearchStatements = { run: (statement) => db.$queryRaw<unknown[]>(statement), close: async () => {} };
+  if (config.database.engine !== 'sqlite') return { statements: onPrisma, index: indexedOnWrite };
   const file = sharedSqliteFile(config.database);
-  if (!file) return { run: (statement) => db.$queryRaw<unknown[]>(statement), close: async () => {} };
-  const runner = new SqliteSearchRunner(file, {
+  const indexOn = (pass: IndexPass) => new SqliteSearchIndex(db, pass, log.child({ component: 'search' }), config.searchIndexDelayMs);
+  if (!file) {
+    const connection = sqliteConnectionOf(db)!;
+    attachSearchIndex(connection, ':memory:');
+    const pass = async () => {
+      await outsidePrismaTransaction(connection);
+      return indexPass(connection, VISIBLE_STATUSES);
+    };
+    return { statements: onPrisma, index: indexOn(pass) };
+  }
+  const runner = new SqliteSearchRunner(file, searchIndexFile(file), {
     maxWaiting: SEARCH_QUEUE_LIMIT,
     timeoutMs: config.database.timeoutMs,
     idleMs: SEARCH_WORKER_IDLE_MS,
     onRefused: () => metrics.refused('search_queue'),
   });
-  return { run: (statement) => runner.run(statement), close: () => runner.close() };
+  return { statements: { run: (statement) => runner.run(statement), close: () => runner.close() }, index: indexOn(() => runner.index(VISIBLE_STATUSES)) };
 }
 
 export function createServices(
@@ -195,10 +210,8 @@ export function createServices(
     bot.answerAllPending().catch((error: unknown) => botLog.error({ err: error }, 'answering the asks left pending during the outage failed'));
   });
   const writeLimit = messageLimit(config.limits, metrics);
-  // Messages stored before a crash and not yet in search are taken in by the first run (scheduled here).
-  const searchIndex =
-    config.database.engine === 'sqlite' ? new SqliteSearchIndex(db, log.child({ component: 'search' }), config.searchIndexDelayMs) : indexedOnWrite;
-  searchIndex.stored();
+  // Messages stored before a stop and not yet in search are taken in with the next message or search.
+  const search = searchOf(db, config, metrics, log);
   const messageChanges = new MessageChangeService(db, chats, pubsub, bot, feeds, bus, writeLimit, config.bot.name, outbox, attachments);
   const messages = new MessageService(
     db,
@@ -210,7 +223,7 @@ export function createServices(
     bus,
     writeLimit,
     config.bot.name,
-    new MessageWriter(db, insertRowsFor(db), metrics, searchIndex),
+    new MessageWriter(db, insertRowsFor(db), metrics, search.index),
     outbox,
     attachments,
   );
@@ -234,15 +247,8 @@ export function createServices(
     presence,
     messages,
     messageChanges,
-    searchIndex,
-    search: new MessageSearchService(
-      db,
-      memberships,
-      searchEngines[config.database.engine],
-      searchStatements(db, config, metrics),
-      searchIndex,
-      config.bot.name,
-    ),
+    searchIndex: search.index,
+    search: new MessageSearchService(db, memberships, searchEngines[config.database.engine], search.statements, search.index, config.bot.name),
     attachments,
     profiles: new ProfileService(db, auth, pubsub, attachments.store, attachments.admission, (userId) => presence.sharersOf(userId)),
     reactions: new ReactionService(db, chats, pubsub, bus, reactionLimit(config.limits, metrics)),

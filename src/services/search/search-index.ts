@@ -24,16 +24,19 @@ export const indexedOnWrite: SearchIndex = {
   close: () => Promise.resolve(),
 };
 
-/** Messages taken in by one statement at most: it holds the write lock, which message writes wait for. */
-export const SEARCH_INDEX_BATCH = 2_000;
+/**
+ * Takes every message stored before it into SQLite's index; settles with the last `search_changes` row
+ * taken in. Runs on the search worker, or on this thread for an in-memory database.
+ */
+export type IndexPass = () => Promise<number>;
 
 /**
- * SQLite's search index, fed in bulk (migration 20261217000000_deferred_search_index): FTS5 writes a
- * segment for every transaction that changes it, which cost each group commit of messages more than
- * its rows. Stored messages are taken in SEARCH_INDEX_DELAY_MS (100 ms) later, by a statement that moves
- * `search_progress.indexed_up_to` on, at most SEARCH_INDEX_BATCH messages at a time; its trigger
- * indexes the visible messages passed, in that statement, so a crash loses nothing (the next start
- * takes them in). Runs never overlap: each waits for the one before.
+ * SQLite's search index, in a file of its own written by the search worker (sqlite-search-file.ts):
+ * stored messages are taken in SEARCH_INDEX_DELAY_MS (100 ms) later, by one pass that takes in all
+ * those stored meanwhile; FTS5 writes a segment for every transaction that changes it, which cost each
+ * group commit more than its rows. A crash loses nothing: the pass after the next start (with the next
+ * message or search) takes them in. Passes never overlap: each waits for the one before. After each,
+ * the change rows it took in are deleted here, since only the server writes the database.
  */
 export class SqliteSearchIndex implements SearchIndex {
   private timer: Timer | null = null;
@@ -45,10 +48,14 @@ export class SqliteSearchIndex implements SearchIndex {
   private queued: Promise<void> | null = null;
   private closed = false;
 
+  /** The last `search_changes` row deleted. */
+  private pruned = 0;
+
   constructor(
     private readonly db: Database,
+    private readonly pass: IndexPass,
     private readonly log: Logger,
-    /** SEARCH_INDEX_DELAY_MS: how long stored messages wait, so that one statement takes in all those stored meanwhile. */
+    /** SEARCH_INDEX_DELAY_MS: how long stored messages wait, so that one pass takes in all those stored meanwhile. */
     private readonly delayMs: number,
   ) {}
 
@@ -98,13 +105,13 @@ export class SqliteSearchIndex implements SearchIndex {
     await this.running.catch(() => {});
   }
 
-  /** Moves the progress on until it reaches the newest message: one statement per SEARCH_INDEX_BATCH messages. */
+  /** A pass, then the change rows it took in are deleted (a failure is logged: the next pass's deletion covers them). */
   private async takeEverything(): Promise<void> {
-    for (;;) {
-      const moved = await this.db.$executeRaw`
-        UPDATE search_progress SET indexed_up_to = min((SELECT coalesce(max(id), 0) FROM messages), indexed_up_to + ${SEARCH_INDEX_BATCH})
-        WHERE id = 1 AND indexed_up_to < (SELECT coalesce(max(id), 0) FROM messages)`;
-      if (moved === 0) return;
-    }
+    const changesUpTo = await this.pass();
+    if (changesUpTo <= this.pruned) return;
+    await this.db.$executeRaw`DELETE FROM search_changes WHERE seq <= ${changesUpTo}`.then(
+      () => (this.pruned = changesUpTo),
+      (error: unknown) => this.log.warn({ err: error }, 'deleting the changes search has taken in failed'),
+    );
   }
 }

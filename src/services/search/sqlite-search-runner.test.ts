@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Prisma } from '../../generated/sqlite/client';
 import { AppError } from '../errors';
+import { searchIndexFile } from './sqlite-search-file';
 import { SqliteSearchRunner } from './sqlite-search-runner';
 
 /** Counts to `n` in SQLite itself: a statement that keeps the worker busy for as long as a test needs. */
@@ -19,6 +20,8 @@ beforeAll(() => {
   db.run('PRAGMA journal_mode = WAL');
   db.run('CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, created_at DATETIME)');
   db.run("INSERT INTO notes VALUES (1, 'one', '2026-12-06T10:00:00.000+00:00'), (2, 'two', '2026-12-06 11:00:00')");
+  // What the worker's search index follows (migration 20261218000000_search_index_file).
+  db.run("CREATE TABLE search_source (id INTEGER PRIMARY KEY, token TEXT NOT NULL); INSERT INTO search_source VALUES (1, 'runner')");
   db.close();
 });
 
@@ -26,8 +29,8 @@ afterEach(async () => {
   await Promise.all(runners.splice(0).map((runner) => runner.close()));
 });
 
-function runner(limits: Partial<ConstructorParameters<typeof SqliteSearchRunner>[1]> = {}): SqliteSearchRunner {
-  const created = new SqliteSearchRunner(path, { maxWaiting: 8, timeoutMs: 30_000, idleMs: 60_000, ...limits });
+function runner(limits: Partial<ConstructorParameters<typeof SqliteSearchRunner>[2]> = {}): SqliteSearchRunner {
+  const created = new SqliteSearchRunner(path, searchIndexFile(path), { maxWaiting: 8, timeoutMs: 30_000, idleMs: 60_000, ...limits });
   runners.push(created);
   return created;
 }

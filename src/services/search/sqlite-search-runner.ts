@@ -2,15 +2,16 @@ import type { Prisma } from '../../generated/sqlite/client';
 import { AppError } from '../errors';
 import { removeFirst } from '../lists';
 
-/** A search statement for the worker: SQLite's text with `?` placeholders and its values. */
-export interface SearchRequest {
-  id: number;
-  path: string;
-  sql: string;
-  values: unknown[];
-}
+/**
+ * A job for the worker: a search statement (SQLite's text with `?` placeholders and its values), or a
+ * pass that brings the search index up to the newest message (see `indexPass`).
+ */
+export type SearchJob = { id: number; path: string; indexFile: string } & SearchWork;
 
-export type SearchResponse = { id: number; rows: unknown[] } | { id: number; error: string };
+type SearchWork = { kind: 'search'; sql: string; values: unknown[] } | { kind: 'index'; visibleStatuses: readonly string[] };
+
+/** A search's rows, an index pass's last change taken in, or what failed. */
+export type SearchResponse = { id: number; rows: unknown[] } | { id: number; changesUpTo: number } | { id: number; error: string };
 
 export interface SqliteSearchLimits {
   /** Searches queued behind the running one; past it a search is refused with 503 at once. */
@@ -23,8 +24,8 @@ export interface SqliteSearchLimits {
 }
 
 interface Pending {
-  request: SearchRequest;
-  resolve: (rows: unknown[]) => void;
+  job: SearchJob;
+  resolve: (result: unknown) => void;
   reject: (error: Error) => void;
   deadline: ReturnType<typeof setTimeout>;
 }
@@ -32,12 +33,14 @@ interface Pending {
 const busy = () => new AppError('SERVICE_UNAVAILABLE', 'Search is busy: try again shortly', undefined, 1);
 
 /**
- * Runs SQLite search statements one at a time on a worker thread (sqlite-search-worker.ts). bun:sqlite
- * is synchronous: on the server's thread a search that ranks a very common word across many rooms
- * (hundreds of milliseconds over a million messages, see BENCHMARKS.md) would stall every socket.
+ * Runs SQLite search statements, and the passes that keep the search index up, one at a time on a
+ * worker thread (sqlite-search-worker.ts). bun:sqlite is synchronous: on the server's thread a search
+ * that ranks a very common word across many rooms (hundreds of milliseconds over a million messages,
+ * see BENCHMARKS.md) would stall every socket, and so would FTS5 merging its segments.
  *
- * One worker, one statement at a time, so searches take at most one core whatever clients do. The
- * queue is bounded, and a search waits at most `timeoutMs` for its answer. A statement cannot be
+ * One worker, one job at a time, in the order asked, so a search asked after a pass sees what the
+ * pass took in, and searches take at most one core whatever clients do. The queue of searches is
+ * bounded, and a job's caller waits at most `timeoutMs` for its answer. A statement cannot be
  * interrupted (bun:sqlite has no sqlite3_interrupt, and ending a worker does not stop the native
  * call it is in), so one past its time runs to its end unheard, and the queue moves on after it. The
  * worker starts on the first search and ends when idle. This runner owns the worker, its timers and
@@ -55,19 +58,34 @@ export class SqliteSearchRunner {
   constructor(
     /** The database file (not a `file:` URL). */
     private readonly path: string,
+    /** The search index's file (see searchIndexFile). */
+    private readonly indexFile: string,
     private readonly limits: SqliteSearchLimits,
   ) {}
 
   /** The statement's rows, as bun:sqlite gives them (dates as Date, booleans as 0 or 1). */
   run(statement: Prisma.Sql): Promise<unknown[]> {
-    if (this.closed) return Promise.reject(busy());
-    if (this.running && this.waiting.length >= this.limits.maxWaiting) {
+    if (!this.closed && this.running && this.waiting.length >= this.limits.maxWaiting) {
       this.limits.onRefused?.();
       return Promise.reject(busy());
     }
-    return new Promise<unknown[]>((resolve, reject) => {
+    return this.enqueue({ kind: 'search', sql: statement.sql, values: statement.values }) as Promise<unknown[]>;
+  }
+
+  /**
+   * A pass that takes every message stored before it into the index; settles with the last of
+   * `search_changes` it took in. Never refused for a full queue: its caller (SqliteSearchIndex) has at
+   * most one waiting.
+   */
+  index(visibleStatuses: readonly string[]): Promise<number> {
+    return this.enqueue({ kind: 'index', visibleStatuses }) as Promise<number>;
+  }
+
+  private enqueue(work: SearchWork): Promise<unknown> {
+    if (this.closed) return Promise.reject(busy());
+    return new Promise((resolve, reject) => {
       const pending: Pending = {
-        request: { id: ++this.nextId, path: this.path, sql: statement.sql, values: statement.values },
+        job: { ...work, id: ++this.nextId, path: this.path, indexFile: this.indexFile },
         resolve,
         reject,
         deadline: setTimeout(() => this.giveUp(pending), this.limits.timeoutMs),
@@ -92,8 +110,8 @@ export class SqliteSearchRunner {
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = null;
     const next = this.waiting.shift()!;
-    this.running = { id: next.request.id, caller: next };
-    this.ensureWorker().postMessage(next.request);
+    this.running = { id: next.job.id, caller: next };
+    this.ensureWorker().postMessage(next.job);
   }
 
   private ensureWorker(): Worker {
@@ -114,7 +132,7 @@ export class SqliteSearchRunner {
     if (caller) {
       clearTimeout(caller.deadline);
       if ('error' in response) caller.reject(new Error(response.error));
-      else caller.resolve(response.rows);
+      else caller.resolve('rows' in response ? response.rows : response.changesUpTo);
     }
     this.startNext();
     if (!this.running && !this.closed) this.idleTimer = setTimeout(() => this.endWorker(), this.limits.idleMs).unref();

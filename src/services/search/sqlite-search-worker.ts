@@ -1,26 +1,42 @@
 /**
- * The worker thread behind SqliteSearchRunner: runs search statements on a read-only connection of
- * its own, so a search that ranks many matches blocks this thread, never the server's event loop.
- * SQLite in WAL mode lets it read while the server writes.
+ * The worker thread behind SqliteSearchRunner. It owns the search index (sqlite-search-file.ts): it
+ * takes new and changed messages into it, and runs search statements, one job at a time, on a
+ * connection of its own to the database with the index file attached. It reads the database, never
+ * writes it (SQLite in WAL mode lets it read while the server writes), and is the only writer of the
+ * index file, so neither blocks the server's event loop nor its write lock.
  */
 import { Database } from 'bun:sqlite';
-import type { SearchRequest, SearchResponse } from './sqlite-search-runner';
+import { rmSync } from 'node:fs';
+import { attachSearchIndex, indexPass } from './sqlite-search-file';
+import type { SearchJob, SearchResponse } from './sqlite-search-runner';
 
 declare const self: Worker;
 
 let db: Database | null = null;
 
-self.onmessage = ({ data }: MessageEvent<SearchRequest>) => {
+self.onmessage = ({ data: job }: MessageEvent<SearchJob>) => {
   let response: SearchResponse;
   try {
-    db ??= openReader(data.path);
-    const rows = db.query<Record<string, unknown>, never[]>(data.sql).all(...(data.values as never[]));
-    response = { id: data.id, rows: rows.map(withDates) };
+    response = perform(job);
   } catch (error) {
-    response = { id: data.id, error: error instanceof Error ? error.message : String(error) };
+    try {
+      // A damaged index file is deleted and the job tried once more, on a new one built from the messages.
+      if (!isDamaged(error)) throw error;
+      discardIndex(job.indexFile);
+      response = perform(job);
+    } catch (failure) {
+      response = { id: job.id, error: failure instanceof Error ? failure.message : String(failure) };
+    }
   }
   self.postMessage(response);
 };
+
+function perform(job: SearchJob): SearchResponse {
+  db ??= open(job.path, job.indexFile);
+  if (job.kind === 'index') return { id: job.id, changesUpTo: indexPass(db, job.visibleStatuses) };
+  const rows = db.query<Record<string, unknown>, never[]>(job.sql).all(...(job.values as never[]));
+  return { id: job.id, rows: rows.map(withDates) };
+}
 
 /** `created_at` as Prisma reads it: a Date (it is stored as ISO 8601 text, SQLite's own default without a zone, meaning UTC). */
 function withDates(row: Record<string, unknown>): Record<string, unknown> {
@@ -29,9 +45,28 @@ function withDates(row: Record<string, unknown>): Record<string, unknown> {
   return { ...row, created_at: new Date(/[zZ]|[+-]\d\d:?\d\d$/.test(stored) ? stored : `${stored.replace(' ', 'T')}Z`) };
 }
 
-function openReader(path: string): Database {
-  const reader = new Database(path, { readonly: true });
-  // A writer's checkpoint can hold the file for a moment: wait for it rather than fail the search.
-  reader.run('PRAGMA busy_timeout = 5000');
-  return reader;
+function open(path: string, indexFile: string): Database {
+  const connection = new Database(path);
+  try {
+    // A writer's checkpoint can hold the file for a moment: wait for it rather than fail the job.
+    connection.run('PRAGMA busy_timeout = 5000');
+    attachSearchIndex(connection, indexFile);
+    return connection;
+  } catch (error) {
+    connection.close();
+    throw error;
+  }
+}
+
+/** The index file is not a database, or a damaged one. */
+function isDamaged(error: unknown): boolean {
+  const code = (error as { code?: unknown }).code;
+  return code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB';
+}
+
+/** Closes the connection and deletes the index file: the next job opens a new one and takes every message in again. */
+function discardIndex(indexFile: string): void {
+  db?.close();
+  db = null;
+  for (const suffix of ['', '-wal', '-shm']) rmSync(`${indexFile}${suffix}`, { force: true });
 }
