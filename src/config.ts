@@ -275,13 +275,27 @@ function integer(env: Env, name: string, fallback: number, { min, max = Number.M
  * `sqlite:////abs/x.db`) and PostgreSQL URLs.
  */
 export function parseDatabaseUrl(url: string): Omit<Config['database'], 'timeoutMs'> {
-  if (url.startsWith('file:')) return { engine: 'sqlite', url };
+  if (url.startsWith('file:')) return sqliteDatabase(url);
   const sqlalchemy = /^sqlite:\/\/\/(.+)$/.exec(url);
-  if (sqlalchemy) return { engine: 'sqlite', url: `file:${sqlalchemy[1]}` };
+  if (sqlalchemy) return sqliteDatabase(`file:${sqlalchemy[1]}`, url);
   if (/^postgres(ql)?:\/\//.test(url)) return { engine: 'postgres', url };
   throw new ConfigError(
     `DATABASE_URL=${redact(url)} is not supported: use file:./gemini_coop.db (or sqlite:///./gemini_coop.db) for SQLite, or postgresql://user@host:5432/db for PostgreSQL.`,
   );
+}
+
+/**
+ * A SQLite database is a file that several connections open: migrations', the server's, and its workers'
+ * (checkpoints, search). An in-memory database would be a different, empty one on each, and the driver
+ * takes everything after `file:` as the file's name, parameters included.
+ */
+function sqliteDatabase(url: string, given = url): Omit<Config['database'], 'timeoutMs'> {
+  if (url.includes(':memory:') || url.includes('?')) {
+    throw new ConfigError(
+      `DATABASE_URL=${redact(given)} is not supported: SQLite needs a file path without parameters or :memory:, such as file:./gemini_coop.db.`,
+    );
+  }
+  return { engine: 'sqlite', url };
 }
 
 const MAX_BOT_NAME_LENGTH = 64;
@@ -342,10 +356,9 @@ export function sqliteFilePath(url: string): string {
   return resolve(url.slice('file:'.length));
 }
 
-/** The file of a SQLite database that other threads can open too; null on PostgreSQL and for an in-memory one. */
+/** The file of a SQLite database, which other threads open too; null on PostgreSQL. */
 export function sharedSqliteFile({ engine, url }: Pick<Config['database'], 'engine' | 'url'>): string | null {
-  if (engine !== 'sqlite' || url.includes(':memory:') || url.includes('mode=memory')) return null;
-  return sqliteFilePath(url.split('?')[0]!);
+  return engine === 'sqlite' ? sqliteFilePath(url) : null;
 }
 
 function secretKey(given: string | undefined, production: boolean, database: Config['database'], warnings: string[]): string {

@@ -114,6 +114,16 @@ describe('DATABASE_URL', () => {
       expect(error.message).toContain('postgresql://');
     }
   });
+
+  test('an in-memory SQLite database, or a SQLite URL with parameters, is a ConfigError that asks for a file path', () => {
+    // Each connection (migrations, the server, its checkpoint and search workers) would open a database
+    // of its own; and the driver would take the parameters as part of the file's name.
+    for (const url of ['file::memory:', 'sqlite:///:memory:', 'file:memdb?mode=memory&cache=shared', 'file:./chat.db?connection_limit=1']) {
+      const error = configError(() => loadConfig({ SECRET_KEY: SECRET, DATABASE_URL: url }));
+      expect(error.message).toContain(url);
+      expect(error.message).toContain('file:./gemini_coop.db');
+    }
+  });
 });
 
 describe('integer settings', () => {

@@ -76,15 +76,6 @@ export function sqliteConnectionOf(client: Database): SqliteConnection | null {
 }
 
 /**
- * Waits until no Prisma transaction is open on the connection (awaiting between its statements), so
- * that statements run straight on it next are not taken into that transaction, nor rolled back with it.
- * Rare and short (Prisma times a transaction out), so polled.
- */
-export async function outsidePrismaTransaction(connection: SqliteConnection): Promise<void> {
-  while (connection.inTransaction) await Bun.sleep(1);
-}
-
-/**
  * Prisma's SQLite adapter, with each connection set up here rather than by the adapter: WAL, where a
  * commit is durable once in the log (`synchronous=NORMAL`), foreign keys on and a 5 s busy timeout
  * (the adapter's own). The adapter's WAL set-up prepares a statement that only the garbage collector

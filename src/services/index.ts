@@ -1,7 +1,6 @@
 import type { Config } from '../config';
 import { sharedSqliteFile } from '../config';
 import type { Database } from '../db/client';
-import { sqliteConnectionOf, outsidePrismaTransaction } from '../db/client';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { AuthGuards } from './auth.service';
@@ -33,9 +32,9 @@ import { ReadStateService } from './read-state.service';
 import { searchEngines } from './search/engines';
 import type { SearchStatements } from './search/message-search.service';
 import { MessageSearchService } from './search/message-search.service';
-import type { IndexPass, SearchIndex } from './search/search-index';
+import type { SearchIndex } from './search/search-index';
 import { indexedOnWrite, SqliteSearchIndex } from './search/search-index';
-import { attachSearchIndex, indexPass, searchIndexFile } from './search/sqlite-search-file';
+import { searchIndexFile } from './search/sqlite-search-file';
 import { SqliteSearchRunner } from './search/sqlite-search-runner';
 import { OAuthService } from './oauth/oauth.service';
 import { SocketQuota } from './socket-quota';
@@ -139,30 +138,21 @@ const SEARCH_WORKER_IDLE_MS = 60_000;
  * How search statements run, and where SQLite's index is kept up. On PostgreSQL, statements go through
  * Prisma's pool (the database server does the work) and each message is indexed as it is written. On
  * SQLite, statements and index passes run on a worker thread, with the index in a file of its own
- * (sqlite-search-file.ts), so neither a slow search nor indexing stalls the event loop. An in-memory
- * database, which no other thread can open, keeps its index in memory too, and both run on this thread.
+ * (sqlite-search-file.ts), so neither a slow search nor indexing stalls the event loop.
  */
 function searchOf(db: Database, config: Config, metrics: Metrics, log: Logger): { statements: SearchStatements; index: SearchIndex } {
-  const onPrisma: SearchStatements = { run: (statement) => db.$queryRaw<unknown[]>(statement), close: async () => {} };
-  if (config.database.engine !== 'sqlite') return { statements: onPrisma, index: indexedOnWrite };
   const file = sharedSqliteFile(config.database);
-  const indexOn = (pass: IndexPass) => new SqliteSearchIndex(db, pass, log.child({ component: 'search' }), config.searchIndexDelayMs);
-  if (!file) {
-    const connection = sqliteConnectionOf(db)!;
-    attachSearchIndex(connection, ':memory:');
-    const pass = async () => {
-      await outsidePrismaTransaction(connection);
-      return indexPass(connection, VISIBLE_STATUSES);
-    };
-    return { statements: onPrisma, index: indexOn(pass) };
-  }
+  if (!file) return { statements: { run: (statement) => db.$queryRaw<unknown[]>(statement), close: async () => {} }, index: indexedOnWrite };
   const runner = new SqliteSearchRunner(file, searchIndexFile(file), {
     maxWaiting: SEARCH_QUEUE_LIMIT,
     timeoutMs: config.database.timeoutMs,
     idleMs: SEARCH_WORKER_IDLE_MS,
     onRefused: () => metrics.refused('search_queue'),
   });
-  return { statements: { run: (statement) => runner.run(statement), close: () => runner.close() }, index: indexOn(() => runner.index(VISIBLE_STATUSES)) };
+  return {
+    statements: { run: (statement) => runner.run(statement), close: () => runner.close() },
+    index: new SqliteSearchIndex(db, () => runner.index(VISIBLE_STATUSES), log.child({ component: 'search' }), config.searchIndexDelayMs),
+  };
 }
 
 export function createServices(

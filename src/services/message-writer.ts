@@ -1,6 +1,6 @@
 import type { Database as SqliteConnection } from 'bun:sqlite';
 import type { Database } from '../db/client';
-import { outsidePrismaTransaction, sqliteConnectionOf } from '../db/client';
+import { sqliteConnectionOf } from '../db/client';
 import type { Metrics } from '../metrics';
 import type { SearchIndex } from './search/search-index';
 
@@ -66,7 +66,9 @@ function sqliteInsertRows(connection: SqliteConnection): InsertRows {
     ),
   );
   return async (rows, createdAt) => {
-    await outsidePrismaTransaction(connection);
+    // A Prisma transaction open on the connection (awaiting between its statements) would take these
+    // rows in and could roll them back: wait for it to end. Rare and short (Prisma times it out), so polled.
+    while (connection.inTransaction) await Bun.sleep(1);
     return insertAll(rows, createdAt.toISOString().replace('Z', '+00:00'));
   };
 }
