@@ -143,15 +143,18 @@ const SEARCH_WORKER_IDLE_MS = 60_000;
 function searchOf(db: Database, config: Config, metrics: Metrics, log: Logger): { statements: SearchStatements; index: SearchIndex } {
   const file = sharedSqliteFile(config.database);
   if (!file) return { statements: { run: (statement) => db.$queryRaw<unknown[]>(statement), close: async () => {} }, index: indexedOnWrite };
-  const runner = new SqliteSearchRunner(file, searchIndexFile(file), {
-    maxWaiting: SEARCH_QUEUE_LIMIT,
-    timeoutMs: config.database.timeoutMs,
-    idleMs: SEARCH_WORKER_IDLE_MS,
-    onRefused: () => metrics.refused('search_queue'),
-  });
+  const runner = new SqliteSearchRunner(
+    { path: file, indexFile: searchIndexFile(file), visibleStatuses: VISIBLE_STATUSES },
+    {
+      maxWaiting: SEARCH_QUEUE_LIMIT,
+      timeoutMs: config.database.timeoutMs,
+      idleMs: SEARCH_WORKER_IDLE_MS,
+      onRefused: () => metrics.refused('search_queue'),
+    },
+  );
   return {
     statements: { run: (statement) => runner.run(statement), close: () => runner.close() },
-    index: new SqliteSearchIndex(db, () => runner.index(VISIBLE_STATUSES), log.child({ component: 'search' }), config.searchIndexDelayMs),
+    index: new SqliteSearchIndex(db, () => runner.index(), log.child({ component: 'search' }), config.searchIndexDelayMs),
   };
 }
 

@@ -79,7 +79,7 @@ const sqlite: SearchEngine = {
       SELECT m.id, m.chat_id, m.user_id, m.content, m.is_bot, m.created_at, u.username
       FROM (SELECT rowid AS id, ${FTS5_SCORE} AS score FROM messages_search WHERE messages_search MATCH ${match}) hits
       JOIN messages m ON m.id = hits.id
-      ${sqliteMembership(scope)}
+      ${sqliteScope(scope)}
       LEFT JOIN users u ON u.id = m.user_id
       WHERE m.status IN (${visible}) ${after}
       ORDER BY hits.score DESC, hits.id DESC
@@ -88,13 +88,19 @@ const sqlite: SearchEngine = {
   hit(query, scope, messageId) {
     return Prisma.sql`
       SELECT m.id FROM messages_search JOIN messages m ON m.id = messages_search.rowid
-      ${sqliteMembership(scope)}
+      ${sqliteScope(scope)}
       WHERE messages_search MATCH ${fts5Match(query, scope)} AND messages_search.rowid = ${messageId} AND m.status IN (${visible})`;
   },
 };
 
-const sqliteMembership = (scope: SearchScope) =>
-  'memberId' in scope ? Prisma.sql`JOIN chat_participants p ON p.chat_id = m.chat_id AND p.user_id = ${scope.memberId}` : Prisma.empty;
+/**
+ * The scope on the messages themselves, not only in the index: the index is another file, written after
+ * the messages, and the chats it holds for them must never be what lets a message through.
+ */
+const sqliteScope = (scope: SearchScope) =>
+  'memberId' in scope
+    ? Prisma.sql`JOIN chat_participants p ON p.chat_id = m.chat_id AND p.user_id = ${scope.memberId}`
+    : Prisma.sql`AND m.chat_id IN (${Prisma.join(scope.chatIds)})`;
 
 /** A tsquery lexeme: single quotes around, a quote or backslash inside escaped. */
 const tsLexeme = (text: string) => `'${text.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`;

@@ -48,7 +48,7 @@ export class SqliteSearchIndex implements SearchIndex {
   private queued: Promise<void> | null = null;
   private closed = false;
 
-  /** The last `search_changes` row deleted. */
+  /** The `search_changes` rows before this one are deleted. */
   private pruned = 0;
 
   constructor(
@@ -105,11 +105,14 @@ export class SqliteSearchIndex implements SearchIndex {
     await this.running.catch(() => {});
   }
 
-  /** A pass, then the change rows it took in are deleted (a failure is logged: the next pass's deletion covers them). */
+  /**
+   * A pass, then the change rows it took in are deleted but the last, which tells a later pass whether
+   * its index lost any (see `outOfStep`). A failure is logged: the next pass's deletion covers them.
+   */
   private async takeEverything(): Promise<void> {
     const changesUpTo = await this.pass();
     if (changesUpTo <= this.pruned) return;
-    await this.db.$executeRaw`DELETE FROM search_changes WHERE seq <= ${changesUpTo}`.then(
+    await this.db.$executeRaw`DELETE FROM search_changes WHERE seq < ${changesUpTo}`.then(
       () => (this.pruned = changesUpTo),
       (error: unknown) => this.log.warn({ err: error }, 'deleting the changes search has taken in failed'),
     );

@@ -1,6 +1,6 @@
 import { Database } from 'bun:sqlite';
 import { afterAll, afterEach, beforeEach, describe, expect, test } from 'bun:test';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PrismaBunSqlite } from 'prisma-adapter-bun-sqlite';
@@ -149,6 +149,47 @@ describe('the search index file', () => {
     expect(found('gannet')).toEqual([first]);
   });
 
+  test('deleting the newest message, or its chat, does not start the index over', () => {
+    store('ibis one');
+    store('ibis two');
+    const newest = store('ibis newest', { chatId: 2 });
+    pass();
+    worker.run('CREATE TEMP TABLE progress_log (indexed INTEGER)');
+    worker.run('CREATE TEMP TRIGGER log_progress AFTER UPDATE ON search.search_progress BEGIN INSERT INTO progress_log VALUES (new.indexed_up_to); END');
+    server.run('DELETE FROM chats WHERE id = 2');
+    pass(1);
+    const next = store('ibis next');
+    pass(1);
+    // Each pass one step on from the last message taken in: none from the first message again.
+    expect(
+      worker
+        .query<{ indexed: number }, []>('SELECT indexed FROM progress_log')
+        .all()
+        .map((row) => row.indexed),
+    ).toEqual([newest, next]);
+    expect(found('ibis')).toHaveLength(3);
+  });
+
+  test('an index that lost a pass whose changes the server had deleted starts over', () => {
+    const [first, second] = [store('crane one'), store('stork one')];
+    pass();
+    // A copy of the index as it is now: the pass after it is lost, as on a power cut or a restored copy.
+    const copy = `${searchIndexFile(file)}.copy`;
+    worker.run(`VACUUM search INTO '${copy}'`);
+    server.run("UPDATE messages SET content = 'crane two' WHERE id = ?", [first]);
+    server.run("UPDATE messages SET content = 'stork two' WHERE id = ?", [second]);
+    const taken = pass();
+    server.run('DELETE FROM search_changes WHERE seq < ?', [taken]);
+    worker.close();
+    renameSync(copy, searchIndexFile(file));
+    for (const suffix of ['-wal', '-shm']) rmSync(`${searchIndexFile(file)}${suffix}`, { force: true });
+    worker = openWorker();
+    expect(found('one')).toEqual([first, second]);
+    pass();
+    expect(found('one')).toEqual([]);
+    expect(found('two')).toEqual([first, second]);
+  });
+
   test('an index past the newest message (the database lost commits it had taken in) starts over', () => {
     const kept = store('stoat kept');
     const lost = store('stoat lost');
@@ -163,5 +204,22 @@ describe('the search index file', () => {
     pass();
     expect(found('marten')).toEqual([lost]);
     expect(found('lost')).toEqual([]);
+  });
+
+  test('ids given again before the next pass (its last message is another one now) start the index over', () => {
+    const kept = store('plover kept');
+    const lost = store('plover lost');
+    pass();
+    // As after a power cut, and then a new message before the index's next pass: the same id, another time.
+    server.run('DROP TRIGGER search_changes_delete');
+    server.run('DELETE FROM messages WHERE id = ?', [lost]);
+    server.run("UPDATE sqlite_sequence SET seq = ? WHERE name = 'messages'", [kept]);
+    const again = Number(
+      server.run("INSERT INTO messages (chat_id, user_id, content, created_at) VALUES (1, 1, 'sandpiper again', '2099-01-01 00:00:00')").lastInsertRowid,
+    );
+    expect(again).toBe(lost);
+    pass();
+    expect(found('plover')).toEqual([kept]);
+    expect(found('sandpiper')).toEqual([again]);
   });
 });

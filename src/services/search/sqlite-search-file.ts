@@ -47,51 +47,90 @@ function rebuild(connection: SqliteConnection, token: string): void {
   connection.run(
     `CREATE VIRTUAL TABLE search.messages_search USING fts5(content, chat_id, content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 2')`,
   );
+  // indexed_mark: the `created_at` of the message at indexed_up_to when it was taken in, to know it again.
   connection.run(`CREATE TABLE search.search_progress (
     id INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
     source TEXT NOT NULL,
     indexed_up_to INTEGER NOT NULL,
+    indexed_mark TEXT,
     changes_up_to INTEGER NOT NULL)`);
   connection.run('INSERT INTO search.search_progress (id, source, indexed_up_to, changes_up_to) VALUES (1, ?, 0, 0)', [token]);
   connection.run(`PRAGMA search.user_version = ${INDEX_FORMAT}`);
 }
 
+interface Progress {
+  indexed: number;
+  mark: string | null;
+  changes: number;
+}
+
+/** The database as a pass's snapshot sees it. */
+interface Snapshot {
+  /** The highest id ever given to a message (`messages` is AUTOINCREMENT): deleting the newest message does not lower it. */
+  given: number;
+  /** The `created_at` of the message at the index's `indexed_up_to`, if it is still there. */
+  markNow: string | null;
+  firstChange: number | null;
+  lastChange: number;
+}
+
 /**
- * Brings the index up to the newest message, in transactions of at most `batch` new messages. Each reads one snapshot of the database: messages past `indexed_up_to` go in as they
- * are (if visible); messages already in whose content, status or room changed since `changes_up_to`
- * (each change a row of `search_changes`, written by trigger) are taken out and put back as they are
- * now. Returns the last change taken in: the server deletes those rows, since only it writes the
- * database.
+ * Whether the index holds what this database never had, or lacks what it can no longer learn, so that
+ * only a rebuild makes it right:
+ * - past the highest id ever given, or its last message is another one now (same id, another time): the
+ *   database lost commits the index had taken in (a power cut between their commits, a restored copy),
+ *   and their ids are given again, to other messages;
+ * - changes after its own are gone: the server deleted them once a pass had taken them in, and the
+ *   index lost that pass (the same power cut, on its own file, or a restored copy of it). The server
+ *   keeps the last change taken in, so a gap shows.
+ */
+function outOfStep(progress: Progress, database: Snapshot): boolean {
+  if (progress.indexed === 0) return false;
+  if (progress.indexed > database.given) return true;
+  if (progress.mark !== null && database.markNow !== null && database.markNow !== progress.mark) return true;
+  return database.firstChange !== null && database.firstChange > progress.changes + 1;
+}
+
+/**
+ * Brings the index up to the newest message, in transactions of at most `batch` new messages. Each
+ * reads one snapshot of the database: messages past `indexed_up_to` go in as they are (if visible);
+ * messages already in whose content, status or room changed since `changes_up_to` (each change a row
+ * of `search_changes`, written by trigger) are taken out and put back as they are now. An index out of
+ * step with the database (see outOfStep) starts over. Returns the last change taken in: the server
+ * deletes the rows before it, since only it writes the database.
  */
 export function indexPass(connection: SqliteConnection, visibleStatuses: readonly string[], batch = SEARCH_INDEX_BATCH): number {
   const visible = visibleStatuses.map((status) => `'${status}'`).join(', ');
+  const readProgress = connection.query<Progress, []>(
+    'SELECT indexed_up_to AS indexed, indexed_mark AS mark, changes_up_to AS changes FROM search.search_progress',
+  );
+  const readSnapshot = connection.query<Snapshot, [number]>(`SELECT
+      coalesce((SELECT seq FROM main.sqlite_sequence WHERE name = 'messages'), 0) AS given,
+      (SELECT created_at FROM main.messages WHERE id = ?1) AS markNow,
+      (SELECT min(seq) FROM main.search_changes) AS firstChange,
+      coalesce((SELECT max(seq) FROM main.search_changes), 0) AS lastChange`);
   const step = connection.transaction((): { more: boolean; changesUpTo: number } => {
-    const progress = connection
-      .query<{ indexed: number; changes: number }, []>('SELECT indexed_up_to AS indexed, changes_up_to AS changes FROM search.search_progress')
-      .get()!;
-    const { newest, lastChange } = connection
-      .query<{ newest: number; lastChange: number }, []>(
-        'SELECT (SELECT coalesce(max(id), 0) FROM main.messages) AS newest, (SELECT coalesce(max(seq), 0) FROM main.search_changes) AS lastChange',
-      )
-      .get()!;
-    // Past the newest message: the database lost transactions the index had taken in (a power cut
-    // between their commits). Its ids will be given again, to other messages: start over.
-    if (progress.indexed > newest) {
+    const progress = readProgress.get()!;
+    const database = readSnapshot.get(progress.indexed)!;
+    if (outOfStep(progress, database)) {
       connection.run(`INSERT INTO search.messages_search (messages_search) VALUES ('delete-all')`);
-      progress.indexed = 0;
+      Object.assign(progress, { indexed: 0, mark: null, changes: 0 });
     }
-    const changed = `SELECT message_id FROM main.search_changes WHERE seq > ${progress.changes} AND seq <= ${lastChange} AND message_id <= ${progress.indexed}`;
+    const changed = `SELECT message_id FROM main.search_changes WHERE seq > ${progress.changes} AND seq <= ${database.lastChange} AND message_id <= ${progress.indexed}`;
     connection.run(`DELETE FROM search.messages_search WHERE rowid IN (${changed})`);
     connection.run(
       `INSERT INTO search.messages_search (rowid, content, chat_id) SELECT id, content, chat_id FROM main.messages WHERE id IN (${changed}) AND status IN (${visible})`,
     );
-    const upTo = Math.min(newest, progress.indexed + batch);
+    const upTo = Math.min(database.given, progress.indexed + batch);
     connection.run(
       `INSERT INTO search.messages_search (rowid, content, chat_id) SELECT id, content, chat_id FROM main.messages WHERE id > ? AND id <= ? AND status IN (${visible})`,
       [progress.indexed, upTo],
     );
-    connection.run('UPDATE search.search_progress SET indexed_up_to = ?, changes_up_to = ?', [upTo, lastChange]);
-    return { more: upTo < newest, changesUpTo: lastChange };
+    connection.run(
+      'UPDATE search.search_progress SET indexed_up_to = ?1, indexed_mark = (SELECT created_at FROM main.messages WHERE id = ?1), changes_up_to = ?2',
+      [upTo, database.lastChange],
+    );
+    return { more: upTo < database.given, changesUpTo: database.lastChange };
   });
   for (;;) {
     const { more, changesUpTo } = step();

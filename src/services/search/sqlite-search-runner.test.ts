@@ -1,6 +1,6 @@
 import { Database } from 'bun:sqlite';
 import { afterEach, beforeAll, describe, expect, test } from 'bun:test';
-import { mkdtempSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Prisma } from '../../generated/sqlite/client';
@@ -12,6 +12,8 @@ import { SqliteSearchRunner } from './sqlite-search-runner';
 const countTo = (n: number) => Prisma.sql`WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ${n}) SELECT count(*) AS n FROM c`;
 
 let path: string;
+/** Messages in the database, each with the word "heron". */
+const HERONS = 3_000;
 const runners: SqliteSearchRunner[] = [];
 
 beforeAll(() => {
@@ -20,8 +22,15 @@ beforeAll(() => {
   db.run('PRAGMA journal_mode = WAL');
   db.run('CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, created_at DATETIME)');
   db.run("INSERT INTO notes VALUES (1, 'one', '2026-12-06T10:00:00.000+00:00'), (2, 'two', '2026-12-06 11:00:00')");
-  // What the worker's search index follows (migration 20261218000000_search_index_file).
+  // What the worker's search index follows (migration 20261218000000_search_index_file), with messages to index.
   db.run("CREATE TABLE search_source (id INTEGER PRIMARY KEY, token TEXT NOT NULL); INSERT INTO search_source VALUES (1, 'runner')");
+  db.run('CREATE TABLE search_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, message_id INTEGER NOT NULL)');
+  db.run(
+    "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, chat_id INTEGER NOT NULL, content TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'complete', created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+  );
+  db.run(
+    `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${HERONS}) INSERT INTO messages (chat_id, content) SELECT 1, 'heron ' || i FROM n`,
+  );
   db.close();
 });
 
@@ -29,8 +38,11 @@ afterEach(async () => {
   await Promise.all(runners.splice(0).map((runner) => runner.close()));
 });
 
-function runner(limits: Partial<ConstructorParameters<typeof SqliteSearchRunner>[2]> = {}): SqliteSearchRunner {
-  const created = new SqliteSearchRunner(path, searchIndexFile(path), { maxWaiting: 8, timeoutMs: 30_000, idleMs: 60_000, ...limits });
+function runner(limits: Partial<ConstructorParameters<typeof SqliteSearchRunner>[1]> = {}): SqliteSearchRunner {
+  const created = new SqliteSearchRunner(
+    { path, indexFile: searchIndexFile(path), visibleStatuses: ['complete'] },
+    { maxWaiting: 8, timeoutMs: 30_000, idleMs: 60_000, ...limits },
+  );
   runners.push(created);
   return created;
 }
@@ -44,6 +56,30 @@ async function settledWithinATurn(promise: Promise<unknown>): Promise<boolean> {
   );
   await new Promise((resolve) => setImmediate(resolve));
   return settled;
+}
+
+const herons = Prisma.sql`SELECT count(*) AS n FROM messages_search WHERE messages_search MATCH ${'heron'}`;
+
+/** Flips bytes in the pages of FTS5's own data, in the index file: FTS5 reports SQLITE_CORRUPT_VTAB. */
+function damageIndexPages(): void {
+  const indexFile = searchIndexFile(path);
+  const index = new Database(indexFile);
+  index.run('PRAGMA wal_checkpoint(TRUNCATE)');
+  const pages = index.query<{ pageno: number }, []>("SELECT pageno FROM dbstat WHERE name = 'messages_search_data' AND pagetype = 'leaf'").all();
+  const { page_size: pageSize } = index.query<{ page_size: number }, []>('PRAGMA page_size').get()!;
+  index.close();
+  const fd = openSync(indexFile, 'r+');
+  try {
+    for (const { pageno } of pages) {
+      const page = Buffer.alloc(pageSize);
+      readSync(fd, page, 0, pageSize, (pageno - 1) * pageSize);
+      // The end of each page: FTS5 records, not the page headers SQLite itself checks.
+      for (let i = pageSize - 1096; i < pageSize - 6; i += 7) page[i] = page[i]! ^ 0x5a;
+      writeSync(fd, page, 0, pageSize, (pageno - 1) * pageSize);
+    }
+  } finally {
+    closeSync(fd);
+  }
 }
 
 const isBusy = (error: unknown) => error instanceof AppError && error.code === 'SERVICE_UNAVAILABLE' && error.status === 503;
@@ -90,6 +126,16 @@ describe('SqliteSearchRunner', () => {
     const search = runner();
     expect(await search.run(Prisma.sql`SELECT * FROM no_such_table`).catch((error: Error) => error.message)).toContain('no such table');
     expect(await search.run(Prisma.sql`SELECT count(*) AS n FROM notes`)).toEqual([{ n: 2 }]);
+  });
+
+  test('an index that FTS5 finds damaged is rebuilt before the search that found it runs again: the search finds every hit', async () => {
+    const before = runner();
+    await before.index();
+    expect(await before.run(herons)).toEqual([{ n: HERONS }]);
+    await before.close();
+    damageIndexPages();
+    // No pass first: the search itself meets the damage.
+    expect(await runner().run(herons)).toEqual([{ n: HERONS }]);
   });
 
   test('close() refuses what runs and waits, and every later search', async () => {

@@ -6,9 +6,18 @@ import { removeFirst } from '../lists';
  * A job for the worker: a search statement (SQLite's text with `?` placeholders and its values), or a
  * pass that brings the search index up to the newest message (see `indexPass`).
  */
-export type SearchJob = { id: number; path: string; indexFile: string } & SearchWork;
+export type SearchJob = { id: number } & SearchIndexPlace & SearchWork;
 
-type SearchWork = { kind: 'search'; sql: string; values: unknown[] } | { kind: 'index'; visibleStatuses: readonly string[] };
+/** Where the worker finds the database and its search index, and which messages the index holds. */
+export interface SearchIndexPlace {
+  /** The database file (not a `file:` URL). */
+  path: string;
+  /** The search index's file (see searchIndexFile). */
+  indexFile: string;
+  visibleStatuses: readonly string[];
+}
+
+type SearchWork = { kind: 'search'; sql: string; values: unknown[] } | { kind: 'index' };
 
 /** A search's rows, an index pass's last change taken in, or what failed. */
 export type SearchResponse = { id: number; rows: unknown[] } | { id: number; changesUpTo: number } | { id: number; error: string };
@@ -56,10 +65,7 @@ export class SqliteSearchRunner {
   private closed = false;
 
   constructor(
-    /** The database file (not a `file:` URL). */
-    private readonly path: string,
-    /** The search index's file (see searchIndexFile). */
-    private readonly indexFile: string,
+    private readonly place: SearchIndexPlace,
     private readonly limits: SqliteSearchLimits,
   ) {}
 
@@ -77,15 +83,15 @@ export class SqliteSearchRunner {
    * `search_changes` it took in. Never refused for a full queue: its caller (SqliteSearchIndex) has at
    * most one waiting.
    */
-  index(visibleStatuses: readonly string[]): Promise<number> {
-    return this.enqueue({ kind: 'index', visibleStatuses }) as Promise<number>;
+  index(): Promise<number> {
+    return this.enqueue({ kind: 'index' }) as Promise<number>;
   }
 
   private enqueue(work: SearchWork): Promise<unknown> {
     if (this.closed) return Promise.reject(busy());
     return new Promise((resolve, reject) => {
       const pending: Pending = {
-        job: { ...work, id: ++this.nextId, path: this.path, indexFile: this.indexFile },
+        job: { ...work, ...this.place, id: ++this.nextId },
         resolve,
         reject,
         deadline: setTimeout(() => this.giveUp(pending), this.limits.timeoutMs),
@@ -121,6 +127,10 @@ export class SqliteSearchRunner {
     const worker = new Worker(new URL('./sqlite-search-worker.ts', import.meta.url).href, { ref: false, smol: true });
     worker.onmessage = ({ data }: MessageEvent<SearchResponse>) => this.settle(data);
     worker.onerror = (event) => this.crashed(new Error(`search worker failed: ${event.message}`));
+    // A thread that ends without an error event (killed by the runtime) would otherwise leave its job unanswered.
+    worker.addEventListener('close', () => {
+      if (this.worker === worker) this.crashed(new Error('search worker ended'));
+    });
     this.worker = worker;
     return worker;
   }

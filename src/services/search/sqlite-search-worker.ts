@@ -6,7 +6,7 @@
  * index file, so neither blocks the server's event loop nor its write lock.
  */
 import { Database } from 'bun:sqlite';
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { attachSearchIndex, indexPass } from './sqlite-search-file';
 import type { SearchJob, SearchResponse } from './sqlite-search-runner';
 
@@ -20,9 +20,12 @@ self.onmessage = ({ data: job }: MessageEvent<SearchJob>) => {
     response = perform(job);
   } catch (error) {
     try {
-      // A damaged index file is deleted and the job tried once more, on a new one built from the messages.
+      // A damaged index file is deleted and the job tried once more, on a new one built from the
+      // messages first: a search on the empty index would find nothing, and say nothing of it.
       if (!isDamaged(error)) throw error;
       discardIndex(job.indexFile);
+      db = open(job);
+      if (job.kind === 'search') indexPass(db, job.visibleStatuses);
       response = perform(job);
     } catch (failure) {
       response = { id: job.id, error: failure instanceof Error ? failure.message : String(failure) };
@@ -32,7 +35,7 @@ self.onmessage = ({ data: job }: MessageEvent<SearchJob>) => {
 };
 
 function perform(job: SearchJob): SearchResponse {
-  db ??= open(job.path, job.indexFile);
+  db ??= open(job);
   if (job.kind === 'index') return { id: job.id, changesUpTo: indexPass(db, job.visibleStatuses) };
   const rows = db.query<Record<string, unknown>, never[]>(job.sql).all(...(job.values as never[]));
   return { id: job.id, rows: rows.map(withDates) };
@@ -45,7 +48,9 @@ function withDates(row: Record<string, unknown>): Record<string, unknown> {
   return { ...row, created_at: new Date(/[zZ]|[+-]\d\d:?\d\d$/.test(stored) ? stored : `${stored.replace(' ', 'T')}Z`) };
 }
 
-function open(path: string, indexFile: string): Database {
+function open({ path, indexFile }: SearchJob): Database {
+  // Opened to write, for the index attached (whose file it may create); a database gone is an error, not a new empty one.
+  if (!existsSync(path)) throw new Error(`the database file ${path} is gone`);
   const connection = new Database(path);
   try {
     // A writer's checkpoint can hold the file for a moment: wait for it rather than fail the job.
@@ -58,10 +63,10 @@ function open(path: string, indexFile: string): Database {
   }
 }
 
-/** The index file is not a database, or a damaged one. */
+/** The index file is not a database, or a damaged one (FTS5's own damage is SQLITE_CORRUPT_VTAB). */
 function isDamaged(error: unknown): boolean {
   const code = (error as { code?: unknown }).code;
-  return code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB';
+  return typeof code === 'string' && (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB');
 }
 
 /** Closes the connection and deletes the index file: the next job opens a new one and takes every message in again. */

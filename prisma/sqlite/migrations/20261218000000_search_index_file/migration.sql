@@ -7,8 +7,9 @@
 --   another database (one created afresh at the same path, say) is rebuilt rather than trusted;
 -- - "search_changes": each message whose words, visibility or room changed, by trigger, in the
 --   transaction that changed it. The worker takes such messages out of the index and puts them back as
---   they are now; the server then deletes the rows it has taken in. AUTOINCREMENT, so that a number is
---   never given twice, even once every row has been deleted.
+--   they are now; the server then deletes the rows it has taken in but the last, whose number tells an
+--   index that lost a pass (a power cut, a restored copy) that it must be rebuilt. AUTOINCREMENT, so that
+--   a number is never given twice.
 -- Prisma cannot describe these objects: test/migrations.test.ts lists them.
 DROP TRIGGER "search_progress_advance";
 DROP TRIGGER "messages_search_delete";
