@@ -60,6 +60,9 @@ function variablesBelow(document: DocumentNode, operation: OperationDefinitionNo
  */
 export class SharedResults {
   private readonly payloads = new WeakMap<object, Map<string, string | Promise<string>>>();
+  private lastEvent: object | null = null;
+  private lastKey = '';
+  private lastPayload: string | Promise<string> = '';
 
   constructor(
     private readonly services: Services,
@@ -70,6 +73,8 @@ export class SharedResults {
 
   /** The JSON of `event`'s result for `operation`: a string, or a promise when resolving it awaits (a query). */
   payload(event: object, operation: SharedOperation): string | Promise<string> {
+    // A room's subscribers ask for the same payload one after another: the last one is kept at hand.
+    if (event === this.lastEvent && operation.key === this.lastKey) return this.lastPayload;
     let byKey = this.payloads.get(event);
     if (!byKey) this.payloads.set(event, (byKey = new Map<string, string | Promise<string>>()));
     let payload = byKey.get(operation.key);
@@ -77,6 +82,9 @@ export class SharedResults {
       payload = this.execute(event, operation);
       byKey.set(operation.key, payload);
     }
+    this.lastEvent = event;
+    this.lastKey = operation.key;
+    this.lastPayload = payload;
     return payload;
   }
 
@@ -115,15 +123,23 @@ export interface FrameSink {
   flush: () => void;
 }
 
+/** One subscription's frames queued this turn, with its socket and whether it still wants them. */
+interface QueuedSink extends FrameSink {
+  readonly socket: ServerWebSocket<unknown>;
+  readonly wanted: () => boolean;
+  frames: string[];
+}
+
 /**
  * Frames for graphql-ws sockets, written once per turn of the event loop with the socket corked: a
  * socket that gets several events in one turn (a burst of messages stored together) costs one
  * write instead of one each. Outside Bun's own callbacks a send is not corked, and the writes, not
- * the GraphQL work, were where shared subscribers spent their time.
+ * the GraphQL work, were where shared subscribers spent their time. Each subscription queues its own
+ * frames (a socket has one subscription to a room's messages, as a rule): queuing a frame is a push.
  */
 export class CorkedOutbox {
-  private pending = new Map<ServerWebSocket<unknown>, { frame: string; wanted: () => boolean }[]>();
-  private scheduled = false;
+  /** The subscriptions with frames queued this turn, in the order of their first. */
+  private queued: QueuedSink[] = [];
 
   constructor(
     /** Told how many frames each flush handed to sockets (graphql-ws's own `onNext` never sees these). */
@@ -132,43 +148,38 @@ export class CorkedOutbox {
 
   /** A sink for one subscription on `socket`; frames queued while `wanted()` later says no are dropped. */
   sink(socket: ServerWebSocket<unknown>, wanted: () => boolean): FrameSink {
-    return {
+    const sink: QueuedSink = {
+      socket,
+      wanted,
+      frames: [],
       send: (frame) => {
-        let frames = this.pending.get(socket);
-        if (!frames) this.pending.set(socket, (frames = []));
-        frames.push({ frame, wanted });
-        if (!this.scheduled) {
-          this.scheduled = true;
-          setImmediate(() => this.flushAll());
-        }
+        if (sink.frames.push(frame) > 1) return;
+        if (this.queued.push(sink) === 1) setImmediate(() => this.flushAll());
       },
       // Before graphql-ws sends this subscription's own error or `complete`, which must come after its frames.
-      flush: () => this.flush(socket),
+      flush: () => this.delivered(this.write(sink)),
     };
+    return sink;
   }
 
   private flushAll(): void {
-    this.scheduled = false;
+    const queued = this.queued;
+    this.queued = [];
     let sent = 0;
-    for (const socket of [...this.pending.keys()]) sent += this.write(socket);
+    for (const sink of queued) sent += this.write(sink);
     this.delivered(sent);
   }
 
-  private flush(socket: ServerWebSocket<unknown>): void {
-    this.delivered(this.write(socket));
-  }
-
-  /** Writes what is queued for `socket`; returns how many frames went. */
-  private write(socket: ServerWebSocket<unknown>): number {
-    const frames = this.pending.get(socket);
-    if (!frames) return 0;
-    this.pending.delete(socket);
-    if (socket.readyState !== WebSocket.OPEN) return 0;
-    const wantedFrames = frames.filter(({ wanted }) => wanted());
+  /** Writes what `sink` has queued; returns how many frames went. */
+  private write(sink: QueuedSink): number {
+    const { frames, socket } = sink;
+    if (frames.length === 0) return 0;
+    sink.frames = [];
+    if (socket.readyState !== WebSocket.OPEN || !sink.wanted()) return 0;
     // One frame is one write either way: corking it would only add a call into Bun and back.
-    if (wantedFrames.length === 1) socket.sendText(wantedFrames[0]!.frame);
-    else if (wantedFrames.length > 1) socket.cork(() => wantedFrames.forEach(({ frame }) => socket.sendText(frame)));
-    return wantedFrames.length;
+    if (frames.length === 1) socket.sendText(frames[0]!);
+    else socket.cork(() => frames.forEach((frame) => socket.sendText(frame)));
+    return frames.length;
   }
 }
 
