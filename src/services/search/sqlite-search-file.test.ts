@@ -48,6 +48,24 @@ function store(content: string, { chatId = 1, status = 'complete' } = {}): numbe
   return Number(server.run('INSERT INTO messages (chat_id, user_id, content, status) VALUES (?, 1, ?, ?)', [chatId, content, status]).lastInsertRowid);
 }
 
+/** Records the progress each transaction of a pass commits (a temporary trigger on the attached table); returns the reader of the record. */
+function logProgress(): () => number[] {
+  worker.run('CREATE TEMP TABLE progress_log (indexed INTEGER)');
+  worker.run('CREATE TEMP TRIGGER log_progress AFTER UPDATE ON search.search_progress BEGIN INSERT INTO progress_log VALUES (new.indexed_up_to); END');
+  return () =>
+    worker
+      .query<{ indexed: number }, []>('SELECT indexed FROM progress_log')
+      .all()
+      .map((row) => row.indexed);
+}
+
+/** As after a power cut that lost the commit of the newest message: its row is gone without a trace, and its id will be given again. */
+function loseNewest(id: number): void {
+  server.run('DROP TRIGGER search_changes_delete');
+  server.run('DELETE FROM messages WHERE id = ?', [id]);
+  server.run("UPDATE sqlite_sequence SET seq = ? WHERE name = 'messages'", [id - 1]);
+}
+
 const pass = (batch?: number) => indexPass(worker, VISIBLE_STATUSES, batch);
 const found = (words: string) =>
   worker
@@ -115,16 +133,9 @@ describe('the search index file', () => {
     server.run(
       "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 250) INSERT INTO messages (chat_id, user_id, content) SELECT 1, 1, 'walrus ' || i FROM n",
     );
-    // A temporary trigger on the attached table records each transaction's progress.
-    worker.run('CREATE TEMP TABLE progress_log (indexed INTEGER)');
-    worker.run('CREATE TEMP TRIGGER log_progress AFTER UPDATE ON search.search_progress BEGIN INSERT INTO progress_log VALUES (new.indexed_up_to); END');
+    const progressed = logProgress();
     pass(100);
-    expect(
-      worker
-        .query<{ indexed: number }, []>('SELECT indexed FROM progress_log')
-        .all()
-        .map((row) => row.indexed),
-    ).toEqual([100, 200, 250]);
+    expect(progressed()).toEqual([100, 200, 250]);
     expect(documents()).toBe(250);
   });
 
@@ -154,19 +165,13 @@ describe('the search index file', () => {
     store('ibis two');
     const newest = store('ibis newest', { chatId: 2 });
     pass();
-    worker.run('CREATE TEMP TABLE progress_log (indexed INTEGER)');
-    worker.run('CREATE TEMP TRIGGER log_progress AFTER UPDATE ON search.search_progress BEGIN INSERT INTO progress_log VALUES (new.indexed_up_to); END');
+    const progressed = logProgress();
     server.run('DELETE FROM chats WHERE id = 2');
     pass(1);
     const next = store('ibis next');
     pass(1);
     // Each pass one step on from the last message taken in: none from the first message again.
-    expect(
-      worker
-        .query<{ indexed: number }, []>('SELECT indexed FROM progress_log')
-        .all()
-        .map((row) => row.indexed),
-    ).toEqual([newest, next]);
+    expect(progressed()).toEqual([newest, next]);
     expect(found('ibis')).toHaveLength(3);
   });
 
@@ -194,10 +199,7 @@ describe('the search index file', () => {
     const kept = store('stoat kept');
     const lost = store('stoat lost');
     pass();
-    // As after a power cut: the row is gone without a trace, and its id is given again.
-    server.run('DROP TRIGGER search_changes_delete');
-    server.run('DELETE FROM messages WHERE id = ?', [lost]);
-    server.run("UPDATE sqlite_sequence SET seq = ? WHERE name = 'messages'", [kept]);
+    loseNewest(lost);
     pass();
     expect(found('stoat')).toEqual([kept]);
     expect(store('marten again')).toBe(lost);
@@ -210,10 +212,8 @@ describe('the search index file', () => {
     const kept = store('plover kept');
     const lost = store('plover lost');
     pass();
-    // As after a power cut, and then a new message before the index's next pass: the same id, another time.
-    server.run('DROP TRIGGER search_changes_delete');
-    server.run('DELETE FROM messages WHERE id = ?', [lost]);
-    server.run("UPDATE sqlite_sequence SET seq = ? WHERE name = 'messages'", [kept]);
+    loseNewest(lost);
+    // A new message before the index's next pass: the same id, another time.
     const again = Number(
       server.run("INSERT INTO messages (chat_id, user_id, content, created_at) VALUES (1, 1, 'sandpiper again', '2099-01-01 00:00:00')").lastInsertRowid,
     );
