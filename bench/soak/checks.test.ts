@@ -59,14 +59,28 @@ describe('DeliveryAudit', () => {
     expect(audit.verify(dbPath)).toEqual({ connections: 2, missed: 1, examples: ['/ws live room 1: 1 of (2, 6]'], missedBeyondLimit: 0 });
   });
 
-  test('a full replay may skip what lies between its last message and the first live one', () => {
+  test('a replay may come after newer live messages: each counts once, in any order; a repeat does not', () => {
+    database([{ id: 1 }, { id: 2 }, { id: 3 }, { id: 4 }, { id: 5 }]);
+    const audit = new DeliveryAudit();
+    const joined = audit.open(1, '/ws', 0);
+    // Live before the join was read, then the replay of the older ones.
+    expect([4, 5, 1, 2, 3].map((id) => joined.receive(id, false))).toEqual([true, true, true, true, true]);
+    expect(joined.receive(2, false)).toBe(false);
+    expect(audit.verify(dbPath)).toEqual({ connections: 1, missed: 0, examples: [], missedBeyondLimit: 0 });
+  });
+
+  test('a replay after a history gap skips what the gap names, and only that', () => {
     const rows = Array.from({ length: 1_100 }, (_, i) => ({ id: i + 1 }));
     database(rows);
     const audit = new DeliveryAudit();
+    // The server says messages 1–100 are not replayed, then replays the newest 1,000.
     const connection = audit.open(1, '/ws', 0);
-    for (let id = 1; id <= 1_000; id++) connection.receive(id, false);
-    for (let id = 1_051; id <= 1_100; id++) connection.receive(id, false);
-    expect(audit.verify(dbPath)).toEqual({ connections: 1, missed: 0, examples: [], missedBeyondLimit: 50 });
+    connection.gap(101);
+    for (let id = 101; id <= 1_100; id++) connection.receive(id, false);
+    // Without the gap's word, the same frames owe 100 messages.
+    const unannounced = audit.open(1, 'graphql-ws', 0);
+    for (let id = 101; id <= 1_100; id++) unannounced.receive(id, false);
+    expect(audit.verify(dbPath)).toEqual({ connections: 2, missed: 100, examples: ['graphql-ws after room 1: 100 of (0, 1100]'], missedBeyondLimit: 100 });
   });
 });
 

@@ -1,29 +1,33 @@
 import { readDatabase } from '../lib/api';
 
-/** The most a join with `after` replays (README: "up to 1,000 messages"); older ones are in the history. */
-const CATCH_UP_LIMIT = 1000;
+/** How many of the ids it received last a connection remembers, to tell a message that came twice. */
+const REMEMBERED_IDS = 4_096;
 
 /**
- * What one connection (a `/ws` join or a graphql-ws `messageAdded`) received in one room: ids must
- * rise strictly, and every user message with an id in (from, last] must have come. `from` is the
- * join's `after`, or for a live-only join the first id it received (what came before it is not owed).
+ * What one connection (a `/ws` join or a graphql-ws `messageAdded`) received in one room: each
+ * message once, and every user message with an id in (from, last] but those a history gap leaves out.
+ * Order is not owed: a `/ws` socket gets the room's live messages before its join is read, and the
+ * join's replay (older ones) after them. `from` is the join's `after`, or for a live-only join the
+ * first id it received (what came before it is not owed).
  */
 export class ConnectionLog {
   from: number | null;
+  /** The highest id received. */
   last = 0;
   /** User messages received with an id above `from`. */
   received = 0;
   /** Joined with `after`: the first messages came from a replay. */
   readonly replays: boolean;
   /**
-   * The ids of the CATCH_UP_LIMIT-th and the next message received, and the user messages received
-   * up to the first. When the replay was full, the first is its last message and the second the first
-   * live one: what lies between is the documented limit's loss, not a bug.
+   * More were missed than a replay holds (README: at most the newest 1,000): the server said so first
+   * (`history_gap`, graphql-ws `HISTORY_GAP`), and the messages with from < id < before are paged from
+   * the history instead. Their absence is the documented limit, not a bug.
    */
-  limitId: number | null = null;
-  afterLimitId: number | null = null;
-  receivedAtLimit = 0;
-  private frames = 0;
+  gapBefore: number | null = null;
+  /** The last REMEMBERED_IDS ids received, and the ring that evicts the oldest. */
+  private readonly remembered = new Set<number>();
+  private readonly ring: number[] = [];
+  private oldest = 0;
 
   constructor(
     readonly chatId: number,
@@ -34,17 +38,29 @@ export class ConnectionLog {
     this.replays = after !== null;
   }
 
-  /** A message frame; false when its id does not rise (a duplicate or out of order). */
+  /** A message frame; false when it came already (among the last REMEMBERED_IDS), or is not above `from`. */
   receive(id: number, isBot: boolean): boolean {
-    if (id <= this.last || (this.from !== null && id <= this.from)) return false;
-    this.last = id;
+    if ((this.from !== null && id <= this.from) || this.remembered.has(id)) return false;
+    this.remember(id);
+    this.last = Math.max(this.last, id);
     if (this.from === null) this.from = id;
     else if (!isBot) this.received++;
-    if (++this.frames === CATCH_UP_LIMIT) {
-      this.limitId = id;
-      this.receivedAtLimit = this.received;
-    } else if (this.frames === CATCH_UP_LIMIT + 1) this.afterLimitId = id;
     return true;
+  }
+
+  private remember(id: number): void {
+    if (this.ring.length < REMEMBERED_IDS) this.ring.push(id);
+    else {
+      this.remembered.delete(this.ring[this.oldest]!);
+      this.ring[this.oldest] = id;
+      this.oldest = (this.oldest + 1) % REMEMBERED_IDS;
+    }
+    this.remembered.add(id);
+  }
+
+  /** The server's history gap: the messages before `before` are not replayed. */
+  gap(before: number): void {
+    this.gapBefore = before;
   }
 }
 
@@ -54,11 +70,9 @@ export interface DeliveryCheck {
   missed: number;
   /** Connections that missed some, with their range. */
   examples: string[];
-  /** Misses between a full replay's last message and the first live one: the documented limit, not a bug. */
+  /** Misses inside a history gap the server announced: the documented limit, not a bug. */
   missedBeyondLimit: number;
 }
-
-type Count = { get: (chatId: number, above: number, upTo: number) => { n: number } | null };
 
 /** Every connection's log, checked against the database at the end. */
 export class DeliveryAudit {
@@ -70,31 +84,19 @@ export class DeliveryAudit {
     return log;
   }
 
-  /**
-   * Whether the first CATCH_UP_LIMIT frames were one full replay: nothing in their range was missed,
-   * and the range holds at least that many replayable messages. (Counting them alone is not enough: a
-   * bot answer still streaming when the replay read the room was left out, and is replayable now.)
-   */
-  private replayWasFull(log: ConnectionLog, from: number, limitId: number, userMessages: Count, replayable: Count): boolean {
-    return userMessages.get(log.chatId, from, limitId)!.n === log.receivedAtLimit && replayable.get(log.chatId, from, limitId)!.n >= CATCH_UP_LIMIT;
-  }
-
   verify(dbPath: string): DeliveryCheck {
     const check: DeliveryCheck = { connections: 0, missed: 0, examples: [], missedBeyondLimit: 0 };
     readDatabase(dbPath, (db) => {
       const userMessages = db.query<{ n: number }, [number, number, number]>(
         'SELECT count(*) AS n FROM messages WHERE chat_id = ? AND is_bot = 0 AND id > ? AND id <= ?',
       );
-      const replayable = db.query<{ n: number }, [number, number, number]>(
-        "SELECT count(*) AS n FROM messages WHERE chat_id = ? AND status IN ('complete', 'stopped') AND id > ? AND id <= ?",
-      );
       for (const log of this.logs) {
         if (log.from === null || log.last <= log.from) continue;
         check.connections++;
         let missed = userMessages.get(log.chatId, log.from, log.last)!.n - log.received;
         if (missed <= 0) continue;
-        if (log.replays && log.limitId !== null && log.afterLimitId !== null && this.replayWasFull(log, log.from, log.limitId, userMessages, replayable)) {
-          const beyond = userMessages.get(log.chatId, log.limitId, log.afterLimitId - 1)!.n;
+        if (log.gapBefore !== null) {
+          const beyond = userMessages.get(log.chatId, log.from, log.gapBefore - 1)!.n;
           check.missedBeyondLimit += beyond;
           missed -= beyond;
         }

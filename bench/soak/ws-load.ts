@@ -7,6 +7,7 @@ import { between } from './soak-run';
 const MESSAGE_FRAME = '{"type":"message"';
 const BOT_FRAME = '{"type":"bot_stream"';
 const ERROR_FRAME = '{"type":"error"';
+const HISTORY_GAP_FRAME = '{"type":"history_gap"';
 const MESSAGE_ID = '"message_id":';
 // A comma before the quote: inside a JSON string every quote is escaped, so this is the field itself.
 const IS_BOT = ',"is_bot":true,';
@@ -51,8 +52,9 @@ async function joinRoom(
     const frame = event.data as string;
     if (frame.startsWith(MESSAGE_FRAME)) {
       run.tally.count('wsDeliveries');
-      if (!log.receive(messageIdOf(frame), frame.includes(IS_BOT))) run.tally.error('/ws message id out of order or repeated', frame);
+      if (!log.receive(messageIdOf(frame), frame.includes(IS_BOT))) run.tally.error('/ws message repeated', frame);
     } else if (frame.startsWith(BOT_FRAME)) run.tally.count('botChunkDeliveries');
+    else if (frame.startsWith(HISTORY_GAP_FRAME)) log.gap((JSON.parse(frame) as { before: number }).before);
     else if (frame.startsWith(ERROR_FRAME)) run.tally.error(`/ws error frame: ${errorOf(frame)}`, frame);
     onFrame?.(frame);
   };
