@@ -26,7 +26,7 @@ export const indexedOnWrite: SearchIndex = {
 
 /**
  * Takes every message stored before it into SQLite's index; settles with the last `search_changes` row
- * taken in. Runs on the search worker, or on this thread for an in-memory database.
+ * taken in. Runs on the search worker (SqliteSearchRunner.index).
  */
 export type IndexPass = () => Promise<number>;
 

@@ -7,8 +7,8 @@ import type { Database as SqliteConnection } from 'bun:sqlite';
  * lock nor the event loop: FTS5's inserts and segment merges held both for 2.8 ms a statement on
  * average, 16.6 ms at worst, every 100 ms under load (BENCHMARKS.md).
  *
- * The file holds nothing that cannot be rebuilt from the messages: a missing, foreign or older one is
- * rebuilt from the first message on. What it has taken in is tracked in the file itself, committed with
+ * The file holds nothing that cannot be rebuilt from the messages: a missing, damaged, foreign or older
+ * one, or one out of step with the database (see `outOfStep`), is rebuilt from the first message on. What it has taken in is tracked in the file itself, committed with
  * the index rows, so a crash loses no indexing, only delays it.
  */
 export const searchIndexFile = (databaseFile: string) => `${databaseFile}-search`;

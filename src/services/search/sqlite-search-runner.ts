@@ -52,7 +52,7 @@ const busy = () => new AppError('SERVICE_UNAVAILABLE', 'Search is busy: try agai
  * bounded, and a job's caller waits at most `timeoutMs` for its answer. A statement cannot be
  * interrupted (bun:sqlite has no sqlite3_interrupt, and ending a worker does not stop the native
  * call it is in), so one past its time runs to its end unheard, and the queue moves on after it. The
- * worker starts on the first search and ends when idle. This runner owns the worker, its timers and
+ * worker starts on the first search or pass and ends when idle. This runner owns the worker, its timers and
  * every pending search: `close()` releases all of them.
  */
 export class SqliteSearchRunner {
