@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { RateLimitedError } from '../src/services/errors';
 import { LruCache } from '../src/services/lru-cache';
+import { RecentIds } from '../src/services/recent-ids';
 import { LoginThrottle } from '../src/services/login-throttle';
 import { KeyedRateLimiter, WindowCounter } from '../src/services/rate-limit';
 import { createTestApp, signUp, type TestApp } from './support/app';
@@ -49,6 +50,36 @@ describe('LruCache', () => {
     cache.deleteWhere((_key, value) => value === 'even');
     expect(cache.size).toBe(3);
     expect([cache.get(1), cache.get(2)]).toEqual(['odd', undefined]);
+  });
+});
+
+describe('RecentIds', () => {
+  test('stays at its bound after many ids, forgetting the oldest first, and counts every id added', () => {
+    const recent = new RecentIds(100);
+    for (let id = 0; id < MANY; id++) recent.add(id);
+    expect(recent.count).toBe(MANY);
+    expect([recent.has(MANY - 100), recent.has(MANY - 101)]).toEqual([true, false]);
+    expect(recent.since(0).size).toBe(100);
+  });
+
+  test('an id added again while remembered keeps its place; since() gives the ids from a place on', () => {
+    const recent = new RecentIds(10);
+    for (const id of [7, 8, 7, 9]) recent.add(id);
+    expect(recent.count).toBe(3);
+    expect([...recent.since(1)]).toEqual([8, 9]);
+  });
+
+  test('an id deleted and added again is forgotten from its new place, not its old one', () => {
+    const recent = new RecentIds(3);
+    recent.add(1);
+    recent.add(2);
+    recent.delete(1);
+    recent.add(1);
+    recent.add(3);
+    // Place 0 (the first 1) is overwritten here: 1 stands at place 2 and stays.
+    recent.add(4);
+    expect([1, 2, 3, 4].map((id) => recent.has(id))).toEqual([true, false, true, true]);
+    expect([...recent.since(0)]).toEqual([1, 3, 4]);
   });
 });
 

@@ -5,6 +5,7 @@ import type { Logger } from '../log';
 import type { BotStreamEvent, EventBus, Listening, MessageChange, MessageEvent, PubSub, StoredMessage } from './pubsub';
 import type { ReactionRow } from './reaction-summaries';
 import { reactionRowsSelect, summarizeReactions } from './reaction-summaries';
+import { RecentIds } from './recent-ids';
 
 /** History shows finished messages: not an answer still streaming, nor one that failed or was deleted. */
 export const VISIBLE_STATUSES = ['complete', 'stopped'];
@@ -86,11 +87,9 @@ interface Room {
   messageListeners: Set<(event: MessageEvent) => void>;
   changeListeners: Set<(change: MessageChange) => void>;
   botListeners: Set<BotListener>;
-  /** Delivered message ids with their delivery sequence number here, the newest REMEMBERED_IDS of them. */
-  deliveredMessages: Map<number, number>;
-  /** How many messages this room has delivered here. */
-  sequence: number;
-  completedAnswers: Set<number>;
+  /** The newest REMEMBERED_IDS message ids delivered here, each in its place in the order of delivery. */
+  deliveredMessages: RecentIds;
+  completedAnswers: RecentIds;
   /** Each answer seen streaming here and not yet completed: its text so far as delivered to this room's readers. */
   openAnswers: Map<number, { text: string; createdAt: Date; assistantId?: number; assistantName?: string }>;
   registrations: Listening[];
@@ -152,14 +151,12 @@ export class RoomFeeds {
 
   /** Where the room's message deliveries stand now: what `deliveredSince` counts from. */
   messageSequence(chatId: number): number {
-    return this.rooms.get(chatId)?.sequence ?? 0;
+    return this.rooms.get(chatId)?.deliveredMessages.count ?? 0;
   }
 
   /** The ids of the messages the room delivered here after `sequence` (as far as it remembers). */
   deliveredSince(chatId: number, sequence: number): Set<number> {
-    const delivered = new Set<number>();
-    for (const [id, at] of this.rooms.get(chatId)?.deliveredMessages ?? []) if (at > sequence) delivered.add(id);
-    return delivered;
+    return this.rooms.get(chatId)?.deliveredMessages.since(sequence) ?? new Set();
   }
 
   /** A delta holding the text so far of each answer running in the room, as this process's readers have received it. */
@@ -194,9 +191,8 @@ export class RoomFeeds {
       messageListeners: new Set(),
       changeListeners: new Set(),
       botListeners: new Set(),
-      deliveredMessages: new Map(),
-      sequence: 0,
-      completedAnswers: new Set(),
+      deliveredMessages: new RecentIds(REMEMBERED_IDS),
+      completedAnswers: new RecentIds(REMEMBERED_IDS),
       openAnswers: new Map(),
       registrations: [],
       ready: Promise.resolve(),
@@ -213,8 +209,7 @@ export class RoomFeeds {
 
   private deliverMessage(room: Room, event: MessageEvent): void {
     if (room.deliveredMessages.has(event.id)) return;
-    room.deliveredMessages.set(event.id, ++room.sequence);
-    if (room.deliveredMessages.size > REMEMBERED_IDS) room.deliveredMessages.delete(room.deliveredMessages.keys().next().value!);
+    room.deliveredMessages.add(event.id);
     this.deliverTo(room.messageListeners, event, undefined);
   }
 
@@ -230,7 +225,7 @@ export class RoomFeeds {
         const { chatId, messageId } = change;
         this.deliverBot(room, { chatId, messageId, chunk: '', isComplete: true, fullResponse: '', stopped: true, createdAt: open.createdAt });
       } else {
-        remember(room.completedAnswers, change.messageId);
+        room.completedAnswers.add(change.messageId);
       }
     }
     this.deliverTo(room.changeListeners, change, undefined);
@@ -244,7 +239,7 @@ export class RoomFeeds {
     if (event.isComplete) {
       textSoFar = event.fullResponse ?? room.openAnswers.get(event.messageId)?.text ?? '';
       room.openAnswers.delete(event.messageId);
-      remember(room.completedAnswers, event.messageId);
+      room.completedAnswers.add(event.messageId);
     } else {
       textSoFar = (room.openAnswers.get(event.messageId)?.text ?? '') + event.chunk;
       const { createdAt, assistantId, assistantName } = event;
@@ -317,10 +312,4 @@ export class RoomFeeds {
       }
     }
   }
-}
-
-/** Adds `id`, forgetting the oldest once the set holds REMEMBERED_IDS. */
-function remember(ids: Set<number>, id: number): void {
-  ids.add(id);
-  if (ids.size > REMEMBERED_IDS) ids.delete(ids.values().next().value!);
 }
