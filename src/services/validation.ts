@@ -229,26 +229,23 @@ export const messageSearchQuery = z.object({
 });
 
 /** Frames a `/ws` client may send: the original protocol, plus `stop` for a running bot answer, `edit`/`delete` of a message and reactions. */
-export const wsFrame = z
-  .discriminatedUnion(
-    'type',
-    [
-      z.object({ type: z.literal('join'), chat_id: idSchema, after: cursorSchema.optional() }),
-      z.object({ type: z.literal('message'), chat_id: idSchema, ...sendFields }),
-      z.object({ type: z.literal('regenerate'), chat_id: idSchema, message_id: idSchema }),
-      z.object({ type: z.literal('typing'), chat_id: idSchema }),
-      z.object({ type: z.literal('leave'), chat_id: idSchema }),
-      z.object({ type: z.literal('stop'), chat_id: idSchema }),
-      z.object({ type: z.literal('edit'), chat_id: idSchema, message_id: idSchema, content: contentSchema }),
-      z.object({ type: z.literal('delete'), chat_id: idSchema, message_id: idSchema }),
-      z.object({ type: z.literal('react'), chat_id: idSchema, message_id: idSchema, emoji: emojiSchema }),
-      z.object({ type: z.literal('unreact'), chat_id: idSchema, message_id: idSchema, emoji: emojiSchema }),
-    ],
-    { error: 'Unknown message type' },
-  )
-  .superRefine((frame, context) => {
-    if (frame.type === 'message') needsTextOrFiles(frame, context);
-  });
+export const wsFrame = z.discriminatedUnion(
+  'type',
+  [
+    z.object({ type: z.literal('join'), chat_id: idSchema, after: cursorSchema.optional() }),
+    // Its content, attachments and thread are checked by the service (sendMessageInput), once, as on every transport.
+    z.looseObject({ type: z.literal('message'), chat_id: idSchema }),
+    z.object({ type: z.literal('regenerate'), chat_id: idSchema, message_id: idSchema }),
+    z.object({ type: z.literal('typing'), chat_id: idSchema }),
+    z.object({ type: z.literal('leave'), chat_id: idSchema }),
+    z.object({ type: z.literal('stop'), chat_id: idSchema }),
+    z.object({ type: z.literal('edit'), chat_id: idSchema, message_id: idSchema, content: contentSchema }),
+    z.object({ type: z.literal('delete'), chat_id: idSchema, message_id: idSchema }),
+    z.object({ type: z.literal('react'), chat_id: idSchema, message_id: idSchema, emoji: emojiSchema }),
+    z.object({ type: z.literal('unreact'), chat_id: idSchema, message_id: idSchema, emoji: emojiSchema }),
+  ],
+  { error: 'Unknown message type' },
+);
 export type WsFrame = z.output<typeof wsFrame>;
 
 /** The one id rule for a chat named in a path or an argument; errors locate it as `chat_id`. */

@@ -370,7 +370,7 @@ export class ChatSocketHub {
         if (ws.data.rooms?.has(frame.chat_id)) this.leave(ws, user, frame.chat_id);
         return;
       case 'message':
-        await this.services.messages.send(user, frame.chat_id, { content: frame.content, attachment_ids: frame.attachment_ids, thread_id: frame.thread_id });
+        await this.services.messages.send(user, frame.chat_id, frame);
         return;
       case 'typing':
         await this.services.messages.typing(user, frame.chat_id, socketIdOf(ws));
