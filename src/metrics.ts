@@ -2,7 +2,8 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { bearerToken } from './services/auth.service';
 
-export type SocketTransport = 'ws' | 'graphql-ws';
+const SOCKET_TRANSPORTS = ['ws', 'graphql-ws'] as const;
+export type SocketTransport = (typeof SOCKET_TRANSPORTS)[number];
 /** What a limit refused: each rate limit and cap of the server. */
 export type RefusalKind =
   | 'login'
@@ -63,11 +64,19 @@ export class Metrics {
     buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500],
     registers: [this.registry],
   });
+  /** Frames delivered since the metrics were last read, by transport (see `delivered`). */
+  private readonly deliveredUnread: Record<SocketTransport, number> = { ws: 0, 'graphql-ws': 0 };
   readonly framesDelivered = new Counter({
     name: `${PREFIX}frames_delivered_total`,
     help: 'Frames handed to sockets, by transport: /ws pushes (messages, bot stream steps, typing, join/leave notices, user events, catch-up) and graphql-ws results',
     labelNames: ['transport'] as const,
     registers: [this.registry],
+    collect: () => {
+      for (const transport of SOCKET_TRANSPORTS) {
+        this.framesDelivered.inc({ transport }, this.deliveredUnread[transport]);
+        this.deliveredUnread[transport] = 0;
+      }
+    },
   });
   readonly botAnswers = new Counter({
     name: `${PREFIX}bot_answers_total`,
@@ -125,7 +134,7 @@ export class Metrics {
 
   constructor() {
     // Every closed label set starts at 0, so a rate over it is defined before the first event.
-    for (const transport of ['ws', 'graphql-ws'] satisfies SocketTransport[]) {
+    for (const transport of SOCKET_TRANSPORTS) {
       this.openSockets.set({ transport }, 0);
       this.framesDelivered.inc({ transport }, 0);
     }
@@ -162,15 +171,13 @@ export class Metrics {
     this.rateLimitRefusals.inc({ kind });
   }
 
+  /**
+   * Counted on every fan-out, so added up here and handed to the counter when the metrics are read:
+   * prom-client hashes and checks a series' labels on every `inc`, through `labels()` too.
+   */
   delivered(transport: SocketTransport, frames: number): void {
-    this.deliveredOn[transport].inc(frames);
+    this.deliveredUnread[transport] += frames;
   }
-
-  /** Counted on every fan-out: the series bound once, so a count does not hash its labels again. */
-  private readonly deliveredOn = {
-    ws: this.framesDelivered.labels({ transport: 'ws' }),
-    'graphql-ws': this.framesDelivered.labels({ transport: 'graphql-ws' }),
-  } satisfies Record<SocketTransport, unknown>;
 
   /** The app's metrics and the process's, in Prometheus' text format. */
   exposition(): Promise<string> {
