@@ -138,6 +138,14 @@ describe('SqliteSearchRunner', () => {
     expect(await runner().run(herons)).toEqual([{ n: HERONS }]);
   });
 
+  test('a worker thread that ends without an error (killed mid-statement) fails its statement at once; the next search starts another', async () => {
+    const search = runner();
+    const running = search.run(countTo(50_000_000)).catch((error: unknown) => error);
+    (search as unknown as { worker: Worker }).worker.terminate();
+    expect(((await running) as Error).message).toBe('search worker ended');
+    expect(await search.run(Prisma.sql`SELECT 2 AS two`)).toEqual([{ two: 2 }]);
+  });
+
   test('close() refuses what runs and waits, and every later search', async () => {
     const search = runner();
     const running = search.run(countTo(200_000)).catch((error: unknown) => error);
