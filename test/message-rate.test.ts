@@ -96,6 +96,25 @@ describe('MESSAGE_RATE_LIMIT=1, MESSAGE_BURST=4', () => {
     expect((await restSend(alice, chatId, 'rest refused again')).status).toBe(429);
   });
 
+  test('input refused costs no message: more bad frames and bodies than the burst, then the whole burst still goes', async () => {
+    const alice = await signUp(t);
+    const bob = await signUp(t);
+    const chatId = await roomOf(alice, bob);
+    const socket = kit.chat(alice.token);
+    await socket.opened;
+    await socket.join(chatId);
+    setSystemTime(new Date());
+
+    for (let i = 0; i <= BURST; i++) {
+      socket.send({ type: 'message', chat_id: chatId, content: 5 });
+      expect(await socket.nextError()).toEqual({ type: 'error', error: 'content: Input should be a valid string' });
+      expect((await restSend(alice, chatId, ' ')).status).toBe(422);
+    }
+    const contents = Array.from({ length: BURST }, (_, i) => `after the refusals ${i}`);
+    for (const content of contents) expect((await restSend(alice, chatId, content)).status).toBe(200);
+    expect(await storedContents(alice, chatId)).toEqual(contents);
+  });
+
   test('a second socket of the same user buys no extra messages', async () => {
     const alice = await signUp(t);
     const bob = await signUp(t);

@@ -55,9 +55,9 @@ export class MessageChangeService {
    * @example await changes.edit(me, chatId, messageId, { content: 'Lunch at one, not noon' })
    */
   async edit(author: PublicUser, chatId: unknown, messageId: unknown, input: unknown): Promise<MessageEvent> {
-    this.writeLimit.take(author.id);
     const ref = parseMessageRef(chatId, messageId);
     const { content } = parseInput(editMessageInput, input);
+    this.writeLimit.take(author.id);
     await this.chats.requireParticipant(author.id, ref.chatId);
     const message = await this.standing(ref);
     if (message.isBot) throw new AppError('FORBIDDEN', 'Bot answers cannot be edited');
@@ -80,8 +80,8 @@ export class MessageChangeService {
    * NOT_FOUND, like any message that is not there.
    */
   async delete(caller: PublicUser, chatId: unknown, messageId: unknown): Promise<void> {
-    this.writeLimit.take(caller.id);
     const ref = parseMessageRef(chatId, messageId);
+    this.writeLimit.take(caller.id);
     await this.chats.requireParticipant(caller.id, ref.chatId);
     const message = await this.standing(ref);
     const ownMessage = !message.isBot && message.userId === caller.id;

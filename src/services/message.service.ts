@@ -73,9 +73,10 @@ export class MessageService {
    * then publishes one `chat:message` event.
    */
   async send(author: PublicUser, chatId: unknown, input: unknown): Promise<MessageEvent> {
-    this.sendLimit.take(author.id);
     const id = parseChatId(chatId);
     const { content, thread_id: under, attachment_ids: attachmentIds } = parseInput(sendMessageInput, input);
+    // Input refused costs no message: a client's bug does not use up its budget.
+    this.sendLimit.take(author.id);
     await this.chats.requireParticipant(author.id, id);
     const user = {
       id: author.id,
@@ -96,8 +97,8 @@ export class MessageService {
   async postAsHook(hook: { id: number; chatId: number; name: string }, input: unknown): Promise<MessageEvent> {
     // Hooks' budgets are keyed apart from users' (ids are positive).
     const key = -hook.id;
-    this.sendLimit.take(key);
     const { content } = parseInput(hookMessageInput, input);
+    this.sendLimit.take(key);
     return this.store(hook.chatId, content, null, [], { asker: { id: key }, userId: null, username: hook.name, user: null, senderName: hook.name });
   }
 

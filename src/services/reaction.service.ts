@@ -99,12 +99,13 @@ export class ReactionService {
   }
 
   /**
-   * The checks every change makes, in the order the other routes make them: the rate, the input
-   * (422), the chat (404, then 403 for anyone not in it), and that the change can reach everyone.
+   * The checks every change makes, in the order the other routes make them: the input (422), the rate
+   * (input refused costs nothing), the chat (404, then 403 for anyone not in it), and that the change
+   * can reach everyone.
    */
   private async target(user: PublicUser, chatId: unknown, messageId: unknown, parseEmoji: () => string) {
-    this.changeLimit.take(user.id);
     const target = { chatId: parseChatId(chatId), messageId: parseMessageId(messageId), emoji: parseEmoji() };
+    this.changeLimit.take(user.id);
     await this.chats.requireParticipant(user.id, target.chatId);
     // Refused before storing while other instances cannot hear of it, as messages are.
     if (!this.bus.available()) throw new AppError('SERVICE_UNAVAILABLE', 'Reactions cannot be delivered right now (Redis is unreachable): try again shortly');

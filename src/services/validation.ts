@@ -233,8 +233,9 @@ export const wsFrame = z.discriminatedUnion(
   'type',
   [
     z.object({ type: z.literal('join'), chat_id: idSchema, after: cursorSchema.optional() }),
-    // Its content, attachments and thread are checked by the service (sendMessageInput), once, as on every transport.
-    z.looseObject({ type: z.literal('message'), chat_id: idSchema }),
+    // Its content, attachments and thread are checked by the service (sendMessageInput), once, as on every
+    // transport: the adapter hands it the frame as parsed. Other keys are passed over, not copied.
+    z.object({ type: z.literal('message'), chat_id: idSchema }),
     z.object({ type: z.literal('regenerate'), chat_id: idSchema, message_id: idSchema }),
     z.object({ type: z.literal('typing'), chat_id: idSchema }),
     z.object({ type: z.literal('leave'), chat_id: idSchema }),

@@ -294,7 +294,7 @@ export class ChatSocketHub {
       // Bun does not wait for one frame before the next: a `message` sent right after `join` must
       // still see the join done, while messages themselves may overlap.
       const previous = ws.data.membershipChange;
-      const handled = previous.then(() => this.handle(ws, user, frame));
+      const handled = previous.then(() => this.handle(ws, user, frame, parsed));
       if (frame.type === 'join' || frame.type === 'leave') changeMemberships(ws, handled);
       await handled;
     } catch (error) {
@@ -344,7 +344,8 @@ export class ChatSocketHub {
     return last !== undefined && performance.now() - last < TYPING_EVERY_MS;
   }
 
-  private async handle(ws: ChatSocket, user: PublicUser, frame: WsFrame): Promise<void> {
+  /** `parsed` is the frame as it came: a message's content, attachments and thread are the service's to check. */
+  private async handle(ws: ChatSocket, user: PublicUser, frame: WsFrame, parsed: unknown): Promise<void> {
     switch (frame.type) {
       case 'join': {
         // Checked again when a removal heard meanwhile covers it: that removal is handled already, and
@@ -370,7 +371,7 @@ export class ChatSocketHub {
         if (ws.data.rooms?.has(frame.chat_id)) this.leave(ws, user, frame.chat_id);
         return;
       case 'message':
-        await this.services.messages.send(user, frame.chat_id, frame);
+        await this.services.messages.send(user, frame.chat_id, parsed);
         return;
       case 'typing':
         await this.services.messages.typing(user, frame.chat_id, socketIdOf(ws));
