@@ -1,6 +1,6 @@
 import { Database } from 'bun:sqlite';
 import { afterEach, beforeAll, describe, expect, test } from 'bun:test';
-import { closeSync, mkdtempSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Prisma } from '../../generated/sqlite/client';
@@ -144,6 +144,14 @@ describe('SqliteSearchRunner', () => {
     (search as unknown as { worker: Worker }).worker.terminate();
     expect(((await running) as Error).message).toBe('search worker ended');
     expect(await search.run(Prisma.sql`SELECT 2 AS two`)).toEqual([{ two: 2 }]);
+  });
+
+  test("close() settles once the thread has ended: its connection is closed, and the index file's WAL gone with it", async () => {
+    const search = runner();
+    await search.index();
+    expect(existsSync(`${searchIndexFile(path)}-wal`)).toBe(true);
+    await search.close();
+    expect(existsSync(`${searchIndexFile(path)}-wal`)).toBe(false);
   });
 
   test('close() refuses what runs and waits, and every later search', async () => {

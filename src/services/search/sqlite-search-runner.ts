@@ -101,14 +101,20 @@ export class SqliteSearchRunner {
     });
   }
 
-  /** Ends the worker; searches still queued or running are refused with 503, and so is every later one. */
+  /**
+   * Ends the worker; searches still queued or running are refused with 503, and so is every later one.
+   * Settles once the thread has ended: its connection, and with it the database and the index file,
+   * closes with it, later than `terminate` returns.
+   */
   close(): Promise<void> {
     this.closed = true;
+    const worker = this.worker;
+    const ended = worker ? new Promise<void>((resolve) => worker.addEventListener('close', () => resolve(), { once: true })) : Promise.resolve();
     this.endWorker();
     const refused = [...(this.running?.caller ? [this.running.caller] : []), ...this.waiting.splice(0)];
     this.running = null;
     for (const pending of refused) this.refuse(pending);
-    return Promise.resolve();
+    return ended;
   }
 
   private startNext(): void {
