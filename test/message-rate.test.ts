@@ -54,15 +54,21 @@ async function roomOf(owner: TestUser, guest: TestUser): Promise<number> {
   return chat.id;
 }
 
+/** Alice and Bob in a room of Alice's, one socket of Alice's joined to it, and the clock held still. */
+async function roomWithSocket() {
+  const alice = await signUp(t);
+  const bob = await signUp(t);
+  const chatId = await roomOf(alice, bob);
+  const socket = kit.chat(alice.token);
+  await socket.opened;
+  await socket.join(chatId);
+  setSystemTime(new Date());
+  return { alice, bob, chatId, socket };
+}
+
 describe('MESSAGE_RATE_LIMIT=1, MESSAGE_BURST=4', () => {
   test("one user's sends over REST, GraphQL and /ws share one budget; another user's are not touched", async () => {
-    const alice = await signUp(t);
-    const bob = await signUp(t);
-    const chatId = await roomOf(alice, bob);
-    const socket = kit.chat(alice.token);
-    await socket.opened;
-    await socket.join(chatId);
-    setSystemTime(new Date());
+    const { alice, bob, chatId, socket } = await roomWithSocket();
 
     // The burst, spread over the three transports.
     expect((await restSend(alice, chatId, 'rest 1')).status).toBe(200);
@@ -97,13 +103,7 @@ describe('MESSAGE_RATE_LIMIT=1, MESSAGE_BURST=4', () => {
   });
 
   test('input refused costs no message: more bad frames and bodies than the burst, then the whole burst still goes', async () => {
-    const alice = await signUp(t);
-    const bob = await signUp(t);
-    const chatId = await roomOf(alice, bob);
-    const socket = kit.chat(alice.token);
-    await socket.opened;
-    await socket.join(chatId);
-    setSystemTime(new Date());
+    const { alice, chatId, socket } = await roomWithSocket();
 
     for (let i = 0; i <= BURST; i++) {
       socket.send({ type: 'message', chat_id: chatId, content: 5 });
