@@ -1,3 +1,4 @@
+import { RecentIds } from '../../src/services/recent-ids';
 import { readDatabase } from '../lib/api';
 
 /** How many of the ids it received last a connection remembers, to tell a message that came twice. */
@@ -24,10 +25,8 @@ export class ConnectionLog {
    * the history instead. Their absence is the documented limit, not a bug.
    */
   gapBefore: number | null = null;
-  /** The last REMEMBERED_IDS ids received, and the ring that evicts the oldest. */
-  private readonly remembered = new Set<number>();
-  private readonly ring: number[] = [];
-  private oldest = 0;
+  /** The last REMEMBERED_IDS ids received. */
+  private readonly remembered = new RecentIds(REMEMBERED_IDS);
 
   constructor(
     readonly chatId: number,
@@ -41,21 +40,11 @@ export class ConnectionLog {
   /** A message frame; false when it came already (among the last REMEMBERED_IDS), or is not above `from`. */
   receive(id: number, isBot: boolean): boolean {
     if ((this.from !== null && id <= this.from) || this.remembered.has(id)) return false;
-    this.remember(id);
+    this.remembered.add(id);
     this.last = Math.max(this.last, id);
     if (this.from === null) this.from = id;
     else if (!isBot) this.received++;
     return true;
-  }
-
-  private remember(id: number): void {
-    if (this.ring.length < REMEMBERED_IDS) this.ring.push(id);
-    else {
-      this.remembered.delete(this.ring[this.oldest]!);
-      this.ring[this.oldest] = id;
-      this.oldest = (this.oldest + 1) % REMEMBERED_IDS;
-    }
-    this.remembered.add(id);
   }
 
   /** The server's history gap: the messages before `before` are not replayed. */
