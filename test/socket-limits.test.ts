@@ -214,8 +214,10 @@ describe('a socket is closed when its token expires', () => {
     const { t, kit, closes } = s;
     const alice = await signUp(t);
     const chatId = await chatOf(t, alice);
-    // TOKEN_EXPIRE_MINUTES counts minutes: a token of about a second is minted here instead.
-    const shortLived = await tokenExpiringAt(t, alice, Math.floor(Date.now() / 1000) + 1);
+    // TOKEN_EXPIRE_MINUTES counts minutes: a token of one to two seconds is minted here instead.
+    // `exp` is in whole seconds, so `+ 1` could leave a few milliseconds, less than a loaded
+    // machine takes to open both sockets: at least a whole second is left for that.
+    const shortLived = await tokenExpiringAt(t, alice, Math.floor(Date.now() / 1000) + 2);
     const ws = kit.chat(shortLived);
     await ws.opened;
     await ws.join(chatId);
