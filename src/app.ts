@@ -26,6 +26,7 @@ import { createEventBus } from './services/pubsub';
 import type { Resolver } from './services/webhooks/address-safety';
 import type { SocketData } from './ws';
 import { createWebSockets } from './ws';
+import { openingState } from './ws/socket-session';
 import { ChatSocketHub } from './ws/chat-socket';
 import type { GraphqlSocketData, GraphqlWsServerContext } from './ws/graphql-socket';
 import { createGraphqlSocketHandler } from './ws/graphql-socket';
@@ -162,6 +163,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       },
       options.onSharedExecution,
     ),
+    services,
     log,
     metrics,
   );
@@ -179,7 +181,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     }
     if (url.pathname === '/graphql') {
       if (server && wantsSocket) {
-        const data: GraphqlSocketData = { kind: 'graphql', user: null, hold: null, operations: new Map() };
+        const data: GraphqlSocketData = { kind: 'graphql', user: null, operations: new Map(), ...openingState() };
         return server.upgrade(request, { data }) ? undefined : new Response('Upgrade Required', { status: 426 });
       }
       const checked = await withCheckedBody(request);

@@ -5,6 +5,7 @@ import type { SocketData } from '../src/ws';
 import { createWebSockets } from '../src/ws';
 import type { ChatSocketHub } from '../src/ws/chat-socket';
 import type { GraphqlSocketData } from '../src/ws/graphql-socket';
+import { openingState } from '../src/ws/socket-session';
 import { captureLogs } from './support/logs';
 
 /**
@@ -15,11 +16,11 @@ test('a graphql-ws message that throws closes its socket with 1011 and is logged
   const logs = captureLogs();
   const metrics = new Metrics();
   const failing: WebSocketHandler<unknown> = { message: () => Promise.reject(new Error('thrown past graphql-ws')) };
-  const sockets = createWebSockets({} as ChatSocketHub, failing, logs.log, metrics);
+  const sockets = createWebSockets({} as ChatSocketHub, failing, { presence: { disconnect: () => {} } }, logs.log, metrics);
   const server = Bun.serve<SocketData>({
     port: 0,
     fetch: (request, server) => {
-      const data: GraphqlSocketData = { kind: 'graphql', user: null, hold: null, operations: new Map() };
+      const data: GraphqlSocketData = { kind: 'graphql', user: null, operations: new Map(), ...openingState() };
       return server.upgrade(request, { data }) ? undefined : new Response('Upgrade Required', { status: 426 });
     },
     websocket: sockets.handler,

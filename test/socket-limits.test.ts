@@ -147,7 +147,7 @@ describe('MAX_SOCKETS_PER_USER=3', () => {
     await Promise.all(held.map((socket) => socket.close()));
     await closes.closed(expectedCloses + 3);
     expect(sockets.openFor(alice.id)).toBe(0);
-    expect(sockets.users).toBe(0);
+    expect(t.app.services.presence.usersHere()).toEqual([]);
   });
 
   test('a graphql-ws socket that closes while its token is being checked takes no place', async () => {
@@ -195,7 +195,7 @@ describe('MAX_SOCKETS_PER_USER=3', () => {
       expect((await ws.closed).code).toBe(1001);
       expect((await graphql.closed).code).toBe(1001);
       await drained.closes.closed(closed + 2);
-      expect(drained.t.app.services.sockets.users).toBe(0);
+      expect(drained.t.app.services.presence.usersHere()).toEqual([]);
     } finally {
       await drained.stop();
     }

@@ -253,7 +253,11 @@ export function createServices(
     usage: bot.usage,
     pubsub,
     feeds,
-    sockets: new SocketQuota(config.limits.socketsPerUser, () => metrics.refused('socket_cap')),
+    sockets: new SocketQuota(
+      config.limits.socketsPerUser,
+      (userId) => presence.socketsHere(userId),
+      () => metrics.refused('socket_cap'),
+    ),
     async health() {
       // A stalled database must not stall the probe that is meant to report it.
       const database = await settleWithin(

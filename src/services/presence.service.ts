@@ -69,7 +69,7 @@ export class PresenceService implements PresenceHost {
 
   /**
    * Counts an open socket of `user` until the ticket returned is handed to `disconnect`, once, when the
-   * socket closes (SocketHold does). Never waits for the store: a socket opens and closes the same
+   * socket closes (releaseSocket does). Never waits for the store: a socket opens and closes the same
    * whether it answers or not.
    * @example const ticket = presence.connect(user); … presence.disconnect(ticket)
    */
@@ -139,6 +139,11 @@ export class PresenceService implements PresenceHost {
     if (newest !== undefined && newest > event.version) return false;
     if (newest !== event.version) this.passedOn.set(event.userId, event.version);
     return true;
+  }
+
+  /** The sockets `userId` has open on this instance (what MAX_SOCKETS_PER_USER caps). */
+  socketsHere(userId: number): number {
+    return this.here.get(userId)?.sockets ?? 0;
   }
 
   usersHere(): PresentUser[] {

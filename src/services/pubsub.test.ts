@@ -71,6 +71,29 @@ test('stop() is idempotent and only removes its own listener', async () => {
   expect(pubsub.listenerCount()).toBe(1);
 });
 
+test('one listener can serve many ids: each event comes with its id, and unlisten takes it off one id only', async () => {
+  const { pubsub } = await localBus();
+  const received: [number, number][] = [];
+  const listener = (event: MessageEvent, chatId: number) => received.push([chatId, event.id]);
+  for (const chatId of [1, 2]) await pubsub.listen('chat:message', chatId, listener);
+  pubsub.publish('chat:message', 1, message(10));
+  pubsub.publish('chat:message', 2, message(20));
+  pubsub.unlisten('chat:message', 1, listener);
+  pubsub.unlisten('chat:message', 1, listener);
+  pubsub.publish('chat:message', 1, message(11));
+  pubsub.publish('chat:message', 2, message(21));
+  // The same id on another topic is another channel.
+  pubsub.publish('chat:change', 2, { kind: 'deleted', chatId: 2, messageId: 21 });
+  expect(received).toEqual([
+    [1, 10],
+    [2, 20],
+    [2, 21],
+  ]);
+  expect(pubsub.listenerCount()).toBe(1);
+  pubsub.unlisten('chat:message', 2, listener);
+  expect(pubsub.listenerCount()).toBe(0);
+});
+
 test('a forwarding subscriber gets what was queued, then each event within its publish, and hears the end once', async () => {
   const { pubsub } = await localBus();
   const stream = pubsub.subscribe('chat:message', 1);

@@ -221,6 +221,24 @@ export type Events = {
 };
 
 export type Topic = keyof Events;
+
+/** Every topic, to read a channel's name off Redis (a Record, so a topic added to Events must be added here). */
+const TOPICS = new Set(
+  Object.keys({
+    'chat:message': true,
+    'chat:change': true,
+    'chat:typing': true,
+    'chat:room-presence': true,
+    'chat:bot': true,
+    'chat:reaction': true,
+    'chat:assistant': true,
+    'chat:stop': true,
+    'user:event': true,
+    'membership:forget': true,
+    'user:forget': true,
+  } satisfies Record<Topic, true>),
+);
+
 export type Payload<K extends Topic> = Events[K][1];
 
 /** One listener's registration on a topic; `stop()` releases it and is safe to call twice. */
@@ -246,48 +264,52 @@ export class SlowSubscriberError extends AppError {
   }
 }
 
-/** Where events travel: memory for one process, Redis between instances. */
+/**
+ * Where events travel: memory for one process, Redis between instances. A channel is a topic and an
+ * id; only Redis needs it as one string, so memory never builds one.
+ */
 interface Transport {
-  /** Sends `payload` to every instance's listeners of `channel` (this one's included). */
-  publish(channel: string, payload: unknown): void;
-  /** First local listener of `channel`: start receiving it; null when that is done at once (memory). */
-  open(channel: string): Promise<void> | null;
-  /** Last local listener of `channel` gone. */
-  close(channel: string): void;
+  /** Sends `payload` to every instance's listeners of the channel (this one's included). */
+  publish(topic: Topic, id: number, payload: unknown): void;
+  /** First local listener of the channel: start receiving it; null when that is done at once (memory). */
+  open(topic: Topic, id: number): Promise<void> | null;
+  /** Last local listener of the channel gone. */
+  close(topic: Topic, id: number): void;
 }
 
-type Deliver = (channel: string, payload: unknown) => void;
+type Deliver = (topic: Topic, id: number, payload: unknown) => void;
+
+/** What a listener is called with: the event, and the id of the channel it came on (see PubSub.listen). */
+export type Listener<K extends Topic> = (payload: Payload<K>, id: number) => void;
 
 interface Channel {
   /**
    * An array, not a set: most channels (a user's events) have one listener, and a set holding one
    * takes some 260 bytes where an array takes some 50, on every connected user.
    */
-  listeners: ((payload: never) => void)[];
+  listeners: ((payload: never, id: number) => void)[];
   ready: Promise<void>;
 }
 
 /** Every channel opened at once shares it: a socket's channel costs no promise of its own. */
 const OPEN: Promise<void> = Promise.resolve();
 
-/** One listener on one channel (see PubSub.on): an object, not closures, since every open socket holds one. */
-class Registration implements Listening {
-  readonly ready: Promise<void>;
+/** One listener on one channel (see PubSub.on): an object, not closures. */
+class Registration<K extends Topic> implements Listening {
   private stopped = false;
 
   constructor(
     private readonly pubsub: PubSub,
-    private readonly name: string,
-    private readonly channel: Channel,
-    private readonly listener: (payload: never) => void,
-  ) {
-    this.ready = channel.ready;
-  }
+    private readonly topic: K,
+    private readonly id: number,
+    private readonly listener: Listener<K>,
+    readonly ready: Promise<void>,
+  ) {}
 
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
-    this.pubsub.unlisten(this.name, this.channel, this.listener);
+    this.pubsub.unlisten(this.topic, this.id, this.listener);
   }
 }
 
@@ -299,39 +321,53 @@ const unavailable = () => new AppError('SERVICE_UNAVAILABLE', 'Real-time deliver
  * reader that stopped reading can take the process down or grow its memory.
  */
 export class PubSub {
-  private readonly channels = new Map<string, Channel>();
+  /** Each topic's channels by id: numbers as keys, no string built per channel or per event. */
+  private readonly channels = new Map<Topic, Map<number, Channel>>();
   private readonly transport: Transport;
 
   constructor(
     makeTransport: (deliver: Deliver) => Transport,
     private readonly log: Logger,
   ) {
-    this.transport = makeTransport((channel, payload) => this.deliver(channel, payload));
+    this.transport = makeTransport((topic, id, payload) => this.deliver(topic, id, payload));
   }
 
   publish<K extends Topic>(topic: K, id: number, payload: Payload<K>): void {
-    this.transport.publish(`${topic}:${id}`, payload);
+    this.transport.publish(topic, id, payload);
   }
 
   /** Calls `listener` with each event of the topic until `stop()`. */
-  on<K extends Topic>(topic: K, id: number, listener: (payload: Payload<K>) => void): Listening {
-    const name = `${topic}:${id}`;
-    let channel = this.channels.get(name);
-    if (!channel) {
-      channel = { listeners: [], ready: this.open(name) };
-      this.channels.set(name, channel);
-    }
-    channel.listeners.push(listener);
-    return new Registration(this, name, channel, listener);
+  on<K extends Topic>(topic: K, id: number, listener: Listener<K>): Listening {
+    return new Registration(this, topic, id, listener, this.listen(topic, id, listener));
   }
 
-  /** A registration stopped: its channel closes with its last listener. */
-  unlisten(name: string, channel: Channel, listener: (payload: never) => void): void {
-    removeFirst(channel.listeners, listener);
-    if (channel.listeners.length === 0 && this.channels.get(name) === channel) {
-      this.channels.delete(name);
-      this.transport.close(name);
+  /**
+   * Calls `listener` with each event of the topic's `id`, and the id, until `unlisten` with the same
+   * three. One listener can serve every id (each connected user's events, say) with no object per id,
+   * where `on` makes a registration each. Returns what `Listening.ready` is.
+   */
+  listen<K extends Topic>(topic: K, id: number, listener: Listener<K>): Promise<void> {
+    let byId = this.channels.get(topic);
+    if (!byId) {
+      byId = new Map();
+      this.channels.set(topic, byId);
     }
+    let channel = byId.get(id);
+    if (!channel) {
+      channel = { listeners: [], ready: this.open(topic, id) };
+      byId.set(id, channel);
+    }
+    channel.listeners.push(listener);
+    return channel.ready;
+  }
+
+  /** Ends one `listen` of `listener`: the channel closes with its last listener. */
+  unlisten<K extends Topic>(topic: K, id: number, listener: Listener<K>): void {
+    const byId = this.channels.get(topic);
+    const channel = byId?.get(id);
+    if (!channel || !removeFirst(channel.listeners, listener as Channel['listeners'][number]) || channel.listeners.length > 0) return;
+    byId!.delete(id);
+    this.transport.close(topic, id);
   }
 
   /**
@@ -346,19 +382,21 @@ export class PubSub {
   /** How many listeners this process holds: what metrics report and what tests check is released. */
   listenerCount(): number {
     let count = 0;
-    for (const channel of this.channels.values()) count += channel.listeners.length;
+    for (const byId of this.channels.values()) for (const channel of byId.values()) count += channel.listeners.length;
     return count;
   }
 
   /** Subscribes again to every channel a listener holds, after Redis lost them; settles when all are confirmed. */
   async resubscribeAll(): Promise<void> {
-    const channels = [...this.channels];
-    for (const [name, channel] of channels) channel.ready = this.open(name);
-    await Promise.all(channels.map(([, channel]) => channel.ready));
+    const reopened: Promise<void>[] = [];
+    for (const [topic, byId] of this.channels) {
+      for (const [id, channel] of byId) reopened.push((channel.ready = this.open(topic, id)));
+    }
+    await Promise.all(reopened);
   }
 
-  private open(name: string): Promise<void> {
-    const opening = this.transport.open(name);
+  private open(topic: Topic, id: number): Promise<void> {
+    const opening = this.transport.open(topic, id);
     if (!opening) return OPEN;
     const ready = opening.catch(() => {
       throw unavailable();
@@ -368,17 +406,28 @@ export class PubSub {
     return ready;
   }
 
-  private deliver(channel: string, payload: unknown): void {
-    const listeners = this.channels.get(channel)?.listeners;
-    if (!listeners) return;
-    for (const listener of listeners.slice()) {
+  private deliver(topic: Topic, id: number, payload: unknown): void {
+    const channel = this.channels.get(topic)?.get(id);
+    if (!channel) return;
+    for (const listener of channel.listeners.slice()) {
       try {
-        listener(payload as never);
+        listener(payload as never, id);
       } catch (error) {
-        this.log.error({ err: error, channel }, 'a pub/sub listener failed');
+        this.log.error({ err: error, channel: channelName(topic, id) }, 'a pub/sub listener failed');
       }
     }
   }
+}
+
+/** A channel as Redis names it (after the prefix): `chat:message:12`. */
+const channelName = (topic: Topic, id: number) => `${topic}:${id}`;
+
+/** The topic and id of a channel Redis names, or null for one that is not ours. */
+function parseChannel(name: string): { topic: Topic; id: number } | null {
+  const separator = name.lastIndexOf(':');
+  const topic = name.slice(0, separator);
+  const id = Number(name.slice(separator + 1));
+  return TOPICS.has(topic) && Number.isSafeInteger(id) ? { topic: topic as Topic, id } : null;
 }
 
 /**
@@ -592,7 +641,7 @@ export async function createEventBus(redisUrl: string | null, prefix: string, lo
   if (!redisUrl) {
     const pubsub = new PubSub(
       (deliver) => ({
-        publish: (channel, payload) => deliver(channel, payload),
+        publish: (topic, id, payload) => deliver(topic, id, payload),
         open: () => null,
         close: () => {},
       }),
@@ -645,20 +694,21 @@ async function redisEventBus(redisUrl: string, prefix: string, log: Logger, metr
         log.error({ err: error, channel }, 'an unreadable event came over Redis');
         return;
       }
-      deliver(channel.slice(prefix.length), payload);
+      const parsed = parseChannel(channel.slice(prefix.length));
+      if (parsed) deliver(parsed.topic, parsed.id, payload);
     });
     return {
-      publish: (channel, payload) => {
-        publishClient.publish(prefix + channel, JSON.stringify(payload)).catch((error: unknown) => {
+      publish: (topic, id, payload) => {
+        publishClient.publish(prefix + channelName(topic, id), JSON.stringify(payload)).catch((error: unknown) => {
           metrics.pubsubPublishErrors.inc();
           markDown((error as Error).message);
         });
       },
-      open: async (channel) => {
-        await subscribeClient.subscribe(prefix + channel);
+      open: async (topic, id) => {
+        await subscribeClient.subscribe(prefix + channelName(topic, id));
       },
-      close: (channel) => {
-        subscribeClient.unsubscribe(prefix + channel).catch(() => {});
+      close: (topic, id) => {
+        subscribeClient.unsubscribe(prefix + channelName(topic, id)).catch(() => {});
       },
     };
   }, log);

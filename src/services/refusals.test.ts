@@ -39,11 +39,13 @@ test('a window counter and the login throttle built on it: each attempt over the
 
 test('the socket quota: each socket over the cap', () => {
   const { counted, onRefused } = counter();
-  const quota = new SocketQuota(1, onRefused);
-  quota.acquire(7);
-  expect(() => quota.acquire(7)).toThrow('Too many open sockets');
-  quota.release(7);
-  quota.acquire(7);
+  let open = 0;
+  const quota = new SocketQuota(1, () => open, onRefused);
+  quota.check(7);
+  open = 1;
+  expect(() => quota.check(7)).toThrow('Too many open sockets');
+  open = 0;
+  quota.check(7);
   expect(counted.refusals).toBe(1);
 });
 

@@ -12,21 +12,17 @@ import { endsMembership, isMessageChange } from '../services/pubsub';
 import { TokenBucket } from '../services/rate-limit';
 import type { WsFrame } from '../services/validation';
 import { parseInput, wsFrame } from '../services/validation';
-import type { SocketClose, SocketSession } from './socket-session';
-import type { SocketHold } from './socket-session';
-import { authenticateSocket, CLOSE, holdSocket } from './socket-session';
+import type { SocketClose, SocketSession, SocketState } from './socket-session';
+import { authenticateSocket, CLOSE, holdSocket, openingState } from './socket-session';
 import { removeFirst } from '../services/lists';
 
 /** What a `/ws` socket carries from its upgrade: the authenticated user, or null to refuse it. */
-export interface ChatSocketData {
+export interface ChatSocketData extends SocketState {
   kind: 'chat';
+  /** Its user, authenticated at the upgrade (`expiresAt` is then its token's); null to refuse it. */
   user: PublicUser | null;
-  /** When its token expires (ms since the epoch); the socket is closed then. */
-  expiresAt: number;
   /** Why a socket without a user is closed as soon as it opens: bad credentials, or a server fault. */
   refusal: SocketClose | null;
-  /** What the open socket holds (see SocketHold), released when it closes. */
-  hold: SocketHold | null;
   /**
    * The chats of its user this socket receives messages from, joined or not, each with where the chat's
    * deliveries stood when this socket began receiving them (see RoomFeeds.deliveredSince).
@@ -205,7 +201,11 @@ interface Room {
 export class ChatSocketHub {
   private readonly rooms = new Map<number, Room>();
   /** Each user's sockets here (an array: a user has a few, and a set of one costs five times an array of one) and their one listener. */
-  private readonly users = new Map<number, { sockets: ChatSocket[]; registration: Listening }>();
+  /**
+   * The open sockets of each user with one here. The user's events reach them through one listener
+   * shared by every user (onUserEvent): a connected user costs this entry and their channel, no object more.
+   */
+  private readonly users = new Map<number, ChatSocket[]>();
   private server: Server<unknown> | undefined;
   private readonly log: Logger;
 
@@ -236,11 +236,11 @@ export class ChatSocketHub {
     const data: ChatSocketData = {
       kind: 'chat',
       user: session?.user ?? null,
-      expiresAt: session?.expiresAt ?? 0,
       refusal,
-      hold: null,
       memberships: new Map(),
       membershipChange: SETTLED,
+      ...openingState(),
+      expiresAt: session?.expiresAt ?? Number.POSITIVE_INFINITY,
     };
     return server.upgrade(request, { data }) ? undefined : new Response('Upgrade Required', { status: 426 });
   }
@@ -252,9 +252,14 @@ export class ChatSocketHub {
       ws.close(code, reason);
       return;
     }
-    ws.data.hold = holdSocket(this.services, { user, expiresAt }, ws);
-    if (!ws.data.hold) return;
-    this.userChannel(user.id).sockets.push(ws);
+    if (!holdSocket(this.services, { user, expiresAt }, ws)) return;
+    const sockets = this.users.get(user.id);
+    if (sockets) sockets.push(ws);
+    else {
+      this.users.set(user.id, [ws]);
+      // Not awaited: while Redis is unreachable the channel stands, and is subscribed again when it returns.
+      void this.services.pubsub.listen('user:event', user.id, this.onUserEvent);
+    }
     // Listening to the user's events first, then reading their chats: a chat added meanwhile is in one or both.
     changeMemberships(
       ws,
@@ -313,11 +318,11 @@ export class ChatSocketHub {
     if (!user) return;
     for (const chatId of ws.data.rooms ?? []) this.leave(ws, user, chatId);
     for (const chatId of ws.data.memberships.keys()) this.removeMembership(ws, chatId);
-    const channel = this.users.get(user.id);
-    if (!channel) return;
-    removeFirst(channel.sockets, ws);
-    if (channel.sockets.length === 0) {
-      channel.registration.stop();
+    const sockets = this.users.get(user.id);
+    if (!sockets) return;
+    removeFirst(sockets, ws);
+    if (sockets.length === 0) {
+      this.services.pubsub.unlisten('user:event', user.id, this.onUserEvent);
       this.users.delete(user.id);
     }
   }
@@ -399,19 +404,10 @@ export class ChatSocketHub {
   }
 
   /** The sockets here of `userId` and their one listener on the user's events. */
-  private userChannel(userId: number): { sockets: ChatSocket[]; registration: Listening } {
-    const existing = this.users.get(userId);
-    if (existing) return existing;
-    const sockets: ChatSocket[] = [];
-    // Bound rather than an arrow function: one object per user instead of a closure and its two scopes.
-    const channel = { sockets, registration: this.services.pubsub.on('user:event', userId, this.onUserEvent.bind(this, sockets)) };
-    this.users.set(userId, channel);
-    return channel;
-  }
-
-  /** Pushes a user's event to their sockets here, and follows the memberships it changes. */
-  private onUserEvent(sockets: ChatSocket[], event: UserEvent): void {
-    if (!this.services.presence.isCurrent(event)) return;
+  /** Pushes a user's event to their sockets here, and follows the memberships it changes. One listener for every user here. */
+  private readonly onUserEvent = (event: UserEvent, userId: number): void => {
+    const sockets = this.users.get(userId);
+    if (!sockets || !this.services.presence.isCurrent(event)) return;
     const frame = frames.userEvent(event);
     const ended = endsMembership(event);
     for (const ws of sockets.slice()) {
@@ -423,7 +419,7 @@ export class ChatSocketHub {
       if (frame) ws.send(frame);
     }
     if (frame) this.services.metrics.delivered('ws', sockets.length);
-  }
+  };
 
   private addMembership(ws: ChatSocket, chatId: number): void {
     if (ws.data.memberships.has(chatId) || ws.readyState !== WebSocket.OPEN) return;

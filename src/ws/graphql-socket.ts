@@ -7,18 +7,15 @@ import type { Context } from '../schema/context';
 import type { Services } from '../services';
 import type { PublicUser } from '../services/auth.service';
 import { bearerToken } from '../services/auth.service';
-import type { SocketSession } from './socket-session';
-import type { SocketHold } from './socket-session';
+import type { SocketSession, SocketState } from './socket-session';
 import { authenticateSocket, CLOSE, holdSocket } from './socket-session';
 import type { SharedOperation } from './shared-subscriptions';
 import { CorkedOutbox, deliverShared, SharedResults, sharedOperation } from './shared-subscriptions';
 
 /** What a graphql-ws socket carries: its user once `connection_init` authenticated it. */
-export interface GraphqlSocketData {
+export interface GraphqlSocketData extends SocketState {
   kind: 'graphql';
   user: PublicUser | null;
-  /** What the authenticated socket holds (see SocketHold), released when it closes. */
-  hold: SocketHold | null;
   /** The ids of the operations graphql-ws is still handling, each with whether the client has completed it. */
   operations: Map<string, { completed: boolean }>;
 }
@@ -83,8 +80,7 @@ export function createGraphqlSocketHandler(
       // A socket that closed while the token was checked must not take a place it would never give back.
       if (!session || socket.readyState !== WebSocket.OPEN) return false;
       // Refused here, the socket is closed already with its own code: graphql-ws's 4403 then changes nothing.
-      socket.data.hold = holdSocket(services, session, socket);
-      if (!socket.data.hold) return false;
+      if (!holdSocket(services, session, socket)) return false;
       socket.data.user = session.user;
       return true;
     },

@@ -1,6 +1,6 @@
-import type { ServerWebSocket, WebSocketHandler } from 'bun';
+import type { WebSocketHandler } from 'bun';
 import type { Logger } from '../log';
-import { CLOSE } from './socket-session';
+import { CLOSE, OpenSockets, releaseSocket } from './socket-session';
 import type { Metrics, SocketTransport } from '../metrics';
 import type { ChatSocketData, ChatSocketHub } from './chat-socket';
 import type { GraphqlSocketData } from './graphql-socket';
@@ -23,10 +23,15 @@ const transportOf = (data: SocketData): SocketTransport => (data.kind === 'chat'
  * counted in the open-sockets gauge. A graphql-ws socket learns its user at `connection_init`,
  * after it opened: its opening line has none.
  */
-export function createWebSockets(chat: ChatSocketHub, graphql: WebSocketHandler<unknown>, log: Logger, metrics: Metrics): WebSockets {
+export function createWebSockets(
+  chat: ChatSocketHub,
+  graphql: WebSocketHandler<unknown>,
+  holders: Parameters<typeof releaseSocket>[0],
+  log: Logger,
+  metrics: Metrics,
+): WebSockets {
   const graphqlHandler = graphql as WebSocketHandler<SocketData>;
-  /** Each open socket, with when it opened. */
-  const open = new Map<ServerWebSocket<SocketData>, number>();
+  const open = new OpenSockets<SocketData>();
   const socketLog = log.child({ component: 'sockets' });
   return {
     handler: {
@@ -36,7 +41,7 @@ export function createWebSockets(chat: ChatSocketHub, graphql: WebSocketHandler<
       backpressureLimit: 1024 * 1024,
       closeOnBackpressureLimit: true,
       open: (ws) => {
-        open.set(ws, performance.now());
+        open.add(ws);
         const transport = transportOf(ws.data);
         metrics.openSockets.inc({ transport });
         socketLog.info({ transport, userId: ws.data.user?.id ?? null }, 'socket opened');
@@ -56,17 +61,15 @@ export function createWebSockets(chat: ChatSocketHub, graphql: WebSocketHandler<
       },
       close: (ws, code, reason) => {
         const transport = transportOf(ws.data);
-        const durationMs = Math.round(performance.now() - (open.get(ws) ?? performance.now()));
-        open.delete(ws);
+        const durationMs = Math.round(performance.now() - ws.data.openedAt);
+        open.remove(ws);
         metrics.openSockets.dec({ transport });
         socketLog.info({ transport, userId: ws.data.user?.id ?? null, durationMs, code }, 'socket closed');
-        // Whichever side closed and why: the socket's quota place and expiry timer go with it.
-        ws.data.hold?.release();
+        // Whichever side closed and why: its count in its user's presence (and so its quota place) goes with it.
+        releaseSocket(holders, ws);
         return ws.data.kind === 'chat' ? chat.close(ws as never) : graphqlHandler.close?.(ws, code, reason);
       },
     },
-    closeAll: (code, reason) => {
-      for (const ws of open.keys()) ws.close(code, reason);
-    },
+    closeAll: (code, reason) => open.closeAll(code, reason),
   };
 }

@@ -1,60 +1,79 @@
 import { expect, test } from 'bun:test';
 import type { ServerWebSocket } from 'bun';
 import type { PublicUser } from '../services/auth.service';
-import type { PresenceService } from '../services/presence.service';
+import type { PresenceTicket } from '../services/presence.service';
 import { SocketQuota } from '../services/socket-quota';
-import { CLOSE, holdSocket, TokenExpiries } from './socket-session';
+import type { SocketState } from './socket-session';
+import { CLOSE, holdSocket, OpenSockets, openingState, releaseSocket } from './socket-session';
 
-/** A socket that records how it was closed; `closed` settles then. */
-function fakeSocket() {
+/** A socket that records how it was closed (`closed` settles then), and takes itself out of `open` as Bun's close handler would. */
+function fakeSocket(open?: OpenSockets<SocketState>) {
   let closedWith: (close: { code: number; reason: string }) => void = () => {};
   const closed = new Promise<{ code: number; reason: string }>((resolve) => (closedWith = resolve));
-  const ws = { close: (code: number, reason: string) => closedWith({ code, reason }) } as unknown as ServerWebSocket<unknown>;
+  const ws = {
+    data: openingState(),
+    close: (code: number, reason: string) => {
+      closedWith({ code, reason });
+      open?.remove(ws);
+    },
+  } as unknown as ServerWebSocket<SocketState>;
   return { ws, closed };
 }
 
-test('sockets whose tokens expire in the same second share one timer; removing the last one stops it', () => {
-  const expiries = new TokenExpiries();
-  const second = Math.ceil(Date.now() / 1000) * 1000 + 60_000;
-  const sockets = Array.from({ length: 100 }, (_, i) => ({ ws: fakeSocket().ws, expiresAt: second - 999 + i * 9 }));
-  for (const { ws, expiresAt } of sockets) expiries.add(expiresAt, ws);
-  expect(expiries.timers).toBe(1);
-  const later = fakeSocket().ws;
-  expiries.add(second + 5_000, later);
-  expect(expiries.timers).toBe(2);
-  for (const { ws, expiresAt } of sockets) expiries.remove(expiresAt, ws);
-  expect(expiries.timers).toBe(1);
-  expiries.remove(second + 5_000, later);
-  expect(expiries.timers).toBe(0);
+test('open sockets: each takes a slot, any can leave, and the last one out stops the expiry timer', () => {
+  const open = new OpenSockets<SocketState>();
+  const sockets = Array.from({ length: 5 }, () => fakeSocket(open).ws);
+  for (const ws of sockets) open.add(ws);
+  expect(open.size).toBe(5);
+  expect(open.sweeping).toBe(true);
+  // Out of the middle, twice, and a socket that is not in the list changes nothing.
+  open.remove(sockets[1]!);
+  open.remove(sockets[1]!);
+  open.remove(fakeSocket().ws);
+  open.remove(sockets[0]!);
+  expect(open.size).toBe(3);
+  expect(
+    sockets
+      .slice(2)
+      .map((ws) => ws.data.slot)
+      .sort(),
+  ).toEqual([0, 1, 2]);
+  for (const ws of sockets.slice(2)) open.remove(ws);
+  expect(open.size).toBe(0);
+  expect(open.sweeping).toBe(false);
 });
 
-test('every socket of a second that comes is closed with 4401 "Token expired", and the timer is gone', async () => {
-  const expiries = new TokenExpiries();
-  const expiresAt = Date.now() + 20;
-  const sockets = [fakeSocket(), fakeSocket(), fakeSocket()];
-  for (const { ws } of sockets) expiries.add(expiresAt, ws);
-  // One of them closed by its client before the expiry is not closed again.
-  expiries.remove(expiresAt, sockets[2]!.ws);
-  expect(await Promise.all(sockets.slice(0, 2).map(({ closed }) => closed))).toEqual([CLOSE.tokenExpired, CLOSE.tokenExpired]);
-  expect(expiries.timers).toBe(0);
-  // A release after the close (the close handler runs it) finds nothing to undo.
-  expiries.remove(expiresAt, sockets[0]!.ws);
-  expect(expiries.timers).toBe(0);
+test('a socket whose token has expired is closed with 4401 "Token expired" within a second; the others stay open', async () => {
+  const open = new OpenSockets<SocketState>();
+  const expired = [fakeSocket(open), fakeSocket(open)];
+  const valid = fakeSocket(open);
+  const unauthenticated = fakeSocket(open);
+  for (const { ws } of expired) ws.data.expiresAt = Date.now() - 1;
+  valid.ws.data.expiresAt = Date.now() + 3_600_000;
+  for (const { ws } of [...expired, valid, unauthenticated]) open.add(ws);
+  expect(await Promise.all(expired.map(({ closed }) => closed))).toEqual([CLOSE.tokenExpired, CLOSE.tokenExpired]);
+  expect(open.size).toBe(2);
+  open.closeAll(1001, 'Going away');
+  expect(await valid.closed).toEqual({ code: 1001, reason: 'Going away' });
+  expect(await unauthenticated.closed).toEqual({ code: 1001, reason: 'Going away' });
+  expect(open.sweeping).toBe(false);
 });
 
-test('a hold gives its quota place and its presence back once, however often it is released', async () => {
-  const sockets = new SocketQuota(1);
-  const presence = { connected: 0, connect: () => ({ ticket: true }), disconnect: () => presence.connected-- };
+test('a hold counts the socket in its user presence, whose count is the quota; release gives it back once', async () => {
+  let connected = 0;
+  const ticket = {} as PresenceTicket;
+  const presence = { connect: () => (connected++, ticket), disconnect: (given: PresenceTicket | null) => given && connected-- };
+  const sockets = new SocketQuota(1, () => connected);
   const session = { user: { id: 7, username: 'ana' } as PublicUser, expiresAt: Date.now() + 60_000 };
   const first = fakeSocket();
-  const hold = holdSocket({ sockets, presence: presence as unknown as PresenceService }, session, first.ws);
-  expect(sockets.openFor(7)).toBe(1);
+  expect(holdSocket({ sockets, presence }, session, first.ws)).toBe(true);
+  expect(first.ws.data).toMatchObject({ expiresAt: session.expiresAt, presence: ticket });
   // Over the quota: closed with 4429 at once, nothing held.
   const second = fakeSocket();
-  expect(holdSocket({ sockets, presence: presence as unknown as PresenceService }, session, second.ws)).toBeNull();
+  expect(holdSocket({ sockets, presence }, session, second.ws)).toBe(false);
   expect(await second.closed).toEqual(CLOSE.tooManySockets);
-  hold!.release();
-  hold!.release();
-  expect(sockets.openFor(7)).toBe(0);
-  expect(presence.connected).toBe(-1);
+  expect(second.ws.data.presence).toBeNull();
+  releaseSocket({ presence }, first.ws);
+  releaseSocket({ presence }, first.ws);
+  expect(connected).toBe(0);
 });

@@ -41,117 +41,113 @@ export async function authenticateSocket(auth: AuthService, token: string | null
 }
 
 /** The services whose resources an open socket holds. */
-type Holders = { sockets: SocketQuota; presence: PresenceService };
-
-/**
- * What an authenticated socket holds while it is open, whatever its protocol: a place in its user's
- * socket quota, its place on the clock that closes it (4401) when its token expires, and its count in
- * its user's presence (online while any socket is open). One object per socket, no closure each: an
- * idle socket's memory is mostly what it holds. `release` gives it all back once, however often it is
- * called; the close handler (src/ws/index.ts) calls it, so it runs on every path a socket closes by.
- */
-export class SocketHold {
-  private released = false;
-  private readonly userId: number;
-  private readonly expiresAt: number;
-  private readonly presenceTicket: PresenceTicket | null;
-
-  constructor(
-    private readonly holders: Holders,
-    session: SocketSession,
-    private readonly ws: ServerWebSocket<unknown>,
-  ) {
-    this.userId = session.user.id;
-    this.expiresAt = session.expiresAt;
-    tokenExpiries.add(session.expiresAt, ws);
-    this.presenceTicket = holders.presence.connect(session.user);
-  }
-
-  release(): void {
-    if (this.released) return;
-    this.released = true;
-    tokenExpiries.remove(this.expiresAt, this.ws);
-    this.holders.sockets.release(this.userId);
-    this.holders.presence.disconnect(this.presenceTicket);
-  }
+export interface Holders {
+  sockets: SocketQuota;
+  presence: Pick<PresenceService, 'connect' | 'disconnect'>;
 }
 
-/** Takes what `ws` holds while open (see SocketHold); over the quota the socket is closed at once (4429) and null returned. */
-export function holdSocket(holders: Holders, session: SocketSession, ws: ServerWebSocket<unknown>): SocketHold | null {
+/**
+ * What the data of every open socket carries, whatever its protocol. Fields of the data rather than
+ * objects and collection entries of their own: an idle socket's memory is mostly what it holds.
+ */
+export interface SocketState {
+  /** When it opened (`performance.now()`), for the close's log line. */
+  openedAt: number;
+  /** Its place in OpenSockets' list. */
+  slot: number;
+  /** When its token expires (ms since the epoch): OpenSockets closes it then (4401). Infinity until it is authenticated. */
+  expiresAt: number;
+  /** Its count in its user's presence (online while any socket is open), given back once when it closes. */
+  presence: PresenceTicket | null;
+}
+
+/** A socket's state as it opens: nothing held yet. */
+export const openingState = (): SocketState => ({ openedAt: 0, slot: -1, expiresAt: Number.POSITIVE_INFINITY, presence: null });
+
+/**
+ * Takes what an authenticated socket holds while it is open, whatever its protocol: a place in its
+ * user's socket quota (over it the socket is closed at once, 4429, and false returned), its token's
+ * expiry (see OpenSockets) and its count in its user's presence. `releaseSocket` gives it back: the
+ * close handler (src/ws/index.ts) calls it, so it runs on every path a socket closes by.
+ */
+export function holdSocket(holders: Holders, session: SocketSession, ws: ServerWebSocket<SocketState>): boolean {
   try {
-    holders.sockets.acquire(session.user.id);
+    holders.sockets.check(session.user.id);
   } catch (error) {
     if (!(error instanceof AppError)) throw error;
     ws.close(CLOSE.tooManySockets.code, CLOSE.tooManySockets.reason);
-    return null;
+    return false;
   }
-  return new SocketHold(holders, session, ws);
+  ws.data.expiresAt = session.expiresAt;
+  ws.data.presence = holders.presence.connect(session.user);
+  return true;
 }
 
-// setTimeout fires at once for delays past 2^31-1 ms (24.8 days): longer waits go in steps.
-const LONGEST_TIMEOUT_MS = 2 ** 31 - 1;
-
-/** The whole second a token expiring at `expiresAt` (ms) is due in: `exp` is in whole seconds, so this is exact. */
-const secondOf = (expiresAt: number) => Math.ceil(expiresAt / 1000);
-
-/** The sockets whose tokens expire within one second, and the one timer that closes them all. */
-interface ExpirySecond {
-  sockets: Set<ServerWebSocket<unknown>>;
-  timer: Timer;
+/** Gives back what `holdSocket` took, once however often it is called. */
+export function releaseSocket(holders: { presence: Pick<PresenceService, 'disconnect'> }, ws: ServerWebSocket<SocketState>): void {
+  const ticket = ws.data.presence;
+  ws.data.presence = null;
+  holders.presence.disconnect(ticket);
 }
+
+/** How often OpenSockets looks for expired tokens: a socket is closed within this long after its token's `exp`. */
+export const EXPIRY_SWEEP_MS = 1000;
 
 /**
- * Closes each socket (4401) when its token expires. A timer costs some 2 KB, as much as the rest of an
- * idle socket: sockets whose tokens expire in the same second share one, so a process holds at most one
- * timer per second of the token lifetime (TOKEN_EXPIRE_MINUTES × 60), however many sockets are open.
- * A socket is closed within a second after its token's `exp`.
+ * Every open socket of the process, of both protocols, in an array that knows each one's place: a
+ * socket costs one slot, where a map or a set entry costs some 70 bytes. While any is open, one timer
+ * looks each second for those whose token has expired and closes them (4401): a pass over 10,000 sockets
+ * takes tens of microseconds, and no socket holds a timer or a place in a schedule of its own.
  */
-export class TokenExpiries {
-  private readonly seconds = new Map<number, ExpirySecond>();
+export class OpenSockets<T extends SocketState> {
+  private readonly sockets: ServerWebSocket<T>[] = [];
+  private sweep: Timer | null = null;
 
-  /** How many timers it holds: one per second that some open socket's token expires in. */
-  get timers(): number {
-    return this.seconds.size;
+  get size(): number {
+    return this.sockets.length;
   }
 
-  /** Schedules `ws`'s close at `expiresAt` (ms since the epoch). */
-  add(expiresAt: number, ws: ServerWebSocket<unknown>): void {
-    const second = secondOf(expiresAt);
-    let due = this.seconds.get(second);
-    if (!due) {
-      due = { sockets: new Set(), timer: this.arm(second) };
-      this.seconds.set(second, due);
+  /** Whether the expiry timer runs: exactly while a socket is open. */
+  get sweeping(): boolean {
+    return this.sweep !== null;
+  }
+
+  add(ws: ServerWebSocket<T>): void {
+    ws.data.openedAt = performance.now();
+    ws.data.slot = this.sockets.length;
+    this.sockets.push(ws);
+    if (!this.sweep) {
+      this.sweep = setInterval(() => this.closeExpired(), EXPIRY_SWEEP_MS);
+      // It serves the sockets: it never keeps the process alive by itself.
+      this.sweep.unref();
     }
-    due.sockets.add(ws);
   }
 
-  /** Unschedules `ws`, added with the same `expiresAt`. */
-  remove(expiresAt: number, ws: ServerWebSocket<unknown>): void {
-    const second = secondOf(expiresAt);
-    const due = this.seconds.get(second);
-    if (!due?.sockets.delete(ws) || due.sockets.size > 0) return;
-    clearTimeout(due.timer);
-    this.seconds.delete(second);
-  }
-
-  private arm(second: number): Timer {
-    const left = second * 1000 - Date.now();
-    if (left > LONGEST_TIMEOUT_MS) {
-      return setTimeout(() => {
-        const due = this.seconds.get(second);
-        if (due) due.timer = this.arm(second);
-      }, LONGEST_TIMEOUT_MS);
+  /** Takes `ws` out (its slot goes to the last socket); a socket not in the list is left alone. */
+  remove(ws: ServerWebSocket<T>): void {
+    const { slot } = ws.data;
+    if (this.sockets[slot] !== ws) return;
+    const last = this.sockets.pop()!;
+    if (last !== ws) {
+      this.sockets[slot] = last;
+      last.data.slot = slot;
     }
-    return setTimeout(() => this.expire(second), Math.max(0, left));
+    ws.data.slot = -1;
+    if (this.sockets.length === 0 && this.sweep) {
+      clearInterval(this.sweep);
+      this.sweep = null;
+    }
   }
 
-  private expire(second: number): void {
-    const due = this.seconds.get(second);
-    this.seconds.delete(second);
-    // Each close runs its socket's release, which finds its second gone and has nothing to undo.
-    for (const ws of due?.sockets ?? []) ws.close(CLOSE.tokenExpired.code, CLOSE.tokenExpired.reason);
+  /** Closes every open socket with `code`. */
+  closeAll(code: number, reason: string): void {
+    // A close may run its handler at once, which takes the socket out of the list: close a copy.
+    for (const ws of this.sockets.slice()) ws.close(code, reason);
+  }
+
+  private closeExpired(): void {
+    const now = Date.now();
+    const expired = this.sockets.filter((ws) => ws.data.expiresAt <= now);
+    for (const ws of expired) ws.close(CLOSE.tokenExpired.code, CLOSE.tokenExpired.reason);
   }
 }
-
-/** One clock for every socket of the process, of either protocol. */
-const tokenExpiries = new TokenExpiries();
