@@ -26,7 +26,7 @@ import { createEventBus } from './services/pubsub';
 import type { Resolver } from './services/webhooks/address-safety';
 import type { SocketData } from './ws';
 import { createWebSockets } from './ws';
-import { openingState } from './ws/socket-session';
+import { CLOSE, openingState } from './ws/socket-session';
 import { ChatSocketHub } from './ws/chat-socket';
 import type { GraphqlSocketData, GraphqlWsServerContext } from './ws/graphql-socket';
 import { createGraphqlSocketHandler } from './ws/graphql-socket';
@@ -231,7 +231,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     },
     async drain(graceMs) {
       await Promise.all([services.bot.shutdown(graceMs), services.webhookWorker.stop()]);
-      sockets.closeAll(1001, 'Server shutting down');
+      sockets.closeAll(CLOSE.shuttingDown.code, CLOSE.shuttingDown.reason);
     },
     async close() {
       await services.webhookWorker.stop();

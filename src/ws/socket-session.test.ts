@@ -77,3 +77,13 @@ test('a hold counts the socket in its user presence, whose count is the quota; r
   releaseSocket({ presence }, first.ws);
   expect(connected).toBe(0);
 });
+
+test('a socket opening once presence has closed (the server going away) is closed with 1001 and holds nothing', async () => {
+  // Presence counts nothing once closed, so the quota could not count this socket either.
+  const presence = { connect: () => null, disconnect: () => {} };
+  const sockets = new SocketQuota(1, () => 0);
+  const late = fakeSocket();
+  expect(holdSocket({ sockets, presence }, { user: { id: 7, username: 'ana' } as PublicUser, expiresAt: Date.now() + 60_000 }, late.ws)).toBe(false);
+  expect(await late.closed).toEqual(CLOSE.shuttingDown);
+  expect(late.ws.data).toMatchObject({ expiresAt: Number.POSITIVE_INFINITY, presence: null });
+});

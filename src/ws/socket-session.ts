@@ -17,6 +17,8 @@ export const CLOSE = {
   internalError: { code: 1011, reason: 'Internal server error' },
   /** The user already has MAX_SOCKETS_PER_USER sockets open in this process. */
   tooManySockets: { code: 4429, reason: 'Too many open sockets' },
+  /** The server is draining (or closed): every socket goes, and one opening meanwhile is not kept. */
+  shuttingDown: { code: 1001, reason: 'Server shutting down' },
   /** The token the socket was opened with has expired (graphql-ws's own code for Unauthorized). */
   tokenExpired: { code: 4401, reason: 'Token expired' },
 } as const satisfies Record<string, SocketClose>;
@@ -66,9 +68,11 @@ export const openingState = (): SocketState => ({ openedAt: 0, slot: -1, expires
 
 /**
  * Takes what an authenticated socket holds while it is open, whatever its protocol: a place in its
- * user's socket quota (over it the socket is closed at once, 4429, and false returned), its token's
- * expiry (see OpenSockets) and its count in its user's presence. `releaseSocket` gives it back: the
- * close handler (src/ws/index.ts) calls it, so it runs on every path a socket closes by.
+ * user's socket quota, its token's expiry (see OpenSockets) and its count in its user's presence,
+ * which is what the quota counts. A socket over the quota is closed at once (4429), and one opening
+ * once presence has closed (the server going away) with 1001; false is returned then, nothing held.
+ * `releaseSocket` gives it back: the close handler (src/ws/index.ts) calls it, so it runs on every
+ * path a socket closes by.
  */
 export function holdSocket(holders: Holders, session: SocketSession, ws: ServerWebSocket<SocketState>): boolean {
   try {
@@ -78,8 +82,13 @@ export function holdSocket(holders: Holders, session: SocketSession, ws: ServerW
     ws.close(CLOSE.tooManySockets.code, CLOSE.tooManySockets.reason);
     return false;
   }
+  const ticket = holders.presence.connect(session.user);
+  if (!ticket) {
+    ws.close(CLOSE.shuttingDown.code, CLOSE.shuttingDown.reason);
+    return false;
+  }
   ws.data.expiresAt = session.expiresAt;
-  ws.data.presence = holders.presence.connect(session.user);
+  ws.data.presence = ticket;
   return true;
 }
 
