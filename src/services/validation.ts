@@ -233,24 +233,23 @@ export const wsFrame = z.discriminatedUnion(
   'type',
   [
     z.object({ type: z.literal('join'), chat_id: idSchema, after: cursorSchema.optional() }),
-    // Its content, attachments and thread are checked by the service (sendMessageInput), once, as on every
-    // transport: the adapter hands it the frame as parsed. Other keys are passed over, not copied.
+    // What a frame carries besides its ids (a message's content, attachments and thread, an edit's content,
+    // a reaction's emoji) is checked by the service, once, as on every transport: the adapter hands it the
+    // frame as parsed. Other keys are passed over, not copied.
     z.object({ type: z.literal('message'), chat_id: idSchema }),
     z.object({ type: z.literal('regenerate'), chat_id: idSchema, message_id: idSchema }),
     z.object({ type: z.literal('typing'), chat_id: idSchema }),
     z.object({ type: z.literal('leave'), chat_id: idSchema }),
     z.object({ type: z.literal('stop'), chat_id: idSchema }),
-    z.object({ type: z.literal('edit'), chat_id: idSchema, message_id: idSchema, content: contentSchema }),
+    z.object({ type: z.literal('edit'), chat_id: idSchema, message_id: idSchema }),
     z.object({ type: z.literal('delete'), chat_id: idSchema, message_id: idSchema }),
-    z.object({ type: z.literal('react'), chat_id: idSchema, message_id: idSchema, emoji: emojiSchema }),
-    z.object({ type: z.literal('unreact'), chat_id: idSchema, message_id: idSchema, emoji: emojiSchema }),
+    z.object({ type: z.literal('react'), chat_id: idSchema, message_id: idSchema }),
+    z.object({ type: z.literal('unreact'), chat_id: idSchema, message_id: idSchema }),
   ],
   { error: 'Unknown message type' },
 );
 export type WsFrame = z.output<typeof wsFrame>;
 
-/** The one id rule for a chat named in a path or an argument; errors locate it as `chat_id`. */
-// Built once: zod compiles an object schema on first use, and this one is on every message's path.
 /** The events an outgoing webhook can ask for. */
 export const WEBHOOK_EVENTS = ['message.created', 'message.updated', 'message.deleted', 'bot.answer.completed', 'member.joined', 'member.left'] as const;
 export const MAX_WEBHOOK_URL_LENGTH = 2048;
@@ -271,6 +270,10 @@ export const createIncomingHookInput = z.object({ name: storable(z.string().trim
 export const hookIdInput = z.object({ hook_id: idSchema });
 export const parseHookId = (value: unknown): number => parseInput(hookIdInput, { hook_id: value }, 'path').hook_id;
 
+/**
+ * The one id rule for a chat named in a path or an argument; errors locate it as `chat_id`. Built once:
+ * zod compiles an object schema on first use, and this one is on every message's path.
+ */
 export const chatIdInput = z.object({ chat_id: idSchema });
 export const parseChatId = (value: unknown): number => parseInput(chatIdInput, { chat_id: value }, 'path').chat_id;
 

@@ -349,7 +349,7 @@ export class ChatSocketHub {
     return last !== undefined && performance.now() - last < TYPING_EVERY_MS;
   }
 
-  /** `parsed` is the frame as it came: a message's content, attachments and thread are the service's to check. */
+  /** `parsed` is the frame as it came: what it carries besides its ids (content, attachments, thread, emoji) is the service's to check. */
   private async handle(ws: ChatSocket, user: PublicUser, frame: WsFrame, parsed: unknown): Promise<void> {
     switch (frame.type) {
       case 'join': {
@@ -389,21 +389,20 @@ export class ChatSocketHub {
         await this.services.bot.regenerate(user, frame.chat_id, frame.message_id);
         return;
       case 'edit':
-        await this.services.messageChanges.edit(user, frame.chat_id, frame.message_id, { content: frame.content });
+        await this.services.messageChanges.edit(user, frame.chat_id, frame.message_id, parsed);
         return;
       case 'delete':
         await this.services.messageChanges.delete(user, frame.chat_id, frame.message_id);
         return;
       case 'react':
-        await this.services.reactions.add(user, frame.chat_id, frame.message_id, { emoji: frame.emoji });
+        await this.services.reactions.add(user, frame.chat_id, frame.message_id, parsed);
         return;
       case 'unreact':
-        await this.services.reactions.remove(user, frame.chat_id, frame.message_id, frame.emoji);
+        await this.services.reactions.remove(user, frame.chat_id, frame.message_id, (parsed as { emoji?: unknown }).emoji);
         return;
     }
   }
 
-  /** The sockets here of `userId` and their one listener on the user's events. */
   /** Pushes a user's event to their sockets here, and follows the memberships it changes. One listener for every user here. */
   private readonly onUserEvent = (event: UserEvent, userId: number): void => {
     const sockets = this.users.get(userId);
