@@ -28,13 +28,14 @@ const MIGRATIONS = [
   '20261216000000_partial_indexes',
   '20261217000000_deferred_search_index',
   '20261218000000_search_index_file',
+  '20261219000000_streaming_index',
 ];
 
 /**
  * What the migrations build that Prisma's models cannot describe, by name: what message search needs
  * (on SQLite, what its index in a file of its own follows: 20261218000000_search_index_file; on
  * PostgreSQL, its index: 20261210000000_search) and the partial indexes of pending asks and changed messages
- * (20261216000000_partial_indexes). The drift tests compare everything else exactly, and require these to
+ * (20261216000000_partial_indexes) and of streaming answers (20261219000000_streaming_index). The drift tests compare everything else exactly, and require these to
  * exist: a later migration that dropped them (say, by redefining `messages`) fails here.
  */
 const RAW_ONLY = {
@@ -45,6 +46,7 @@ const RAW_ONLY = {
     'trigger search_changes_delete',
     'index messages_pending_ask_idx',
     'index messages_changed_idx',
+    'index messages_streaming_idx',
   ],
   postgres: [
     'column messages.search_vector',
@@ -52,6 +54,7 @@ const RAW_ONLY = {
     'index messages_search_vector_idx',
     'index messages_pending_ask_idx',
     'index messages_changed_idx',
+    'index messages_streaming_idx',
   ],
 };
 
@@ -126,6 +129,21 @@ describe('SQLite migrations', () => {
     db.exec(await modelsSql('sqlite', new PrismaBunSqlite({ url: ':memory:' })));
     db.close();
     expect(withoutRawOnly(sqliteSchema(migrated), RAW_ONLY.sqlite)).toEqual(sqliteSchema(fromModels));
+  });
+
+  test('only streaming answers are indexed by status, and finding them after a restart reads that index, not every message', async () => {
+    const path = join(dir, 'streaming.db');
+    await applyMigrations('sqlite', new PrismaBunSqlite({ url: `file:${path}` }));
+    const db = new Database(path);
+    try {
+      db.exec(EXISTING_MESSAGES);
+      // Bound, as Prisma sends it: SQLite plans a partial index for the value bound.
+      const plan = db.query<{ detail: string }, [string]>('EXPLAIN QUERY PLAN SELECT id FROM messages WHERE status = ?1').all('streaming');
+      expect(plan.map((step) => step.detail)).toEqual(['SCAN messages USING COVERING INDEX messages_streaming_idx']);
+      expect(db.query("SELECT id FROM messages INDEXED BY messages_streaming_idx WHERE status = 'streaming'").all()).toEqual([{ id: 2 }]);
+    } finally {
+      db.close();
+    }
   });
 
   test('after the migrations, the search index takes in the visible messages a database held before search existed', async () => {
