@@ -82,18 +82,35 @@ export function parseSources(stored: string | null | undefined): AnswerSource[] 
   }
 }
 
+/** A message as both generations of clients read it: the seed's fields, and the later ones when they say something. */
+export interface MessageJson {
+  id: number;
+  chat_id: number;
+  user_id: number | null;
+  username: string | null;
+  content: string;
+  is_bot: boolean;
+  created_at: string;
+  edited_at: string | null;
+  reactions: ReturnType<typeof reactionsJson>;
+  attachments: ReturnType<typeof attachmentJson>[];
+  assistant_id?: number;
+  thread_id?: number;
+  sources?: AnswerSource[];
+}
+
 /**
  * A message in the original shapes, with its attachments. The later fields are there only when they
  * say something (`assistant_id` on an assistant's ask or answer, `thread_id` in a thread, `sources` on
- * a grounded answer), so what earlier clients read is unchanged.
+ * a grounded answer), so what earlier clients read is unchanged. Set one by one rather than spread in:
+ * every message delivered is built here, and each spread made and copied an object more.
  */
-export const messageJson = (
+export function messageJson(
   message: Pick<MessageEvent, 'id' | 'chatId' | 'userId' | 'username' | 'content' | 'isBot' | 'createdAt' | 'editedAt' | 'reactions' | 'attachments'> &
     Partial<Pick<MessageEvent, 'assistantId' | 'threadId' | 'sources'>>,
   urls: AttachmentUrls,
-) => {
-  const sources = parseSources(message.sources);
-  return {
+): MessageJson {
+  const json: MessageJson = {
     id: message.id,
     chat_id: message.chatId,
     user_id: message.userId,
@@ -104,17 +121,31 @@ export const messageJson = (
     edited_at: message.editedAt?.toISOString() ?? null,
     reactions: reactionsJson(message.reactions),
     attachments: message.attachments.map((attachment) => attachmentJson(attachment, urls)),
-    ...(message.assistantId == null ? {} : { assistant_id: message.assistantId }),
-    ...(message.threadId == null ? {} : { thread_id: message.threadId }),
-    ...(sources.length > 0 ? { sources } : {}),
   };
-};
+  if (message.assistantId != null) json.assistant_id = message.assistantId;
+  if (message.threadId != null) json.thread_id = message.threadId;
+  const sources = parseSources(message.sources);
+  if (sources.length > 0) json.sources = sources;
+  return json;
+}
 
-/** What both generations of `/ws` clients read of a message: the seed's flat fields and the later nested object. */
-export function messageFrameFields(message: Parameters<typeof messageJson>[0], urls: AttachmentUrls) {
+/**
+ * What both generations of `/ws` clients read of a message: the seed's flat fields and the later nested
+ * object, after the frame's `type` when it is one (a webhook's data has none, and JSON leaves it out).
+ */
+export function messageFrameFields(message: Parameters<typeof messageJson>[0], urls: AttachmentUrls, type?: 'message' | 'message_updated') {
   const nested = messageJson(message, urls);
-  const { chat_id, username, content, is_bot, created_at, attachments } = nested;
-  return { chat_id, message_id: nested.id, username, content, is_bot, created_at, attachments, message: nested };
+  return {
+    type,
+    chat_id: nested.chat_id,
+    message_id: nested.id,
+    username: nested.username,
+    content: nested.content,
+    is_bot: nested.is_bot,
+    created_at: nested.created_at,
+    attachments: nested.attachments,
+    message: nested,
+  };
 }
 
 /** A step of a bot answer as `bot_stream` frames carry it: the seed's delta fields, and the nested message whose content is the whole text so far. */

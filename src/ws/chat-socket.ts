@@ -87,15 +87,13 @@ const messagesTopic = (chatId: number) => `chat:${chatId}:messages`;
 const botTopic = (chatId: number) => `chat:${chatId}:bot`;
 const membersTopic = (chatId: number) => `chat:${chatId}:members`;
 
-const messageFields = messageFrameFields;
-
 /** The frames of both generations of the original service, built once per event and shared by every socket that gets it. */
 export const frames = {
-  message: (event: MessageEvent, urls: AttachmentUrls) => JSON.stringify({ type: 'message', ...messageFields(event, urls) }),
+  message: (event: MessageEvent, urls: AttachmentUrls) => JSON.stringify(messageFrameFields(event, urls, 'message')),
   /** An edit as the message it made, in the `message` frame's fields; a deletion by ids only. */
   change: (change: MessageChange, urls: AttachmentUrls) =>
     change.kind === 'updated'
-      ? JSON.stringify({ type: 'message_updated', ...messageFields(change.message, urls) })
+      ? JSON.stringify(messageFrameFields(change.message, urls, 'message_updated'))
       : JSON.stringify({ type: 'message_deleted', chat_id: change.chatId, message_id: change.messageId }),
   /** The seed's delta fields, and the later nested message whose content is the whole text so far. */
   botStream: (event: BotStreamEvent, textSoFar: string, botName: string) =>
