@@ -198,10 +198,10 @@ interface Room {
  */
 export class ChatSocketHub {
   private readonly rooms = new Map<number, Room>();
-  /** Each user's sockets here (an array: a user has a few, and a set of one costs five times an array of one) and their one listener. */
   /**
-   * The open sockets of each user with one here. The user's events reach them through one listener
-   * shared by every user (onUserEvent): a connected user costs this entry and their channel, no object more.
+   * The open sockets of each user with one here (an array: a user has a few, and a set of one costs five
+   * times an array of one). The user's events reach them through one listener shared by every user
+   * (onUserEvent): a connected user costs this entry and their channel, no object more.
    */
   private readonly users = new Map<number, ChatSocket[]>();
   private server: Server<unknown> | undefined;

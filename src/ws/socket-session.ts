@@ -43,7 +43,7 @@ export async function authenticateSocket(auth: AuthService, token: string | null
 }
 
 /** The services whose resources an open socket holds. */
-export interface Holders {
+interface Holders {
   sockets: SocketQuota;
   presence: Pick<PresenceService, 'connect' | 'disconnect'>;
 }
