@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, expect, spyOn, test } from 'bun:test';
+import { publicUserSelect } from '../src/services/auth.service';
 import { createTestApp, signUp, type TestApp, type TestUser } from './support/app';
 import { groupRoom } from './support/rooms';
 
@@ -69,4 +70,32 @@ test('who shares a chat with each user, asked at once: one query, each user left
   const [ana, ben] = owners.map((user) => user.id);
   const [cal, dan, eve] = members.map((user) => user.id);
   expect(sharers.map((ids) => ids.sort((a, b) => a - b))).toEqual([[cal!, dan!], [eve!], [ana!, dan!], [ana!, cal!], [ben!]]);
+});
+
+test('a batch of any size is the same statement: its ids travel as one parameter, so no new statement is prepared and kept per size', async () => {
+  const everyone = [...owners, ...members];
+  const { auth, chats, presence } = t.app.services;
+  const loaders: [table: string, load: (userId: number) => Promise<unknown>][] = [
+    // Forgotten first, so the cache does not answer.
+    ['users', (userId) => (auth.forget(userId), auth.userById(userId))],
+    ['chat_participants', (userId) => chats.chatIdsOf(userId)],
+    ['chat_participants', (userId) => presence.sharersOf(userId)],
+  ];
+  for (const [table, load] of loaders) {
+    const texts = new Set<string>();
+    for (const size of [1, 2, 5]) {
+      queries = [];
+      await Promise.all(everyone.slice(0, size).map((user) => load(user.id)));
+      for (const query of queries.filter((query) => new RegExp(`\\b${table}\\b`).test(query))) texts.add(query);
+    }
+    expect(texts.size).toBe(1);
+  }
+});
+
+test('a user looked up by id has exactly the columns publicUserSelect reads, as Prisma reads them', async () => {
+  const [cal] = members;
+  const { auth, db } = t.app.services;
+  await db.user.update({ where: { id: cal!.id }, data: { displayName: 'Cal', avatarKey: 'avatars/cal-1' } });
+  auth.forget(cal!.id);
+  expect(await auth.userById(cal!.id)).toEqual(await db.user.findUniqueOrThrow({ where: { id: cal!.id }, select: publicUserSelect }));
 });

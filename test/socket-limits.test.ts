@@ -248,8 +248,9 @@ describe("a failed user lookup is the server's fault, not bad credentials", () =
   beforeAll(async () => {
     s = await serve({}, { log: errors.log });
     alice = await signUp(s.t);
-    // Alice has never been authenticated, so her user is not cached: every transport looks her up.
-    s.t.app.services.db.user.findMany = (() => Promise.reject(new Error('database unreachable'))) as never;
+    // Alice has never been authenticated, so her user is not cached: every transport looks her up, with a
+    // raw query (see AuthService.userById), and every raw query fails from here on.
+    s.t.app.services.db.$queryRaw = (() => Promise.reject(new Error('database unreachable'))) as never;
   });
   afterEach(() => s.kit.closeAll());
   afterAll(() => s.stop());

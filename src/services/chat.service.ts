@@ -1,5 +1,6 @@
 import type { AttachmentService } from './attachments/attachment.service';
 import type { Database } from '../db/client';
+import { idsTable } from '../db/client';
 import type { Prisma } from '../generated/sqlite/client';
 import type { PublicUser } from './auth.service';
 import { isUniqueViolation, publicUserSelect } from './auth.service';
@@ -128,11 +129,13 @@ export class ChatService {
   }
 
   private readonly chatIdsOfUsers = batched(async (userIds: number[]) => {
-    const rows = await this.db.chatParticipant.findMany({ where: { userId: { in: userIds } }, select: { userId: true, chatId: true } });
+    // One statement whatever the batch's size (see idsTable).
+    const rows = await this.db.$queryRaw<{ user_id: number; chat_id: number }[]>`
+      SELECT user_id, chat_id FROM chat_participants WHERE user_id IN ${idsTable(this.db, userIds)}`;
     return groupedBy(
       rows,
-      (row) => row.userId,
-      (row) => row.chatId,
+      (row) => row.user_id,
+      (row) => row.chat_id,
     );
   });
 

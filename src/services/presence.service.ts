@@ -1,5 +1,5 @@
 import type { Database } from '../db/client';
-import { Prisma } from '../generated/sqlite/client';
+import { idsTable } from '../db/client';
 import type { Logger } from '../log';
 import type { Metrics } from '../metrics';
 import type { PublicUser } from './auth.service';
@@ -250,7 +250,7 @@ export class PresenceService implements PresenceHost {
     const rows = await this.db.$queryRaw<{ user_id: number; sharer_id: number }[]>`
       SELECT DISTINCT mine.user_id, other.user_id AS sharer_id FROM chat_participants mine
       JOIN chat_participants other ON other.chat_id = mine.chat_id
-      WHERE mine.user_id IN (${Prisma.join(userIds)}) AND other.user_id <> mine.user_id`;
+      WHERE mine.user_id IN ${idsTable(this.db, userIds)} AND other.user_id <> mine.user_id`;
     return groupedBy(
       rows,
       (row) => Number(row.user_id),

@@ -17,9 +17,10 @@ const BEN = 2;
 function presence(graceMs: number) {
   const told: UserPresenceEvent[] = [];
   const waiting: ((event: UserPresenceEvent) => void)[] = [];
-  // The sharers query is a tagged template whose one value is the list of users asked about.
-  const sharers = (_sql: TemplateStringsArray, asked: { values: number[] }) =>
-    Promise.resolve(asked.values.map((userId) => ({ user_id: userId, sharer_id: BEN })));
+  // The sharers query is a tagged template whose one value is the table of the users asked about
+  // (idsTable), whose one value is their ids as a JSON array.
+  const sharers = (_sql: TemplateStringsArray, asked: { values: [string] }) =>
+    Promise.resolve((JSON.parse(asked.values[0]) as number[]).map((userId) => ({ user_id: userId, sharer_id: BEN })));
   const db = { $queryRaw: sharers, user: { updateMany: () => Promise.resolve({ count: 1 }) } };
   const pubsub = {
     publish: (_topic: string, _userId: number, event: UserPresenceEvent) => {

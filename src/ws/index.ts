@@ -44,7 +44,7 @@ export function createWebSockets(
         open.add(ws);
         const transport = transportOf(ws.data);
         metrics.openSockets.inc({ transport });
-        socketLog.info({ transport, userId: ws.data.user?.id ?? null }, 'socket opened');
+        socketLog.debug({ transport, userId: ws.data.user?.id ?? null }, 'socket opened');
         return ws.data.kind === 'chat' ? chat.open(ws as never) : graphqlHandler.open?.(ws);
       },
       drain: (ws) => (ws.data.kind === 'chat' ? chat.drain(ws as never) : undefined),
