@@ -174,7 +174,7 @@ export function createServices(
   const readState = new ReadStateService(db, pubsub, memberships, config.bot.name);
   const presenceLog = log.child({ component: 'presence' });
   const presence = new PresenceService(db, pubsub, config.presenceGraceMs, presenceLog, metrics, (host) =>
-    bus.redis ? new RedisPresenceStore(bus.redis, config.redisPrefix, config.presenceGraceMs, host, presenceLog) : new LocalPresenceStore(),
+    bus.redis ? new RedisPresenceStore(bus.redis, config.redisPrefix, config.presenceGraceMs, host, presenceLog) : new LocalPresenceStore(host),
   );
   // Attachments check membership through the chats, and a deleted chat takes its files with it.
   const attachments: AttachmentService = new AttachmentService(

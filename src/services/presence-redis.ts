@@ -176,8 +176,8 @@ export class RedisPresenceStore implements PresenceStore {
     return version === 0 ? null : { userId: user.id, username: user.username, status: 'online', lastSeenAt: null, version };
   }
 
-  async depart(userId: number): Promise<boolean> {
-    return (await this.call(() => this.redis.eval(DEPART, 0, this.keyPrefix, this.instance, userId))) === 1;
+  async depart(user: PresentUser): Promise<boolean> {
+    return (await this.call(() => this.redis.eval(DEPART, 0, this.keyPrefix, this.instance, user.id))) === 1;
   }
 
   async settle(userId: number): Promise<PresenceChange | null> {

@@ -19,7 +19,7 @@ export interface PresenceStore {
   /** The user's first socket on this instance opened: the change when they were offline everywhere. */
   arrive(user: PresentUser): Promise<PresenceChange | null>;
   /** The user's last socket here closed: true when they have none anywhere, so their grace starts now. */
-  depart(userId: number): Promise<boolean>;
+  depart(user: PresentUser): Promise<boolean>;
   /** The grace is over: the change when the user is still without a socket anywhere (and nobody announced it yet). */
   settle(userId: number): Promise<PresenceChange | null>;
   onlineAmong(userIds: number[]): Promise<Set<number>>;
@@ -34,52 +34,59 @@ export interface PresenceStore {
 export interface PresenceHost {
   /** Users with a socket open on this instance now. */
   usersHere(): PresentUser[];
+  /** How many sockets `userId` has open on this instance now. */
+  socketsHere(userId: number): number;
   /** Changes the store found by itself (an instance that died, a repair after an outage): announced as any other. */
   announce(changes: PresenceChange[]): void;
 }
 
-/** One process: everyone online is in this map, with when their last socket closed while they wait out the grace. */
+/**
+ * One process. Whoever has a socket open is online, and the presence service (the host) counts them
+ * already: this store keeps only those whose last socket has closed and who wait out the grace, still
+ * online, with when it closed. A connected user costs it nothing.
+ */
 export class LocalPresenceStore implements PresenceStore {
-  private readonly online = new Map<number, { username: string; departedAt: Date | null }>();
+  private readonly departed = new Map<number, { username: string; departedAt: Date }>();
   private version = 0;
 
+  constructor(private readonly host: Pick<PresenceHost, 'usersHere' | 'socketsHere'>) {}
+
   arrive(user: PresentUser): Promise<PresenceChange | null> {
-    const known = this.online.get(user.id);
-    if (known) {
-      known.departedAt = null;
-      return Promise.resolve(null);
-    }
-    this.online.set(user.id, { username: user.username, departedAt: null });
+    // Back within the grace: online all along.
+    if (this.departed.delete(user.id)) return Promise.resolve(null);
     return Promise.resolve({ userId: user.id, username: user.username, status: 'online', lastSeenAt: null, version: ++this.version });
   }
 
-  depart(userId: number): Promise<boolean> {
-    const known = this.online.get(userId);
-    if (known) known.departedAt = new Date();
-    return Promise.resolve(known !== undefined);
+  depart(user: PresentUser): Promise<boolean> {
+    this.departed.set(user.id, { username: user.username, departedAt: new Date() });
+    return Promise.resolve(true);
   }
 
   settle(userId: number): Promise<PresenceChange | null> {
-    const known = this.online.get(userId);
-    if (!known?.departedAt) return Promise.resolve(null);
-    this.online.delete(userId);
-    return Promise.resolve({ userId, username: known.username, status: 'offline', lastSeenAt: known.departedAt, version: ++this.version });
+    const departed = this.departed.get(userId);
+    if (!departed) return Promise.resolve(null);
+    this.departed.delete(userId);
+    return Promise.resolve({ userId, username: departed.username, status: 'offline', lastSeenAt: departed.departedAt, version: ++this.version });
   }
 
   onlineAmong(userIds: number[]): Promise<Set<number>> {
-    return Promise.resolve(new Set(userIds.filter((id) => this.online.has(id))));
+    return Promise.resolve(new Set(userIds.filter((id) => this.departed.has(id) || this.host.socketsHere(id) > 0)));
   }
 
   close(): Promise<PresenceChange[]> {
     const now = new Date();
-    const left = [...this.online].map(([userId, { username, departedAt }]): PresenceChange => ({
+    const offline = (userId: number, username: string, lastSeenAt: Date): PresenceChange => ({
       userId,
       username,
       status: 'offline',
-      lastSeenAt: departedAt ?? now,
+      lastSeenAt,
       version: ++this.version,
-    }));
-    this.online.clear();
+    });
+    const left = [
+      ...this.host.usersHere().map((user) => offline(user.id, user.username, now)),
+      ...[...this.departed].map(([userId, { username, departedAt }]) => offline(userId, username, departedAt)),
+    ];
+    this.departed.clear();
     return Promise.resolve(left);
   }
 }

@@ -15,13 +15,11 @@ export interface UserPresence {
   lastSeenAt: Date | null;
 }
 
-/** A user of this instance: their sockets here, and the timer of their grace once the last one closed. */
 /** What `connect` hands out for `disconnect`: the user's entry itself, so a socket costs no object of its own. */
 export type PresenceTicket = Here;
 
-interface Here {
-  userId: number;
-  username: string;
+/** A user of this instance: their sockets here, and the timer of their grace once the last one closed. */
+interface Here extends PresentUser {
   sockets: number;
   grace: Timer | null;
 }
@@ -77,7 +75,7 @@ export class PresenceService implements PresenceHost {
     if (this.closed) return null;
     let entry = this.here.get(user.id);
     if (!entry) {
-      entry = { userId: user.id, username: user.username, sockets: 0, grace: null };
+      entry = { id: user.id, username: user.username, sockets: 0, grace: null };
       this.here.set(user.id, entry);
     }
     entry.sockets++;
@@ -174,21 +172,22 @@ export class PresenceService implements PresenceHost {
   async close(): Promise<void> {
     this.closed = true;
     for (const entry of this.here.values()) this.stopGrace(entry);
-    this.here.clear();
     await this.idle();
+    // The store reads who is still here (see LocalPresenceStore): forgotten only once it has closed.
     const unannounced = await this.store.close();
+    this.here.clear();
     await Promise.all(unannounced.map((change) => this.persist(change))).catch((error: unknown) =>
       this.log.error({ err: error }, 'persisting last_seen_at on close failed'),
     );
   }
 
   private release(entry: Here): void {
-    const { userId } = entry;
+    const userId = entry.id;
     if (this.closed || this.here.get(userId) !== entry) return;
     entry.sockets--;
     if (entry.sockets > 0) return;
     this.track(
-      this.store.depart(userId).then(
+      this.store.depart(entry).then(
         (alone) => {
           // Back meanwhile, or already forgotten: only a user still without a socket here waits out a grace.
           if (this.closed || this.here.get(userId) !== entry || entry.sockets > 0) return;

@@ -34,7 +34,7 @@ function presence(graceMs: number) {
     graceMs,
     captureLogs().log,
     new Metrics(),
-    () => new LocalPresenceStore(),
+    (host) => new LocalPresenceStore(host),
   );
   const next = () => new Promise<UserPresenceEvent>((resolve) => waiting.push(resolve));
   return { service, told, next };
@@ -87,21 +87,43 @@ test('of one user, a change older than one already passed on is stale; other use
   await service.close();
 });
 
-test('the in-memory store: one change per transition; on close, whoever is still online is left to be persisted offline', async () => {
-  const store = new LocalPresenceStore();
+test('the in-memory store: one change per transition; the users its host counts are online, those in their grace too; on close, all of them are left to be persisted offline', async () => {
+  // The host's count of sockets, as the presence service keeps it.
+  const sockets = new Map<number, number>();
+  const store = new LocalPresenceStore({
+    socketsHere: (userId) => sockets.get(userId) ?? 0,
+    usersHere: () => [...sockets].filter(([, count]) => count > 0).map(([id]) => ({ id, username: id === ana.id ? ana.username : 'ben' })),
+  });
+  sockets.set(ana.id, 1);
   const online = await store.arrive(ana);
   expect(online).toMatchObject({ userId: ana.id, status: 'online', lastSeenAt: null });
-  expect(await store.arrive(ana)).toBeNull();
-  expect(await store.settle(ana.id)).toBeNull();
-  expect(await store.depart(ana.id)).toBe(true);
   expect(await store.onlineAmong([ana.id, BEN])).toEqual(new Set([ana.id]));
-  const offline = await store.settle(ana.id);
-  expect(offline?.status).toBe('offline');
-  expect(offline?.lastSeenAt).toBeInstanceOf(Date);
   expect(await store.settle(ana.id)).toBeNull();
-  expect(await store.depart(ana.id)).toBe(false);
+  sockets.set(ana.id, 0);
+  expect(await store.depart(ana)).toBe(true);
+  // In her grace: still online, and back within it, nothing to announce.
+  expect(await store.onlineAmong([ana.id, BEN])).toEqual(new Set([ana.id]));
+  sockets.set(ana.id, 1);
+  expect(await store.arrive(ana)).toBeNull();
+  sockets.set(ana.id, 0);
+  await store.depart(ana);
+  const offline = await store.settle(ana.id);
+  expect(offline).toMatchObject({ userId: ana.id, username: ana.username, status: 'offline' });
+  expect(offline?.lastSeenAt).toBeInstanceOf(Date);
+  expect(offline!.version).toBeGreaterThan(online!.version);
+  expect(await store.settle(ana.id)).toBeNull();
+  expect(await store.onlineAmong([ana.id])).toEqual(new Set());
+  // On close: ben with a socket open, ana in her grace.
+  sockets.set(BEN, 1);
+  await store.arrive({ id: BEN, username: 'ben' });
+  sockets.set(ana.id, 1);
   await store.arrive(ana);
+  sockets.set(ana.id, 0);
+  await store.depart(ana);
   const left = await store.close();
-  expect(left.map(({ userId, status }) => [userId, status])).toEqual([[ana.id, 'offline']]);
-  expect(left[0]!.lastSeenAt).toBeInstanceOf(Date);
+  expect(left.map(({ userId, status }) => [userId, status]).sort()).toEqual([
+    [ana.id, 'offline'],
+    [BEN, 'offline'],
+  ]);
+  for (const change of left) expect(change.lastSeenAt).toBeInstanceOf(Date);
 });
