@@ -145,7 +145,8 @@ export class PresenceService implements PresenceHost {
   }
 
   usersHere(): PresentUser[] {
-    return [...this.here].filter(([, entry]) => entry.sockets > 0).map(([id, entry]) => ({ id, username: entry.username }));
+    // Each entry is its user already (Here extends PresentUser).
+    return [...this.here.values()].filter((entry) => entry.sockets > 0);
   }
 
   /** Persists each offline change, then tells everyone who shares a chat with its user. */
