@@ -14,10 +14,14 @@ import { createTestApp, type TestApp } from './support/app';
  * on this heap.
  */
 
-const SOCKETS = 300;
 /**
- * Measured here: 6.9–7.0 a socket (the socket, its data, its count in its user's presence, its user's event
- * channel and their place in the hub). 7.9 while the single process's presence store kept every online
+ * Enough that what the rest of the process frees or keeps meanwhile is small beside the sockets': at 300,
+ * objects freed elsewhere during the count once took a whole test run's measure to 0.97 a socket.
+ */
+const SOCKETS = 600;
+/**
+ * Measured here: 6.1–6.6 a socket, and with Redis 8.2 (the socket, its data, its count in its user's presence,
+ * its user's event channel and their place in the hub). With 300 sockets: 6.9–7.0; 7.9 while the single process's presence store kept every online
  * user a second time; 11.7 while the lookups of the sockets' chats and of who shares one wrote a placeholder
  * per id, and every batch size left objects of its own behind (a cached statement among them); 15.8 while each socket also
  * had a quota entry, a hold object, an entry in the open sockets' map and in its token's expiry second, and
