@@ -5,7 +5,7 @@ import type { CatchUpEvent, HistoryGap } from '../services/message.service';
 import { CATCH_UP_LIMIT, isHistoryGap } from '../services/message.service';
 import { MessageChangeEventRef, TypingEventRef } from '../schema/events';
 import { MessageRef } from '../schema/message';
-import { eventRowHolds } from '../schema/event-rows';
+import { eventMessage } from '../schema/event-message';
 import { SHARED_RESULTS } from '../schema/shared-results';
 
 builder.mutationFields((t) => ({
@@ -54,19 +54,18 @@ builder.mutationFields((t) => ({
 }));
 
 builder.subscriptionFields((t) => ({
-  messageAdded: t.prismaField({
-    type: 'Message',
+  messageAdded: t.field({
+    type: MessageRef,
     description:
       'New messages in a chat. With `after` (the last message id you have), missed messages come first. When more than 1,000 were missed, ' +
       'the first event is an error with code HISTORY_GAP and `extensions.before`: the messages between `after` and `before` are not replayed; page them from `chat.messages`.',
     args: { chatId: t.arg.id({ required: true }), after: t.arg.id() },
     extensions: SHARED_RESULTS,
     subscribe: async (_root, args, context) => context.services.messages.subscribe(await context.viewer(), args.chatId, args.after),
-    resolve: (query, event: CatchUpEvent, _args, context) => {
+    resolve: (event: CatchUpEvent, _args, context, info) => {
       if (isHistoryGap(event))
         throw historyGapError(event, `More than ${CATCH_UP_LIMIT} messages were missed: page the ones before ${event.before} from the history`);
-      // The event carries the message's columns and author: only what else the selection asks (read receipts) is loaded.
-      return eventRowHolds(event, query) ? event : context.services.messages.reload(event.id, query);
+      return eventMessage(event, context, info);
     },
   }),
   messageChanged: t.field({

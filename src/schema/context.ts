@@ -1,3 +1,4 @@
+import type { contextCacheSymbol } from '@pothos/core';
 import type { PublicUser } from '../services/auth.service';
 import type { Services } from '../services';
 
@@ -10,6 +11,8 @@ export interface Context {
   viewer: () => Promise<PublicUser>;
   /** True while executing an event once for all its subscribers (src/ws/shared-subscriptions.ts): there is no viewer. */
   shared?: true;
+  /** Whose Pothos request caches this context uses, when not its own: the executions of one shared operation share them. */
+  [contextCacheSymbol]?: object;
 }
 
 /** A `viewer` that authenticates `token` once, on first use, so public operations never pay for it. */

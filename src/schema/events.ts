@@ -4,8 +4,8 @@ import type { ReadReceipt } from '../services/read-state.service';
 import { AnswerSourceRef } from './assistant';
 import { builder } from './builder';
 import { ChatRef } from './chat';
-import { eventRowHolds } from './event-rows';
-import { ReadReceiptRef } from './message';
+import { eventMessage } from './event-message';
+import { MessageRef, ReadReceiptRef } from './message';
 
 export const TypingEventRef = builder.objectRef<TypingEvent>('TypingEvent').implement({
   fields: (t) => ({
@@ -45,12 +45,7 @@ type ChangeOf<T extends MessageChange['kind']> = Extract<MessageChange, { kind: 
 const MessageUpdatedEventRef = builder.objectRef<ChangeOf<'updated'>>('MessageUpdatedEvent').implement({
   description: 'A message was edited: here it is as it is now.',
   fields: (t) => ({
-    message: t.prismaField({
-      type: 'Message',
-      // The event carries the message's columns and author: only what else the selection asks (read receipts) is loaded.
-      resolve: (query, event, _args, context) =>
-        eventRowHolds(event.message, query) ? event.message : context.services.messages.reload(event.message.id, query),
-    }),
+    message: t.field({ type: MessageRef, resolve: (event, _args, context, info) => eventMessage(event.message, context, info) }),
   }),
 });
 

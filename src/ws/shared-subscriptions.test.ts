@@ -1,4 +1,5 @@
-import { expect, test } from 'bun:test';
+import { expect, spyOn, test } from 'bun:test';
+import * as pothosPrisma from '@pothos/plugin-prisma';
 import { Metrics } from '../metrics';
 import { captureLogs } from '../../test/support/logs';
 import { createEventBus, SlowSubscriberError, SUBSCRIBER_QUEUE_LIMIT } from '../services/pubsub';
@@ -109,4 +110,41 @@ test("a chat client's selection of a new message executes synchronously: what th
   }
   const answerResult = JSON.parse(results.payload(answer, operation) as string) as { data: { messageAdded: { username: string } } };
   expect(answerResult.data.messageAdded.username).toBe('helper-bot');
+});
+
+test("a shared operation's Prisma query is planned on its first event only: later events reuse the plan, each with its own rows", async () => {
+  const plans = spyOn(pothosPrisma, 'queryFromInfo');
+  const reloads: number[] = [];
+  // Read receipts are not carried by the event: the message is reloaded, once per event, with the planned query.
+  const reload = (id: number, query: { include?: object; select?: object }) => {
+    reloads.push(id);
+    expect(JSON.stringify(query)).toContain('participants');
+    return Promise.resolve({ ...messageEvent(id), content: `reloaded ${id}`, chat: { participants: [] } });
+  };
+  const services = { messages: { botName: 'helper-bot', reload } } as unknown as Services;
+  const results = new SharedResults(services, (error) => error as Error, undefined);
+  const shared = (query: string) => sharedOperation(schema, parse(query), null, query, { c: '1' })!;
+  const carried = shared('subscription($c: ID!) { messageAdded(chatId: $c) { id content username user { username } } }');
+  const receipts = shared('subscription($c: ID!) { messageAdded(chatId: $c) { id content readBy { username } } }');
+  const edits = shared('subscription($c: ID!) { messageChanged(chatId: $c) { ... on MessageUpdatedEvent { message { id content username } } } }');
+  try {
+    const payloads = [1, 2, 3].map((id) => ({
+      carried: results.payload(messageEvent(id, { username: `u${id}`, user: { ...messageEvent(id).user!, username: `u${id}` } }), carried),
+      receipts: results.payload(messageEvent(id), receipts),
+      edit: results.payload({ kind: 'updated', message: messageEvent(id, { content: `edited ${id}` }) }, edits),
+    }));
+    expect(plans).toHaveBeenCalledTimes(3);
+    expect(payloads.map((payload) => JSON.parse(payload.carried as string) as unknown)).toEqual(
+      [1, 2, 3].map((id) => ({ data: { messageAdded: { id: String(id), content: `message ${id}`, username: `u${id}`, user: { username: `u${id}` } } } })),
+    );
+    expect(payloads.map((payload) => JSON.parse(payload.edit as string) as unknown)).toEqual(
+      [1, 2, 3].map((id) => ({ data: { messageChanged: { message: { id: String(id), content: `edited ${id}`, username: 'ana' } } } })),
+    );
+    expect(reloads).toEqual([1, 2, 3]);
+    expect(await Promise.all(payloads.map(async (payload) => JSON.parse(await payload.receipts) as unknown))).toEqual(
+      [1, 2, 3].map((id) => ({ data: { messageAdded: { id: String(id), content: `reloaded ${id}`, readBy: [] } } })),
+    );
+  } finally {
+    plans.mockRestore();
+  }
 });

@@ -1,10 +1,18 @@
 import type { DocumentNode, ExecutionResult, FieldNode, GraphQLError, GraphQLSchema, OperationDefinitionNode } from 'graphql';
 import { execute, getOperationAST, Kind, OperationTypeNode, visit } from 'graphql';
 import type { ServerWebSocket } from 'bun';
+import { contextCacheSymbol } from '@pothos/core';
 import type { Context } from '../schema/context';
 import { hasSharedResults } from '../schema/shared-results';
 import type { Services } from '../services';
+import { LruCache } from '../services/lru-cache';
 import { canForward, SlowSubscriberError, SUBSCRIBER_QUEUE_LIMIT } from '../services/pubsub';
+
+/**
+ * Shared operations whose plans are kept at most. Clients of one app send a handful; a key holds its
+ * document, up to a frame (64 KB), so a client sending many different ones holds at most 6.4 MB here.
+ */
+const OPERATIONS_PLANNED = 100;
 
 /** What a subscription of a field with shared results executes for each event, and how its results are found again. */
 export interface SharedOperation {
@@ -60,6 +68,13 @@ function variablesBelow(document: DocumentNode, operation: OperationDefinitionNo
  */
 export class SharedResults {
   private readonly payloads = new WeakMap<object, Map<string, string | Promise<string>>>();
+  /**
+   * Pothos' request caches, one per operation key: what it plans from the document (Prisma queries,
+   * loader mappings) is the same for every event, so it is worked out on an operation's first event
+   * only. Pothos keeps no rows there (its loaders and ours batch one turn's calls and forget them),
+   * so no event reads another's data. Bounded: an operation evicted plans once more.
+   */
+  private readonly pothosCaches = new LruCache<string, object>(OPERATIONS_PLANNED, Number.POSITIVE_INFINITY);
   private lastEvent: object | null = null;
   private lastKey = '';
   private lastPayload: string | Promise<string> = '';
@@ -96,14 +111,17 @@ export class SharedResults {
       operationName: operation.operationName,
       variableValues: operation.variableValues,
       rootValue: event,
-      // Fresh for each execution: Pothos keeps its loaders per context, and no result may depend on a viewer.
-      contextValue: this.context(),
+      contextValue: this.context(operation.key),
     });
     return result instanceof Promise ? result.then((settled) => this.serialize(settled)) : this.serialize(result);
   }
 
-  private context(): Context {
+  /** A context of its own for each execution, with no viewer, sharing its operation's Pothos caches. */
+  private context(operationKey: string): Context {
+    let pothosCache = this.pothosCaches.get(operationKey);
+    if (!pothosCache) this.pothosCaches.set(operationKey, (pothosCache = {}));
     return {
+      [contextCacheSymbol]: pothosCache,
       services: this.services,
       clientAddress: null,
       viewer: () => Promise.reject(new Error('A field with shared results must not read the viewer')),
