@@ -8,6 +8,7 @@ export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
 
 /** How long a chat found to have no webhook for an event is taken at its word (see WebhookOutbox.withoutWebhook). */
 export const NO_WEBHOOK_MEMORY_MS = 1_000;
+/** Chats remembered per event. */
 const NO_WEBHOOK_MEMORY_ENTRIES = 10_000;
 
 /**
@@ -18,18 +19,21 @@ const NO_WEBHOOK_MEMORY_ENTRIES = 10_000;
 export class WebhookOutbox {
   private readonly listeners = new Set<() => void>();
   /**
-   * "chat event" pairs just found to have no webhook: most chats have none, and their messages should
-   * not each pay a query to learn it. A webhook created here clears its chat at once; one created on
-   * another instance is seen here within NO_WEBHOOK_MEMORY_MS, the delay after creation from which a
-   * new webhook is sure to receive every event.
+   * By event, the chats just found to have no webhook for it: most chats have none, and their messages
+   * should not each pay a query to learn it. A webhook created here clears its chat at once; one created
+   * on another instance is seen here within NO_WEBHOOK_MEMORY_MS, the delay after creation from which a
+   * new webhook is sure to receive every event. Keyed by the chat's id, not a string of both: every
+   * message looks its chat up here, and a key built for each would be one more string to hash.
    */
-  private readonly withoutWebhook: LruCache<string, true>;
+  private readonly withoutWebhook: ReadonlyMap<WebhookEvent, LruCache<number, true>>;
 
   constructor(
     private readonly db: Database,
     now: () => number = Date.now,
   ) {
-    this.withoutWebhook = new LruCache<string, true>(NO_WEBHOOK_MEMORY_ENTRIES, NO_WEBHOOK_MEMORY_MS, now);
+    this.withoutWebhook = new Map(
+      WEBHOOK_EVENTS.map((event) => [event, new LruCache<number, true>(NO_WEBHOOK_MEMORY_ENTRIES, NO_WEBHOOK_MEMORY_MS, now)]),
+    );
   }
 
   /**
@@ -38,13 +42,13 @@ export class WebhookOutbox {
    * @example await outbox.record(chatId, 'message.created', () => messageFrameFields(message, attachments))
    */
   async record(chatId: number, event: WebhookEvent, data: () => object, at = new Date()): Promise<void> {
-    const pair = `${chatId} ${event}`;
-    if (this.withoutWebhook.get(pair)) return;
+    const chatsWithout = this.withoutWebhook.get(event)!;
+    if (chatsWithout.get(chatId)) return;
     // A read first: most chats have no webhook, and a read takes no write lock.
     const hooks = await this.db.$queryRaw<{ id: number }[]>`
       SELECT id FROM webhooks WHERE chat_id = ${chatId} AND disabled_at IS NULL AND events LIKE ${`%,${event},%`}`;
     if (hooks.length === 0) {
-      this.withoutWebhook.set(pair, true);
+      chatsWithout.set(chatId, true);
       return;
     }
     const payload = JSON.stringify(data());
@@ -55,7 +59,7 @@ export class WebhookOutbox {
 
   /** A webhook of the chat was created here: its events are looked up again from now on. */
   forgetChat(chatId: number): void {
-    for (const event of WEBHOOK_EVENTS) this.withoutWebhook.delete(`${chatId} ${event}`);
+    for (const chatsWithout of this.withoutWebhook.values()) chatsWithout.delete(chatId);
   }
 
   /** Called after each write, so this instance's worker sends at once instead of at its next poll. */
