@@ -53,6 +53,12 @@ export class PresenceService implements PresenceHost {
   /** Store calls and announcements still running: `idle` and `close` wait for them. */
   private readonly pending = new Set<Promise<unknown>>();
   private closed = false;
+  /**
+   * Set once the store has closed. Until then what it hands over is announced, closing or not: a sweep
+   * of the cluster's graces in flight when closing began has taken its users off the graces already,
+   * and no other instance would announce them.
+   */
+  private storeClosed = false;
 
   constructor(
     private readonly db: Database,
@@ -151,7 +157,7 @@ export class PresenceService implements PresenceHost {
 
   /** Persists each offline change, then tells everyone who shares a chat with its user. */
   announce(changes: PresenceChange[]): void {
-    if (this.closed) return;
+    if (this.storeClosed) return;
     for (const change of changes) {
       this.metrics.presenceChanges.inc({ status: change.status });
       this.track(this.tell(change).catch((error: unknown) => this.log.error({ err: error, userId: change.userId }, 'announcing a presence change failed')));
@@ -176,7 +182,10 @@ export class PresenceService implements PresenceHost {
     await this.idle();
     // The store reads who is still here (see LocalPresenceStore): forgotten only once it has closed.
     const unannounced = await this.store.close();
+    this.storeClosed = true;
     this.here.clear();
+    // What the store found while it closed (a sweep in flight) was handed over to be announced: told before going.
+    await this.idle();
     await Promise.all(unannounced.map((change) => this.persist(change))).catch((error: unknown) =>
       this.log.error({ err: error }, 'persisting last_seen_at on close failed'),
     );

@@ -3,6 +3,7 @@ import { captureLogs } from '../../test/support/logs';
 import type { Database } from '../db/client';
 import { Metrics } from '../metrics';
 import type { PublicUser } from './auth.service';
+import type { PresenceHost, PresenceStore } from './presence-store';
 import { LocalPresenceStore } from './presence-store';
 import { PresenceService } from './presence.service';
 import type { PubSub, UserEvent, UserPresenceEvent } from './pubsub';
@@ -14,14 +15,19 @@ const BEN = 2;
  * A presence service on the in-memory store, with the database and the bus stubbed: ben shares a
  * chat with everyone, and what is published to him is recorded; `next()` waits for the next one.
  */
-function presence(graceMs: number) {
+function presence(graceMs: number, storeOf: (host: PresenceHost) => PresenceStore = (host) => new LocalPresenceStore(host)) {
   const told: UserPresenceEvent[] = [];
   const waiting: ((event: UserPresenceEvent) => void)[] = [];
   // The sharers query is a tagged template whose one value is the table of the users asked about
   // (idsTable), whose one value is their ids as a JSON array.
   const sharers = (_sql: TemplateStringsArray, asked: { values: [string] }) =>
     Promise.resolve((JSON.parse(asked.values[0]) as number[]).map((userId) => ({ user_id: userId, sharer_id: BEN })));
-  const db = { $queryRaw: sharers, user: { updateMany: () => Promise.resolve({ count: 1 }) } };
+  const lastSeenWrites: number[] = [];
+  const updateMany = ({ where }: { where: { id: number } }) => {
+    lastSeenWrites.push(where.id);
+    return Promise.resolve({ count: 1 });
+  };
+  const db = { $queryRaw: sharers, user: { updateMany } };
   const pubsub = {
     publish: (_topic: string, _userId: number, event: UserPresenceEvent) => {
       told.push(event);
@@ -34,10 +40,10 @@ function presence(graceMs: number) {
     graceMs,
     captureLogs().log,
     new Metrics(),
-    (host) => new LocalPresenceStore(host),
+    storeOf,
   );
   const next = () => new Promise<UserPresenceEvent>((resolve) => waiting.push(resolve));
-  return { service, told, next };
+  return { service, told, next, lastSeenWrites };
 }
 
 test('online with the first socket, offline once the last has been closed for the grace; sockets in between change nothing', async () => {
@@ -126,4 +132,24 @@ test('the in-memory store: one change per transition; the users its host counts 
     [BEN, 'offline'],
   ]);
   for (const change of left) expect(change.lastSeenAt).toBeInstanceOf(Date);
+});
+
+test("what the store hands over while it closes (a sweep of the cluster's graces in flight) is still announced and persisted before close returns", async () => {
+  const CAROL = 3;
+  const { service, told, lastSeenWrites } = presence(10, (host) => {
+    const local = new LocalPresenceStore(host);
+    // Like the Redis store's sweep, in flight when closing began: it has taken carol off the graces already.
+    local.close = () => {
+      host.announce([{ userId: CAROL, username: 'carol', status: 'offline', lastSeenAt: new Date(1_000), version: 7 }]);
+      return Promise.resolve([]);
+    };
+    return local;
+  });
+  await service.close();
+  expect(told).toEqual([{ type: 'presence', userId: CAROL, username: 'carol', status: 'offline', lastSeenAt: new Date(1_000), version: 7 }]);
+  expect(lastSeenWrites).toEqual([CAROL]);
+  // Once the store has closed, nothing more is announced.
+  service.announce([{ userId: CAROL, username: 'carol', status: 'online', lastSeenAt: null, version: 8 }]);
+  await service.idle();
+  expect(told).toHaveLength(1);
 });
