@@ -12,6 +12,22 @@ import type { AnswerSource, AssistantView, BotStreamEvent, ChatSummary, MessageE
 import type { ChatActivity } from './services/read-state.service';
 import type { MessageSearchHit } from './services/search/message-search.service';
 
+let lastTime = Number.NaN;
+let lastTimestamp = '';
+
+/**
+ * `date.toISOString()`, remembering the last one: the messages stored in one batch share their
+ * timestamp, and each delivered message (a `/ws` frame, a GraphQL `createdAt`) writes it out again.
+ */
+export function isoTimestamp(date: Date): string {
+  const time = date.getTime();
+  if (time !== lastTime) {
+    lastTimestamp = date.toISOString();
+    lastTime = time;
+  }
+  return lastTimestamp;
+}
+
 /** The original service's JSON shapes, snake_case and all: REST bodies and `/ws` frames alike. */
 export const userJson = (user: PublicUser) => ({
   id: user.id,
@@ -117,7 +133,7 @@ export function messageJson(
     username: message.username,
     content: message.content,
     is_bot: message.isBot,
-    created_at: message.createdAt.toISOString(),
+    created_at: isoTimestamp(message.createdAt),
     edited_at: message.editedAt?.toISOString() ?? null,
     reactions: reactionsJson(message.reactions),
     attachments: message.attachments.map((attachment) => attachmentJson(attachment, urls)),

@@ -4,6 +4,7 @@ import RelayPlugin from '@pothos/plugin-relay';
 import type PrismaTypes from '../generated/pothos-types';
 import { getDatamodel } from '../generated/pothos-types';
 import type { Context } from './context';
+import { isoTimestamp } from '../serializers';
 
 export const builder = new SchemaBuilder<{
   PrismaTypes: PrismaTypes;
@@ -26,7 +27,7 @@ export const builder = new SchemaBuilder<{
 
 builder.scalarType('DateTime', {
   description: 'An ISO 8601 timestamp in UTC.',
-  serialize: (date) => date.toISOString(),
+  serialize: isoTimestamp,
   parseValue: (value) => {
     const date = new Date(String(value));
     if (Number.isNaN(date.getTime())) throw new TypeError('DateTime must be an ISO 8601 timestamp');
