@@ -34,14 +34,7 @@ function presence(graceMs: number, storeOf: (host: PresenceHost) => PresenceStor
       waiting.shift()?.(event);
     },
   };
-  const service = new PresenceService(
-    db as unknown as Database,
-    pubsub as unknown as PubSub,
-    graceMs,
-    captureLogs().log,
-    new Metrics(),
-    storeOf,
-  );
+  const service = new PresenceService(db as unknown as Database, pubsub as unknown as PubSub, graceMs, captureLogs().log, new Metrics(), storeOf);
   const next = () => new Promise<UserPresenceEvent>((resolve) => waiting.push(resolve));
   return { service, told, next, lastSeenWrites };
 }

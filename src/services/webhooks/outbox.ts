@@ -31,9 +31,7 @@ export class WebhookOutbox {
     private readonly db: Database,
     now: () => number = Date.now,
   ) {
-    this.withoutWebhook = new Map(
-      WEBHOOK_EVENTS.map((event) => [event, new LruCache<number, true>(NO_WEBHOOK_MEMORY_ENTRIES, NO_WEBHOOK_MEMORY_MS, now)]),
-    );
+    this.withoutWebhook = new Map(WEBHOOK_EVENTS.map((event) => [event, new LruCache<number, true>(NO_WEBHOOK_MEMORY_ENTRIES, NO_WEBHOOK_MEMORY_MS, now)]));
   }
 
   /**
