@@ -168,6 +168,17 @@ const mb = (value: number | null | undefined) => num(value, 1);
 const times = (value: number | null) => (value === null ? '—' : `${num(value, 3)}×`);
 const cores = ({ cpu }: { cpu: CpuShares }) => `${num(cpu.serverCores, 2)} / ${num(cpu.clientCores, 2)} / ${num(cpu.otherCores, 2)}`;
 
+/**
+ * The server's CPU time for each delivery, split where it was spent: JavaScript and the runtime (user), or
+ * the kernel's sockets and files. On loopback the kernel's share includes the receiving socket's side.
+ */
+function microsPerDelivery({ cpu, deliveriesPerSecond }: FanoutResult): string {
+  const { serverCores, serverKernelCores } = cpu;
+  if (serverCores == null || serverKernelCores == null || deliveriesPerSecond <= 0) return '—';
+  const micros = (coresUsed: number) => num((coresUsed * 1e6) / deliveriesPerSecond, 2);
+  return `${micros(serverCores - serverKernelCores)} / ${micros(serverKernelCores)}`;
+}
+
 function fanoutRows(results: FanoutResult[]): (string | number | null)[][] {
   const each = <T>(f: (r: FanoutResult) => T) => results.map(f);
   return [
@@ -183,6 +194,7 @@ function fanoutRows(results: FanoutResult[]): (string | number | null)[][] {
     ['unexpected socket closes', ...each((r) => r.unexpectedCloses)],
     ['server peak RSS MB under load', ...each((r) => mb(r.peakRssMb))],
     ['CPU cores server / client / other', ...each(cores)],
+    ['server CPU µs a delivery: user / kernel', ...each(microsPerDelivery)],
     ['setup s (REST, argon2-bound)', ...each((r) => num(r.setupSeconds, 1))],
   ];
 }

@@ -37,16 +37,22 @@ export function memoryOf(pid: number): { rss: number; hwm: number } | null {
   }
 }
 
-/** User + system CPU seconds a process has used so far, from /proc/<pid>/stat (clock ticks of 1/100 s). */
-export function cpuSecondsOf(pid: number): number | null {
+/** The user and kernel CPU seconds a process has used so far, from /proc/<pid>/stat (clock ticks of 1/100 s). */
+export function cpuTimesOf(pid: number): { user: number; system: number } | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // The command name may hold spaces; the numeric fields start after its closing parenthesis.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime (fields 14 and 15 of stat)
+    return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 }; // utime, stime (fields 14 and 15 of stat)
   } catch {
     return null;
   }
+}
+
+/** User + system CPU seconds a process has used so far. */
+export function cpuSecondsOf(pid: number): number | null {
+  const times = cpuTimesOf(pid);
+  return times && times.user + times.system;
 }
 
 /** This (client) process's CPU seconds. */
@@ -72,6 +78,8 @@ export interface CpuShares {
   clientCores: number | null;
   /** Everything else on the machine: other work competing for the same cores makes figures noisy. */
   otherCores: number | null;
+  /** The part of serverCores spent in the kernel (socket writes and reads, file writes), where known. */
+  serverKernelCores?: number | null;
 }
 
 /**
@@ -80,19 +88,24 @@ export interface CpuShares {
  */
 export class CpuWindow {
   private readonly window: ProcessCpuWindow<'server'>;
-  result: CpuShares = { serverCores: null, clientCores: null, otherCores: null };
+  private kernelAtStart = NaN;
+  private startedAt = 0;
+  result: CpuShares = { serverCores: null, clientCores: null, otherCores: null, serverKernelCores: null };
 
-  constructor(pid: number) {
+  constructor(private readonly pid: number) {
     this.window = new ProcessCpuWindow({ server: () => [pid] });
   }
 
   start(): void {
     this.window.start();
+    this.kernelAtStart = cpuTimesOf(this.pid)?.system ?? NaN;
+    this.startedAt = performance.now();
   }
 
   stop(): void {
     const { groups, clientCores, otherCores } = this.window.stop();
-    this.result = { serverCores: groups.server, clientCores, otherCores };
+    const kernel = ((cpuTimesOf(this.pid)?.system ?? NaN) - this.kernelAtStart) / ((performance.now() - this.startedAt) / 1000);
+    this.result = { serverCores: groups.server, clientCores, otherCores, serverKernelCores: Number.isFinite(kernel) ? kernel : null };
   }
 }
 
