@@ -93,7 +93,7 @@ describe('/ws join with after', () => {
     const socket = kit.chat(bob.token);
     await socket.opened;
     socket.send({ type: 'join', chat_id: chatId, after: 'yesterday' });
-    expect((await socket.nextError()).error).toBe('after: Input should be a valid integer');
+    expect((await socket.nextError()).error).toBe('after: Input should be a valid integer, unable to parse string as an integer');
   });
 });
 

@@ -124,7 +124,7 @@ describe('/ws', () => {
       [{ type: 'edit', chat_id: chatId, message_id: bobs.id, content: ' ' }, 'content: Message content must not be empty'],
       [{ type: 'edit', chat_id: chatId, message_id: bobs.id }, 'content: Field required'],
       [{ type: 'delete', chat_id: chatId }, 'message_id: Field required'],
-      [{ type: 'delete', chat_id: chatId, message_id: 'first' }, 'message_id: Input should be a valid integer'],
+      [{ type: 'delete', chat_id: chatId, message_id: 'first' }, 'message_id: Input should be a valid integer, unable to parse string as an integer'],
       [{ type: 'edit', chat_id: chatId, message_id: 2_000_000_000, content: 'x' }, 'Message not found'],
       [{ type: 'delete', chat_id: 2_000_000_000, message_id: bobs.id }, 'Chat not found'],
     ];

@@ -141,10 +141,10 @@ describe('PATCH /api/chats/{chat_id}/messages/{message_id}', () => {
     });
     await expectDetail(malformed, 422, [{ type: 'json_invalid', loc: ['body', 0], msg: 'JSON decode error' }]);
     await expectDetail(await edit(alice, chatId, 'abc', { content: 'x' }), 422, [
-      { type: 'number_type', loc: ['path', 'message_id'], msg: 'Input should be a valid integer' },
+      { type: 'int_parsing', loc: ['path', 'message_id'], msg: 'Input should be a valid integer, unable to parse string as an integer' },
     ]);
     await expectDetail(await edit(alice, 'abc', message.id, { content: 'x' }), 422, [
-      { type: 'number_type', loc: ['path', 'chat_id'], msg: 'Input should be a valid integer' },
+      { type: 'int_parsing', loc: ['path', 'chat_id'], msg: 'Input should be a valid integer, unable to parse string as an integer' },
     ]);
     expect((await history(alice, chatId)).map((m) => m.content)).toEqual(['valid']);
   });
@@ -248,7 +248,9 @@ describe('DELETE /api/chats/{chat_id}/messages/{message_id}', () => {
     await expectDetail(await remove(null, chat.id, bobs.id), 401, 'Not authenticated');
     await expectDetail(await remove(alice, 2_000_000_000, bobs.id), 404, 'Chat not found');
     await expectDetail(await remove(alice, chat.id, 2_000_000_000), 404, 'Message not found');
-    await expectDetail(await remove(alice, chat.id, 'x'), 422, [{ type: 'number_type', loc: ['path', 'message_id'], msg: 'Input should be a valid integer' }]);
+    await expectDetail(await remove(alice, chat.id, 'x'), 422, [
+      { type: 'int_parsing', loc: ['path', 'message_id'], msg: 'Input should be a valid integer, unable to parse string as an integer' },
+    ]);
     expect((await history(alice, chat.id)).map((m) => m.id)).toEqual([greeting!.id, bobs.id, alices.id]);
 
     expect((await remove(alice, chat.id, bobs.id)).status).toBe(200);

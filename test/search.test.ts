@@ -325,7 +325,7 @@ describe('bad queries: 422 with the reason, never a 500', () => {
     ['a NUL', { q: 'tea\u0000' }, 'String should not contain NUL characters'],
     ['limit 0', { q: 'tea', limit: 0 }, 'Input should be greater than or equal to 1'],
     ['limit 101', { q: 'tea', limit: 101 }, 'Input should be less than or equal to 100'],
-    ['a bad chat_id', { q: 'tea', chat_id: 'abc' }, 'Input should be a valid integer'],
+    ['a bad chat_id', { q: 'tea', chat_id: 'abc' }, 'Input should be a valid integer, unable to parse string as an integer'],
     ['a bad before', { q: 'tea', before: '-1' }, 'Input should be greater than or equal to 1'],
   ];
   for (const [name, params, msg] of cases) {

@@ -9,18 +9,39 @@ import { MAX_QUERY_LENGTH, parseSearchQuery } from './search/search-query';
 const MAX_ID = 2_147_483_647; // ids are 32-bit integers in both engines
 
 /**
+ * Pydantic's name and wording for a value of the wrong type, as FastAPI's 422 bodies give them: what
+ * clients of the original may match on.
+ */
+const WRONG_TYPE = {
+  int: { type: 'int_type', msg: 'Input should be a valid integer' },
+  intParsing: { type: 'int_parsing', msg: 'Input should be a valid integer, unable to parse string as an integer' },
+  intFromFloat: { type: 'int_from_float', msg: 'Input should be a valid integer, got a number with a fractional part' },
+  float: { type: 'float_type', msg: 'Input should be a valid number' },
+  floatParsing: { type: 'float_parsing', msg: 'Input should be a valid number, unable to parse string as a number' },
+  string: { type: 'string_type', msg: 'Input should be a valid string' },
+  bool: { type: 'bool_type', msg: 'Input should be a valid boolean' },
+  boolParsing: { type: 'bool_parsing', msg: 'Input should be a valid boolean, unable to interpret input' },
+  object: { type: 'model_attributes_type', msg: 'Input should be a valid dictionary or object to extract fields from' },
+  list: { type: 'list_type', msg: 'Input should be a valid list' },
+} as const;
+
+/**
  * A whole number from a JSON number or a string of decimal digits (path segments, query strings
  * and GraphQL IDs are strings). Nothing else is read as one: `true`, `[1]`, `"0x1"`, `"1e3"`,
- * `" 1"` or `"1.0"` is a wrong type, not chat 1, as `z.coerce` would have it.
+ * `" 1"` or `"1.0"` is a wrong type, not chat 1, as `z.coerce` would have it. Refused as Pydantic
+ * names it: a string that is no integer is `int_parsing`, any other value `int_type`.
  */
 const integer = (min: number, max: number) =>
   z.preprocess(
-    (value) => (typeof value === 'string' && /^[+-]?\d+$/.test(value) ? Number(value) : value),
-    z
-      .number({ error: 'Input should be a valid integer' })
-      .int('Input should be a valid integer')
-      .min(min, `Input should be greater than or equal to ${min}`)
-      .max(max, `Input should be less than or equal to ${max}`),
+    (value, context) => {
+      // A number is judged below (a fraction, the bounds); a value left out is reported as missing.
+      if (typeof value === 'number' || value === undefined) return value;
+      if (typeof value === 'string' && /^[+-]?\d+$/.test(value)) return Number(value);
+      const refusal = typeof value === 'string' ? WRONG_TYPE.intParsing : WRONG_TYPE.int;
+      context.addIssue({ code: 'custom', message: refusal.msg, params: { type: refusal.type }, input: value });
+      return z.NEVER;
+    },
+    z.number().int().min(min, `Input should be greater than or equal to ${min}`).max(max, `Input should be less than or equal to ${max}`),
   );
 
 export const idSchema = integer(1, MAX_ID);
@@ -308,11 +329,8 @@ export function parseInput<T extends z.ZodType>(schema: T, input: unknown, locat
     // Judged on the input itself: coercing schemas turn a missing value into NaN before reporting.
     // A frame's missing `type` keeps the union's own "Unknown message type".
     const missing = issue.code !== 'invalid_union' && valueAt(input, path) === undefined;
-    return {
-      type: missing ? 'missing' : issueType(issue),
-      loc: [location, ...path],
-      msg: missing ? 'Field required' : issueMessage(issue),
-    };
+    const { type, msg } = missing ? { type: 'missing', msg: 'Field required' } : pydanticIssue(issue);
+    return { type, loc: [location, ...path], msg };
   });
   const summary = issues.map((issue) => (issue.loc.length > 1 ? `${issue.loc.slice(1).join('.')}: ${issue.msg}` : issue.msg)).join('; ');
   throw new AppError('BAD_USER_INPUT', summary, issues);
@@ -327,22 +345,43 @@ function valueAt(input: unknown, path: (string | number)[]): unknown {
   return value;
 }
 
-// Pydantic's wording for a value of the wrong type, as the original's 422 bodies said it.
-const wrongTypeMessages: Record<string, string> = {
-  string: 'Input should be a valid string',
-  number: 'Input should be a valid integer',
-  boolean: 'Input should be a valid boolean',
-  object: 'Input should be a valid dictionary or object to extract fields from',
-};
-
-function issueMessage(issue: z.core.$ZodIssue): string {
-  if (issue.code !== 'invalid_type') return issue.message;
-  return wrongTypeMessages[issue.expected] ?? issue.message;
+/** The refusal of `input` by a schema that expected `expected`: integers come from `integer`, which names its own. */
+function wrongType(expected: string, input: unknown): { type: string; msg: string } | null {
+  const isString = typeof input === 'string';
+  if (expected === 'int') return WRONG_TYPE.intFromFloat;
+  if (expected === 'number') return isString ? WRONG_TYPE.floatParsing : WRONG_TYPE.float;
+  if (expected === 'string') return WRONG_TYPE.string;
+  if (expected === 'boolean') return isString ? WRONG_TYPE.boolParsing : WRONG_TYPE.bool;
+  if (expected === 'object') return WRONG_TYPE.object;
+  if (expected === 'array') return WRONG_TYPE.list;
+  return null;
 }
 
-function issueType(issue: z.core.$ZodIssue): string {
-  if (issue.code === 'invalid_type') return `${issue.expected}_type`;
-  if (issue.code === 'too_small') return 'too_short';
-  if (issue.code === 'too_big') return 'too_long';
-  return 'value_error';
+/** Pydantic's name of a bound broken, by what was measured (a number's value, a string's or a list's length). */
+function boundType(issue: z.core.$ZodIssueTooSmall | z.core.$ZodIssueTooBig): string {
+  const small = issue.code === 'too_small';
+  if (issue.origin === 'string') return small ? 'string_too_short' : 'string_too_long';
+  if (issue.origin === 'number' || issue.origin === 'int' || issue.origin === 'bigint') {
+    return `${small ? 'greater_than' : 'less_than'}${issue.inclusive ? '_equal' : ''}`;
+  }
+  return small ? 'too_short' : 'too_long';
+}
+
+/** The issue as FastAPI (Pydantic 2) would report it: its `type`, and its message when ours says less. */
+function pydanticIssue(issue: z.core.$ZodIssue): { type: string; msg: string } {
+  switch (issue.code) {
+    case 'invalid_type':
+      return wrongType(issue.expected, issue.input) ?? { type: `${issue.expected}_type`, msg: issue.message };
+    case 'too_small':
+    case 'too_big':
+      return { type: boundType(issue), msg: issue.message };
+    case 'invalid_value':
+      return { type: 'enum', msg: issue.message };
+    case 'custom': {
+      const type: unknown = issue.params?.type;
+      return { type: typeof type === 'string' ? type : 'value_error', msg: issue.message };
+    }
+    default:
+      return { type: 'value_error', msg: issue.message };
+  }
 }
