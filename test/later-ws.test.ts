@@ -218,6 +218,26 @@ describe('push frames, exact shapes', () => {
     await bobSocket.next(hasNested(message.id), 'the first message of the new chat');
   });
 
+  test("the creator's sockets already open get the new chat's messages without joining, and no chat_created", async () => {
+    const alice = await signUp(t);
+    const bob = await signUp(t);
+    const aliceSockets = [await connect(alice), await connect(alice)];
+    const bobSocket = await connect(bob);
+    const chat = await groupChat(t, alice, [bob], unique('mine'));
+    await bobSocket.next('chat_created');
+    // Sent from Bob's socket and from Alice's own, as the original delivered them: to every open socket of every participant.
+    bobSocket.send({ type: 'message', chat_id: chat.id, content: unique('from bob') });
+    const fromBob = await bobSocket.next('message');
+    aliceSockets[0]!.send({ type: 'message', chat_id: chat.id, content: unique('from alice') });
+    const fromAlice = await bobSocket.next('message');
+    for (const socket of aliceSockets) {
+      await socket.next(hasNested(fromBob.message_id as number), "Bob's message");
+      await socket.next(hasNested(fromAlice.message_id as number), 'her own message');
+      await socket.sync();
+      expect(socket.frames.filter((frame) => frame.type === 'chat_created')).toEqual([]);
+    }
+  });
+
   test('chat_invite: the flat fields, the chat and the notification ("a chat" without a name)', async () => {
     const alice = await signUp(t);
     const bob = await signUp(t);

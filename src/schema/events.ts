@@ -92,6 +92,11 @@ const RemovedFromChatEventRef = builder.objectRef<EventOf<'removed_from_chat'>>(
   }),
 });
 
+const JoinedChatEventRef = builder.objectRef<EventOf<'joined_chat'>>('JoinedChatEvent').implement({
+  description: 'You created the chat, from this or another session.',
+  fields: (t) => ({ chat: t.field({ type: ChatRef, resolve: (event) => event.chat }) }),
+});
+
 const LeftChatEventRef = builder.objectRef<EventOf<'left_chat'>>('LeftChatEvent').implement({
   description: 'You are no longer in the chat: you left it (from this or another session), or deleted it.',
   fields: (t) => ({ chatId: t.exposeID('chatId') }),
@@ -161,6 +166,7 @@ const viewerEventTypes = {
   chat_created: ChatCreatedEventRef,
   chat_invite: ChatInviteEventRef,
   removed_from_chat: RemovedFromChatEventRef,
+  joined_chat: JoinedChatEventRef,
   left_chat: LeftChatEventRef,
   chat_deleted: ChatDeletedEventRef,
   user_left: UserLeftEventRef,

@@ -38,7 +38,8 @@ export class ChatService {
 
   /**
    * Creates a chat owned by `owner`, its first participant, with the users `participant_usernames`
-   * names (unknown names are skipped); each of them hears of it (`chat_created`). An AI chat is
+   * names (unknown names are skipped); each of them hears of it (`chat_created`), the owner's own
+   * sessions too (`joined_chat`, no `/ws` frame, as in the original). An AI chat is
    * called "AI Chat" unless named, and opens with the bot's greeting.
    * @example await chats.create(me, { name: 'Plans', is_group: true, participant_usernames: ['jane'] })
    */
@@ -62,7 +63,12 @@ export class ChatService {
       },
       select: chatSummarySelect,
     });
-    for (const user of added) this.pubsub.publish('user:event', user.id, { type: 'chat_created', chat, addedBy: owner.username });
+    // The owner's open sockets take the chat in too: each participant's sockets get its messages, joined or not.
+    this.publishTo([owner.id], { type: 'joined_chat', chat });
+    this.publishTo(
+      added.map((user) => user.id),
+      { type: 'chat_created', chat, addedBy: owner.username },
+    );
     return chat;
   }
 

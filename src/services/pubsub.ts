@@ -181,6 +181,8 @@ export type ReadReceipts = Record<string, { userId: number; username: string; re
 export type UserEvent =
   /** Added to a chat when it was created. */
   | { type: 'chat_created'; chat: ChatSummary; addedBy: string }
+  /** The user created the chat (from this or another session): their sockets start receiving it. */
+  | { type: 'joined_chat'; chat: ChatSummary }
   | { type: 'chat_invite'; chat: ChatSummary; invitedBy: string }
   /** Removed from the chat by its owner. */
   | { type: 'removed_from_chat'; chatId: number; chatName: string | null; removedBy: string }
@@ -194,6 +196,10 @@ export type UserEvent =
   | UserPresenceEvent
   /** The user, or someone who shares a chat with them, changed their display name, bio or avatar. */
   | { type: 'user_updated'; user: PublicUser };
+
+/** The chat the user is in after the event: one they were added to, invited into, or created. */
+export const startsMembership = (event: UserEvent): number | null =>
+  event.type === 'chat_created' || event.type === 'chat_invite' || event.type === 'joined_chat' ? event.chat.id : null;
 
 /** The user events after which the user is no longer in `chatId`. */
 export const endsMembership = (event: UserEvent): number | null =>

@@ -8,7 +8,7 @@ import { isHistoryGap } from '../services/message.service';
 import type { AttachmentUrls } from '../serializers';
 import { assistantJson, botStreamFields, chatJson, messageFrameFields, reactionsJson, readReceiptsJson, userJson } from '../serializers';
 import type { AssistantEvent, BotStreamEvent, Listening, MessageChange, MessageEvent, ReactionEvent, UserEvent } from '../services/pubsub';
-import { endsMembership, isMessageChange } from '../services/pubsub';
+import { endsMembership, isMessageChange, startsMembership } from '../services/pubsub';
 import { TokenBucket } from '../services/rate-limit';
 import type { WsFrame } from '../services/validation';
 import { parseInput, wsFrame } from '../services/validation';
@@ -164,6 +164,8 @@ export const frames = {
         });
       case 'user_updated':
         return JSON.stringify({ type: 'user_updated', user: userJson(event.user) });
+      // Membership changes of the user's own doing: the original told its sockets nothing.
+      case 'joined_chat':
       case 'left_chat':
         return null;
     }
@@ -406,9 +408,10 @@ export class ChatSocketHub {
     const sockets = this.users.get(userId);
     if (!sockets || !this.services.presence.isCurrent(event)) return;
     const frame = frames.userEvent(event);
+    const started = startsMembership(event);
     const ended = endsMembership(event);
     for (const ws of sockets.slice()) {
-      if (event.type === 'chat_created' || event.type === 'chat_invite') this.addMembership(ws, event.chat.id);
+      if (started !== null) this.addMembership(ws, started);
       if (ended !== null && ws.data.user) {
         if (ws.data.rooms?.has(ended)) this.leave(ws, ws.data.user, ended, { announce: false });
         this.removeMembership(ws, ended);
