@@ -62,5 +62,21 @@ if (process.env.TEST_DATABASE_URL && process.env.TEST_REDIS_URL) {
       const history = await ok<{ content: string }[]>(a.request(`/api/chats/${chat.id}/messages`, { token: alice.token }));
       expect(history.map((m) => m.content)).toEqual(['sent on B', 'marker on B', 'after the removal']);
     });
+
+    test("created on A: the creator's socket already open on B gets the chat's messages without joining", async () => {
+      const [alice, bob] = await Promise.all([signUpOn(a, 'alice'), signUpOn(b, 'bob')]);
+      const aliceOnB = await connectChat(b, alice);
+      const bobOnB = await connectChat(b, bob);
+      const chat = await ok<{ id: number }>(
+        a.request('/api/chats', { method: 'POST', token: alice.token, json: { name: 'created on A', is_group: true, participant_usernames: [bob.username] } }),
+      );
+      await bobOnB.next('chat_created');
+      // Bob's socket took the chat in on hearing of it; Alice's heard `joined_chat` on the same topic before any message was sent.
+      const message = await post(a, bob, chat.id, 'to the creator on B');
+      await aliceOnB.next(hasNested(message.id), "the message on the creator's socket on B");
+      await aliceOnB.sync();
+      expect(copiesOf(aliceOnB, message.id)).toBe(1);
+      expect(aliceOnB.frames.filter((frame) => frame.type === 'chat_created')).toEqual([]);
+    });
   });
 }
