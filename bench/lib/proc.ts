@@ -89,7 +89,6 @@ export interface CpuShares {
 export class CpuWindow {
   private readonly window: ProcessCpuWindow<'server'>;
   private kernelAtStart = NaN;
-  private startedAt = 0;
   result: CpuShares = { serverCores: null, clientCores: null, otherCores: null, serverKernelCores: null };
 
   constructor(private readonly pid: number) {
@@ -99,12 +98,11 @@ export class CpuWindow {
   start(): void {
     this.window.start();
     this.kernelAtStart = cpuTimesOf(this.pid)?.system ?? NaN;
-    this.startedAt = performance.now();
   }
 
   stop(): void {
-    const { groups, clientCores, otherCores } = this.window.stop();
-    const kernel = ((cpuTimesOf(this.pid)?.system ?? NaN) - this.kernelAtStart) / ((performance.now() - this.startedAt) / 1000);
+    const { groups, clientCores, otherCores, seconds } = this.window.stop();
+    const kernel = ((cpuTimesOf(this.pid)?.system ?? NaN) - this.kernelAtStart) / seconds;
     this.result = { serverCores: groups.server, clientCores, otherCores, serverKernelCores: Number.isFinite(kernel) ? kernel : null };
   }
 }
@@ -118,6 +116,8 @@ export interface GroupCpuShares<G extends string> {
   groups: Record<G, number | null>;
   clientCores: number | null;
   otherCores: number | null;
+  /** How long the window was, wall clock. */
+  seconds: number;
 }
 
 /**
@@ -162,7 +162,7 @@ export class ProcessCpuWindow<G extends string> {
     }
     const client = clientCpuSeconds() - this.startClient;
     const machine = (machineBusySeconds() ?? NaN) - this.startMachine;
-    return { groups, clientCores: share(client), otherCores: share(machine - grouped - client) };
+    return { groups, clientCores: share(client), otherCores: share(machine - grouped - client), seconds: wall };
   }
 }
 
