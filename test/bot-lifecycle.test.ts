@@ -55,7 +55,7 @@ function redisClient(): Redis {
 function instance(pubsub: PubSub, lock: RoomLock): BotService {
   const { db, chats } = t.app.services;
   const { log, metrics } = t.app.services;
-  const bot = new BotService(db, chats, pubsub, t.config, lock, new RoomFeeds(db, pubsub, { onResume: () => {} }, log), log, metrics);
+  const bot = new BotService(db, chats, pubsub, t.config, lock, new RoomFeeds(db, pubsub, log), log, metrics);
   idles.push(() => bot.idle());
   return bot;
 }

@@ -16,7 +16,7 @@ let chatId: number;
 
 beforeAll(async () => {
   t = await createTestApp();
-  memberships = new Memberships(t.app.services.db, t.app.services.pubsub);
+  memberships = new Memberships(t.app.services.db, { pubsub: t.app.services.pubsub, available: () => true });
   const alice = await signUp(t);
   userId = alice.id;
   const chat = (await (await t.request('/api/chats', { method: 'POST', token: alice.token, json: { name: 'departures' } })).json()) as { id: number };

@@ -148,55 +148,134 @@ describe('a /bot ask caught by the outage', () => {
   });
 });
 
+/**
+ * Instance A keeps Redis; instance B reaches it through a proxy the test cuts and restores: what A
+ * publishes meanwhile never reaches B. `cut()` resolves once B has noticed.
+ */
+async function cutOffPair() {
+  const prefix = `faults:${crypto.randomUUID()}:`;
+  const a = await appOnRedis(redis.url, prefix);
+  const proxy = startTcpProxy({ hostname: '127.0.0.1', port: Number(new URL(redis.url).port) });
+  cleanups.push(() => proxy.stop());
+  const b: App = await createApp(
+    loadConfig({
+      ...process.env,
+      DATABASE_URL: a.config.database.url,
+      REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
+      REDIS_PREFIX: prefix,
+      SECRET_KEY: a.config.secretKey,
+      WS_RATE_LIMIT: '0',
+      BOT_RATE_LIMIT: '0',
+      LOGIN_RATE_LIMIT: '0',
+      LOG_LEVEL: 'silent',
+    }),
+  );
+  cleanups.push(() => b.close());
+  const serverB = Bun.serve({ port: 0, hostname: '127.0.0.1', fetch: (request, server) => b.fetch(request, server), websocket: b.websocket });
+  cleanups.push(() => serverB.stop(true));
+  const kit = socketKit(serverB, b.services);
+  cleanups.push(() => kit.dispose());
+  const requestB = (path: string, token: string) => fetch(`http://127.0.0.1:${serverB.port}${path}`, { headers: { authorization: `Bearer ${token}` } });
+  const cut = async () => {
+    proxy.cut();
+    await withDeadline(
+      (async () => {
+        while ((await b.services.health()).healthy) await new Promise((resolve) => setTimeout(resolve, 50));
+      })(),
+      () => 'instance B never noticed it lost Redis',
+    );
+  };
+  return { a, b, kit, requestB, cut, restore: () => proxy.restore() };
+}
+
+/** Posts `content` on `t` as `user` and answers the stored message's id. */
+const post = async (t: TestApp, user: TestUser, chatId: number, content: string) =>
+  ((await (await t.request(`/api/chats/${chatId}/messages`, { method: 'POST', token: user.token, json: { content } })).json()) as { id: number }).id;
+
 describe('one instance loses Redis while another keeps it', () => {
   test("messages stored meanwhile reach the cut-off instance's members once Redis is back, each once", async () => {
-    const prefix = `faults:${crypto.randomUUID()}:`;
-    const a = await appOnRedis(redis.url, prefix);
-    const proxy = startTcpProxy({ hostname: '127.0.0.1', port: Number(new URL(redis.url).port) });
-    cleanups.push(() => proxy.stop());
-    const b: App = await createApp(
-      loadConfig({
-        ...process.env,
-        DATABASE_URL: a.config.database.url,
-        REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
-        REDIS_PREFIX: prefix,
-        SECRET_KEY: a.config.secretKey,
-        WS_RATE_LIMIT: '0',
-        BOT_RATE_LIMIT: '0',
-        LOGIN_RATE_LIMIT: '0',
-        LOG_LEVEL: 'silent',
-      }),
-    );
-    cleanups.push(() => b.close());
-    const serverB = Bun.serve({ port: 0, hostname: '127.0.0.1', fetch: (request, server) => b.fetch(request, server), websocket: b.websocket });
-    cleanups.push(() => serverB.stop(true));
-    const kit = socketKit(serverB, b.services);
-    cleanups.push(() => kit.dispose());
-
+    const { a, kit, cut, restore } = await cutOffPair();
     const [ana, ben] = await Promise.all([signUp(a), signUp(a)]);
     const chatId = await chatOf(a, ana, ben);
     const member = kit.chat(ben.token);
     await member.opened;
     await member.join(chatId);
-    const post = async (content: string) =>
-      ((await (await a.request(`/api/chats/${chatId}/messages`, { method: 'POST', token: ana.token, json: { content } })).json()) as { id: number }).id;
-    const before = await post('before the cut');
+    const before = await post(a, ana, chatId, 'before the cut');
     await member.next((frame) => frame.type === 'message' && frame.message_id === before);
 
-    proxy.cut();
-    const healthB = async () => (await b.services.health()).healthy;
-    await withDeadline(
-      (async () => {
-        while (await healthB()) await new Promise((resolve) => setTimeout(resolve, 50));
-      })(),
-      () => 'instance B never noticed it lost Redis',
-    );
-    const missed = [await post('missed 1'), await post('missed 2')];
-    proxy.restore();
+    await cut();
+    const missed = [await post(a, ana, chatId, 'missed 1'), await post(a, ana, chatId, 'missed 2')];
+    restore();
     for (const id of missed) await member.next((frame) => frame.type === 'message' && frame.message_id === id);
-    const after = await post('after the repair');
+    const after = await post(a, ana, chatId, 'after the repair');
     await member.next((frame) => frame.type === 'message' && frame.message_id === after);
     const ids = member.frames.filter((frame) => frame.type === 'message').map((frame) => frame.message_id);
     expect(ids).toEqual([before, ...missed, after]);
+  });
+
+  test("removals, deletions and new chats made meanwhile reach the cut-off instance's sockets from the database, and the replay sends nothing of a chat left", async () => {
+    const { a, kit, cut, restore } = await cutOffPair();
+    const [ana, ben] = await Promise.all([signUp(a), signUp(a)]);
+    const [removedFrom, deleted, stayed] = [await chatOf(a, ana, ben), await chatOf(a, ana, ben), await chatOf(a, ana, ben)];
+    const member = kit.chat(ben.token);
+    await member.opened;
+    await member.sync();
+    const seen = await post(a, ana, removedFrom, 'before the cut');
+    await member.next((frame) => frame.type === 'message' && frame.message_id === seen);
+
+    await cut();
+    await a.request(`/api/chats/${removedFrom}/participants/${ben.id}`, { method: 'DELETE', token: ana.token });
+    await a.request(`/api/chats/${deleted}`, { method: 'DELETE', token: ana.token });
+    const added = (await (
+      await a.request('/api/chats', { method: 'POST', token: ana.token, json: { name: 'made meanwhile', participant_usernames: [ben.username] } })
+    ).json()) as {
+      id: number;
+    };
+    const secret = await post(a, ana, removedFrom, 'after Ben left');
+    // Replayed after everything stored before it: once it is here, the replay is done.
+    const replayed = await post(a, ana, stayed, 'in a chat Ben is still in');
+    restore();
+
+    expect(await member.next((frame) => frame.type === 'removed_from_chat')).toEqual({
+      type: 'removed_from_chat',
+      chat_id: removedFrom,
+      notification: 'You are no longer in faults',
+    });
+    expect(await member.next((frame) => frame.type === 'chat_deleted')).toEqual({ type: 'chat_deleted', chat_id: deleted, notification: 'Chat was deleted' });
+    const addedFrame = await member.next((frame) => frame.type === 'chat_created');
+    expect(addedFrame).toMatchObject({ chat: { id: added.id, name: 'made meanwhile', owner_id: ana.id }, notification: "You've been added to made meanwhile" });
+    await member.next((frame) => frame.type === 'message' && frame.message_id === replayed);
+    const live = await post(a, ana, added.id, 'in the chat made meanwhile');
+    await member.next((frame) => frame.type === 'message' && frame.message_id === live);
+    const ids = member.frames.filter((frame) => frame.type === 'message').map((frame) => frame.message_id);
+    expect(ids).not.toContain(secret);
+    expect(member.frames.filter((frame) => ['removed_from_chat', 'chat_deleted', 'chat_created'].includes(frame.type))).toHaveLength(3);
+  });
+
+  test("a subscription of a user removed meanwhile ends once Redis is back, and the cut-off instance's cache does not answer for them", async () => {
+    const { a, kit, requestB, cut, restore } = await cutOffPair();
+    const [ana, ben] = await Promise.all([signUp(a), signUp(a)]);
+    const chatId = await chatOf(a, ana, ben);
+    // B caches Ben's membership.
+    expect((await requestB(`/api/chats/${chatId}/messages`, ben.token)).status).toBe(200);
+    const subscription = kit
+      .graphql(ben.token)
+      .subscribe(
+        'subscription ($chatId: ID!) { messageAdded(chatId: $chatId) { id content } }',
+        { chatId },
+        { field: 'messageAdded', ready: ['chat:message', chatId] },
+      );
+    await subscription.ready;
+
+    await cut();
+    await a.request(`/api/chats/${chatId}/participants/${ben.id}`, { method: 'DELETE', token: ana.token });
+    // Meanwhile B cannot hear the removal, so it does not trust what it cached.
+    expect((await requestB(`/api/chats/${chatId}/messages`, ben.token)).status).toBe(403);
+    await post(a, ana, chatId, 'after Ben left');
+    restore();
+
+    expect(await withDeadline(subscription.done, () => 'the subscription of a removed user did not end')).toEqual({ kind: 'complete' });
+    expect(subscription.events).toEqual([]);
+    expect((await requestB(`/api/chats/${chatId}/messages`, ben.token)).status).toBe(403);
   });
 });

@@ -9,7 +9,7 @@ import { LruCache } from './lru-cache';
 import type { PasswordHasher } from './password-hasher';
 import type { Attempt, WindowCounter } from './rate-limit';
 import { ClusterForgetting } from './cluster-forgetting';
-import type { PubSub } from './pubsub';
+import type { EventBus } from './pubsub';
 import { loginInput, parseInput, registerInput } from './validation';
 
 /** The columns of a user that may leave the server: never the password hash. */
@@ -63,12 +63,17 @@ export class AuthService {
     private readonly db: Database,
     private readonly config: Pick<Config, 'secretKey' | 'tokenExpireMinutes'>,
     private readonly guards: AuthGuards,
-    pubsub: PubSub,
+    bus: Pick<EventBus, 'pubsub' | 'available'>,
   ) {
     this.key = new TextEncoder().encode(config.secretKey);
     this.verifyingKey = crypto.subtle.importKey('raw', this.key, { name: 'HMAC', hash: 'SHA-256' }, false, ['verify']);
     this.decoyHash = guards.passwords.hash(crypto.randomUUID());
-    this.forgetting = new ClusterForgetting(pubsub, 'user:forget', ({ userId }) => this.users.delete(userId));
+    this.forgetting = new ClusterForgetting(
+      bus,
+      'user:forget',
+      ({ userId }) => this.users.delete(userId),
+      () => this.users.clear(),
+    );
   }
 
   /**
@@ -176,12 +181,12 @@ export class AuthService {
    * the expiry is a safety net only.
    */
   async userById(id: number): Promise<PublicUser | null> {
-    const cached = this.users.get(id);
+    const cached = this.forgetting.trusted() ? this.users.get(id) : undefined;
     if (cached) return cached;
     const mark = this.forgetting.mark();
     const user = (await this.usersByIds(id)) ?? null;
     // A lookup that a profile change overtook does not cache the columns it read before the change.
-    if (user && !this.forgetting.overtaken(mark)) this.users.set(id, user);
+    if (user && this.forgetting.mayCache(mark)) this.users.set(id, user);
     return user;
   }
 
@@ -199,6 +204,11 @@ export class AuthService {
 
   private readonly users = new LruCache<number, PublicUser>(USER_CACHE_SIZE, USER_CACHE_TTL_MS);
   private readonly forgetting: ClusterForgetting<'user:forget'>;
+
+  /** After a Redis outage: profile changes made meanwhile on other instances may never have been heard here. */
+  forgetEveryUserHere(): void {
+    this.forgetting.forgetEverythingHere();
+  }
 
   /** Drops a user's cached columns after their profile changed, here at once and on every other instance through the pub/sub. */
   forget(userId: number): void {

@@ -25,7 +25,17 @@ export const chatSummarySelect = { id: true, name: true, ownerId: true, isGroup:
 export const AI_CHAT_GREETING = "Hello! I'm your AI assistant. How can I help you today?";
 const AI_CHAT_DEFAULT_NAME = 'AI Chat';
 
+/** A subscription's hold on a chat: who, which chat, and what ends the subscription. */
+interface HeldMembership {
+  userId: number;
+  chatId: number;
+  end: () => void;
+}
+
 export class ChatService {
+  /** The memberships open subscriptions hold (see participantUntilLeft): checked again after a Redis outage. */
+  private readonly subscribedMemberships = new Set<HeldMembership>();
+
   constructor(
     private readonly db: Database,
     private readonly pubsub: PubSub,
@@ -132,6 +142,13 @@ export class ChatService {
   /** The ids of every chat `userId` takes part in: what their sockets receive messages from. The sockets opened in one turn share one query. */
   async chatIdsOf(userId: number): Promise<number[]> {
     return (await this.chatIdsOfUsers(userId)) ?? [];
+  }
+
+  /** The chats among `chatIds` that still exist, by id. */
+  async summariesOf(chatIds: number[]): Promise<Map<number, ChatSummary>> {
+    if (chatIds.length === 0) return new Map();
+    const chats = await this.db.chat.findMany({ where: { id: { in: chatIds } }, select: chatSummarySelect });
+    return new Map(chats.map((chat) => [chat.id, chat]));
   }
 
   private readonly chatIdsOfUsers = batched(async (userIds: number[]) => {
@@ -264,9 +281,29 @@ export class ChatService {
     const whileStillMember = whileMember(this.pubsub, userId, chatId);
     return (end) => {
       const listening = whileStillMember(end);
+      const held: HeldMembership = { userId, chatId, end };
+      this.subscribedMemberships.add(held);
       if (leftSinceCheck()) end();
-      return listening;
+      return {
+        ready: listening.ready,
+        stop: () => {
+          this.subscribedMemberships.delete(held);
+          listening.stop();
+        },
+      };
     };
+  }
+
+  /**
+   * After a Redis outage: ends the subscriptions of users who are no longer in their chat, whose
+   * departure's event may never have reached this instance. One statement for all of them.
+   */
+  async endSubscriptionsOfDepartedMembers(): Promise<void> {
+    const held = [...this.subscribedMemberships];
+    const chatIds = await Promise.all(held.map(({ userId }) => this.chatIdsOf(userId)));
+    held.forEach(({ chatId, end }, index) => {
+      if (!chatIds[index]!.includes(chatId)) end();
+    });
   }
 
   /**

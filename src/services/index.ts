@@ -19,6 +19,7 @@ import { LoginThrottle } from './login-throttle';
 import { Memberships } from './memberships';
 import { MessageChangeService } from './message-change.service';
 import { MessageService } from './message.service';
+import { OutageRepair } from './outage-repair';
 import { insertRowsFor, MessageWriter } from './message-writer';
 import type { EventBus, PubSub } from './pubsub';
 import { RoomFeeds, VISIBLE_STATUSES } from './room-feed';
@@ -85,6 +86,8 @@ export interface Services {
   /** What the bot's answers cost, per room, assistant and asker. */
   usage: UsageService;
   pubsub: PubSub;
+  /** What is made good after a Redis outage; each transport adds the memberships its open sockets hold. */
+  outageRepair: OutageRepair;
   /** Each room's messages and bot answers for this process's readers, repaired after a Redis outage. */
   feeds: RoomFeeds;
   /** MAX_SOCKETS_PER_USER: open sockets per user, whichever protocol. */
@@ -169,8 +172,8 @@ export function createServices(
 ): Services {
   const { pubsub } = bus;
   const outbox = new WebhookOutbox(db);
-  const auth = new AuthService(db, config, authGuards(config.limits, metrics), pubsub);
-  const memberships = new Memberships(db, pubsub);
+  const auth = new AuthService(db, config, authGuards(config.limits, metrics), bus);
+  const memberships = new Memberships(db, bus);
   const readState = new ReadStateService(db, pubsub, memberships, config.bot.name);
   const presenceLog = log.child({ component: 'presence' });
   const presence = new PresenceService(db, pubsub, config.presenceGraceMs, presenceLog, metrics, (host) =>
@@ -196,12 +199,17 @@ export function createServices(
   // Several instances share Redis, and with it the lock that keeps one answer per room at a time.
   const botLog = log.child({ component: 'bot' });
   const roomLock = bus.redis ? redisRoomLock(bus.redis, config.redisPrefix, botLog) : localRoomLock;
-  const feeds = new RoomFeeds(db, pubsub, bus, log.child({ component: 'feeds' }));
+  const feeds = new RoomFeeds(db, pubsub, log.child({ component: 'feeds' }));
   const bot = new BotService(db, chats, pubsub, config, roomLock, feeds, botLog, metrics, outbox, attachments);
-  // Asks stored while Redis was away could not take their room's lock: they are answered once it is back.
-  bus.onResume(() => {
-    bot.answerAllPending().catch((error: unknown) => botLog.error({ err: error }, 'answering the asks left pending during the outage failed'));
+  const outageRepair = new OutageRepair(bus, log.child({ component: 'pubsub' }));
+  outageRepair.checkMemberships('forgetting cached memberships and users', () => {
+    memberships.forgetEverythingHere();
+    auth.forgetEveryUserHere();
   });
+  outageRepair.checkMemberships('ending the subscriptions of users who left a chat meanwhile', () => chats.endSubscriptionsOfDepartedMembers());
+  outageRepair.replay('replaying the messages and changes the outage missed', (since) => feeds.repair(since));
+  // Asks stored while Redis was away could not take their room's lock: they are answered once it is back.
+  outageRepair.replay('answering the asks left pending', () => bot.answerAllPending());
   const writeLimit = messageLimit(config.limits, metrics);
   // Messages stored before a stop and not yet in search are taken in with the next message or search.
   const search = searchOf(db, config, metrics, log);
@@ -252,6 +260,7 @@ export function createServices(
     assistants: new AssistantService(db, chats, pubsub, config),
     usage: bot.usage,
     pubsub,
+    outageRepair,
     feeds,
     sockets: new SocketQuota(
       config.limits.socketsPerUser,

@@ -53,6 +53,11 @@ export class LruCache<K, V> {
     }
   }
 
+  clear(): void {
+    this.young.clear();
+    this.old.clear();
+  }
+
   get size(): number {
     return this.young.size + this.old.size;
   }

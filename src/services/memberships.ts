@@ -2,7 +2,7 @@ import type { Database } from '../db/client';
 import { ChatNotFoundError, NotAuthorizedError } from './errors';
 import { LruCache } from './lru-cache';
 import { ClusterForgetting } from './cluster-forgetting';
-import type { PubSub } from './pubsub';
+import type { EventBus } from './pubsub';
 
 const MEMBERSHIP_CACHE_SIZE = 50_000;
 /** A safety net only: removals reach every instance's cache at once through the pub/sub. */
@@ -37,14 +37,19 @@ export class Memberships {
 
   constructor(
     private readonly db: Database,
-    pubsub: PubSub,
+    bus: Pick<EventBus, 'pubsub' | 'available'>,
   ) {
-    this.forgetting = new ClusterForgetting(pubsub, 'membership:forget', (scope) => this.forgetHere(scope));
+    this.forgetting = new ClusterForgetting(
+      bus,
+      'membership:forget',
+      (scope) => this.forgetHere(scope),
+      () => this.forgetHere({}),
+    );
   }
 
   /** 404 "Chat not found" when the chat does not exist, then 403 "Not authorized" when `userId` is not in it. */
   async require(userId: number, chatId: number): Promise<{ id: number; name: string | null }> {
-    const cached = this.cache.get(membershipKey(userId, chatId));
+    const cached = this.forgetting.trusted() ? this.cache.get(membershipKey(userId, chatId)) : undefined;
     if (cached) return cached.chat;
     const mark = this.forgetting.mark();
     const chat = await this.db.chat.findUnique({
@@ -55,13 +60,18 @@ export class Memberships {
     if (chat.participants.length === 0) throw new NotAuthorizedError();
     const membership = { id: chat.id, name: chat.name };
     // A lookup that a removal overtook does not cache the "yes" it read before it.
-    if (!this.forgetting.overtaken(mark)) this.cache.set(membershipKey(userId, chatId), { userId, chat: membership });
+    if (this.forgetting.mayCache(mark)) this.cache.set(membershipKey(userId, chatId), { userId, chat: membership });
     return membership;
   }
 
   /** Where removals stand now: taken before a membership is checked, for `leftSince` after. */
   mark(): number {
     return this.forgetting.mark();
+  }
+
+  /** After a Redis outage: the removals made meanwhile on other instances may never have been heard here. */
+  forgetEverythingHere(): void {
+    this.forgetting.forgetEverythingHere();
   }
 
   /** Drops the cached answers `scope` covers on this instance at once, and on every other one. */

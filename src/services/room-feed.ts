@@ -2,7 +2,7 @@ import { attachmentSelect, toAttachmentView } from './attachments/attachment.ser
 import type { Database } from '../db/client';
 import { publicUserSelect } from './auth.service';
 import type { Logger } from '../log';
-import type { BotStreamEvent, EventBus, Listening, MessageChange, MessageEvent, PubSub, StoredMessage } from './pubsub';
+import type { BotStreamEvent, Listening, MessageChange, MessageEvent, PubSub, StoredMessage } from './pubsub';
 import type { ReactionRow } from './reaction-summaries';
 import { reactionRowsSelect, summarizeReactions } from './reaction-summaries';
 import { RecentIds } from './recent-ids';
@@ -109,13 +109,8 @@ export class RoomFeeds {
   constructor(
     private readonly db: Database,
     private readonly pubsub: PubSub,
-    bus: Pick<EventBus, 'onResume'>,
     private readonly log: Logger,
-  ) {
-    bus.onResume((since) => {
-      this.repair(since).catch((error: unknown) => this.log.error({ err: error }, 'replaying what the outage missed failed'));
-    });
-  }
+  ) {}
 
   /** Calls `listener` with each message stored in the room until `stop()`. */
   onMessage(chatId: number, listener: (event: MessageEvent) => void): Listening {
@@ -252,8 +247,9 @@ export class RoomFeeds {
    * After an outage: every message stored since it began, every answer that finished since (or
    * that was streaming here when it began), delivered to the rooms' readers unless they already
    * had it, then every edit and deletion made since. One query for each, for all of this process's rooms.
+   * Run by OutageRepair, once memberships are checked.
    */
-  private async repair(since: Date): Promise<void> {
+  async repair(since: Date): Promise<void> {
     if (this.rooms.size === 0) return;
     const openAnswers = [...this.rooms.values()].flatMap((room) => [...room.openAnswers.keys()]);
     const from = new Date(since.getTime() - CLOCK_SKEW_MS);

@@ -7,7 +7,7 @@ import type { HistoryGap, RoomCatchUpEvent } from '../services/message.service';
 import { isHistoryGap } from '../services/message.service';
 import type { AttachmentUrls } from '../serializers';
 import { assistantJson, botStreamFields, chatJson, messageFrameFields, reactionsJson, readReceiptsJson, userJson } from '../serializers';
-import type { AssistantEvent, BotStreamEvent, Listening, MessageChange, MessageEvent, ReactionEvent, UserEvent } from '../services/pubsub';
+import type { AssistantEvent, BotStreamEvent, ChatSummary, Listening, MessageChange, MessageEvent, ReactionEvent, UserEvent } from '../services/pubsub';
 import { endsMembership, isMessageChange, startsMembership } from '../services/pubsub';
 import { TokenBucket } from '../services/rate-limit';
 import type { WsFrame } from '../services/validation';
@@ -170,11 +170,25 @@ export const frames = {
         return null;
     }
   },
+  /**
+   * The frames of the user events an outage of Redis lost, made good from the database (see
+   * ChatSocketHub.recheckMemberships): the same types and fields, and a notification that does not
+   * name who did it, which is not known any more.
+   */
+  membershipRepair: {
+    added: (chat: ChatSummary) => JSON.stringify({ type: 'chat_created', chat: chatJson(chat), notification: `You've been added to ${chat.name ?? 'a chat'}` }),
+    removed: (chat: ChatSummary) =>
+      JSON.stringify({ type: 'removed_from_chat', chat_id: chat.id, notification: `You are no longer in ${chat.name ?? 'a chat'}` }),
+    deleted: (chatId: number) => JSON.stringify({ type: 'chat_deleted', chat_id: chatId, notification: 'Chat was deleted' }),
+  },
   error: (error: string) => JSON.stringify({ type: 'error', error }),
 };
 
 /** A catch-up pauses while this much is queued for its socket, instead of overrunning the backpressure limit. */
 const CATCH_UP_BUFFER_BYTES = 256 * 1024;
+
+/** How many times a recheck after an outage reads again the users whose memberships changed while it read. */
+const RECHECK_ROUNDS = 3;
 
 /** At most one `typing` notice per socket and room in this long: the rest of a burst of keystrokes is dropped, uncounted. */
 const TYPING_EVERY_MS = 1_000;
@@ -206,6 +220,8 @@ export class ChatSocketHub {
    * (onUserEvent): a connected user costs this entry and their channel, no object more.
    */
   private readonly users = new Map<number, ChatSocket[]>();
+  /** For each recheck running (see recheckMemberships), the users whose memberships an event changed meanwhile. */
+  private readonly rechecks = new Set<Set<number>>();
   private server: Server<unknown> | undefined;
   private readonly log: Logger;
 
@@ -216,6 +232,7 @@ export class ChatSocketHub {
     private readonly botName: string,
   ) {
     this.log = services.log.child({ component: 'ws' });
+    services.outageRepair.checkMemberships("bringing /ws sockets' chats up to date", () => this.recheckMemberships());
   }
 
   /**
@@ -410,16 +427,74 @@ export class ChatSocketHub {
     const frame = frames.userEvent(event);
     const started = startsMembership(event);
     const ended = endsMembership(event);
+    if (started !== null || ended !== null) for (const touched of this.rechecks) touched.add(userId);
     for (const ws of sockets.slice()) {
       if (started !== null) this.addMembership(ws, started);
-      if (ended !== null && ws.data.user) {
-        if (ws.data.rooms?.has(ended)) this.leave(ws, ws.data.user, ended, { announce: false });
-        this.removeMembership(ws, ended);
-      }
+      if (ended !== null) this.endMembership(ws, ended);
       if (frame) ws.send(frame);
     }
     if (frame) this.services.metrics.delivered('ws', sockets.length);
   };
+
+  /**
+   * After a Redis outage, the user events that change memberships (added, invited, removed, chat
+   * deleted) may never have reached this instance: each socket here is brought up to its user's chats
+   * as the database has them, and told with the frame that event would have sent (frames.membershipRepair).
+   * One statement for every user's chats, one for the chats that changed. A user whose memberships an
+   * event changed while it read is read again: that event may be newer than what was read.
+   */
+  private async recheckMemberships(): Promise<void> {
+    let userIds = [...this.users.keys()];
+    for (let round = 0; round < RECHECK_ROUNDS && userIds.length > 0; round++) {
+      const touched = new Set<number>();
+      this.rechecks.add(touched);
+      try {
+        const chatIds = await Promise.all(userIds.map((userId) => this.services.chats.chatIdsOf(userId)));
+        const inChats = new Map(userIds.map((userId, index) => [userId, new Set(chatIds[index])]));
+        const changed = new Set<number>();
+        this.forEachStaleMembership(inChats, (_ws, _userId, chatId) => changed.add(chatId));
+        if (changed.size === 0) return;
+        const chats = await this.services.chats.summariesOf([...changed]);
+        // Sockets opened or changed meanwhile are looked at again; only what both looks found is acted on.
+        this.forEachStaleMembership(inChats, (ws, userId, chatId, inChat) => {
+          if (touched.has(userId) || !changed.has(chatId)) return;
+          const chat = chats.get(chatId);
+          if (!inChat) {
+            this.endMembership(ws, chatId);
+            ws.send(chat ? frames.membershipRepair.removed(chat) : frames.membershipRepair.deleted(chatId));
+          } else if (chat) {
+            this.addMembership(ws, chatId);
+            // The original told a chat's owner nothing of its creation either.
+            if (chat.ownerId !== userId) ws.send(frames.membershipRepair.added(chat));
+          }
+        });
+      } finally {
+        this.rechecks.delete(touched);
+      }
+      userIds = [...touched].filter((userId) => this.users.has(userId));
+    }
+  }
+
+  /**
+   * Calls `visit` for each open socket of the users in `inChats` with each chat it receives that its
+   * user is not in (`inChat` false), and each chat its user is in that it does not receive.
+   */
+  private forEachStaleMembership(inChats: Map<number, Set<number>>, visit: (ws: ChatSocket, userId: number, chatId: number, inChat: boolean) => void): void {
+    for (const [userId, chatIds] of inChats) {
+      for (const ws of this.users.get(userId)?.slice() ?? []) {
+        // A socket still loading its chats, or joining or leaving one, reads the database itself.
+        if (ws.readyState !== WebSocket.OPEN || ws.data.membershipChange !== SETTLED) continue;
+        for (const chatId of [...ws.data.memberships.keys()]) if (!chatIds.has(chatId)) visit(ws, userId, chatId, false);
+        for (const chatId of chatIds) if (!ws.data.memberships.has(chatId)) visit(ws, userId, chatId, true);
+      }
+    }
+  }
+
+  /** The socket's user is no longer in the chat: out of its room, unannounced, and off its messages. */
+  private endMembership(ws: ChatSocket, chatId: number): void {
+    if (ws.data.rooms?.has(chatId) && ws.data.user) this.leave(ws, ws.data.user, chatId, { announce: false });
+    this.removeMembership(ws, chatId);
+  }
 
   private addMembership(ws: ChatSocket, chatId: number): void {
     if (ws.data.memberships.has(chatId) || ws.readyState !== WebSocket.OPEN) return;
