@@ -1,12 +1,10 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test';
-import type { App } from '../src/app';
-import { createApp } from '../src/app';
-import { loadConfig } from '../src/config';
-import { createTestApp, RATE_LIMITS_OFF, signUp, type TestApp } from './support/app';
+import { createTestApp, signUp, type TestApp } from './support/app';
 import type { Instance } from './support/cluster';
 import { connectChat, ok, signUpOn, twoInstances } from './support/cluster';
 import type { PrivateRedis } from './support/redis-server';
-import { startPrivateRedis, startTcpProxy } from './support/redis-server';
+import { startPrivateRedis } from './support/redis-server';
+import { cutOffPair } from './support/cut-off';
 import { groupRoom } from './support/rooms';
 import type { Frame } from './support/sockets';
 import { socketKit, withDeadline } from './support/sockets';
@@ -141,26 +139,7 @@ describe('when Redis fails', () => {
   test(
     "edits and deletions made while one instance was cut off reach that instance's sockets once Redis is back",
     async () => {
-      const prefix = `edit-delete-faults:${crypto.randomUUID()}:`;
-      const a = await createTestApp({ REDIS_URL: redis.url, REDIS_PREFIX: prefix });
-      cleanups.push(() => a.cleanup());
-      const proxy = startTcpProxy({ hostname: '127.0.0.1', port: Number(new URL(redis.url).port) });
-      cleanups.push(() => proxy.stop());
-      const b: App = await createApp(
-        loadConfig({
-          ...RATE_LIMITS_OFF,
-          DATABASE_URL: a.config.database.url,
-          REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
-          REDIS_PREFIX: prefix,
-          SECRET_KEY: a.config.secretKey,
-          LOG_LEVEL: 'silent',
-        }),
-      );
-      cleanups.push(() => b.close());
-      const serverB = Bun.serve({ port: 0, hostname: '127.0.0.1', fetch: (request, server) => b.fetch(request, server), websocket: b.websocket });
-      cleanups.push(() => serverB.stop(true));
-      const kit = socketKit(serverB, b.services);
-      cleanups.push(() => kit.dispose());
+      const { a, kit, cut, restore } = await cutOffPair(redis.url, cleanups);
 
       const [ana, ben] = await Promise.all([signUp(a), signUp(a)]);
       const chatId = await groupRoom(a, ana, [ben], 'cut off');
@@ -171,12 +150,11 @@ describe('when Redis fails', () => {
       await member.opened;
       await member.sync();
 
-      proxy.cut();
-      await until(async () => (await b.services.health()).healthy, false, 'instance B never noticed it lost Redis');
+      await cut();
       const change = (id: number, init: RequestInit & { json?: unknown }) => a.request(`/api/chats/${chatId}/messages/${id}`, { ...init, token: ana.token });
       expect((await change(edited, { method: 'PATCH', json: { content: 'edited while B was cut off' } })).status).toBe(200);
       expect((await change(deleted, { method: 'DELETE' })).status).toBe(200);
-      proxy.restore();
+      restore();
 
       await member.next(isUpdate(edited, 'edited while B was cut off'));
       await member.next(isDeletion(deleted));

@@ -1,10 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test';
-import type { App } from '../src/app';
-import { createApp } from '../src/app';
-import { loadConfig } from '../src/config';
 import { createTestApp, signUp, type TestApp, type TestUser } from './support/app';
 import type { PrivateRedis } from './support/redis-server';
-import { startPrivateRedis, startTcpProxy } from './support/redis-server';
+import { startPrivateRedis } from './support/redis-server';
+import { cutOffPair } from './support/cut-off';
 import { startFakeGemini } from './support/fake-gemini';
 import { socketKit, withDeadline } from './support/sockets';
 
@@ -148,53 +146,13 @@ describe('a /bot ask caught by the outage', () => {
   });
 });
 
-/**
- * Instance A keeps Redis; instance B reaches it through a proxy the test cuts and restores: what A
- * publishes meanwhile never reaches B. `cut()` resolves once B has noticed.
- */
-async function cutOffPair() {
-  const prefix = `faults:${crypto.randomUUID()}:`;
-  const a = await appOnRedis(redis.url, prefix);
-  const proxy = startTcpProxy({ hostname: '127.0.0.1', port: Number(new URL(redis.url).port) });
-  cleanups.push(() => proxy.stop());
-  const b: App = await createApp(
-    loadConfig({
-      ...process.env,
-      DATABASE_URL: a.config.database.url,
-      REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
-      REDIS_PREFIX: prefix,
-      SECRET_KEY: a.config.secretKey,
-      WS_RATE_LIMIT: '0',
-      BOT_RATE_LIMIT: '0',
-      LOGIN_RATE_LIMIT: '0',
-      LOG_LEVEL: 'silent',
-    }),
-  );
-  cleanups.push(() => b.close());
-  const serverB = Bun.serve({ port: 0, hostname: '127.0.0.1', fetch: (request, server) => b.fetch(request, server), websocket: b.websocket });
-  cleanups.push(() => serverB.stop(true));
-  const kit = socketKit(serverB, b.services);
-  cleanups.push(() => kit.dispose());
-  const requestB = (path: string, token: string) => fetch(`http://127.0.0.1:${serverB.port}${path}`, { headers: { authorization: `Bearer ${token}` } });
-  const cut = async () => {
-    proxy.cut();
-    await withDeadline(
-      (async () => {
-        while ((await b.services.health()).healthy) await new Promise((resolve) => setTimeout(resolve, 50));
-      })(),
-      () => 'instance B never noticed it lost Redis',
-    );
-  };
-  return { a, b, kit, requestB, cut, restore: () => proxy.restore() };
-}
-
 /** Posts `content` on `t` as `user` and answers the stored message's id. */
 const post = async (t: TestApp, user: TestUser, chatId: number, content: string) =>
   ((await (await t.request(`/api/chats/${chatId}/messages`, { method: 'POST', token: user.token, json: { content } })).json()) as { id: number }).id;
 
 describe('one instance loses Redis while another keeps it', () => {
   test("messages stored meanwhile reach the cut-off instance's members once Redis is back, each once", async () => {
-    const { a, kit, cut, restore } = await cutOffPair();
+    const { a, kit, cut, restore } = await cutOffPair(redis.url, cleanups);
     const [ana, ben] = await Promise.all([signUp(a), signUp(a)]);
     const chatId = await chatOf(a, ana, ben);
     const member = kit.chat(ben.token);
@@ -214,7 +172,7 @@ describe('one instance loses Redis while another keeps it', () => {
   });
 
   test("removals, deletions and new chats made meanwhile reach the cut-off instance's sockets from the database, and the replay sends nothing of a chat left", async () => {
-    const { a, kit, cut, restore } = await cutOffPair();
+    const { a, kit, cut, restore } = await cutOffPair(redis.url, cleanups);
     const [ana, ben] = await Promise.all([signUp(a), signUp(a)]);
     const [removedFrom, deleted, stayed] = [await chatOf(a, ana, ben), await chatOf(a, ana, ben), await chatOf(a, ana, ben)];
     const member = kit.chat(ben.token);
@@ -253,7 +211,7 @@ describe('one instance loses Redis while another keeps it', () => {
   });
 
   test("a subscription of a user removed meanwhile ends once Redis is back, and the cut-off instance's cache does not answer for them", async () => {
-    const { a, kit, requestB, cut, restore } = await cutOffPair();
+    const { a, kit, requestB, cut, restore } = await cutOffPair(redis.url, cleanups);
     const [ana, ben] = await Promise.all([signUp(a), signUp(a)]);
     const chatId = await chatOf(a, ana, ben);
     // B caches Ben's membership.
