@@ -236,4 +236,29 @@ describe('one instance loses Redis while another keeps it', () => {
     expect(subscription.events).toEqual([]);
     expect((await requestB(`/api/chats/${chatId}/messages`, ben.token)).status).toBe(403);
   });
+  test('a viewerEvents subscriber on the cut-off instance is told from when events may have been missed, then hears live ones again', async () => {
+    const { a, kit, cut, restore } = await cutOffPair(redis.url, cleanups);
+    const [ana, ben] = await Promise.all([signUp(a), signUp(a)]);
+    const subscription = kit
+      .graphql(ben.token)
+      .subscribe<{ __typename: string; since?: string; chat?: { id: string } }>(
+        'subscription { viewerEvents { __typename ... on EventsMissedEvent { since } ... on ChatInviteEvent { chat { id } } } }',
+        {},
+        { field: 'viewerEvents', ready: ['user:event', ben.id] },
+      );
+    await subscription.ready;
+
+    await cut();
+    const lostFrom = Date.now();
+    const missed = await chatOf(a, ana, ben);
+    restore();
+
+    const told = await subscription.next((event) => event.__typename === 'EventsMissedEvent');
+    expect(Date.parse(told.since!)).toBeLessThanOrEqual(lostFrom);
+    expect(Date.now() - Date.parse(told.since!)).toBeLessThan(60_000);
+    const heard = await chatOf(a, ana, ben);
+    await subscription.next((event) => event.__typename === 'ChatInviteEvent' && event.chat?.id === String(heard));
+    expect(subscription.events.map((event) => event.__typename)).toEqual(['EventsMissedEvent', 'ChatInviteEvent']);
+    expect(subscription.events.some((event) => event.chat?.id === String(missed))).toBe(false);
+  });
 });

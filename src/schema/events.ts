@@ -1,6 +1,7 @@
 import { UserRef } from './user';
 import type { BotStreamEvent, MessageChange, TypingEvent, UserEvent } from '../services/pubsub';
 import type { ReadReceipt } from '../services/read-state.service';
+import type { ViewerEvent } from '../services/chat.service';
 import { AnswerSourceRef } from './assistant';
 import { builder } from './builder';
 import { ChatRef } from './chat';
@@ -162,6 +163,14 @@ const UserUpdatedEventRef = builder.objectRef<EventOf<'user_updated'>>('UserUpda
   }),
 });
 
+const EventsMissedEventRef = builder.objectRef<Extract<ViewerEvent, { type: 'events_missed' }>>('EventsMissedEvent').implement({
+  description:
+    'The server lost its connection to the other instances for a while: events from `since` on may not have reached this subscription. Read again what you show (your chats, their read receipts, presence); messages are delivered to their subscriptions again.',
+  fields: (t) => ({
+    since: t.expose('since', { type: 'DateTime' }),
+  }),
+});
+
 const viewerEventTypes = {
   chat_created: ChatCreatedEventRef,
   chat_invite: ChatInviteEventRef,
@@ -173,10 +182,11 @@ const viewerEventTypes = {
   read_receipts_updated: ReadReceiptsUpdatedEventRef,
   presence: PresenceChangedEventRef,
   user_updated: UserUpdatedEventRef,
+  events_missed: EventsMissedEventRef,
 } as const;
 
 export const ViewerEventRef = builder.unionType('ViewerEvent', {
   description: 'Something that happened to one of your chats, or to the presence of someone you share a chat with.',
   types: Object.values(viewerEventTypes),
-  resolveType: (event: UserEvent) => viewerEventTypes[event.type],
+  resolveType: (event: ViewerEvent) => viewerEventTypes[event.type],
 });

@@ -25,6 +25,12 @@ export const chatSummarySelect = { id: true, name: true, ownerId: true, isGroup:
 export const AI_CHAT_GREETING = "Hello! I'm your AI assistant. How can I help you today?";
 const AI_CHAT_DEFAULT_NAME = 'AI Chat';
 
+/**
+ * What a user's own stream tells them: their events, and, after a Redis outage, that some may have
+ * been lost (`events_missed`, from this instance only: it never travels between instances).
+ */
+export type ViewerEvent = UserEvent | { type: 'events_missed'; since: Date };
+
 /** A subscription's hold on a chat: who, which chat, and what ends the subscription. */
 interface HeldMembership {
   userId: number;
@@ -35,6 +41,8 @@ interface HeldMembership {
 export class ChatService {
   /** The memberships open subscriptions hold (see participantUntilLeft): checked again after a Redis outage. */
   private readonly subscribedMemberships = new Set<HeldMembership>();
+  /** What pushes into each open stream of `events`: told after a Redis outage. */
+  private readonly viewerStreams = new Set<(event: ViewerEvent) => void>();
 
   constructor(
     private readonly db: Database,
@@ -245,12 +253,28 @@ export class ChatService {
    * The user's own events (invitations, removals, deletions, read receipts, the presence of the
    * people they share a chat with) as a subscription; a presence change overtaken by a newer one is left out.
    */
-  events(user: PublicUser): EventStream<UserEvent> {
-    return boundedStream((push) =>
-      this.pubsub.on('user:event', user.id, (event) => {
+  events(user: PublicUser): EventStream<ViewerEvent> {
+    return boundedStream((push: (event: ViewerEvent) => void) => {
+      const listening = this.pubsub.on('user:event', user.id, (event) => {
         if (this.presence.isCurrent(event)) push(event);
-      }),
-    );
+      });
+      this.viewerStreams.add(push);
+      return {
+        ready: listening.ready,
+        stop: () => {
+          this.viewerStreams.delete(push);
+          listening.stop();
+        },
+      };
+    });
+  }
+
+  /**
+   * After a Redis outage: tells every stream of `events` here that the events published from `since`
+   * on may never have reached it, so its client reads again what it shows.
+   */
+  tellEventsMissed(since: Date): void {
+    for (const push of [...this.viewerStreams]) push({ type: 'events_missed', since });
   }
 
   /**

@@ -208,6 +208,7 @@ export function createServices(
   });
   outageRepair.checkMemberships('ending the subscriptions of users who left a chat meanwhile', () => chats.endSubscriptionsOfDepartedMembers());
   outageRepair.replay('replaying the messages and changes the outage missed', (since) => feeds.repair(since));
+  outageRepair.replay('telling viewerEvents subscribers what they may have missed', (since) => chats.tellEventsMissed(since));
   // Asks stored while Redis was away could not take their room's lock: they are answered once it is back.
   outageRepair.replay('answering the asks left pending', () => bot.answerAllPending());
   const writeLimit = messageLimit(config.limits, metrics);

@@ -4,7 +4,7 @@ import type { EventBus } from './pubsub';
 /** One step of the repair: what it makes good, for the log line when it fails. */
 interface RepairStep {
   what: string;
-  run: (since: Date) => Promise<void>;
+  run: (since: Date) => Promise<void> | void;
 }
 
 /**
@@ -26,11 +26,11 @@ export class OutageRepair {
 
   /** Adds a check of memberships held outside the database (caches, open sockets, subscriptions): run before any replay. */
   checkMemberships(what: string, run: () => Promise<void> | void): void {
-    this.membershipSteps.push({ what, run: async () => run() });
+    this.membershipSteps.push({ what, run });
   }
 
   /** Adds what is delivered again once memberships are checked. */
-  replay(what: string, run: (since: Date) => Promise<void>): void {
+  replay(what: string, run: (since: Date) => Promise<void> | void): void {
     this.replaySteps.push({ what, run });
   }
 
