@@ -56,3 +56,14 @@ test('more removals since the check than are remembered make it stale too: none 
   for (let other = 1; other <= 999; other++) memberships.forget({ userId: userId + other, chatId: chatId + other });
   expect(leftSinceCheck(later)).toBe(false);
 });
+
+test('dropping every cached answer after a Redis outage removes no one: checks made before it stay good, and a removal after it still counts', async () => {
+  const cached = await memberships.require(userId, chatId);
+  const mark = memberships.mark();
+  memberships.forgetEverythingHere();
+  expect(leftSinceCheck(mark)).toBe(false);
+  memberships.forget({ userId, chatId });
+  expect(leftSinceCheck(mark)).toBe(true);
+  // The cache was dropped: the answer is read again (the row is still there).
+  expect(await memberships.require(userId, chatId)).toEqual(cached);
+});

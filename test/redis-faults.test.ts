@@ -261,4 +261,140 @@ describe('one instance loses Redis while another keeps it', () => {
     expect(subscription.events.map((event) => event.__typename)).toEqual(['EventsMissedEvent', 'ChatInviteEvent']);
     expect(subscription.events.some((event) => event.chat?.id === String(missed))).toBe(false);
   });
+  describe('while the cut-off instance catches up', () => {
+    /** Makes B's reads of users' chats wait for `open` once `armed`, and tells when the first one is made. */
+    function gateChatReads(b: { services: { chats: { chatIdsOf: (userId: number) => Promise<number[]> } } }, { readFirst = false } = {}) {
+      const chats = b.services.chats;
+      const chatIdsOf = chats.chatIdsOf.bind(chats);
+      const gate = Promise.withResolvers<void>();
+      const reading = Promise.withResolvers<void>();
+      let armed = false;
+      chats.chatIdsOf = async (userId) => {
+        if (!armed) return chatIdsOf(userId);
+        reading.resolve();
+        // `readFirst`: the database is read now and the answer comes late, as from a slow connection.
+        const read = readFirst ? await chatIdsOf(userId) : null;
+        await gate.promise;
+        return read ?? chatIdsOf(userId);
+      };
+      return { arm: () => (armed = true), open: () => gate.resolve(), reading: reading.promise };
+    }
+
+    test('events arriving from Redis wait for memberships to be checked: a removed user gets nothing live of the chat', async () => {
+      const { a, b, kit, cut, restore, passedToB, requestB } = await cutOffPair(redis.url, cleanups);
+      const [ana, ben, cat] = await Promise.all([signUp(a), signUp(a), signUp(a)]);
+      const [gone, stayed] = [await chatOf(a, ana, ben, cat), await chatOf(a, ana, ben)];
+      const [removed, member] = [kit.chat(ben.token), kit.chat(cat.token)];
+      await Promise.all([removed.opened, member.opened]);
+      await Promise.all([removed.sync(), member.sync()]);
+      const reads = gateChatReads(b);
+
+      await cut();
+      await a.request(`/api/chats/${gone}/participants/${ben.id}`, { method: 'DELETE', token: ana.token });
+      reads.arm();
+      restore();
+      await reads.reading;
+      // Published after B subscribed again, while B reads memberships: without the hold, live at once.
+      const live = await post(a, ana, gone, 'live while B checks memberships');
+      await passedToB('live while B checks memberships');
+      await requestB('/health', ben.token);
+      reads.open();
+
+      await member.next((frame) => frame.type === 'message' && frame.message_id === live);
+      await removed.next((frame) => frame.type === 'removed_from_chat' && frame.chat_id === gone);
+      const marker = await post(a, ana, stayed, 'after the check');
+      await removed.next((frame) => frame.type === 'message' && frame.message_id === marker);
+      expect(removed.frames.filter((frame) => frame.type === 'message').map((frame) => frame.message_id)).not.toContain(live);
+    });
+
+    test("a socket's join in flight when Redis returns is waited for, and the socket still loses the chat its user was removed from", async () => {
+      const { a, b, kit, cut, restore } = await cutOffPair(redis.url, cleanups);
+      const [ana, ben] = await Promise.all([signUp(a), signUp(a)]);
+      const [gone, joining] = [await chatOf(a, ana, ben), await chatOf(a, ana, ben)];
+      const socket = kit.chat(ben.token);
+      await socket.opened;
+      await socket.sync();
+      // The join's membership check waits until the test lets it go.
+      const chats = b.services.chats;
+      const requireParticipantSince = chats.requireParticipantSince.bind(chats);
+      const joinGate = Promise.withResolvers<void>();
+      chats.requireParticipantSince = async (userId, chatId) => {
+        if (chatId === joining) await joinGate.promise;
+        return requireParticipantSince(userId, chatId);
+      };
+
+      await cut();
+      await a.request(`/api/chats/${gone}/participants/${ben.id}`, { method: 'DELETE', token: ana.token });
+      socket.send({ type: 'join', chat_id: joining });
+      restore();
+      await withDeadline(
+        (async () => {
+          while (!(await b.services.health()).healthy) await new Promise((resolve) => setTimeout(resolve, 50));
+        })(),
+        () => 'instance B never took Redis back',
+      );
+      joinGate.resolve();
+
+      expect(await socket.next((frame) => frame.type === 'removed_from_chat')).toMatchObject({ chat_id: gone });
+      const secret = await post(a, ana, gone, 'after Ben left');
+      const joined = await post(a, ana, joining, 'in the chat joined');
+      await socket.next((frame) => frame.type === 'message' && frame.message_id === joined);
+      expect(socket.frames.filter((frame) => frame.type === 'message').map((frame) => frame.message_id)).not.toContain(secret);
+    });
+
+    test("one outage's repair at a time: a slow read of the first never undoes the second's", async () => {
+      const { a, b, kit, cut, restore } = await cutOffPair(redis.url, cleanups);
+      const [ana, ben] = await Promise.all([signUp(a), signUp(a)]);
+      const chatId = await chatOf(a, ana, ben);
+      const socket = kit.chat(ben.token);
+      await socket.opened;
+      await socket.sync();
+      const reads = gateChatReads(b, { readFirst: true });
+
+      await cut();
+      await a.request(`/api/chats/${chatId}/participants/${ben.id}`, { method: 'DELETE', token: ana.token });
+      reads.arm();
+      restore();
+      // The first repair has read "not in the chat"; its answer comes after the second outage.
+      await reads.reading;
+      await cut();
+      await a.request(`/api/chats/${chatId}/invite`, { method: 'POST', token: ana.token, json: { username: ben.username } });
+      restore();
+      await withDeadline(
+        (async () => {
+          while (!(await b.services.health()).healthy) await new Promise((resolve) => setTimeout(resolve, 50));
+        })(),
+        () => 'instance B never took Redis back',
+      );
+      reads.open();
+
+      await socket.next((frame) => frame.type === 'removed_from_chat' && frame.chat_id === chatId);
+      await socket.next((frame) => frame.type === 'chat_created' && (frame.chat as { id: number }).id === chatId);
+      const after = await post(a, ana, chatId, 'Ben is back in');
+      await socket.next((frame) => frame.type === 'message' && frame.message_id === after);
+    });
+    test('when the cut-off instance cannot read memberships, its sockets are closed with 1013 and its chat subscriptions end: nothing goes on unchecked', async () => {
+      const { a, b, kit, cut, restore } = await cutOffPair(redis.url, cleanups);
+      const [ana, ben] = await Promise.all([signUp(a), signUp(a)]);
+      const chatId = await chatOf(a, ana, ben);
+      const socket = kit.chat(ben.token);
+      await socket.opened;
+      await socket.sync();
+      const subscription = kit
+        .graphql(ben.token)
+        .subscribe(
+          'subscription ($chatId: ID!) { messageAdded(chatId: $chatId) { id } }',
+          { chatId },
+          { field: 'messageAdded', ready: ['chat:message', chatId] },
+        );
+      await subscription.ready;
+
+      await cut();
+      b.services.chats.chatIdsOf = () => Promise.reject(new Error('the database is away'));
+      restore();
+
+      expect(await socket.closed).toEqual({ code: 1013, reason: 'Try again later' });
+      expect(await withDeadline(subscription.done, () => 'the unchecked subscription did not end')).toEqual({ kind: 'complete' });
+    });
+  });
 });

@@ -320,11 +320,19 @@ export class ChatService {
 
   /**
    * After a Redis outage: ends the subscriptions of users who are no longer in their chat, whose
-   * departure's event may never have reached this instance. One statement for all of them.
+   * departure's event may never have reached this instance. One statement for all of them; when it
+   * fails, every one of them ends.
    */
   async endSubscriptionsOfDepartedMembers(): Promise<void> {
     const held = [...this.subscribedMemberships];
-    const chatIds = await Promise.all(held.map(({ userId }) => this.chatIdsOf(userId)));
+    let chatIds: number[][];
+    try {
+      chatIds = await Promise.all(held.map(({ userId }) => this.chatIdsOf(userId)));
+    } catch (error) {
+      // Unchecked, they might deliver a chat to someone no longer in it: they end, and a client subscribing again is checked anew.
+      for (const { end } of held) end();
+      throw error;
+    }
     held.forEach(({ chatId, end }, index) => {
       if (!chatIds[index]!.includes(chatId)) end();
     });

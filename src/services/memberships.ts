@@ -33,7 +33,7 @@ export class Memberships {
   private readonly cache = new LruCache<string, CachedMembership>(MEMBERSHIP_CACHE_SIZE, MEMBERSHIP_CACHE_TTL_MS);
   private readonly forgetting: ClusterForgetting<'membership:forget'>;
   /** The last REMEMBERED_REMOVALS scopes forgotten, oldest first, each with its mark (see `leftSince`). */
-  private readonly removals: { mark: number; scope: ForgottenScope }[] = [];
+  private readonly removals: { mark: number; scope: ForgottenScope | null }[] = [];
 
   constructor(
     private readonly db: Database,
@@ -43,7 +43,7 @@ export class Memberships {
       bus,
       'membership:forget',
       (scope) => this.forgetHere(scope),
-      () => this.forgetHere({}),
+      () => this.forgetAllHere(),
     );
   }
 
@@ -86,13 +86,23 @@ export class Memberships {
   leftSince(mark: number, userId: number, chatId: number): boolean {
     if (!this.forgetting.overtaken(mark)) return false;
     if ((this.removals[0]?.mark ?? Infinity) > mark + 1) return true;
-    return this.removals.some((removal) => removal.mark > mark && covers(removal.scope, userId, chatId));
+    return this.removals.some((removal) => removal.mark > mark && removal.scope !== null && covers(removal.scope, userId, chatId));
+  }
+
+  /** Drops every cached answer here, and removes no one: marked as a removal of nobody, so `leftSince` stays exact. */
+  private forgetAllHere(): void {
+    this.cache.clear();
+    this.remember(null);
   }
 
   private forgetHere(scope: ForgottenScope): void {
     const { userId, chatId } = scope;
     if (userId !== undefined && chatId !== undefined) this.cache.delete(membershipKey(userId, chatId));
     else this.cache.deleteWhere((_key, cached) => covers(scope, cached.userId, cached.chat.id));
+    this.remember(scope);
+  }
+
+  private remember(scope: ForgottenScope | null): void {
     this.removals.push({ mark: this.forgetting.mark(), scope });
     if (this.removals.length > REMEMBERED_REMOVALS) this.removals.shift();
   }

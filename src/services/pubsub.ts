@@ -625,9 +625,11 @@ export interface EventBus {
   available: () => boolean;
   /**
    * Calls `listener` each time Redis is usable again after an outage, with the time the outage
-   * began (events published since may have been lost to this instance's listeners).
+   * began (events published since may have been lost to this instance's listeners). The events that
+   * arrive from then on are held until the promise it returns settles (see RESUME_HOLD_MS), so what
+   * it reads from the database is never older than what is delivered after it.
    */
-  onResume: (listener: (since: Date) => void) => void;
+  onResume: (listener: (since: Date) => Promise<void> | void) => void;
   close: () => Promise<void>;
 }
 
@@ -635,6 +637,13 @@ export interface EventBus {
 const HEARTBEAT_MS = 1_000;
 /** A Redis command that takes longer than this counts as Redis being unreachable. */
 const COMMAND_TIMEOUT_MS = 2_000;
+/**
+ * After an outage, events from Redis are held while the resume listeners bring this instance's
+ * memberships up to date (see onResume): at most this long, and at most RESUME_HOLD_EVENTS events,
+ * then they are delivered whatever the listeners' progress.
+ */
+const RESUME_HOLD_MS = 5_000;
+const RESUME_HOLD_EVENTS = 10_000;
 
 /**
  * In one process the pub/sub is in memory. With REDIS_URL it runs on Redis through two clients
@@ -675,7 +684,17 @@ async function redisEventBus(redisUrl: string, prefix: string, log: Logger, metr
   let outageSince: Date | null = new Date();
   let checking = false;
   let closed = false;
-  const resumeListeners: ((since: Date) => void)[] = [];
+  const resumeListeners: ((since: Date) => Promise<void> | void)[] = [];
+  /** Events that came while resume listeners ran, in order; null when events are delivered as they come. */
+  let held: [topic: Topic, id: number, payload: unknown][] | null = null;
+  let holds = 0;
+  const deliverHeld = () => {
+    const events = held ?? [];
+    held = null;
+    holds = 0;
+    for (const [topic, id, payload] of events) deliverNow(topic, id, payload);
+  };
+  let deliverNow: Deliver = () => {};
 
   const markDown = (reason: string) => {
     if (closed) return;
@@ -701,8 +720,15 @@ async function redisEventBus(redisUrl: string, prefix: string, log: Logger, metr
         return;
       }
       const parsed = parseChannel(channel.slice(prefix.length));
-      if (parsed) deliver(parsed.topic, parsed.id, payload);
+      if (!parsed) return;
+      if (!held) return deliver(parsed.topic, parsed.id, payload);
+      held.push([parsed.topic, parsed.id, payload]);
+      if (held.length >= RESUME_HOLD_EVENTS) {
+        log.warn(`${RESUME_HOLD_EVENTS} events came while this instance was catching up after the outage: delivering them now`);
+        deliverHeld();
+      }
     });
+    deliverNow = deliver;
     return {
       publish: (topic, id, payload) => {
         publishClient.publish(prefix + channelName(topic, id), JSON.stringify(payload)).catch((error: unknown) => {
@@ -728,20 +754,39 @@ async function redisEventBus(redisUrl: string, prefix: string, log: Logger, metr
         throw new Error('no answer to PING');
       });
       if (!healthy) {
-        await pubsub.resubscribeAll();
+        // Held from before the subscriptions are confirmed: nothing delivered after the listeners'
+        // reads can be older than them, and nothing between is lost.
+        held ??= [];
+        holds++;
+        try {
+          await pubsub.resubscribeAll();
+        } catch (error) {
+          deliverHeld();
+          throw error;
+        }
         const since = outageSince ?? new Date();
         healthy = true;
         metrics.pubsubUp.set({ mode: 'redis' }, 1);
         outageSince = null;
         if (everHealthy) log.info(`Redis at ${where} is reachable again: cross-instance delivery running`);
         everHealthy = true;
-        for (const listener of resumeListeners) {
+        const caughtUp = resumeListeners.map(async (listener) => {
           try {
-            listener(since);
+            await listener(since);
           } catch (error) {
             log.error({ err: error }, 'a Redis resume listener failed');
           }
-        }
+        });
+        void settleWithin(
+          Promise.all(caughtUp).then(() => {}),
+          RESUME_HOLD_MS,
+          () => {
+            log.warn(`catching up after the outage took over ${RESUME_HOLD_MS} ms: delivering the events held meanwhile`);
+          },
+        ).then(() => {
+          holds = Math.max(0, holds - 1);
+          if (holds === 0) deliverHeld();
+        });
       }
     } catch (error) {
       markDown((error as Error).message);

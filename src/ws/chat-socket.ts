@@ -72,6 +72,24 @@ function changeMemberships(ws: ChatSocket, change: Promise<unknown>): void {
 }
 
 /**
+ * Calls `visit` for each of `sockets` still open with each chat it receives that its user is not in
+ * (`inChat` false), and each chat its user is in that it does not receive, by `inChats`.
+ */
+function forEachStaleMembership(
+  sockets: ChatSocket[],
+  inChats: Map<number, Set<number>>,
+  visit: (ws: ChatSocket, userId: number, chatId: number, inChat: boolean) => void,
+): void {
+  for (const ws of sockets) {
+    const userId = ws.data.user?.id;
+    const chatIds = userId === undefined ? undefined : inChats.get(userId);
+    if (ws.readyState !== WebSocket.OPEN || userId === undefined || !chatIds) continue;
+    for (const chatId of [...ws.data.memberships.keys()]) if (!chatIds.has(chatId)) visit(ws, userId, chatId, false);
+    for (const chatId of chatIds) if (!ws.data.memberships.has(chatId)) visit(ws, userId, chatId, true);
+  }
+}
+
+/**
  * The socket's id, made when it first joins a room or types: events it causes carry it, so the room
  * tells everyone but the socket they came from. Unique across instances (events travel through Redis).
  */
@@ -173,7 +191,10 @@ export const frames = {
   /**
    * The frames of the user events an outage of Redis lost, made good from the database (see
    * ChatSocketHub.recheckMemberships): the same types and fields, and a notification that does not
-   * name who did it, which is not known any more.
+   * name who did it, which is not known any more. The database does not tell a removal from a leave,
+   * nor who deleted a chat that is gone: a chat the user is no longer in is `removed_from_chat` while
+   * it exists and `chat_deleted` once gone, even when they left or deleted it themselves (the original
+   * sent them no frame then); either way their client drops the chat.
    */
   membershipRepair: {
     added: (chat: ChatSummary) => JSON.stringify({ type: 'chat_created', chat: chatJson(chat), notification: `You've been added to ${chat.name ?? 'a chat'}` }),
@@ -186,9 +207,6 @@ export const frames = {
 
 /** A catch-up pauses while this much is queued for its socket, instead of overrunning the backpressure limit. */
 const CATCH_UP_BUFFER_BYTES = 256 * 1024;
-
-/** How many times a recheck after an outage reads again the users whose memberships changed while it read. */
-const RECHECK_ROUNDS = 3;
 
 /** At most one `typing` notice per socket and room in this long: the rest of a burst of keystrokes is dropped, uncounted. */
 const TYPING_EVERY_MS = 1_000;
@@ -439,54 +457,44 @@ export class ChatSocketHub {
   /**
    * After a Redis outage, the user events that change memberships (added, invited, removed, chat
    * deleted) may never have reached this instance: each socket here is brought up to its user's chats
-   * as the database has them, and told with the frame that event would have sent (frames.membershipRepair).
-   * One statement for every user's chats, one for the chats that changed. A user whose memberships an
-   * event changed while it read is read again: that event may be newer than what was read.
+   * as the database has them, and told as frames.membershipRepair says. It runs while the bus holds
+   * the events arriving meanwhile (EventBus.onResume), after each socket's own joins and leaves in
+   * flight: the database is read after both, so it is never older than what the socket holds. One
+   * statement for every user's chats, one for the chats that changed. When the database cannot be
+   * read, the sockets are closed with 1013: their clients reconnect and read their chats anew.
    */
   private async recheckMemberships(): Promise<void> {
-    let userIds = [...this.users.keys()];
-    for (let round = 0; round < RECHECK_ROUNDS && userIds.length > 0; round++) {
-      const touched = new Set<number>();
-      this.rechecks.add(touched);
-      try {
-        const chatIds = await Promise.all(userIds.map((userId) => this.services.chats.chatIdsOf(userId)));
-        const inChats = new Map(userIds.map((userId, index) => [userId, new Set(chatIds[index])]));
-        const changed = new Set<number>();
-        this.forEachStaleMembership(inChats, (_ws, _userId, chatId) => changed.add(chatId));
-        if (changed.size === 0) return;
-        const chats = await this.services.chats.summariesOf([...changed]);
-        // Sockets opened or changed meanwhile are looked at again; only what both looks found is acted on.
-        this.forEachStaleMembership(inChats, (ws, userId, chatId, inChat) => {
-          if (touched.has(userId) || !changed.has(chatId)) return;
-          const chat = chats.get(chatId);
-          if (!inChat) {
-            this.endMembership(ws, chatId);
-            ws.send(chat ? frames.membershipRepair.removed(chat) : frames.membershipRepair.deleted(chatId));
-          } else if (chat) {
-            this.addMembership(ws, chatId);
-            // The original told a chat's owner nothing of its creation either.
-            if (chat.ownerId !== userId) ws.send(frames.membershipRepair.added(chat));
-          }
-        });
-      } finally {
-        this.rechecks.delete(touched);
-      }
-      userIds = [...touched].filter((userId) => this.users.has(userId));
-    }
-  }
-
-  /**
-   * Calls `visit` for each open socket of the users in `inChats` with each chat it receives that its
-   * user is not in (`inChat` false), and each chat its user is in that it does not receive.
-   */
-  private forEachStaleMembership(inChats: Map<number, Set<number>>, visit: (ws: ChatSocket, userId: number, chatId: number, inChat: boolean) => void): void {
-    for (const [userId, chatIds] of inChats) {
-      for (const ws of this.users.get(userId)?.slice() ?? []) {
-        // A socket still loading its chats, or joining or leaving one, reads the database itself.
-        if (ws.readyState !== WebSocket.OPEN || ws.data.membershipChange !== SETTLED) continue;
-        for (const chatId of [...ws.data.memberships.keys()]) if (!chatIds.has(chatId)) visit(ws, userId, chatId, false);
-        for (const chatId of chatIds) if (!ws.data.memberships.has(chatId)) visit(ws, userId, chatId, true);
-      }
+    const sockets = [...this.users.values()].flat();
+    if (sockets.length === 0) return;
+    // A user whose memberships an event changed while this ran (the bus held events too long) keeps what the event did.
+    const touched = new Set<number>();
+    this.rechecks.add(touched);
+    try {
+      await Promise.all(sockets.map((ws) => ws.data.membershipChange));
+      const userIds = [...new Set(sockets.map((ws) => ws.data.user!.id))];
+      const chatIds = await Promise.all(userIds.map((userId) => this.services.chats.chatIdsOf(userId)));
+      const inChats = new Map(userIds.map((userId, index) => [userId, new Set(chatIds[index])]));
+      const changed = new Set<number>();
+      forEachStaleMembership(sockets, inChats, (_ws, _userId, chatId) => changed.add(chatId));
+      if (changed.size === 0) return;
+      const chats = await this.services.chats.summariesOf([...changed]);
+      forEachStaleMembership(sockets, inChats, (ws, userId, chatId, inChat) => {
+        if (touched.has(userId) || !changed.has(chatId)) return;
+        const chat = chats.get(chatId);
+        if (!inChat) {
+          this.endMembership(ws, chatId);
+          ws.send(chat ? frames.membershipRepair.removed(chat) : frames.membershipRepair.deleted(chatId));
+        } else if (chat) {
+          this.addMembership(ws, chatId);
+          // The original told a chat's owner nothing of its creation either.
+          if (chat.ownerId !== userId) ws.send(frames.membershipRepair.added(chat));
+        }
+      });
+    } catch (error) {
+      this.log.error({ err: error }, "bringing /ws sockets' chats up to date after the Redis outage failed: closing them");
+      for (const ws of sockets) ws.close(CLOSE.tryAgainLater.code, CLOSE.tryAgainLater.reason);
+    } finally {
+      this.rechecks.delete(touched);
     }
   }
 

@@ -19,6 +19,8 @@ export const CLOSE = {
   tooManySockets: { code: 4429, reason: 'Too many open sockets' },
   /** The server is draining (or closed): every socket goes, and one opening meanwhile is not kept. */
   shuttingDown: { code: 1001, reason: 'Server shutting down' },
+  /** What the socket receives could not be checked after a Redis outage: reconnecting reads it again. */
+  tryAgainLater: { code: 1013, reason: 'Try again later' },
   /** The token the socket was opened with has expired (graphql-ws's own code for Unauthorized). */
   tokenExpired: { code: 4401, reason: 'Token expired' },
 } as const satisfies Record<string, SocketClose>;

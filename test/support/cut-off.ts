@@ -47,5 +47,7 @@ export async function cutOffPair(redisUrl: string, cleanups: (() => unknown)[], 
       );
     },
     restore: () => proxy.restore(),
+    /** Resolves once an event holding `text` has passed from Redis towards B (B reads it on its next turns). */
+    passedToB: (text: string) => withDeadline(proxy.passed(text), () => `"${text}" never passed from Redis to instance B`),
   };
 }

@@ -48,6 +48,19 @@ export function startTcpProxy(target: { hostname: string; port: number }) {
     held: Uint8Array[];
   }
   const pairs = new Map<Bun.Socket<Pair>, Pair>();
+  /** Waiting for a text to pass from the target to a client (see `passed`). */
+  const watchers = new Set<{ text: string; resolve: () => void }>();
+  const decoder = new TextDecoder();
+  const forward = (client: Bun.Socket<Pair>, data: Uint8Array) => {
+    client.write(data);
+    if (watchers.size === 0) return;
+    const text = decoder.decode(data);
+    for (const watcher of watchers) {
+      if (!text.includes(watcher.text)) continue;
+      watchers.delete(watcher);
+      watcher.resolve();
+    }
+  };
   let cut = false;
   let stalled = false;
   const listener = Bun.listen<Pair>({
@@ -69,7 +82,7 @@ export function startTcpProxy(target: { hostname: string; port: number }) {
             },
             data: (_upstream, data) => {
               if (stalled) pair.held.push(new Uint8Array(data));
-              else client.write(data);
+              else forward(client, data);
             },
             close: () => void client.end(),
             error: () => void client.end(),
@@ -110,8 +123,12 @@ export function startTcpProxy(target: { hostname: string; port: number }) {
       for (const [client, pair] of pairs) {
         if (!pair.upstream) continue;
         for (const chunk of pair.pending.splice(0)) pair.upstream.write(chunk);
-        for (const chunk of pair.held.splice(0)) client.write(chunk);
+        for (const chunk of pair.held.splice(0)) forward(client, chunk);
       }
+    },
+    /** Resolves once bytes holding `text` have passed from the target to a client (whole in one chunk). */
+    passed(text: string): Promise<void> {
+      return new Promise((resolve) => watchers.add({ text, resolve }));
     },
     stop: () => listener.stop(true),
   };
