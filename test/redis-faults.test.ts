@@ -396,5 +396,56 @@ describe('one instance loses Redis while another keeps it', () => {
       expect(await socket.closed).toEqual({ code: 1013, reason: 'Try again later' });
       expect(await withDeadline(subscription.done, () => 'the unchecked subscription did not end')).toEqual({ kind: 'complete' });
     });
+    test('a subscription started while Redis is unreachable stands, and gets what was stored meanwhile once it is back', async () => {
+      const { a, b, kit, cut, restore } = await cutOffPair(redis.url, cleanups);
+      const [ana, ben] = await Promise.all([signUp(a), signUp(a)]);
+      const chatId = await chatOf(a, ana, ben);
+
+      await cut();
+      // The room has no listener on B yet: its channels open while Redis cannot confirm them.
+      const listeners = b.services.pubsub.listenerCount();
+      const subscription = kit
+        .graphql(ben.token)
+        .subscribe<{ id: string }>('subscription ($chatId: ID!) { messageAdded(chatId: $chatId) { id } }', { chatId }, { field: 'messageAdded' });
+      await withDeadline(
+        (async () => {
+          while (b.services.pubsub.listenerCount() === listeners) await new Promise((resolve) => setTimeout(resolve, 20));
+        })(),
+        () => 'the subscription never registered on B',
+      );
+      const meanwhile = await post(a, ana, chatId, 'meanwhile');
+      restore();
+
+      expect(await subscription.next((event) => event.id === String(meanwhile))).toEqual({ id: String(meanwhile) });
+    });
+    test('a chat taken in by a repair while Redis is lost again stands, and its messages come once Redis is back', async () => {
+      const { a, b, kit, cut, restore } = await cutOffPair(redis.url, cleanups);
+      const [ana, ben] = await Promise.all([signUp(a), signUp(a)]);
+      const chatId = await chatOf(a, ana);
+      const socket = kit.chat(ben.token);
+      await socket.opened;
+      await socket.sync();
+      const chats = b.services.chats;
+      const summariesOf = chats.summariesOf.bind(chats);
+      const gate = Promise.withResolvers<void>();
+      const reading = Promise.withResolvers<void>();
+      chats.summariesOf = async (chatIds) => {
+        reading.resolve();
+        await gate.promise;
+        return summariesOf(chatIds);
+      };
+
+      await cut();
+      await a.request(`/api/chats/${chatId}/invite`, { method: 'POST', token: ana.token, json: { username: ben.username } });
+      restore();
+      await reading.promise;
+      // The repair opens the chat's room on B while Redis is gone again: its channels cannot be confirmed.
+      await cut();
+      gate.resolve();
+      await socket.next((frame) => frame.type === 'chat_created' && (frame.chat as { id: number }).id === chatId);
+      const meanwhile = await post(a, ana, chatId, 'while Redis was lost again');
+      restore();
+      await socket.next((frame) => frame.type === 'message' && frame.message_id === meanwhile);
+    });
   });
 });

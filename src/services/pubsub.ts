@@ -404,12 +404,11 @@ export class PubSub {
   private open(topic: Topic, id: number): Promise<void> {
     const opening = this.transport.open(topic, id);
     if (!opening) return OPEN;
-    const ready = opening.catch(() => {
-      throw unavailable();
-    });
-    // Reported to whoever awaits `ready`; the registration itself stands until Redis is back.
-    ready.catch(() => {});
-    return ready;
+    return readiness(
+      opening.catch(() => {
+        throw unavailable();
+      }),
+    );
   }
 
   private deliver(topic: Topic, id: number, payload: unknown): void {
@@ -423,6 +422,15 @@ export class PubSub {
       }
     }
   }
+}
+
+/**
+ * `ready` as a Listening's `ready`: its rejection (Redis unreachable) is reported to whoever awaits it
+ * and is no failure when nobody does; the registration itself stands until Redis is back.
+ */
+export function readiness<T>(ready: Promise<T>): Promise<T> {
+  ready.catch(() => {});
+  return ready;
 }
 
 /** A channel as Redis names it (after the prefix): `chat:message:12`. */

@@ -3,6 +3,7 @@ import type { Database } from '../db/client';
 import { publicUserSelect } from './auth.service';
 import type { Logger } from '../log';
 import type { BotStreamEvent, Listening, MessageChange, MessageEvent, PubSub, StoredMessage } from './pubsub';
+import { readiness } from './pubsub';
 import type { ReactionRow } from './reaction-summaries';
 import { reactionRowsSelect, summarizeReactions } from './reaction-summaries';
 import { RecentIds } from './recent-ids';
@@ -126,7 +127,7 @@ export class RoomFeeds {
   onMessageOrChange(chatId: number, listener: (event: MessageEvent | MessageChange) => void): Listening {
     const registrations = [this.onMessage(chatId, listener), this.onChange(chatId, listener)];
     return {
-      ready: Promise.all(registrations.map((registration) => registration.ready)).then(() => {}),
+      ready: readiness(Promise.all(registrations.map((registration) => registration.ready)).then(() => {})),
       stop: () => registrations.forEach((registration) => registration.stop()),
     };
   }
@@ -167,7 +168,7 @@ export class RoomFeeds {
     listeners.add(listener);
     let stopped = false;
     return {
-      ready: room.ready.then(() => {}),
+      ready: readiness(room.ready.then(() => {})),
       stop: () => {
         if (stopped) return;
         stopped = true;

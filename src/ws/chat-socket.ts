@@ -8,7 +8,7 @@ import { isHistoryGap } from '../services/message.service';
 import type { AttachmentUrls } from '../serializers';
 import { assistantJson, botStreamFields, chatJson, messageFrameFields, reactionsJson, readReceiptsJson, userJson } from '../serializers';
 import type { AssistantEvent, BotStreamEvent, ChatSummary, Listening, MessageChange, MessageEvent, ReactionEvent, UserEvent } from '../services/pubsub';
-import { endsMembership, isMessageChange, startsMembership } from '../services/pubsub';
+import { endsMembership, isMessageChange, readiness, startsMembership } from '../services/pubsub';
 import { TokenBucket } from '../services/rate-limit';
 import type { WsFrame } from '../services/validation';
 import { parseInput, wsFrame } from '../services/validation';
@@ -643,7 +643,12 @@ export class ChatSocketHub {
         toOthers(JSON.stringify({ type: event.kind === 'joined' ? 'user_joined' : 'user_left', chat_id: chatId, username: event.username }), event.socketId),
       ),
     ];
-    const room = { members: new Set<ChatSocket>(), joined, registrations, ready: Promise.all(registrations.map((registration) => registration.ready)) };
+    const room = {
+      members: new Set<ChatSocket>(),
+      joined,
+      registrations,
+      ready: readiness(Promise.all(registrations.map((registration) => registration.ready))),
+    };
     this.rooms.set(chatId, room);
     return room;
   }
