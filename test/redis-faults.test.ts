@@ -447,5 +447,75 @@ describe('one instance loses Redis while another keeps it', () => {
       restore();
       await socket.next((frame) => frame.type === 'message' && frame.message_id === meanwhile);
     });
+    test("a membership event that arrives past the bus's hold keeps what it did, and the user's other chats are still made good", async () => {
+      const { a, b, kit, cut, restore } = await cutOffPair(redis.url, cleanups);
+      const [ana, ben] = await Promise.all([signUp(a), signUp(a)]);
+      const gone = await chatOf(a, ana, ben);
+      const socket = kit.chat(ben.token);
+      await socket.opened;
+      await socket.sync();
+      const reads = gateChatReads(b);
+
+      await cut();
+      await a.request(`/api/chats/${gone}/participants/${ben.id}`, { method: 'DELETE', token: ana.token });
+      const invited = await chatOf(a, ana, ben);
+      reads.arm();
+      restore();
+      await reads.reading;
+      // As if the hold had run out (RESUME_HOLD_MS): the invitation reaches B's listeners while the check reads.
+      const summary = (await a.app.services.chats.summariesOf([invited])).get(invited)!;
+      (b.services.pubsub as unknown as { deliver: (topic: string, id: number, event: unknown) => void }).deliver('user:event', ben.id, {
+        type: 'chat_invite',
+        chat: summary,
+        invitedBy: ana.username,
+      });
+      reads.open();
+
+      await socket.next((frame) => frame.type === 'removed_from_chat' && frame.chat_id === gone);
+      const secret = await post(a, ana, gone, 'after Ben left');
+      const heard = await post(a, ana, invited, 'in the chat Ben was invited to');
+      await socket.next((frame) => frame.type === 'message' && frame.message_id === heard);
+      expect(socket.frames.filter((frame) => frame.type === 'message').map((frame) => frame.message_id)).not.toContain(secret);
+      // Told once of the invitation: by the event, not again by the check.
+      expect(socket.frames.filter((frame) => ['chat_invite', 'chat_created'].includes(frame.type))).toHaveLength(1);
+    });
+
+    test("the caches are dropped the moment Redis is back, even while an earlier outage's repair still runs", async () => {
+      const { a, b, cut, restore, requestB } = await cutOffPair(redis.url, cleanups);
+      const [ana, ben] = await Promise.all([signUp(a), signUp(a)]);
+      const chatId = await chatOf(a, ana, ben);
+      // The first repair's replay is slow (a long outage's messages to read back): the second waits for it.
+      const feeds = b.services.feeds;
+      const replay = feeds.repair.bind(feeds);
+      const slow = Promise.withResolvers<void>();
+      let first = true;
+      feeds.repair = async (since) => {
+        if (first) {
+          first = false;
+          await slow.promise;
+        }
+        return replay(since);
+      };
+      const backOnRedis = () =>
+        withDeadline(
+          (async () => {
+            while (!(await b.services.health()).healthy) await new Promise((resolve) => setTimeout(resolve, 50));
+          })(),
+          () => 'instance B never took Redis back',
+        );
+
+      await cut();
+      restore();
+      await backOnRedis();
+      // B caches Ben's membership after the first outage's caches were dropped.
+      expect((await requestB(`/api/chats/${chatId}/messages`, ben.token)).status).toBe(200);
+      await cut();
+      await a.request(`/api/chats/${chatId}/participants/${ben.id}`, { method: 'DELETE', token: ana.token });
+      restore();
+      await backOnRedis();
+
+      expect((await requestB(`/api/chats/${chatId}/messages`, ben.token)).status).toBe(403);
+      slow.resolve();
+    });
   });
 });

@@ -206,7 +206,7 @@ export class AuthService {
   private readonly forgetting: ClusterForgetting<'user:forget'>;
 
   /** After a Redis outage: profile changes made meanwhile on other instances may never have been heard here. */
-  forgetEveryUserHere(): void {
+  forgetEverythingHere(): void {
     this.forgetting.forgetEverythingHere();
   }
 

@@ -32,7 +32,7 @@ const AI_CHAT_DEFAULT_NAME = 'AI Chat';
 export type ViewerEvent = UserEvent | { type: 'events_missed'; since: Date };
 
 /** A subscription's hold on a chat: who, which chat, and what ends the subscription. */
-interface HeldMembership {
+interface SubscriptionMembership {
   userId: number;
   chatId: number;
   end: () => void;
@@ -40,7 +40,7 @@ interface HeldMembership {
 
 export class ChatService {
   /** The memberships open subscriptions hold (see participantUntilLeft): checked again after a Redis outage. */
-  private readonly subscribedMemberships = new Set<HeldMembership>();
+  private readonly subscribedMemberships = new Set<SubscriptionMembership>();
   /** What pushes into each open stream of `events`: told after a Redis outage. */
   private readonly viewerStreams = new Set<(event: ViewerEvent) => void>();
 
@@ -305,13 +305,13 @@ export class ChatService {
     const whileStillMember = whileMember(this.pubsub, userId, chatId);
     return (end) => {
       const listening = whileStillMember(end);
-      const held: HeldMembership = { userId, chatId, end };
-      this.subscribedMemberships.add(held);
+      const membership: SubscriptionMembership = { userId, chatId, end };
+      this.subscribedMemberships.add(membership);
       if (leftSinceCheck()) end();
       return {
         ready: listening.ready,
         stop: () => {
-          this.subscribedMemberships.delete(held);
+          this.subscribedMemberships.delete(membership);
           listening.stop();
         },
       };
@@ -320,20 +320,20 @@ export class ChatService {
 
   /**
    * After a Redis outage: ends the subscriptions of users who are no longer in their chat, whose
-   * departure's event may never have reached this instance. One statement for all of them; when it
-   * fails, every one of them ends.
+   * departure's event may never have reached this instance. One statement for every 500 users; when
+   * one fails, every one of them ends.
    */
   async endSubscriptionsOfDepartedMembers(): Promise<void> {
-    const held = [...this.subscribedMemberships];
+    const subscribed = [...this.subscribedMemberships];
     let chatIds: number[][];
     try {
-      chatIds = await Promise.all(held.map(({ userId }) => this.chatIdsOf(userId)));
+      chatIds = await Promise.all(subscribed.map(({ userId }) => this.chatIdsOf(userId)));
     } catch (error) {
       // Unchecked, they might deliver a chat to someone no longer in it: they end, and a client subscribing again is checked anew.
-      for (const { end } of held) end();
+      for (const { end } of subscribed) end();
       throw error;
     }
-    held.forEach(({ chatId, end }, index) => {
+    subscribed.forEach(({ chatId, end }, index) => {
       if (!chatIds[index]!.includes(chatId)) end();
     });
   }

@@ -86,7 +86,7 @@ export interface Services {
   /** What the bot's answers cost, per room, assistant and asker. */
   usage: UsageService;
   pubsub: PubSub;
-  /** What is made good after a Redis outage; each transport adds the memberships its open sockets hold. */
+  /** What is made good after a Redis outage; `/ws` adds the check of its open sockets' memberships. */
   outageRepair: OutageRepair;
   /** Each room's messages and bot answers for this process's readers, repaired after a Redis outage. */
   feeds: RoomFeeds;
@@ -202,10 +202,8 @@ export function createServices(
   const feeds = new RoomFeeds(db, pubsub, log.child({ component: 'feeds' }));
   const bot = new BotService(db, chats, pubsub, config, roomLock, feeds, botLog, metrics, outbox, attachments);
   const outageRepair = new OutageRepair(bus, log.child({ component: 'pubsub' }));
-  outageRepair.checkMemberships('forgetting cached memberships and users', () => {
-    memberships.forgetEverythingHere();
-    auth.forgetEveryUserHere();
-  });
+  outageRepair.dropCache(() => memberships.forgetEverythingHere());
+  outageRepair.dropCache(() => auth.forgetEverythingHere());
   outageRepair.checkMemberships('ending the subscriptions of users who left a chat meanwhile', () => chats.endSubscriptionsOfDepartedMembers());
   outageRepair.replay('replaying the messages and changes the outage missed', (since) => feeds.repair(since));
   outageRepair.replay('telling viewerEvents subscribers what they may have missed', (since) => chats.tellEventsMissed(since));

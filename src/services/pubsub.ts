@@ -634,8 +634,8 @@ export interface EventBus {
   /**
    * Calls `listener` each time Redis is usable again after an outage, with the time the outage
    * began (events published since may have been lost to this instance's listeners). The events that
-   * arrive from then on are held until the promise it returns settles (see RESUME_HOLD_MS), so what
-   * it reads from the database is never older than what is delivered after it.
+   * arrive from then on are held until the promise it returns settles (see RESUME_HOLD_MS), so
+   * nothing published after what it reads from the database is delivered before it is done.
    */
   onResume: (listener: (since: Date) => Promise<void> | void) => void;
   close: () => Promise<void>;
@@ -695,12 +695,16 @@ async function redisEventBus(redisUrl: string, prefix: string, log: Logger, metr
   const resumeListeners: ((since: Date) => Promise<void> | void)[] = [];
   /** Events that came while resume listeners ran, in order; null when events are delivered as they come. */
   let held: [topic: Topic, id: number, payload: unknown][] | null = null;
-  let holds = 0;
+  /** One token for each resume whose listeners have not settled: events are held while any is left. */
+  const holds = new Set<symbol>();
   const deliverHeld = () => {
     const events = held ?? [];
     held = null;
-    holds = 0;
     for (const [topic, id, payload] of events) deliverNow(topic, id, payload);
+  };
+  const releaseHold = (hold: symbol) => {
+    holds.delete(hold);
+    if (holds.size === 0) deliverHeld();
   };
   let deliverNow: Deliver = () => {};
 
@@ -733,6 +737,7 @@ async function redisEventBus(redisUrl: string, prefix: string, log: Logger, metr
       held.push([parsed.topic, parsed.id, payload]);
       if (held.length >= RESUME_HOLD_EVENTS) {
         log.warn(`${RESUME_HOLD_EVENTS} events came while this instance was catching up after the outage: delivering them now`);
+        holds.clear();
         deliverHeld();
       }
     });
@@ -762,14 +767,16 @@ async function redisEventBus(redisUrl: string, prefix: string, log: Logger, metr
         throw new Error('no answer to PING');
       });
       if (!healthy) {
-        // Held from before the subscriptions are confirmed: nothing delivered after the listeners'
-        // reads can be older than them, and nothing between is lost.
+        // Held from before the subscriptions are confirmed: nothing published after the listeners'
+        // reads is delivered before they are done, and nothing in between is lost. (Events held may
+        // be older than the reads: applying one again changes no membership, at most repeats a notice.)
+        const hold = Symbol('resume');
         held ??= [];
-        holds++;
+        holds.add(hold);
         try {
           await pubsub.resubscribeAll();
         } catch (error) {
-          deliverHeld();
+          releaseHold(hold);
           throw error;
         }
         const since = outageSince ?? new Date();
@@ -791,10 +798,7 @@ async function redisEventBus(redisUrl: string, prefix: string, log: Logger, metr
           () => {
             log.warn(`catching up after the outage took over ${RESUME_HOLD_MS} ms: delivering the events held meanwhile`);
           },
-        ).then(() => {
-          holds = Math.max(0, holds - 1);
-          if (holds === 0) deliverHeld();
-        });
+        ).then(() => releaseHold(hold));
       }
     } catch (error) {
       markDown((error as Error).message);

@@ -238,8 +238,8 @@ export class ChatSocketHub {
    * (onUserEvent): a connected user costs this entry and their channel, no object more.
    */
   private readonly users = new Map<number, ChatSocket[]>();
-  /** For each recheck running (see recheckMemberships), the users whose memberships an event changed meanwhile. */
-  private readonly rechecks = new Set<Set<number>>();
+  /** For each recheck running (see recheckMemberships), the memberships (`userId:chatId`) an event changed meanwhile. */
+  private readonly rechecks = new Set<Set<string>>();
   private server: Server<unknown> | undefined;
   private readonly log: Logger;
 
@@ -445,7 +445,8 @@ export class ChatSocketHub {
     const frame = frames.userEvent(event);
     const started = startsMembership(event);
     const ended = endsMembership(event);
-    if (started !== null || ended !== null) for (const touched of this.rechecks) touched.add(userId);
+    const changed = started ?? ended;
+    if (changed !== null) for (const touched of this.rechecks) touched.add(`${userId}:${changed}`);
     for (const ws of sockets.slice()) {
       if (started !== null) this.addMembership(ws, started);
       if (ended !== null) this.endMembership(ws, ended);
@@ -458,16 +459,17 @@ export class ChatSocketHub {
    * After a Redis outage, the user events that change memberships (added, invited, removed, chat
    * deleted) may never have reached this instance: each socket here is brought up to its user's chats
    * as the database has them, and told as frames.membershipRepair says. It runs while the bus holds
-   * the events arriving meanwhile (EventBus.onResume), after each socket's own joins and leaves in
-   * flight: the database is read after both, so it is never older than what the socket holds. One
-   * statement for every user's chats, one for the chats that changed. When the database cannot be
-   * read, the sockets are closed with 1013: their clients reconnect and read their chats anew.
+   * the events arriving meanwhile (EventBus.onResume, up to RESUME_HOLD_MS), after each socket's own
+   * joins and leaves in flight: the database is read after both, so it is never older than what the
+   * socket holds. One statement for every 500 users' chats, one for the chats that changed. When the
+   * database cannot be read, the sockets are closed with 1013: their clients reconnect and read their
+   * chats anew.
    */
   private async recheckMemberships(): Promise<void> {
     const sockets = [...this.users.values()].flat();
     if (sockets.length === 0) return;
-    // A user whose memberships an event changed while this ran (the bus held events too long) keeps what the event did.
-    const touched = new Set<number>();
+    // A membership an event changed while this ran (past the bus's hold) keeps what the event did.
+    const touched = new Set<string>();
     this.rechecks.add(touched);
     try {
       await Promise.all(sockets.map((ws) => ws.data.membershipChange));
@@ -479,7 +481,7 @@ export class ChatSocketHub {
       if (changed.size === 0) return;
       const chats = await this.services.chats.summariesOf([...changed]);
       forEachStaleMembership(sockets, inChats, (ws, userId, chatId, inChat) => {
-        if (touched.has(userId) || !changed.has(chatId)) return;
+        if (touched.has(`${userId}:${chatId}`) || !changed.has(chatId)) return;
         const chat = chats.get(chatId);
         if (!inChat) {
           this.endMembership(ws, chatId);
