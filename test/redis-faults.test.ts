@@ -4,6 +4,7 @@ import type { PrivateRedis } from './support/redis-server';
 import { startPrivateRedis } from './support/redis-server';
 import { cutOffPair } from './support/cut-off';
 import { startFakeGemini } from './support/fake-gemini';
+import type { GraphqlSubscription, SocketKit } from './support/sockets';
 import { socketKit, withDeadline } from './support/sockets';
 
 /**
@@ -146,6 +147,19 @@ describe('a /bot ask caught by the outage', () => {
   });
 });
 
+/** A graphql-ws `messageAdded` subscription of `token`'s user on `kit`'s instance, listening once it resolves. */
+async function messagesOf(kit: SocketKit, token: string, chatId: number): Promise<GraphqlSubscription<{ id: string }>> {
+  const subscription = kit
+    .graphql(token)
+    .subscribe<{ id: string }>(
+      'subscription ($chatId: ID!) { messageAdded(chatId: $chatId) { id } }',
+      { chatId },
+      { field: 'messageAdded', ready: ['chat:message', chatId] },
+    );
+  await subscription.ready;
+  return subscription;
+}
+
 /** Posts `content` on `t` as `user` and answers the stored message's id. */
 const post = async (t: TestApp, user: TestUser, chatId: number, content: string) =>
   ((await (await t.request(`/api/chats/${chatId}/messages`, { method: 'POST', token: user.token, json: { content } })).json()) as { id: number }).id;
@@ -216,14 +230,7 @@ describe('one instance loses Redis while another keeps it', () => {
     const chatId = await chatOf(a, ana, ben);
     // B caches Ben's membership.
     expect((await requestB(`/api/chats/${chatId}/messages`, ben.token)).status).toBe(200);
-    const subscription = kit
-      .graphql(ben.token)
-      .subscribe(
-        'subscription ($chatId: ID!) { messageAdded(chatId: $chatId) { id content } }',
-        { chatId },
-        { field: 'messageAdded', ready: ['chat:message', chatId] },
-      );
-    await subscription.ready;
+    const subscription = await messagesOf(kit, ben.token, chatId);
 
     await cut();
     await a.request(`/api/chats/${chatId}/participants/${ben.id}`, { method: 'DELETE', token: ana.token });
@@ -308,7 +315,7 @@ describe('one instance loses Redis while another keeps it', () => {
     });
 
     test("a socket's join in flight when Redis returns is waited for, and the socket still loses the chat its user was removed from", async () => {
-      const { a, b, kit, cut, restore } = await cutOffPair(redis.url, cleanups);
+      const { a, b, kit, cut, restore, reconnected } = await cutOffPair(redis.url, cleanups);
       const [ana, ben] = await Promise.all([signUp(a), signUp(a)]);
       const [gone, joining] = [await chatOf(a, ana, ben), await chatOf(a, ana, ben)];
       const socket = kit.chat(ben.token);
@@ -327,12 +334,7 @@ describe('one instance loses Redis while another keeps it', () => {
       await a.request(`/api/chats/${gone}/participants/${ben.id}`, { method: 'DELETE', token: ana.token });
       socket.send({ type: 'join', chat_id: joining });
       restore();
-      await withDeadline(
-        (async () => {
-          while (!(await b.services.health()).healthy) await new Promise((resolve) => setTimeout(resolve, 50));
-        })(),
-        () => 'instance B never took Redis back',
-      );
+      await reconnected();
       joinGate.resolve();
 
       expect(await socket.next((frame) => frame.type === 'removed_from_chat')).toMatchObject({ chat_id: gone });
@@ -343,7 +345,7 @@ describe('one instance loses Redis while another keeps it', () => {
     });
 
     test("one outage's repair at a time: a slow read of the first never undoes the second's", async () => {
-      const { a, b, kit, cut, restore } = await cutOffPair(redis.url, cleanups);
+      const { a, b, kit, cut, restore, reconnected } = await cutOffPair(redis.url, cleanups);
       const [ana, ben] = await Promise.all([signUp(a), signUp(a)]);
       const chatId = await chatOf(a, ana, ben);
       const socket = kit.chat(ben.token);
@@ -360,12 +362,7 @@ describe('one instance loses Redis while another keeps it', () => {
       await cut();
       await a.request(`/api/chats/${chatId}/invite`, { method: 'POST', token: ana.token, json: { username: ben.username } });
       restore();
-      await withDeadline(
-        (async () => {
-          while (!(await b.services.health()).healthy) await new Promise((resolve) => setTimeout(resolve, 50));
-        })(),
-        () => 'instance B never took Redis back',
-      );
+      await reconnected();
       reads.open();
 
       await socket.next((frame) => frame.type === 'removed_from_chat' && frame.chat_id === chatId);
@@ -380,14 +377,7 @@ describe('one instance loses Redis while another keeps it', () => {
       const socket = kit.chat(ben.token);
       await socket.opened;
       await socket.sync();
-      const subscription = kit
-        .graphql(ben.token)
-        .subscribe(
-          'subscription ($chatId: ID!) { messageAdded(chatId: $chatId) { id } }',
-          { chatId },
-          { field: 'messageAdded', ready: ['chat:message', chatId] },
-        );
-      await subscription.ready;
+      const subscription = await messagesOf(kit, ben.token, chatId);
 
       await cut();
       b.services.chats.chatIdsOf = () => Promise.reject(new Error('the database is away'));
@@ -481,7 +471,7 @@ describe('one instance loses Redis while another keeps it', () => {
     });
 
     test("the caches are dropped the moment Redis is back, even while an earlier outage's repair still runs", async () => {
-      const { a, b, cut, restore, requestB } = await cutOffPair(redis.url, cleanups);
+      const { a, b, cut, restore, requestB, reconnected } = await cutOffPair(redis.url, cleanups);
       const [ana, ben] = await Promise.all([signUp(a), signUp(a)]);
       const chatId = await chatOf(a, ana, ben);
       // The first repair's replay is slow (a long outage's messages to read back): the second waits for it.
@@ -496,23 +486,16 @@ describe('one instance loses Redis while another keeps it', () => {
         }
         return replay(since);
       };
-      const backOnRedis = () =>
-        withDeadline(
-          (async () => {
-            while (!(await b.services.health()).healthy) await new Promise((resolve) => setTimeout(resolve, 50));
-          })(),
-          () => 'instance B never took Redis back',
-        );
 
       await cut();
       restore();
-      await backOnRedis();
+      await reconnected();
       // B caches Ben's membership after the first outage's caches were dropped.
       expect((await requestB(`/api/chats/${chatId}/messages`, ben.token)).status).toBe(200);
       await cut();
       await a.request(`/api/chats/${chatId}/participants/${ben.id}`, { method: 'DELETE', token: ana.token });
       restore();
-      await backOnRedis();
+      await reconnected();
 
       expect((await requestB(`/api/chats/${chatId}/messages`, ben.token)).status).toBe(403);
       slow.resolve();

@@ -47,6 +47,15 @@ export async function cutOffPair(redisUrl: string, cleanups: (() => unknown)[], 
       );
     },
     restore: () => proxy.restore(),
+    /** Resolves once B uses Redis again (its resume has begun: caches dropped, memberships being checked). */
+    async reconnected(): Promise<void> {
+      await withDeadline(
+        (async () => {
+          while (!(await b.services.health()).healthy) await new Promise((resolve) => setTimeout(resolve, 50));
+        })(),
+        () => 'instance B never took Redis back',
+      );
+    },
     /** Resolves once an event holding `text` has passed from Redis towards B (B reads it on its next turns). */
     passedToB: (text: string) => withDeadline(proxy.passed(text), () => `"${text}" never passed from Redis to instance B`),
   };
