@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'bun:test';
+import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from 'bun:test';
 import { createTestApp, signUp, type TestApp, type TestUser } from './support/app';
 import type { PrivateRedis } from './support/redis-server';
 import { startPrivateRedis } from './support/redis-server';
@@ -12,6 +12,9 @@ import { socketKit, withDeadline } from './support/sockets';
  * stopped, frozen and cut off through a proxy. No instance may crash, report itself healthy while
  * it cannot deliver, half-accept a message, or lose one that it stored.
  */
+
+/** Each test waits for heartbeats (about a second each), some for several outages: more than bun's default 5 s on a busy machine. */
+setDefaultTimeout(30_000);
 
 let redis: PrivateRedis;
 const cleanups: (() => unknown)[] = [];
@@ -302,8 +305,10 @@ describe('one instance loses Redis while another keeps it', () => {
       restore();
       await reads.reading;
       // Published after B subscribed again, while B reads memberships: without the hold, live at once.
+      // Watched before it is posted: A publishes it before its answer comes back.
+      const passed = passedToB('live while B checks memberships');
       const live = await post(a, ana, gone, 'live while B checks memberships');
-      await passedToB('live while B checks memberships');
+      await passed;
       await requestB('/health', ben.token);
       reads.open();
 

@@ -10,7 +10,8 @@ export async function startPrivateRedis() {
 
   /** Starts it, unless it runs already. */
   async function start(): Promise<void> {
-    if (server) return;
+    // A server killed from outside (a test runner ending a test's processes) is started again.
+    if (server && server.exitCode === null && server.signalCode === null) return;
     server = Bun.spawn(['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
       stdout: 'pipe',
       stderr: 'ignore',
