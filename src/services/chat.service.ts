@@ -152,6 +152,13 @@ export class ChatService {
     return (await this.chatIdsOfUsers(userId)) ?? [];
   }
 
+  /** The chats each of `userIds` takes part in now, by user: what an outage's repair checks what it holds against. */
+  async chatIdsOfEach(userIds: Iterable<number>): Promise<Map<number, Set<number>>> {
+    const unique = [...new Set(userIds)];
+    const chatIds = await Promise.all(unique.map((userId) => this.chatIdsOf(userId)));
+    return new Map(unique.map((userId, index) => [userId, new Set(chatIds[index])]));
+  }
+
   /** The chats among `chatIds` that still exist, by id. */
   async summariesOf(chatIds: number[]): Promise<Map<number, ChatSummary>> {
     if (chatIds.length === 0) return new Map();
@@ -325,17 +332,15 @@ export class ChatService {
    */
   async endSubscriptionsOfDepartedMembers(): Promise<void> {
     const subscribed = [...this.subscribedMemberships];
-    let chatIds: number[][];
+    let inChats: Map<number, Set<number>>;
     try {
-      chatIds = await Promise.all(subscribed.map(({ userId }) => this.chatIdsOf(userId)));
+      inChats = await this.chatIdsOfEach(subscribed.map(({ userId }) => userId));
     } catch (error) {
       // Unchecked, they might deliver a chat to someone no longer in it: they end, and a client subscribing again is checked anew.
       for (const { end } of subscribed) end();
       throw error;
     }
-    subscribed.forEach(({ chatId, end }, index) => {
-      if (!chatIds[index]!.includes(chatId)) end();
-    });
+    for (const { userId, chatId, end } of subscribed) if (!inChats.get(userId)?.has(chatId)) end();
   }
 
   /**

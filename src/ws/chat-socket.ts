@@ -473,9 +473,7 @@ export class ChatSocketHub {
     this.rechecks.add(touched);
     try {
       await Promise.all(sockets.map((ws) => ws.data.membershipChange));
-      const userIds = [...new Set(sockets.map((ws) => ws.data.user!.id))];
-      const chatIds = await Promise.all(userIds.map((userId) => this.services.chats.chatIdsOf(userId)));
-      const inChats = new Map(userIds.map((userId, index) => [userId, new Set(chatIds[index])]));
+      const inChats = await this.services.chats.chatIdsOfEach(sockets.map((ws) => ws.data.user!.id));
       const changed = new Set<number>();
       forEachStaleMembership(sockets, inChats, (_ws, _userId, chatId) => changed.add(chatId));
       if (changed.size === 0) return;
