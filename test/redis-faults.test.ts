@@ -505,5 +505,56 @@ describe('one instance loses Redis while another keeps it', () => {
       expect((await requestB(`/api/chats/${chatId}/messages`, ben.token)).status).toBe(403);
       slow.resolve();
     });
+    test('outages in which nothing changed send no membership frame and end no subscription', async () => {
+      const { a, kit, cut, restore, reconnected } = await cutOffPair(redis.url, cleanups);
+      const [ana, ben] = await Promise.all([signUp(a), signUp(a)]);
+      const [chatId, owned] = [await chatOf(a, ana, ben), await chatOf(a, ben, ana)];
+      const [member, owner] = [kit.chat(ben.token), kit.chat(ana.token)];
+      await Promise.all([member.opened, owner.opened]);
+      await Promise.all([member.sync(), owner.sync()]);
+      const subscription = await messagesOf(kit, ben.token, chatId);
+
+      for (let outage = 0; outage < 3; outage++) {
+        await cut();
+        restore();
+        await reconnected();
+      }
+      // Delivered after every repair's check: what a repair would have sent came before them.
+      const [inChat, inOwned] = [await post(a, ana, chatId, 'after the outages'), await post(a, ana, owned, 'in the other chat')];
+      await member.next((frame) => frame.type === 'message' && frame.message_id === inOwned);
+      await owner.next((frame) => frame.type === 'message' && frame.message_id === inOwned);
+      await subscription.next((event) => event.id === String(inChat));
+      const membershipFrames = (frames: { type: string }[]) =>
+        frames.filter((frame) => ['removed_from_chat', 'chat_deleted', 'chat_created'].includes(frame.type));
+      expect(membershipFrames(member.frames)).toEqual([]);
+      expect(membershipFrames(owner.frames)).toEqual([]);
+      expect(subscription.results.length).toBe(1);
+      expect(subscription.errors).toEqual([]);
+    });
+
+    test('a socket that closes while the check reads is let go, and the other sockets are still made good', async () => {
+      const { a, b, kit, cut, restore } = await cutOffPair(redis.url, cleanups);
+      const [ana, ben, cy] = await Promise.all([signUp(a), signUp(a), signUp(a)]);
+      const [gone, stayed] = [await chatOf(a, ana, ben, cy), await chatOf(a, ana, ben, cy)];
+      const [closing, staying] = [kit.chat(ben.token), kit.chat(cy.token)];
+      await Promise.all([closing.opened, staying.opened]);
+      await Promise.all([closing.sync(), staying.sync()]);
+      const reads = gateChatReads(b, { readFirst: true });
+
+      await cut();
+      for (const user of [ben, cy]) await a.request(`/api/chats/${gone}/participants/${user.id}`, { method: 'DELETE', token: ana.token });
+      reads.arm();
+      restore();
+      await reads.reading;
+      await closing.close();
+      reads.open();
+
+      expect(await staying.next((frame) => frame.type === 'removed_from_chat')).toMatchObject({ chat_id: gone });
+      const [secret, heard] = [await post(a, ana, gone, 'after they left'), await post(a, ana, stayed, 'still in')];
+      await staying.next((frame) => frame.type === 'message' && frame.message_id === heard);
+      expect(staying.frames.filter((frame) => frame.type === 'message').map((frame) => frame.message_id)).not.toContain(secret);
+      // Nothing was sent to the closed socket, and the check went on for the others (a failure would have closed them with 1013).
+      expect(closing.frames.filter((frame) => frame.type === 'removed_from_chat')).toEqual([]);
+    });
   });
 });
